@@ -1,0 +1,31 @@
+/* tally-commands.h — the subcommands of the `tally` program.
+ *
+ * Each subcommand lives in plugin/tally-cmd-<name>.c and exposes one entry point that
+ * takes the arguments after the subcommand name (argv[0] is "tally <name>") and returns
+ * the process exit status: 0 on success, 1 on a runtime failure, 2 on a usage error,
+ * 78 (EX_CONFIG) on a configuration error.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Exit statuses shared by every subcommand (see sysexits.h). */
+#define TALLY_EXIT_OK 0
+#define TALLY_EXIT_FAILURE 1
+#define TALLY_EXIT_USAGE 2
+#define TALLY_EXIT_CONFIG 78
+
+typedef int (*TallyCommandFunc) (int argc, char **argv);
+
+typedef struct
+{
+  const char *name;
+  const char *summary;
+  TallyCommandFunc run;
+} TallyCommand;
+
+G_END_DECLS

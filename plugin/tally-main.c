@@ -1,0 +1,68 @@
+/* tally-main.c — the `tally` program: finds the subcommand and runs it.
+ *
+ * Every subcommand parses its own options with GOptionContext; this file only dispatches
+ * and prints the overview for `tally`, `tally --help` and `tally help`.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-build-config.h"
+#include "tally-commands.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Subcommand entry points, one per plugin/tally-cmd-<name>.c. */
+
+static const TallyCommand commands[] = {
+  { NULL, NULL, NULL },
+};
+
+static void
+print_overview (FILE *out)
+{
+  fprintf (out,
+           "Usage: tally COMMAND [OPTION...]\n"
+           "\n"
+           "Tally counts words streamed through Apache Kafka.\n"
+           "\n"
+           "Commands:\n");
+  for (const TallyCommand *c = commands; c->name != NULL; c++)
+    fprintf (out, "  %-14s %s\n", c->name, c->summary);
+  fprintf (out,
+           "\n"
+           "Run 'tally COMMAND --help' for the options of one command.\n"
+           "Version " TALLY_VERSION ".\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  /* Messages may be translated, but word handling never depends on the locale. */
+  setlocale (LC_ALL, "");
+
+  if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0
+      || strcmp (argv[1], "help") == 0)
+    {
+      print_overview (argc < 2 ? stderr : stdout);
+      return argc < 2 ? TALLY_EXIT_USAGE : TALLY_EXIT_OK;
+    }
+  if (strcmp (argv[1], "--version") == 0)
+    {
+      printf ("tally " TALLY_VERSION "\n");
+      return TALLY_EXIT_OK;
+    }
+
+  for (const TallyCommand *c = commands; c->name != NULL; c++)
+    if (strcmp (argv[1], c->name) == 0)
+      {
+        g_autofree char *prgname = g_strdup_printf ("tally %s", c->name);
+        g_set_prgname (prgname);
+        argv[1] = prgname;
+        return c->run (argc - 1, argv + 1);
+      }
+
+  fprintf (stderr, "tally: unknown command '%s'\nRun 'tally --help' for the list of commands.\n",
+           argv[1]);
+  return TALLY_EXIT_USAGE;
+}
