@@ -1,0 +1,160 @@
+/* tally-aggregator.h — the article's WordCountAggregator: an actor that owns word counts.
+ *
+ * A TallyAggregator is one shard: it owns one TallyWordTable per *store* (a store is the
+ * state of one input partition; store 0 for the CLI) and changes them only in its message
+ * handlers, on its arbiter's thread, so the tables need no locks. Its messages:
+ *
+ * - AddWord (ask): count one word in a store; replies with the new count (a guint64 *).
+ * - AddWords (tell): count a batch of pre-hashed words in a store; no reply.
+ * - GetCounts (ask): replies with a TallyCounts summed over all stores or a chosen set,
+ *   filtered by TallyCountsOptions: an owned copy (O(distinct words) copy plus an
+ *   O(n log n) sort, done while the shard's other messages wait).
+ * - DropStore (ask or tell): forget a store.
+ * - RestoreStore (ask or tell): replace a store with the words of a TallyCounts that this
+ *   shard owns (by tally_aggregator_handle_shard_for_hash()), not marked changed.
+ * - TakeChanges (ask): replies with a TallyCounts of the current counts of the words of a
+ *   store changed since the last TakeChanges, and clears the changed set.
+ *
+ * Most code uses TallyAggregatorHandle (tally-aggregator-handle.h), which shards words
+ * over several aggregators and never shows these structs.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#pragma once
+
+#include "tally-actor.h"
+#include "tally-counts.h"
+
+G_BEGIN_DECLS
+
+/**
+ * TALLY_AGGREGATOR_ERROR:
+ *
+ * Error domain of the aggregator and its handle. Errors in this domain are from
+ * #TallyAggregatorError.
+ */
+#define TALLY_AGGREGATOR_ERROR (tally_aggregator_error_quark ())
+
+/**
+ * TallyAggregatorError:
+ * @TALLY_AGGREGATOR_ERROR_INVALID_WORD: a word given to tally_aggregator_handle_add_word()
+ *   is empty or not valid UTF-8 (Unicode 15, section 3.9, as g_utf8_validate() checks).
+ *
+ * Errors of the aggregator. Failures to deliver messages are %TALLY_ACTOR_ERROR errors.
+ */
+typedef enum
+{
+  TALLY_AGGREGATOR_ERROR_INVALID_WORD,
+} TallyAggregatorError;
+
+GQuark tally_aggregator_error_quark (void);
+
+#define TALLY_TYPE_AGGREGATOR (tally_aggregator_get_type ())
+G_DECLARE_FINAL_TYPE (TallyAggregator, tally_aggregator, TALLY, AGGREGATOR, TallyActor)
+
+/**
+ * tally_aggregator_new:
+ * @shard: this shard's index, below @n_shards
+ * @n_shards: the number of shards words are spread over, at least 1
+ *
+ * Makes an aggregator (start it with tally_actor_start()). @shard and @n_shards only
+ * decide which words of a RestoreStore it keeps.
+ *
+ * Returns: (transfer full): the new, unstarted actor
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyAggregator *tally_aggregator_new (guint shard, guint n_shards);
+
+/* ---------------------------------------------------------------------------------------
+ * Messages. Each constructor returns a message owned by the caller until it is sent.
+ * ------------------------------------------------------------------------------------- */
+
+/**
+ * tally_aggregator_add_word_new:
+ * @store: the store to count into
+ * @word: the word (valid UTF-8, not empty; need not be NUL-terminated)
+ * @len: its length in bytes
+ *
+ * An AddWord message. Its reply (to an ask) is a `guint64 *` holding the new count,
+ * freed with g_free().
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_add_word_new (guint32 store, const char *word, gsize len);
+
+/**
+ * tally_aggregator_add_words_new:
+ * @store: the store to count into
+ *
+ * An empty AddWords message; fill it with tally_aggregator_add_words_append(). Telling it
+ * counts every word it holds, in order. No reply.
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_add_words_new (guint32 store);
+
+/**
+ * tally_aggregator_add_words_append:
+ * @message: an AddWords message not yet sent
+ * @word: the word's bytes
+ * @len: its length in bytes, below 2^31
+ * @hash: tally_word_hash (@word, @len)
+ *
+ * Appends one word (len + 12 bytes in the message).
+ */
+void tally_aggregator_add_words_append (TallyMessage *message, const char *word, gsize len,
+                                        guint64 hash);
+
+/**
+ * tally_aggregator_add_words_get_n_words:
+ * @message: an AddWords message
+ *
+ * Returns: the number of words it holds
+ */
+gsize tally_aggregator_add_words_get_n_words (TallyMessage *message);
+
+/**
+ * tally_aggregator_get_counts_new:
+ * @stores: (array length=n_stores) (nullable): the stores to sum over, copied; %NULL for all
+ * @n_stores: the number of entries of @stores
+ * @options: (nullable): filters, copied
+ *
+ * A GetCounts message. Its reply is a #TallyCounts (free with tally_counts_unref()).
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_get_counts_new (const guint32 *stores, guint n_stores,
+                                               const TallyCountsOptions *options);
+
+/**
+ * tally_aggregator_drop_store_new:
+ * @store: the store to forget
+ *
+ * A DropStore message. No reply value.
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_drop_store_new (guint32 store);
+
+/**
+ * tally_aggregator_restore_store_new:
+ * @store: the store to replace
+ * @counts: the restored counts; a reference is taken
+ *
+ * A RestoreStore message. No reply value.
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_restore_store_new (guint32 store, TallyCounts *counts);
+
+/**
+ * tally_aggregator_take_changes_new:
+ * @store: the store
+ *
+ * A TakeChanges message. Its reply is a #TallyCounts (free with tally_counts_unref()).
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_take_changes_new (guint32 store);
+
+G_END_DECLS

@@ -1,0 +1,232 @@
+/* tally-counts.h — immutable snapshots of word counts, and the builder that makes them.
+ *
+ * A TallyCounts is what GetCounts answers and what a snapshot publishes: a refcounted,
+ * immutable array of { word, length, count } entries sorted by count (most frequent
+ * first), ties broken by the word's bytes (memcmp order, a shorter word first when one is
+ * a prefix of the other). Once built it never changes, so it may be shared between
+ * threads and actors without locks, like a sealed JsonNode.
+ *
+ * A TallyCountsBuilder collects (word, count) pairs and sums duplicates; it is how the
+ * aggregator handle merges the replies of several shards, and how a snapshot reader merges
+ * the parts sent by several Tally instances. Filters (top N, prefix, minimum count) are
+ * applied when a snapshot is built, after duplicates are summed.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/**
+ * TallyWordCount:
+ * @word: the word, NUL-terminated, valid UTF-8, never empty; owned by the #TallyCounts
+ * @len: length of @word in bytes, not counting the terminating NUL
+ * @count: how many times the word was counted, at least 1
+ *
+ * One entry of a #TallyCounts.
+ */
+typedef struct
+{
+  const char *word;
+  guint32 len;
+  guint64 count;
+} TallyWordCount;
+
+/**
+ * TallyCountsOptions:
+ * @top: keep only the @top most frequent words (after the other filters, in the sort
+ *   order of #TallyCounts); 0 keeps all
+ * @prefix: (nullable): keep only words whose bytes start with these bytes (a plain byte
+ *   prefix, no case folding or normalization); %NULL or "" keeps all
+ * @min_count: keep only words counted at least this many times; 0 or 1 keeps all
+ *
+ * Filters applied when a snapshot is built. They mirror the options a snapshot request
+ * record may carry (`top`, `prefix`, `min_count`). A zero-initialized struct, or a %NULL
+ * pointer wherever options are accepted, means "everything". The caller owns the struct
+ * and @prefix; functions that keep options past their return copy them.
+ */
+typedef struct
+{
+  guint64 top;
+  const char *prefix;
+  guint64 min_count;
+} TallyCountsOptions;
+
+typedef struct _TallyCounts TallyCounts;
+typedef struct _TallyCountsBuilder TallyCountsBuilder;
+
+/**
+ * tally_counts_options_match:
+ * @options: (nullable): filters, %NULL for none
+ * @word: a word
+ * @len: its length in bytes
+ * @count: its count
+ *
+ * Says whether an entry passes the @prefix and @min_count filters of @options (@top is
+ * applied to whole snapshots, not to single entries). Any thread.
+ *
+ * Returns: %TRUE if the entry is kept
+ */
+gboolean tally_counts_options_match (const TallyCountsOptions *options, const char *word, gsize len,
+                                     guint64 count);
+
+/**
+ * tally_counts_new_empty:
+ *
+ * Returns: (transfer full): a snapshot with no words
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyCounts *tally_counts_new_empty (void);
+
+/**
+ * tally_counts_ref:
+ * @counts: a snapshot
+ *
+ * Takes a reference (atomic). Any thread.
+ *
+ * Returns: (transfer full): @counts
+ */
+TallyCounts *tally_counts_ref (TallyCounts *counts);
+
+/**
+ * tally_counts_unref:
+ * @counts: (transfer full): a snapshot
+ *
+ * Drops a reference; the last one frees the entries and their words. Any thread.
+ */
+void tally_counts_unref (TallyCounts *counts);
+
+/**
+ * tally_counts_get_n_words:
+ * @counts: a snapshot
+ *
+ * Returns: the number of distinct words (entries) in @counts
+ */
+gsize tally_counts_get_n_words (TallyCounts *counts);
+
+/**
+ * tally_counts_get_total:
+ * @counts: a snapshot
+ *
+ * Returns: the sum of the counts of its entries (words counted, duplicates included)
+ */
+guint64 tally_counts_get_total (TallyCounts *counts);
+
+/**
+ * tally_counts_get_entries:
+ * @counts: a snapshot
+ * @n_entries: (out) (optional): the number of entries
+ *
+ * Returns the entries, most frequent first, ties by word bytes ascending. They stay valid
+ * while a reference to @counts is held. Any thread.
+ *
+ * Returns: (transfer none) (array length=n_entries): the entries
+ */
+const TallyWordCount *tally_counts_get_entries (TallyCounts *counts, gsize *n_entries);
+
+/**
+ * tally_counts_lookup:
+ * @counts: a snapshot
+ * @word: a word (need not be NUL-terminated)
+ * @len: its length in bytes
+ *
+ * Finds the count of @word. The first lookup builds an index of the entries (O(n) time,
+ * 4 bytes per entry, once per snapshot, thread-safe); later lookups are O(1) on average.
+ * Any thread.
+ *
+ * Returns: the count of @word, 0 if it is absent
+ */
+guint64 tally_counts_lookup (TallyCounts *counts, const char *word, gsize len);
+
+/**
+ * tally_counts_filter:
+ * @counts: a snapshot
+ * @options: (nullable): filters
+ *
+ * Makes the snapshot of the entries of @counts that pass @options. Costs O(n) plus copying
+ * the kept words; returns a new reference to @counts itself when nothing is filtered out.
+ *
+ * Returns: (transfer full): the filtered snapshot
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyCounts *tally_counts_filter (TallyCounts *counts, const TallyCountsOptions *options);
+
+/**
+ * tally_counts_builder_new:
+ *
+ * Starts an empty builder. A builder belongs to one thread at a time.
+ *
+ * Returns: (transfer full): a builder; free it with tally_counts_builder_free()
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyCountsBuilder *tally_counts_builder_new (void);
+
+/**
+ * tally_counts_builder_free:
+ * @builder: (transfer full) (nullable): a builder
+ */
+void tally_counts_builder_free (TallyCountsBuilder *builder);
+
+/**
+ * tally_counts_builder_add:
+ * @builder: a builder
+ * @word: a word: valid UTF-8, no NUL byte, not empty (need not be NUL-terminated)
+ * @len: its length in bytes, at least 1
+ * @count: how many times to count it; adding the same word again sums the counts
+ *
+ * Adds @count to the count of @word: duplicates are summed, which is how snapshots from
+ * several shards, instances or parts are merged. A word that is not valid UTF-8, contains
+ * NUL or is empty is a programmer error (g_return_if_fail). A count of 0 is ignored.
+ */
+void tally_counts_builder_add (TallyCountsBuilder *builder, const char *word, gsize len,
+                               guint64 count);
+
+/**
+ * tally_counts_builder_add_counts:
+ * @builder: a builder
+ * @counts: a snapshot whose every entry is added to @builder
+ *
+ * Same as tally_counts_builder_add() for each entry of @counts.
+ */
+void tally_counts_builder_add_counts (TallyCountsBuilder *builder, TallyCounts *counts);
+
+/**
+ * tally_counts_builder_get_n_words:
+ * @builder: a builder
+ *
+ * Returns: the number of distinct words added so far
+ */
+gsize tally_counts_builder_get_n_words (TallyCountsBuilder *builder);
+
+/**
+ * tally_counts_builder_end:
+ * @builder: a builder
+ *
+ * Builds the snapshot of everything added (copying the words into it and sorting:
+ * O(n log n) time, about 32 bytes per entry plus the words) and empties @builder, which
+ * may then be reused.
+ *
+ * Returns: (transfer full): the snapshot
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyCounts *tally_counts_builder_end (TallyCountsBuilder *builder);
+
+/**
+ * tally_counts_builder_end_filtered:
+ * @builder: a builder
+ * @options: (nullable): filters applied after duplicates are summed
+ *
+ * Same as tally_counts_builder_end(), keeping only the entries that pass @options.
+ *
+ * Returns: (transfer full): the snapshot
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyCounts *tally_counts_builder_end_filtered (TallyCountsBuilder *builder,
+                                                const TallyCountsOptions *options);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyCounts, tally_counts_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyCountsBuilder, tally_counts_builder_free)
+
+G_END_DECLS
