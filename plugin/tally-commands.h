@@ -28,4 +28,7 @@ typedef struct
   TallyCommandFunc run;
 } TallyCommand;
 
+/* tally count [FILE...]: counts words of files or stdin without Kafka (tally-cmd-count.c). */
+int tally_cmd_count (int argc, char **argv);
+
 G_END_DECLS

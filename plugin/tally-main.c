@@ -15,6 +15,7 @@
 /* Subcommand entry points, one per plugin/tally-cmd-<name>.c. */
 
 static const TallyCommand commands[] = {
+  { "count", "count the words of files or stdin, without Kafka", tally_cmd_count },
   { NULL, NULL, NULL },
 };
 
