@@ -1,16 +1,867 @@
-/* tally-cmd-count.c — `tally count [FILE...]`: counts words of files or stdin without Kafka.
+/* tally-cmd-count.c — `tally count [FILE...]`: counts the words of files or standard input
+ * with the same tokenizer and aggregator shards as the Kafka service, without Kafka.
  *
- * Work in progress: the full command follows.
+ * How it works. The main thread opens every input first (so a missing file fails before
+ * anything is counted), then cuts the input into *slices* of about 1 MiB, each ending just
+ * after a separator byte, because tally_tokenizer_feed() needs complete chunks in which no
+ * word spans two calls. Regular files are mapped (GMappedFile) and sliced in place; pipes,
+ * terminals and other streams are read into a small pool of buffers, the bytes after the
+ * last separator being carried over into the next buffer. Slices go through a GAsyncQueue
+ * to J worker threads (`--jobs`, by default as many as shards), each with its own
+ * TallyTokenizer and TallyWordBatcher: every word goes, hashed once and batched, to the
+ * aggregator shard that owns it (one arbiter thread per shard, tally-aggregator-handle.h).
+ * When every worker has flushed its last batch and stopped, one GetCounts ask per shard
+ * (tally_aggregator_handle_get_counts()) yields the counts sorted most frequent first, ties
+ * in byte order of the word, which are printed as text, JSON or CSV.
+ *
+ * Where a slice may end. A control byte (line feed and the rest of C0, and DEL) separates
+ * words in every mode, and so does a space in the unicode and whitespace modes (see
+ * docs/tokenizer.md). A slice ends after the last line feed of its window, else after the
+ * last such separator. A window of 1 MiB with no separator at all holds part of one
+ * over-long word (longer than any allowed max_word_bytes) in the whitespace and record
+ * modes: the window is fed whole, so the tokenizer truncates or drops that word as
+ * configured, and the rest of the run up to the next separator is skipped. In unicode mode,
+ * where such a run can hold several words separated by non-ASCII punctuation, the window
+ * is cut at a UTF-8 character boundary instead: only there can one word be split in two.
+ *
+ * Memory stays bounded: at most 2 J + 2 stream buffers, and each shard's mailbox holds at
+ * most 4 J batches (fewer if [aggregator] mailbox_capacity is lower), so a fast reader
+ * waits for slow shards instead of buffering.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
+#include "tally-build-config.h"
 #include "tally-commands.h"
 
-#include <stdio.h>
+#include "tally-aggregator-handle.h"
+#include "tally-config.h"
+#include "tally-counts.h"
+#include "tally-tokenizer.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Bytes per slice and per stream buffer. Larger than any allowed max_word_bytes (the
+ * tokenizer's limit is 1 MiB; a window must be able to hold a whole longest word and
+ * more). */
+#define COUNT_SLICE_BYTES (1024 * 1024)
+#define COUNT_BUFFER_BYTES (2 * 1024 * 1024)
+G_STATIC_ASSERT (COUNT_BUFFER_BYTES > TALLY_TOKENIZER_MAX_WORD_BYTES_LIMIT);
+
+/* The progress line is shown for inputs larger than this (or of unknown size). */
+#define COUNT_PROGRESS_MIN_BYTES (64 * 1024 * 1024)
+/* ...and updated at most this often, in microseconds. */
+#define COUNT_PROGRESS_INTERVAL_US (250 * 1000)
+
+typedef enum
+{
+  COUNT_FORMAT_TEXT,
+  COUNT_FORMAT_JSON,
+  COUNT_FORMAT_CSV,
+} CountFormat;
+
+/* One input named on the command line. */
+typedef struct
+{
+  char *name; /* the path as given, or "standard input" for "-" */
+  int fd;
+  GMappedFile *map; /* a mapped regular file, or NULL for a stream read in blocks */
+} CountInput;
+
+/* A piece of input that ends at a word boundary. */
+typedef struct
+{
+  const char *data;
+  gsize len;
+  char *buffer; /* the pool buffer @data points into, given back when done; NULL if mapped */
+} CountSlice;
+
+typedef struct _CountJob CountJob;
+
+/* One tokenizing thread. */
+typedef struct
+{
+  CountJob *job;
+  GThread *thread;
+  TallyTokenizerStats stats;
+  GError *error; /* a failed flush: the shards stopped */
+} CountWorker;
+
+struct _CountJob
+{
+  TallyTokenizerOptions tokenizer_options;
+  TallyAggregatorHandle *handle;
+
+  GAsyncQueue *slices;  /* CountSlice *, or &count_end_of_input once per worker */
+  GAsyncQueue *buffers; /* free stream buffers */
+  guint n_buffers;      /* stream buffers allocated so far */
+  guint max_buffers;
+
+  CountWorker *workers;
+  guint n_workers;
+
+  gsize bytes_done;     /* atomic: bytes tokenized (or skipped) so far */
+  gint workers_failed;  /* atomic: set once a worker could not deliver words */
+  gint workers_running; /* atomic: workers that have not finished yet */
+
+  /* Progress line on stderr. */
+  gboolean progress;
+  gboolean size_known; /* no stream among the inputs */
+  guint64 bytes_total; /* bytes of the mapped inputs */
+  gint64 start_us;
+  gint64 last_progress_us;
+};
+
+static CountSlice count_end_of_input;
+
+/* ---------------------------------------------------------------------------------------
+ * Workers
+ * ------------------------------------------------------------------------------------- */
+
+static void
+count_on_word (const char *word, gsize len, gpointer user_data)
+{
+  tally_word_batcher_add (user_data, word, len);
+}
+
+static void
+count_slice_release (CountJob *job, CountSlice *slice)
+{
+  if (slice->buffer != NULL)
+    g_async_queue_push (job->buffers, slice->buffer);
+  g_free (slice);
+}
+
+static gpointer
+count_worker_run (gpointer data)
+{
+  CountWorker *worker = data;
+  CountJob *job = worker->job;
+  g_autoptr (TallyTokenizer) tokenizer = tally_tokenizer_new (&job->tokenizer_options);
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (job->handle, 0);
+
+  for (;;)
+    {
+      CountSlice *slice = g_async_queue_pop (job->slices);
+
+      if (slice == &count_end_of_input)
+        break;
+      /* After a failure, keep taking slices so the reader never waits for a buffer. */
+      if (worker->error == NULL)
+        {
+          tally_tokenizer_feed (tokenizer, slice->data, slice->len, count_on_word, batcher);
+          if (!tally_word_batcher_flush (batcher, TRUE, &worker->error))
+            g_atomic_int_set (&job->workers_failed, 1);
+        }
+      g_atomic_pointer_add (&job->bytes_done, slice->len);
+      count_slice_release (job, slice);
+    }
+
+  tally_tokenizer_get_stats (tokenizer, &worker->stats);
+  g_atomic_int_add (&job->workers_running, -1);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Progress
+ * ------------------------------------------------------------------------------------- */
+
+static void
+count_progress_update (CountJob *job, gboolean final)
+{
+  gint64 now = g_get_monotonic_time ();
+  double done_mb, seconds;
+
+  if (!job->progress)
+    return;
+  if (!final && now - job->last_progress_us < COUNT_PROGRESS_INTERVAL_US)
+    return;
+  job->last_progress_us = now;
+
+  if (final)
+    {
+      /* Erase the line: the counts follow on stdout. */
+      fputs ("\r\033[K", stderr);
+      fflush (stderr);
+      return;
+    }
+
+  done_mb = (double)g_atomic_pointer_get (&job->bytes_done) / 1e6;
+  seconds = (double)(now - job->start_us) / 1e6;
+  if (job->size_known && job->bytes_total > 0)
+    fprintf (stderr, "\r\033[Ktally count: %.1f / %.1f MB (%.0f%%), %.1f MB/s", done_mb,
+             (double)job->bytes_total / 1e6, 100.0 * done_mb * 1e6 / (double)job->bytes_total,
+             seconds > 0 ? done_mb / seconds : 0.0);
+  else
+    fprintf (stderr, "\r\033[Ktally count: %.1f MB, %.1f MB/s", done_mb,
+             seconds > 0 ? done_mb / seconds : 0.0);
+  fflush (stderr);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Slicing
+ * ------------------------------------------------------------------------------------- */
+
+/* Whether a slice may end just after byte @c: see the top of this file. */
+static inline gboolean
+count_is_cut_byte (guchar c, TallyTokenizerMode mode)
+{
+  if (c < 0x20 || c == 0x7f)
+    return TRUE;
+  return c == ' ' && mode != TALLY_TOKENIZER_RECORD;
+}
+
+/* The length of the longest prefix of @data (of @len bytes) that ends just after a
+ * separator, or 0 when @data holds none. */
+static gsize
+count_find_cut (const char *data, gsize len, TallyTokenizerMode mode)
+{
+  const char *nl = memrchr (data, '\n', len);
+
+  if (nl != NULL)
+    return (gsize)(nl - data) + 1;
+  for (gsize i = len; i > 0; i--)
+    if (count_is_cut_byte ((guchar)data[i - 1], mode))
+      return i;
+  return 0;
+}
+
+/* For a window of @len bytes with no separator: in unicode mode, the longest prefix that
+ * ends before the last character that starts in the window (a UTF-8 character boundary;
+ * @len if there is none); otherwise @len, and *@skip says that the rest of the run up to
+ * the next separator belongs to the same over-long word. */
+static gsize
+count_cut_long_run (const char *data, gsize len, TallyTokenizerMode mode, gboolean *skip)
+{
+  gsize end = len - 1;
+
+  *skip = mode != TALLY_TOKENIZER_UNICODE;
+  if (*skip)
+    return len;
+  while (end > 0 && ((guchar)data[end] & 0xc0) == 0x80)
+    end--;
+  return end > 0 ? end : len;
+}
+
+/* The number of leading bytes of @data (of @len bytes) that are not separators. */
+static gsize
+count_skip_run (const char *data, gsize len, TallyTokenizerMode mode)
+{
+  gsize i = 0;
+
+  while (i < len && !count_is_cut_byte ((guchar)data[i], mode))
+    i++;
+  return i;
+}
+
+static void
+count_push_slice (CountJob *job, const char *data, gsize len, char *buffer)
+{
+  CountSlice *slice = g_new (CountSlice, 1);
+
+  slice->data = data;
+  slice->len = len;
+  slice->buffer = buffer;
+  g_async_queue_push (job->slices, slice);
+  count_progress_update (job, FALSE);
+}
+
+static void
+count_produce_mapped (CountJob *job, CountInput *input)
+{
+  const char *data = g_mapped_file_get_contents (input->map);
+  gsize size = g_mapped_file_get_length (input->map);
+  TallyTokenizerMode mode = job->tokenizer_options.mode;
+  gsize pos = 0;
+
+  while (pos < size)
+    {
+      gsize window = MIN (size - pos, (gsize)COUNT_SLICE_BYTES);
+      gsize cut;
+      gboolean skip = FALSE;
+
+      if (pos + window == size)
+        cut = window;
+      else
+        {
+          cut = count_find_cut (data + pos, window, mode);
+          if (cut == 0)
+            cut = count_cut_long_run (data + pos, window, mode, &skip);
+        }
+      count_push_slice (job, data + pos, cut, NULL);
+      pos += cut;
+      if (skip)
+        {
+          gsize skipped = count_skip_run (data + pos, size - pos, mode);
+
+          g_atomic_pointer_add (&job->bytes_done, skipped);
+          pos += skipped;
+        }
+    }
+}
+
+static char *
+count_take_buffer (CountJob *job)
+{
+  char *buffer;
+
+  if (job->n_buffers < job->max_buffers)
+    {
+      buffer = g_async_queue_try_pop (job->buffers);
+      if (buffer == NULL)
+        {
+          job->n_buffers++;
+          buffer = g_malloc (COUNT_BUFFER_BYTES);
+        }
+      return buffer;
+    }
+  /* All buffers are in use: wait for a worker to give one back, updating the progress
+   * line meanwhile. */
+  while ((buffer = g_async_queue_timeout_pop (job->buffers, COUNT_PROGRESS_INTERVAL_US)) == NULL)
+    count_progress_update (job, FALSE);
+  return buffer;
+}
+
+/* Reads a stream to its end, pushing slices. Returns %FALSE with @error set on a read
+ * error. */
+static gboolean
+count_produce_stream (CountJob *job, CountInput *input, GError **error)
+{
+  TallyTokenizerMode mode = job->tokenizer_options.mode;
+  char *buffer = count_take_buffer (job);
+  gsize filled = 0;
+  gboolean skipping = FALSE;
+  gboolean eof = FALSE;
+
+  while (!eof)
+    {
+      gsize cut;
+      gboolean skip = FALSE;
+
+      while (filled < COUNT_BUFFER_BYTES)
+        {
+          gssize n = read (input->fd, buffer + filled, COUNT_BUFFER_BYTES - filled);
+
+          if (n < 0 && errno == EINTR)
+            continue;
+          if (n < 0)
+            {
+              int saved_errno = errno;
+
+              g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved_errno), "%s: %s",
+                           input->name, g_strerror (saved_errno));
+              g_async_queue_push (job->buffers, buffer);
+              return FALSE;
+            }
+          if (n == 0)
+            {
+              eof = TRUE;
+              break;
+            }
+          if (skipping)
+            {
+              /* Drop the rest of an over-long word (see count_cut_long_run()). */
+              gsize skipped = count_skip_run (buffer + filled, (gsize)n, mode);
+
+              g_atomic_pointer_add (&job->bytes_done, skipped);
+              skipping = skipped == (gsize)n;
+              memmove (buffer + filled, buffer + filled + skipped, (gsize)n - skipped);
+              n -= (gssize)skipped;
+            }
+          filled += (gsize)n;
+        }
+
+      if (filled == 0)
+        break;
+      if (eof)
+        cut = filled;
+      else
+        {
+          cut = count_find_cut (buffer, filled, mode);
+          if (cut == 0)
+            cut = count_cut_long_run (buffer, filled, mode, &skip);
+        }
+
+      {
+        char *next = count_take_buffer (job);
+        gsize rest = filled - cut;
+
+        /* The bytes after the cut start the next buffer, unless they are the start of
+         * the rest of an over-long word, which is skipped. */
+        if (skip)
+          {
+            gsize skipped = count_skip_run (buffer + cut, rest, mode);
+
+            g_atomic_pointer_add (&job->bytes_done, skipped);
+            skipping = skipped == rest;
+            memcpy (next, buffer + cut + skipped, rest - skipped);
+            filled = rest - skipped;
+          }
+        else
+          {
+            memcpy (next, buffer + cut, rest);
+            filled = rest;
+          }
+        count_push_slice (job, buffer, cut, buffer);
+        buffer = next;
+      }
+    }
+
+  g_async_queue_push (job->buffers, buffer);
+  return TRUE;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Inputs
+ * ------------------------------------------------------------------------------------- */
+
+static void
+count_input_clear (CountInput *input)
+{
+  g_clear_pointer (&input->map, g_mapped_file_unref);
+  if (input->fd > STDIN_FILENO)
+    close (input->fd);
+  input->fd = -1;
+  g_clear_pointer (&input->name, g_free);
+}
+
+/* Opens @path ("-" for standard input); maps it when it is a non-empty regular file. */
+static gboolean
+count_input_open (CountInput *input, const char *path, GError **error)
+{
+  struct stat st;
+
+  input->map = NULL;
+  if (strcmp (path, "-") == 0)
+    {
+      input->name = g_strdup ("standard input");
+      input->fd = STDIN_FILENO;
+    }
+  else
+    {
+      input->name = g_strdup (path);
+      input->fd = open (path, O_RDONLY | O_CLOEXEC);
+      if (input->fd < 0)
+        {
+          int saved_errno = errno;
+
+          g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved_errno), "%s: %s", path,
+                       g_strerror (saved_errno));
+          return FALSE;
+        }
+    }
+
+  if (fstat (input->fd, &st) < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved_errno), "%s: %s",
+                   input->name, g_strerror (saved_errno));
+      return FALSE;
+    }
+  if (S_ISDIR (st.st_mode))
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_ISDIR, "%s: %s", input->name,
+                   g_strerror (EISDIR));
+      return FALSE;
+    }
+  /* Files of size 0 may still have content (/proc): read those as streams. */
+  if (S_ISREG (st.st_mode) && st.st_size > 0)
+    {
+      g_autoptr (GError) map_error = NULL;
+
+      input->map = g_mapped_file_new_from_fd (input->fd, FALSE, &map_error);
+      if (input->map != NULL)
+        madvise (g_mapped_file_get_contents (input->map), g_mapped_file_get_length (input->map),
+                 MADV_SEQUENTIAL);
+      /* else: read it as a stream. */
+    }
+  return TRUE;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Output
+ * ------------------------------------------------------------------------------------- */
+
+static void
+count_write_text (FILE *out, const TallyWordCount *entries, gsize n)
+{
+  for (gsize i = 0; i < n; i++)
+    {
+      fwrite (entries[i].word, 1, entries[i].len, out);
+      fprintf (out, " %" G_GUINT64_FORMAT "\n", entries[i].count);
+    }
+}
+
+/* RFC 4180: a field holding a comma, a double quote, CR or LF is enclosed in double
+ * quotes, and each double quote inside it is doubled. */
+static void
+count_write_csv_field (FILE *out, const char *s, gsize len)
+{
+  if (strcspn (s, ",\"\r\n") >= len)
+    {
+      fwrite (s, 1, len, out);
+      return;
+    }
+  putc ('"', out);
+  for (gsize i = 0; i < len; i++)
+    {
+      if (s[i] == '"')
+        putc ('"', out);
+      putc (s[i], out);
+    }
+  putc ('"', out);
+}
+
+static void
+count_write_csv (FILE *out, const TallyWordCount *entries, gsize n)
+{
+  fputs ("word,count\n", out);
+  for (gsize i = 0; i < n; i++)
+    {
+      count_write_csv_field (out, entries[i].word, entries[i].len);
+      fprintf (out, ",%" G_GUINT64_FORMAT "\n", entries[i].count);
+    }
+}
+
+/* { "total": words counted, "distinct": distinct words,
+ *   "words": [ { "word": "the", "count": 3 }, ... ] }  (the top N when --top is given) */
+static void
+count_write_json (FILE *out, TallyCounts *all, const TallyWordCount *entries, gsize n)
+{
+  g_autoptr (JsonBuilder) builder = json_builder_new_immutable ();
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autofree char *text = NULL;
+  gsize text_len = 0;
+
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "total");
+  json_builder_add_int_value (builder, (gint64)tally_counts_get_total (all));
+  json_builder_set_member_name (builder, "distinct");
+  json_builder_add_int_value (builder, (gint64)tally_counts_get_n_words (all));
+  json_builder_set_member_name (builder, "words");
+  json_builder_begin_array (builder);
+  for (gsize i = 0; i < n; i++)
+    {
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "word");
+      json_builder_add_string_value (builder, entries[i].word);
+      json_builder_set_member_name (builder, "count");
+      json_builder_add_int_value (builder, (gint64)entries[i].count);
+      json_builder_end_object (builder);
+    }
+  json_builder_end_array (builder);
+  json_builder_end_object (builder);
+
+  root = json_builder_get_root (builder);
+  json_generator_set_root (generator, root);
+  text = json_generator_to_data (generator, &text_len);
+  fwrite (text, 1, text_len, out);
+  putc ('\n', out);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The command
+ * ------------------------------------------------------------------------------------- */
+
+static int
+count_usage_error (GOptionContext *context, const char *message)
+{
+  g_printerr ("%s: %s\nRun '%s --help' for the options.\n", g_get_prgname (), message,
+              g_get_prgname ());
+  return TALLY_EXIT_USAGE;
+}
+
+static TallyTokenizerMode
+count_mode_from_config (TallyConfigTokenizerMode mode)
+{
+  switch (mode)
+    {
+    case TALLY_CONFIG_TOKENIZER_WHITESPACE:
+      return TALLY_TOKENIZER_WHITESPACE;
+    case TALLY_CONFIG_TOKENIZER_RECORD:
+      return TALLY_TOKENIZER_RECORD;
+    case TALLY_CONFIG_TOKENIZER_UNICODE:
+    default:
+      return TALLY_TOKENIZER_UNICODE;
+    }
+}
+
+/* Counts every input into @job's shards. Returns %FALSE with @error set on a read error or
+ * when the shards stopped. */
+static gboolean
+count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
+{
+  g_autoptr (GError) read_error = NULL;
+  char *buffer;
+
+  job->slices = g_async_queue_new ();
+  job->buffers = g_async_queue_new_full (g_free);
+  job->max_buffers = 2 * job->n_workers + 2;
+  job->workers = g_new0 (CountWorker, job->n_workers);
+  job->workers_running = (gint)job->n_workers;
+  job->start_us = g_get_monotonic_time ();
+  job->last_progress_us = job->start_us;
+
+  for (guint i = 0; i < job->n_workers; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("tally-count-%u", i);
+
+      job->workers[i].job = job;
+      job->workers[i].thread = g_thread_new (name, count_worker_run, &job->workers[i]);
+    }
+
+  for (guint i = 0; i < n_inputs && read_error == NULL; i++)
+    {
+      if (inputs[i].map != NULL)
+        count_produce_mapped (job, &inputs[i]);
+      else
+        count_produce_stream (job, &inputs[i], &read_error);
+      if (g_atomic_int_get (&job->workers_failed))
+        break;
+    }
+
+  for (guint i = 0; i < job->n_workers; i++)
+    g_async_queue_push (job->slices, &count_end_of_input);
+  /* Wait for the workers, updating the progress line meanwhile. */
+  if (job->progress)
+    while (g_atomic_int_get (&job->workers_running) > 0)
+      {
+        g_usleep (COUNT_PROGRESS_INTERVAL_US / 5);
+        count_progress_update (job, FALSE);
+      }
+  for (guint i = 0; i < job->n_workers; i++)
+    g_thread_join (job->workers[i].thread);
+  count_progress_update (job, TRUE);
+
+  while ((buffer = g_async_queue_try_pop (job->buffers)) != NULL)
+    g_free (buffer);
+  g_clear_pointer (&job->buffers, g_async_queue_unref);
+  g_clear_pointer (&job->slices, g_async_queue_unref);
+
+  if (read_error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&read_error));
+      return FALSE;
+    }
+  for (guint i = 0; i < job->n_workers; i++)
+    if (job->workers[i].error != NULL)
+      {
+        g_propagate_error (error, g_steal_pointer (&job->workers[i].error));
+        return FALSE;
+      }
+  return TRUE;
+}
+
+static void
+count_job_clear (CountJob *job)
+{
+  if (job->workers != NULL)
+    for (guint i = 0; i < job->n_workers; i++)
+      g_clear_error (&job->workers[i].error);
+  g_clear_pointer (&job->workers, g_free);
+  g_clear_pointer (&job->handle, tally_aggregator_handle_unref);
+}
+
+/**
+ * tally_cmd_count:
+ * @argc: number of arguments in @argv
+ * @argv: (array length=argc): the arguments after the subcommand name; argv[0] is
+ *   "tally count"
+ *
+ * `tally count [--config PATH] [--top N] [--format text|json|csv]
+ * [--tokenizer unicode|whitespace|record] [--shards N] [--jobs N] [FILE...]`: counts the
+ * words of the files (or of standard input for "-" or no FILE) with the tokenizer and the
+ * aggregator shards, and prints `word count` lines on stdout, most frequent first, ties in
+ * byte order of the word. The tokenizer and the shards come from tally.conf ([tokenizer],
+ * [aggregator]; found as tally_config_load() says), overridden by the options. Main thread
+ * only; starts and joins its own threads.
+ *
+ * Returns: %TALLY_EXIT_OK; %TALLY_EXIT_FAILURE when an input cannot be opened or read
+ *   (the message names it) or output cannot be written; %TALLY_EXIT_USAGE for a bad
+ *   option; %TALLY_EXIT_CONFIG for a bad configuration.
+ */
 int
 tally_cmd_count (int argc, char **argv)
 {
-  fprintf (stderr, "tally count: not implemented yet\n");
-  return TALLY_EXIT_FAILURE;
+  g_autofree char *opt_config = NULL;
+  g_autofree char *opt_format = NULL;
+  g_autofree char *opt_tokenizer = NULL;
+  g_auto (GStrv) opt_files = NULL;
+  gint64 opt_top = 0;
+  gint opt_shards = -1;
+  gint opt_jobs = -1;
+  const GOptionEntry option_entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
+      "Read the configuration from PATH instead of looking for tally.conf", "PATH" },
+    { "top", 'n', 0, G_OPTION_ARG_INT64, &opt_top, "Print only the N most frequent words", "N" },
+    { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
+      "Output format: text (\"word count\" lines, the default), json or csv", "FORMAT" },
+    { "tokenizer", 't', 0, G_OPTION_ARG_STRING, &opt_tokenizer,
+      "How text is split into words: unicode, whitespace or record (default: [tokenizer] "
+      "mode)",
+      "MODE" },
+    { "shards", 's', 0, G_OPTION_ARG_INT, &opt_shards,
+      "Aggregator shards, 1 to 256, each on its own thread; 0 for one per processor "
+      "(default: [aggregator] shards)",
+      "N" },
+    { "jobs", 'j', 0, G_OPTION_ARG_INT, &opt_jobs,
+      "Tokenizing threads, 1 to 256 (default: as many as shards)", "N" },
+    { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_files, NULL, "[FILE...]" },
+    { NULL },
+  };
+  g_autoptr (GOptionContext) context = g_option_context_new (NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyConfig) config = NULL;
+  g_autoptr (TallyCounts) all = NULL;
+  g_autoptr (TallyCounts) shown = NULL;
+  CountFormat format = COUNT_FORMAT_TEXT;
+  const char *stdin_only[] = { "-", NULL };
+  const char *const *paths;
+  CountInput *inputs;
+  guint n_inputs;
+  guint n_shards;
+  guint mailbox_capacity;
+  CountJob job = { 0 };
+  const TallyWordCount *entries;
+  gsize n_entries;
+  int status = TALLY_EXIT_OK;
+
+  g_option_context_set_summary (
+      context, "Counts the words of the FILEs (standard input for \"-\" or no FILE) and prints\n"
+               "\"word count\" lines, most frequent first, ties in byte order of the word.");
+  g_option_context_add_main_entries (context, option_entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    return count_usage_error (context, error->message);
+
+  if (opt_top < 0)
+    return count_usage_error (context, "--top must be 0 (all words) or more");
+  if (opt_format == NULL || strcmp (opt_format, "text") == 0)
+    format = COUNT_FORMAT_TEXT;
+  else if (strcmp (opt_format, "json") == 0)
+    format = COUNT_FORMAT_JSON;
+  else if (strcmp (opt_format, "csv") == 0)
+    format = COUNT_FORMAT_CSV;
+  else
+    {
+      g_autofree char *message
+          = g_strdup_printf ("unknown format '%s' (use text, json or csv)", opt_format);
+      return count_usage_error (context, message);
+    }
+  if (opt_shards != -1 && (opt_shards < 0 || opt_shards > 256))
+    return count_usage_error (context, "--shards must be between 0 and 256");
+  if (opt_jobs != -1 && (opt_jobs < 1 || opt_jobs > 256))
+    return count_usage_error (context, "--jobs must be between 1 and 256");
+
+  config = tally_config_load (opt_config, &error);
+  if (config == NULL)
+    {
+      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      return TALLY_EXIT_CONFIG;
+    }
+
+  tally_tokenizer_options_init (&job.tokenizer_options);
+  job.tokenizer_options.mode = count_mode_from_config (config->tokenizer.mode);
+  job.tokenizer_options.nfkc = config->tokenizer.nfkc;
+  job.tokenizer_options.max_word_bytes = config->tokenizer.max_word_bytes;
+  job.tokenizer_options.long_words = config->tokenizer.long_words == TALLY_CONFIG_LONG_WORDS_DROP
+                                         ? TALLY_TOKENIZER_LONG_DROP
+                                         : TALLY_TOKENIZER_LONG_TRUNCATE;
+  if (!tally_tokenizer_options_validate (&job.tokenizer_options, &error))
+    {
+      g_printerr ("%s: %s: [tokenizer]: %s\n", g_get_prgname (),
+                  config->source_path != NULL ? config->source_path : "configuration",
+                  error->message);
+      return TALLY_EXIT_CONFIG;
+    }
+  if (opt_tokenizer != NULL
+      && !tally_tokenizer_mode_from_string (opt_tokenizer, &job.tokenizer_options.mode, &error))
+    return count_usage_error (context, error->message);
+
+  n_shards = config->aggregator.shards;
+  if (opt_shards == 0)
+    n_shards = g_get_num_processors ();
+  else if (opt_shards > 0)
+    n_shards = (guint)opt_shards;
+  job.n_workers = opt_jobs > 0 ? (guint)opt_jobs : n_shards;
+  mailbox_capacity = MIN (config->aggregator.mailbox_capacity, 4 * job.n_workers);
+
+  /* Open everything first: a missing file fails before anything is counted. */
+  paths = opt_files != NULL && opt_files[0] != NULL ? (const char *const *)opt_files : stdin_only;
+  n_inputs = g_strv_length ((char **)paths);
+  inputs = g_new0 (CountInput, n_inputs);
+  for (guint i = 0; i < n_inputs; i++)
+    inputs[i].fd = -1;
+  job.size_known = TRUE;
+  for (guint i = 0; i < n_inputs; i++)
+    {
+      if (!count_input_open (&inputs[i], paths[i], &error))
+        {
+          g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+          status = TALLY_EXIT_FAILURE;
+          goto out;
+        }
+      if (inputs[i].map != NULL)
+        job.bytes_total += g_mapped_file_get_length (inputs[i].map);
+      else
+        job.size_known = FALSE;
+    }
+  job.progress
+      = isatty (STDERR_FILENO) && (!job.size_known || job.bytes_total > COUNT_PROGRESS_MIN_BYTES);
+
+  job.handle = tally_aggregator_handle_new (n_shards, mailbox_capacity);
+  if (!count_run (&job, inputs, n_inputs, &error))
+    {
+      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      status = TALLY_EXIT_FAILURE;
+      goto out;
+    }
+
+  all = tally_aggregator_handle_get_counts (job.handle, NULL, &error);
+  if (all == NULL)
+    {
+      g_printerr ("%s: could not get the counts: %s\n", g_get_prgname (), error->message);
+      status = TALLY_EXIT_FAILURE;
+      goto out;
+    }
+  {
+    TallyCountsOptions filter = { .top = (guint64)opt_top };
+
+    shown = tally_counts_filter (all, &filter);
+  }
+  entries = tally_counts_get_entries (shown, &n_entries);
+
+  switch (format)
+    {
+    case COUNT_FORMAT_TEXT:
+      count_write_text (stdout, entries, n_entries);
+      break;
+    case COUNT_FORMAT_JSON:
+      count_write_json (stdout, all, entries, n_entries);
+      break;
+    case COUNT_FORMAT_CSV:
+      count_write_csv (stdout, entries, n_entries);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+  if (fflush (stdout) != 0 || ferror (stdout))
+    {
+      g_printerr ("%s: could not write the counts: %s\n", g_get_prgname (), g_strerror (errno));
+      status = TALLY_EXIT_FAILURE;
+    }
+
+out:
+  count_job_clear (&job);
+  for (guint i = 0; i < n_inputs; i++)
+    count_input_clear (&inputs[i]);
+  g_free (inputs);
+  return status;
 }
