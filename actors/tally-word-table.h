@@ -127,14 +127,13 @@ gsize tally_word_table_get_memory (TallyWordTable *table);
  * TallyWordTableFunc:
  * @word: the word's bytes, not NUL-terminated, valid until the table is changed or freed
  * @len: its length in bytes
- * @hash: its hash
  * @count: its count
  * @user_data: user data
  *
- * Called for each word by tally_word_table_foreach().
+ * Called for each word by tally_word_table_foreach() and tally_word_table_take_changes().
+ * It must not change the table.
  */
-typedef void (*TallyWordTableFunc) (const char *word, gsize len, guint64 hash, guint64 count,
-                                    gpointer user_data);
+typedef void (*TallyWordTableFunc) (const char *word, gsize len, guint64 count, gpointer user_data);
 
 /**
  * tally_word_table_foreach:

@@ -1,0 +1,44 @@
+/* tally-counts-private.h — building TallyCounts from borrowed entries, inside actors/.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#pragma once
+
+#include "tally-counts.h"
+#include "tally-word-table.h"
+
+G_BEGIN_DECLS
+
+/*
+ * tally_counts_new_from_entries:
+ * @entries: (inout) (array length=n_entries): entries whose words are borrowed (need not
+ *   be NUL-terminated); filtered and sorted in place
+ * @n_entries: their number
+ * @options: (nullable): filters
+ *
+ * Keeps the entries that pass @options, sorts them in snapshot order, applies the top-N
+ * cut and copies the kept words into a new snapshot. O(n log n).
+ *
+ * Returns: (transfer full): the snapshot
+ */
+TallyCounts *tally_counts_new_from_entries (TallyWordCount *entries, gsize n_entries,
+                                            const TallyCountsOptions *options);
+
+/*
+ * tally_counts_collect_table:
+ * @table: a table
+ * @entries: a GArray of TallyWordCount to append the table's words to (borrowed: valid
+ *   while @table is unchanged)
+ * @options: (nullable): only @prefix and @min_count are applied here
+ */
+void tally_counts_collect_table (TallyWordTable *table, GArray *entries,
+                                 const TallyCountsOptions *options);
+
+/*
+ * tally_counts_options_is_empty:
+ *
+ * Returns: whether @options filters nothing
+ */
+gboolean tally_counts_options_is_empty (const TallyCountsOptions *options);
+
+G_END_DECLS

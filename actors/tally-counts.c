@@ -1,0 +1,329 @@
+/* tally-counts.c — immutable, shareable snapshots of word counts, and their builder.
+ *
+ * What it is for: GetCounts replies, checkpoint changes and published snapshots are all
+ * TallyCounts, passed between actors on different threads. Once built a snapshot never
+ * changes, so only its reference count is shared state (atomic).
+ *
+ * How it works: a snapshot is one array of TallyWordCount entries in snapshot order (count
+ * descending, then word bytes ascending, a prefix before its extensions) and one block of
+ * NUL-terminated word bytes the entries point into. Building one from borrowed entries
+ * filters (prefix, min_count), sorts (qsort, O(n log n)), cuts to the top N and copies the
+ * kept words. A lookup index (open addressing over entry numbers, keyed by
+ * tally_word_hash()) is built on the first lookup under g_once, since most snapshots are
+ * only iterated. The builder sums duplicate words in a TallyWordTable.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-counts-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct _TallyCounts
+{
+  gatomicrefcount ref_count;
+  gsize n;
+  guint64 total;
+  TallyWordCount *entries;
+  char *bytes;
+  /* Lookup index: entry number + 1 per slot, 0 = empty; built once. */
+  guint32 *index;
+  gsize index_mask;
+};
+
+struct _TallyCountsBuilder
+{
+  TallyWordTable *table;
+};
+
+gboolean
+tally_counts_options_is_empty (const TallyCountsOptions *options)
+{
+  return options == NULL
+         || (options->top == 0 && (options->prefix == NULL || options->prefix[0] == '\0')
+             && options->min_count <= 1);
+}
+
+gboolean
+tally_counts_options_match (const TallyCountsOptions *options, const char *word, gsize len,
+                            guint64 count)
+{
+  if (options == NULL)
+    return TRUE;
+  if (count < options->min_count)
+    return FALSE;
+  if (options->prefix != NULL && options->prefix[0] != '\0')
+    {
+      gsize plen = strlen (options->prefix);
+      if (len < plen || memcmp (word, options->prefix, plen) != 0)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static int
+compare_entries (const void *a, const void *b)
+{
+  const TallyWordCount *x = a;
+  const TallyWordCount *y = b;
+  int c;
+
+  if (x->count != y->count)
+    return x->count > y->count ? -1 : 1;
+  c = memcmp (x->word, y->word, MIN (x->len, y->len));
+  if (c != 0)
+    return c;
+  return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
+}
+
+TallyCounts *
+tally_counts_new_from_entries (TallyWordCount *entries, gsize n_entries,
+                               const TallyCountsOptions *options)
+{
+  TallyCounts *counts = g_new0 (TallyCounts, 1);
+  gsize n = 0;
+  gsize n_bytes = 0;
+  char *dst;
+
+  g_atomic_ref_count_init (&counts->ref_count);
+
+  for (gsize i = 0; i < n_entries; i++)
+    if (tally_counts_options_match (options, entries[i].word, entries[i].len, entries[i].count))
+      entries[n++] = entries[i];
+  if (n > 1)
+    qsort (entries, n, sizeof (TallyWordCount), compare_entries);
+  if (options != NULL && options->top > 0 && options->top < n)
+    n = (gsize)options->top;
+
+  for (gsize i = 0; i < n; i++)
+    n_bytes += entries[i].len + 1;
+  counts->n = n;
+  counts->entries = g_new (TallyWordCount, MAX (n, 1));
+  counts->bytes = g_malloc (MAX (n_bytes, 1));
+  dst = counts->bytes;
+  for (gsize i = 0; i < n; i++)
+    {
+      memcpy (dst, entries[i].word, entries[i].len);
+      dst[entries[i].len] = '\0';
+      counts->entries[i].word = dst;
+      counts->entries[i].len = entries[i].len;
+      counts->entries[i].count = entries[i].count;
+      counts->total += entries[i].count;
+      dst += entries[i].len + 1;
+    }
+  return counts;
+}
+
+typedef struct
+{
+  GArray *entries;
+  const TallyCountsOptions *options;
+} CollectData;
+
+static void
+collect_one (const char *word, gsize len, guint64 count, gpointer user_data)
+{
+  CollectData *data = user_data;
+  TallyWordCount e = { word, (guint32)len, count };
+
+  if (count > 0 && tally_counts_options_match (data->options, word, len, count))
+    g_array_append_val (data->entries, e);
+}
+
+void
+tally_counts_collect_table (TallyWordTable *table, GArray *entries,
+                            const TallyCountsOptions *options)
+{
+  CollectData data = { entries, options };
+  tally_word_table_foreach (table, collect_one, &data);
+}
+
+TallyCounts *
+tally_counts_new_empty (void)
+{
+  return tally_counts_new_from_entries (NULL, 0, NULL);
+}
+
+TallyCounts *
+tally_counts_ref (TallyCounts *counts)
+{
+  g_return_val_if_fail (counts != NULL, NULL);
+  g_atomic_ref_count_inc (&counts->ref_count);
+  return counts;
+}
+
+void
+tally_counts_unref (TallyCounts *counts)
+{
+  g_return_if_fail (counts != NULL);
+  if (!g_atomic_ref_count_dec (&counts->ref_count))
+    return;
+  g_free (counts->entries);
+  g_free (counts->bytes);
+  g_free (counts->index);
+  g_free (counts);
+}
+
+gsize
+tally_counts_get_n_words (TallyCounts *counts)
+{
+  g_return_val_if_fail (counts != NULL, 0);
+  return counts->n;
+}
+
+guint64
+tally_counts_get_total (TallyCounts *counts)
+{
+  g_return_val_if_fail (counts != NULL, 0);
+  return counts->total;
+}
+
+const TallyWordCount *
+tally_counts_get_entries (TallyCounts *counts, gsize *n_entries)
+{
+  g_return_val_if_fail (counts != NULL, NULL);
+  if (n_entries != NULL)
+    *n_entries = counts->n;
+  return counts->entries;
+}
+
+static void
+build_index (TallyCounts *counts)
+{
+  gsize n_slots = 2;
+  gsize mask;
+  guint32 *index;
+
+  while (n_slots < counts->n * 2)
+    n_slots *= 2;
+  mask = n_slots - 1;
+  index = g_new0 (guint32, n_slots);
+  for (gsize i = 0; i < counts->n; i++)
+    {
+      gsize j = tally_word_hash (counts->entries[i].word, counts->entries[i].len) & mask;
+      while (index[j] != 0)
+        j = (j + 1) & mask;
+      index[j] = (guint32)(i + 1);
+    }
+  counts->index_mask = mask;
+  g_once_init_leave (&counts->index, index);
+}
+
+guint64
+tally_counts_lookup (TallyCounts *counts, const char *word, gsize len)
+{
+  gsize j;
+
+  g_return_val_if_fail (counts != NULL, 0);
+  g_return_val_if_fail (word != NULL || len == 0, 0);
+
+  if (counts->n == 0)
+    return 0;
+  if (g_once_init_enter (&counts->index))
+    build_index (counts);
+
+  j = tally_word_hash (word, len) & counts->index_mask;
+  for (;;)
+    {
+      guint32 e = counts->index[j];
+      const TallyWordCount *entry;
+      if (e == 0)
+        return 0;
+      entry = &counts->entries[e - 1];
+      if (entry->len == len && memcmp (entry->word, word, len) == 0)
+        return entry->count;
+      j = (j + 1) & counts->index_mask;
+    }
+}
+
+TallyCounts *
+tally_counts_filter (TallyCounts *counts, const TallyCountsOptions *options)
+{
+  g_autofree TallyWordCount *copy = NULL;
+
+  g_return_val_if_fail (counts != NULL, NULL);
+
+  if (tally_counts_options_is_empty (options)
+      || ((options->prefix == NULL || options->prefix[0] == '\0')
+          && (counts->n == 0 || counts->entries[counts->n - 1].count >= options->min_count)
+          && (options->top == 0 || options->top >= counts->n)))
+    return tally_counts_ref (counts);
+
+  copy = g_memdup2 (counts->entries, sizeof (TallyWordCount) * counts->n);
+  return tally_counts_new_from_entries (copy, counts->n, options);
+}
+
+TallyCountsBuilder *
+tally_counts_builder_new (void)
+{
+  TallyCountsBuilder *builder = g_new0 (TallyCountsBuilder, 1);
+  builder->table = tally_word_table_new ();
+  return builder;
+}
+
+void
+tally_counts_builder_free (TallyCountsBuilder *builder)
+{
+  if (builder == NULL)
+    return;
+  tally_word_table_free (builder->table);
+  g_free (builder);
+}
+
+void
+tally_counts_builder_add (TallyCountsBuilder *builder, const char *word, gsize len, guint64 count)
+{
+  g_return_if_fail (builder != NULL);
+  g_return_if_fail (word != NULL);
+  g_return_if_fail (len > 0 && len <= G_MAXINT32);
+  g_return_if_fail (g_utf8_validate (word, (gssize)len, NULL));
+
+  if (count == 0)
+    return;
+  tally_word_table_add (builder->table, word, len, tally_word_hash (word, len), count);
+}
+
+void
+tally_counts_builder_add_counts (TallyCountsBuilder *builder, TallyCounts *counts)
+{
+  g_return_if_fail (builder != NULL);
+  g_return_if_fail (counts != NULL);
+
+  /* Entries of a snapshot were validated when it was built. */
+  for (gsize i = 0; i < counts->n; i++)
+    {
+      const TallyWordCount *e = &counts->entries[i];
+      tally_word_table_add (builder->table, e->word, e->len, tally_word_hash (e->word, e->len),
+                            e->count);
+    }
+}
+
+gsize
+tally_counts_builder_get_n_words (TallyCountsBuilder *builder)
+{
+  g_return_val_if_fail (builder != NULL, 0);
+  return tally_word_table_get_size (builder->table);
+}
+
+TallyCounts *
+tally_counts_builder_end_filtered (TallyCountsBuilder *builder, const TallyCountsOptions *options)
+{
+  g_autoptr (GArray) entries = NULL;
+  TallyCounts *counts;
+
+  g_return_val_if_fail (builder != NULL, NULL);
+
+  entries = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount),
+                               (guint)tally_word_table_get_size (builder->table));
+  tally_counts_collect_table (builder->table, entries, options);
+  counts = tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data, entries->len,
+                                          options);
+  tally_word_table_remove_all (builder->table);
+  return counts;
+}
+
+TallyCounts *
+tally_counts_builder_end (TallyCountsBuilder *builder)
+{
+  return tally_counts_builder_end_filtered (builder, NULL);
+}

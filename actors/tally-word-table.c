@@ -1,0 +1,496 @@
+/* tally-word-table.c — the counting table behind every aggregator shard.
+ *
+ * What it is for: mapping each distinct word to a 64-bit count with as few bytes per
+ * word as possible, because an aggregator holds every distinct word of its input.
+ *
+ * How it works:
+ * - Keys are interned in an arena of 1 MiB chunks, each key stored once as a LEB128
+ *   length followed by its bytes (no NUL, no padding). Chunks are never moved or
+ *   reallocated; a key is named by a 32-bit offset, (chunk index << 20) | position. A key
+ *   too long for a chunk gets a chunk of its own. Offset 0 is never used, so it marks an
+ *   empty slot.
+ * - Slots are 16 bytes: { count (bit 63 = changed since the last take_changes), key
+ *   offset, low 32 bits of the key's hash }. The slot array is a power of two; a word's
+ *   home slot is hash & mask and collisions probe linearly. Comparing the stored hash bits
+ *   first means a key's bytes are read only on a (nearly certain) match. Growing doubles
+ *   the array at 80% load and re-places slots from their stored hash bits, never touching
+ *   the keys.
+ * - There is no removal of single words (counts only grow); remove_all drops everything.
+ *
+ * Cost at n distinct words: 16 bytes x (n / 0.4 .. n / 0.8) slots + (1 + len) bytes per key
+ * + under 1 MiB of unused chunk tail.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-word-table.h"
+
+#include <string.h>
+
+#define CHUNK_BITS 20
+#define CHUNK_SIZE ((gsize)1 << CHUNK_BITS)
+#define MAX_CHUNKS ((gsize)1 << (32 - CHUNK_BITS))
+#define CHANGED_BIT (G_GUINT64_CONSTANT (1) << 63)
+#define COUNT_MASK (~CHANGED_BIT)
+#define INITIAL_SLOTS 16
+
+typedef struct
+{
+  guint64 count; /* bit 63: changed */
+  guint32 offset;
+  guint32 hash_lo;
+} Slot;
+
+G_STATIC_ASSERT (sizeof (Slot) == 16);
+
+struct _TallyWordTable
+{
+  Slot *slots;
+  gsize mask; /* number of slots - 1 */
+  gsize size;
+  gsize n_changed;
+  guint64 total;
+
+  /* The arena. */
+  guint8 **chunks;
+  gsize n_chunks;
+  gsize chunks_alloc;
+  gsize chunk_used; /* bytes used in the last ordinary chunk */
+  gsize arena_bytes;
+  gint last_chunk; /* index of the chunk that takes new short keys, -1 if none */
+};
+
+/* ---------------------------------------------------------------------------------------
+ * Hash: after wyhash final 4 by Wang Yi (public domain), seed 0, read little-endian.
+ * ------------------------------------------------------------------------------------- */
+
+static const guint64 wy_secret[4] = {
+  G_GUINT64_CONSTANT (0xa0761d6478bd642f),
+  G_GUINT64_CONSTANT (0xe7037ed1a0b428db),
+  G_GUINT64_CONSTANT (0x8ebc6af09c88c6e3),
+  G_GUINT64_CONSTANT (0x589965cc75374cc3),
+};
+
+static inline void
+wy_mum (guint64 *a, guint64 *b)
+{
+  unsigned __int128 r = (unsigned __int128)*a * *b;
+  *a = (guint64)r;
+  *b = (guint64)(r >> 64);
+}
+
+static inline guint64
+wy_mix (guint64 a, guint64 b)
+{
+  wy_mum (&a, &b);
+  return a ^ b;
+}
+
+static inline guint64
+wy_r8 (const guint8 *p)
+{
+  guint64 v;
+  memcpy (&v, p, 8);
+  return GUINT64_FROM_LE (v);
+}
+
+static inline guint64
+wy_r4 (const guint8 *p)
+{
+  guint32 v;
+  memcpy (&v, p, 4);
+  return GUINT32_FROM_LE (v);
+}
+
+static inline guint64
+wy_r3 (const guint8 *p, gsize k)
+{
+  return (((guint64)p[0]) << 16) | (((guint64)p[k >> 1]) << 8) | p[k - 1];
+}
+
+guint64
+tally_word_hash (const char *word, gsize len)
+{
+  const guint8 *p = (const guint8 *)word;
+  guint64 seed = 0;
+  guint64 a, b;
+
+  seed ^= wy_mix (seed ^ wy_secret[0], wy_secret[1]);
+  if (G_LIKELY (len <= 16))
+    {
+      if (G_LIKELY (len >= 4))
+        {
+          a = (wy_r4 (p) << 32) | wy_r4 (p + ((len >> 3) << 2));
+          b = (wy_r4 (p + len - 4) << 32) | wy_r4 (p + len - 4 - ((len >> 3) << 2));
+        }
+      else if (G_LIKELY (len > 0))
+        {
+          a = wy_r3 (p, len);
+          b = 0;
+        }
+      else
+        a = b = 0;
+    }
+  else
+    {
+      gsize i = len;
+      if (G_UNLIKELY (i > 48))
+        {
+          guint64 see1 = seed, see2 = seed;
+          do
+            {
+              seed = wy_mix (wy_r8 (p) ^ wy_secret[1], wy_r8 (p + 8) ^ seed);
+              see1 = wy_mix (wy_r8 (p + 16) ^ wy_secret[2], wy_r8 (p + 24) ^ see1);
+              see2 = wy_mix (wy_r8 (p + 32) ^ wy_secret[3], wy_r8 (p + 40) ^ see2);
+              p += 48;
+              i -= 48;
+            }
+          while (G_LIKELY (i > 48));
+          seed ^= see1 ^ see2;
+        }
+      while (G_UNLIKELY (i > 16))
+        {
+          seed = wy_mix (wy_r8 (p) ^ wy_secret[1], wy_r8 (p + 8) ^ seed);
+          i -= 16;
+          p += 16;
+        }
+      a = wy_r8 (p + i - 16);
+      b = wy_r8 (p + i - 8);
+    }
+  a ^= wy_secret[1];
+  b ^= seed;
+  wy_mum (&a, &b);
+  return wy_mix (a ^ wy_secret[0] ^ len, b ^ wy_secret[1]);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Arena
+ * ------------------------------------------------------------------------------------- */
+
+static inline gsize
+varint_size (gsize len)
+{
+  gsize n = 1;
+  while (len >= 0x80)
+    {
+      len >>= 7;
+      n++;
+    }
+  return n;
+}
+
+static inline const guint8 *
+key_at (TallyWordTable *table, guint32 offset, gsize *len)
+{
+  const guint8 *p = table->chunks[offset >> CHUNK_BITS] + (offset & (CHUNK_SIZE - 1));
+  gsize l = 0;
+  guint shift = 0;
+  for (;;)
+    {
+      guint8 byte = *p++;
+      l |= (gsize)(byte & 0x7f) << shift;
+      if (byte < 0x80)
+        break;
+      shift += 7;
+    }
+  *len = l;
+  return p;
+}
+
+static guint8 *
+new_chunk (TallyWordTable *table, gsize size)
+{
+  guint8 *chunk;
+
+  if (table->n_chunks == MAX_CHUNKS)
+    g_error ("TallyWordTable: the key arena is full (%" G_GSIZE_FORMAT " chunks)", MAX_CHUNKS);
+  if (table->n_chunks == table->chunks_alloc)
+    {
+      table->chunks_alloc = MAX (8, table->chunks_alloc * 2);
+      table->chunks = g_renew (guint8 *, table->chunks, table->chunks_alloc);
+    }
+  chunk = g_malloc (size);
+  table->chunks[table->n_chunks++] = chunk;
+  table->arena_bytes += size;
+  return chunk;
+}
+
+/* Copies a key into the arena and returns its offset (never 0). */
+static guint32
+intern_key (TallyWordTable *table, const char *word, gsize len)
+{
+  gsize need = varint_size (len) + len;
+  guint8 *dst;
+  guint32 offset;
+  gsize l = len;
+
+  if (G_UNLIKELY (need > CHUNK_SIZE - 1))
+    {
+      /* A chunk of its own, at position 0 of a fresh chunk index (never index 0, whose
+       * position 0 is the empty marker, because chunk 0 is always an ordinary chunk). */
+      if (table->last_chunk < 0)
+        {
+          new_chunk (table, CHUNK_SIZE);
+          table->last_chunk = 0;
+          table->chunk_used = 1;
+        }
+      dst = new_chunk (table, need);
+      offset = (guint32)((table->n_chunks - 1) << CHUNK_BITS);
+    }
+  else
+    {
+      if (table->last_chunk < 0 || table->chunk_used + need > CHUNK_SIZE)
+        {
+          new_chunk (table, CHUNK_SIZE);
+          table->last_chunk = (gint)table->n_chunks - 1;
+          /* Position 0 of chunk 0 stays unused: offset 0 means "empty slot". */
+          table->chunk_used = table->last_chunk == 0 ? 1 : 0;
+        }
+      offset = (guint32)(((gsize)table->last_chunk << CHUNK_BITS) | table->chunk_used);
+      dst = table->chunks[table->last_chunk] + table->chunk_used;
+      table->chunk_used += need;
+    }
+
+  while (l >= 0x80)
+    {
+      *dst++ = (guint8)(l | 0x80);
+      l >>= 7;
+    }
+  *dst++ = (guint8)l;
+  memcpy (dst, word, len);
+  return offset;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Table
+ * ------------------------------------------------------------------------------------- */
+
+TallyWordTable *
+tally_word_table_new (void)
+{
+  TallyWordTable *table = g_new0 (TallyWordTable, 1);
+  table->slots = g_new0 (Slot, INITIAL_SLOTS);
+  table->mask = INITIAL_SLOTS - 1;
+  table->last_chunk = -1;
+  return table;
+}
+
+static void
+free_arena (TallyWordTable *table)
+{
+  for (gsize i = 0; i < table->n_chunks; i++)
+    g_free (table->chunks[i]);
+  g_free (table->chunks);
+  table->chunks = NULL;
+  table->n_chunks = table->chunks_alloc = 0;
+  table->chunk_used = 0;
+  table->arena_bytes = 0;
+  table->last_chunk = -1;
+}
+
+void
+tally_word_table_free (TallyWordTable *table)
+{
+  if (table == NULL)
+    return;
+  free_arena (table);
+  g_free (table->slots);
+  g_free (table);
+}
+
+void
+tally_word_table_remove_all (TallyWordTable *table)
+{
+  g_return_if_fail (table != NULL);
+  free_arena (table);
+  g_free (table->slots);
+  table->slots = g_new0 (Slot, INITIAL_SLOTS);
+  table->mask = INITIAL_SLOTS - 1;
+  table->size = 0;
+  table->n_changed = 0;
+  table->total = 0;
+}
+
+static void
+grow (TallyWordTable *table)
+{
+  gsize old_n = table->mask + 1;
+  gsize new_n = old_n * 2;
+  gsize new_mask = new_n - 1;
+  Slot *old = table->slots;
+  Slot *slots;
+
+  if (new_n > ((gsize) 1 << 32))
+    g_error ("TallyWordTable: more than 2^32 slots");
+  slots = g_new0 (Slot, new_n);
+  for (gsize i = 0; i < old_n; i++)
+    {
+      gsize j;
+      if (old[i].offset == 0)
+        continue;
+      j = old[i].hash_lo & new_mask;
+      while (slots[j].offset != 0)
+        j = (j + 1) & new_mask;
+      slots[j] = old[i];
+    }
+  g_free (old);
+  table->slots = slots;
+  table->mask = new_mask;
+}
+
+/* Finds the slot of a word, or the empty slot where it would go. */
+static inline Slot *
+find_slot (TallyWordTable *table, const char *word, gsize len, guint64 hash)
+{
+  guint32 hash_lo = (guint32)hash;
+  gsize i = hash_lo & table->mask;
+
+  for (;;)
+    {
+      Slot *s = &table->slots[i];
+      if (s->offset == 0)
+        return s;
+      if (s->hash_lo == hash_lo)
+        {
+          gsize klen;
+          const guint8 *k = key_at (table, s->offset, &klen);
+          if (klen == len && memcmp (k, word, len) == 0)
+            return s;
+        }
+      i = (i + 1) & table->mask;
+    }
+}
+
+static inline Slot *
+find_or_insert (TallyWordTable *table, const char *word, gsize len, guint64 hash)
+{
+  Slot *s = find_slot (table, word, len, hash);
+
+  if (s->offset != 0)
+    return s;
+  /* Grow before filling past 80%: (size + 1) > 0.8 x slots. */
+  if ((table->size + 1) * 5 > (table->mask + 1) * 4)
+    {
+      grow (table);
+      s = find_slot (table, word, len, hash);
+    }
+  s->offset = intern_key (table, word, len);
+  s->hash_lo = (guint32)hash;
+  s->count = 0;
+  table->size++;
+  return s;
+}
+
+guint64
+tally_word_table_add (TallyWordTable *table, const char *word, gsize len, guint64 hash,
+                      guint64 delta)
+{
+  Slot *s;
+  guint64 count;
+
+  g_return_val_if_fail (table != NULL, 0);
+  g_return_val_if_fail (len < ((gsize) 1 << 31), 0);
+
+  s = find_or_insert (table, word, len, hash);
+  count = s->count & COUNT_MASK;
+  if (G_UNLIKELY (delta > COUNT_MASK - count))
+    delta = COUNT_MASK - count;
+  count += delta;
+  table->total += delta;
+  if (!(s->count & CHANGED_BIT))
+    table->n_changed++;
+  s->count = count | CHANGED_BIT;
+  return count;
+}
+
+void
+tally_word_table_set (TallyWordTable *table, const char *word, gsize len, guint64 hash,
+                      guint64 count)
+{
+  Slot *s;
+
+  g_return_if_fail (table != NULL);
+  g_return_if_fail (len < ((gsize) 1 << 31));
+
+  count = MIN (count, COUNT_MASK);
+  s = find_or_insert (table, word, len, hash);
+  table->total -= s->count & COUNT_MASK;
+  table->total += count;
+  s->count = (s->count & CHANGED_BIT) | count;
+}
+
+guint64
+tally_word_table_lookup (TallyWordTable *table, const char *word, gsize len, guint64 hash)
+{
+  Slot *s;
+
+  g_return_val_if_fail (table != NULL, 0);
+  s = find_slot (table, word, len, hash);
+  return s->offset != 0 ? s->count & COUNT_MASK : 0;
+}
+
+gsize
+tally_word_table_get_size (TallyWordTable *table)
+{
+  g_return_val_if_fail (table != NULL, 0);
+  return table->size;
+}
+
+guint64
+tally_word_table_get_total (TallyWordTable *table)
+{
+  g_return_val_if_fail (table != NULL, 0);
+  return table->total;
+}
+
+gsize
+tally_word_table_get_n_changed (TallyWordTable *table)
+{
+  g_return_val_if_fail (table != NULL, 0);
+  return table->n_changed;
+}
+
+gsize
+tally_word_table_get_memory (TallyWordTable *table)
+{
+  g_return_val_if_fail (table != NULL, 0);
+  return sizeof (TallyWordTable) + (table->mask + 1) * sizeof (Slot) + table->arena_bytes
+         + table->chunks_alloc * sizeof (guint8 *);
+}
+
+void
+tally_word_table_foreach (TallyWordTable *table, TallyWordTableFunc func, gpointer user_data)
+{
+  g_return_if_fail (table != NULL);
+  g_return_if_fail (func != NULL);
+
+  for (gsize i = 0; i <= table->mask; i++)
+    {
+      Slot *s = &table->slots[i];
+      gsize len;
+      const guint8 *k;
+      if (s->offset == 0)
+        continue;
+      k = key_at (table, s->offset, &len);
+      func ((const char *)k, len, s->count & COUNT_MASK, user_data);
+    }
+}
+
+void
+tally_word_table_take_changes (TallyWordTable *table, TallyWordTableFunc func, gpointer user_data)
+{
+  g_return_if_fail (table != NULL);
+  g_return_if_fail (func != NULL);
+
+  for (gsize i = 0; i <= table->mask && table->n_changed > 0; i++)
+    {
+      Slot *s = &table->slots[i];
+      gsize len;
+      const guint8 *k;
+      if (s->offset == 0 || !(s->count & CHANGED_BIT))
+        continue;
+      s->count &= COUNT_MASK;
+      table->n_changed--;
+      k = key_at (table, s->offset, &len);
+      func ((const char *)k, len, s->count, user_data);
+    }
+}

@@ -1,0 +1,411 @@
+/* test-word-table.c — the counting table (tally-word-table) and snapshots (tally-counts).
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-counts.h"
+#include "tally-word-table.h"
+
+#include <string.h>
+
+static guint64
+add (TallyWordTable *t, const char *w, guint64 delta)
+{
+  return tally_word_table_add (t, w, strlen (w), tally_word_hash (w, strlen (w)), delta);
+}
+
+static guint64
+lookup (TallyWordTable *t, const char *w)
+{
+  return tally_word_table_lookup (t, w, strlen (w), tally_word_hash (w, strlen (w)));
+}
+
+/* The hash is part of the sharding contract: it must never change between builds. */
+static void
+test_hash_fixed (void)
+{
+  /* Lengths 0, 1-3, 4-16, 17-48 and over 48 take different paths; values pinned. */
+  static const struct
+  {
+    const char *word;
+    guint64 hash;
+  } pinned[] = {
+    { "", G_GUINT64_CONSTANT (0x0409638ee2bde459) },
+    { "a", G_GUINT64_CONSTANT (0x28d2053309d28531) },
+    { "abc", G_GUINT64_CONSTANT (0x02a4f1d7cb516c72) },
+    { "message digest", G_GUINT64_CONSTANT (0x41d032e1df79b67e) },
+    { "abcdefghijklmnopqrstuvwxyz", G_GUINT64_CONSTANT (0x774fa8c21ed6acd2) },
+    { "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+      G_GUINT64_CONSTANT (0x0369bcbe3f0f0c0d) },
+    { "12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+      G_GUINT64_CONSTANT (0x48662e17cabfab37) },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (pinned); i++)
+    g_assert_cmphex (tally_word_hash (pinned[i].word, strlen (pinned[i].word)), ==, pinned[i].hash);
+}
+
+static void
+test_hash_distinct (void)
+{
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_int64_hash, g_int64_equal);
+  g_autofree guint64 *hashes = g_new (guint64, 2000);
+  char buf[200];
+
+  /* Every prefix of a 200-byte string, and 1800 short words: no collisions expected. */
+  for (guint i = 0; i < 200; i++)
+    buf[i] = (char)('a' + (i * 7) % 26);
+  for (guint i = 0; i < 200; i++)
+    hashes[i] = tally_word_hash (buf, i);
+  for (guint i = 200; i < 2000; i++)
+    {
+      g_autofree char *w = g_strdup_printf ("w%u", i);
+      hashes[i] = tally_word_hash (w, strlen (w));
+    }
+  for (guint i = 0; i < 2000; i++)
+    {
+      g_assert_false (g_hash_table_contains (seen, &hashes[i]));
+      g_hash_table_add (seen, &hashes[i]);
+    }
+}
+
+static void
+test_table_basic (void)
+{
+  g_autoptr (TallyWordTable) t = tally_word_table_new ();
+
+  g_assert_cmpuint (tally_word_table_get_size (t), ==, 0);
+  g_assert_cmpuint (lookup (t, "hello"), ==, 0);
+  g_assert_cmpuint (add (t, "hello", 1), ==, 1);
+  g_assert_cmpuint (add (t, "hello", 1), ==, 2);
+  g_assert_cmpuint (add (t, "world", 5), ==, 5);
+  g_assert_cmpuint (add (t, "hell", 1), ==, 1);
+  g_assert_cmpuint (lookup (t, "hello"), ==, 2);
+  g_assert_cmpuint (lookup (t, "hell"), ==, 1);
+  g_assert_cmpuint (lookup (t, "hello!"), ==, 0);
+  g_assert_cmpuint (tally_word_table_get_size (t), ==, 3);
+  g_assert_cmpuint (tally_word_table_get_total (t), ==, 8);
+
+  tally_word_table_remove_all (t);
+  g_assert_cmpuint (tally_word_table_get_size (t), ==, 0);
+  g_assert_cmpuint (tally_word_table_get_total (t), ==, 0);
+  g_assert_cmpuint (lookup (t, "hello"), ==, 0);
+  g_assert_cmpuint (add (t, "hello", 3), ==, 3);
+}
+
+/* 300,000 distinct words through 15 doublings; every count exact afterwards. */
+static void
+test_table_growth (void)
+{
+  g_autoptr (TallyWordTable) t = tally_word_table_new ();
+  const guint n = 300000;
+  guint64 total = 0;
+  char w[32];
+
+  for (guint round = 0; round < 3; round++)
+    for (guint i = 0; i < n; i++)
+      {
+        guint len = (guint)g_snprintf (w, sizeof w, "word-%u", i);
+        guint64 delta = (i % 7 == 0 || round == 0) ? 1 : 0;
+        if (delta == 0)
+          continue;
+        tally_word_table_add (t, w, len, tally_word_hash (w, len), delta);
+        total++;
+      }
+  g_assert_cmpuint (tally_word_table_get_size (t), ==, n);
+  g_assert_cmpuint (tally_word_table_get_total (t), ==, total);
+  for (guint i = 0; i < n; i++)
+    {
+      guint len = (guint)g_snprintf (w, sizeof w, "word-%u", i);
+      g_assert_cmpuint (tally_word_table_lookup (t, w, len, tally_word_hash (w, len)), ==,
+                        i % 7 == 0 ? 3 : 1);
+    }
+  /* 300,000 / 0.8 needs 2^19 slots of 16 bytes (8 MiB), and 300,000 keys of 10 to 12
+   * bytes with their 1-byte lengths fill 4 arena chunks of 1 MiB. */
+  g_assert_cmpuint (tally_word_table_get_memory (t), >=, (gsize)12 * 1048576);
+  g_assert_cmpuint (tally_word_table_get_memory (t), <, (gsize)12 * 1048576 + 4096);
+}
+
+typedef struct
+{
+  GHashTable *seen; /* word (up to its first NUL) -> count */
+  guint n_calls;
+  guint64 total;
+} Collect;
+
+static void
+collect (const char *word, gsize len, guint64 count, gpointer user_data)
+{
+  Collect *c = user_data;
+  c->n_calls++;
+  c->total += count;
+  g_hash_table_insert (c->seen, g_strndup (word, len), g_memdup2 (&count, sizeof count));
+}
+
+static guint64
+seen_count (Collect *c, const char *word)
+{
+  guint64 *v = g_hash_table_lookup (c->seen, word);
+  return v != NULL ? *v : 0;
+}
+
+/* Non-ASCII bytes, a NUL inside a key, 2-byte length prefixes and a key longer than a
+ * whole arena chunk. */
+static void
+test_table_bytes (void)
+{
+  g_autoptr (TallyWordTable) t = tally_word_table_new ();
+  g_autofree char *big = g_malloc (3 * 1024 * 1024);
+  g_autofree char *mid = g_malloc (300);
+  const char hi[] = "\x80\x81\xfe\xff";
+  const char nul[] = "a\0b";
+  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  Collect c = { seen, 0, 0 };
+
+  for (gsize i = 0; i < 3 * 1024 * 1024; i++)
+    big[i] = (char)(0x80 + i % 0x80);
+  memset (mid, 'm', 300);
+
+  g_assert_cmpuint (tally_word_table_add (t, hi, 4, tally_word_hash (hi, 4), 1), ==, 1);
+  g_assert_cmpuint (tally_word_table_add (t, nul, 3, tally_word_hash (nul, 3), 2), ==, 2);
+  g_assert_cmpuint (tally_word_table_add (t, "a", 1, tally_word_hash ("a", 1), 4), ==, 4);
+  g_assert_cmpuint (tally_word_table_add (t, mid, 300, tally_word_hash (mid, 300), 1), ==, 1);
+  g_assert_cmpuint (
+      tally_word_table_add (t, big, 3 * 1024 * 1024, tally_word_hash (big, 3 * 1024 * 1024), 1), ==,
+      1);
+  /* Short keys after the long one go on in an ordinary chunk. */
+  for (guint i = 0; i < 1000; i++)
+    {
+      g_autofree char *w = g_strdup_printf ("after-%u", i);
+      add (t, w, 1);
+    }
+  g_assert_cmpuint (
+      tally_word_table_add (t, big, 3 * 1024 * 1024, tally_word_hash (big, 3 * 1024 * 1024), 1), ==,
+      2);
+  g_assert_cmpuint (tally_word_table_add (t, mid, 300, tally_word_hash (mid, 300), 1), ==, 2);
+  g_assert_cmpuint (tally_word_table_lookup (t, hi, 4, tally_word_hash (hi, 4)), ==, 1);
+  g_assert_cmpuint (tally_word_table_lookup (t, nul, 3, tally_word_hash (nul, 3)), ==, 2);
+  g_assert_cmpuint (tally_word_table_lookup (t, mid, 299, tally_word_hash (mid, 299)), ==, 0);
+  g_assert_cmpuint (lookup (t, "after-999"), ==, 1);
+  g_assert_cmpuint (tally_word_table_get_size (t), ==, 1005);
+
+  tally_word_table_foreach (t, collect, &c);
+  g_assert_cmpuint (c.n_calls, ==, 1005);
+  g_assert_cmpuint (c.total, ==, 1 + 2 + 4 + 2 + 2 + 1000);
+  g_assert_cmpuint (tally_word_table_get_total (t), ==, 1 + 2 + 4 + 2 + 2 + 1000);
+  g_assert_cmpuint (seen_count (&c, "\x80\x81\xfe\xff"), ==, 1);
+  g_assert_cmpuint (seen_count (&c, "a"), ==, 4);
+}
+
+static void
+test_table_changes (void)
+{
+  g_autoptr (TallyWordTable) t = tally_word_table_new ();
+  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  Collect c = { seen, 0, 0 };
+
+  add (t, "a", 1);
+  add (t, "b", 2);
+  add (t, "a", 1);
+  tally_word_table_set (t, "r", 1, tally_word_hash ("r", 1), 10);
+  g_assert_cmpuint (tally_word_table_get_n_changed (t), ==, 2);
+  g_assert_cmpuint (tally_word_table_get_total (t), ==, 14);
+
+  tally_word_table_take_changes (t, collect, &c);
+  g_assert_cmpuint (g_hash_table_size (seen), ==, 2);
+  g_assert_cmpuint (seen_count (&c, "a"), ==, 2);
+  g_assert_cmpuint (seen_count (&c, "b"), ==, 2);
+  g_assert_cmpuint (tally_word_table_get_n_changed (t), ==, 0);
+
+  /* Nothing changed: nothing taken. */
+  g_hash_table_remove_all (seen);
+  tally_word_table_take_changes (t, collect, &c);
+  g_assert_cmpuint (g_hash_table_size (seen), ==, 0);
+
+  /* A restored word counted again is changed, with its whole count. */
+  add (t, "r", 1);
+  add (t, "c", 1);
+  tally_word_table_take_changes (t, collect, &c);
+  g_assert_cmpuint (g_hash_table_size (seen), ==, 2);
+  g_assert_cmpuint (seen_count (&c, "r"), ==, 11);
+  g_assert_cmpuint (seen_count (&c, "c"), ==, 1);
+}
+
+static void
+test_table_saturates (void)
+{
+  g_autoptr (TallyWordTable) t = tally_word_table_new ();
+  const guint64 max = G_MAXUINT64 >> 1;
+
+  g_assert_cmpuint (add (t, "x", max - 1), ==, max - 1);
+  g_assert_cmpuint (add (t, "x", 5), ==, max);
+  g_assert_cmpuint (lookup (t, "x"), ==, max);
+}
+
+/* ----- TallyCounts ---------------------------------------------------------------- */
+
+static TallyCounts *
+build (const char *const *words, const guint64 *counts, guint n)
+{
+  g_autoptr (TallyCountsBuilder) b = tally_counts_builder_new ();
+  for (guint i = 0; i < n; i++)
+    tally_counts_builder_add (b, words[i], strlen (words[i]), counts[i]);
+  return tally_counts_builder_end (b);
+}
+
+static void
+assert_entries (TallyCounts *counts, const char *expected)
+{
+  g_autoptr (GString) s = g_string_new (NULL);
+  gsize n;
+  const TallyWordCount *e = tally_counts_get_entries (counts, &n);
+
+  for (gsize i = 0; i < n; i++)
+    {
+      g_assert_cmpuint (strlen (e[i].word), ==, e[i].len);
+      g_string_append_printf (s, "%s=%" G_GUINT64_FORMAT " ", e[i].word, e[i].count);
+    }
+  g_assert_cmpstr (s->str, ==, expected);
+}
+
+/* Count descending, then bytes ascending as memcmp orders them, a prefix first. */
+static void
+test_counts_order (void)
+{
+  const char *words[] = { "b", "ab", "a\xc3\xa9", "a", "zz", "A", "é", "a" };
+  const guint64 counts[] = { 2, 2, 2, 1, 5, 2, 2, 1 };
+  g_autoptr (TallyCounts) c = build (words, counts, G_N_ELEMENTS (words));
+
+  assert_entries (c, "zz=5 A=2 a=2 ab=2 aé=2 b=2 é=2 ");
+  g_assert_cmpuint (tally_counts_get_n_words (c), ==, 7);
+  g_assert_cmpuint (tally_counts_get_total (c), ==, 17);
+}
+
+static void
+test_counts_builder_merges (void)
+{
+  g_autoptr (TallyCountsBuilder) b = tally_counts_builder_new ();
+  const char *w1[] = { "kafka", "streams", "test" };
+  const guint64 c1[] = { 2, 1, 1 };
+  const char *w2[] = { "kafka", "streams", "utils" };
+  const guint64 c2[] = { 1, 1, 1 };
+  g_autoptr (TallyCounts) part1 = build (w1, c1, 3);
+  g_autoptr (TallyCounts) part2 = build (w2, c2, 3);
+  g_autoptr (TallyCounts) merged = NULL;
+  g_autoptr (TallyCounts) again = NULL;
+
+  tally_counts_builder_add_counts (b, part1);
+  tally_counts_builder_add_counts (b, part2);
+  tally_counts_builder_add (b, "utils", 5, 0);
+  tally_counts_builder_add (b, "apache", 6, 1);
+  g_assert_cmpuint (tally_counts_builder_get_n_words (b), ==, 5);
+  merged = tally_counts_builder_end (b);
+  assert_entries (merged, "kafka=3 streams=2 apache=1 test=1 utils=1 ");
+  g_assert_cmpuint (tally_counts_get_total (merged), ==, 8);
+
+  /* The builder is empty and reusable after end. */
+  g_assert_cmpuint (tally_counts_builder_get_n_words (b), ==, 0);
+  tally_counts_builder_add (b, "x", 1, 1);
+  again = tally_counts_builder_end (b);
+  assert_entries (again, "x=1 ");
+}
+
+static void
+test_counts_lookup (void)
+{
+  g_autoptr (TallyCountsBuilder) b = tally_counts_builder_new ();
+  g_autoptr (TallyCounts) c = NULL;
+  g_autoptr (TallyCounts) empty = tally_counts_new_empty ();
+  char w[32];
+
+  for (guint i = 0; i < 5000; i++)
+    {
+      guint len = (guint)g_snprintf (w, sizeof w, "w%u", i);
+      tally_counts_builder_add (b, w, len, i + 1);
+    }
+  c = tally_counts_builder_end (b);
+  g_assert_cmpuint (tally_counts_get_n_words (c), ==, 5000);
+  g_assert_cmpuint (tally_counts_get_total (c), ==, (guint64)5000 * 5001 / 2);
+  for (guint i = 0; i < 5000; i++)
+    {
+      guint len = (guint)g_snprintf (w, sizeof w, "w%u", i);
+      g_assert_cmpuint (tally_counts_lookup (c, w, len), ==, i + 1);
+    }
+  g_assert_cmpuint (tally_counts_lookup (c, "w5000", 5), ==, 0);
+  g_assert_cmpuint (tally_counts_lookup (c, "w1", 1), ==, 0);
+  g_assert_cmpuint (tally_counts_lookup (empty, "w1", 2), ==, 0);
+  g_assert_cmpuint (tally_counts_get_n_words (empty), ==, 0);
+  g_assert_cmpuint (tally_counts_get_total (empty), ==, 0);
+  g_assert_cmpstr (tally_counts_get_entries (c, NULL)[0].word, ==, "w4999");
+}
+
+static void
+test_counts_filters (void)
+{
+  const char *words[] = { "kafka", "kafkaesque", "stream", "streams", "ka", "k" };
+  const guint64 counts[] = { 5, 1, 3, 4, 2, 2 };
+  g_autoptr (TallyCounts) c = build (words, counts, G_N_ELEMENTS (words));
+  TallyCountsOptions top2 = { .top = 2 };
+  TallyCountsOptions pre = { .prefix = "ka" };
+  TallyCountsOptions min3 = { .min_count = 3 };
+  TallyCountsOptions all = { .top = 3, .prefix = "k", .min_count = 2 };
+  TallyCountsOptions none = { .top = 0, .prefix = "", .min_count = 1 };
+  g_autoptr (TallyCounts) f1 = tally_counts_filter (c, &top2);
+  g_autoptr (TallyCounts) f2 = tally_counts_filter (c, &pre);
+  g_autoptr (TallyCounts) f3 = tally_counts_filter (c, &min3);
+  g_autoptr (TallyCounts) f4 = tally_counts_filter (c, &all);
+  g_autoptr (TallyCounts) f5 = tally_counts_filter (c, &none);
+  g_autoptr (TallyCounts) f6 = tally_counts_filter (c, NULL);
+  g_autoptr (TallyCountsBuilder) b = tally_counts_builder_new ();
+  g_autoptr (TallyCounts) f7 = NULL;
+
+  assert_entries (c, "kafka=5 streams=4 stream=3 k=2 ka=2 kafkaesque=1 ");
+  assert_entries (f1, "kafka=5 streams=4 ");
+  g_assert_cmpuint (tally_counts_get_total (f1), ==, 9);
+  assert_entries (f2, "kafka=5 ka=2 kafkaesque=1 ");
+  assert_entries (f3, "kafka=5 streams=4 stream=3 ");
+  assert_entries (f4, "kafka=5 k=2 ka=2 ");
+  g_assert_true (f5 == c);
+  g_assert_true (f6 == c);
+
+  /* Filters apply after duplicates are summed: 1 + 1 + 1 passes min_count 3. */
+  tally_counts_builder_add (b, "kafka", 5, 1);
+  tally_counts_builder_add (b, "kafka", 5, 1);
+  tally_counts_builder_add (b, "kafka", 5, 1);
+  tally_counts_builder_add (b, "zeta", 4, 2);
+  f7 = tally_counts_builder_end_filtered (b, &min3);
+  assert_entries (f7, "kafka=3 ");
+}
+
+static void
+test_counts_builder_rejects_invalid (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_autoptr (TallyCountsBuilder) b = tally_counts_builder_new ();
+      tally_counts_builder_add (b, "\xff\xfe", 2, 1);
+      return;
+    }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_failed ();
+  g_test_trap_assert_stderr ("*g_utf8_validate*");
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/word-table/hash/fixed", test_hash_fixed);
+  g_test_add_func ("/word-table/hash/distinct", test_hash_distinct);
+  g_test_add_func ("/word-table/basic", test_table_basic);
+  g_test_add_func ("/word-table/growth", test_table_growth);
+  g_test_add_func ("/word-table/bytes", test_table_bytes);
+  g_test_add_func ("/word-table/changes", test_table_changes);
+  g_test_add_func ("/word-table/saturates", test_table_saturates);
+  g_test_add_func ("/counts/order", test_counts_order);
+  g_test_add_func ("/counts/builder-merges", test_counts_builder_merges);
+  g_test_add_func ("/counts/lookup", test_counts_lookup);
+  g_test_add_func ("/counts/filters", test_counts_filters);
+  g_test_add_func ("/counts/builder-rejects-invalid", test_counts_builder_rejects_invalid);
+
+  return g_test_run ();
+}
