@@ -205,9 +205,10 @@ typedef struct
   {
     /* [output] topic: string, the snapshot topic. Default `tally-snapshots`. */
     char *topic;
-    /* [output] max_record_bytes: bytes, 1024..1000000000; the largest snapshot record
-     * value; bigger snapshots are split into parts. Must not exceed [kafka]
-     * message.max.bytes (librdkafka default 1000000). Default 1000000. */
+    /* [output] max_record_bytes: bytes, 1024..999998976; the largest snapshot record
+     * (value, key and headers together); bigger snapshots are split into parts. Must be
+     * at least 1024 bytes below [kafka] message.max.bytes (librdkafka default 1000000),
+     * which leaves room for record framing. Default 900000. */
     gsize max_record_bytes;
     /* [output] format: `json`. Default `json`. */
     TallyConfigFormat format;
@@ -261,7 +262,8 @@ typedef struct
     /* [tokenizer] nfkc: boolean; NFKC-normalise words (unicode mode only; Unicode UAX
      * #15). Default false. */
     gboolean nfkc;
-    /* [tokenizer] max_word_bytes: bytes, 1..65536; the longest word kept. Default 256. */
+    /* [tokenizer] max_word_bytes: bytes of UTF-8, 4..1048576 (the tokenizer's limits); the
+     * longest word kept. Default 256. */
     guint max_word_bytes;
     /* [tokenizer] long_words: `truncate` | `drop`. Default `truncate`. */
     TallyConfigLongWords long_words;

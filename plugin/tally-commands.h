@@ -31,4 +31,9 @@ typedef struct
 /* tally count [FILE...]: counts words of files or stdin without Kafka (tally-cmd-count.c). */
 int tally_cmd_count (int argc, char **argv);
 
+/* tally check-config [PATH]: validates the configuration, exit 0 or 78 (tally-cmd-config.c). */
+int tally_cmd_check_config (int argc, char **argv);
+/* tally print-config: prints the effective configuration, secrets redacted (tally-cmd-config.c). */
+int tally_cmd_print_config (int argc, char **argv);
+
 G_END_DECLS

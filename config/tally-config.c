@@ -1,0 +1,1410 @@
+/* tally-config.c — loading and strict validation of `tally.conf`.
+ *
+ * The schema is one table (`schema[]` below): each entry names a group and key, its type
+ * (string, topic, topic list, unsigned number, boolean, one of a set of names), its range
+ * and unit, and the offset of the TallyConfig field it fills. The [kafka] group is open:
+ * any librdkafka property, checked by rd_kafka_conf_set() on a scratch configuration.
+ *
+ * Loading goes in four passes so that every error can name file, line, group and key:
+ *
+ * 1. A line scan of the raw bytes, before GKeyFile sees them: a UTF-8 byte order mark,
+ *    invalid UTF-8, lines that are neither group, pair nor comment, and duplicate groups
+ *    and keys (GKeyFile silently merges the former and keeps the last of the latter). The
+ *    scan records the line of every group and key ("origins").
+ * 2. GKeyFile parses the text (escapes such as `\s` and `\;`, lists separated by `;`).
+ * 3. `TALLY_<GROUP>_<KEY>` environment variables are written into the GKeyFile on top,
+ *    with the variable's name as their origin, so they are validated exactly like the file.
+ * 4. Every group and key, in file order, is checked against the schema and converted into
+ *    the TallyConfig field; unknown names get a "did you mean" from the Levenshtein
+ *    distance to the known ones.
+ *
+ * Secrets (tally_config_key_is_secret()) never appear in an error message or in
+ * tally_config_to_string() output with redaction on.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-config.h"
+#include "tally-build-config.h"
+
+#include <errno.h>
+#include <regex.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+G_DEFINE_QUARK (tally - config - error - quark, tally_config_error)
+
+/* Bytes of a record that [output] max_record_bytes leaves below message.max.bytes for the
+ * record framing that librdkafka counts against that limit. */
+#define RECORD_FRAMING_BYTES 1024
+/* librdkafka's default message.max.bytes. */
+#define RDKAFKA_DEFAULT_MESSAGE_MAX_BYTES 1000000
+/* Kafka's limit on topic name length (kafka.common.internals.Topic). */
+#define TOPIC_NAME_MAX 249
+#define MAX_SHARDS 256
+
+/* ---------------------------------------------------------------------------------------
+ * The schema
+ * ------------------------------------------------------------------------------------- */
+
+typedef enum
+{
+  TYPE_STRING,     /* non-empty string, no surrounding whitespace */
+  TYPE_TOPIC,      /* a legal Kafka topic name */
+  TYPE_TOPIC_LIST, /* `;`-separated topic names or ^regexes */
+  TYPE_UINT,       /* guint in [min, max] */
+  TYPE_SIZE,       /* gsize in [min, max] */
+  TYPE_BOOL,       /* true | false (also 1 | 0, as GKeyFile) */
+  TYPE_ENUM,       /* one of choices[].nick, stored as an int-sized enum */
+} KeyType;
+
+typedef struct
+{
+  const char *nick;
+  int value;
+} Choice;
+
+typedef struct
+{
+  const char *group;
+  const char *key;
+  KeyType type;
+  gsize offset;
+  guint64 min;
+  guint64 max;
+  const char *unit;
+  const Choice *choices;
+  gboolean optional; /* may be left unset (NULL); only for strings */
+} KeySpec;
+
+static const Choice offset_reset_choices[] = {
+  { "earliest", TALLY_CONFIG_OFFSET_RESET_EARLIEST },
+  { "latest", TALLY_CONFIG_OFFSET_RESET_LATEST },
+  { NULL, 0 },
+};
+
+static const Choice format_choices[] = {
+  { "json", TALLY_CONFIG_FORMAT_JSON },
+  { NULL, 0 },
+};
+
+static const Choice tokenizer_mode_choices[] = {
+  { "unicode", TALLY_CONFIG_TOKENIZER_UNICODE },
+  { "whitespace", TALLY_CONFIG_TOKENIZER_WHITESPACE },
+  { "record", TALLY_CONFIG_TOKENIZER_RECORD },
+  { NULL, 0 },
+};
+
+static const Choice long_words_choices[] = {
+  { "truncate", TALLY_CONFIG_LONG_WORDS_TRUNCATE },
+  { "drop", TALLY_CONFIG_LONG_WORDS_DROP },
+  { NULL, 0 },
+};
+
+static const Choice log_level_choices[] = {
+  { "error", G_LOG_LEVEL_ERROR },
+  { "critical", G_LOG_LEVEL_CRITICAL },
+  { "warning", G_LOG_LEVEL_WARNING },
+  { "message", G_LOG_LEVEL_MESSAGE },
+  { "info", G_LOG_LEVEL_INFO },
+  { "debug", G_LOG_LEVEL_DEBUG },
+  { NULL, 0 },
+};
+
+#define OFF(field) offsetof (TallyConfig, field)
+
+/* Groups in documented order; [kafka] has no table entries (any librdkafka property). */
+static const char *const known_groups[] = {
+  "kafka",      "input",     "output", "requests", "snapshot", "checkpoint",
+  "aggregator", "tokenizer", "broker", "shutdown", "log",      NULL,
+};
+
+static const KeySpec schema[] = {
+  { "input", "topics", TYPE_TOPIC_LIST, OFF (input.topics) },
+  { "input", "group_id", TYPE_STRING, OFF (input.group_id) },
+  { "input", "auto_offset_reset", TYPE_ENUM, OFF (input.auto_offset_reset), 0, 0, NULL,
+    offset_reset_choices },
+  { "input", "dead_letter_topic", TYPE_TOPIC, OFF (input.dead_letter_topic), 0, 0, NULL, NULL,
+    TRUE },
+  { "input", "max_batch_records", TYPE_UINT, OFF (input.max_batch_records), 1, 1000000, "records" },
+  { "output", "topic", TYPE_TOPIC, OFF (output.topic) },
+  { "output", "max_record_bytes", TYPE_SIZE, OFF (output.max_record_bytes), 1024,
+    1000000000 - RECORD_FRAMING_BYTES, "bytes" },
+  { "output", "format", TYPE_ENUM, OFF (output.format), 0, 0, NULL, format_choices },
+  { "requests", "topic", TYPE_TOPIC, OFF (requests.topic) },
+  { "snapshot", "interval_ms", TYPE_UINT, OFF (snapshot.interval_ms), 0, 86400000, "ms" },
+  { "snapshot", "timeout_ms", TYPE_UINT, OFF (snapshot.timeout_ms), 1, 3600000, "ms" },
+  { "checkpoint", "enabled", TYPE_BOOL, OFF (checkpoint.enabled) },
+  { "checkpoint", "changelog_topic", TYPE_TOPIC, OFF (checkpoint.changelog_topic) },
+  { "checkpoint", "interval_ms", TYPE_UINT, OFF (checkpoint.interval_ms), 1, 3600000, "ms" },
+  { "aggregator", "shards", TYPE_UINT, OFF (aggregator.shards), 0, MAX_SHARDS, "shards" },
+  { "aggregator", "mailbox_capacity", TYPE_UINT, OFF (aggregator.mailbox_capacity), 1, 1048576,
+    "messages" },
+  { "tokenizer", "mode", TYPE_ENUM, OFF (tokenizer.mode), 0, 0, NULL, tokenizer_mode_choices },
+  { "tokenizer", "nfkc", TYPE_BOOL, OFF (tokenizer.nfkc) },
+  { "tokenizer", "max_word_bytes", TYPE_UINT, OFF (tokenizer.max_word_bytes), 4, 1048576, "bytes" },
+  { "tokenizer", "long_words", TYPE_ENUM, OFF (tokenizer.long_words), 0, 0, NULL,
+    long_words_choices },
+  { "broker", "port", TYPE_UINT, OFF (broker.port), 0, 65535, "port" },
+  { "broker", "brokers", TYPE_UINT, OFF (broker.brokers), 1, 16, "brokers" },
+  { "broker", "partitions", TYPE_UINT, OFF (broker.partitions), 1, 1000, "partitions" },
+  { "shutdown", "timeout_ms", TYPE_UINT, OFF (shutdown.timeout_ms), 1, 600000, "ms" },
+  { "log", "level", TYPE_ENUM, OFF (log.level), 0, 0, NULL, log_level_choices },
+};
+
+#define FIELD(config, spec, type) ((type *)(gpointer)((char *)(config) + (spec)->offset))
+
+/* Properties Tally sets itself from typed keys: not allowed in [kafka]. */
+static const struct
+{
+  const char *property;
+  const char *instead;
+} kafka_owned[] = {
+  { "group.id", "[input] group_id" },
+  { "auto.offset.reset", "[input] auto_offset_reset" },
+};
+
+/* ---------------------------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------------------------- */
+
+static gboolean
+is_known_group (const char *group)
+{
+  for (guint i = 0; known_groups[i] != NULL; i++)
+    if (strcmp (known_groups[i], group) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+static const KeySpec *
+find_spec (const char *group, const char *key)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (schema); i++)
+    if (strcmp (schema[i].group, group) == 0 && strcmp (schema[i].key, key) == 0)
+      return &schema[i];
+  return NULL;
+}
+
+/* Levenshtein distance over bytes, ASCII case-insensitive. */
+static guint
+edit_distance (const char *a, const char *b)
+{
+  gsize la = strlen (a), lb = strlen (b);
+  g_autofree guint *row = g_new (guint, lb + 1);
+
+  for (gsize j = 0; j <= lb; j++)
+    row[j] = j;
+  for (gsize i = 1; i <= la; i++)
+    {
+      guint diag = row[0];
+      row[0] = i;
+      for (gsize j = 1; j <= lb; j++)
+        {
+          guint up = row[j];
+          guint cost = g_ascii_tolower (a[i - 1]) == g_ascii_tolower (b[j - 1]) ? 0 : 1;
+          row[j] = MIN (MIN (row[j] + 1, row[j - 1] + 1), diag + cost);
+          diag = up;
+        }
+    }
+  return row[lb];
+}
+
+/* The candidate nearest to @word when near enough to be a likely typo, else NULL. */
+static const char *
+nearest (const char *word, const char *const *candidates, gsize n_candidates)
+{
+  const char *best = NULL;
+  guint best_distance = G_MAXUINT;
+  guint limit = MAX (2, (guint)strlen (word) / 3);
+
+  for (gsize i = 0; i < n_candidates && candidates[i] != NULL; i++)
+    {
+      guint d = edit_distance (word, candidates[i]);
+      if (d < best_distance)
+        {
+          best_distance = d;
+          best = candidates[i];
+        }
+    }
+  return best_distance <= limit ? best : NULL;
+}
+
+static const char *
+choice_nick (const Choice *choices, int value)
+{
+  for (const Choice *c = choices; c->nick != NULL; c++)
+    if (c->value == value)
+      return c->nick;
+  return "?";
+}
+
+static char *
+origin_key (const char *group, const char *key)
+{
+  return g_strconcat (group, "\x1f", key, NULL);
+}
+
+/* Sets @error to "ORIGIN: [group] key: MESSAGE" (parts left out when NULL). */
+G_GNUC_PRINTF (6, 7)
+static void
+config_error (GError **error, TallyConfigError code, const char *origin, const char *group,
+              const char *key, const char *format, ...)
+{
+  va_list ap;
+  g_autofree char *message = NULL;
+  g_autoptr (GString) s = g_string_new (origin);
+
+  va_start (ap, format);
+  message = g_strdup_vprintf (format, ap);
+  va_end (ap);
+
+  if (group != NULL)
+    g_string_append_printf (s, ": [%s]", group);
+  if (key != NULL)
+    g_string_append_printf (s, "%s%s", group != NULL ? " " : ": ", key);
+  g_string_append_printf (s, ": %s", message);
+  g_set_error_literal (error, TALLY_CONFIG_ERROR, code, s->str);
+}
+
+gboolean
+tally_config_key_is_secret (const char *key)
+{
+  static const char *const needles[] = {
+    "password",  "secret",  "token",   "credential", "sasl.username", "sasl.oauthbearer.config",
+    "sasl.jaas", "ssl.key", "ssl_key",
+  };
+  g_autofree char *lower = NULL;
+
+  g_return_val_if_fail (key != NULL, FALSE);
+  lower = g_ascii_strdown (key, -1);
+  for (gsize i = 0; i < G_N_ELEMENTS (needles); i++)
+    if (strstr (lower, needles[i]) != NULL)
+      return TRUE;
+  return FALSE;
+}
+
+static void
+kafka_property_free (gpointer data)
+{
+  TallyConfigKafkaProperty *p = data;
+
+  if (p == NULL)
+    return;
+  g_free (p->name);
+  if (p->value != NULL)
+    memset (p->value, 0, strlen (p->value)); /* secrets do not linger on the heap */
+  g_free (p->value);
+  g_free (p->origin);
+  g_free (p);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Defaults, freeing
+ * ------------------------------------------------------------------------------------- */
+
+static guint
+processors_as_shards (void)
+{
+  return CLAMP (g_get_num_processors (), 1, MAX_SHARDS);
+}
+
+TallyConfig *
+tally_config_new_default (void)
+{
+  TallyConfig *c = g_new0 (TallyConfig, 1);
+  const char *default_topics[] = { "tally-input", NULL };
+
+  c->source_path = NULL;
+  c->env_overrides = g_new0 (char *, 1);
+
+  c->kafka.properties = g_ptr_array_new_with_free_func (kafka_property_free);
+  c->kafka.has_bootstrap = FALSE;
+
+  c->input.topics = g_strdupv ((char **)default_topics);
+  c->input.group_id = g_strdup ("tally");
+  c->input.auto_offset_reset = TALLY_CONFIG_OFFSET_RESET_EARLIEST;
+  c->input.dead_letter_topic = NULL;
+  c->input.max_batch_records = 1000;
+
+  c->output.topic = g_strdup ("tally-snapshots");
+  c->output.max_record_bytes = 900000;
+  c->output.format = TALLY_CONFIG_FORMAT_JSON;
+
+  c->requests.topic = g_strdup ("tally-requests");
+
+  c->snapshot.interval_ms = 0;
+  c->snapshot.timeout_ms = 10000;
+
+  c->checkpoint.enabled = TRUE;
+  c->checkpoint.changelog_topic = g_strdup ("tally-changelog");
+  c->checkpoint.interval_ms = 1000;
+
+  c->aggregator.shards = processors_as_shards ();
+  c->aggregator.mailbox_capacity = 1024;
+
+  c->tokenizer.mode = TALLY_CONFIG_TOKENIZER_UNICODE;
+  c->tokenizer.nfkc = FALSE;
+  c->tokenizer.max_word_bytes = 256;
+  c->tokenizer.long_words = TALLY_CONFIG_LONG_WORDS_TRUNCATE;
+
+  c->broker.port = 0;
+  c->broker.brokers = 1;
+  c->broker.partitions = 4;
+
+  c->shutdown.timeout_ms = 10000;
+
+  c->log.level = G_LOG_LEVEL_MESSAGE;
+  return c;
+}
+
+void
+tally_config_free (TallyConfig *config)
+{
+  if (config == NULL)
+    return;
+  g_free (config->source_path);
+  g_strfreev (config->env_overrides);
+  g_clear_pointer (&config->kafka.properties, g_ptr_array_unref);
+  for (gsize i = 0; i < G_N_ELEMENTS (schema); i++)
+    {
+      const KeySpec *spec = &schema[i];
+      if (spec->type == TYPE_STRING || spec->type == TYPE_TOPIC)
+        g_free (*FIELD (config, spec, char *));
+      else if (spec->type == TYPE_TOPIC_LIST)
+        g_strfreev (*FIELD (config, spec, char **));
+    }
+  g_free (config);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Pass 1: the line scan
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct
+{
+  const char *name;   /* file name for messages */
+  GHashTable *origin; /* "group" or "group\x1fkey" -> "NAME:LINE" or "VAR (environment)" */
+} Origins;
+
+static const char *
+origin_of (Origins *o, const char *group, const char *key)
+{
+  g_autofree char *k = key != NULL ? origin_key (group, key) : g_strdup (group);
+  const char *v = g_hash_table_lookup (o->origin, k);
+
+  return v != NULL ? v : o->name;
+}
+
+/* The key of a `key=value` line (without trailing whitespace), or NULL. */
+static char *
+line_key (const char *start, const char *end)
+{
+  const char *eq = memchr (start, '=', end - start);
+  g_autofree char *key = NULL;
+
+  if (eq == NULL)
+    return NULL;
+  key = g_strndup (start, eq - start);
+  g_strchomp (key);
+  return g_steal_pointer (&key);
+}
+
+static gboolean
+scan_lines (const char *data, gsize len, Origins *o, GError **error)
+{
+  g_autofree char *group = NULL;
+  g_autoptr (GHashTable) group_lines
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (GHashTable) key_lines = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  const char *p = data, *end = data + len;
+  guint lineno = 0;
+
+  if (len >= 3 && memcmp (data, "\xEF\xBB\xBF", 3) == 0)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_ENCODING, o->name, NULL, NULL,
+                    "the file starts with a UTF-8 byte order mark (BOM); save it as UTF-8 "
+                    "without a BOM");
+      return FALSE;
+    }
+
+  while (p < end)
+    {
+      const char *nl = memchr (p, '\n', end - p);
+      const char *line_end = nl != NULL ? nl : end;
+      const char *s = p, *e = line_end, *bad = NULL;
+      g_autofree char *where = NULL;
+
+      lineno++;
+      where = g_strdup_printf ("%s:%u", o->name, lineno);
+      if (e > s && e[-1] == '\r')
+        e--;
+
+      if (!g_utf8_validate_len (s, e - s, &bad))
+        {
+          g_autofree char *key = line_key (s, bad);
+          gboolean in_key = key != NULL;
+          if (key == NULL && memchr (s, '=', e - s) != NULL)
+            key = line_key (s, e); /* the bad byte is in the value */
+          if (key != NULL && !g_utf8_validate (key, -1, NULL))
+            g_clear_pointer (&key, g_free);
+          config_error (error, TALLY_CONFIG_ERROR_ENCODING, where, group, key,
+                        "%s is not valid UTF-8 (%s at column %u); save the file as UTF-8",
+                        key == NULL || in_key ? "the line" : "the value",
+                        *bad == '\0' ? "a NUL byte" : "a bad byte", (guint)(bad - s) + 1);
+          return FALSE;
+        }
+
+      while (s < e && g_ascii_isspace (*s))
+        s++;
+
+      if (s == e || *s == '#')
+        ; /* blank or comment */
+      else if (*s == '[')
+        {
+          const char *close = memchr (s, ']', e - s);
+          gpointer first;
+          if (close == NULL)
+            {
+              config_error (error, TALLY_CONFIG_ERROR_PARSE, where, NULL, NULL,
+                            "a group header needs a closing ']'");
+              return FALSE;
+            }
+          g_free (group);
+          group = g_strndup (s + 1, close - s - 1);
+          if (g_hash_table_lookup_extended (group_lines, group, NULL, &first))
+            {
+              config_error (error, TALLY_CONFIG_ERROR_DUPLICATE, where, group, NULL,
+                            "the group appears twice (first at line %u); merge the two",
+                            GPOINTER_TO_UINT (first));
+              return FALSE;
+            }
+          g_hash_table_insert (group_lines, g_strdup (group), GUINT_TO_POINTER (lineno));
+          g_hash_table_insert (o->origin, g_strdup (group), g_strdup (where));
+        }
+      else
+        {
+          g_autofree char *key = line_key (s, e);
+          g_autofree char *okey = NULL;
+          gpointer first;
+
+          if (key == NULL)
+            {
+              g_autofree char *text = g_strndup (s, MIN (e - s, 40));
+              config_error (error, TALLY_CONFIG_ERROR_PARSE, where, group, NULL,
+                            "“%s%s” is not a [group] header, a key=value pair or a # comment", text,
+                            e - s > 40 ? "…" : "");
+              return FALSE;
+            }
+          if (group == NULL)
+            {
+              config_error (error, TALLY_CONFIG_ERROR_PARSE, where, NULL, key,
+                            "a key=value pair before any [group] header; put it under its "
+                            "group");
+              return FALSE;
+            }
+          okey = origin_key (group, key);
+          if (g_hash_table_lookup_extended (key_lines, okey, NULL, &first))
+            {
+              config_error (error, TALLY_CONFIG_ERROR_DUPLICATE, where, group, key,
+                            "the key is set twice (first at line %u); keep only one",
+                            GPOINTER_TO_UINT (first));
+              return FALSE;
+            }
+          g_hash_table_insert (key_lines, g_strdup (okey), GUINT_TO_POINTER (lineno));
+          g_hash_table_insert (o->origin, g_steal_pointer (&okey), g_strdup (where));
+        }
+      p = nl != NULL ? nl + 1 : end;
+    }
+  return TRUE;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Pass 3: environment overrides
+ * ------------------------------------------------------------------------------------- */
+
+/* The env variable name of a typed key: TALLY_<GROUP>_<KEY>, uppercased. */
+static char *
+env_name (const char *group, const char *key)
+{
+  g_autofree char *raw = g_strdup_printf ("TALLY_%s_%s", group, key);
+  char *up = g_ascii_strup (raw, -1);
+
+  for (char *c = up; *c != '\0'; c++)
+    if (*c == '.' || *c == '-')
+      *c = '_';
+  return up;
+}
+
+/* TALLY_KAFKA_<REST> -> librdkafka property: lowercase, `__` -> `_`, `_` -> `.`. */
+static char *
+kafka_property_from_env (const char *rest)
+{
+  GString *s = g_string_new (NULL);
+
+  for (const char *c = rest; *c != '\0'; c++)
+    {
+      if (c[0] == '_' && c[1] == '_')
+        {
+          g_string_append_c (s, '_');
+          c++;
+        }
+      else if (*c == '_')
+        g_string_append_c (s, '.');
+      else
+        g_string_append_c (s, g_ascii_tolower (*c));
+    }
+  return g_string_free (s, FALSE);
+}
+
+static int
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *)a, *(const char *const *)b);
+}
+
+static gboolean
+apply_environment (GKeyFile *kf, Origins *o, GPtrArray *applied, GError **error)
+{
+  g_auto (GStrv) env = g_get_environ ();
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint i = 0; env[i] != NULL; i++)
+    {
+      const char *eq = strchr (env[i], '=');
+      if (g_str_has_prefix (env[i], "TALLY_") && eq != NULL)
+        g_ptr_array_add (names, g_strndup (env[i], eq - env[i]));
+    }
+  g_ptr_array_sort (names, compare_strings);
+
+  for (guint i = 0; i < names->len; i++)
+    {
+      const char *var = g_ptr_array_index (names, i);
+      const char *value = g_environ_getenv (env, var);
+      g_autofree char *where = g_strdup_printf ("%s (environment)", var);
+      g_autofree char *group = NULL;
+      g_autofree char *key = NULL;
+
+      for (guint g = 0; known_groups[g] != NULL && group == NULL; g++)
+        {
+          g_autofree char *prefix = env_name (known_groups[g], "");
+          if (g_str_has_prefix (var, prefix))
+            {
+              group = g_strdup (known_groups[g]);
+              if (strcmp (group, "kafka") == 0)
+                key = kafka_property_from_env (var + strlen (prefix));
+              else
+                key = g_ascii_strdown (var + strlen (prefix), -1);
+            }
+        }
+      if (group == NULL)
+        continue; /* TALLY_CONFIG and other variables that are not overrides */
+
+      if (*key == '\0' || key[0] == '.' || g_str_has_suffix (key, "."))
+        {
+          config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, where, group, NULL,
+                        "the variable does not name a key");
+          return FALSE;
+        }
+      if (strspn (key, "abcdefghijklmnopqrstuvwxyz0123456789._-") != strlen (key))
+        {
+          config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, where, group, NULL,
+                        "the variable does not name a key (letters, digits and '_' only)");
+          return FALSE;
+        }
+      if (strcmp (group, "kafka") != 0 && find_spec (group, key) == NULL)
+        {
+          g_autoptr (GPtrArray) candidates = g_ptr_array_new_with_free_func (g_free);
+          const char *hint;
+          for (gsize s = 0; s < G_N_ELEMENTS (schema); s++)
+            if (strcmp (schema[s].group, group) == 0)
+              g_ptr_array_add (candidates, env_name (group, schema[s].key));
+          hint = nearest (var, (const char *const *)candidates->pdata, candidates->len);
+          config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, where, group, key,
+                        "unknown key%s%s%s", hint ? "; did you mean " : "", hint ? hint : "",
+                        hint ? "?" : "");
+          return FALSE;
+        }
+      if (!g_utf8_validate (value, -1, NULL))
+        {
+          config_error (error, TALLY_CONFIG_ERROR_ENCODING, where, group, key,
+                        "the value is not valid UTF-8");
+          return FALSE;
+        }
+      if (strchr (value, '\n') != NULL)
+        {
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, group, key,
+                        "the value contains a line break; write it as \\n");
+          return FALSE;
+        }
+      g_key_file_set_value (kf, group, key, value);
+      if (g_hash_table_lookup (o->origin, group) == NULL)
+        g_hash_table_insert (o->origin, g_strdup (group), g_strdup (where));
+      g_hash_table_insert (o->origin, origin_key (group, key), g_strdup (where));
+      g_ptr_array_add (applied, g_strdup (var));
+    }
+  return TRUE;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Pass 4: typed values
+ * ------------------------------------------------------------------------------------- */
+
+/* The default of @spec as key-file text, for messages. */
+static char *value_text (const TallyConfig *config, const KeySpec *spec, gboolean *unset);
+
+static gboolean
+check_empty (const char *value, const KeySpec *spec, const char *where, GError **error)
+{
+  g_autoptr (TallyConfig) defaults = NULL;
+  g_autofree char *text = NULL;
+  gboolean unset = FALSE;
+
+  if (*value != '\0')
+    return TRUE;
+  defaults = tally_config_new_default ();
+  text = value_text (defaults, spec, &unset);
+  if (unset)
+    config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                  "empty value; remove the line to leave it unset");
+  else if (strcmp (spec->key, "shards") == 0)
+    config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                  "empty value; remove the line to use the default (one per processor)");
+  else
+    config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                  "empty value; remove the line to use the default (%s)", text);
+  return FALSE;
+}
+
+static gboolean
+is_topic_char (char c)
+{
+  return g_ascii_isalnum (c) || c == '.' || c == '_' || c == '-';
+}
+
+/* Checks one topic name (not a regex); @what is "topic" or "list item". */
+static gboolean
+check_topic (const char *topic, const KeySpec *spec, const char *where, GError **error)
+{
+  gsize len = strlen (topic);
+
+  if (strchr (topic, ',') != NULL)
+    {
+      g_auto (GStrv) parts = g_strsplit (topic, ",", -1);
+      g_autofree char *joined = g_strjoinv (";", parts);
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                    "“%s”: topic names cannot contain ','; items of a key-file list are "
+                    "separated by ';': write %s=%s",
+                    topic, spec->key, joined);
+      return FALSE;
+    }
+  if (len > 0 && (g_ascii_isspace (topic[0]) || g_ascii_isspace (topic[len - 1])))
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                    "“%s”: a topic name cannot start or end with whitespace", topic);
+      return FALSE;
+    }
+  if (strcmp (topic, ".") == 0 || strcmp (topic, "..") == 0)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                    "“%s” is not a legal topic name", topic);
+      return FALSE;
+    }
+  if (len > TOPIC_NAME_MAX)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                    "a topic name is at most %d characters; this one has %" G_GSIZE_FORMAT,
+                    TOPIC_NAME_MAX, len);
+      return FALSE;
+    }
+  for (const char *c = topic; *c != '\0'; c++)
+    if (!is_topic_char (*c))
+      {
+        config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                      "“%s” is not a legal topic name: Kafka topic names use only ASCII "
+                      "letters, digits, '.', '_' and '-'",
+                      topic);
+        return FALSE;
+      }
+  return TRUE;
+}
+
+/* A regex topic pattern: commas only inside {m,n}; compiles as POSIX extended (librdkafka's
+ * subscription regex syntax). */
+static gboolean
+check_topic_regex (const char *pattern, const KeySpec *spec, const char *where, GError **error)
+{
+  regex_t re;
+  int rc, depth = 0;
+
+  for (const char *c = pattern; *c != '\0'; c++)
+    {
+      if (*c == '{')
+        depth++;
+      else if (*c == '}' && depth > 0)
+        depth--;
+      else if (*c == ',' && depth == 0)
+        {
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                        "“%s”: ',' outside {m,n} in a pattern; items of a key-file list are "
+                        "separated by ';'",
+                        pattern);
+          return FALSE;
+        }
+    }
+  rc = regcomp (&re, pattern, REG_EXTENDED | REG_NOSUB);
+  if (rc != 0)
+    {
+      char why[256];
+      regerror (rc, &re, why, sizeof why);
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                    "“%s” is not a valid regular expression: %s", pattern, why);
+      return FALSE;
+    }
+  regfree (&re);
+  return TRUE;
+}
+
+static gboolean
+parse_number (const char *value, const KeySpec *spec, const char *where, guint64 *out,
+              GError **error)
+{
+  guint64 n = 0;
+  gboolean digits = TRUE;
+
+  for (const char *c = value; *c != '\0'; c++)
+    if (!g_ascii_isdigit (*c))
+      digits = FALSE;
+  if (!digits)
+    {
+      gboolean number_with_suffix = g_ascii_isdigit (value[0]);
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                    "“%s” is not a whole number from %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT
+                    " (%s)%s",
+                    value, spec->min, spec->max, spec->unit,
+                    number_with_suffix ? "; write the number alone, without a unit" : "");
+      return FALSE;
+    }
+  if (!g_ascii_string_to_unsigned (value, 10, 0, G_MAXUINT64, &n, NULL) || n < spec->min
+      || n > spec->max)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                    "%s is out of range: must be from %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT
+                    " (%s)",
+                    value, spec->min, spec->max, spec->unit);
+      return FALSE;
+    }
+  *out = n;
+  return TRUE;
+}
+
+static gboolean
+parse_typed (TallyConfig *config, GKeyFile *kf, const KeySpec *spec, const char *where,
+             GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  g_autofree char *value = NULL;
+
+  if (spec->type == TYPE_TOPIC_LIST)
+    {
+      gsize n = 0;
+      g_auto (GStrv) items = g_key_file_get_string_list (kf, spec->group, spec->key, &n, &local);
+      if (items == NULL)
+        {
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                        "%s", local->message);
+          return FALSE;
+        }
+      if (n == 0)
+        {
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                        "empty list; name at least one topic, or remove the line to use the "
+                        "default (tally-input)");
+          return FALSE;
+        }
+      for (gsize i = 0; i < n; i++)
+        {
+          if (items[i][0] == '\0')
+            {
+              config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                            "item %" G_GSIZE_FORMAT " of the list is empty (as in a;;b)", i + 1);
+              return FALSE;
+            }
+          if (items[i][0] == '^' ? !check_topic_regex (items[i], spec, where, error)
+                                 : !check_topic (items[i], spec, where, error))
+            return FALSE;
+        }
+      g_strfreev (*FIELD (config, spec, char **));
+      *FIELD (config, spec, char **) = g_steal_pointer (&items);
+      return TRUE;
+    }
+
+  value = g_key_file_get_string (kf, spec->group, spec->key, &local);
+  if (value == NULL)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key, "%s",
+                    local->message);
+      return FALSE;
+    }
+  if (!check_empty (value, spec, where, error))
+    return FALSE;
+
+  switch (spec->type)
+    {
+    case TYPE_STRING:
+      {
+        gsize len = strlen (value);
+        if (g_ascii_isspace (value[0]) || g_ascii_isspace (value[len - 1]))
+          {
+            config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                          "“%s” starts or ends with whitespace", value);
+            return FALSE;
+          }
+        g_free (*FIELD (config, spec, char *));
+        *FIELD (config, spec, char *) = g_steal_pointer (&value);
+        return TRUE;
+      }
+    case TYPE_TOPIC:
+      if (!check_topic (value, spec, where, error))
+        return FALSE;
+      g_free (*FIELD (config, spec, char *));
+      *FIELD (config, spec, char *) = g_steal_pointer (&value);
+      return TRUE;
+    case TYPE_UINT:
+    case TYPE_SIZE:
+      {
+        guint64 n;
+        if (!parse_number (value, spec, where, &n, error))
+          return FALSE;
+        if (spec->type == TYPE_SIZE)
+          *FIELD (config, spec, gsize) = n;
+        else if (spec->offset == OFF (aggregator.shards) && n == 0)
+          *FIELD (config, spec, guint) = processors_as_shards ();
+        else
+          *FIELD (config, spec, guint) = n;
+        return TRUE;
+      }
+    case TYPE_BOOL:
+      if (strcmp (value, "true") == 0 || strcmp (value, "1") == 0)
+        *FIELD (config, spec, gboolean) = TRUE;
+      else if (strcmp (value, "false") == 0 || strcmp (value, "0") == 0)
+        *FIELD (config, spec, gboolean) = FALSE;
+      else
+        {
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                        "“%s” is not a boolean: write true or false", value);
+          return FALSE;
+        }
+      return TRUE;
+    case TYPE_ENUM:
+      {
+        g_autoptr (GString) allowed = g_string_new (NULL);
+        const char *nicks[16];
+        const char *hint;
+        gsize n = 0;
+        for (const Choice *c = spec->choices; c->nick != NULL; c++)
+          {
+            if (strcmp (c->nick, value) == 0)
+              {
+                *FIELD (config, spec, int) = c->value;
+                return TRUE;
+              }
+            g_string_append_printf (allowed, "%s%s", allowed->len ? ", " : "", c->nick);
+            if (n < G_N_ELEMENTS (nicks))
+              nicks[n++] = c->nick;
+          }
+        hint = nearest (value, nicks, n);
+        config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                      "“%s” is not one of: %s%s%s%s", value, allowed->str,
+                      hint ? "; did you mean " : "", hint ? hint : "", hint ? "?" : "");
+        return FALSE;
+      }
+    case TYPE_TOPIC_LIST:
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * [kafka]: librdkafka validates
+ * ------------------------------------------------------------------------------------- */
+
+/* Every librdkafka property name (from rd_kafka_conf_properties_show()), for hints. */
+static GPtrArray *
+rdkafka_property_names (void)
+{
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream (&buf, &len);
+  g_auto (GStrv) lines = NULL;
+
+  if (f == NULL)
+    return names;
+  rd_kafka_conf_properties_show (f);
+  fclose (f);
+  lines = g_strsplit (buf, "\n", -1);
+  free (buf);
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      const char *l = lines[i];
+      gsize n = strspn (l, "abcdefghijklmnopqrstuvwxyz0123456789._");
+      if (n > 0 && g_ascii_islower (l[0]) && (l[n] == ' ' || l[n] == '|'))
+        g_ptr_array_add (names, g_strndup (l, n));
+    }
+  g_ptr_array_add (names, NULL);
+  return names;
+}
+
+/* librdkafka's errstr without the trailing newline some messages carry, and with the
+ * value of a secret property replaced. */
+static char *
+clean_errstr (const char *errstr, const char *name, const char *value)
+{
+  g_autofree char *text = g_strchomp (g_strdup (errstr));
+
+  if (tally_config_key_is_secret (name) && value[0] != '\0' && strstr (text, value) != NULL)
+    {
+      g_auto (GStrv) parts = g_strsplit (text, value, -1);
+      return g_strjoinv ("<redacted>", parts);
+    }
+  return g_steal_pointer (&text);
+}
+
+static gboolean
+kafka_set (rd_kafka_conf_t *conf, const char *name, const char *value, const char *where,
+           GError **error)
+{
+  char errstr[512] = "";
+  rd_kafka_conf_res_t res = rd_kafka_conf_set (conf, name, value, errstr, sizeof errstr);
+  g_autofree char *why = NULL;
+  const char *hint = NULL;
+  g_autoptr (GPtrArray) names = NULL;
+
+  if (res == RD_KAFKA_CONF_OK)
+    return TRUE;
+  why = clean_errstr (errstr, name, value);
+  if (res == RD_KAFKA_CONF_UNKNOWN)
+    {
+      names = rdkafka_property_names ();
+      hint = nearest (name, (const char *const *)names->pdata, names->len);
+    }
+  config_error (error, TALLY_CONFIG_ERROR_KAFKA, where, "kafka", name, "librdkafka: %s%s%s%s", why,
+                hint ? "; did you mean " : "", hint ? hint : "", hint ? "?" : "");
+  return FALSE;
+}
+
+static gboolean
+parse_kafka (TallyConfig *config, GKeyFile *kf, Origins *o, GError **error)
+{
+  g_auto (GStrv) keys = g_key_file_get_keys (kf, "kafka", NULL, NULL);
+  rd_kafka_conf_t *scratch = NULL;
+  gboolean ok = TRUE;
+
+  if (keys == NULL)
+    return TRUE;
+  scratch = rd_kafka_conf_new ();
+  for (guint i = 0; ok && keys[i] != NULL; i++)
+    {
+      const char *name = keys[i];
+      const char *where = origin_of (o, "kafka", name);
+      g_autoptr (GError) local = NULL;
+      g_autofree char *value = g_key_file_get_string (kf, "kafka", name, &local);
+      TallyConfigKafkaProperty *p;
+
+      for (gsize k = 0; k < G_N_ELEMENTS (kafka_owned); k++)
+        if (strcmp (name, kafka_owned[k].property) == 0)
+          {
+            config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, where, "kafka", name,
+                          "Tally sets this property from %s; set that instead",
+                          kafka_owned[k].instead);
+            ok = FALSE;
+            break;
+          }
+      if (!ok)
+        break;
+      if (value == NULL)
+        {
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, "kafka", name, "%s",
+                        local->message);
+          ok = FALSE;
+          break;
+        }
+      if (value[0] == '\0')
+        {
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, "kafka", name,
+                        "empty value; remove the line to use librdkafka's default");
+          ok = FALSE;
+          break;
+        }
+      /* Setting plugin.library.paths loads the plugins at once: leave that to apply time. */
+      if (strcmp (name, "plugin.library.paths") != 0
+          && !kafka_set (scratch, name, value, where, error))
+        {
+          ok = FALSE;
+          break;
+        }
+      if (strcmp (name, "bootstrap.servers") == 0 || strcmp (name, "metadata.broker.list") == 0)
+        config->kafka.has_bootstrap = TRUE;
+      p = g_new0 (TallyConfigKafkaProperty, 1);
+      p->name = g_strdup (name);
+      p->value = g_steal_pointer (&value);
+      p->origin = g_strdup (where);
+      g_ptr_array_add (config->kafka.properties, p);
+    }
+  rd_kafka_conf_destroy (scratch);
+  return ok;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Putting it together
+ * ------------------------------------------------------------------------------------- */
+
+static gboolean
+check_group_names (GKeyFile *kf, Origins *o, GError **error)
+{
+  g_auto (GStrv) groups = g_key_file_get_groups (kf, NULL);
+
+  for (guint i = 0; groups[i] != NULL; i++)
+    {
+      const char *group = groups[i];
+      g_auto (GStrv) keys = NULL;
+      const char *hint;
+
+      if (!is_known_group (group))
+        {
+          hint = nearest (group, known_groups, G_N_ELEMENTS (known_groups) - 1);
+          config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_GROUP, origin_of (o, group, NULL), group,
+                        NULL, "unknown group%s%s%s", hint ? "; did you mean [" : "",
+                        hint ? hint : "", hint ? "]?" : "");
+          return FALSE;
+        }
+      if (strcmp (group, "kafka") == 0)
+        continue;
+      keys = g_key_file_get_keys (kf, group, NULL, NULL);
+      for (guint k = 0; keys != NULL && keys[k] != NULL; k++)
+        {
+          const char *key = keys[k];
+          const char *candidates[G_N_ELEMENTS (schema)];
+          const char *elsewhere = NULL;
+          gsize n = 0;
+
+          if (find_spec (group, key) != NULL)
+            continue;
+          for (gsize s = 0; s < G_N_ELEMENTS (schema); s++)
+            {
+              if (strcmp (schema[s].group, group) == 0)
+                candidates[n++] = schema[s].key;
+              else if (strcmp (schema[s].key, key) == 0 && elsewhere == NULL)
+                elsewhere = schema[s].group;
+            }
+          hint = nearest (key, candidates, n);
+          if (hint != NULL)
+            config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, origin_of (o, group, key), group,
+                          key, "unknown key; did you mean %s?", hint);
+          else if (elsewhere != NULL)
+            config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, origin_of (o, group, key), group,
+                          key, "unknown key in this group; it belongs in [%s]", elsewhere);
+          else if (strchr (key, '.') != NULL)
+            config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, origin_of (o, group, key), group,
+                          key, "unknown key; librdkafka properties go in [kafka]");
+          else
+            config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, origin_of (o, group, key), group,
+                          key, "unknown key");
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* Cross-key rules: [output] max_record_bytes below [kafka] message.max.bytes. */
+static gboolean
+check_cross (TallyConfig *config, Origins *o, GError **error)
+{
+  const char *mmb = tally_config_kafka_get (config, "message.max.bytes");
+  guint64 limit = RDKAFKA_DEFAULT_MESSAGE_MAX_BYTES;
+
+  if (mmb != NULL)
+    limit = g_ascii_strtoull (mmb, NULL, 10); /* librdkafka accepted it: a number */
+  if ((guint64)config->output.max_record_bytes + RECORD_FRAMING_BYTES > limit)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                    origin_of (o, "output", "max_record_bytes"), "output", "max_record_bytes",
+                    "%" G_GSIZE_FORMAT " bytes leaves less than %d bytes of record framing below "
+                    "[kafka] message.max.bytes (%" G_GUINT64_FORMAT
+                    "%s); lower it to at most %" G_GUINT64_FORMAT " or raise message.max.bytes",
+                    config->output.max_record_bytes, RECORD_FRAMING_BYTES, limit,
+                    mmb != NULL ? "" : ", librdkafka's default",
+                    limit > RECORD_FRAMING_BYTES ? limit - RECORD_FRAMING_BYTES : 0);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static TallyConfig *
+load_data (const char *data, gsize len, const char *name, GError **error)
+{
+  g_autoptr (TallyConfig) config = tally_config_new_default ();
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  g_autoptr (GHashTable) origin = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_autoptr (GPtrArray) applied = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GError) local = NULL;
+  g_auto (GStrv) groups = NULL;
+  Origins o = { name, origin };
+
+  if (!scan_lines (data, len, &o, error))
+    return NULL;
+  if (!g_key_file_load_from_data (kf, data, len, G_KEY_FILE_NONE, &local))
+    {
+      config_error (error, TALLY_CONFIG_ERROR_PARSE, name, NULL, NULL, "%s", local->message);
+      return NULL;
+    }
+  if (!apply_environment (kf, &o, applied, error))
+    return NULL;
+  if (!check_group_names (kf, &o, error))
+    return NULL;
+
+  groups = g_key_file_get_groups (kf, NULL);
+  for (guint g = 0; groups[g] != NULL; g++)
+    {
+      g_auto (GStrv) keys = NULL;
+      if (strcmp (groups[g], "kafka") == 0)
+        {
+          if (!parse_kafka (config, kf, &o, error))
+            return NULL;
+          continue;
+        }
+      keys = g_key_file_get_keys (kf, groups[g], NULL, NULL);
+      for (guint k = 0; keys[k] != NULL; k++)
+        if (!parse_typed (config, kf, find_spec (groups[g], keys[k]),
+                          origin_of (&o, groups[g], keys[k]), error))
+          return NULL;
+    }
+  if (!check_cross (config, &o, error))
+    return NULL;
+
+  g_strfreev (config->env_overrides);
+  g_ptr_array_add (applied, NULL);
+  config->env_overrides = (char **)g_ptr_array_steal (applied, NULL);
+  return g_steal_pointer (&config);
+}
+
+TallyConfig *
+tally_config_load_from_data (const char *data, gssize len, const char *name_for_errors,
+                             GError **error)
+{
+  TallyConfig *config;
+  const char *name = name_for_errors != NULL ? name_for_errors : "<data>";
+
+  g_return_val_if_fail (data != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  config = load_data (data, len < 0 ? strlen (data) : (gsize)len, name, error);
+  if (config != NULL)
+    config->source_path = g_strdup (name);
+  return config;
+}
+
+char **
+tally_config_search_paths (const char *explicit_path)
+{
+  GPtrArray *paths = g_ptr_array_new ();
+  const char *env = g_getenv ("TALLY_CONFIG");
+  const char *xdg = g_getenv ("XDG_CONFIG_HOME");
+  g_autofree char *sysconf = g_build_filename (TALLY_SYSCONFDIR, "tally", "tally.conf", NULL);
+
+  if (explicit_path != NULL)
+    g_ptr_array_add (paths, g_strdup (explicit_path));
+  else if (env != NULL && env[0] != '\0')
+    g_ptr_array_add (paths, g_strdup (env));
+  else
+    {
+      g_ptr_array_add (paths, g_strdup ("./tally.conf"));
+      /* Read the variable itself: g_get_user_config_dir() caches its first answer. The XDG
+       * Base Directory spec says to ignore relative paths. */
+      if (xdg != NULL && g_path_is_absolute (xdg))
+        g_ptr_array_add (paths, g_build_filename (xdg, "tally", "tally.conf", NULL));
+      else
+        g_ptr_array_add (
+            paths, g_build_filename (g_get_home_dir (), ".config", "tally", "tally.conf", NULL));
+      g_ptr_array_add (paths, g_strdup ("/etc/tally/tally.conf"));
+      if (strcmp (sysconf, "/etc/tally/tally.conf") != 0)
+        g_ptr_array_add (paths, g_steal_pointer (&sysconf));
+    }
+  g_ptr_array_add (paths, NULL);
+  return (char **)g_ptr_array_free (paths, FALSE);
+}
+
+TallyConfig *
+tally_config_load (const char *explicit_path, GError **error)
+{
+  g_auto (GStrv) paths = tally_config_search_paths (explicit_path);
+  const char *env = g_getenv ("TALLY_CONFIG");
+  gboolean named = explicit_path != NULL || (env != NULL && env[0] != '\0');
+
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  for (guint i = 0; paths[i] != NULL; i++)
+    {
+      const char *path = paths[i];
+      g_autofree char *data = NULL;
+      gsize len = 0;
+      g_autoptr (GError) local = NULL;
+      TallyConfig *config;
+
+      if (!named && !g_file_test (path, G_FILE_TEST_EXISTS))
+        continue;
+      if (!g_file_get_contents (path, &data, &len, &local))
+        {
+          if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+            config_error (error, TALLY_CONFIG_ERROR_NOT_FOUND, path, NULL, NULL,
+                          "no such file (named by %s)",
+                          explicit_path != NULL ? "the command line" : "$TALLY_CONFIG");
+          else
+            config_error (error, TALLY_CONFIG_ERROR_READ, path, NULL, NULL, "cannot read it: %s",
+                          local->message);
+          return NULL;
+        }
+      config = load_data (data, len, path, error);
+      if (config != NULL)
+        config->source_path = g_strdup (path);
+      return config;
+    }
+
+  /* No file anywhere: the defaults, still with the environment applied and checked. */
+  return load_data ("", 0, "<defaults>", error);
+}
+
+gboolean
+tally_config_apply_kafka (const TallyConfig *config, rd_kafka_conf_t *conf, GError **error)
+{
+  g_return_val_if_fail (config != NULL, FALSE);
+  g_return_val_if_fail (conf != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  for (guint i = 0; i < config->kafka.properties->len; i++)
+    {
+      const TallyConfigKafkaProperty *p = g_ptr_array_index (config->kafka.properties, i);
+      if (!kafka_set (conf, p->name, p->value, p->origin, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+const char *
+tally_config_kafka_get (const TallyConfig *config, const char *name)
+{
+  g_return_val_if_fail (config != NULL, NULL);
+  g_return_val_if_fail (name != NULL, NULL);
+
+  for (guint i = config->kafka.properties->len; i > 0; i--)
+    {
+      const TallyConfigKafkaProperty *p = g_ptr_array_index (config->kafka.properties, i - 1);
+      if (strcmp (p->name, name) == 0)
+        return p->value;
+    }
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Printing
+ * ------------------------------------------------------------------------------------- */
+
+/* A string as GKeyFile would write it (escapes for leading space, \n, \t, \\). */
+static char *
+escape_string (const char *s)
+{
+  g_autoptr (GKeyFile) tmp = g_key_file_new ();
+
+  g_key_file_set_string (tmp, "g", "k", s);
+  return g_key_file_get_value (tmp, "g", "k", NULL);
+}
+
+static char *
+value_text (const TallyConfig *config, const KeySpec *spec, gboolean *unset)
+{
+  *unset = FALSE;
+  switch (spec->type)
+    {
+    case TYPE_STRING:
+    case TYPE_TOPIC:
+      {
+        const char *s = *FIELD (config, spec, char *);
+        if (s == NULL)
+          {
+            *unset = TRUE;
+            return g_strdup ("");
+          }
+        return escape_string (s);
+      }
+    case TYPE_TOPIC_LIST:
+      {
+        g_autoptr (GKeyFile) tmp = g_key_file_new ();
+        char **list = *FIELD (config, spec, char **);
+        g_key_file_set_string_list (tmp, "g", "k", (const char *const *)list, g_strv_length (list));
+        return g_key_file_get_value (tmp, "g", "k", NULL);
+      }
+    case TYPE_UINT:
+      return g_strdup_printf ("%u", *FIELD (config, spec, guint));
+    case TYPE_SIZE:
+      return g_strdup_printf ("%" G_GSIZE_FORMAT, *FIELD (config, spec, gsize));
+    case TYPE_BOOL:
+      return g_strdup (*FIELD (config, spec, gboolean) ? "true" : "false");
+    case TYPE_ENUM:
+      return g_strdup (choice_nick (spec->choices, *FIELD (config, spec, int)));
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+char *
+tally_config_to_string (const TallyConfig *config, gboolean redact_secrets)
+{
+  GString *s = g_string_new ("# Effective Tally configuration (every default filled in).\n");
+
+  g_return_val_if_fail (config != NULL, NULL);
+
+  g_string_append_printf (s, "# Source: %s\n",
+                          config->source_path != NULL ? config->source_path
+                                                      : "no file found; defaults");
+  if (config->env_overrides != NULL && config->env_overrides[0] != NULL)
+    {
+      g_autofree char *vars = g_strjoinv (", ", config->env_overrides);
+      g_string_append_printf (s, "# Environment overrides: %s\n", vars);
+    }
+  if (redact_secrets)
+    g_string_append (s, "# Secret values are shown as <redacted>.\n");
+
+  for (guint g = 0; known_groups[g] != NULL; g++)
+    {
+      const char *group = known_groups[g];
+      g_string_append_printf (s, "\n[%s]\n", group);
+      if (strcmp (group, "kafka") == 0)
+        {
+          if (config->kafka.properties->len == 0)
+            g_string_append (s, "# (no properties: librdkafka's defaults; no bootstrap.servers, "
+                                "so `tally run` starts the embedded broker)\n");
+          for (guint i = 0; i < config->kafka.properties->len; i++)
+            {
+              const TallyConfigKafkaProperty *p = g_ptr_array_index (config->kafka.properties, i);
+              g_autofree char *v = NULL;
+              if (redact_secrets && tally_config_key_is_secret (p->name))
+                v = g_strdup ("<redacted>");
+              else
+                v = escape_string (p->value);
+              g_string_append_printf (s, "%s=%s\n", p->name, v);
+            }
+          continue;
+        }
+      for (gsize i = 0; i < G_N_ELEMENTS (schema); i++)
+        {
+          g_autofree char *v = NULL;
+          gboolean unset;
+          if (strcmp (schema[i].group, group) != 0)
+            continue;
+          v = value_text (config, &schema[i], &unset);
+          g_string_append_printf (s, "%s%s=%s\n", unset ? "#" : "", schema[i].key, v);
+        }
+    }
+  return g_string_free (s, FALSE);
+}
