@@ -1,0 +1,548 @@
+/* test-snapshot-format.c — snapshot requests and parts: JSON round trips, splitting under
+ * the record limit, reassembly in any order, duplicates, merging instances.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-snapshot-format.h"
+
+#include <string.h>
+
+/* librdkafka defines no cleanup functions; this file is the only user here. */
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (rd_kafka_topic_partition_list_t,
+                               rd_kafka_topic_partition_list_destroy)
+
+/* A snapshot of @counts with fixed ids, owning input partitions @first..@last of "in". */
+static TallySnapshot *
+make_snapshot (const char *snapshot_id, const char *instance_id, TallyCounts *counts, int first,
+               int last)
+{
+  TallySnapshot *snapshot = tally_snapshot_new ();
+
+  snapshot->snapshot_id = g_strdup (snapshot_id);
+  snapshot->request_id = g_strdup ("req-1");
+  snapshot->instance_id = g_strdup (instance_id);
+  snapshot->created_at_ms = 1790000000123;
+  snapshot->taken_ms = 7;
+  snapshot->total_words = tally_counts_get_total (counts);
+  snapshot->distinct_words = tally_counts_get_n_words (counts);
+  snapshot->offsets = rd_kafka_topic_partition_list_new (4);
+  snapshot->partitions = rd_kafka_topic_partition_list_new (4);
+  for (int p = first; p <= last; p++)
+    {
+      rd_kafka_topic_partition_list_add (snapshot->offsets, "in", p)->offset = 100 + p;
+      rd_kafka_topic_partition_list_add (snapshot->partitions, "in", p);
+    }
+  snapshot->counts = tally_counts_ref (counts);
+  return snapshot;
+}
+
+static TallyCounts *
+counts_of (const char *const *words, const guint64 *counts, gsize n)
+{
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+
+  for (gsize i = 0; i < n; i++)
+    tally_counts_builder_add (builder, words[i], strlen (words[i]), counts[i]);
+  return tally_counts_builder_end (builder);
+}
+
+static void
+assert_counts_equal (TallyCounts *a, TallyCounts *b)
+{
+  gsize na, nb;
+  const TallyWordCount *ea = tally_counts_get_entries (a, &na);
+  const TallyWordCount *eb = tally_counts_get_entries (b, &nb);
+
+  g_assert_cmpuint (na, ==, nb);
+  for (gsize i = 0; i < na; i++)
+    {
+      g_assert_cmpuint (ea[i].len, ==, eb[i].len);
+      g_assert_cmpmem (ea[i].word, ea[i].len, eb[i].word, eb[i].len);
+      g_assert_cmpuint (ea[i].count, ==, eb[i].count);
+    }
+}
+
+static void
+assert_lists_equal (const rd_kafka_topic_partition_list_t *a,
+                    const rd_kafka_topic_partition_list_t *b)
+{
+  g_assert_cmpint (a->cnt, ==, b->cnt);
+  for (int i = 0; i < a->cnt; i++)
+    {
+      g_assert_cmpstr (a->elems[i].topic, ==, b->elems[i].topic);
+      g_assert_cmpint (a->elems[i].partition, ==, b->elems[i].partition);
+      g_assert_cmpint (a->elems[i].offset, ==, b->elems[i].offset);
+    }
+}
+
+static TallySnapshotPart *
+decode_bytes (GBytes *bytes)
+{
+  g_autoptr (GError) error = NULL;
+  gsize len;
+  const void *data = g_bytes_get_data (bytes, &len);
+  TallySnapshotPart *part = tally_snapshot_part_decode (data, len, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (part);
+  return part;
+}
+
+static void
+test_round_trip (void)
+{
+  static const char *const words[] = { "kafka", "streams", "apache", "\"quoted\\\"", "é\t€" };
+  static const guint64 values[] = { 3, 2, 1, 1, G_GUINT64_CONSTANT (9007199254740993) };
+  g_autoptr (TallyCounts) counts = counts_of (words, values, G_N_ELEMENTS (words));
+  g_autoptr (TallySnapshot) snapshot = make_snapshot ("snap-1", "inst-a", counts, 0, 2);
+  g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new ("req-1", NULL);
+  g_autoptr (TallySnapshot) back = NULL;
+  g_autoptr (GPtrArray) parts = NULL;
+  g_autoptr (GError) error = NULL;
+  TallySnapshotPart *part;
+
+  snapshot->top = 10;
+  snapshot->prefix = g_strdup ("k");
+  snapshot->min_count = 1;
+  parts = tally_snapshot_encode (snapshot, 1000000, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (parts->len, ==, 1);
+
+  part = decode_bytes (g_ptr_array_index (parts, 0));
+  g_assert_cmpstr (tally_snapshot_part_get_snapshot_id (part), ==, "snap-1");
+  g_assert_cmpstr (tally_snapshot_part_get_request_id (part), ==, "req-1");
+  g_assert_cmpstr (tally_snapshot_part_get_instance_id (part), ==, "inst-a");
+  g_assert_cmpuint (tally_snapshot_part_get_part (part), ==, 0);
+  g_assert_cmpuint (tally_snapshot_part_get_parts (part), ==, 1);
+  g_assert_cmpuint (tally_snapshot_part_get_n_entries (part), ==, 5);
+  g_assert_null (tally_snapshot_part_get_error (part));
+
+  g_assert_true (tally_snapshot_assembler_add_part (assembler, part, &error));
+  g_assert_no_error (error);
+  g_assert_true (tally_snapshot_assembler_is_complete (assembler));
+  back = tally_snapshot_assembler_take_snapshot (assembler);
+  g_assert_nonnull (back);
+  g_assert_null (tally_snapshot_assembler_take_snapshot (assembler));
+
+  g_assert_cmpstr (back->snapshot_id, ==, "snap-1");
+  g_assert_cmpstr (back->request_id, ==, "req-1");
+  g_assert_cmpstr (back->instance_id, ==, "inst-a");
+  g_assert_cmpint (back->created_at_ms, ==, 1790000000123);
+  g_assert_cmpint (back->taken_ms, ==, 7);
+  g_assert_cmpuint (back->total_words, ==, 9007199254741000);
+  g_assert_cmpuint (back->distinct_words, ==, 5);
+  g_assert_cmpuint (back->top, ==, 10);
+  g_assert_cmpstr (back->prefix, ==, "k");
+  g_assert_cmpuint (back->min_count, ==, 1);
+  g_assert_null (back->error);
+  assert_lists_equal (back->offsets, snapshot->offsets);
+  g_assert_cmpint (back->partitions->cnt, ==, 3);
+  g_assert_cmpint (back->partitions->elems[2].partition, ==, 2);
+  g_assert_cmpint (back->partitions->elems[2].offset, ==, RD_KAFKA_OFFSET_INVALID);
+  assert_counts_equal (back->counts, counts);
+}
+
+/* "w000000" .. with count 1 + i % 1000: 200,000 distinct words. */
+static TallyCounts *
+many_words (guint n, guint prefix)
+{
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+
+  for (guint i = 0; i < n; i++)
+    {
+      char word[32];
+      int len = g_snprintf (word, sizeof word, "w%u_%06u", prefix, i);
+
+      tally_counts_builder_add (builder, word, (gsize)len, 1 + i % 1000);
+    }
+  return tally_counts_builder_end (builder);
+}
+
+static void
+test_split_200k (void)
+{
+  g_autoptr (TallyCounts) counts = many_words (200000, 0);
+  g_autoptr (TallySnapshot) snapshot = make_snapshot ("snap-big", "inst-a", counts, 0, 3);
+  g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new (NULL, NULL);
+  g_autoptr (TallySnapshot) back = NULL;
+  g_autoptr (GPtrArray) parts = NULL;
+  g_autoptr (GError) error = NULL;
+  const gsize limit = 16384;
+  gsize total_entries = 0;
+
+  parts = tally_snapshot_encode (snapshot, limit, &error);
+  g_assert_no_error (error);
+  /* The parts hold at least every entry's `["word",count],` bytes. */
+  {
+    gsize n, payload = 0;
+    const TallyWordCount *e = tally_counts_get_entries (counts, &n);
+
+    for (gsize i = 0; i < n; i++)
+      payload += 6 + e[i].len + (gsize)g_snprintf (NULL, 0, "%" G_GUINT64_FORMAT, e[i].count);
+    g_assert_cmpuint (payload, >, 3000000);
+    g_assert_cmpuint ((gsize)parts->len * limit, >=, payload);
+    g_assert_cmpuint (parts->len, <, payload / (limit - 2048) + 1);
+  }
+
+  /* Add the parts last to first: nothing completes before part 0 comes. */
+  for (guint i = parts->len; i-- > 0;)
+    {
+      GBytes *bytes = g_ptr_array_index (parts, i);
+      TallySnapshotPart *part;
+      gboolean done;
+
+      g_assert_cmpuint (g_bytes_get_size (bytes), <=, limit);
+      part = decode_bytes (bytes);
+      g_assert_cmpuint (tally_snapshot_part_get_part (part), ==, i);
+      g_assert_cmpuint (tally_snapshot_part_get_parts (part), ==, parts->len);
+      total_entries += tally_snapshot_part_get_n_entries (part);
+      done = tally_snapshot_assembler_add_part (assembler, part, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (done, ==, i == 0);
+      g_assert_cmpint (tally_snapshot_assembler_is_complete (assembler), ==, i == 0);
+    }
+  g_assert_cmpuint (total_entries, ==, 200000);
+  back = tally_snapshot_assembler_dup_merged (assembler);
+  g_assert_cmpuint (tally_counts_get_n_words (back->counts), ==, 200000);
+  g_assert_cmpuint (tally_counts_get_total (back->counts), ==, tally_counts_get_total (counts));
+  assert_counts_equal (back->counts, counts);
+  g_assert_cmpuint (tally_snapshot_assembler_get_n_incomplete (assembler), ==, 0);
+}
+
+static void
+test_split_fills_parts (void)
+{
+  g_autoptr (TallyCounts) counts = many_words (5000, 1);
+  g_autoptr (TallySnapshot) snapshot = make_snapshot ("snap-fill", "inst-a", counts, 0, 0);
+  g_autoptr (GPtrArray) parts = NULL;
+  g_autoptr (GError) error = NULL;
+  const gsize limit = 4096;
+
+  parts = tally_snapshot_encode (snapshot, limit, &error);
+  g_assert_no_error (error);
+  /* Greedy packing: every part but the last is within one entry (< 40 bytes) of full. */
+  for (guint i = 0; i + 1 < parts->len; i++)
+    {
+      gsize size = g_bytes_get_size (g_ptr_array_index (parts, i));
+
+      g_assert_cmpuint (size, <=, limit);
+      g_assert_cmpuint (size, >, limit - 40);
+    }
+}
+
+static void
+test_word_too_large (void)
+{
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+  g_autofree char *giant = g_strnfill (3000, 'x');
+  g_autoptr (TallyCounts) counts = NULL;
+  g_autoptr (TallySnapshot) snapshot = NULL;
+  g_autoptr (GPtrArray) parts = NULL;
+  g_autoptr (GError) error = NULL;
+
+  tally_counts_builder_add (builder, "small", 5, 2);
+  tally_counts_builder_add (builder, giant, 3000, 1);
+  counts = tally_counts_builder_end (builder);
+  snapshot = make_snapshot ("snap-giant", "inst-a", counts, 0, 0);
+
+  /* Decision: an error (the publisher then sends an error snapshot), never a record the
+   * broker would refuse and never a silently missing word. */
+  parts = tally_snapshot_encode (snapshot, 2048, &error);
+  g_assert_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE);
+  g_assert_null (parts);
+  g_clear_error (&error);
+
+  /* A limit smaller than a part without entries is the same error. */
+  parts = tally_snapshot_encode (snapshot, 100, &error);
+  g_assert_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE);
+  g_clear_error (&error);
+
+  /* With room for it, the word is published like any other. */
+  parts = tally_snapshot_encode (snapshot, 3600, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (parts->len, ==, 1);
+  {
+    g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new (NULL, NULL);
+    g_autoptr (TallySnapshot) back = NULL;
+
+    g_assert_true (tally_snapshot_assembler_add_part (
+        assembler, decode_bytes (g_ptr_array_index (parts, 0)), &error));
+    back = tally_snapshot_assembler_dup_merged (assembler);
+    assert_counts_equal (back->counts, counts);
+  }
+}
+
+static void
+test_duplicates_and_foreign (void)
+{
+  g_autoptr (TallyCounts) counts = many_words (300, 2);
+  g_autoptr (TallySnapshot) snapshot = make_snapshot ("snap-dup", "inst-a", counts, 0, 0);
+  g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new ("req-1", NULL);
+  g_autoptr (TallySnapshot) back = NULL;
+  g_autoptr (GPtrArray) parts = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallySnapshot) other = make_snapshot ("snap-other", "inst-b", counts, 1, 1);
+  g_autoptr (GPtrArray) other_parts = NULL;
+
+  parts = tally_snapshot_encode (snapshot, 1024, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (parts->len, >=, 3);
+
+  /* Another request's reply is ignored. */
+  g_free (other->request_id);
+  other->request_id = g_strdup ("req-2");
+  other_parts = tally_snapshot_encode (other, 1000000, &error);
+  g_assert_no_error (error);
+  g_assert_false (tally_snapshot_assembler_add_part (
+      assembler, decode_bytes (g_ptr_array_index (other_parts, 0)), &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_snapshot_assembler_get_n_incomplete (assembler), ==, 0);
+
+  /* Part 1 twice, then the rest: the duplicate changes nothing. */
+  g_assert_false (tally_snapshot_assembler_add_part (
+      assembler, decode_bytes (g_ptr_array_index (parts, 1)), &error));
+  g_assert_false (tally_snapshot_assembler_add_part (
+      assembler, decode_bytes (g_ptr_array_index (parts, 1)), &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_snapshot_assembler_get_n_incomplete (assembler), ==, 1);
+  for (guint i = 0; i < parts->len; i++)
+    if (i != 1)
+      {
+        gboolean done = tally_snapshot_assembler_add_part (
+            assembler, decode_bytes (g_ptr_array_index (parts, i)), &error);
+
+        g_assert_no_error (error);
+        g_assert_cmpint (done, ==, i + 1 == parts->len);
+      }
+  /* Every part again, after completion: still ignored, no double counting. */
+  for (guint i = 0; i < parts->len; i++)
+    {
+      g_assert_false (tally_snapshot_assembler_add_part (
+          assembler, decode_bytes (g_ptr_array_index (parts, i)), &error));
+      g_assert_no_error (error);
+    }
+  back = tally_snapshot_assembler_dup_merged (assembler);
+  assert_counts_equal (back->counts, counts);
+  g_assert_cmpuint (tally_snapshot_assembler_get_n_incomplete (assembler), ==, 0);
+}
+
+static void
+test_merge_instances (void)
+{
+  static const char *const words_a[] = { "kafka", "streams", "apache" };
+  static const guint64 values_a[] = { 2, 1, 1 };
+  static const char *const words_b[] = { "kafka", "streams", "topic" };
+  static const guint64 values_b[] = { 1, 1, 5 };
+  g_autoptr (TallyCounts) counts_a = counts_of (words_a, values_a, 3);
+  g_autoptr (TallyCounts) counts_b = counts_of (words_b, values_b, 3);
+  g_autoptr (TallySnapshot) a = make_snapshot ("snap-a", "inst-a", counts_a, 0, 1);
+  g_autoptr (TallySnapshot) b = make_snapshot ("snap-b", "inst-b", counts_b, 2, 3);
+  g_autoptr (TallySnapshot) c = make_snapshot ("snap-c", "inst-c", counts_b, 3, 3);
+  g_autoptr (rd_kafka_topic_partition_list_t) expected = rd_kafka_topic_partition_list_new (4);
+  g_autoptr (TallySnapshotAssembler) assembler = NULL;
+  g_autoptr (TallySnapshot) merged = NULL;
+  g_autoptr (GPtrArray) pa = NULL, pb = NULL, pc = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (rd_kafka_topic_partition_list_t) missing = NULL;
+  const TallyWordCount *e;
+  gsize n;
+
+  for (int p = 0; p < 4; p++)
+    rd_kafka_topic_partition_list_add (expected, "in", p);
+  assembler = tally_snapshot_assembler_new ("req-1", expected);
+
+  pa = tally_snapshot_encode (a, 1000000, &error);
+  pb = tally_snapshot_encode (b, 1000000, &error);
+  pc = tally_snapshot_encode (c, 1000000, &error);
+  g_assert_no_error (error);
+
+  g_assert_true (tally_snapshot_assembler_add_part (
+      assembler, decode_bytes (g_ptr_array_index (pa, 0)), &error));
+  g_assert_no_error (error);
+  g_assert_false (tally_snapshot_assembler_is_complete (assembler));
+  missing = tally_snapshot_assembler_dup_missing (assembler);
+  g_assert_cmpint (missing->cnt, ==, 2);
+  g_assert_cmpint (missing->elems[0].partition, ==, 2);
+  g_assert_cmpint (missing->elems[1].partition, ==, 3);
+
+  g_assert_true (tally_snapshot_assembler_add_part (
+      assembler, decode_bytes (g_ptr_array_index (pb, 0)), &error));
+  g_assert_no_error (error);
+  g_assert_true (tally_snapshot_assembler_is_complete (assembler));
+
+  /* A third instance claiming partition 3 (a rebalance between cuts) is refused. */
+  g_assert_false (tally_snapshot_assembler_add_part (
+      assembler, decode_bytes (g_ptr_array_index (pc, 0)), &error));
+  g_assert_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_OVERLAP);
+
+  merged = tally_snapshot_assembler_dup_merged (assembler);
+  g_assert_cmpstr (merged->snapshot_id, ==, "merged");
+  g_assert_cmpstr (merged->request_id, ==, "req-1");
+  g_assert_cmpuint (merged->total_words, ==, 11);
+  g_assert_cmpuint (merged->distinct_words, ==, 4);
+  g_assert_cmpint (merged->partitions->cnt, ==, 4);
+  g_assert_cmpint (merged->offsets->cnt, ==, 4);
+  g_assert_cmpint (merged->offsets->elems[3].offset, ==, 103);
+  e = tally_counts_get_entries (merged->counts, &n);
+  g_assert_cmpuint (n, ==, 4);
+  g_assert_cmpstr (e[0].word, ==, "topic");
+  g_assert_cmpuint (e[0].count, ==, 5);
+  g_assert_cmpstr (e[1].word, ==, "kafka");
+  g_assert_cmpuint (e[1].count, ==, 3);
+  g_assert_cmpstr (e[2].word, ==, "streams");
+  g_assert_cmpuint (e[2].count, ==, 2);
+  g_assert_cmpstr (e[3].word, ==, "apache");
+  g_assert_cmpuint (e[3].count, ==, 1);
+}
+
+static void
+test_error_snapshot (void)
+{
+  g_autoptr (TallySnapshot) snapshot = tally_snapshot_new ();
+  g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new (NULL, NULL);
+  g_autoptr (GPtrArray) parts = NULL;
+  g_autoptr (GError) error = NULL;
+  TallySnapshotPart *part;
+
+  snapshot->snapshot_id = g_strdup ("snap-err");
+  snapshot->request_id = g_strdup ("bad-1");
+  snapshot->instance_id = g_strdup ("inst-a");
+  snapshot->error = g_strdup ("request value: member \"top\" must be an integer");
+  parts = tally_snapshot_encode (snapshot, 1024, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (parts->len, ==, 1);
+  part = decode_bytes (g_ptr_array_index (parts, 0));
+  g_assert_cmpstr (tally_snapshot_part_get_error (part), ==, snapshot->error);
+  g_assert_false (tally_snapshot_assembler_add_part (assembler, part, &error));
+  g_assert_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE);
+  g_assert_cmpstr (error->message, ==,
+                   "instance inst-a answered request bad-1 with an error: request value: member "
+                   "\"top\" must be an integer");
+  g_assert_false (tally_snapshot_assembler_is_complete (assembler));
+}
+
+static void
+test_bad_parts (void)
+{
+  static const char *const bad[] = {
+    "",
+    "not json",
+    "[1,2]",
+    "{\"snapshot_id\":\"s\"}",
+    "{\"snapshot_id\":\"s\",\"request_id\":\"r\",\"instance_id\":\"i\",\"created_at_ms\":0,"
+    "\"taken_ms\":0,\"total_words\":0,\"distinct_words\":0,\"top\":0,\"min_count\":0,"
+    "\"offsets\":[],\"partitions\":[],\"part\":2,\"parts\":2,\"counts\":[]}",
+    "{\"snapshot_id\":\"s\",\"request_id\":\"r\",\"instance_id\":\"i\",\"created_at_ms\":0,"
+    "\"taken_ms\":0,\"total_words\":0,\"distinct_words\":0,\"top\":0,\"min_count\":0,"
+    "\"offsets\":[],\"partitions\":[],\"part\":0,\"parts\":1,\"counts\":[[\"a\",0]]}",
+    "{\"snapshot_id\":\"s\",\"request_id\":\"r\",\"instance_id\":\"i\",\"created_at_ms\":0,"
+    "\"taken_ms\":0,\"total_words\":0,\"distinct_words\":0,\"top\":0,\"min_count\":0,"
+    "\"offsets\":[{\"topic\":\"t\",\"partition\":0}],\"partitions\":[],\"part\":0,\"parts\":1,"
+    "\"counts\":[]}",
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (TallySnapshotPart) part
+          = tally_snapshot_part_decode (bad[i], strlen (bad[i]), &error);
+
+      g_assert_null (part);
+      g_assert_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
+    }
+}
+
+static void
+test_requests (void)
+{
+  g_autoptr (TallySnapshotRequest) empty = tally_snapshot_request_parse ("r1", 2, NULL, 0, 42);
+  g_autoptr (TallySnapshotRequest) full = NULL;
+  g_autoptr (TallySnapshotRequest) copy = NULL;
+  g_autoptr (TallySnapshotRequest) again = NULL;
+  g_autoptr (TallySnapshotRequest) fresh = tally_snapshot_request_new (NULL);
+  g_autoptr (GBytes) json = NULL;
+  const char *value = "{\"top\":10,\"prefix\":\"ka\",\"min_count\":2}";
+  TallyCountsOptions options;
+  static const char *const bad[] = {
+    "{\"top\":-1}",
+    "{\"top\":\"10\"}",
+    "{\"top\":1.5}",
+    "{\"prefix\":3}",
+    "{\"min_count\":null}",
+    "{\"tpo\":3}",
+    "[]",
+    "{",
+    "\xff",
+  };
+
+  g_assert_cmpstr (empty->request_id, ==, "r1");
+  g_assert_cmpuint (empty->top, ==, 0);
+  g_assert_null (empty->prefix);
+  g_assert_cmpint (empty->requested_at_ms, ==, 42);
+  g_assert_no_error (empty->error);
+  json = tally_snapshot_request_to_json (empty);
+  g_assert_cmpuint (g_bytes_get_size (json), ==, 0);
+  g_clear_pointer (&json, g_bytes_unref);
+
+  full = tally_snapshot_request_parse ("r2", 2, value, strlen (value), -1);
+  g_assert_no_error (full->error);
+  g_assert_cmpuint (full->top, ==, 10);
+  g_assert_cmpstr (full->prefix, ==, "ka");
+  g_assert_cmpuint (full->min_count, ==, 2);
+  tally_snapshot_request_get_options (full, &options);
+  g_assert_cmpuint (options.top, ==, 10);
+  g_assert_cmpstr (options.prefix, ==, "ka");
+  g_assert_cmpuint (options.min_count, ==, 2);
+
+  json = tally_snapshot_request_to_json (full);
+  g_assert_cmpmem (g_bytes_get_data (json, NULL), g_bytes_get_size (json), value, strlen (value));
+  copy = tally_snapshot_request_copy (full);
+  g_assert_cmpstr (copy->request_id, ==, "r2");
+  g_assert_cmpstr (copy->prefix, ==, "ka");
+  again = tally_snapshot_request_parse ("r3", 2, g_bytes_get_data (json, NULL),
+                                        g_bytes_get_size (json), -1);
+  g_assert_no_error (again->error);
+  g_assert_cmpuint (again->top, ==, 10);
+
+  g_assert_nonnull (fresh->request_id);
+  g_assert_true (g_uuid_string_is_valid (fresh->request_id));
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (TallySnapshotRequest) request
+          = tally_snapshot_request_parse ("rb", 2, bad[i], strlen (bad[i]), -1);
+
+      g_assert_error (request->error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                      TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
+      g_assert_cmpstr (request->request_id, ==, "rb");
+      g_assert_cmpuint (request->top, ==, 0);
+    }
+
+  {
+    g_autoptr (TallySnapshotRequest) bad_key
+        = tally_snapshot_request_parse ("\xfe", 1, NULL, 0, -1);
+    g_autoptr (TallySnapshotRequest) no_key = tally_snapshot_request_parse (NULL, 0, NULL, 0, -1);
+
+    g_assert_error (bad_key->error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                    TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
+    g_assert_true (g_uuid_string_is_valid (bad_key->request_id));
+    g_assert_no_error (no_key->error);
+    g_assert_true (g_uuid_string_is_valid (no_key->request_id));
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/snapshot-format/round-trip", test_round_trip);
+  g_test_add_func ("/snapshot-format/split-200k", test_split_200k);
+  g_test_add_func ("/snapshot-format/split-fills-parts", test_split_fills_parts);
+  g_test_add_func ("/snapshot-format/word-too-large", test_word_too_large);
+  g_test_add_func ("/snapshot-format/duplicates-and-foreign", test_duplicates_and_foreign);
+  g_test_add_func ("/snapshot-format/merge-instances", test_merge_instances);
+  g_test_add_func ("/snapshot-format/error-snapshot", test_error_snapshot);
+  g_test_add_func ("/snapshot-format/bad-parts", test_bad_parts);
+  g_test_add_func ("/snapshot-format/requests", test_requests);
+  return g_test_run ();
+}
