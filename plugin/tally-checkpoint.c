@@ -1,0 +1,535 @@
+/* tally-checkpoint.c — the compacted changelog that carries counts across restarts.
+ *
+ * Why a changelog keyed by word, partitioned like the input:
+ *
+ * - Counts live in memory in the aggregator shards; Kafka is the only durable store Tally
+ *   has. A compacted topic keyed by word keeps one record per word per partition however
+ *   long Tally runs, so a restore reads at most (distinct words of the store) records.
+ * - A checkpoint writes only the words that changed since the last one (TakeChanges), in
+ *   one batch, so its cost follows the input rate, not the size of the state.
+ * - Partition p of the changelog holds store p, the counts that came from input partition
+ *   p. When p moves to another instance of the consumer group, that instance reads
+ *   changelog partition p and owns exactly those counts; nothing has to be split or merged.
+ * - Each checkpoint ends with an offset marker per input topic in the same partition,
+ *   written after the words. The marker says up to which input offset the counts go.
+ *   The consumer group's offsets are stored only after the broker acknowledged the whole
+ *   checkpoint, so committed <= marker always; a restore starts consuming at the marker,
+ *   which is exact even when Tally died between the checkpoint and the commit.
+ * - At least once: a crash in the middle of writing a checkpoint may leave newer word
+ *   counts than the last marker covers; those records are then counted again. Replacing
+ *   the idempotent producer with a transactional one (KIP-98), and sending the offsets
+ *   with the transaction (send_offsets_to_transaction), makes this exactly once with the
+ *   same record format; restores would then read with isolation.level=read_committed.
+ *
+ * Life cycle of the two clients: the producer is created in tally_checkpoint_new() and
+ * flushed and destroyed in tally_checkpoint_free(); the restore consumer (no consumer
+ * group, manual assignment, no commits) is created on the first restore and destroyed
+ * with the checkpoint. Every call blocks its caller, the source actor's thread, which owns
+ * the checkpoint.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-checkpoint.h"
+
+#include <errno.h>
+#include <string.h>
+
+G_DEFINE_QUARK (tally - checkpoint - error - quark, tally_checkpoint_error)
+
+#define MARKER_HEADER "tally.kind"
+#define MARKER_HEADER_VALUE "offset"
+
+struct _TallyCheckpoint
+{
+  char *topic;
+  rd_kafka_conf_t *consumer_conf; /* kept for the lazily created restore consumer */
+  rd_kafka_t *producer;
+  rd_kafka_t *restorer;
+
+  /* Delivery reports since the last flush; only touched on the checkpoint's thread
+   * (delivery callbacks run inside rd_kafka_poll/rd_kafka_flush there). */
+  guint64 pending;
+  guint64 failed;
+  rd_kafka_resp_err_t first_error;
+};
+
+static void
+on_delivery (rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque)
+{
+  TallyCheckpoint *self = opaque;
+
+  if (self->pending > 0)
+    self->pending--;
+  if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      if (self->failed == 0)
+        self->first_error = message->err;
+      self->failed++;
+      g_warning ("changelog %s [%" G_GINT32_FORMAT "]: delivery failed: %s", self->topic,
+                 message->partition, rd_kafka_err2str (message->err));
+    }
+}
+
+static gboolean
+conf_set (rd_kafka_conf_t *conf, const char *name, const char *value, GError **error)
+{
+  char errstr[512];
+
+  if (rd_kafka_conf_set (conf, name, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
+    {
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_CONFIG, "%s=%s: %s", name,
+                   value, errstr);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+TallyCheckpoint *
+tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, GError **error)
+{
+  g_autoptr (TallyCheckpoint) self = NULL;
+  rd_kafka_conf_t *producer_conf;
+  char errstr[512];
+
+  g_return_val_if_fail (conf != NULL, NULL);
+  g_return_val_if_fail (topic != NULL && *topic != '\0', NULL);
+
+  self = g_new0 (TallyCheckpoint, 1);
+  self->topic = g_strdup (topic);
+
+  /* Configure the producer: idempotent so that the records of one partition keep their
+   * order through retries (markers must follow the words they cover). */
+  producer_conf = rd_kafka_conf_dup (conf);
+  if (!conf_set (producer_conf, "enable.idempotence", "true", error)
+      || !conf_set (producer_conf, "linger.ms", "5", error))
+    {
+      rd_kafka_conf_destroy (producer_conf);
+      return NULL;
+    }
+  rd_kafka_conf_set_dr_msg_cb (producer_conf, on_delivery);
+  rd_kafka_conf_set_opaque (producer_conf, self);
+
+  /* Create it; rd_kafka_new() takes ownership of the conf only on success. */
+  self->producer = rd_kafka_new (RD_KAFKA_PRODUCER, producer_conf, errstr, sizeof errstr);
+  if (self->producer == NULL)
+    {
+      rd_kafka_conf_destroy (producer_conf);
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_CONFIG,
+                   "cannot create the changelog producer: %s", errstr);
+      return NULL;
+    }
+
+  /* The restore consumer reads by assignment, outside any consumer group. */
+  self->consumer_conf = rd_kafka_conf_dup (conf);
+  if (!conf_set (self->consumer_conf, "enable.auto.commit", "false", error)
+      || !conf_set (self->consumer_conf, "enable.partition.eof", "true", error)
+      || !conf_set (self->consumer_conf, "auto.offset.reset", "earliest", error))
+    return NULL;
+  /* A group.id from `[kafka]` would only matter for commits, which this consumer never
+   * makes; it must not join the input's consumer group, so it never subscribes. */
+
+  return g_steal_pointer (&self);
+}
+
+void
+tally_checkpoint_free (TallyCheckpoint *self)
+{
+  if (self == NULL)
+    return;
+  if (self->producer != NULL)
+    {
+      rd_kafka_resp_err_t err = rd_kafka_flush (self->producer, 10000);
+
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        g_warning ("changelog %s: %d records not acknowledged at exit: %s", self->topic,
+                   rd_kafka_outq_len (self->producer), rd_kafka_err2str (err));
+      rd_kafka_destroy (self->producer);
+    }
+  if (self->restorer != NULL)
+    {
+      rd_kafka_consumer_close (self->restorer);
+      rd_kafka_destroy (self->restorer);
+    }
+  if (self->consumer_conf != NULL)
+    rd_kafka_conf_destroy (self->consumer_conf);
+  g_free (self->topic);
+  g_free (self);
+}
+
+const char *
+tally_checkpoint_get_topic (TallyCheckpoint *self)
+{
+  return self->topic;
+}
+
+static int
+topic_partition_count (rd_kafka_t *rk, const char *name, int timeout_ms, GError **error)
+{
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new (rk, name, NULL);
+  rd_kafka_resp_err_t err;
+  int count = -1;
+
+  err = rd_kafka_metadata (rk, 0, rkt, &md, timeout_ms);
+  rd_kafka_topic_destroy (rkt);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TOPIC,
+                   "cannot describe topic %s: %s", name, rd_kafka_err2str (err));
+      return -1;
+    }
+  if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    count = md->topics[0].partition_cnt;
+  else
+    count = 0; /* unknown topic */
+  rd_kafka_metadata_destroy (md);
+  return count;
+}
+
+gboolean
+tally_checkpoint_ensure_topic (TallyCheckpoint *self, int n_partitions, int timeout_ms,
+                               GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+  rd_kafka_NewTopic_t *new_topic;
+  rd_kafka_AdminOptions_t *options;
+  rd_kafka_queue_t *queue;
+  rd_kafka_event_t *event;
+  char errstr[512];
+  int existing;
+  gboolean ok = FALSE;
+
+  existing = topic_partition_count (self->producer, self->topic, timeout_ms, error);
+  if (existing < 0)
+    return FALSE;
+  if (existing > 0)
+    {
+      if (existing < n_partitions)
+        {
+          g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TOPIC,
+                       "changelog topic %s has %d partitions, the input has %d", self->topic,
+                       existing, n_partitions);
+          return FALSE;
+        }
+      return TRUE;
+    }
+
+  new_topic = rd_kafka_NewTopic_new (self->topic, n_partitions, -1, errstr, sizeof errstr);
+  if (new_topic == NULL)
+    {
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TOPIC,
+                   "cannot create changelog topic %s: %s", self->topic, errstr);
+      return FALSE;
+    }
+  rd_kafka_NewTopic_set_config (new_topic, "cleanup.policy", "compact");
+  options = rd_kafka_AdminOptions_new (self->producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout (options, timeout_ms, NULL, 0);
+  rd_kafka_AdminOptions_set_request_timeout (options, timeout_ms, NULL, 0);
+  queue = rd_kafka_queue_new (self->producer);
+
+  rd_kafka_CreateTopics (self->producer, &new_topic, 1, options, queue);
+  event = rd_kafka_queue_poll (queue, timeout_ms + 1000);
+  if (event == NULL)
+    g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TIMEOUT,
+                 "creating changelog topic %s timed out", self->topic);
+  else if (rd_kafka_event_error (event) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TOPIC,
+                 "cannot create changelog topic %s: %s", self->topic,
+                 rd_kafka_event_error_string (event));
+  else
+    {
+      const rd_kafka_CreateTopics_result_t *result = rd_kafka_event_CreateTopics_result (event);
+      size_t n = 0;
+      const rd_kafka_topic_result_t **topics = rd_kafka_CreateTopics_result_topics (result, &n);
+      rd_kafka_resp_err_t err
+          = n == 1 ? rd_kafka_topic_result_error (topics[0]) : RD_KAFKA_RESP_ERR__FAIL;
+
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+        {
+          g_info ("changelog topic %s: %d partitions, cleanup.policy=compact", self->topic,
+                  n_partitions);
+          ok = TRUE;
+        }
+      else
+        g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TOPIC,
+                     "cannot create changelog topic %s: %s", self->topic,
+                     n == 1 && rd_kafka_topic_result_error_string (topics[0]) != NULL
+                         ? rd_kafka_topic_result_error_string (topics[0])
+                         : rd_kafka_err2str (err));
+    }
+  if (event != NULL)
+    rd_kafka_event_destroy (event);
+  rd_kafka_queue_destroy (queue);
+  rd_kafka_AdminOptions_destroy (options);
+  rd_kafka_NewTopic_destroy (new_topic);
+  return ok;
+}
+
+static gboolean
+produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len, const char *value,
+         gboolean marker, GError **error)
+{
+  for (;;)
+    {
+      rd_kafka_resp_err_t err;
+
+      if (marker)
+        err = rd_kafka_producev (self->producer, RD_KAFKA_V_TOPIC (self->topic),
+                                 RD_KAFKA_V_PARTITION (partition), RD_KAFKA_V_KEY (key, key_len),
+                                 RD_KAFKA_V_VALUE ((void *)value, strlen (value)),
+                                 RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_HEADER (MARKER_HEADER, MARKER_HEADER_VALUE,
+                                                    (ssize_t)strlen (MARKER_HEADER_VALUE)),
+                                 RD_KAFKA_V_END);
+      else
+        err = rd_kafka_producev (self->producer, RD_KAFKA_V_TOPIC (self->topic),
+                                 RD_KAFKA_V_PARTITION (partition), RD_KAFKA_V_KEY (key, key_len),
+                                 RD_KAFKA_V_VALUE ((void *)value, strlen (value)),
+                                 RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        {
+          self->pending++;
+          return TRUE;
+        }
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        {
+          g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_PRODUCE,
+                       "cannot produce to changelog %s [%" G_GINT32_FORMAT "]: %s", self->topic,
+                       partition, rd_kafka_err2str (err));
+          return FALSE;
+        }
+      /* The producer's queue is full: serve delivery reports until there is room. */
+      rd_kafka_poll (self->producer, 100);
+    }
+}
+
+gboolean
+tally_checkpoint_write (TallyCheckpoint *self, gint32 partition, TallyCounts *changes,
+                        GHashTable *offsets, GError **error)
+{
+  GHashTableIter iter;
+  gpointer key, value;
+
+  if (changes != NULL)
+    {
+      gsize n = 0;
+      const TallyWordCount *entries = tally_counts_get_entries (changes, &n);
+
+      for (gsize i = 0; i < n; i++)
+        {
+          char digits[24];
+
+          g_snprintf (digits, sizeof digits, "%" G_GUINT64_FORMAT, entries[i].count);
+          if (!produce (self, partition, entries[i].word, entries[i].len, digits, FALSE, error))
+            return FALSE;
+        }
+    }
+
+  g_hash_table_iter_init (&iter, offsets);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      const char *input_topic = key;
+      gsize topic_len = strlen (input_topic);
+      g_autofree char *marker_key = g_malloc (topic_len + 1);
+      char digits[24];
+
+      marker_key[0] = '\0';
+      memcpy (marker_key + 1, input_topic, topic_len);
+      g_snprintf (digits, sizeof digits, "%" G_GINT64_FORMAT, *(gint64 *)value);
+      if (!produce (self, partition, marker_key, topic_len + 1, digits, TRUE, error))
+        return FALSE;
+    }
+  rd_kafka_poll (self->producer, 0);
+  return TRUE;
+}
+
+gboolean
+tally_checkpoint_flush (TallyCheckpoint *self, int timeout_ms, GError **error)
+{
+  rd_kafka_resp_err_t err = rd_kafka_flush (self->producer, timeout_ms);
+  gboolean ok = TRUE;
+
+  if (self->failed > 0)
+    {
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_PRODUCE,
+                   "%" G_GUINT64_FORMAT " changelog records to %s were not delivered: %s",
+                   self->failed, self->topic, rd_kafka_err2str (self->first_error));
+      ok = FALSE;
+    }
+  else if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TIMEOUT,
+                   "%d changelog records to %s not acknowledged within %d ms",
+                   rd_kafka_outq_len (self->producer), self->topic, timeout_ms);
+      return FALSE; /* keep counting the outstanding ones */
+    }
+  self->failed = 0;
+  self->pending = 0;
+  self->first_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+  return ok;
+}
+
+static gboolean
+parse_decimal (const void *bytes, gsize len, guint64 *out)
+{
+  char buf[24];
+
+  if (bytes == NULL || len == 0 || len >= sizeof buf)
+    return FALSE;
+  memcpy (buf, bytes, len);
+  buf[len] = '\0';
+  return g_ascii_string_to_unsigned (buf, 10, 0, G_MAXINT64, out, NULL);
+}
+
+static gboolean
+ensure_restorer (TallyCheckpoint *self, GError **error)
+{
+  char errstr[512];
+  rd_kafka_conf_t *conf;
+
+  if (self->restorer != NULL)
+    return TRUE;
+  conf = rd_kafka_conf_dup (self->consumer_conf);
+  self->restorer = rd_kafka_new (RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+  if (self->restorer == NULL)
+    {
+      rd_kafka_conf_destroy (conf);
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_CONFIG,
+                   "cannot create the changelog restore consumer: %s", errstr);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+tally_checkpoint_restore (TallyCheckpoint *self, gint32 partition, int timeout_ms,
+                          TallyCounts **counts, GHashTable **offsets, GError **error)
+{
+  g_autoptr (GHashTable) words = NULL;
+  g_autoptr (GHashTable) markers = NULL;
+  g_autoptr (TallyCountsBuilder) builder = NULL;
+  rd_kafka_topic_partition_list_t *assignment;
+  gint64 low = 0, high = 0;
+  gint64 deadline = g_get_monotonic_time () + (gint64)timeout_ms * 1000;
+  rd_kafka_resp_err_t err;
+  guint64 n_records = 0;
+  GHashTableIter iter;
+  gpointer key, value;
+  gboolean ok = TRUE;
+
+  if (!ensure_restorer (self, error))
+    return FALSE;
+
+  words = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  markers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+
+  err = rd_kafka_query_watermark_offsets (self->restorer, self->topic, partition, &low, &high,
+                                          timeout_ms);
+  if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+      || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+    high = low = 0;
+  else if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_RESTORE,
+                   "cannot read the watermarks of changelog %s [%" G_GINT32_FORMAT "]: %s",
+                   self->topic, partition, rd_kafka_err2str (err));
+      return FALSE;
+    }
+
+  if (high > low)
+    {
+      assignment = rd_kafka_topic_partition_list_new (1);
+      rd_kafka_topic_partition_list_add (assignment, self->topic, partition)->offset
+          = RD_KAFKA_OFFSET_BEGINNING;
+      err = rd_kafka_assign (self->restorer, assignment);
+      rd_kafka_topic_partition_list_destroy (assignment);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        {
+          g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_RESTORE,
+                       "cannot assign changelog %s [%" G_GINT32_FORMAT "]: %s", self->topic,
+                       partition, rd_kafka_err2str (err));
+          return FALSE;
+        }
+
+      for (;;)
+        {
+          gint64 remaining_ms = (deadline - g_get_monotonic_time ()) / 1000;
+          rd_kafka_message_t *m;
+          guint64 number;
+
+          if (remaining_ms <= 0)
+            {
+              g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TIMEOUT,
+                           "restoring changelog %s [%" G_GINT32_FORMAT "] did not reach "
+                           "offset %" G_GINT64_FORMAT " within %d ms",
+                           self->topic, partition, high, timeout_ms);
+              ok = FALSE;
+              break;
+            }
+          m = rd_kafka_consumer_poll (self->restorer, (int)MIN (remaining_ms, 200));
+          if (m == NULL)
+            continue;
+          if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            {
+              gboolean done = m->offset >= high;
+
+              rd_kafka_message_destroy (m);
+              if (done)
+                break;
+              continue;
+            }
+          if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+            {
+              g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_RESTORE,
+                           "reading changelog %s [%" G_GINT32_FORMAT "]: %s", self->topic,
+                           partition, rd_kafka_message_errstr (m));
+              rd_kafka_message_destroy (m);
+              ok = FALSE;
+              break;
+            }
+          n_records++;
+          if (m->key_len > 1 && ((const char *)m->key)[0] == '\0'
+              && parse_decimal (m->payload, m->len, &number))
+            {
+              gint64 *offset = g_new (gint64, 1);
+
+              *offset = (gint64)number;
+              g_hash_table_replace (markers, g_strndup ((const char *)m->key + 1, m->key_len - 1),
+                                    offset);
+            }
+          else if (m->key_len > 0 && memchr (m->key, '\0', m->key_len) == NULL
+                   && g_utf8_validate (m->key, (gssize)m->key_len, NULL)
+                   && parse_decimal (m->payload, m->len, &number))
+            {
+              guint64 *count = g_new (guint64, 1);
+
+              *count = number;
+              g_hash_table_replace (words, g_strndup (m->key, m->key_len), count);
+            }
+          else
+            g_warning ("changelog %s [%" G_GINT32_FORMAT "] offset %" G_GINT64_FORMAT
+                       ": not a Tally changelog record, skipped",
+                       self->topic, partition, m->offset);
+          if (m->offset + 1 >= high)
+            {
+              rd_kafka_message_destroy (m);
+              break;
+            }
+          rd_kafka_message_destroy (m);
+        }
+      rd_kafka_assign (self->restorer, NULL);
+    }
+  if (!ok)
+    return FALSE;
+
+  builder = tally_counts_builder_new ();
+  g_hash_table_iter_init (&iter, words);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    tally_counts_builder_add (builder, key, strlen (key), *(guint64 *)value);
+  *counts = tally_counts_builder_end (builder);
+  *offsets = g_steal_pointer (&markers);
+  g_debug ("changelog %s [%" G_GINT32_FORMAT "]: restored %u words from %" G_GUINT64_FORMAT
+           " records",
+           self->topic, partition, g_hash_table_size (words), n_records);
+  return TRUE;
+}

@@ -1,0 +1,179 @@
+/* tally-checkpoint.h — the changelog topic that makes counts survive a restart.
+ *
+ * Counts belong to input partitions, as Kafka Streams ties state to tasks: the words that
+ * came from input partition p are counted in the aggregators' store p and checkpointed to
+ * partition p of a compacted changelog topic. A TallyCheckpoint is the changelog's I/O:
+ * it writes the words of a store that changed since the last checkpoint together with the
+ * input offsets they cover, waits for the broker to acknowledge them, and reads a
+ * partition back when a store must be restored. When to checkpoint, and which offsets to
+ * store for the consumer group afterwards, is the source actor's decision
+ * (plugin/tally-source.c).
+ *
+ * Record format of changelog partition p (documented for any Kafka client to read):
+ *
+ * - a word record: key = the word's bytes (UTF-8, never empty, never containing NUL);
+ *   value = the word's total count in store p as ASCII decimal digits ("42"). Counts only
+ *   grow, so the last record of a key is its current count, and compaction
+ *   (cleanup.policy=compact) keeps exactly that one.
+ * - an offset marker: key = one NUL byte followed by the input topic's name (a word never
+ *   contains NUL, so the two kinds of keys cannot collide); value = ASCII decimal offset of
+ *   the next record of input partition (topic, p) not yet reflected in the counts (the
+ *   offset a consumer would commit); header `tally.kind` = `offset`. Markers are written
+ *   after the word records of the same checkpoint, in the same partition, so log order
+ *   says which counts a marker covers.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#pragma once
+
+#include <glib.h>
+#include <librdkafka/rdkafka.h>
+
+#include "tally-counts.h"
+
+G_BEGIN_DECLS
+
+/**
+ * TALLY_CHECKPOINT_ERROR:
+ *
+ * Error domain of the changelog. Errors in this domain are from #TallyCheckpointError.
+ */
+#define TALLY_CHECKPOINT_ERROR (tally_checkpoint_error_quark ())
+
+/**
+ * TallyCheckpointError:
+ * @TALLY_CHECKPOINT_ERROR_CONFIG: librdkafka refused a property or could not create a
+ *   client (the message is librdkafka's).
+ * @TALLY_CHECKPOINT_ERROR_TOPIC: the changelog topic could not be described or created,
+ *   or has fewer partitions than the input.
+ * @TALLY_CHECKPOINT_ERROR_PRODUCE: a changelog record could not be produced or its
+ *   delivery failed; nothing after it may be considered checkpointed.
+ * @TALLY_CHECKPOINT_ERROR_TIMEOUT: the broker did not acknowledge, or a restore did not
+ *   reach the high watermark, in the time allowed.
+ * @TALLY_CHECKPOINT_ERROR_RESTORE: a changelog partition could not be read back.
+ *
+ * Errors of the changelog.
+ */
+typedef enum
+{
+  TALLY_CHECKPOINT_ERROR_CONFIG,
+  TALLY_CHECKPOINT_ERROR_TOPIC,
+  TALLY_CHECKPOINT_ERROR_PRODUCE,
+  TALLY_CHECKPOINT_ERROR_TIMEOUT,
+  TALLY_CHECKPOINT_ERROR_RESTORE,
+} TallyCheckpointError;
+
+GQuark tally_checkpoint_error_quark (void);
+
+typedef struct _TallyCheckpoint TallyCheckpoint;
+
+/**
+ * tally_checkpoint_new:
+ * @conf: (transfer none): client properties (bootstrap.servers, security, any `[kafka]`
+ *   property); duplicated twice, for the changelog producer and the restore consumer
+ * @topic: (not nullable): the changelog topic's name
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_CONFIG
+ *
+ * Creates the changelog's idempotent producer (enable.idempotence=true, so records of one
+ * partition keep their order through retries) and, lazily, a consumer outside any consumer
+ * group for restores. Any thread; the checkpoint is then used from one thread at a time
+ * (the source actor's).
+ *
+ * Returns: (transfer full) (nullable): the checkpoint, or %NULL with @error set
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyCheckpoint *tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic,
+                                       GError **error);
+
+/**
+ * tally_checkpoint_free:
+ * @checkpoint: (transfer full) (nullable): a checkpoint
+ *
+ * Flushes the producer for at most 10 seconds (10000 ms) and destroys both clients.
+ */
+void tally_checkpoint_free (TallyCheckpoint *checkpoint);
+
+/**
+ * tally_checkpoint_get_topic:
+ * @checkpoint: a checkpoint
+ *
+ * Returns: (transfer none): the changelog topic's name
+ */
+const char *tally_checkpoint_get_topic (TallyCheckpoint *checkpoint);
+
+/**
+ * tally_checkpoint_ensure_topic:
+ * @checkpoint: a checkpoint
+ * @n_partitions: the number of partitions the input has (the changelog needs as many)
+ * @timeout_ms: the longest wait for the broker, in milliseconds
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_TOPIC
+ *
+ * Creates the changelog topic with the Admin API (KIP-4 CreateTopics) when it is missing:
+ * @n_partitions partitions, cleanup.policy=compact, replication factor the broker's
+ * default. A topic that exists already is accepted when it has at least @n_partitions
+ * partitions. Checkpoint's thread.
+ *
+ * Returns: %TRUE when the topic exists with enough partitions
+ */
+gboolean tally_checkpoint_ensure_topic (TallyCheckpoint *checkpoint, int n_partitions,
+                                        int timeout_ms, GError **error);
+
+/**
+ * tally_checkpoint_write:
+ * @checkpoint: a checkpoint
+ * @partition: the store, which is the input partition and the changelog partition
+ * @changes: (nullable): total counts of the words of store @partition that changed since
+ *   its last checkpoint; %NULL or empty when none did
+ * @offsets: (element-type utf8 gint64): input topic name -> next offset of input
+ *   partition (topic, @partition) that @changes reflect
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_PRODUCE
+ *
+ * Queues the word records of @changes and then one offset marker per entry of @offsets to
+ * changelog partition @partition (the format is in this header's top comment). Nothing is
+ * acknowledged yet: call tally_checkpoint_flush(). Waits (serving delivery reports) while
+ * the producer's queue is full. Checkpoint's thread.
+ *
+ * Returns: %TRUE if every record was queued
+ */
+gboolean tally_checkpoint_write (TallyCheckpoint *checkpoint, gint32 partition,
+                                 TallyCounts *changes, GHashTable *offsets, GError **error);
+
+/**
+ * tally_checkpoint_flush:
+ * @checkpoint: a checkpoint
+ * @timeout_ms: the longest wait for acknowledgements, in milliseconds
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_PRODUCE or
+ *   %TALLY_CHECKPOINT_ERROR_TIMEOUT
+ *
+ * Waits until every record written since the last flush has been acknowledged by the
+ * broker (acks=all, as enable.idempotence implies). Only after it returns %TRUE may the
+ * input offsets of the markers be stored for the consumer group. Checkpoint's thread.
+ *
+ * Returns: %TRUE if all were delivered
+ */
+gboolean tally_checkpoint_flush (TallyCheckpoint *checkpoint, int timeout_ms, GError **error);
+
+/**
+ * tally_checkpoint_restore:
+ * @checkpoint: a checkpoint
+ * @partition: the store / changelog partition to read
+ * @timeout_ms: the longest time to read it, in milliseconds
+ * @counts: (out) (transfer full): the store's counts: the last value of every word key
+ * @offsets: (out) (transfer full) (element-type utf8 gint64): the last offset marker of
+ *   every input topic found, possibly empty
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_RESTORE or
+ *   %TALLY_CHECKPOINT_ERROR_TIMEOUT
+ *
+ * Reads changelog partition @partition from its beginning to the high watermark it has
+ * when the call starts. A missing topic or an empty partition restores nothing (empty
+ * counts, no offsets). Records that are not in the format above are logged and skipped.
+ * Checkpoint's thread; blocks.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean tally_checkpoint_restore (TallyCheckpoint *checkpoint, gint32 partition, int timeout_ms,
+                                   TallyCounts **counts, GHashTable **offsets, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyCheckpoint, tally_checkpoint_free)
+
+G_END_DECLS

@@ -1,0 +1,455 @@
+/* tally-run.c — the Tally service: broker, shards, source, publisher and requests wired.
+ *
+ * Threads and contexts:
+ *
+ *   main thread    the global default main context: signals (g_unix_signal_add()), the
+ *                  snapshot timer, the request reader's fd watch, and the glue below
+ *   tally-source   the source actor (consumer, tokenizer, checkpoints)
+ *   tally-publish  the publisher actor (snapshot producer)
+ *   tally-agg-<i>  one aggregator shard each (tally-aggregator-handle.h)
+ *   librdkafka's   the embedded broker, when there is one, and every client's I/O
+ *
+ * A snapshot, whatever triggered it (request record, SIGUSR1, timer, shutdown), goes:
+ * main -> source (barrier: flush AddWords, then GetCounts of the owned stores, recording
+ * the offsets) -> main -> publisher (encode, produce, wait for delivery) -> main (log).
+ *
+ * Shutdown on SIGINT/SIGTERM: the request reader and the timer go; the source stops
+ * consuming and sends its last batches; the final snapshot is taken and published once;
+ * the main loop quits; the source actor is stopped, which checkpoints, commits, closes
+ * and destroys the consumer; the publisher is stopped, which flushes its producer; the
+ * shards and the broker go last. A watchdog thread ends the process with status 1 if all
+ * of that takes longer than [shutdown] timeout_ms. A second signal during shutdown is
+ * logged and otherwise ignored.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-run.h"
+
+#include "tally-aggregator-handle.h"
+#include "tally-broker.h"
+#include "tally-publisher.h"
+#include "tally-request-reader.h"
+#include "tally-source.h"
+
+#include <glib-unix.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+G_DEFINE_QUARK (tally - run - error - quark, tally_run_error)
+
+/* The session timeout used with the embedded broker unless [kafka] sets one: a member
+ * that died (kill -9) leaves the group after this long, so a restart gets its partitions
+ * back quickly. */
+#define EMBEDDED_SESSION_TIMEOUT_MS "6000"
+
+typedef struct
+{
+  const TallyConfig *config;
+  GMainLoop *loop;
+
+  TallyBroker *broker;
+  TallyAggregatorHandle *handle;
+  TallyArbiter *source_arbiter;
+  TallyArbiter *publisher_arbiter;
+  TallyAddress *source;
+  TallyAddress *publisher;
+  TallyRequestReader *requests;
+
+  guint signal_ids[3];
+  guint interval_id;
+  gboolean shutting_down;
+  gboolean final_published;
+  guint in_flight; /* snapshots between trigger and report */
+
+  /* Watchdog: ends the process if the shutdown overruns. */
+  GMutex watchdog_lock;
+  GCond watchdog_cond;
+  gboolean watchdog_done;
+  gint64 watchdog_deadline;
+  GThread *watchdog;
+} TallyRun;
+
+typedef struct
+{
+  TallyRun *run;
+  TallySnapshotRequest *request;
+  gboolean final;
+} SnapshotJob;
+
+static void shutdown_step_quit (TallyRun *run);
+
+static void
+snapshot_job_free (SnapshotJob *job)
+{
+  tally_snapshot_request_free (job->request);
+  g_free (job);
+}
+
+static void
+on_published (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  SnapshotJob *job = user_data;
+  TallyRun *run = job->run;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyPublishReport) report = NULL;
+
+  report = tally_publisher_publish_finish (run->publisher, result, &error);
+  if (report == NULL)
+    g_warning ("snapshot for request %s not published: %s", job->request->request_id,
+               error->message);
+  else
+    g_message ("snapshot %s for request %s published in %u part(s)", report->snapshot_id,
+               job->request->request_id, report->parts);
+  run->in_flight--;
+  if (job->final)
+    shutdown_step_quit (run);
+  snapshot_job_free (job);
+}
+
+static void
+on_cut (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  SnapshotJob *job = user_data;
+  TallyRun *run = job->run;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallySourceCut) cut = NULL;
+
+  cut = tally_source_snapshot_finish (run->source, result, &error);
+  if (cut == NULL)
+    {
+      g_warning ("snapshot for request %s failed: %s", job->request->request_id, error->message);
+      /* Answer with an error snapshot, so a requester need not wait for a timeout. */
+      job->request->error = g_error_copy (error);
+      tally_publisher_publish_async (run->publisher, job->request, NULL, NULL, NULL, 0, NULL,
+                                     on_published, job);
+      return;
+    }
+  tally_publisher_publish_async (
+      run->publisher, job->request, g_steal_pointer (&cut->counts), g_steal_pointer (&cut->offsets),
+      g_steal_pointer (&cut->partitions), cut->taken_ms, NULL, on_published, job);
+}
+
+static void
+take_snapshot (TallyRun *run, TallySnapshotRequest *request, gboolean final)
+{
+  SnapshotJob *job = g_new0 (SnapshotJob, 1);
+
+  job->run = run;
+  job->request = request;
+  job->final = final;
+  run->in_flight++;
+  if (request->error != NULL)
+    {
+      g_warning ("bad snapshot request %s: %s", request->request_id, request->error->message);
+      tally_publisher_publish_async (run->publisher, request, NULL, NULL, NULL, 0, NULL,
+                                     on_published, job);
+      return;
+    }
+  g_info ("snapshot requested: %s", request->request_id);
+  tally_source_snapshot_async (run->source, NULL, on_cut, job);
+}
+
+static void
+on_request (const TallySnapshotRequest *request, gpointer user_data)
+{
+  TallyRun *run = user_data;
+
+  if (run->shutting_down)
+    return;
+  take_snapshot (run, tally_snapshot_request_copy (request), FALSE);
+}
+
+static gboolean
+on_sigusr1 (gpointer user_data)
+{
+  TallyRun *run = user_data;
+
+  if (!run->shutting_down)
+    take_snapshot (run, tally_snapshot_request_new (NULL), FALSE);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_interval (gpointer user_data)
+{
+  TallyRun *run = user_data;
+
+  if (!run->shutting_down)
+    take_snapshot (run, tally_snapshot_request_new (NULL), FALSE);
+  return G_SOURCE_CONTINUE;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Shutdown
+ * ------------------------------------------------------------------------------------- */
+
+static gpointer
+watchdog_thread (gpointer data)
+{
+  TallyRun *run = data;
+
+  g_mutex_lock (&run->watchdog_lock);
+  while (!run->watchdog_done)
+    if (!g_cond_wait_until (&run->watchdog_cond, &run->watchdog_lock, run->watchdog_deadline))
+      {
+        static const char msg[] = "tally run: shutdown did not finish in time, exiting\n";
+        ssize_t ignored G_GNUC_UNUSED;
+
+        if (run->watchdog_done)
+          break;
+        /* The log functions may be what hangs; write directly. */
+        ignored = write (STDERR_FILENO, msg, sizeof msg - 1);
+        _exit (1);
+      }
+  g_mutex_unlock (&run->watchdog_lock);
+  return NULL;
+}
+
+static void
+shutdown_step_quit (TallyRun *run)
+{
+  g_main_loop_quit (run->loop);
+}
+
+static void
+on_stopped_consuming (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  TallyRun *run = user_data;
+  g_autoptr (GError) error = NULL;
+
+  tally_address_ask_finish (run->source, result, &error);
+  if (error != NULL)
+    g_warning ("stopping the source: %s", error->message);
+  if (!run->final_published)
+    {
+      TallySnapshotRequest *request = tally_snapshot_request_new (NULL);
+
+      run->final_published = TRUE;
+      g_message ("publishing the final snapshot");
+      take_snapshot (run, request, TRUE);
+    }
+  else
+    shutdown_step_quit (run);
+}
+
+static gboolean
+on_stop_signal (gpointer user_data)
+{
+  TallyRun *run = user_data;
+
+  if (run->shutting_down)
+    {
+      g_message ("already shutting down");
+      return G_SOURCE_CONTINUE;
+    }
+  run->shutting_down = TRUE;
+  g_message ("shutting down");
+
+  run->watchdog_deadline = g_get_monotonic_time ()
+                           + (gint64)run->config->shutdown.timeout_ms * G_TIME_SPAN_MILLISECOND;
+  run->watchdog = g_thread_new ("tally-watchdog", watchdog_thread, run);
+
+  if (run->interval_id != 0)
+    {
+      g_source_remove (run->interval_id);
+      run->interval_id = 0;
+    }
+  g_clear_pointer (&run->requests, tally_request_reader_free);
+  tally_source_stop_consuming_async (run->source, NULL, on_stopped_consuming, run);
+  return G_SOURCE_CONTINUE;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Start
+ * ------------------------------------------------------------------------------------- */
+
+static gboolean
+is_pattern (const char *topic)
+{
+  return topic[0] == '^';
+}
+
+static gboolean
+start_broker (TallyRun *run, GError **error)
+{
+  const TallyConfig *config = run->config;
+  g_autoptr (GError) local_error = NULL;
+
+  run->broker = tally_broker_new (config->broker.port, config->broker.brokers, &local_error);
+  if (run->broker == NULL)
+    {
+      g_set_error (error, TALLY_RUN_ERROR, TALLY_RUN_ERROR_FAILED,
+                   "cannot start the embedded broker: %s", local_error->message);
+      return FALSE;
+    }
+  for (char **t = config->input.topics; *t != NULL; t++)
+    if (!is_pattern (*t)
+        && !tally_broker_create_topic (run->broker, *t, config->broker.partitions, &local_error))
+      goto failed;
+  if ((config->checkpoint.enabled
+       && !tally_broker_create_topic (run->broker, config->checkpoint.changelog_topic,
+                                      config->broker.partitions, &local_error))
+      || !tally_broker_create_topic (run->broker, config->output.topic, 1, &local_error)
+      || !tally_broker_create_topic (run->broker, config->requests.topic, 1, &local_error))
+    goto failed;
+
+  printf ("bootstrap.servers=%s\n", tally_broker_get_bootstrap_servers (run->broker));
+  fflush (stdout);
+  g_message ("embedded broker at %s (librdkafka mock cluster: no compaction, no "
+             "transactions, data lost when tally stops)",
+             tally_broker_get_bootstrap_servers (run->broker));
+  return TRUE;
+
+failed:
+  g_set_error (error, TALLY_RUN_ERROR, TALLY_RUN_ERROR_FAILED, "embedded broker: %s",
+               local_error->message);
+  return FALSE;
+}
+
+static rd_kafka_conf_t *
+make_base_conf (TallyRun *run, GError **error)
+{
+  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+  char errstr[512];
+  g_autoptr (GError) local_error = NULL;
+
+  if (run->broker != NULL
+      && rd_kafka_conf_set (conf, "bootstrap.servers",
+                            tally_broker_get_bootstrap_servers (run->broker), errstr, sizeof errstr)
+             != RD_KAFKA_CONF_OK)
+    {
+      g_set_error (error, TALLY_RUN_ERROR, TALLY_RUN_ERROR_FAILED, "bootstrap.servers: %s", errstr);
+      rd_kafka_conf_destroy (conf);
+      return NULL;
+    }
+  if (!tally_config_apply_kafka (run->config, conf, &local_error))
+    {
+      g_set_error (error, TALLY_RUN_ERROR, TALLY_RUN_ERROR_CONFIG, "%s", local_error->message);
+      rd_kafka_conf_destroy (conf);
+      return NULL;
+    }
+  return conf;
+}
+
+static void
+run_clear (TallyRun *run)
+{
+  if (run->source != NULL)
+    {
+      tally_address_stop (run->source);
+      if (!tally_address_wait_stopped (run->source, run->config->shutdown.timeout_ms))
+        g_warning ("the source did not stop in time");
+    }
+  g_clear_pointer (&run->requests, tally_request_reader_free);
+  if (run->publisher != NULL)
+    {
+      tally_address_stop (run->publisher);
+      if (!tally_address_wait_stopped (run->publisher, run->config->shutdown.timeout_ms))
+        g_warning ("the publisher did not stop in time");
+    }
+  if (run->source_arbiter != NULL)
+    tally_arbiter_stop (run->source_arbiter);
+  if (run->publisher_arbiter != NULL)
+    tally_arbiter_stop (run->publisher_arbiter);
+  g_clear_pointer (&run->source, tally_address_unref);
+  g_clear_pointer (&run->publisher, tally_address_unref);
+  g_clear_pointer (&run->source_arbiter, tally_arbiter_unref);
+  g_clear_pointer (&run->publisher_arbiter, tally_arbiter_unref);
+  if (run->handle != NULL)
+    tally_aggregator_handle_stop (run->handle);
+  g_clear_pointer (&run->handle, tally_aggregator_handle_unref);
+  g_clear_pointer (&run->broker, tally_broker_free);
+  for (guint i = 0; i < G_N_ELEMENTS (run->signal_ids); i++)
+    if (run->signal_ids[i] != 0)
+      g_source_remove (run->signal_ids[i]);
+  if (run->interval_id != 0)
+    g_source_remove (run->interval_id);
+  g_clear_pointer (&run->loop, g_main_loop_unref);
+}
+
+gboolean
+tally_run_service (const TallyConfig *config, GError **error)
+{
+  TallyRun run = { 0 };
+  gint64 start_ms = g_get_real_time () / 1000;
+  rd_kafka_conf_t *base = NULL;
+  rd_kafka_conf_t *conf;
+  TallyActor *actor;
+  char buf[64];
+  size_t size = sizeof buf;
+  gboolean ok = FALSE;
+
+  run.config = config;
+  run.loop = g_main_loop_new (NULL, FALSE);
+  g_mutex_init (&run.watchdog_lock);
+  g_cond_init (&run.watchdog_cond);
+
+  /* Signals first, so that a SIGTERM during the start is not fatal. */
+  run.signal_ids[0] = g_unix_signal_add (SIGINT, on_stop_signal, &run);
+  run.signal_ids[1] = g_unix_signal_add (SIGTERM, on_stop_signal, &run);
+  run.signal_ids[2] = g_unix_signal_add (SIGUSR1, on_sigusr1, &run);
+
+  if (!config->kafka.has_bootstrap && !start_broker (&run, error))
+    goto out;
+  base = make_base_conf (&run, error);
+  if (base == NULL)
+    goto out;
+
+  run.handle = tally_aggregator_handle_new (config->aggregator.shards,
+                                            config->aggregator.mailbox_capacity);
+
+  /* The publisher. */
+  run.publisher_arbiter = tally_arbiter_new ("tally-publish");
+  actor = tally_publisher_new (rd_kafka_conf_dup (base), config->output.topic,
+                               config->output.max_record_bytes, error);
+  if (actor == NULL)
+    goto out;
+  tally_publisher_set_flush_timeout (TALLY_PUBLISHER (actor),
+                                     MIN (config->shutdown.timeout_ms, 10000));
+  run.publisher = tally_actor_start (actor, run.publisher_arbiter, 64);
+
+  /* The source. With the embedded broker a shorter session timeout lets a restarted
+   * instance take over a dead member's partitions in seconds. */
+  conf = rd_kafka_conf_dup (base);
+  if (run.broker != NULL && tally_config_kafka_get (config, "session.timeout.ms") == NULL
+      && rd_kafka_conf_get (conf, "session.timeout.ms", buf, &size) == RD_KAFKA_CONF_OK)
+    rd_kafka_conf_set (conf, "session.timeout.ms", EMBEDDED_SESSION_TIMEOUT_MS, NULL, 0);
+  run.source_arbiter = tally_arbiter_new ("tally-source");
+  actor = tally_source_new (config, conf, run.handle, error);
+  if (actor == NULL)
+    goto out;
+  run.source = tally_actor_start (actor, run.source_arbiter, 16);
+
+  /* Requests, on this thread's main context. */
+  run.requests = tally_request_reader_new (rd_kafka_conf_dup (base), config->requests.topic,
+                                           start_ms, NULL, on_request, &run, NULL, 10000, error);
+  if (run.requests == NULL)
+    goto out;
+
+  if (config->snapshot.interval_ms > 0)
+    run.interval_id = g_timeout_add (config->snapshot.interval_ms, on_interval, &run);
+
+  g_message ("running: input %s, output %s, requests %s, %u shard(s)", config->input.topics[0],
+             config->output.topic, config->requests.topic, config->aggregator.shards);
+  g_main_loop_run (run.loop);
+  ok = TRUE;
+
+out:
+  run_clear (&run);
+  if (base != NULL)
+    rd_kafka_conf_destroy (base);
+  if (run.watchdog != NULL)
+    {
+      g_mutex_lock (&run.watchdog_lock);
+      run.watchdog_done = TRUE;
+      g_cond_signal (&run.watchdog_cond);
+      g_mutex_unlock (&run.watchdog_lock);
+      g_thread_join (run.watchdog);
+    }
+  g_mutex_clear (&run.watchdog_lock);
+  g_cond_clear (&run.watchdog_cond);
+  if (ok)
+    g_message ("stopped cleanly");
+  return ok;
+}

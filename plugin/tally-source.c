@@ -1,0 +1,1208 @@
+/* tally-source.c — the source actor: a Kafka consumer on a GLib main loop.
+ *
+ * Life cycle of the consumer, in the order this file does it:
+ *
+ *   configure   tally_source_new(): the caller's properties plus Tally's own (group.id,
+ *               manual offset store, range assignor, the rebalance callback)
+ *   create      tally_source_new(): rd_kafka_new(RD_KAFKA_CONSUMER) takes the conf
+ *   subscribe   started(): rd_kafka_subscribe() to [input] topics (names or ^regex), the
+ *               consumer queue's io events written to a pipe watched on the actor's context
+ *   poll        on_readable() / poll_batch(): at most [input] max_batch_records records per
+ *               wake-up with rd_kafka_consumer_poll(rk, 0), which also serves rebalances
+ *   close       stopping(): checkpoint, commit, rd_kafka_consumer_close() (revokes, so the
+ *               rebalance callback checkpoints and drops the stores once more)
+ *   destroy     stopping(): rd_kafka_destroy()
+ *
+ * Words go out through one TallyWordBatcher per owned store (= input partition number),
+ * flushed without blocking after each wake-up. A full shard mailbox pauses every assigned
+ * partition (rd_kafka_pause_partitions()); a short timer retries the flush and resumes
+ * them. The consumer is not polled while paused, so memory is bounded by the batches kept
+ * plus librdkafka's own fetch queue limits (queued.max.messages.kbytes).
+ *
+ * Offsets: positions[] holds, per owned topic-partition, the offset after the last record
+ * whose words were handed to a batcher. A checkpoint flushes the batchers (blocking), takes
+ * each store's changes, writes them with those positions as markers, waits for the
+ * acknowledgement and only then calls rd_kafka_offsets_store(), so the auto-commit never
+ * commits an offset whose counts are not in the changelog. Without checkpointing, offsets
+ * are stored once the batches are in the shards' mailboxes.
+ *
+ * Everything here runs on the source's arbiter thread: handlers, timers, the fd watch and
+ * librdkafka's rebalance callback (served inside rd_kafka_consumer_poll()).
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-source.h"
+
+#include "tally-checkpoint.h"
+#include "tally-tokenizer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <string.h>
+#include <unistd.h>
+
+G_DEFINE_QUARK (tally - source - error - quark, tally_source_error)
+
+/* How long a blocked flush waits before trying again, and how long blocking
+ * operations on the changelog and the group coordinator may take. */
+#define RETRY_FLUSH_MS 5
+#define CHECKPOINT_TIMEOUT_MS 10000
+#define RESTORE_TIMEOUT_MS 60000
+#define COMMIT_TIMEOUT_MS 10000
+
+/* One owned store: an input partition number, whatever the topic. */
+typedef struct
+{
+  guint32 id;
+  TallyWordBatcher *batcher;
+  TallyCounts *unwritten; /* changes taken but not acknowledged by the changelog */
+  gboolean dirty;         /* positions moved since the last checkpoint */
+} Store;
+
+/* One owned input topic-partition. */
+typedef struct
+{
+  char *topic;
+  gint32 partition;
+  gint64 position; /* next offset not yet in a batcher; RD_KAFKA_OFFSET_INVALID if unknown */
+  gint64 stored;   /* last offset stored for the commit */
+} Owned;
+
+struct _TallySource
+{
+  TallyActor parent_instance;
+
+  TallyAggregatorHandle *handle;
+  TallyTokenizer *tokenizer;
+  TallyCheckpoint *checkpoint; /* NULL when checkpointing is off */
+  char **topics;
+  guint max_batch_records;
+  guint checkpoint_interval_ms;
+  gboolean changelog_ready;
+
+  rd_kafka_t *consumer;
+  rd_kafka_queue_t *queue; /* the consumer queue; io events go to wake_fds[1] */
+  int wake_fds[2];
+  GSource *watch;
+  guint poll_timer;
+  guint retry_timer;
+  guint checkpoint_timer;
+
+  GHashTable *stores; /* store id -> Store */
+  GPtrArray *owned;   /* of Owned */
+  gboolean blocked;   /* a batcher is full: partitions paused */
+  gboolean stopped_consuming;
+  gboolean closed;
+
+  /* Statistics. */
+  guint64 records; /* atomic */
+  guint64 error_events;
+  guint64 words;
+};
+
+G_DEFINE_FINAL_TYPE (TallySource, tally_source, TALLY_TYPE_ACTOR)
+
+static void poll_batch (TallySource *self);
+static gboolean checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit);
+
+/* ---------------------------------------------------------------------------------------
+ * Stores and positions
+ * ------------------------------------------------------------------------------------- */
+
+static void
+store_free (gpointer data)
+{
+  Store *store = data;
+
+  tally_word_batcher_free (store->batcher);
+  g_clear_pointer (&store->unwritten, tally_counts_unref);
+  g_free (store);
+}
+
+static void
+owned_free (gpointer data)
+{
+  Owned *owned = data;
+
+  g_free (owned->topic);
+  g_free (owned);
+}
+
+static Owned *
+find_owned (TallySource *self, const char *topic, gint32 partition)
+{
+  for (guint i = 0; i < self->owned->len; i++)
+    {
+      Owned *o = g_ptr_array_index (self->owned, i);
+
+      if (o->partition == partition && strcmp (o->topic, topic) == 0)
+        return o;
+    }
+  return NULL;
+}
+
+static rd_kafka_topic_partition_list_t *
+owned_list (TallySource *self, gboolean with_positions)
+{
+  rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new ((int)self->owned->len);
+
+  for (guint i = 0; i < self->owned->len; i++)
+    {
+      Owned *o = g_ptr_array_index (self->owned, i);
+      rd_kafka_topic_partition_t *tp
+          = rd_kafka_topic_partition_list_add (list, o->topic, o->partition);
+
+      tp->offset = with_positions ? o->position : RD_KAFKA_OFFSET_INVALID;
+    }
+  return list;
+}
+
+/* Sends every pending batch; returns FALSE with TALLY_ACTOR_ERROR_FULL when a mailbox is
+ * full and @may_block is FALSE. */
+static gboolean
+flush_batchers (TallySource *self, gboolean may_block, GError **error)
+{
+  GHashTableIter iter;
+  gpointer value;
+  gboolean ok = TRUE;
+
+  g_hash_table_iter_init (&iter, self->stores);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      Store *store = value;
+      g_autoptr (GError) local_error = NULL;
+
+      if (tally_word_batcher_get_pending_words (store->batcher) == 0)
+        continue;
+      if (!tally_word_batcher_flush (store->batcher, may_block, &local_error))
+        {
+          if (ok)
+            g_propagate_error (error, g_steal_pointer (&local_error));
+          ok = FALSE;
+        }
+    }
+  return ok;
+}
+
+/* Without a changelog, offsets are stored as soon as the words are in the mailboxes. */
+static void
+store_offsets_unchecked (TallySource *self)
+{
+  g_autoptr (GPtrArray) changed = g_ptr_array_new ();
+  rd_kafka_topic_partition_list_t *list;
+  rd_kafka_resp_err_t err;
+
+  for (guint i = 0; i < self->owned->len; i++)
+    {
+      Owned *o = g_ptr_array_index (self->owned, i);
+
+      if (o->position >= 0 && o->position != o->stored)
+        g_ptr_array_add (changed, o);
+    }
+  if (changed->len == 0)
+    return;
+  list = rd_kafka_topic_partition_list_new ((int)changed->len);
+  for (guint i = 0; i < changed->len; i++)
+    {
+      Owned *o = g_ptr_array_index (changed, i);
+
+      rd_kafka_topic_partition_list_add (list, o->topic, o->partition)->offset = o->position;
+      o->stored = o->position;
+    }
+  err = rd_kafka_offsets_store (self->consumer, list);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    g_warning ("cannot store offsets: %s", rd_kafka_err2str (err));
+  rd_kafka_topic_partition_list_destroy (list);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Backpressure
+ * ------------------------------------------------------------------------------------- */
+
+static void
+set_paused (TallySource *self, gboolean paused)
+{
+  rd_kafka_topic_partition_list_t *list;
+
+  if (self->owned->len == 0 || self->consumer == NULL)
+    return;
+  list = owned_list (self, FALSE);
+  if (paused)
+    rd_kafka_pause_partitions (self->consumer, list);
+  else
+    rd_kafka_resume_partitions (self->consumer, list);
+  rd_kafka_topic_partition_list_destroy (list);
+}
+
+static gboolean
+on_poll_later (gpointer user_data)
+{
+  TallySource *self = user_data;
+
+  self->poll_timer = 0;
+  poll_batch (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_poll (TallySource *self)
+{
+  if (self->poll_timer == 0 && !self->stopped_consuming)
+    self->poll_timer = tally_actor_run_later (TALLY_ACTOR (self), 0, on_poll_later, self, NULL);
+}
+
+static void
+unblock (TallySource *self)
+{
+  if (!self->blocked)
+    return;
+  self->blocked = FALSE;
+  if (self->retry_timer != 0)
+    {
+      tally_actor_cancel_timer (TALLY_ACTOR (self), self->retry_timer);
+      self->retry_timer = 0;
+    }
+  if (!self->stopped_consuming)
+    set_paused (self, FALSE);
+  g_debug ("source: shard mailboxes have room again, partitions resumed");
+  schedule_poll (self);
+}
+
+static gboolean
+on_retry_flush (gpointer user_data)
+{
+  TallySource *self = user_data;
+  g_autoptr (GError) error = NULL;
+
+  if (flush_batchers (self, FALSE, &error))
+    {
+      self->retry_timer = 0;
+      if (self->checkpoint == NULL)
+        store_offsets_unchecked (self);
+      unblock (self);
+      return G_SOURCE_REMOVE;
+    }
+  if (!g_error_matches (error, TALLY_ACTOR_ERROR, TALLY_ACTOR_ERROR_FULL))
+    g_warning ("source: cannot send words to the aggregators: %s", error->message);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+block (TallySource *self)
+{
+  if (self->blocked)
+    return;
+  self->blocked = TRUE;
+  set_paused (self, TRUE);
+  g_debug ("source: a shard mailbox is full, partitions paused");
+  self->retry_timer
+      = tally_actor_run_interval (TALLY_ACTOR (self), RETRY_FLUSH_MS, on_retry_flush, self, NULL);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Records
+ * ------------------------------------------------------------------------------------- */
+
+static void
+on_word (const char *word, gsize len, gpointer user_data)
+{
+  tally_word_batcher_add (user_data, word, len);
+}
+
+static void
+handle_record (TallySource *self, rd_kafka_message_t *m)
+{
+  const char *topic = m->rkt != NULL ? rd_kafka_topic_name (m->rkt) : "?";
+  Owned *owned;
+  Store *store;
+
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      /* An event, not a record: never counted as text. */
+      self->error_events++;
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        g_debug ("source: %s [%" G_GINT32_FORMAT "] reached the end at offset %" G_GINT64_FORMAT,
+                 topic, m->partition, m->offset);
+      else
+        g_warning ("source: consumer error%s%s: %s", m->rkt != NULL ? " on " : "",
+                   m->rkt != NULL ? topic : "", rd_kafka_message_errstr (m));
+      return;
+    }
+
+  owned = find_owned (self, topic, m->partition);
+  store = g_hash_table_lookup (self->stores, GUINT_TO_POINTER ((guint)m->partition));
+  if (owned == NULL || store == NULL)
+    {
+      g_warning ("source: record from %s [%" G_GINT32_FORMAT "] which is not assigned, ignored",
+                 topic, m->partition);
+      return;
+    }
+
+  /* A null value (tombstone) or an empty one has no words; any bytes at all are safe to
+   * feed (NUL and invalid UTF-8 separate words). */
+  if (m->payload != NULL && m->len > 0)
+    self->words
+        += tally_tokenizer_feed (self->tokenizer, m->payload, m->len, on_word, store->batcher);
+  owned->position = m->offset + 1;
+  store->dirty = TRUE;
+  g_atomic_pointer_add (&self->records, 1);
+}
+
+static void
+poll_batch (TallySource *self)
+{
+  guint n = 0;
+  g_autoptr (GError) error = NULL;
+
+  if (self->consumer == NULL || self->blocked || self->stopped_consuming)
+    return;
+
+  while (n < self->max_batch_records)
+    {
+      rd_kafka_message_t *m = rd_kafka_consumer_poll (self->consumer, 0);
+
+      if (m == NULL)
+        break;
+      handle_record (self, m);
+      rd_kafka_message_destroy (m);
+      n++;
+      if (self->stopped_consuming)
+        break;
+    }
+
+  if (!flush_batchers (self, FALSE, &error))
+    {
+      if (g_error_matches (error, TALLY_ACTOR_ERROR, TALLY_ACTOR_ERROR_FULL))
+        block (self);
+      else
+        g_warning ("source: cannot send words to the aggregators: %s", error->message);
+      return;
+    }
+  if (self->checkpoint == NULL)
+    store_offsets_unchecked (self);
+
+  /* The io event only fires when the queue goes from empty to non-empty: if this batch
+   * stopped at its limit, come back for the rest. */
+  if (n == self->max_batch_records)
+    schedule_poll (self);
+}
+
+static gboolean
+on_readable (int fd, GIOCondition condition, gpointer user_data)
+{
+  TallySource *self = user_data;
+  char buf[64];
+
+  while (read (fd, buf, sizeof buf) > 0)
+    ;
+  poll_batch (self);
+  return G_SOURCE_CONTINUE;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Checkpoints
+ * ------------------------------------------------------------------------------------- */
+
+/* Checkpoints @store_ids (all owned stores when NULL); when @commit, commits the stored
+ * offsets synchronously afterwards. Returns FALSE if any store could not be checkpointed
+ * (its changes are kept for the next attempt and its offsets are not stored). */
+static gboolean
+checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) ids = NULL;
+  g_autoptr (GPtrArray) written = g_ptr_array_new ();
+  gboolean ok = TRUE;
+
+  if (self->consumer == NULL)
+    return TRUE;
+
+  /* The words of every record up to the positions must be in the shards first. */
+  if (!flush_batchers (self, TRUE, &error))
+    {
+      g_warning ("source: checkpoint skipped, words could not be sent: %s", error->message);
+      return FALSE;
+    }
+  unblock (self);
+
+  if (self->checkpoint == NULL)
+    {
+      store_offsets_unchecked (self);
+      goto commit;
+    }
+
+  if (store_ids == NULL)
+    {
+      GHashTableIter iter;
+      gpointer key;
+
+      ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+      g_hash_table_iter_init (&iter, self->stores);
+      while (g_hash_table_iter_next (&iter, &key, NULL))
+        {
+          guint32 id = GPOINTER_TO_UINT (key);
+
+          g_array_append_val (ids, id);
+        }
+      store_ids = ids;
+    }
+
+  for (guint i = 0; i < store_ids->len; i++)
+    {
+      guint32 id = g_array_index (store_ids, guint32, i);
+      Store *store = g_hash_table_lookup (self->stores, GUINT_TO_POINTER (id));
+      g_autoptr (TallyCounts) changes = NULL;
+      g_autoptr (GHashTable) offsets = NULL;
+
+      if (store == NULL || (!store->dirty && store->unwritten == NULL))
+        continue;
+      changes = tally_aggregator_handle_take_changes (self->handle, id, &error);
+      if (changes == NULL)
+        {
+          g_warning ("source: cannot take the changes of store %u: %s", id, error->message);
+          g_clear_error (&error);
+          ok = FALSE;
+          continue;
+        }
+      offsets = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+      for (guint j = 0; j < self->owned->len; j++)
+        {
+          Owned *o = g_ptr_array_index (self->owned, j);
+
+          if ((guint32)o->partition == id && o->position >= 0)
+            g_hash_table_insert (offsets, o->topic, g_memdup2 (&o->position, sizeof (gint64)));
+        }
+      /* Changes of a failed checkpoint go first: the newer counts then win on restore. */
+      if ((store->unwritten != NULL
+           && !tally_checkpoint_write (self->checkpoint, (gint32)id, store->unwritten, NULL,
+                                       &error))
+          || !tally_checkpoint_write (self->checkpoint, (gint32)id, changes, offsets, &error))
+        {
+          g_warning ("source: checkpoint of store %u failed: %s", id, error->message);
+          g_clear_error (&error);
+          ok = FALSE;
+        }
+      if (store->unwritten != NULL)
+        {
+          g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+
+          /* Keep both until acknowledged; a merge by sum would be wrong, so keep the newer
+           * count of each word. */
+          gsize n_old = 0, n_new = 0;
+          const TallyWordCount *old_entries = tally_counts_get_entries (store->unwritten, &n_old);
+          const TallyWordCount *new_entries = tally_counts_get_entries (changes, &n_new);
+
+          for (gsize k = 0; k < n_new; k++)
+            tally_counts_builder_add (builder, new_entries[k].word, new_entries[k].len,
+                                      new_entries[k].count);
+          for (gsize k = 0; k < n_old; k++)
+            if (tally_counts_lookup (changes, old_entries[k].word, old_entries[k].len) == 0)
+              tally_counts_builder_add (builder, old_entries[k].word, old_entries[k].len,
+                                        old_entries[k].count);
+          g_clear_pointer (&store->unwritten, tally_counts_unref);
+          store->unwritten = tally_counts_builder_end (builder);
+        }
+      else
+        store->unwritten = g_steal_pointer (&changes);
+      store->dirty = FALSE;
+      g_ptr_array_add (written, store);
+    }
+
+  if (written->len > 0)
+    {
+      rd_kafka_topic_partition_list_t *list;
+      rd_kafka_resp_err_t err;
+
+      if (!tally_checkpoint_flush (self->checkpoint, CHECKPOINT_TIMEOUT_MS, &error))
+        {
+          g_warning ("source: checkpoint not acknowledged, offsets not stored: %s", error->message);
+          for (guint i = 0; i < written->len; i++)
+            ((Store *)g_ptr_array_index (written, i))->dirty = TRUE;
+          return FALSE;
+        }
+      /* Acknowledged: now, and only now, the offsets may be committed. */
+      list = rd_kafka_topic_partition_list_new (0);
+      for (guint i = 0; i < written->len; i++)
+        {
+          Store *store = g_ptr_array_index (written, i);
+
+          g_clear_pointer (&store->unwritten, tally_counts_unref);
+          for (guint j = 0; j < self->owned->len; j++)
+            {
+              Owned *o = g_ptr_array_index (self->owned, j);
+
+              if ((guint32)o->partition == store->id && o->position >= 0
+                  && o->position != o->stored)
+                {
+                  rd_kafka_topic_partition_list_add (list, o->topic, o->partition)->offset
+                      = o->position;
+                  o->stored = o->position;
+                }
+            }
+        }
+      if (list->cnt > 0)
+        {
+          err = rd_kafka_offsets_store (self->consumer, list);
+          if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+            g_warning ("source: cannot store offsets: %s", rd_kafka_err2str (err));
+        }
+      rd_kafka_topic_partition_list_destroy (list);
+    }
+
+commit:
+  if (commit)
+    {
+      rd_kafka_resp_err_t err = rd_kafka_commit (self->consumer, NULL, 0);
+
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        g_warning ("source: commit failed: %s", rd_kafka_err2str (err));
+    }
+  return ok;
+}
+
+static gboolean
+on_checkpoint_timer (gpointer user_data)
+{
+  TallySource *self = user_data;
+
+  if (!self->stopped_consuming)
+    checkpoint_stores (self, NULL, FALSE);
+  return G_SOURCE_CONTINUE;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Rebalances
+ * ------------------------------------------------------------------------------------- */
+
+static int
+input_partition_count (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
+{
+  int count = 0;
+
+  for (int i = 0; i < partitions->cnt; i++)
+    {
+      const struct rd_kafka_metadata *md = NULL;
+      rd_kafka_topic_t *rkt = rd_kafka_topic_new (self->consumer, partitions->elems[i].topic, NULL);
+
+      if (rd_kafka_metadata (self->consumer, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        {
+          if (md->topic_cnt == 1)
+            count = MAX (count, md->topics[0].partition_cnt);
+          rd_kafka_metadata_destroy (md);
+        }
+      rd_kafka_topic_destroy (rkt);
+      count = MAX (count, partitions->elems[i].partition + 1);
+    }
+  return count;
+}
+
+static void
+on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
+{
+  g_autoptr (GHashTable) restored
+      = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify)g_hash_table_unref);
+  g_autoptr (GError) error = NULL;
+  rd_kafka_topic_partition_list_t *committed = NULL;
+
+  if (self->checkpoint != NULL && !self->changelog_ready && partitions->cnt > 0)
+    {
+      if (tally_checkpoint_ensure_topic (self->checkpoint, input_partition_count (self, partitions),
+                                         CHECKPOINT_TIMEOUT_MS, &error))
+        self->changelog_ready = TRUE;
+      else
+        {
+          g_warning ("source: %s", error->message);
+          g_clear_error (&error);
+        }
+    }
+
+  /* Restore every newly owned store before anything of it is consumed. */
+  for (int i = 0; i < partitions->cnt; i++)
+    {
+      guint32 id = (guint32)partitions->elems[i].partition;
+      Store *store;
+
+      if (g_hash_table_contains (self->stores, GUINT_TO_POINTER (id)))
+        continue;
+      store = g_new0 (Store, 1);
+      store->id = id;
+      store->batcher = tally_word_batcher_new (self->handle, id);
+      g_hash_table_insert (self->stores, GUINT_TO_POINTER (id), store);
+
+      if (self->checkpoint != NULL)
+        {
+          g_autoptr (TallyCounts) counts = NULL;
+          GHashTable *markers = NULL;
+
+          if (!tally_checkpoint_restore (self->checkpoint, (gint32)id, RESTORE_TIMEOUT_MS, &counts,
+                                         &markers, &error))
+            {
+              /* Consuming from the committed offset with an empty store would lose the
+               * counts before it; this is reported loudly and the partition still runs. */
+              g_critical ("source: cannot restore store %u: %s", id, error->message);
+              g_clear_error (&error);
+              continue;
+            }
+          if (!tally_aggregator_handle_restore_store (self->handle, id, counts, &error))
+            {
+              g_critical ("source: cannot load store %u: %s", id, error->message);
+              g_clear_error (&error);
+            }
+          else
+            g_message ("source: restored store %u: %" G_GSIZE_FORMAT " words, %" G_GUINT64_FORMAT
+                       " counted",
+                       id, tally_counts_get_n_words (counts), tally_counts_get_total (counts));
+          g_hash_table_insert (restored, GUINT_TO_POINTER (id), markers);
+        }
+    }
+
+  /* Start each partition at its checkpoint marker when there is one: the counts include
+   * everything before it, whatever the group committed. */
+  for (int i = 0; i < partitions->cnt; i++)
+    {
+      rd_kafka_topic_partition_t *tp = &partitions->elems[i];
+      GHashTable *markers = g_hash_table_lookup (restored, GUINT_TO_POINTER ((guint)tp->partition));
+      gint64 *marker = markers != NULL ? g_hash_table_lookup (markers, tp->topic) : NULL;
+      Owned *o;
+
+      if (find_owned (self, tp->topic, tp->partition) != NULL)
+        continue;
+      o = g_new0 (Owned, 1);
+      o->topic = g_strdup (tp->topic);
+      o->partition = tp->partition;
+      o->position = RD_KAFKA_OFFSET_INVALID;
+      o->stored = RD_KAFKA_OFFSET_INVALID;
+      if (marker != NULL)
+        {
+          tp->offset = *marker;
+          o->position = *marker;
+          g_message ("source: %s [%" G_GINT32_FORMAT
+                     "] starts at checkpointed offset %" G_GINT64_FORMAT,
+                     tp->topic, tp->partition, *marker);
+        }
+      g_ptr_array_add (self->owned, o);
+    }
+
+  /* Positions of the others come from the group's committed offsets, so a snapshot
+   * taken before their first record still says where they stand. */
+  committed = rd_kafka_topic_partition_list_copy (partitions);
+  if (rd_kafka_committed (self->consumer, committed, COMMIT_TIMEOUT_MS)
+      == RD_KAFKA_RESP_ERR_NO_ERROR)
+    for (int i = 0; i < committed->cnt; i++)
+      {
+        Owned *o = find_owned (self, committed->elems[i].topic, committed->elems[i].partition);
+
+        if (o != NULL && o->position < 0 && committed->elems[i].offset >= 0)
+          o->position = o->stored = committed->elems[i].offset;
+      }
+  rd_kafka_topic_partition_list_destroy (committed);
+}
+
+static void
+on_revoke (TallySource *self, rd_kafka_topic_partition_list_t *partitions, gboolean all)
+{
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GError) error = NULL;
+
+  for (int i = 0; i < partitions->cnt; i++)
+    {
+      guint32 id = (guint32)partitions->elems[i].partition;
+      gboolean seen = FALSE;
+
+      for (guint j = 0; j < ids->len; j++)
+        seen = seen || g_array_index (ids, guint32, j) == id;
+      if (!seen && g_hash_table_contains (self->stores, GUINT_TO_POINTER (id)))
+        g_array_append_val (ids, id);
+    }
+
+  /* Checkpoint what is revoked, commit synchronously, then let the counts go with the
+   * partitions. */
+  checkpoint_stores (self, ids, TRUE);
+  for (guint j = 0; j < ids->len; j++)
+    {
+      guint32 id = g_array_index (ids, guint32, j);
+
+      if (!tally_aggregator_handle_drop_store (self->handle, id, &error))
+        {
+          g_warning ("source: cannot drop store %u: %s", id, error->message);
+          g_clear_error (&error);
+        }
+      g_hash_table_remove (self->stores, GUINT_TO_POINTER (id));
+    }
+  for (int i = 0; i < partitions->cnt; i++)
+    {
+      Owned *o = find_owned (self, partitions->elems[i].topic, partitions->elems[i].partition);
+
+      if (o != NULL)
+        g_ptr_array_remove (self->owned, o);
+    }
+  if (all)
+    g_ptr_array_set_size (self->owned, 0);
+  self->blocked = FALSE;
+}
+
+static void
+on_rebalance (rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *partitions,
+              void *opaque)
+{
+  TallySource *self = opaque;
+  gboolean cooperative = g_strcmp0 (rd_kafka_rebalance_protocol (rk), "COOPERATIVE") == 0;
+  rd_kafka_error_t *error = NULL;
+  rd_kafka_resp_err_t assign_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+  switch (err)
+    {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+      g_message ("source: assigned %d partitions", partitions->cnt);
+      on_assign (self, partitions);
+      if (cooperative)
+        error = rd_kafka_incremental_assign (rk, partitions);
+      else
+        assign_err = rd_kafka_assign (rk, partitions);
+      /* A partition assigned while the batchers are full starts paused too. */
+      if (self->blocked || self->stopped_consuming)
+        rd_kafka_pause_partitions (rk, partitions);
+      break;
+
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+      g_message ("source: revoked %d partitions", partitions->cnt);
+      on_revoke (self, partitions, !cooperative);
+      if (cooperative)
+        error = rd_kafka_incremental_unassign (rk, partitions);
+      else
+        assign_err = rd_kafka_assign (rk, NULL);
+      break;
+
+    default:
+      g_warning ("source: rebalance failed: %s", rd_kafka_err2str (err));
+      on_revoke (self, partitions, TRUE);
+      if (cooperative)
+        error = rd_kafka_incremental_unassign (rk, partitions);
+      else
+        assign_err = rd_kafka_assign (rk, NULL);
+      break;
+    }
+  if (error != NULL)
+    {
+      g_warning ("source: incremental (un)assign failed: %s", rd_kafka_error_string (error));
+      rd_kafka_error_destroy (error);
+    }
+  else if (assign_err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    g_warning ("source: assign failed: %s", rd_kafka_err2str (assign_err));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Messages
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct
+{
+  TallyMessage parent;
+} SimpleMessage;
+
+static void
+simple_message_free (gpointer p)
+{
+  g_free (p);
+}
+
+static const TallyMessageType snapshot_type
+    = { "SourceSnapshot", simple_message_free, (GDestroyNotify)tally_source_cut_free };
+static const TallyMessageType stop_consuming_type
+    = { "SourceStopConsuming", simple_message_free, NULL };
+
+void
+tally_source_cut_free (TallySourceCut *cut)
+{
+  if (cut == NULL)
+    return;
+  g_clear_pointer (&cut->counts, tally_counts_unref);
+  g_clear_pointer (&cut->offsets, rd_kafka_topic_partition_list_destroy);
+  g_clear_pointer (&cut->partitions, rd_kafka_topic_partition_list_destroy);
+  g_free (cut);
+}
+
+typedef struct
+{
+  TallyMessage *message; /* deferred */
+  TallyAggregatorHandle *handle;
+  TallySourceCut *cut;
+  gint64 started_us;
+} PendingCut;
+
+static void
+on_cut_counts (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  PendingCut *pending = user_data;
+  GError *error = NULL;
+
+  pending->cut->counts
+      = tally_aggregator_handle_get_counts_finish (pending->handle, result, &error);
+  if (pending->cut->counts == NULL && error == NULL)
+    pending->cut->counts = tally_counts_new_empty ();
+  pending->cut->taken_ms = (g_get_monotonic_time () - pending->started_us) / 1000;
+  if (error != NULL)
+    {
+      tally_source_cut_free (pending->cut);
+      g_warning ("source: snapshot failed: %s", error->message);
+      g_error_free (error);
+      tally_message_reply (pending->message, NULL);
+    }
+  else
+    tally_message_reply (pending->message, pending->cut);
+  tally_message_free (pending->message);
+  tally_aggregator_handle_unref (pending->handle);
+  g_free (pending);
+}
+
+static gboolean
+handle_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallySource *self = TALLY_SOURCE (actor);
+  PendingCut *pending;
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  GHashTableIter iter;
+  gpointer key;
+
+  /* The barrier comes after the last AddWords of this sender. */
+  if (!flush_batchers (self, TRUE, error))
+    return FALSE;
+  unblock (self);
+
+  pending = g_new0 (PendingCut, 1);
+  pending->started_us = g_get_monotonic_time ();
+  pending->cut = g_new0 (TallySourceCut, 1);
+  pending->cut->offsets = owned_list (self, TRUE);
+  pending->cut->partitions = owned_list (self, FALSE);
+
+  if (self->owned->len == 0)
+    {
+      pending->cut->counts = tally_counts_new_empty ();
+      tally_message_reply (message, pending->cut);
+      g_free (pending);
+      return TRUE;
+    }
+
+  g_hash_table_iter_init (&iter, self->stores);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      guint32 id = GPOINTER_TO_UINT (key);
+
+      g_array_append_val (ids, id);
+    }
+  pending->message = tally_message_defer (message);
+  pending->handle = tally_aggregator_handle_ref (self->handle);
+  tally_aggregator_handle_get_store_counts_async (self->handle, (const guint32 *)ids->data,
+                                                  ids->len, NULL, NULL, on_cut_counts, pending);
+  return TRUE;
+}
+
+static gboolean
+handle_stop_consuming (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallySource *self = TALLY_SOURCE (actor);
+
+  if (!self->stopped_consuming)
+    {
+      self->stopped_consuming = TRUE;
+      set_paused (self, TRUE);
+      if (self->watch != NULL)
+        {
+          g_source_destroy (self->watch);
+          g_clear_pointer (&self->watch, g_source_unref);
+        }
+      g_message ("source: stopped consuming after %" G_GUINT64_FORMAT " records",
+                 (guint64)g_atomic_pointer_get (&self->records));
+    }
+  if (!flush_batchers (self, TRUE, error))
+    return FALSE;
+  unblock (self);
+  return TRUE;
+}
+
+void
+tally_source_snapshot_async (TallyAddress *source, GCancellable *cancellable,
+                             GAsyncReadyCallback callback, gpointer user_data)
+{
+  SimpleMessage *m = g_new0 (SimpleMessage, 1);
+
+  tally_message_init (&m->parent, &snapshot_type);
+  tally_address_ask_async (source, &m->parent, cancellable, callback, user_data);
+}
+
+TallySourceCut *
+tally_source_snapshot_finish (TallyAddress *source, GAsyncResult *result, GError **error)
+{
+  GError *local_error = NULL;
+  TallySourceCut *cut = tally_address_ask_finish (source, result, &local_error);
+
+  if (local_error != NULL)
+    {
+      g_propagate_error (error, local_error);
+      return NULL;
+    }
+  if (cut == NULL)
+    g_set_error (error, TALLY_SOURCE_ERROR, TALLY_SOURCE_ERROR_STOPPED,
+                 "the aggregators did not answer the snapshot barrier");
+  return cut;
+}
+
+void
+tally_source_stop_consuming_async (TallyAddress *source, GCancellable *cancellable,
+                                   GAsyncReadyCallback callback, gpointer user_data)
+{
+  SimpleMessage *m = g_new0 (SimpleMessage, 1);
+
+  tally_message_init (&m->parent, &stop_consuming_type);
+  tally_address_ask_async (source, &m->parent, cancellable, callback, user_data);
+}
+
+guint64
+tally_source_get_records (TallySource *self)
+{
+  return (guint64)g_atomic_pointer_get (&self->records);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Life cycle
+ * ------------------------------------------------------------------------------------- */
+
+static void
+tally_source_started (TallyActor *actor)
+{
+  TallySource *self = TALLY_SOURCE (actor);
+  rd_kafka_topic_partition_list_t *subscription;
+  rd_kafka_resp_err_t err;
+
+  /* Subscribe: names and ^regex patterns alike (librdkafka matches the patterns against
+   * the cluster's topics on every metadata refresh). */
+  subscription = rd_kafka_topic_partition_list_new (g_strv_length (self->topics));
+  for (char **t = self->topics; *t != NULL; t++)
+    rd_kafka_topic_partition_list_add (subscription, *t, RD_KAFKA_PARTITION_UA);
+  err = rd_kafka_subscribe (self->consumer, subscription);
+  rd_kafka_topic_partition_list_destroy (subscription);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      g_critical ("source: cannot subscribe to the input topics: %s", rd_kafka_err2str (err));
+      return;
+    }
+
+  /* Wake this context whenever the consumer queue gets something. */
+  self->queue = rd_kafka_queue_get_consumer (self->consumer);
+  rd_kafka_queue_io_event_enable (self->queue, self->wake_fds[1], "1", 1);
+  self->watch = g_unix_fd_source_new (self->wake_fds[0], G_IO_IN);
+  g_source_set_callback (self->watch, G_SOURCE_FUNC (on_readable), self, NULL);
+  g_source_set_static_name (self->watch, "tally-source-consumer");
+  g_source_attach (self->watch, tally_actor_get_context (actor));
+
+  if (self->checkpoint_interval_ms > 0)
+    self->checkpoint_timer = tally_actor_run_interval (actor, self->checkpoint_interval_ms,
+                                                       on_checkpoint_timer, self, NULL);
+  g_message ("source: consuming %s as consumer group member", self->topics[0]);
+  schedule_poll (self);
+}
+
+static void
+tally_source_stopping (TallyActor *actor)
+{
+  TallySource *self = TALLY_SOURCE (actor);
+  rd_kafka_resp_err_t err;
+
+  if (self->watch != NULL)
+    {
+      g_source_destroy (self->watch);
+      g_clear_pointer (&self->watch, g_source_unref);
+    }
+  self->stopped_consuming = TRUE;
+  if (self->consumer == NULL || self->closed)
+    return;
+
+  /* Checkpoint and commit everything, then close: leaving the group revokes the
+   * partitions, and the rebalance callback drops the stores. */
+  checkpoint_stores (self, NULL, TRUE);
+  if (self->queue != NULL)
+    rd_kafka_queue_io_event_enable (self->queue, -1, NULL, 0);
+  err = rd_kafka_consumer_close (self->consumer);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    g_warning ("source: closing the consumer: %s", rd_kafka_err2str (err));
+  self->closed = TRUE;
+  g_clear_pointer (&self->queue, rd_kafka_queue_destroy);
+  g_clear_pointer (&self->consumer, rd_kafka_destroy);
+  g_message ("source: closed; %" G_GUINT64_FORMAT " records, %" G_GUINT64_FORMAT
+             " words, %" G_GUINT64_FORMAT " error events",
+             (guint64)g_atomic_pointer_get (&self->records), self->words, self->error_events);
+}
+
+static void
+tally_source_finalize (GObject *object)
+{
+  TallySource *self = TALLY_SOURCE (object);
+
+  if (self->watch != NULL)
+    {
+      g_source_destroy (self->watch);
+      g_source_unref (self->watch);
+    }
+  g_clear_pointer (&self->queue, rd_kafka_queue_destroy);
+  if (self->consumer != NULL)
+    {
+      if (!self->closed)
+        rd_kafka_consumer_close (self->consumer);
+      rd_kafka_destroy (self->consumer);
+    }
+  g_clear_pointer (&self->stores, g_hash_table_unref);
+  g_clear_pointer (&self->owned, g_ptr_array_unref);
+  g_clear_pointer (&self->checkpoint, tally_checkpoint_free);
+  g_clear_pointer (&self->tokenizer, tally_tokenizer_free);
+  g_clear_pointer (&self->handle, tally_aggregator_handle_unref);
+  g_strfreev (self->topics);
+  for (int i = 0; i < 2; i++)
+    if (self->wake_fds[i] >= 0)
+      close (self->wake_fds[i]);
+  G_OBJECT_CLASS (tally_source_parent_class)->finalize (object);
+}
+
+static void
+tally_source_class_init (TallySourceClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  TallyActorClass *actor_class = TALLY_ACTOR_CLASS (klass);
+
+  object_class->finalize = tally_source_finalize;
+  actor_class->started = tally_source_started;
+  actor_class->stopping = tally_source_stopping;
+  tally_actor_class_add_handler (actor_class, &snapshot_type, handle_snapshot);
+  tally_actor_class_add_handler (actor_class, &stop_consuming_type, handle_stop_consuming);
+}
+
+static void
+tally_source_init (TallySource *self)
+{
+  self->wake_fds[0] = self->wake_fds[1] = -1;
+  self->stores = g_hash_table_new_full (NULL, NULL, NULL, store_free);
+  self->owned = g_ptr_array_new_with_free_func (owned_free);
+}
+
+static gboolean
+set_property (rd_kafka_conf_t *conf, const char *name, const char *value, GError **error)
+{
+  char errstr[512];
+
+  if (rd_kafka_conf_set (conf, name, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
+    {
+      g_set_error (error, TALLY_SOURCE_ERROR, TALLY_SOURCE_ERROR_CONFIG, "%s=%s: %s", name, value,
+                   errstr);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+conf_has (const rd_kafka_conf_t *conf, const char *name)
+{
+  char buf[256];
+  size_t size = sizeof buf;
+
+  return rd_kafka_conf_get (conf, name, buf, &size) == RD_KAFKA_CONF_OK && buf[0] != '\0';
+}
+
+TallyActor *
+tally_source_new (const TallyConfig *config, rd_kafka_conf_t *conf, TallyAggregatorHandle *handle,
+                  GError **error)
+{
+  g_autoptr (TallySource) self = NULL;
+  TallyTokenizerOptions tokenizer_options;
+  char errstr[512];
+  GError *local_error = NULL;
+
+  g_return_val_if_fail (config != NULL, NULL);
+  g_return_val_if_fail (conf != NULL, NULL);
+  g_return_val_if_fail (handle != NULL, NULL);
+
+  self = g_object_new (TALLY_TYPE_SOURCE, NULL);
+  self->handle = tally_aggregator_handle_ref (handle);
+  self->topics = g_strdupv (config->input.topics);
+  self->max_batch_records = MAX (config->input.max_batch_records, 1);
+  self->checkpoint_interval_ms = config->checkpoint.enabled ? config->checkpoint.interval_ms : 0;
+
+  tally_tokenizer_options_init (&tokenizer_options);
+  switch (config->tokenizer.mode)
+    {
+    case TALLY_CONFIG_TOKENIZER_WHITESPACE:
+      tokenizer_options.mode = TALLY_TOKENIZER_WHITESPACE;
+      break;
+    case TALLY_CONFIG_TOKENIZER_RECORD:
+      tokenizer_options.mode = TALLY_TOKENIZER_RECORD;
+      break;
+    case TALLY_CONFIG_TOKENIZER_UNICODE:
+    default:
+      tokenizer_options.mode = TALLY_TOKENIZER_UNICODE;
+      break;
+    }
+  tokenizer_options.nfkc = config->tokenizer.nfkc;
+  tokenizer_options.max_word_bytes
+      = MAX (config->tokenizer.max_word_bytes, TALLY_TOKENIZER_MIN_WORD_BYTES);
+  tokenizer_options.long_words = config->tokenizer.long_words == TALLY_CONFIG_LONG_WORDS_DROP
+                                     ? TALLY_TOKENIZER_LONG_DROP
+                                     : TALLY_TOKENIZER_LONG_TRUNCATE;
+  self->tokenizer = tally_tokenizer_new (&tokenizer_options);
+
+  if (!g_unix_open_pipe (self->wake_fds, FD_CLOEXEC, &local_error)
+      || !g_unix_set_fd_nonblocking (self->wake_fds[0], TRUE, &local_error)
+      || !g_unix_set_fd_nonblocking (self->wake_fds[1], TRUE, &local_error))
+    {
+      g_set_error (error, TALLY_SOURCE_ERROR, TALLY_SOURCE_ERROR_CONFIG,
+                   "cannot make the wake-up pipe: %s", local_error->message);
+      g_error_free (local_error);
+      rd_kafka_conf_destroy (conf);
+      return NULL;
+    }
+
+  /* The changelog clients share the caller's properties, before the consumer's own. */
+  if (config->checkpoint.enabled)
+    {
+      self->checkpoint
+          = tally_checkpoint_new (conf, config->checkpoint.changelog_topic, &local_error);
+      if (self->checkpoint == NULL)
+        {
+          g_set_error (error, TALLY_SOURCE_ERROR, TALLY_SOURCE_ERROR_CONFIG, "%s",
+                       local_error->message);
+          g_error_free (local_error);
+          rd_kafka_conf_destroy (conf);
+          return NULL;
+        }
+    }
+
+  /* Configure the consumer. */
+  if (!set_property (conf, "group.id", config->input.group_id, error)
+      || !set_property (conf, "auto.offset.reset",
+                        config->input.auto_offset_reset == TALLY_CONFIG_OFFSET_RESET_LATEST
+                            ? "latest"
+                            : "earliest",
+                        error)
+      || !set_property (conf, "enable.auto.offset.store", "false", error)
+      || !set_property (conf, "enable.auto.commit", "true", error)
+      || (!conf_has (conf, "partition.assignment.strategy")
+          && !set_property (conf, "partition.assignment.strategy", "range", error)))
+    {
+      rd_kafka_conf_destroy (conf);
+      return NULL;
+    }
+  rd_kafka_conf_set_rebalance_cb (conf, on_rebalance);
+  rd_kafka_conf_set_opaque (conf, self);
+
+  /* Create it: on success rd_kafka_new() owns conf. */
+  self->consumer = rd_kafka_new (RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+  if (self->consumer == NULL)
+    {
+      g_set_error (error, TALLY_SOURCE_ERROR, TALLY_SOURCE_ERROR_CONFIG,
+                   "cannot create the consumer: %s", errstr);
+      rd_kafka_conf_destroy (conf);
+      return NULL;
+    }
+  /* Every event (errors, logs, rebalances) goes through the consumer queue. */
+  rd_kafka_poll_set_consumer (self->consumer);
+
+  return TALLY_ACTOR (g_steal_pointer (&self));
+}

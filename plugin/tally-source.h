@@ -1,0 +1,164 @@
+/* tally-source.h — the source actor: input topics in, AddWords batches out.
+ *
+ * The source is a TallyActor that owns one librdkafka high-level consumer in the input
+ * consumer group. It runs on its own arbiter; the consumer's queue wakes that arbiter's
+ * GLib main loop through a pipe (rd_kafka_queue_io_event_enable()) watched by a GSource,
+ * so no thread blocks in a poll. Each record value is tokenized and its words are added to
+ * the aggregator shards through one #TallyWordBatcher per input partition (the partition
+ * is the aggregators' store), flushed once per wake-up: one AddWords batch per shard and
+ * store per poll. When a shard's mailbox is full the source pauses its partitions and
+ * resumes them once the batches went through.
+ *
+ * With checkpointing enabled it owns a #TallyCheckpoint: every [checkpoint] interval_ms it
+ * writes the changed counts of each owned store with the offsets they cover, and only
+ * after the broker acknowledged them stores those offsets for the consumer group's
+ * auto-commit (enable.auto.offset.store=false). A revoked partition is checkpointed,
+ * committed synchronously and dropped; an assigned one is restored from the changelog
+ * before anything of it is consumed. See plugin/tally-checkpoint.h for the record format.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#pragma once
+
+#include <gio/gio.h>
+#include <librdkafka/rdkafka.h>
+
+#include "tally-actor.h"
+#include "tally-aggregator-handle.h"
+#include "tally-config.h"
+#include "tally-counts.h"
+
+G_BEGIN_DECLS
+
+/**
+ * TALLY_SOURCE_ERROR:
+ *
+ * Error domain of the source actor. Errors in this domain are from #TallySourceError.
+ */
+#define TALLY_SOURCE_ERROR (tally_source_error_quark ())
+
+/**
+ * TallySourceError:
+ * @TALLY_SOURCE_ERROR_CONFIG: librdkafka refused a consumer property or could not create
+ *   the consumer or the changelog clients; the message carries librdkafka's text.
+ * @TALLY_SOURCE_ERROR_SUBSCRIBE: the subscription to the input topics failed.
+ * @TALLY_SOURCE_ERROR_STOPPED: the source no longer consumes (it was told to stop).
+ *
+ * Errors of the source actor.
+ */
+typedef enum
+{
+  TALLY_SOURCE_ERROR_CONFIG,
+  TALLY_SOURCE_ERROR_SUBSCRIBE,
+  TALLY_SOURCE_ERROR_STOPPED,
+} TallySourceError;
+
+GQuark tally_source_error_quark (void);
+
+#define TALLY_TYPE_SOURCE (tally_source_get_type ())
+G_DECLARE_FINAL_TYPE (TallySource, tally_source, TALLY, SOURCE, TallyActor)
+
+/**
+ * TallySourceCut:
+ * @counts: the counts summed over the stores (input partitions) the source owns
+ * @offsets: per owned input topic-partition, the offset of the next record not reflected
+ *   in @counts (Kafka commit semantics); %RD_KAFKA_OFFSET_INVALID when nothing of it was
+ *   consumed and no offset was committed
+ * @partitions: the input topic-partitions the source owns
+ * @taken_ms: milliseconds between the barrier and the last shard's answer
+ *
+ * A consistent cut: what a snapshot publishes. Owned by whoever finished the ask.
+ */
+typedef struct
+{
+  TallyCounts *counts;
+  rd_kafka_topic_partition_list_t *offsets;
+  rd_kafka_topic_partition_list_t *partitions;
+  gint64 taken_ms;
+} TallySourceCut;
+
+/**
+ * tally_source_cut_free:
+ * @cut: (transfer full) (nullable): a cut; its fields may have been stolen (set to %NULL)
+ */
+void tally_source_cut_free (TallySourceCut *cut);
+
+/**
+ * tally_source_new:
+ * @config: the configuration: [input] topics, group_id, auto_offset_reset,
+ *   max_batch_records; [checkpoint] enabled, changelog_topic, interval_ms; [tokenizer]
+ *   options; read now, not kept
+ * @conf: (transfer full): client properties (bootstrap.servers and every [kafka]
+ *   property, as from tally_config_apply_kafka()); consumed whatever happens
+ * @handle: the aggregator shards; a reference is taken
+ * @error: return location for %TALLY_SOURCE_ERROR_CONFIG
+ *
+ * Configures and creates the consumer (group.id from [input] group_id,
+ * enable.auto.offset.store=false, enable.auto.commit=true so that only offsets stored
+ * after a checkpoint are committed, partition.assignment.strategy=range unless [kafka]
+ * sets one: range keeps partition p of every input topic on the same instance, which is
+ * what one store per partition number needs) and, with checkpointing enabled, the
+ * changelog clients. Subscribing happens when the actor starts (tally_actor_start()).
+ * Any thread.
+ *
+ * Returns: (transfer full) (nullable): the actor, or %NULL with @error set
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyActor *tally_source_new (const TallyConfig *config, rd_kafka_conf_t *conf,
+                              TallyAggregatorHandle *handle, GError **error);
+
+/**
+ * tally_source_snapshot_async:
+ * @source: the source's address
+ * @cancellable: (nullable): abandons the wait for the reply
+ * @callback: called on the caller's thread-default main context with the cut
+ * @user_data: data for @callback
+ *
+ * The snapshot barrier. On the source's own context: sends every pending AddWords batch
+ * (waiting for room), then asks every shard for the counts of the owned stores, after the
+ * last AddWords (same sender, so the shards see them first), and records the offsets
+ * those counts reflect. Any thread with a thread-default main context.
+ */
+void tally_source_snapshot_async (TallyAddress *source, GCancellable *cancellable,
+                                  GAsyncReadyCallback callback, gpointer user_data);
+
+/**
+ * tally_source_snapshot_finish:
+ * @source: the source's address
+ * @result: the result given to the callback
+ * @error: return location for an error of tally_address_ask_finish() or of the shards
+ *
+ * Returns: (transfer full) (nullable): the cut
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallySourceCut *tally_source_snapshot_finish (TallyAddress *source, GAsyncResult *result,
+                                              GError **error);
+
+/**
+ * tally_source_stop_consuming_async:
+ * @source: the source's address
+ * @cancellable: (nullable): abandons the wait
+ * @callback: called on the caller's thread-default main context once the source polls no
+ *   more and every pending AddWords batch is in a shard's mailbox
+ * @user_data: data for @callback
+ *
+ * First step of a shutdown: no more records are read (the partitions are paused, the fd
+ * watch removed). Snapshots still work. Stop the actor (tally_address_stop()) afterwards:
+ * its `stopping` hook checkpoints every owned store, commits synchronously, closes the
+ * consumer (which revokes and drops its partitions) and destroys it. Finish with
+ * tally_address_ask_finish() (the reply is %NULL).
+ */
+void tally_source_stop_consuming_async (TallyAddress *source, GCancellable *cancellable,
+                                        GAsyncReadyCallback callback, gpointer user_data);
+
+/**
+ * tally_source_get_records:
+ * @self: a source
+ *
+ * Returns: the number of records consumed (error events excluded). Any thread (atomic).
+ */
+guint64 tally_source_get_records (TallySource *self);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallySourceCut, tally_source_cut_free)
+
+G_END_DECLS
