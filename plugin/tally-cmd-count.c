@@ -21,8 +21,10 @@
  * over-long word (longer than any allowed max_word_bytes) in the whitespace and record
  * modes: the window is fed whole, so the tokenizer truncates or drops that word as
  * configured, and the rest of the run up to the next separator is skipped. In unicode mode,
- * where such a run can hold several words separated by non-ASCII punctuation, the window
- * is cut at a UTF-8 character boundary instead: only there can one word be split in two.
+ * where such a run can hold several words, the window is cut after its last ASCII
+ * punctuation byte other than ' and - (never part of a word), or, if it has none either, at
+ * a UTF-8 character boundary: only there (a MiB of text with no ASCII separator at all)
+ * can one word be split in two.
  *
  * Memory stays bounded: at most 2 J + 2 stream buffers, and each shard's mailbox holds at
  * most 4 J batches (fewer if [aggregator] mailbox_capacity is lower), so a fast reader
@@ -232,21 +234,31 @@ count_find_cut (const char *data, gsize len, TallyTokenizerMode mode)
   return 0;
 }
 
-/* For a window of @len bytes with no separator: in unicode mode, the longest prefix that
- * ends before the last character that starts in the window (a UTF-8 character boundary;
- * @len if there is none); otherwise @len, and *@skip says that the rest of the run up to
- * the next separator belongs to the same over-long word. */
+/* For a window of @len bytes with no separator. In the whitespace and record modes the
+ * window is part of one over-long word: returns @len, and *@skip says that the rest of the
+ * run up to the next separator belongs to the same word. In unicode mode returns the
+ * longest prefix that ends after ASCII punctuation other than an apostrophe or a hyphen
+ * (never part of a word there), else the longest that ends on a UTF-8 character boundary
+ * (@len if there is none). */
 static gsize
 count_cut_long_run (const char *data, gsize len, TallyTokenizerMode mode, gboolean *skip)
 {
-  gsize end = len - 1;
+  gsize end;
 
   *skip = mode != TALLY_TOKENIZER_UNICODE;
   if (*skip)
     return len;
-  while (end > 0 && ((guchar)data[end] & 0xc0) == 0x80)
-    end--;
-  return end > 0 ? end : len;
+  for (end = len; end > 0; end--)
+    {
+      guchar c = (guchar)data[end - 1];
+
+      if (c < 0x80 && !g_ascii_isalnum (c) && c != '\'' && c != '-')
+        return end;
+    }
+  for (end = len - 1; end > 0; end--)
+    if (((guchar)data[end] & 0xc0) != 0x80)
+      return end;
+  return len;
 }
 
 /* The number of leading bytes of @data (of @len bytes) that are not separators. */
