@@ -382,7 +382,8 @@ void tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize 
  * a shard whose mailbox is full keeps its batch (later adds append to it) and the flush
  * returns %FALSE with %TALLY_ACTOR_ERROR_FULL after trying every shard: the caller (the
  * Kafka source) pauses its partitions and flushes again later; batches that were sent
- * stay sent. On %TALLY_ACTOR_ERROR_CLOSED the unsent batches are kept too.
+ * stay sent. With @may_block %FALSE a closed shard's batch is kept too; with @may_block
+ * %TRUE the batch told to a closed shard is dropped, since a stopped shard counts nothing.
  *
  * Returns: %TRUE if nothing is pending any more
  */

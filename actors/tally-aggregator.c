@@ -1,0 +1,476 @@
+/* tally-aggregator.c — the aggregator actor: one shard of the word counts.
+ *
+ * What it is for: the article's WordCountAggregator. Its counts are changed only by its
+ * message handlers, which the actor runtime runs one at a time on the shard's arbiter
+ * thread, so no lock guards them.
+ *
+ * How it works: the actor keeps a GHashTable from store id (an input partition) to a
+ * TallyWordTable, and remembers the last store used, since a batch of words almost always
+ * goes to the same store as the one before. AddWords carries its words packed in one
+ * buffer as { 64-bit hash, 32-bit length, bytes } records, hashed once by the sender
+ * (tally_word_hash()), so the shard never hashes a word it is told. GetCounts and
+ * TakeChanges copy the words they answer with into a new TallyCounts, which is immutable
+ * and can be sent to another thread; that copy and its sort are the price of a snapshot
+ * (O(n log n) in the distinct words of the shard, while the shard's other messages wait).
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-aggregator.h"
+
+#include "tally-aggregator-handle.h"
+#include "tally-counts-private.h"
+#include "tally-word-table.h"
+
+#include <string.h>
+
+G_DEFINE_QUARK (tally - aggregator - error - quark, tally_aggregator_error)
+
+struct _TallyAggregator
+{
+  TallyActor parent_instance;
+
+  guint shard;
+  guint n_shards;
+  GHashTable *stores; /* GUINT_TO_POINTER (store) -> TallyWordTable */
+  guint32 last_store;
+  TallyWordTable *last_table; /* the table of last_store, or NULL */
+};
+
+G_DEFINE_FINAL_TYPE (TallyAggregator, tally_aggregator, TALLY_TYPE_ACTOR)
+
+/* ---------------------------------------------------------------------------------------
+ * Messages
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct
+{
+  TallyMessage parent;
+  guint32 store;
+  guint32 len;
+  char word[];
+} AddWordMessage;
+
+typedef struct
+{
+  TallyMessage parent;
+  guint32 store;
+  gsize n_words;
+  guint8 *data; /* { guint64 hash; guint32 len; bytes } records, unaligned */
+  gsize len;
+  gsize alloc;
+} AddWordsMessage;
+
+typedef struct
+{
+  TallyMessage parent;
+  guint32 *stores; /* NULL for all */
+  guint n_stores;
+  TallyCountsOptions options;
+  char *prefix; /* options.prefix points here */
+} GetCountsMessage;
+
+typedef struct
+{
+  TallyMessage parent;
+  guint32 store;
+} StoreMessage;
+
+typedef struct
+{
+  TallyMessage parent;
+  guint32 store;
+  TallyCounts *counts;
+} RestoreStoreMessage;
+
+static void
+add_words_free (gpointer p)
+{
+  AddWordsMessage *m = p;
+  g_free (m->data);
+  g_free (m);
+}
+
+static void
+get_counts_free (gpointer p)
+{
+  GetCountsMessage *m = p;
+  g_free (m->stores);
+  g_free (m->prefix);
+  g_free (m);
+}
+
+static void
+restore_store_free (gpointer p)
+{
+  RestoreStoreMessage *m = p;
+  g_clear_pointer (&m->counts, tally_counts_unref);
+  g_free (m);
+}
+
+static const TallyMessageType add_word_type = { "AddWord", g_free, g_free };
+static const TallyMessageType add_words_type = { "AddWords", add_words_free, NULL };
+static const TallyMessageType get_counts_type
+    = { "GetCounts", get_counts_free, (GDestroyNotify)tally_counts_unref };
+static const TallyMessageType drop_store_type = { "DropStore", g_free, NULL };
+static const TallyMessageType restore_store_type = { "RestoreStore", restore_store_free, NULL };
+static const TallyMessageType take_changes_type
+    = { "TakeChanges", g_free, (GDestroyNotify)tally_counts_unref };
+
+TallyMessage *
+tally_aggregator_add_word_new (guint32 store, const char *word, gsize len)
+{
+  AddWordMessage *m;
+
+  g_return_val_if_fail (word != NULL, NULL);
+  g_return_val_if_fail (len < ((gsize)1 << 31), NULL);
+
+  m = g_malloc (sizeof (AddWordMessage) + len + 1);
+  tally_message_init (&m->parent, &add_word_type);
+  m->store = store;
+  m->len = (guint32)len;
+  memcpy (m->word, word, len);
+  m->word[len] = '\0';
+  return &m->parent;
+}
+
+TallyMessage *
+tally_aggregator_add_words_new (guint32 store)
+{
+  AddWordsMessage *m = g_new0 (AddWordsMessage, 1);
+  tally_message_init (&m->parent, &add_words_type);
+  m->store = store;
+  return &m->parent;
+}
+
+void
+tally_aggregator_add_words_append (TallyMessage *message, const char *word, gsize len, guint64 hash)
+{
+  AddWordsMessage *m = (AddWordsMessage *)message;
+  gsize need = 12 + len;
+  guint32 len32 = (guint32)len;
+
+  g_return_if_fail (message != NULL && message->type == &add_words_type);
+  g_return_if_fail (len < ((gsize)1 << 31));
+
+  if (m->len + need > m->alloc)
+    {
+      m->alloc = MAX (MAX (m->alloc * 2, m->len + need), 4096);
+      m->data = g_realloc (m->data, m->alloc);
+    }
+  memcpy (m->data + m->len, &hash, 8);
+  memcpy (m->data + m->len + 8, &len32, 4);
+  memcpy (m->data + m->len + 12, word, len);
+  m->len += need;
+  m->n_words++;
+}
+
+gsize
+tally_aggregator_add_words_get_n_words (TallyMessage *message)
+{
+  g_return_val_if_fail (message != NULL && message->type == &add_words_type, 0);
+  return ((AddWordsMessage *)message)->n_words;
+}
+
+TallyMessage *
+tally_aggregator_get_counts_new (const guint32 *stores, guint n_stores,
+                                 const TallyCountsOptions *options)
+{
+  GetCountsMessage *m = g_new0 (GetCountsMessage, 1);
+
+  tally_message_init (&m->parent, &get_counts_type);
+  if (stores != NULL)
+    {
+      m->stores = g_new (guint32, MAX (n_stores, 1));
+      if (n_stores > 0)
+        memcpy (m->stores, stores, sizeof (guint32) * n_stores);
+      m->n_stores = n_stores;
+    }
+  if (options != NULL)
+    {
+      m->options = *options;
+      m->prefix = g_strdup (options->prefix);
+      m->options.prefix = m->prefix;
+    }
+  return &m->parent;
+}
+
+static TallyMessage *
+store_message_new (const TallyMessageType *type, guint32 store)
+{
+  StoreMessage *m = g_new0 (StoreMessage, 1);
+  tally_message_init (&m->parent, type);
+  m->store = store;
+  return &m->parent;
+}
+
+TallyMessage *
+tally_aggregator_drop_store_new (guint32 store)
+{
+  return store_message_new (&drop_store_type, store);
+}
+
+TallyMessage *
+tally_aggregator_take_changes_new (guint32 store)
+{
+  return store_message_new (&take_changes_type, store);
+}
+
+TallyMessage *
+tally_aggregator_restore_store_new (guint32 store, TallyCounts *counts)
+{
+  RestoreStoreMessage *m;
+
+  g_return_val_if_fail (counts != NULL, NULL);
+
+  m = g_new0 (RestoreStoreMessage, 1);
+  tally_message_init (&m->parent, &restore_store_type);
+  m->store = store;
+  m->counts = tally_counts_ref (counts);
+  return &m->parent;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * State
+ * ------------------------------------------------------------------------------------- */
+
+static TallyWordTable *
+get_table (TallyAggregator *self, guint32 store, gboolean create)
+{
+  TallyWordTable *table;
+
+  if (self->last_table != NULL && self->last_store == store)
+    return self->last_table;
+  table = g_hash_table_lookup (self->stores, GUINT_TO_POINTER (store));
+  if (table == NULL && create)
+    {
+      table = tally_word_table_new ();
+      g_hash_table_insert (self->stores, GUINT_TO_POINTER (store), table);
+    }
+  if (table != NULL)
+    {
+      self->last_store = store;
+      self->last_table = table;
+    }
+  return table;
+}
+
+static void
+forget_table (TallyAggregator *self, guint32 store)
+{
+  if (self->last_store == store)
+    self->last_table = NULL;
+  g_hash_table_remove (self->stores, GUINT_TO_POINTER (store));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Handlers
+ * ------------------------------------------------------------------------------------- */
+
+static gboolean
+handle_add_word (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  AddWordMessage *m = (AddWordMessage *)message;
+  TallyWordTable *table = get_table (self, m->store, TRUE);
+  guint64 *count = g_new (guint64, 1);
+
+  *count = tally_word_table_add (table, m->word, m->len, tally_word_hash (m->word, m->len), 1);
+  tally_message_reply (message, count);
+  return TRUE;
+}
+
+static gboolean
+handle_add_words (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  AddWordsMessage *m = (AddWordsMessage *)message;
+  TallyWordTable *table;
+  const guint8 *p, *end;
+
+  if (m->n_words == 0)
+    return TRUE;
+  table = get_table (self, m->store, TRUE);
+  p = m->data;
+  end = m->data + m->len;
+  while (p < end)
+    {
+      guint64 hash;
+      guint32 len;
+      memcpy (&hash, p, 8);
+      memcpy (&len, p + 8, 4);
+      tally_word_table_add (table, (const char *)p + 12, len, hash, 1);
+      p += 12 + len;
+    }
+  return TRUE;
+}
+
+typedef struct
+{
+  TallyWordTable *sum;
+} SumData;
+
+static void
+sum_one (const char *word, gsize len, guint64 count, gpointer user_data)
+{
+  SumData *data = user_data;
+  tally_word_table_add (data->sum, word, len, tally_word_hash (word, len), count);
+}
+
+static gboolean
+handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  GetCountsMessage *m = (GetCountsMessage *)message;
+  g_autoptr (GPtrArray) tables = g_ptr_array_new ();
+  g_autoptr (GArray) entries = NULL;
+  g_autoptr (TallyWordTable) sum = NULL;
+  TallyWordTable *source;
+
+  if (m->stores == NULL)
+    {
+      GHashTableIter iter;
+      gpointer value;
+      g_hash_table_iter_init (&iter, self->stores);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        g_ptr_array_add (tables, value);
+    }
+  else
+    for (guint i = 0; i < m->n_stores; i++)
+      {
+        TallyWordTable *t = g_hash_table_lookup (self->stores, GUINT_TO_POINTER (m->stores[i]));
+        /* A store named twice is summed once. */
+        if (t != NULL && !g_ptr_array_find (tables, t, NULL))
+          g_ptr_array_add (tables, t);
+      }
+
+  if (tables->len == 0)
+    {
+      tally_message_reply (message, tally_counts_new_empty ());
+      return TRUE;
+    }
+  if (tables->len == 1)
+    source = g_ptr_array_index (tables, 0);
+  else
+    {
+      SumData data;
+      sum = tally_word_table_new ();
+      data.sum = sum;
+      for (guint i = 0; i < tables->len; i++)
+        tally_word_table_foreach (g_ptr_array_index (tables, i), sum_one, &data);
+      source = sum;
+    }
+
+  entries = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount),
+                               (guint)tally_word_table_get_size (source));
+  tally_counts_collect_table (source, entries, &m->options);
+  tally_message_reply (message,
+                       tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data,
+                                                      entries->len, &m->options));
+  return TRUE;
+}
+
+static gboolean
+handle_drop_store (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  forget_table (self, ((StoreMessage *)message)->store);
+  return TRUE;
+}
+
+static gboolean
+handle_restore_store (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  RestoreStoreMessage *m = (RestoreStoreMessage *)message;
+  TallyWordTable *table = tally_word_table_new ();
+  gsize n;
+  const TallyWordCount *e = tally_counts_get_entries (m->counts, &n);
+
+  for (gsize i = 0; i < n; i++)
+    {
+      guint64 hash = tally_word_hash (e[i].word, e[i].len);
+      if (tally_aggregator_handle_shard_for_hash (hash, self->n_shards) == self->shard)
+        tally_word_table_set (table, e[i].word, e[i].len, hash, e[i].count);
+    }
+  forget_table (self, m->store);
+  g_hash_table_insert (self->stores, GUINT_TO_POINTER (m->store), table);
+  return TRUE;
+}
+
+static void
+collect_change (const char *word, gsize len, guint64 count, gpointer user_data)
+{
+  GArray *entries = user_data;
+  TallyWordCount e = { word, (guint32)len, count };
+  g_array_append_val (entries, e);
+}
+
+static gboolean
+handle_take_changes (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  TallyWordTable *table = get_table (self, ((StoreMessage *)message)->store, FALSE);
+  g_autoptr (GArray) entries = NULL;
+
+  if (table == NULL)
+    {
+      tally_message_reply (message, tally_counts_new_empty ());
+      return TRUE;
+    }
+  entries = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount),
+                               (guint)tally_word_table_get_n_changed (table));
+  tally_word_table_take_changes (table, collect_change, entries);
+  tally_message_reply (message, tally_counts_new_from_entries (
+                                    (TallyWordCount *)(void *)entries->data, entries->len, NULL));
+  return TRUE;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Class
+ * ------------------------------------------------------------------------------------- */
+
+static void
+tally_aggregator_finalize (GObject *object)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (object);
+  g_clear_pointer (&self->stores, g_hash_table_unref);
+  G_OBJECT_CLASS (tally_aggregator_parent_class)->finalize (object);
+}
+
+static void
+tally_aggregator_class_init (TallyAggregatorClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  TallyActorClass *actor_class = TALLY_ACTOR_CLASS (klass);
+
+  object_class->finalize = tally_aggregator_finalize;
+
+  tally_actor_class_add_handler (actor_class, &add_word_type, handle_add_word);
+  tally_actor_class_add_handler (actor_class, &add_words_type, handle_add_words);
+  tally_actor_class_add_handler (actor_class, &get_counts_type, handle_get_counts);
+  tally_actor_class_add_handler (actor_class, &drop_store_type, handle_drop_store);
+  tally_actor_class_add_handler (actor_class, &restore_store_type, handle_restore_store);
+  tally_actor_class_add_handler (actor_class, &take_changes_type, handle_take_changes);
+}
+
+static void
+tally_aggregator_init (TallyAggregator *self)
+{
+  self->stores = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
+                                        (GDestroyNotify)tally_word_table_free);
+  self->n_shards = 1;
+}
+
+TallyAggregator *
+tally_aggregator_new (guint shard, guint n_shards)
+{
+  TallyAggregator *self;
+
+  g_return_val_if_fail (n_shards >= 1, NULL);
+  g_return_val_if_fail (shard < n_shards, NULL);
+
+  self = g_object_new (TALLY_TYPE_AGGREGATOR, NULL);
+  self->shard = shard;
+  self->n_shards = n_shards;
+  return self;
+}
