@@ -1,0 +1,905 @@
+/* tally-tokenizer.c — splits record values into words; the hot loop of Tally.
+ *
+ * The rules are in docs/tokenizer.md. How it works:
+ *
+ * - One pass over the bytes per mode. ASCII bytes are classified with a 256-entry table
+ *   per mode; only bytes >= 0x80 go through the strict UTF-8 decoder below, and in unicode
+ *   mode through a 64 Ki-entry class table for the Basic Multilingual Plane (built once per
+ *   process from GLib's Unicode data) or g_unichar_type() above it.
+ * - A word is first delimited, and while delimiting we note whether its bytes are already
+ *   its final form ("pure": no ASCII capital, no character that case folding changes, no
+ *   U+2019/U+2010 joiner to normalise). A pure word is handed to the callback as a pointer
+ *   into the caller's text: no copy. Other words are folded into a scratch buffer owned by
+ *   the tokenizer, which never grows beyond max_word_bytes plus one folded character, so a
+ *   huge token costs no memory.
+ * - Case folding uses a table of every code point whose full case folding (CaseFolding.txt,
+ *   status C and F) is not itself, built once with g_utf8_casefold(), which does not look at
+ *   the locale. GLib 2.74 folds Cherokee capitals U+13A0..U+13F5 to small letters, the
+ *   opposite of CaseFolding.txt (which folds small to capital); the table corrects that so
+ *   folding stays idempotent.
+ * - Invalid UTF-8 is decided byte by byte: a byte that does not start a complete, shortest
+ *   form, non-surrogate sequence of at most U+10FFFF is invalid; it separates words and is
+ *   counted. This classifies exactly the bytes that Python's "surrogateescape" decoder
+ *   escapes, which the reference implementation relies on.
+ * - NFKC, when asked for, is a pre-pass over the chunk with g_utf8_normalize() on each run
+ *   of valid, non-NUL, non-ASCII-only text, into a reusable buffer; invalid bytes become NUL
+ *   there (a separator in every mode) after being counted.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-tokenizer.h"
+
+#include <string.h>
+
+G_DEFINE_QUARK (tally - tokenizer - error - quark, tally_tokenizer_error)
+
+struct _TallyTokenizer
+{
+  TallyTokenizerOptions options;
+  TallyTokenizerStats stats;
+  /* Folded or lowercased word; max_word_bytes + 8 bytes. */
+  guchar *scratch;
+  /* NFKC output of the current chunk. */
+  GString *normalized;
+};
+
+/* ---------------------------------------------------------------------------------------
+ * Character tables
+ * ------------------------------------------------------------------------------------- */
+
+/* Unicode class of a code point in unicode mode: two low bits say what kind of character
+ * it is; flags say whether case folding changes it and whether it is a joiner. */
+enum
+{
+  KIND_SEPARATOR = 0,
+  KIND_LETTER = 1, /* L*: Lu Ll Lt Lm Lo */
+  KIND_MARK = 2,   /* M*: Mn Mc Me */
+  KIND_DIGIT = 3,  /* Nd Nl No */
+  KIND_MASK = 3,
+  FLAG_FOLDS = 4,  /* full case folding maps it to something else */
+  FLAG_JOINER = 8, /* U+2019 or U+2010 (a separator unless between two letters) */
+};
+
+/* ASCII classes of unicode mode. */
+enum
+{
+  U_SEP = 0,
+  U_APOS,
+  U_HYPHEN,
+  U_LOWER,
+  U_DIGIT,
+  U_UPPER,
+  U_HIGH,
+};
+
+/* ASCII classes of whitespace and record modes. */
+enum
+{
+  W_SEP = 0,
+  W_WORD,
+  W_UPPER,
+  W_SPACE, /* record mode: space, trimmed but inside a word */
+  W_HIGH,
+};
+
+typedef struct
+{
+  gunichar cp;
+  guint8 len;
+  char utf8[7];
+} FoldEntry;
+
+static guint8 uni_ascii[256];
+static guint8 ws_ascii[256];
+static guint8 rec_ascii[256];
+static guint8 bmp_class[0x10000];
+static FoldEntry *folds;
+static gsize n_folds;
+
+static guint8
+kind_from_type (GUnicodeType type)
+{
+  switch (type)
+    {
+    case G_UNICODE_UPPERCASE_LETTER:
+    case G_UNICODE_LOWERCASE_LETTER:
+    case G_UNICODE_TITLECASE_LETTER:
+    case G_UNICODE_MODIFIER_LETTER:
+    case G_UNICODE_OTHER_LETTER:
+      return KIND_LETTER;
+    case G_UNICODE_NON_SPACING_MARK:
+    case G_UNICODE_SPACING_MARK:
+    case G_UNICODE_ENCLOSING_MARK:
+      return KIND_MARK;
+    case G_UNICODE_DECIMAL_NUMBER:
+    case G_UNICODE_LETTER_NUMBER:
+    case G_UNICODE_OTHER_NUMBER:
+      return KIND_DIGIT;
+    default:
+      return KIND_SEPARATOR;
+    }
+}
+
+static gboolean
+type_may_fold (GUnicodeType type)
+{
+  /* Everything CaseFolding.txt maps among word characters is Lu, Ll, Lt, Nl or Mn (U+0345);
+   * the other letter and mark types are checked too, to be safe. Lo, Nd and No never fold. */
+  return type != G_UNICODE_OTHER_LETTER && type != G_UNICODE_DECIMAL_NUMBER
+         && type != G_UNICODE_OTHER_NUMBER;
+}
+
+static void
+tables_init (void)
+{
+  GArray *entries = g_array_new (FALSE, FALSE, sizeof (FoldEntry));
+
+  for (guint b = 0; b < 256; b++)
+    {
+      guint8 u, w, r;
+
+      if (b >= 0x80)
+        u = U_HIGH, w = r = W_HIGH;
+      else if (b >= 'a' && b <= 'z')
+        u = U_LOWER, w = r = W_WORD;
+      else if (b >= 'A' && b <= 'Z')
+        u = U_UPPER, w = W_UPPER, r = W_WORD;
+      else if (b >= '0' && b <= '9')
+        u = U_DIGIT, w = r = W_WORD;
+      else if (b == '\'')
+        u = U_APOS, w = r = W_WORD;
+      else if (b == '-')
+        u = U_HYPHEN, w = r = W_WORD;
+      else if (b == ' ')
+        u = U_SEP, w = W_SEP, r = W_SPACE;
+      else if (b < 0x20 || b == 0x7f)
+        u = U_SEP, w = r = W_SEP;
+      else
+        u = U_SEP, w = r = W_WORD;
+      uni_ascii[b] = u;
+      ws_ascii[b] = w;
+      rec_ascii[b] = r;
+    }
+
+  for (gunichar c = 0; c < 0x110000; c++)
+    {
+      GUnicodeType type;
+      guint8 kind;
+      gboolean changed = FALSE;
+
+      if (c >= 0xd800 && c < 0xe000)
+        continue;
+      type = g_unichar_type (c);
+      kind = kind_from_type (type);
+      if (kind != KIND_SEPARATOR && c >= 0x80 && type_may_fold (type)
+          && !(c >= 0x13a0 && c <= 0x13f5))
+        {
+          char buf[8];
+          int n = g_unichar_to_utf8 (c, buf);
+          g_autofree char *folded = g_utf8_casefold (buf, n);
+          gsize flen = strlen (folded);
+
+          if (flen != (gsize)n || memcmp (folded, buf, n) != 0)
+            {
+              FoldEntry e = { 0 };
+
+              g_assert (flen <= sizeof e.utf8);
+              e.cp = c;
+              e.len = (guint8)flen;
+              memcpy (e.utf8, folded, flen);
+              g_array_append_val (entries, e);
+              changed = TRUE;
+            }
+        }
+      if (c < 0x10000)
+        bmp_class[c] = kind | (changed ? FLAG_FOLDS : 0);
+    }
+  bmp_class[0x2019] |= FLAG_JOINER;
+  bmp_class[0x2010] |= FLAG_JOINER;
+
+  n_folds = entries->len;
+  folds = (FoldEntry *)(gpointer)g_array_free (entries, FALSE);
+}
+
+static void
+tables_ensure (void)
+{
+  static gsize done = 0;
+
+  if (g_once_init_enter (&done))
+    {
+      tables_init ();
+      g_once_init_leave (&done, 1);
+    }
+}
+
+static const FoldEntry *
+fold_lookup (gunichar c)
+{
+  gsize lo = 0, hi = n_folds;
+
+  while (lo < hi)
+    {
+      gsize mid = lo + (hi - lo) / 2;
+
+      if (folds[mid].cp == c)
+        return &folds[mid];
+      if (folds[mid].cp < c)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  return NULL;
+}
+
+static inline guint8
+char_class (gunichar c)
+{
+  guint8 kind;
+
+  if (G_LIKELY (c < 0x10000))
+    return bmp_class[c];
+  kind = kind_from_type (g_unichar_type (c));
+  if (kind != KIND_SEPARATOR && fold_lookup (c) != NULL)
+    kind |= FLAG_FOLDS;
+  return kind;
+}
+
+/* Decodes one non-ASCII character of strict UTF-8 (RFC 3629: shortest form, no surrogates,
+ * at most U+10FFFF). Returns its length in bytes, or 0 when the byte at @p is invalid. */
+static inline guint
+decode_utf8 (const guchar *p, const guchar *end, gunichar *out)
+{
+  guchar b0 = p[0], b1, b2, b3;
+  gsize avail = (gsize)(end - p);
+
+  if (b0 < 0xc2)
+    return 0;
+  if (b0 < 0xe0)
+    {
+      if (avail < 2 || (p[1] & 0xc0) != 0x80)
+        return 0;
+      *out = ((gunichar)(b0 & 0x1f) << 6) | (p[1] & 0x3f);
+      return 2;
+    }
+  if (b0 < 0xf0)
+    {
+      if (avail < 3)
+        return 0;
+      b1 = p[1];
+      b2 = p[2];
+      if ((b1 & 0xc0) != 0x80 || (b2 & 0xc0) != 0x80)
+        return 0;
+      if ((b0 == 0xe0 && b1 < 0xa0) || (b0 == 0xed && b1 >= 0xa0))
+        return 0;
+      *out = ((gunichar)(b0 & 0x0f) << 12) | ((gunichar)(b1 & 0x3f) << 6) | (b2 & 0x3f);
+      return 3;
+    }
+  if (b0 < 0xf5)
+    {
+      if (avail < 4)
+        return 0;
+      b1 = p[1];
+      b2 = p[2];
+      b3 = p[3];
+      if ((b1 & 0xc0) != 0x80 || (b2 & 0xc0) != 0x80 || (b3 & 0xc0) != 0x80)
+        return 0;
+      if ((b0 == 0xf0 && b1 < 0x90) || (b0 == 0xf4 && b1 >= 0x90))
+        return 0;
+      *out = ((gunichar)(b0 & 0x07) << 18) | ((gunichar)(b1 & 0x3f) << 12)
+             | ((gunichar)(b2 & 0x3f) << 6) | (b3 & 0x3f);
+      return 4;
+    }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Options
+ * ------------------------------------------------------------------------------------- */
+
+void
+tally_tokenizer_options_init (TallyTokenizerOptions *options)
+{
+  g_return_if_fail (options != NULL);
+
+  options->mode = TALLY_TOKENIZER_UNICODE;
+  options->nfkc = FALSE;
+  options->max_word_bytes = TALLY_TOKENIZER_DEFAULT_MAX_WORD_BYTES;
+  options->long_words = TALLY_TOKENIZER_LONG_TRUNCATE;
+}
+
+gboolean
+tally_tokenizer_options_validate (const TallyTokenizerOptions *options, GError **error)
+{
+  g_return_val_if_fail (options != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if ((guint)options->mode > TALLY_TOKENIZER_RECORD)
+    {
+      g_set_error (error, TALLY_TOKENIZER_ERROR, TALLY_TOKENIZER_ERROR_INVALID_MODE,
+                   "Invalid tokenizer mode %d", (int)options->mode);
+      return FALSE;
+    }
+  if ((guint)options->long_words > TALLY_TOKENIZER_LONG_DROP)
+    {
+      g_set_error (error, TALLY_TOKENIZER_ERROR, TALLY_TOKENIZER_ERROR_INVALID_LONG_WORDS,
+                   "Invalid long-word policy %d", (int)options->long_words);
+      return FALSE;
+    }
+  if (options->max_word_bytes < TALLY_TOKENIZER_MIN_WORD_BYTES
+      || options->max_word_bytes > TALLY_TOKENIZER_MAX_WORD_BYTES_LIMIT)
+    {
+      g_set_error (error, TALLY_TOKENIZER_ERROR, TALLY_TOKENIZER_ERROR_INVALID_MAX_WORD_BYTES,
+                   "Maximum word length %u bytes is outside %u to %u bytes",
+                   options->max_word_bytes, (guint)TALLY_TOKENIZER_MIN_WORD_BYTES,
+                   (guint)TALLY_TOKENIZER_MAX_WORD_BYTES_LIMIT);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static const char *const mode_names[] = { "unicode", "whitespace", "record" };
+static const char *const long_word_names[] = { "truncate", "drop" };
+
+gboolean
+tally_tokenizer_mode_from_string (const char *name, TallyTokenizerMode *mode, GError **error)
+{
+  g_return_val_if_fail (mode != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  for (guint i = 0; i < G_N_ELEMENTS (mode_names); i++)
+    if (name != NULL && strcmp (name, mode_names[i]) == 0)
+      {
+        *mode = (TallyTokenizerMode)i;
+        return TRUE;
+      }
+  g_set_error (error, TALLY_TOKENIZER_ERROR, TALLY_TOKENIZER_ERROR_INVALID_MODE,
+               "Unknown tokenizer mode “%s” (expected unicode, whitespace or record)",
+               name != NULL ? name : "");
+  return FALSE;
+}
+
+const char *
+tally_tokenizer_mode_to_string (TallyTokenizerMode mode)
+{
+  if ((guint)mode < G_N_ELEMENTS (mode_names))
+    return mode_names[mode];
+  return "invalid";
+}
+
+gboolean
+tally_tokenizer_long_words_from_string (const char *name, TallyTokenizerLongWords *long_words,
+                                        GError **error)
+{
+  g_return_val_if_fail (long_words != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  for (guint i = 0; i < G_N_ELEMENTS (long_word_names); i++)
+    if (name != NULL && strcmp (name, long_word_names[i]) == 0)
+      {
+        *long_words = (TallyTokenizerLongWords)i;
+        return TRUE;
+      }
+  g_set_error (error, TALLY_TOKENIZER_ERROR, TALLY_TOKENIZER_ERROR_INVALID_LONG_WORDS,
+               "Unknown long-word policy “%s” (expected truncate or drop)",
+               name != NULL ? name : "");
+  return FALSE;
+}
+
+const char *
+tally_tokenizer_long_words_to_string (TallyTokenizerLongWords long_words)
+{
+  if ((guint)long_words < G_N_ELEMENTS (long_word_names))
+    return long_word_names[long_words];
+  return "invalid";
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Life cycle
+ * ------------------------------------------------------------------------------------- */
+
+TallyTokenizer *
+tally_tokenizer_new (const TallyTokenizerOptions *options)
+{
+  TallyTokenizer *self;
+  g_autoptr (GError) error = NULL;
+
+  tables_ensure ();
+
+  self = g_new0 (TallyTokenizer, 1);
+  if (options != NULL)
+    self->options = *options;
+  else
+    tally_tokenizer_options_init (&self->options);
+  if (!tally_tokenizer_options_validate (&self->options, &error))
+    {
+      g_critical ("tally_tokenizer_new: %s; using the defaults", error->message);
+      tally_tokenizer_options_init (&self->options);
+    }
+  self->scratch = g_malloc (self->options.max_word_bytes + 8);
+  return self;
+}
+
+void
+tally_tokenizer_free (TallyTokenizer *tokenizer)
+{
+  if (tokenizer == NULL)
+    return;
+  g_free (tokenizer->scratch);
+  if (tokenizer->normalized != NULL)
+    g_string_free (tokenizer->normalized, TRUE);
+  g_free (tokenizer);
+}
+
+const TallyTokenizerOptions *
+tally_tokenizer_get_options (const TallyTokenizer *tokenizer)
+{
+  g_return_val_if_fail (tokenizer != NULL, NULL);
+  return &tokenizer->options;
+}
+
+void
+tally_tokenizer_get_stats (const TallyTokenizer *tokenizer, TallyTokenizerStats *stats)
+{
+  g_return_if_fail (tokenizer != NULL);
+  g_return_if_fail (stats != NULL);
+  *stats = tokenizer->stats;
+}
+
+void
+tally_tokenizer_reset_stats (TallyTokenizer *tokenizer)
+{
+  g_return_if_fail (tokenizer != NULL);
+  memset (&tokenizer->stats, 0, sizeof tokenizer->stats);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Emitting
+ * ------------------------------------------------------------------------------------- */
+
+/* Hands @word (@len bytes of valid UTF-8, @len > 0) to @func, applying the long-word
+ * policy. When @len > max_word_bytes, @word must hold at least max_word_bytes + 1 bytes
+ * (that is all that is looked at). @trim_spaces: after truncation, drop trailing spaces
+ * (record mode). Returns 1 when a word was emitted. */
+static inline gsize
+emit (TallyTokenizer *self, const guchar *word, gsize len, gboolean trim_spaces, TallyWordFunc func,
+      gpointer user_data)
+{
+  gsize max = self->options.max_word_bytes;
+
+  if (G_UNLIKELY (len > max))
+    {
+      gsize cut = max;
+
+      if (self->options.long_words == TALLY_TOKENIZER_LONG_DROP)
+        {
+          self->stats.dropped++;
+          return 0;
+        }
+      while (cut > 0 && (word[cut] & 0xc0) == 0x80)
+        cut--;
+      if (trim_spaces)
+        while (cut > 0 && word[cut - 1] == ' ')
+          cut--;
+      if (cut == 0)
+        {
+          self->stats.dropped++;
+          return 0;
+        }
+      self->stats.truncated++;
+      len = cut;
+    }
+  self->stats.words++;
+  func ((const char *)word, len, user_data);
+  return 1;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * unicode mode
+ * ------------------------------------------------------------------------------------- */
+
+static inline gboolean
+letter_at (const guchar *p, const guchar *end)
+{
+  gunichar c;
+  guint n;
+
+  if (p >= end)
+    return FALSE;
+  if (*p < 0x80)
+    return uni_ascii[*p] == U_LOWER || uni_ascii[*p] == U_UPPER;
+  n = decode_utf8 (p, end, &c);
+  return n != 0 && (char_class (c) & KIND_MASK) == KIND_LETTER;
+}
+
+/* Folds the word [p, end), known to be valid UTF-8 made of word characters and kept
+ * joiners, into the scratch buffer; stops once more than max_word_bytes are written.
+ * Returns the bytes written. */
+static gsize
+fold_word (TallyTokenizer *self, const guchar *p, const guchar *end)
+{
+  guchar *out = self->scratch;
+  gsize max = self->options.max_word_bytes;
+  gsize o = 0;
+
+  while (p < end && o <= max)
+    {
+      gunichar c;
+      guint n;
+      guint8 cls;
+
+      if (*p < 0x80)
+        {
+          guchar b = *p++;
+
+          out[o++] = (b >= 'A' && b <= 'Z') ? (guchar)(b + ('a' - 'A')) : b;
+          continue;
+        }
+      n = decode_utf8 (p, end, &c);
+      g_assert (n != 0);
+      cls = char_class (c);
+      if (cls & FLAG_JOINER)
+        out[o++] = c == 0x2019 ? '\'' : '-';
+      else if (cls & FLAG_FOLDS)
+        {
+          const FoldEntry *e = fold_lookup (c);
+
+          if (G_LIKELY (e != NULL))
+            {
+              memcpy (out + o, e->utf8, e->len);
+              o += e->len;
+            }
+        }
+      else
+        {
+          memcpy (out + o, p, n);
+          o += n;
+        }
+      p += n;
+    }
+  return o;
+}
+
+static gsize
+feed_unicode (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWordFunc func,
+              gpointer user_data)
+{
+  gsize words = 0;
+
+  while (p < end)
+    {
+      const guchar *start = p;
+      gboolean pure, prev_lm;
+      gunichar c;
+      guint n;
+      guint8 cls;
+
+      /* Find the first character of a word. */
+      if (*p < 0x80)
+        {
+          guint8 k = uni_ascii[*p];
+
+          if (k <= U_HYPHEN)
+            {
+              p++;
+              continue;
+            }
+          pure = k != U_UPPER;
+          prev_lm = k != U_DIGIT;
+          p++;
+        }
+      else
+        {
+          n = decode_utf8 (p, end, &c);
+          if (n == 0)
+            {
+              self->stats.invalid_bytes++;
+              p++;
+              continue;
+            }
+          cls = char_class (c);
+          p += n;
+          if ((cls & KIND_MASK) == KIND_SEPARATOR)
+            continue;
+          pure = (cls & FLAG_FOLDS) == 0;
+          prev_lm = (cls & KIND_MASK) != KIND_DIGIT;
+        }
+
+      /* Extend it as far as it goes. */
+      while (p < end)
+        {
+          if (*p < 0x80)
+            {
+              guint8 k = uni_ascii[*p];
+
+              if (G_LIKELY (k == U_LOWER))
+                {
+                  prev_lm = TRUE;
+                  p++;
+                }
+              else if (k == U_DIGIT)
+                {
+                  prev_lm = FALSE;
+                  p++;
+                }
+              else if (k == U_UPPER)
+                {
+                  pure = FALSE;
+                  prev_lm = TRUE;
+                  p++;
+                }
+              else if ((k == U_APOS || k == U_HYPHEN) && prev_lm && letter_at (p + 1, end))
+                p++;
+              else
+                break;
+            }
+          else
+            {
+              n = decode_utf8 (p, end, &c);
+              if (n == 0)
+                break;
+              cls = char_class (c);
+              if ((cls & KIND_MASK) == KIND_SEPARATOR)
+                {
+                  if ((cls & FLAG_JOINER) && prev_lm && letter_at (p + n, end))
+                    {
+                      pure = FALSE;
+                      p += n;
+                      continue;
+                    }
+                  break;
+                }
+              if (cls & FLAG_FOLDS)
+                pure = FALSE;
+              prev_lm = (cls & KIND_MASK) != KIND_DIGIT;
+              p += n;
+            }
+        }
+
+      if (pure)
+        words += emit (self, start, (gsize)(p - start), FALSE, func, user_data);
+      else
+        words += emit (self, self->scratch, fold_word (self, start, p), FALSE, func, user_data);
+    }
+  return words;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * whitespace mode
+ * ------------------------------------------------------------------------------------- */
+
+static gsize
+feed_whitespace (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWordFunc func,
+                 gpointer user_data)
+{
+  gsize words = 0;
+  gsize max = self->options.max_word_bytes;
+
+  while (p < end)
+    {
+      const guchar *start = p;
+      gboolean pure = TRUE;
+      gunichar c;
+      guint n;
+
+      if (*p < 0x80)
+        {
+          guint8 k = ws_ascii[*p];
+
+          p++;
+          if (k == W_SEP)
+            continue;
+          pure = k != W_UPPER;
+        }
+      else
+        {
+          n = decode_utf8 (p, end, &c);
+          if (n == 0)
+            {
+              self->stats.invalid_bytes++;
+              p++;
+              continue;
+            }
+          p += n;
+          if (c < 0xa0) /* C1 control */
+            continue;
+        }
+
+      for (;;)
+        {
+          while (p < end && ws_ascii[*p] == W_WORD)
+            p++;
+          if (p >= end)
+            break;
+          if (*p < 0x80)
+            {
+              if (ws_ascii[*p] != W_UPPER)
+                break;
+              pure = FALSE;
+              p++;
+              continue;
+            }
+          n = decode_utf8 (p, end, &c);
+          if (n == 0 || c < 0xa0)
+            break;
+          p += n;
+        }
+
+      if (pure)
+        words += emit (self, start, (gsize)(p - start), FALSE, func, user_data);
+      else
+        {
+          gsize len = MIN ((gsize)(p - start), max + 1);
+
+          for (gsize i = 0; i < len; i++)
+            {
+              guchar b = start[i];
+
+              self->scratch[i] = (b >= 'A' && b <= 'Z') ? (guchar)(b + ('a' - 'A')) : b;
+            }
+          words += emit (self, self->scratch, len, FALSE, func, user_data);
+        }
+    }
+  return words;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * record mode
+ * ------------------------------------------------------------------------------------- */
+
+static gsize
+feed_record (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWordFunc func,
+             gpointer user_data)
+{
+  gsize words = 0;
+
+  while (p < end)
+    {
+      const guchar *start = p, *last;
+      gunichar c;
+      guint n;
+
+      /* Skip separators and leading spaces. */
+      if (*p < 0x80)
+        {
+          guint8 k = rec_ascii[*p];
+
+          p++;
+          if (k == W_SEP || k == W_SPACE)
+            continue;
+        }
+      else
+        {
+          n = decode_utf8 (p, end, &c);
+          if (n == 0)
+            {
+              self->stats.invalid_bytes++;
+              p++;
+              continue;
+            }
+          p += n;
+          if (c < 0xa0)
+            continue;
+        }
+
+      /* The line runs to the next separator; @last is the end of its last non-space. */
+      last = p;
+      while (p < end)
+        {
+          if (*p < 0x80)
+            {
+              guint8 k = rec_ascii[*p];
+
+              if (k == W_SEP)
+                break;
+              p++;
+              if (k != W_SPACE)
+                last = p;
+              continue;
+            }
+          n = decode_utf8 (p, end, &c);
+          if (n == 0 || c < 0xa0)
+            break;
+          p += n;
+          last = p;
+        }
+      words += emit (self, start, (gsize)(last - start), TRUE, func, user_data);
+    }
+  return words;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Feeding
+ * ------------------------------------------------------------------------------------- */
+
+/* Writes the NFKC form of [p, end) to self->normalized, invalid bytes (counted) as NUL. */
+static void
+normalize_chunk (TallyTokenizer *self, const guchar *p, const guchar *end)
+{
+  GString *out;
+
+  if (self->normalized == NULL || self->normalized->allocated_len > 16 * 1024 * 1024)
+    {
+      if (self->normalized != NULL)
+        g_string_free (self->normalized, TRUE);
+      self->normalized = g_string_sized_new ((gsize)(end - p) + 16);
+    }
+  out = self->normalized;
+  g_string_truncate (out, 0);
+
+  while (p < end)
+    {
+      const guchar *run = p;
+      gboolean ascii = TRUE;
+
+      while (p < end && *p != 0)
+        {
+          gunichar c;
+          guint n;
+
+          if (*p < 0x80)
+            {
+              p++;
+              continue;
+            }
+          n = decode_utf8 (p, end, &c);
+          if (n == 0)
+            break;
+          ascii = FALSE;
+          p += n;
+        }
+      if (p > run)
+        {
+          if (ascii)
+            g_string_append_len (out, (const char *)run, p - run);
+          else
+            {
+              g_autofree char *nf = g_utf8_normalize ((const char *)run, p - run, G_NORMALIZE_NFKC);
+
+              if (nf != NULL)
+                g_string_append (out, nf);
+            }
+        }
+      if (p < end)
+        {
+          if (*p != 0)
+            self->stats.invalid_bytes++;
+          g_string_append_c (out, '\0');
+          p++;
+        }
+    }
+}
+
+gsize
+tally_tokenizer_feed (TallyTokenizer *tokenizer, const char *text, gsize len, TallyWordFunc func,
+                      gpointer user_data)
+{
+  const guchar *p, *end;
+
+  g_return_val_if_fail (tokenizer != NULL, 0);
+  g_return_val_if_fail (text != NULL || len == 0, 0);
+  g_return_val_if_fail (func != NULL, 0);
+
+  if (len == 0)
+    return 0;
+  tokenizer->stats.bytes += len;
+  p = (const guchar *)text;
+  end = p + len;
+  if (tokenizer->options.nfkc)
+    {
+      normalize_chunk (tokenizer, p, end);
+      p = (const guchar *)tokenizer->normalized->str;
+      end = p + tokenizer->normalized->len;
+    }
+
+  switch (tokenizer->options.mode)
+    {
+    case TALLY_TOKENIZER_WHITESPACE:
+      return feed_whitespace (tokenizer, p, end, func, user_data);
+    case TALLY_TOKENIZER_RECORD:
+      return feed_record (tokenizer, p, end, func, user_data);
+    case TALLY_TOKENIZER_UNICODE:
+    default:
+      return feed_unicode (tokenizer, p, end, func, user_data);
+    }
+}
