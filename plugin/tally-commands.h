@@ -36,4 +36,12 @@ int tally_cmd_check_config (int argc, char **argv);
 /* tally print-config: prints the effective configuration, secrets redacted (tally-cmd-config.c). */
 int tally_cmd_print_config (int argc, char **argv);
 
+/* tally broker [--port N] [--partitions N] [--topics A,B]: the embedded broker in the
+ * foreground (tally-cmd-broker.c). */
+int tally_cmd_broker (int argc, char **argv);
+
+/* tally snapshot [--top N] [--json] ...: requests a snapshot and prints the merged counts
+ * (tally-cmd-snapshot.c). */
+int tally_cmd_snapshot (int argc, char **argv);
+
 G_END_DECLS

@@ -18,6 +18,7 @@ static const TallyCommand commands[] = {
   { "count", "count the words of files or stdin, without Kafka", tally_cmd_count },
   { "check-config", "check a configuration file strictly (exit 0, or 78)", tally_cmd_check_config },
   { "print-config", "print the effective configuration, secrets redacted", tally_cmd_print_config },
+  { "broker", "run the embedded Kafka broker (librdkafka's mock cluster)", tally_cmd_broker },
   { NULL, NULL, NULL },
 };
 

@@ -1,0 +1,157 @@
+/* tally-cmd-broker.c — `tally broker`: the embedded broker on its own, in the foreground.
+ *
+ * Runs librdkafka's mock cluster (see tally-broker.c) in this process so that `tally run`
+ * can be stopped and restarted against a broker that keeps its data, and so that kcat,
+ * Python clients and `tally snapshot` have something to talk to. It creates Tally's
+ * topics (from the configuration, or --topics) with [broker] partitions each, prints
+ * `bootstrap.servers=127.0.0.1:PORT` as the first line on stdout, then waits for SIGINT or
+ * SIGTERM (g_unix_signal_add(), never a raw signal handler) and exits 0. Its data lives in
+ * memory only.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-broker.h"
+#include "tally-commands.h"
+#include "tally-config.h"
+
+#include <glib-unix.h>
+#include <signal.h>
+#include <stdio.h>
+
+static gboolean
+on_signal (gpointer user_data)
+{
+  GMainLoop *loop = user_data;
+
+  g_main_loop_quit (loop);
+  return G_SOURCE_CONTINUE;
+}
+
+/* Tally's own topics from @config: input topics that are names (not `^regex`), the output,
+ * request and changelog topics. */
+static GPtrArray *
+default_topics (const TallyConfig *config)
+{
+  GPtrArray *topics = g_ptr_array_new_with_free_func (g_free);
+
+  for (char **t = config->input.topics; t != NULL && *t != NULL; t++)
+    if (**t != '^')
+      g_ptr_array_add (topics, g_strdup (*t));
+  g_ptr_array_add (topics, g_strdup (config->output.topic));
+  g_ptr_array_add (topics, g_strdup (config->requests.topic));
+  if (config->checkpoint.enabled)
+    g_ptr_array_add (topics, g_strdup (config->checkpoint.changelog_topic));
+  return topics;
+}
+
+int
+tally_cmd_broker (int argc, char **argv)
+{
+  g_autofree char *config_path = NULL;
+  g_autofree char *topics_arg = NULL;
+  gint port = -1, partitions = -1;
+  const GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
+      "Read topic names and [broker] settings from PATH", "PATH" },
+    { "port", 'p', 0, G_OPTION_ARG_INT, &port,
+      "Listen for bootstrap connections on 127.0.0.1:N (0: any free port; default [broker] "
+      "port)",
+      "N" },
+    { "partitions", 0, 0, G_OPTION_ARG_INT, &partitions,
+      "Partitions of each topic created (default [broker] partitions)", "N" },
+    { "topics", 't', 0, G_OPTION_ARG_STRING, &topics_arg,
+      "Comma-separated topics to create (default: Tally's input, output, request and "
+      "changelog topics)",
+      "A,B" },
+    { NULL },
+  };
+  g_autoptr (GOptionContext) options = g_option_context_new ("- run the embedded Kafka broker");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyConfig) config = NULL;
+  g_autoptr (TallyBroker) broker = NULL;
+  g_autoptr (GPtrArray) topics = NULL;
+  g_autoptr (GMainLoop) loop = NULL;
+  guint sigint, sigterm;
+
+  g_option_context_add_main_entries (options, entries, NULL);
+  g_option_context_set_summary (options,
+                                "Runs librdkafka's mock cluster on 127.0.0.1 in the foreground "
+                                "until SIGINT or SIGTERM.\nThe first line on stdout is "
+                                "bootstrap.servers=127.0.0.1:PORT. Data is kept in memory only.");
+  if (!g_option_context_parse (options, &argc, &argv, &error))
+    {
+      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      return TALLY_EXIT_USAGE;
+    }
+  if (argc > 1)
+    {
+      g_printerr ("%s: unexpected argument '%s'\n", g_get_prgname (), argv[1]);
+      return TALLY_EXIT_USAGE;
+    }
+  if (port > 65535 || port < -1 || partitions == 0 || partitions < -1)
+    {
+      g_printerr ("%s: --port must be 0..65535 and --partitions at least 1\n", g_get_prgname ());
+      return TALLY_EXIT_USAGE;
+    }
+
+  config = tally_config_load (config_path, &error);
+  if (config == NULL)
+    {
+      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      return TALLY_EXIT_CONFIG;
+    }
+  if (port < 0)
+    port = (gint)config->broker.port;
+  if (partitions < 0)
+    partitions = (gint)config->broker.partitions;
+
+  if (topics_arg != NULL)
+    {
+      g_auto (GStrv) names = g_strsplit (topics_arg, ",", -1);
+
+      topics = g_ptr_array_new_with_free_func (g_free);
+      for (char **t = names; *t != NULL; t++)
+        {
+          g_strstrip (*t);
+          if (**t == '\0')
+            {
+              g_printerr ("%s: --topics: empty topic name in '%s'\n", g_get_prgname (), topics_arg);
+              return TALLY_EXIT_USAGE;
+            }
+          g_ptr_array_add (topics, g_strdup (*t));
+        }
+    }
+  else
+    topics = default_topics (config);
+
+  broker = tally_broker_new ((guint)port, config->broker.brokers, &error);
+  if (broker == NULL)
+    {
+      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      return TALLY_EXIT_FAILURE;
+    }
+  for (guint i = 0; i < topics->len; i++)
+    if (!tally_broker_create_topic (broker, g_ptr_array_index (topics, i), (guint)partitions,
+                                    &error))
+      {
+        g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+        return TALLY_EXIT_FAILURE;
+      }
+
+  printf ("bootstrap.servers=%s\n", tally_broker_get_bootstrap_servers (broker));
+  fflush (stdout);
+  for (guint i = 0; i < topics->len; i++)
+    g_printerr ("%s: topic %s: %d partitions\n", g_get_prgname (),
+                (const char *)g_ptr_array_index (topics, i), partitions);
+  g_printerr ("%s: running until SIGINT or SIGTERM\n", g_get_prgname ());
+
+  loop = g_main_loop_new (NULL, FALSE);
+  sigint = g_unix_signal_add (SIGINT, on_signal, loop);
+  sigterm = g_unix_signal_add (SIGTERM, on_signal, loop);
+  g_main_loop_run (loop);
+  g_source_remove (sigint);
+  g_source_remove (sigterm);
+
+  g_printerr ("%s: stopping\n", g_get_prgname ());
+  return TALLY_EXIT_OK;
+}
