@@ -54,7 +54,8 @@ trap 'eval "$cleanup_extra"; rm -rf "$work"' EXIT
 
 test_answers() {
   local bs=$TALLY_TEST_KAFKA_BOOTSTRAP
-  local topic="tally-e2e-kl-$$-$(date +%s%N)"
+  local topic
+  topic="tally-e2e-kl-$$-$(date +%s%N)"
   local compacted="$topic-compacted"
 
   # Admin API: a 3-partition topic (the broker's default is 4) and a compacted topic.
@@ -130,7 +131,7 @@ EOF
 
 lc_env() {
   TALLY_KAFKA_PORT=$lc_port TALLY_KAFKA_CONTROLLER_PORT=$((lc_port + 1)) \
-    TMPDIR="$work/tmp" TALLY_KAFKA_STATE= "$@"
+    TMPDIR="$work/tmp" TALLY_KAFKA_STATE='' "$@"
 }
 
 test_lifecycle() {
@@ -138,6 +139,7 @@ test_lifecycle() {
   local addr="127.0.0.1:$lc_port" state="$work/tmp/tally-kafka-$lc_port"
   mkdir -p "$work/tmp"
   unset TALLY_KAFKA_STATE
+  # shellcheck disable=SC2016 # expanded when the EXIT trap runs
   cleanup_extra='lc_env "$kafka_local" stop >/dev/null 2>&1 || true'
 
   local rc=0
