@@ -1,0 +1,608 @@
+/* test-aggregator.c — the aggregator actor, its handle, sharding, stores and the batcher.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-aggregator-handle.h"
+
+#include <string.h>
+
+static guint64
+count_of (TallyCounts *counts, const char *word)
+{
+  return tally_counts_lookup (counts, word, strlen (word));
+}
+
+static void
+assert_entries (TallyCounts *counts, const char *expected)
+{
+  g_autoptr (GString) s = g_string_new (NULL);
+  gsize n;
+  const TallyWordCount *e = tally_counts_get_entries (counts, &n);
+
+  for (gsize i = 0; i < n; i++)
+    g_string_append_printf (s, "%s=%" G_GUINT64_FORMAT " ", e[i].word, e[i].count);
+  g_assert_cmpstr (s->str, ==, expected);
+}
+
+static void
+test_add_word_returns_count (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (2, 0);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyCounts) counts = NULL;
+
+  g_assert_cmpuint (tally_aggregator_handle_add_word (handle, "hello", &error), ==, 1);
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_aggregator_handle_add_word (handle, "hello", &error), ==, 2);
+  g_assert_cmpuint (tally_aggregator_handle_add_word (handle, "world", &error), ==, 1);
+  g_assert_cmpuint (tally_aggregator_handle_add_word (handle, "héllo wörld", &error), ==, 1);
+  g_assert_cmpuint (tally_aggregator_handle_add_word (handle, "日本", &error), ==, 1);
+  g_assert_cmpuint (tally_aggregator_handle_add_word (handle, "hello", &error), ==, 3);
+  g_assert_no_error (error);
+
+  counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  g_assert_no_error (error);
+  assert_entries (counts, "hello=3 héllo wörld=1 world=1 日本=1 ");
+  g_assert_cmpuint (tally_counts_get_total (counts), ==, 6);
+}
+
+static void
+test_add_word_invalid (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (1, 0);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_cmpuint (tally_aggregator_handle_add_word (handle, "", &error), ==, 0);
+  g_assert_error (error, TALLY_AGGREGATOR_ERROR, TALLY_AGGREGATOR_ERROR_INVALID_WORD);
+  g_clear_error (&error);
+  g_assert_cmpuint (tally_aggregator_handle_add_word (handle, "ab\xff", &error), ==, 0);
+  g_assert_error (error, TALLY_AGGREGATOR_ERROR, TALLY_AGGREGATOR_ERROR_INVALID_WORD);
+}
+
+static void
+test_closed_after_stop (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (2, 0);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
+  g_autoptr (TallyCounts) counts = NULL;
+
+  tally_aggregator_handle_stop (handle);
+  tally_aggregator_handle_stop (handle);
+  g_assert_cmpuint (tally_aggregator_handle_add_word (handle, "late", &error), ==, 0);
+  g_assert_error (error, TALLY_ACTOR_ERROR, TALLY_ACTOR_ERROR_CLOSED);
+  g_clear_error (&error);
+
+  counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  g_assert_null (counts);
+  g_assert_error (error, TALLY_ACTOR_ERROR, TALLY_ACTOR_ERROR_CLOSED);
+  g_clear_error (&error);
+
+  /* try_tell keeps the batch of a closed shard. */
+  tally_word_batcher_add (batcher, "late", 4);
+  g_assert_false (tally_word_batcher_flush (batcher, FALSE, &error));
+  g_assert_error (error, TALLY_ACTOR_ERROR, TALLY_ACTOR_ERROR_CLOSED);
+  g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 1);
+}
+
+static void
+test_shard_for (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (2, 0);
+  guint per_shard[2] = { 0, 0 };
+  char w[32];
+
+  g_assert_cmpuint (tally_aggregator_handle_get_n_shards (handle), ==, 2);
+  g_assert_nonnull (tally_aggregator_handle_get_shard_address (handle, 1));
+  for (guint i = 0; i < 10000; i++)
+    {
+      guint len = (guint)g_snprintf (w, sizeof w, "word%u", i);
+      guint s = tally_aggregator_handle_shard_for (handle, w, len);
+      g_assert_cmpuint (s, <, 2);
+      g_assert_cmpuint (s, ==, tally_aggregator_handle_shard_for (handle, w, len));
+      g_assert_cmpuint (s, ==,
+                        tally_aggregator_handle_shard_for_hash (tally_word_hash (w, len), 2));
+      per_shard[s]++;
+    }
+  /* A fixed hash: balanced within 5% on these words. */
+  g_assert_cmpuint (per_shard[0], >, 4500);
+  g_assert_cmpuint (per_shard[1], >, 4500);
+  for (guint n = 1; n <= 7; n++)
+    g_assert_cmpuint (tally_aggregator_handle_shard_for_hash (G_MAXUINT64, n), ==, n - 1);
+  g_assert_cmpuint (tally_aggregator_handle_shard_for_hash (0, 7), ==, 0);
+}
+
+/* ----- many senders at once ------------------------------------------------------- */
+
+#define N_SENDERS 8
+#define N_WORDS 2000
+#define N_REPEATS 5
+
+typedef struct
+{
+  TallyAggregatorHandle *handle;
+  guint index;
+} Sender;
+
+static gpointer
+sender_thread (gpointer data)
+{
+  Sender *s = data;
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (s->handle, 0);
+  char w[32];
+
+  for (guint r = 0; r < N_REPEATS; r++)
+    for (guint i = 0; i < N_WORDS; i++)
+      {
+        guint len = (guint)g_snprintf (w, sizeof w, "w%u-é", (i * 7 + s->index) % N_WORDS);
+        GError *error = NULL;
+        tally_word_batcher_add (batcher, w, len);
+        /* Sender i also counts its own word; flush at different rhythms. */
+        if (i % 100 == 0)
+          {
+            len = (guint)g_snprintf (w, sizeof w, "sender-%u", s->index);
+            tally_word_batcher_add (batcher, w, len);
+          }
+        if (tally_word_batcher_get_pending_words (batcher) >= 16 + s->index * 13)
+          {
+            g_assert_true (tally_word_batcher_flush (batcher, TRUE, &error));
+            g_assert_no_error (error);
+          }
+      }
+  g_assert_true (tally_word_batcher_flush (batcher, TRUE, NULL));
+  g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 0);
+  return NULL;
+}
+
+static void
+run_many_senders (guint n_shards, guint capacity)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (n_shards, capacity);
+  Sender senders[N_SENDERS];
+  GThread *threads[N_SENDERS];
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyCounts) counts = NULL;
+  char w[32];
+
+  for (guint i = 0; i < N_SENDERS; i++)
+    {
+      senders[i] = (Sender){ handle, i };
+      threads[i] = g_thread_new ("sender", sender_thread, &senders[i]);
+    }
+  for (guint i = 0; i < N_SENDERS; i++)
+    g_thread_join (threads[i]);
+
+  counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_counts_get_n_words (counts), ==, N_WORDS + N_SENDERS);
+  g_assert_cmpuint (tally_counts_get_total (counts), ==,
+                    (guint64)N_SENDERS * N_REPEATS * (N_WORDS + N_WORDS / 100));
+  for (guint i = 0; i < N_WORDS; i++)
+    {
+      guint len = (guint)g_snprintf (w, sizeof w, "w%u-é", i);
+      g_assert_cmpuint (tally_counts_lookup (counts, w, len), ==, N_SENDERS * N_REPEATS);
+    }
+  for (guint i = 0; i < N_SENDERS; i++)
+    {
+      guint len = (guint)g_snprintf (w, sizeof w, "sender-%u", i);
+      g_assert_cmpuint (tally_counts_lookup (counts, w, len), ==, N_REPEATS * N_WORDS / 100);
+    }
+}
+
+static void
+test_many_senders_one_aggregator (void)
+{
+  run_many_senders (1, 4);
+}
+
+static void
+test_many_senders_unbounded (void)
+{
+  run_many_senders (1, 0);
+}
+
+static void
+test_many_senders_three_shards (void)
+{
+  run_many_senders (3, 2);
+}
+
+/* ----- consistent cut ------------------------------------------------------------- */
+
+/* Every get_counts sees exactly the words this thread told before it, in every shard:
+ * messages from one sender to one shard are handled in order. */
+static void
+test_consistent_cut (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (4, 0);
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
+  guint64 told = 0;
+  char w[32];
+
+  for (guint round = 1; round <= 60; round++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (TallyCounts) counts = NULL;
+
+      /* 500 distinct words per round, spread over all 4 shards. */
+      for (guint i = 0; i < 500; i++)
+        {
+          guint len = (guint)g_snprintf (w, sizeof w, "r%u-%u", round, i);
+          tally_word_batcher_add (batcher, w, len);
+          told++;
+        }
+      tally_word_batcher_add (batcher, "every", 5);
+      told++;
+      g_assert_true (tally_word_batcher_flush (batcher, FALSE, &error));
+      g_assert_no_error (error);
+
+      counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (tally_counts_get_total (counts), ==, told);
+      g_assert_cmpuint (tally_counts_get_n_words (counts), ==, round * 500 + 1);
+      g_assert_cmpuint (count_of (counts, "every"), ==, round);
+      g_assert_cmpstr (tally_counts_get_entries (counts, NULL)[0].word, ==, "every");
+    }
+}
+
+typedef struct
+{
+  GMainLoop *loop;
+  TallyAggregatorHandle *handle;
+  TallyWordBatcher *batcher;
+  TallyCounts *counts;
+  gboolean ok;
+  GError *error;
+} AsyncData;
+
+static void
+got_counts (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  AsyncData *d = user_data;
+  d->counts = tally_aggregator_handle_get_counts_finish (d->handle, result, &d->error);
+  g_main_loop_quit (d->loop);
+}
+
+static void
+store_op_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  AsyncData *d = user_data;
+  d->ok = tally_aggregator_handle_store_op_finish (d->handle, result, &d->error);
+  g_main_loop_quit (d->loop);
+}
+
+static void
+flushed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  AsyncData *d = user_data;
+  d->ok = tally_word_batcher_flush_finish (d->batcher, result, &d->error);
+  g_main_loop_quit (d->loop);
+}
+
+/* The async forms, from a main loop: the cut is taken when the call is made. */
+static void
+test_async_forms (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (2, 0);
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 7);
+  g_autoptr (GMainContext) context = g_main_context_new ();
+  g_autoptr (GMainLoop) loop = g_main_loop_new (context, FALSE);
+  AsyncData d = { loop, handle, batcher, NULL, FALSE, NULL };
+  TallyCountsOptions top1 = { .top = 1 };
+  char w[32];
+
+  g_main_context_push_thread_default (context);
+
+  for (guint i = 0; i < 1000; i++)
+    {
+      guint len = (guint)g_snprintf (w, sizeof w, "a%u", i % 10);
+      tally_word_batcher_add (batcher, w, len);
+    }
+  tally_word_batcher_add (batcher, "top", 3);
+  for (guint i = 0; i < 200; i++)
+    tally_word_batcher_add (batcher, "top", 3);
+  tally_word_batcher_flush_async (batcher, NULL, flushed, &d);
+  g_main_loop_run (loop);
+  g_assert_no_error (d.error);
+  g_assert_true (d.ok);
+  g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 0);
+
+  tally_aggregator_handle_get_counts_async (handle, NULL, NULL, got_counts, &d);
+  g_main_loop_run (loop);
+  g_assert_no_error (d.error);
+  g_assert_cmpuint (tally_counts_get_total (d.counts), ==, 1201);
+  g_assert_cmpuint (count_of (d.counts, "a3"), ==, 100);
+  g_assert_cmpuint (count_of (d.counts, "top"), ==, 201);
+  g_clear_pointer (&d.counts, tally_counts_unref);
+
+  tally_aggregator_handle_get_counts_async (handle, &top1, NULL, got_counts, &d);
+  g_main_loop_run (loop);
+  g_assert_no_error (d.error);
+  assert_entries (d.counts, "top=201 ");
+  g_clear_pointer (&d.counts, tally_counts_unref);
+
+  tally_aggregator_handle_take_changes_async (handle, 7, NULL, got_counts, &d);
+  g_main_loop_run (loop);
+  g_assert_no_error (d.error);
+  g_assert_cmpuint (tally_counts_get_n_words (d.counts), ==, 11);
+  g_assert_cmpuint (tally_counts_get_total (d.counts), ==, 1201);
+  g_clear_pointer (&d.counts, tally_counts_unref);
+
+  tally_aggregator_handle_drop_store_async (handle, 7, NULL, store_op_done, &d);
+  g_main_loop_run (loop);
+  g_assert_no_error (d.error);
+  g_assert_true (d.ok);
+
+  {
+    const guint32 stores[] = { 7 };
+    tally_aggregator_handle_get_store_counts_async (handle, stores, 1, NULL, NULL, got_counts, &d);
+    g_main_loop_run (loop);
+    g_assert_no_error (d.error);
+    g_assert_cmpuint (tally_counts_get_n_words (d.counts), ==, 0);
+    g_clear_pointer (&d.counts, tally_counts_unref);
+  }
+
+  {
+    const char *words[] = { "restored", "again" };
+    g_autoptr (TallyCountsBuilder) b = tally_counts_builder_new ();
+    g_autoptr (TallyCounts) restored = NULL;
+    tally_counts_builder_add (b, words[0], strlen (words[0]), 40);
+    tally_counts_builder_add (b, words[1], strlen (words[1]), 2);
+    restored = tally_counts_builder_end (b);
+    d.ok = FALSE;
+    tally_aggregator_handle_restore_store_async (handle, 7, restored, NULL, store_op_done, &d);
+    g_main_loop_run (loop);
+    g_assert_no_error (d.error);
+    g_assert_true (d.ok);
+  }
+  tally_aggregator_handle_get_counts_async (handle, NULL, NULL, got_counts, &d);
+  g_main_loop_run (loop);
+  g_assert_no_error (d.error);
+  assert_entries (d.counts, "restored=40 again=2 ");
+  g_clear_pointer (&d.counts, tally_counts_unref);
+
+  g_main_context_pop_thread_default (context);
+}
+
+/* ----- stores (state owned by input partitions) ----------------------------------- */
+
+static void
+add_n (TallyWordBatcher *batcher, const char *word, guint n)
+{
+  for (guint i = 0; i < n; i++)
+    tally_word_batcher_add (batcher, word, strlen (word));
+}
+
+static void
+test_stores (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (3, 0);
+  g_autoptr (TallyWordBatcher) p1 = tally_word_batcher_new (handle, 1);
+  g_autoptr (TallyWordBatcher) p2 = tally_word_batcher_new (handle, 2);
+  g_autoptr (TallyWordBatcher) p3 = tally_word_batcher_new (handle, 3);
+  g_autoptr (GError) error = NULL;
+  const guint32 only1[] = { 1 };
+  const guint32 only2[] = { 2 };
+  const guint32 twice1[] = { 1, 1 };
+  const guint32 one_and_9[] = { 1, 9 };
+  TallyCountsOptions min3 = { .min_count = 3 };
+  TallyCounts *c;
+
+  g_assert_cmpuint (tally_word_batcher_get_store (p2), ==, 2);
+  add_n (p1, "a", 3);
+  add_n (p1, "b", 1);
+  add_n (p2, "a", 2);
+  add_n (p2, "c", 5);
+  g_assert_true (tally_word_batcher_flush (p1, TRUE, &error));
+  g_assert_true (tally_word_batcher_flush (p2, TRUE, &error));
+  g_assert_no_error (error);
+
+  c = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  assert_entries (c, "a=5 c=5 b=1 ");
+  tally_counts_unref (c);
+  c = tally_aggregator_handle_get_counts (handle, &min3, &error);
+  assert_entries (c, "a=5 c=5 ");
+  tally_counts_unref (c);
+  c = tally_aggregator_handle_get_store_counts (handle, only1, 1, NULL, &error);
+  assert_entries (c, "a=3 b=1 ");
+  tally_counts_unref (c);
+  c = tally_aggregator_handle_get_store_counts (handle, only2, 1, NULL, &error);
+  assert_entries (c, "c=5 a=2 ");
+  tally_counts_unref (c);
+  c = tally_aggregator_handle_get_store_counts (handle, twice1, 2, NULL, &error);
+  assert_entries (c, "a=3 b=1 ");
+  tally_counts_unref (c);
+  c = tally_aggregator_handle_get_store_counts (handle, one_and_9, 2, &min3, &error);
+  assert_entries (c, "a=3 ");
+  tally_counts_unref (c);
+  c = tally_aggregator_handle_get_store_counts (handle, only1, 0, NULL, &error);
+  assert_entries (c, "");
+  tally_counts_unref (c);
+  g_assert_no_error (error);
+
+  /* take_changes: the current counts of words changed since the last take. */
+  c = tally_aggregator_handle_take_changes (handle, 1, &error);
+  assert_entries (c, "a=3 b=1 ");
+  tally_counts_unref (c);
+  c = tally_aggregator_handle_take_changes (handle, 1, &error);
+  assert_entries (c, "");
+  tally_counts_unref (c);
+  add_n (p1, "a", 1);
+  add_n (p2, "b", 1);
+  tally_word_batcher_flush (p1, TRUE, &error);
+  tally_word_batcher_flush (p2, TRUE, &error);
+  c = tally_aggregator_handle_take_changes (handle, 1, &error);
+  assert_entries (c, "a=4 ");
+  tally_counts_unref (c);
+  c = tally_aggregator_handle_take_changes (handle, 2, &error);
+  assert_entries (c, "c=5 a=2 b=1 ");
+  tally_counts_unref (c);
+  c = tally_aggregator_handle_take_changes (handle, 42, &error);
+  assert_entries (c, "");
+  tally_counts_unref (c);
+  g_assert_no_error (error);
+
+  /* drop_store: revoke forgets the partition's share, nothing else. */
+  g_assert_true (tally_aggregator_handle_drop_store (handle, 1, &error));
+  c = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  assert_entries (c, "c=5 a=2 b=1 ");
+  tally_counts_unref (c);
+  c = tally_aggregator_handle_take_changes (handle, 1, &error);
+  assert_entries (c, "");
+  tally_counts_unref (c);
+  /* Words told before the drop by this thread are dropped; later ones start afresh. */
+  add_n (p1, "gone", 4);
+  tally_word_batcher_flush (p1, TRUE, &error);
+  g_assert_true (tally_aggregator_handle_drop_store (handle, 1, &error));
+  add_n (p1, "fresh", 1);
+  tally_word_batcher_flush (p1, TRUE, &error);
+  c = tally_aggregator_handle_get_store_counts (handle, only1, 1, NULL, &error);
+  assert_entries (c, "fresh=1 ");
+  tally_counts_unref (c);
+  g_assert_no_error (error);
+
+  /* restore_store: assign loads the counts read back from the changelog, replacing
+   * whatever the store held, each shard keeping its own words; not marked changed. */
+  {
+    g_autoptr (TallyCountsBuilder) b = tally_counts_builder_new ();
+    g_autoptr (TallyCounts) restored = NULL;
+    char w[32];
+    for (guint i = 0; i < 1000; i++)
+      {
+        guint len = (guint)g_snprintf (w, sizeof w, "r%u", i);
+        tally_counts_builder_add (b, w, len, i + 1);
+      }
+    restored = tally_counts_builder_end (b);
+    add_n (p3, "before-restore", 2);
+    tally_word_batcher_flush (p3, TRUE, &error);
+    g_assert_true (tally_aggregator_handle_restore_store (handle, 3, restored, &error));
+    g_assert_no_error (error);
+
+    c = tally_aggregator_handle_get_store_counts (handle, (const guint32[]){ 3 }, 1, NULL, &error);
+    g_assert_cmpuint (tally_counts_get_n_words (c), ==, 1000);
+    g_assert_cmpuint (tally_counts_get_total (c), ==, 1000 * 1001 / 2);
+    g_assert_cmpuint (count_of (c, "before-restore"), ==, 0);
+    for (guint i = 0; i < 1000; i++)
+      {
+        guint len = (guint)g_snprintf (w, sizeof w, "r%u", i);
+        g_assert_cmpuint (tally_counts_lookup (c, w, len), ==, i + 1);
+      }
+    tally_counts_unref (c);
+    c = tally_aggregator_handle_take_changes (handle, 3, &error);
+    assert_entries (c, "");
+    tally_counts_unref (c);
+    add_n (p3, "r9", 1);
+    add_n (p3, "new", 1);
+    tally_word_batcher_flush (p3, TRUE, &error);
+    c = tally_aggregator_handle_take_changes (handle, 3, &error);
+    assert_entries (c, "r9=11 new=1 ");
+    tally_counts_unref (c);
+  }
+  c = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  g_assert_cmpuint (tally_counts_get_total (c), ==, 1000 * 1001 / 2 + 2 + 8 + 1);
+  g_assert_cmpuint (count_of (c, "a"), ==, 2);
+  g_assert_cmpuint (count_of (c, "r9"), ==, 11);
+  tally_counts_unref (c);
+  g_assert_no_error (error);
+}
+
+/* ----- backpressure --------------------------------------------------------------- */
+
+/* A full mailbox fails a non-blocking flush with FULL and keeps the unsent batch; a
+ * later flush sends it and nothing is lost. */
+static void
+test_batcher_full (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (1, 1);
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
+  g_autoptr (TallyCounts) counts = NULL;
+  g_autoptr (GError) error = NULL;
+  guint64 sent = 0;
+  gboolean saw_full = FALSE;
+  char w[32];
+
+  /* Big batches keep the shard busy; with room for one message the next try_tell
+   * soon finds the mailbox full. */
+  for (guint attempt = 0; attempt < 1000 && !saw_full; attempt++)
+    {
+      gsize pending_before;
+      for (guint i = 0; i < 20000; i++)
+        {
+          guint len = (guint)g_snprintf (w, sizeof w, "x%u", i % 5000);
+          tally_word_batcher_add (batcher, w, len);
+        }
+      pending_before = tally_word_batcher_get_pending_words (batcher);
+      if (tally_word_batcher_flush (batcher, FALSE, &error))
+        {
+          sent += pending_before;
+          g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 0);
+          continue;
+        }
+      g_assert_error (error, TALLY_ACTOR_ERROR, TALLY_ACTOR_ERROR_FULL);
+      g_clear_error (&error);
+      g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, pending_before);
+      saw_full = TRUE;
+    }
+  g_assert_true (saw_full);
+
+  sent += tally_word_batcher_get_pending_words (batcher);
+  g_assert_true (tally_word_batcher_flush (batcher, TRUE, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 0);
+
+  counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_counts_get_total (counts), ==, sent);
+  g_assert_cmpuint (tally_counts_get_n_words (counts), ==, 5000);
+  g_assert_cmpuint (count_of (counts, "x0"), ==, sent / 5000);
+}
+
+/* AddWord and AddWords sent straight to a shard's address. */
+static void
+test_messages_direct (void)
+{
+  g_autoptr (TallyArbiter) arbiter = tally_arbiter_new ("agg-test");
+  g_autoptr (TallyAddress) address
+      = tally_actor_start (TALLY_ACTOR (tally_aggregator_new (0, 1)), arbiter, 0);
+  g_autoptr (GError) error = NULL;
+  g_autofree guint64 *count = NULL;
+  g_autoptr (TallyCounts) counts = NULL;
+  TallyMessage *batch = tally_aggregator_add_words_new (5);
+
+  tally_aggregator_add_words_append (batch, "long", 4, tally_word_hash ("long", 4));
+  tally_aggregator_add_words_append (batch, "long", 4, tally_word_hash ("long", 4));
+  g_assert_cmpuint (tally_aggregator_add_words_get_n_words (batch), ==, 2);
+  g_assert_true (tally_address_tell (address, batch, &error));
+  count = tally_address_ask_sync (address, tally_aggregator_add_word_new (5, "long", 4), 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, 3);
+  counts = tally_address_ask_sync (address, tally_aggregator_get_counts_new (NULL, 0, NULL), 0,
+                                   &error);
+  g_assert_no_error (error);
+  assert_entries (counts, "long=3 ");
+
+  tally_address_stop (address);
+  g_assert_true (tally_address_wait_stopped (address, 0));
+  tally_arbiter_stop (arbiter);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/aggregator/add-word-returns-count", test_add_word_returns_count);
+  g_test_add_func ("/aggregator/add-word-invalid", test_add_word_invalid);
+  g_test_add_func ("/aggregator/closed-after-stop", test_closed_after_stop);
+  g_test_add_func ("/aggregator/shard-for", test_shard_for);
+  g_test_add_func ("/aggregator/many-senders-one-aggregator", test_many_senders_one_aggregator);
+  g_test_add_func ("/aggregator/many-senders-unbounded", test_many_senders_unbounded);
+  g_test_add_func ("/aggregator/many-senders-three-shards", test_many_senders_three_shards);
+  g_test_add_func ("/aggregator/consistent-cut", test_consistent_cut);
+  g_test_add_func ("/aggregator/async-forms", test_async_forms);
+  g_test_add_func ("/aggregator/stores", test_stores);
+  g_test_add_func ("/aggregator/batcher-full", test_batcher_full);
+  g_test_add_func ("/aggregator/messages-direct", test_messages_direct);
+
+  return g_test_run ();
+}

@@ -1,0 +1,221 @@
+/* test-words-cli.c — `tally words` fed from a pipe, with exact expected output.
+ *
+ * Runs the program named by $TALLY_EXE (set by tests/meson.build).
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include <gio/gio.h>
+#include <string.h>
+
+typedef struct
+{
+  int status;
+  char *out;
+  char *err;
+} Run;
+
+static void
+run_clear (Run *run)
+{
+  g_free (run->out);
+  g_free (run->err);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Run, run_clear)
+
+static char *
+bytes_to_string (GBytes *bytes)
+{
+  gsize size;
+  const char *data = g_bytes_get_data (bytes, &size);
+  return size > 0 ? g_strndup (data, size) : g_strdup ("");
+}
+
+/* Runs `tally words ARGS...` with @input (of @len bytes) on its standard input. */
+static void
+run_words (Run *run, const char *input, gsize len, const char *const *args)
+{
+  const char *exe = g_getenv ("TALLY_EXE");
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GSubprocess) proc = NULL;
+  g_autoptr (GBytes) in = g_bytes_new (input, len);
+  g_autoptr (GBytes) out = NULL;
+  g_autoptr (GBytes) err = NULL;
+  g_autoptr (GError) error = NULL;
+
+  g_assert_nonnull (exe);
+  g_ptr_array_add (argv, (gpointer)exe);
+  g_ptr_array_add (argv, (gpointer) "words");
+  for (; args != NULL && *args != NULL; args++)
+    g_ptr_array_add (argv, (gpointer)*args);
+  g_ptr_array_add (argv, NULL);
+
+  proc = g_subprocess_newv ((const char *const *)argv->pdata,
+                            G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE
+                                | G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                            &error);
+  g_assert_no_error (error);
+  g_subprocess_communicate (proc, in, NULL, &out, &err, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (proc));
+  run->status = g_subprocess_get_exit_status (proc);
+  run->out = bytes_to_string (out);
+  run->err = bytes_to_string (err);
+}
+
+#define RUN(run, literal, ...)                                                                     \
+  run_words (run, literal, sizeof (literal) - 1, (const char *const[]){ __VA_ARGS__, NULL })
+
+static void
+test_crlf (void)
+{
+  g_auto (Run) run = { 0 };
+
+  RUN (&run, "hello\r\nworld\r\nhello\r\nquit\r\n", NULL);
+  g_assert_cmpstr (run.err, ==, "");
+  g_assert_cmpstr (run.out, ==,
+                   "Enter a word:\n"
+                   "hello: 1\n"
+                   "Enter a word:\n"
+                   "world: 1\n"
+                   "Enter a word:\n"
+                   "hello: 2\n"
+                   "Enter a word:\n"
+                   "Final counts:\n"
+                   "hello 2\n"
+                   "world 1\n");
+  g_assert_cmpint (run.status, ==, 0);
+}
+
+static void
+test_quit_without_newline (void)
+{
+  g_auto (Run) run = { 0 };
+
+  RUN (&run, "b\na\nb\nquit", NULL);
+  g_assert_cmpstr (run.out, ==,
+                   "Enter a word:\n"
+                   "b: 1\n"
+                   "Enter a word:\n"
+                   "a: 1\n"
+                   "Enter a word:\n"
+                   "b: 2\n"
+                   "Enter a word:\n"
+                   "Final counts:\n"
+                   "b 2\n"
+                   "a 1\n");
+  g_assert_cmpint (run.status, ==, 0);
+}
+
+/* No quit at all: the end of input ends it, and a last line without a line break counts. */
+static void
+test_no_quit (void)
+{
+  g_auto (Run) run = { 0 };
+
+  RUN (&run, "x\ny\nx", NULL);
+  g_assert_cmpstr (run.out, ==,
+                   "Enter a word:\n"
+                   "x: 1\n"
+                   "Enter a word:\n"
+                   "y: 1\n"
+                   "Enter a word:\n"
+                   "x: 2\n"
+                   "Enter a word:\n"
+                   "Final counts:\n"
+                   "x 2\n"
+                   "y 1\n");
+  g_assert_cmpint (run.status, ==, 0);
+}
+
+static void
+test_empty_input (void)
+{
+  g_auto (Run) run = { 0 };
+
+  RUN (&run, "", NULL);
+  g_assert_cmpstr (run.out, ==, "Enter a word:\nFinal counts:\n");
+  g_assert_cmpint (run.status, ==, 0);
+}
+
+/* Blank lines and whitespace-only lines are skipped; surrounding whitespace is trimmed;
+ * inner spaces stay; a lone CR ends a line too; words after quit are not counted. */
+static void
+test_blank_lines_and_trimming (void)
+{
+  g_auto (Run) run = { 0 };
+
+  RUN (&run, "\n\n  \t \r\n  kafka \t\nkafka\rnew york\n\n kafka\nquit\nnever\n", "--quiet");
+  g_assert_cmpstr (run.out, ==, "kafka 3\nnew york 1\n");
+  g_assert_cmpint (run.status, ==, 0);
+}
+
+/* `quit` must be the whole (trimmed) line; case matters. */
+static void
+test_quit_exact (void)
+{
+  g_auto (Run) run = { 0 };
+
+  RUN (&run, "quitter\nQuit\n  quit  \nlater\n", "-q", "--shards", "1");
+  g_assert_cmpstr (run.out, ==, "Quit 1\nquitter 1\n");
+  g_assert_cmpint (run.status, ==, 0);
+}
+
+/* Most frequent first, ties in byte order; UTF-8 words pass through unchanged. */
+static void
+test_order_and_utf8 (void)
+{
+  g_auto (Run) run = { 0 };
+
+  RUN (&run, "zebra\nétoile\napple\nzebra\nApple\n日本\nétoile\n", "--quiet", "--shards", "3");
+  g_assert_cmpstr (run.out, ==, "zebra 2\nétoile 2\nApple 1\napple 1\n日本 1\n");
+  g_assert_cmpint (run.status, ==, 0);
+}
+
+static void
+test_invalid_utf8 (void)
+{
+  g_auto (Run) run = { 0 };
+
+  RUN (&run, "ok\n\xff\xfe\nbad\0nul\nok\n", "--quiet");
+  g_assert_cmpstr (run.out, ==, "ok 2\n");
+  g_assert_cmpstr (run.err, ==,
+                   "tally words: line 2 is not valid UTF-8 text; skipped\n"
+                   "tally words: line 3 is not valid UTF-8 text; skipped\n");
+  g_assert_cmpint (run.status, ==, 0);
+}
+
+static void
+test_usage_errors (void)
+{
+  g_auto (Run) zero = { 0 };
+  g_auto (Run) extra = { 0 };
+  g_auto (Run) unknown = { 0 };
+
+  RUN (&zero, "", "--shards", "0");
+  g_assert_cmpint (zero.status, ==, 2);
+  g_assert_cmpstr (zero.err, ==, "tally words: --shards must be between 1 and 256, not 0\n");
+  g_assert_cmpstr (zero.out, ==, "");
+  RUN (&extra, "", "file.txt");
+  g_assert_cmpint (extra.status, ==, 2);
+  RUN (&unknown, "", "--no-such-option");
+  g_assert_cmpint (unknown.status, ==, 2);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/words-cli/crlf", test_crlf);
+  g_test_add_func ("/words-cli/quit-without-newline", test_quit_without_newline);
+  g_test_add_func ("/words-cli/no-quit", test_no_quit);
+  g_test_add_func ("/words-cli/empty-input", test_empty_input);
+  g_test_add_func ("/words-cli/blank-lines-and-trimming", test_blank_lines_and_trimming);
+  g_test_add_func ("/words-cli/quit-exact", test_quit_exact);
+  g_test_add_func ("/words-cli/order-and-utf8", test_order_and_utf8);
+  g_test_add_func ("/words-cli/invalid-utf8", test_invalid_utf8);
+  g_test_add_func ("/words-cli/usage-errors", test_usage_errors);
+
+  return g_test_run ();
+}
