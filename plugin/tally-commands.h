@@ -28,6 +28,9 @@ typedef struct
   TallyCommandFunc run;
 } TallyCommand;
 
+/* tally words [--shards N]: the article's one-word-per-line CLI (tally-cmd-words.c). */
+int tally_cmd_words (int argc, char **argv);
+
 /* tally count [FILE...]: counts words of files or stdin without Kafka (tally-cmd-count.c). */
 int tally_cmd_count (int argc, char **argv);
 

@@ -15,6 +15,7 @@
 /* Subcommand entry points, one per plugin/tally-cmd-<name>.c. */
 
 static const TallyCommand commands[] = {
+  { "words", "count words typed one per line, as the article's CLI does", tally_cmd_words },
   { "count", "count the words of files or stdin, without Kafka", tally_cmd_count },
   { "check-config", "check a configuration file strictly (exit 0, or 78)", tally_cmd_check_config },
   { "print-config", "print the effective configuration, secrets redacted", tally_cmd_print_config },
