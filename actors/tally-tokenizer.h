@@ -250,8 +250,8 @@ const TallyTokenizerOptions *tally_tokenizer_get_options (const TallyTokenizer *
  *
  * Tokenizes one complete chunk (a record value, or a block of a file that ends at a line
  * end): no word spans two calls, so the end of @text ends the last word. Never fails.
- * Allocates nothing per word in the common case (NFKC and supplementary-plane case
- * folding allocate). Call from the tokenizer's thread only.
+ * Allocates nothing per word (NFKC, when enabled, allocates per
+ * chunk). Call from the tokenizer's thread only.
  *
  * Returns: the number of words passed to @func.
  */
