@@ -22,9 +22,12 @@
  * modes: the window is fed whole, so the tokenizer truncates or drops that word as
  * configured, and the rest of the run up to the next separator is skipped. In unicode mode,
  * where such a run can hold several words, the window is cut after its last ASCII
- * punctuation byte other than ' and - (never part of a word), or, if it has none either, at
- * a UTF-8 character boundary: only there (a MiB of text with no ASCII separator at all)
- * can one word be split in two.
+ * punctuation byte other than ' and - (never part of a word); a window of ASCII letters
+ * and digits only is one over-long word, fed whole and its rest (up to the next byte that
+ * is not an ASCII letter or digit) skipped; any other window (a MiB of text with no ASCII
+ * separator at all) is cut at a UTF-8 character boundary, and only there, or where a
+ * skipped ASCII run goes on with a hyphen or a non-ASCII letter, can an over-long word
+ * give more than one word.
  *
  * Memory stays bounded: at most 2 J + 2 stream buffers, and each shard's mailbox holds at
  * most 4 J batches (fewer if [aggregator] mailbox_capacity is lower), so a fast reader
@@ -234,16 +237,29 @@ count_find_cut (const char *data, gsize len, TallyTokenizerMode mode)
   return 0;
 }
 
-/* For a window of @len bytes with no separator. In the whitespace and record modes the
- * window is part of one over-long word: returns @len, and *@skip says that the rest of the
- * run up to the next separator belongs to the same word. In unicode mode returns the
- * longest prefix that ends after ASCII punctuation other than an apostrophe or a hyphen
- * (never part of a word there), else the longest that ends on a UTF-8 character boundary
- * (@len if there is none). */
+/* Whether byte @c continues an over-long word that is being skipped: any byte but a
+ * separator in the whitespace and record modes; in unicode mode only an ASCII letter or
+ * digit (the only bytes known to be part of a word without looking at their neighbours). */
+static inline gboolean
+count_is_long_word_byte (guchar c, TallyTokenizerMode mode)
+{
+  if (mode == TALLY_TOKENIZER_UNICODE)
+    return g_ascii_isalnum (c);
+  return !count_is_cut_byte (c, mode);
+}
+
+/* For a window of @len bytes with no separator. When the window is part of one over-long
+ * word (always in the whitespace and record modes; in unicode mode when it holds only
+ * ASCII letters and digits), returns @len and sets *@skip: the rest of the word, up to the
+ * next byte that is not count_is_long_word_byte(), is skipped. Otherwise (unicode mode)
+ * returns the longest prefix that ends after ASCII punctuation other than an apostrophe
+ * or a hyphen (never part of a word there), else the longest that ends on a UTF-8
+ * character boundary (@len if there is none). */
 static gsize
 count_cut_long_run (const char *data, gsize len, TallyTokenizerMode mode, gboolean *skip)
 {
   gsize end;
+  gboolean all_alnum = TRUE;
 
   *skip = mode != TALLY_TOKENIZER_UNICODE;
   if (*skip)
@@ -254,6 +270,12 @@ count_cut_long_run (const char *data, gsize len, TallyTokenizerMode mode, gboole
 
       if (c < 0x80 && !g_ascii_isalnum (c) && c != '\'' && c != '-')
         return end;
+      all_alnum = all_alnum && g_ascii_isalnum (c);
+    }
+  if (all_alnum)
+    {
+      *skip = TRUE;
+      return len;
     }
   for (end = len - 1; end > 0; end--)
     if (((guchar)data[end] & 0xc0) != 0x80)
@@ -261,13 +283,13 @@ count_cut_long_run (const char *data, gsize len, TallyTokenizerMode mode, gboole
   return len;
 }
 
-/* The number of leading bytes of @data (of @len bytes) that are not separators. */
+/* The number of leading bytes of @data (of @len bytes) that continue an over-long word. */
 static gsize
 count_skip_run (const char *data, gsize len, TallyTokenizerMode mode)
 {
   gsize i = 0;
 
-  while (i < len && !count_is_cut_byte ((guchar)data[i], mode))
+  while (i < len && count_is_long_word_byte ((guchar)data[i], mode))
     i++;
   return i;
 }
