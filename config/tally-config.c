@@ -442,16 +442,15 @@ scan_lines (const char *data, gsize len, Origins *o, GError **error)
 
       if (!g_utf8_validate_len (s, e - s, &bad))
         {
+          /* A key before the bad byte: the bad byte is in that key's value. */
           g_autofree char *key = line_key (s, bad);
-          gboolean in_key = key != NULL;
-          if (key == NULL && memchr (s, '=', e - s) != NULL)
-            key = line_key (s, e); /* the bad byte is in the value */
+          const char *what = key != NULL ? "the value" : "the line";
           if (key != NULL && !g_utf8_validate (key, -1, NULL))
             g_clear_pointer (&key, g_free);
           config_error (error, TALLY_CONFIG_ERROR_ENCODING, where, group, key,
-                        "%s is not valid UTF-8 (%s at column %u); save the file as UTF-8",
-                        key == NULL || in_key ? "the line" : "the value",
-                        *bad == '\0' ? "a NUL byte" : "a bad byte", (guint)(bad - s) + 1);
+                        "%s is not valid UTF-8 (%s at byte %u of the line); save the file as "
+                        "UTF-8",
+                        what, *bad == '\0' ? "a NUL byte" : "a bad byte", (guint)(bad - s) + 1);
           return FALSE;
         }
 
@@ -798,6 +797,20 @@ parse_number (const char *value, const KeySpec *spec, const char *where, guint64
   return TRUE;
 }
 
+/* GKeyFile returns a string *and* an error for a bad escape (such as `\q`); both count as
+ * errors here. The value is not quoted: it may be a secret. */
+static void
+value_error (GError **error, const char *where, const char *group, const char *key,
+             const GError *local)
+{
+  if (g_error_matches (local, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE))
+    config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, group, key,
+                  "the value has an invalid escape sequence; key-file escapes are \\s, \\n, "
+                  "\\t, \\r, \\\\ (and \\; in lists)");
+  else
+    config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, group, key, "%s", local->message);
+}
+
 static gboolean
 parse_typed (TallyConfig *config, GKeyFile *kf, const KeySpec *spec, const char *where,
              GError **error)
@@ -809,10 +822,9 @@ parse_typed (TallyConfig *config, GKeyFile *kf, const KeySpec *spec, const char 
     {
       gsize n = 0;
       g_auto (GStrv) items = g_key_file_get_string_list (kf, spec->group, spec->key, &n, &local);
-      if (items == NULL)
+      if (local != NULL)
         {
-          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
-                        "%s", local->message);
+          value_error (error, where, spec->group, spec->key, local);
           return FALSE;
         }
       if (n == 0)
@@ -840,10 +852,9 @@ parse_typed (TallyConfig *config, GKeyFile *kf, const KeySpec *spec, const char 
     }
 
   value = g_key_file_get_string (kf, spec->group, spec->key, &local);
-  if (value == NULL)
+  if (local != NULL)
     {
-      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key, "%s",
-                    local->message);
+      value_error (error, where, spec->group, spec->key, local);
       return FALSE;
     }
   if (!check_empty (value, spec, where, error))
@@ -1023,10 +1034,9 @@ parse_kafka (TallyConfig *config, GKeyFile *kf, Origins *o, GError **error)
           }
       if (!ok)
         break;
-      if (value == NULL)
+      if (local != NULL)
         {
-          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, "kafka", name, "%s",
-                        local->message);
+          value_error (error, where, "kafka", name, local);
           ok = FALSE;
           break;
         }
@@ -1154,7 +1164,7 @@ load_data (const char *data, gsize len, const char *name, GError **error)
 
   if (!scan_lines (data, len, &o, error))
     return NULL;
-  if (!g_key_file_load_from_data (kf, data, len, G_KEY_FILE_NONE, &local))
+  if (!g_key_file_load_from_data (kf, data, len, G_KEY_FILE_KEEP_TRANSLATIONS, &local))
     {
       config_error (error, TALLY_CONFIG_ERROR_PARSE, name, NULL, NULL, "%s", local->message);
       return NULL;
