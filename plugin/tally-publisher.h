@@ -72,10 +72,11 @@ G_DECLARE_FINAL_TYPE (TallyPublisher, tally_publisher, TALLY, PUBLISHER, TallyAc
  * @error: return location for %TALLY_PUBLISHER_ERROR_CONFIG
  *
  * Creates the producer (rd_kafka_new() with RD_KAFKA_PRODUCER) and the actor that owns
- * it. Tally sets `enable.idempotence=true` unless @conf sets it (so librdkafka's own
- * retries never duplicate or reorder parts, KIP-98) and enables delivery reports for
- * every record. Start it with tally_actor_start(); until then nothing is produced. The
- * instance id is generated here (host name, process id and a random suffix). Any thread.
+ * it. Tally sets `enable.idempotence=true` on @conf (so librdkafka's own retries never
+ * duplicate or reorder parts, KIP-98) and installs its delivery report, error and log
+ * callbacks (logs go to GLib's log). Start it with tally_actor_start(); until then nothing is
+ * produced. The instance id is generated here (host name, process id and a random suffix). Any
+ * thread.
  *
  * It is a separate producer instance from any the host application has, which keeps it
  * usable from the librdkafka plugin entry point.

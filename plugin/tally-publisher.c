@@ -1,0 +1,711 @@
+/* tally-publisher.c — the publisher actor: snapshots out to the output topic.
+ *
+ * What it is for: turning one instance's consistent cut of its counts into records on the
+ * output topic that any Kafka client can read and reassemble, and saying when they are
+ * safely written.
+ *
+ * How it works: the actor owns a librdkafka producer. A Publish message (built by
+ * tally_publisher_publish_async()) is encoded into parts by tally_snapshot_encode() and
+ * each part is produced with the snapshot id as key (so every part of a snapshot goes to
+ * the same partition, in order) and the headers tally.snapshot.id, tally.request.id,
+ * tally.part and tally.parts. The Publish message is deferred (tally_message_defer()) and
+ * answered when every part has a final delivery report. Delivery reports come from the
+ * producer's main queue: librdkafka writes a byte to a pipe when that queue becomes
+ * non-empty (rd_kafka_queue_io_event_enable()) and a GLib fd source on the actor's context
+ * serves it with rd_kafka_poll(rk, 0), so the reports (rd_kafka_conf_set_dr_msg_cb()) run
+ * on the actor's thread and touch its state without locks. A part whose report carries an
+ * error (after librdkafka's own retries) is produced again after a short back-off, up to
+ * TALLY_PUBLISHER_MAX_RETRIES times, then counted as failed and logged.
+ *
+ * Life cycle of the producer: configure (caller's conf + delivery report, error and log
+ * callbacks, idempotence), create (rd_kafka_new in tally_publisher_new()), use (Publish,
+ * served on the arbiter's loop), flush (when the actor is stopping, bounded), purge what is
+ * left and destroy (when it has stopped).
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-publisher.h"
+
+#include <errno.h>
+#include <glib-unix.h>
+#include <string.h>
+#include <unistd.h>
+
+G_DEFINE_QUARK (tally - publisher - error - quark, tally_publisher_error)
+
+typedef struct _Job Job;
+
+/* One part of a snapshot being published. */
+typedef struct
+{
+  Job *job;
+  guint index;
+  guint attempts; /* produce calls so far */
+  guint retry_timer;
+  gboolean done;
+} Part;
+
+/* One snapshot being published; owns the deferred Publish message. */
+struct _Job
+{
+  TallyPublisher *self;
+  TallyMessage *message;
+  char *snapshot_id;
+  char *request_id;
+  GPtrArray *values; /* GBytes per part; librdkafka points into them until the report */
+  Part *parts;
+  guint n_parts;
+  guint delivered;
+  guint failed;
+  guint retries;
+  rd_kafka_resp_err_t last_err;
+  GError *encode_error; /* TOO_LARGE: an error snapshot went out instead */
+};
+
+struct _TallyPublisher
+{
+  TallyActor parent_instance;
+
+  rd_kafka_t *rk;
+  rd_kafka_queue_t *main_queue; /* delivery reports, errors, logs */
+  int pipe_fds[2];
+  GSource *watch;
+  char *topic;
+  gsize max_record_bytes;
+  char *instance_id;
+  guint flush_timeout_ms;
+  gboolean stopping;
+  GHashTable *jobs; /* Job*, the set of snapshots in flight */
+};
+
+G_DEFINE_FINAL_TYPE (TallyPublisher, tally_publisher, TALLY_TYPE_ACTOR)
+
+/* ---------------------------------------------------------------------------------------
+ * Messages
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct
+{
+  TallyMessage parent;
+  TallySnapshotRequest *request;
+  TallyCounts *counts;
+  rd_kafka_topic_partition_list_t *offsets;
+  rd_kafka_topic_partition_list_t *partitions;
+  gint64 taken_ms;
+} PublishMessage;
+
+/* The reply: a report, or the error that publish_finish() reports. */
+typedef struct
+{
+  TallyPublishReport *report;
+  GError *error;
+} PublishReply;
+
+static void
+publish_message_free (gpointer data)
+{
+  PublishMessage *m = data;
+
+  tally_snapshot_request_free (m->request);
+  g_clear_pointer (&m->counts, tally_counts_unref);
+  g_clear_pointer (&m->offsets, rd_kafka_topic_partition_list_destroy);
+  g_clear_pointer (&m->partitions, rd_kafka_topic_partition_list_destroy);
+  g_free (m);
+}
+
+static void
+publish_reply_free (gpointer data)
+{
+  PublishReply *reply = data;
+
+  tally_publish_report_free (reply->report);
+  g_clear_error (&reply->error);
+  g_free (reply);
+}
+
+static const TallyMessageType publish_type = {
+  "Publish",
+  publish_message_free,
+  publish_reply_free,
+};
+
+void
+tally_publish_report_free (TallyPublishReport *report)
+{
+  if (report == NULL)
+    return;
+  g_free (report->snapshot_id);
+  g_free (report);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Jobs: producing parts and counting their delivery reports
+ * ------------------------------------------------------------------------------------- */
+
+static void produce_part (Part *part);
+
+static void
+job_free (Job *job)
+{
+  for (guint i = 0; i < job->n_parts; i++)
+    if (job->parts[i].retry_timer != 0)
+      tally_actor_cancel_timer (TALLY_ACTOR (job->self), job->parts[i].retry_timer);
+  if (job->message != NULL)
+    tally_message_free (job->message);
+  g_free (job->snapshot_id);
+  g_free (job->request_id);
+  g_ptr_array_unref (job->values);
+  g_free (job->parts);
+  g_clear_error (&job->encode_error);
+  g_free (job);
+}
+
+static void
+job_finish (Job *job)
+{
+  PublishReply *reply = g_new0 (PublishReply, 1);
+
+  if (job->failed > 0)
+    reply->error = g_error_new (TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_DELIVERY,
+                                "%u of %u parts of snapshot %s (request %s) were not delivered "
+                                "to %s: %s",
+                                job->failed, job->n_parts, job->snapshot_id, job->request_id,
+                                job->self->topic, rd_kafka_err2str (job->last_err));
+  else if (job->encode_error != NULL)
+    reply->error = g_error_copy (job->encode_error);
+  else
+    {
+      reply->report = g_new0 (TallyPublishReport, 1);
+      reply->report->snapshot_id = g_strdup (job->snapshot_id);
+      reply->report->parts = job->n_parts;
+      reply->report->delivered = job->delivered;
+      reply->report->retries = job->retries;
+    }
+  if (reply->error != NULL)
+    g_warning ("publisher: %s", reply->error->message);
+  else
+    g_debug ("publisher: snapshot %s (request %s): %u parts delivered, %u retries",
+             job->snapshot_id, job->request_id, job->delivered, job->retries);
+
+  tally_message_reply (job->message, reply);
+  g_hash_table_remove (job->self->jobs, job); /* frees the job and the message */
+}
+
+static void
+part_settled (Part *part, gboolean delivered)
+{
+  Job *job = part->job;
+
+  part->done = TRUE;
+  if (delivered)
+    job->delivered++;
+  else
+    job->failed++;
+  if (job->delivered + job->failed == job->n_parts)
+    job_finish (job);
+}
+
+static gboolean
+retry_part (gpointer data)
+{
+  Part *part = data;
+
+  part->retry_timer = 0;
+  produce_part (part);
+  return G_SOURCE_REMOVE;
+}
+
+/* A produce call or a delivery report failed: retry after a back-off, or give up. */
+static void
+part_failed (Part *part, rd_kafka_resp_err_t err)
+{
+  Job *job = part->job;
+  TallyPublisher *self = job->self;
+
+  job->last_err = err;
+  if (!self->stopping && part->attempts <= TALLY_PUBLISHER_MAX_RETRIES)
+    {
+      g_message ("publisher: snapshot %s part %u/%u: %s; producing it again (retry %u of %u)",
+                 job->snapshot_id, part->index, job->n_parts, rd_kafka_err2str (err),
+                 part->attempts, TALLY_PUBLISHER_MAX_RETRIES);
+      job->retries++;
+      part->retry_timer = tally_actor_run_later (TALLY_ACTOR (self), 100 * part->attempts,
+                                                 retry_part, part, NULL);
+      return;
+    }
+  g_warning ("publisher: snapshot %s part %u/%u to %s not delivered: %s", job->snapshot_id,
+             part->index, job->n_parts, self->topic, rd_kafka_err2str (err));
+  part_settled (part, FALSE);
+}
+
+static void
+produce_part (Part *part)
+{
+  Job *job = part->job;
+  TallyPublisher *self = job->self;
+  GBytes *value = g_ptr_array_index (job->values, part->index);
+  g_autofree char *part_text = g_strdup_printf ("%u", part->index);
+  g_autofree char *parts_text = g_strdup_printf ("%u", job->n_parts);
+  rd_kafka_headers_t *headers = rd_kafka_headers_new (4);
+  gsize len;
+  const void *data = g_bytes_get_data (value, &len);
+  rd_kafka_resp_err_t err;
+
+  rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_SNAPSHOT_ID, -1, job->snapshot_id, -1);
+  rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_REQUEST_ID, -1, job->request_id, -1);
+  rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_PART, -1, part_text, -1);
+  rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_PARTS, -1, parts_text, -1);
+
+  part->attempts++;
+  /* No RD_KAFKA_MSG_F_COPY: the value stays in job->values until the delivery report.
+   * The key is always copied by librdkafka; the headers are taken over on success. */
+  err = rd_kafka_producev (self->rk, RD_KAFKA_V_TOPIC (self->topic),
+                           RD_KAFKA_V_KEY (job->snapshot_id, strlen (job->snapshot_id)),
+                           RD_KAFKA_V_VALUE ((void *)data, len), RD_KAFKA_V_MSGFLAGS (0),
+                           RD_KAFKA_V_HEADERS (headers), RD_KAFKA_V_OPAQUE (part), RD_KAFKA_V_END);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      rd_kafka_headers_destroy (headers);
+      part_failed (part, err);
+    }
+}
+
+/* Runs inside rd_kafka_poll()/rd_kafka_flush(), on the actor's thread. */
+static void
+dr_msg_cb (rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque)
+{
+  Part *part = message->_private;
+
+  if (part == NULL || part->done)
+    return;
+  if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    part_failed (part, message->err);
+  else
+    part_settled (part, TRUE);
+}
+
+static void
+error_cb (rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+  char fatal[512];
+
+  if (err == RD_KAFKA_RESP_ERR__FATAL)
+    {
+      rd_kafka_resp_err_t orig = rd_kafka_fatal_error (rk, fatal, sizeof fatal);
+
+      g_critical ("publisher: fatal producer error: %s: %s", rd_kafka_err2name (orig), fatal);
+    }
+  else
+    g_message ("publisher: producer error: %s: %s", rd_kafka_err2name (err), reason);
+}
+
+static void
+log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *message)
+{
+  if (level <= 4)
+    g_warning ("publisher: %s: %s", facility, message);
+  else
+    g_debug ("publisher: %s: %s", facility, message);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The Publish handler
+ * ------------------------------------------------------------------------------------- */
+
+static TallySnapshot *
+build_snapshot (TallyPublisher *self, PublishMessage *m)
+{
+  TallySnapshot *snapshot = tally_snapshot_new ();
+  TallyCountsOptions options;
+
+  snapshot->snapshot_id = g_uuid_string_random ();
+  snapshot->request_id = g_strdup (m->request->request_id);
+  snapshot->instance_id = g_strdup (self->instance_id);
+  snapshot->created_at_ms = g_get_real_time () / 1000;
+  snapshot->taken_ms = m->taken_ms;
+  snapshot->offsets = g_steal_pointer (&m->offsets);
+  snapshot->partitions = g_steal_pointer (&m->partitions);
+  if (snapshot->partitions != NULL)
+    for (int i = 0; i < snapshot->partitions->cnt; i++)
+      snapshot->partitions->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+
+  if (m->request->error != NULL)
+    {
+      snapshot->error = g_strdup (m->request->error->message);
+      return snapshot;
+    }
+  if (m->counts == NULL)
+    m->counts = tally_counts_new_empty ();
+  snapshot->total_words = tally_counts_get_total (m->counts);
+  snapshot->distinct_words = tally_counts_get_n_words (m->counts);
+  snapshot->top = m->request->top;
+  snapshot->prefix = g_strdup (m->request->prefix);
+  snapshot->min_count = m->request->min_count;
+  tally_snapshot_request_get_options (m->request, &options);
+  snapshot->counts = tally_counts_filter (m->counts, &options);
+  return snapshot;
+}
+
+static gboolean
+handle_publish (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyPublisher *self = TALLY_PUBLISHER (actor);
+  PublishMessage *m = (PublishMessage *)message;
+  g_autoptr (TallySnapshot) snapshot = build_snapshot (self, m);
+  g_autoptr (GPtrArray) values = NULL;
+  g_autoptr (GError) encode_error = NULL;
+  Job *job;
+
+  values = tally_snapshot_encode (snapshot, self->max_record_bytes, &encode_error);
+  if (values == NULL && snapshot->error == NULL)
+    {
+      /* Tell the readers why there is no snapshot rather than let them time out. */
+      g_clear_pointer (&snapshot->counts, tally_counts_unref);
+      snapshot->error = g_strdup (encode_error->message);
+      values = tally_snapshot_encode (snapshot, self->max_record_bytes, NULL);
+    }
+  if (values == NULL)
+    {
+      PublishReply *reply = g_new0 (PublishReply, 1);
+
+      reply->error = g_steal_pointer (&encode_error);
+      g_warning ("publisher: snapshot for request %s not published: %s", snapshot->request_id,
+                 reply->error->message);
+      tally_message_reply (message, reply);
+      return TRUE;
+    }
+
+  job = g_new0 (Job, 1);
+  job->self = self;
+  job->snapshot_id = g_strdup (snapshot->snapshot_id);
+  job->request_id = g_strdup (snapshot->request_id);
+  job->values = g_steal_pointer (&values);
+  job->n_parts = job->values->len;
+  job->parts = g_new0 (Part, job->n_parts);
+  job->encode_error = g_steal_pointer (&encode_error);
+  job->message = tally_message_defer (message);
+  g_hash_table_add (self->jobs, job);
+
+  for (guint i = 0; i < job->n_parts; i++)
+    {
+      job->parts[i].job = job;
+      job->parts[i].index = i;
+    }
+  /* The job may finish (and be freed) inside the last produce_part() call when it fails
+   * for good while stopping: do not touch it afterwards. */
+  {
+    Part *parts = job->parts;
+    guint n = job->n_parts;
+
+    for (guint i = 0; i < n; i++)
+      produce_part (&parts[i]);
+  }
+  return TRUE;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The actor's life cycle
+ * ------------------------------------------------------------------------------------- */
+
+static gboolean
+on_readable (gint fd, GIOCondition condition, gpointer user_data)
+{
+  TallyPublisher *self = user_data;
+  char buf[64];
+
+  while (read (fd, buf, sizeof buf) > 0)
+    ;
+  while (rd_kafka_poll (self->rk, 0) > 0)
+    ;
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+tally_publisher_started (TallyActor *actor)
+{
+  TallyPublisher *self = TALLY_PUBLISHER (actor);
+
+  self->watch = g_unix_fd_source_new (self->pipe_fds[0], G_IO_IN);
+  g_source_set_callback (self->watch, G_SOURCE_FUNC (on_readable), self, NULL);
+  g_source_set_static_name (self->watch, "tally publisher");
+  g_source_attach (self->watch, tally_actor_get_context (actor));
+  rd_kafka_queue_io_event_enable (self->main_queue, self->pipe_fds[1], "1", 1);
+  /* Serve whatever arrived before the watch existed. */
+  if (write (self->pipe_fds[1], "1", 1) < 0 && errno != EAGAIN)
+    g_warning ("publisher: cannot write its wake-up pipe: %s", g_strerror (errno));
+}
+
+static void
+tally_publisher_stopping (TallyActor *actor)
+{
+  TallyPublisher *self = TALLY_PUBLISHER (actor);
+  GHashTableIter iter;
+  gpointer key;
+  rd_kafka_resp_err_t err;
+
+  self->stopping = TRUE;
+  /* Parts waiting for a retry go out now; then flush, serving delivery reports. */
+  g_hash_table_iter_init (&iter, self->jobs);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      Job *job = key;
+
+      for (guint i = 0; i < job->n_parts; i++)
+        if (job->parts[i].retry_timer != 0)
+          {
+            tally_actor_cancel_timer (actor, job->parts[i].retry_timer);
+            job->parts[i].retry_timer = 0;
+            produce_part (&job->parts[i]);
+          }
+    }
+  err = rd_kafka_flush (self->rk, (int)self->flush_timeout_ms);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    g_warning ("publisher: %d records still unsent after %u ms: %s", rd_kafka_outq_len (self->rk),
+               self->flush_timeout_ms, rd_kafka_err2str (err));
+}
+
+static void
+destroy_producer (TallyPublisher *self)
+{
+  if (self->watch != NULL)
+    {
+      g_source_destroy (self->watch);
+      g_clear_pointer (&self->watch, g_source_unref);
+    }
+  if (self->main_queue != NULL)
+    {
+      rd_kafka_queue_io_event_enable (self->main_queue, -1, NULL, 0);
+      g_clear_pointer (&self->main_queue, rd_kafka_queue_destroy);
+    }
+  if (self->rk != NULL)
+    {
+      /* Whatever the flush left is purged; its reports fail the remaining parts. */
+      rd_kafka_purge (self->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      while (rd_kafka_poll (self->rk, 0) > 0)
+        ;
+      g_clear_pointer (&self->rk, rd_kafka_destroy);
+    }
+  for (int i = 0; i < 2; i++)
+    if (self->pipe_fds[i] >= 0)
+      {
+        close (self->pipe_fds[i]);
+        self->pipe_fds[i] = -1;
+      }
+}
+
+static void
+tally_publisher_stopped (TallyActor *actor)
+{
+  TallyPublisher *self = TALLY_PUBLISHER (actor);
+
+  self->stopping = TRUE;
+  destroy_producer (self);
+  /* A job can only remain if a report never came; answer it rather than leave an ask. */
+  while (g_hash_table_size (self->jobs) > 0)
+    {
+      GHashTableIter iter;
+      gpointer key;
+      Job *job;
+
+      g_hash_table_iter_init (&iter, self->jobs);
+      g_hash_table_iter_next (&iter, &key, NULL);
+      job = key;
+      for (guint i = 0; i < job->n_parts; i++)
+        job->parts[i].retry_timer = 0; /* removed with the actor's timers */
+      job->failed = job->n_parts - job->delivered;
+      job->last_err = RD_KAFKA_RESP_ERR__DESTROY;
+      job_finish (job);
+    }
+}
+
+static void
+tally_publisher_finalize (GObject *object)
+{
+  TallyPublisher *self = TALLY_PUBLISHER (object);
+
+  destroy_producer (self);
+  g_hash_table_unref (self->jobs);
+  g_free (self->topic);
+  g_free (self->instance_id);
+  G_OBJECT_CLASS (tally_publisher_parent_class)->finalize (object);
+}
+
+static void
+tally_publisher_class_init (TallyPublisherClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  TallyActorClass *actor_class = TALLY_ACTOR_CLASS (klass);
+
+  object_class->finalize = tally_publisher_finalize;
+  actor_class->started = tally_publisher_started;
+  actor_class->stopping = tally_publisher_stopping;
+  actor_class->stopped = tally_publisher_stopped;
+  tally_actor_class_add_handler (actor_class, &publish_type, handle_publish);
+}
+
+static void
+tally_publisher_init (TallyPublisher *self)
+{
+  self->pipe_fds[0] = self->pipe_fds[1] = -1;
+  self->flush_timeout_ms = 5000;
+  self->jobs
+      = g_hash_table_new_full (g_direct_hash, g_direct_equal, (GDestroyNotify)job_free, NULL);
+}
+
+TallyActor *
+tally_publisher_new (rd_kafka_conf_t *conf, const char *output_topic, gsize max_record_bytes,
+                     GError **error)
+{
+  g_autoptr (TallyPublisher) self = NULL;
+  g_autoptr (GError) local_error = NULL;
+  char errstr[512];
+
+  g_return_val_if_fail (conf != NULL, NULL);
+  g_return_val_if_fail (output_topic != NULL, NULL);
+
+  self = g_object_new (TALLY_TYPE_PUBLISHER, NULL);
+  self->topic = g_strdup (output_topic);
+  self->max_record_bytes = max_record_bytes;
+  self->instance_id
+      = g_strdup_printf ("%s-%d-%08x", g_get_host_name (), (int)getpid (), g_random_int ());
+
+  /* Configure: idempotence keeps librdkafka's retries from duplicating or reordering
+   * parts (KIP-98); reports come to dr_msg_cb for every record. */
+  if (rd_kafka_conf_set (conf, "enable.idempotence", "true", errstr, sizeof errstr)
+      != RD_KAFKA_CONF_OK)
+    {
+      rd_kafka_conf_destroy (conf);
+      g_set_error (error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_CONFIG,
+                   "publisher configuration: %s", errstr);
+      return NULL;
+    }
+  rd_kafka_conf_set_dr_msg_cb (conf, dr_msg_cb);
+  rd_kafka_conf_set_error_cb (conf, error_cb);
+  rd_kafka_conf_set_log_cb (conf, log_cb);
+
+  /* Create: rd_kafka_new() takes ownership of conf only on success. */
+  self->rk = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  if (self->rk == NULL)
+    {
+      rd_kafka_conf_destroy (conf);
+      g_set_error (error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_CONFIG,
+                   "cannot create the snapshot producer: %s", errstr);
+      return NULL;
+    }
+  self->main_queue = rd_kafka_queue_get_main (self->rk);
+  if (!g_unix_open_pipe (self->pipe_fds, FD_CLOEXEC, &local_error)
+      || !g_unix_set_fd_nonblocking (self->pipe_fds[0], TRUE, &local_error)
+      || !g_unix_set_fd_nonblocking (self->pipe_fds[1], TRUE, &local_error))
+    {
+      g_set_error (error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_CONFIG,
+                   "publisher: cannot make its wake-up pipe: %s", local_error->message);
+      return NULL;
+    }
+  return TALLY_ACTOR (g_steal_pointer (&self));
+}
+
+const char *
+tally_publisher_get_instance_id (TallyPublisher *self)
+{
+  g_return_val_if_fail (TALLY_IS_PUBLISHER (self), NULL);
+  return self->instance_id;
+}
+
+void
+tally_publisher_set_flush_timeout (TallyPublisher *self, guint timeout_ms)
+{
+  g_return_if_fail (TALLY_IS_PUBLISHER (self));
+  self->flush_timeout_ms = timeout_ms;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Sending Publish
+ * ------------------------------------------------------------------------------------- */
+
+static TallyMessage *
+publish_message_new (const TallySnapshotRequest *request, TallyCounts *counts,
+                     rd_kafka_topic_partition_list_t *offsets,
+                     rd_kafka_topic_partition_list_t *partitions, gint64 taken_ms)
+{
+  PublishMessage *m = g_new0 (PublishMessage, 1);
+
+  tally_message_init (&m->parent, &publish_type);
+  m->request = tally_snapshot_request_copy (request);
+  m->counts = counts;
+  m->offsets = offsets;
+  m->partitions = partitions;
+  m->taken_ms = taken_ms;
+  return &m->parent;
+}
+
+static TallyPublishReport *
+unpack_reply (PublishReply *reply, GError **error)
+{
+  TallyPublishReport *report;
+
+  if (reply == NULL)
+    {
+      g_set_error (error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_DELIVERY,
+                   "the publisher gave no report");
+      return NULL;
+    }
+  if (reply->error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&reply->error));
+      publish_reply_free (reply);
+      return NULL;
+    }
+  report = g_steal_pointer (&reply->report);
+  publish_reply_free (reply);
+  return report;
+}
+
+void
+tally_publisher_publish_async (TallyAddress *publisher, const TallySnapshotRequest *request,
+                               TallyCounts *counts, rd_kafka_topic_partition_list_t *offsets,
+                               rd_kafka_topic_partition_list_t *partitions, gint64 taken_ms,
+                               GCancellable *cancellable, GAsyncReadyCallback callback,
+                               gpointer user_data)
+{
+  g_return_if_fail (publisher != NULL && request != NULL);
+
+  tally_address_ask_async (publisher,
+                           publish_message_new (request, counts, offsets, partitions, taken_ms),
+                           cancellable, callback, user_data);
+}
+
+TallyPublishReport *
+tally_publisher_publish_finish (TallyAddress *publisher, GAsyncResult *result, GError **error)
+{
+  GError *local_error = NULL;
+  PublishReply *reply = tally_address_ask_finish (publisher, result, &local_error);
+
+  if (local_error != NULL)
+    {
+      g_propagate_error (error, local_error);
+      return NULL;
+    }
+  return unpack_reply (reply, error);
+}
+
+TallyPublishReport *
+tally_publisher_publish_sync (TallyAddress *publisher, const TallySnapshotRequest *request,
+                              TallyCounts *counts, rd_kafka_topic_partition_list_t *offsets,
+                              rd_kafka_topic_partition_list_t *partitions, gint64 taken_ms,
+                              guint timeout_ms, GError **error)
+{
+  GError *local_error = NULL;
+  PublishReply *reply;
+
+  g_return_val_if_fail (publisher != NULL && request != NULL, NULL);
+
+  reply = tally_address_ask_sync (
+      publisher, publish_message_new (request, counts, offsets, partitions, taken_ms), timeout_ms,
+      &local_error);
+  if (local_error != NULL)
+    {
+      g_propagate_error (error, local_error);
+      return NULL;
+    }
+  return unpack_reply (reply, error);
+}
