@@ -125,8 +125,14 @@ tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, GError **e
       || !conf_set (self->consumer_conf, "enable.partition.eof", "true", error)
       || !conf_set (self->consumer_conf, "auto.offset.reset", "earliest", error))
     return NULL;
-  /* A group.id from `[kafka]` would only matter for commits, which this consumer never
-   * makes; it must not join the input's consumer group, so it never subscribes. */
+  /* librdkafka needs a group.id for rd_kafka_assign(); this consumer never subscribes
+   * (so it joins no group) and never commits, so the name is only a label. */
+  {
+    g_autofree char *group = g_strdup_printf ("%s.restore", topic);
+
+    if (!conf_set (self->consumer_conf, "group.id", group, error))
+      return NULL;
+  }
 
   return g_steal_pointer (&self);
 }

@@ -14,9 +14,10 @@
  *   destroy     stopping(): rd_kafka_destroy()
  *
  * Words go out through one TallyWordBatcher per owned store (= input partition number),
- * flushed without blocking after each wake-up. A full shard mailbox pauses every assigned
- * partition (rd_kafka_pause_partitions()); a short timer retries the flush and resumes
- * them. The consumer is not polled while paused, so memory is bounded by the batches kept
+ * flushed without blocking after each wake-up. A full shard mailbox stops the polling and
+ * a 5 ms timer retries the flush; still full after 100 ms, every assigned partition is
+ * paused (rd_kafka_pause_partitions()) until the flush goes through, then resumed. Memory
+ * is bounded either way: by the batches kept (at most one poll's worth of words)
  * plus librdkafka's own fetch queue limits (queued.max.messages.kbytes).
  *
  * Offsets: positions[] holds, per owned topic-partition, the offset after the last record
@@ -47,6 +48,11 @@ G_DEFINE_QUARK (tally - source - error - quark, tally_source_error)
 /* How long a blocked flush waits before trying again, and how long blocking
  * operations on the changelog and the group coordinator may take. */
 #define RETRY_FLUSH_MS 5
+/* A flush still refused after this long pauses the partitions: librdkafka then stops
+ * fetching and drops what it prefetched. Shorter stalls only stop the polling, which
+ * keeps the prefetched records (bounded by queued.max.messages.kbytes) and avoids a
+ * fetch round trip per stall. */
+#define PAUSE_AFTER_MS 100
 #define CHECKPOINT_TIMEOUT_MS 10000
 #define RESTORE_TIMEOUT_MS 60000
 #define COMMIT_TIMEOUT_MS 10000
@@ -91,7 +97,9 @@ struct _TallySource
 
   GHashTable *stores; /* store id -> Store */
   GPtrArray *owned;   /* of Owned */
-  gboolean blocked;   /* a batcher is full: partitions paused */
+  gboolean blocked;   /* a batcher is full: polling stops */
+  gboolean paused;    /* ...for long enough that the partitions are paused */
+  gint64 blocked_since_us;
   gboolean stopped_consuming;
   gboolean closed;
 
@@ -263,9 +271,12 @@ unblock (TallySource *self)
       tally_actor_cancel_timer (TALLY_ACTOR (self), self->retry_timer);
       self->retry_timer = 0;
     }
-  if (!self->stopped_consuming)
-    set_paused (self, FALSE);
-  g_debug ("source: shard mailboxes have room again, partitions resumed");
+  if (self->paused && !self->stopped_consuming)
+    {
+      set_paused (self, FALSE);
+      g_debug ("source: shard mailboxes have room again, partitions resumed");
+    }
+  self->paused = FALSE;
   schedule_poll (self);
 }
 
@@ -285,6 +296,14 @@ on_retry_flush (gpointer user_data)
     }
   if (!g_error_matches (error, TALLY_ACTOR_ERROR, TALLY_ACTOR_ERROR_FULL))
     g_warning ("source: cannot send words to the aggregators: %s", error->message);
+  if (!self->paused
+      && g_get_monotonic_time () - self->blocked_since_us
+             >= PAUSE_AFTER_MS * G_TIME_SPAN_MILLISECOND)
+    {
+      self->paused = TRUE;
+      set_paused (self, TRUE);
+      g_debug ("source: shard mailboxes full for %d ms, partitions paused", PAUSE_AFTER_MS);
+    }
   return G_SOURCE_CONTINUE;
 }
 
@@ -294,8 +313,7 @@ block (TallySource *self)
   if (self->blocked)
     return;
   self->blocked = TRUE;
-  set_paused (self, TRUE);
-  g_debug ("source: a shard mailbox is full, partitions paused");
+  self->blocked_since_us = g_get_monotonic_time ();
   self->retry_timer
       = tally_actor_run_interval (TALLY_ACTOR (self), RETRY_FLUSH_MS, on_retry_flush, self, NULL);
 }
@@ -739,7 +757,6 @@ on_revoke (TallySource *self, rd_kafka_topic_partition_list_t *partitions, gbool
     }
   if (all)
     g_ptr_array_set_size (self->owned, 0);
-  self->blocked = FALSE;
 }
 
 static void
@@ -761,7 +778,7 @@ on_rebalance (rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_
       else
         assign_err = rd_kafka_assign (rk, partitions);
       /* A partition assigned while the batchers are full starts paused too. */
-      if (self->blocked || self->stopped_consuming)
+      if (self->paused || self->stopped_consuming)
         rd_kafka_pause_partitions (rk, partitions);
       break;
 

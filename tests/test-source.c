@@ -1,0 +1,346 @@
+/* test-source.c — the source actor and the changelog against the embedded broker, in the
+ * test process: records in with librdkafka's producer, counts out through the snapshot
+ * barrier, state carried across a restart by the changelog.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-aggregator-handle.h"
+#include "tally-broker.h"
+#include "tally-checkpoint.h"
+#include "tally-config.h"
+#include "tally-source.h"
+
+#include <string.h>
+
+typedef struct
+{
+  TallyBroker *broker;
+  char *input;
+  char *changelog;
+  TallyAggregatorHandle *handle;
+  TallyArbiter *arbiter;
+  TallyAddress *source;
+} Fixture;
+
+static int topic_serial;
+
+static void
+fixture_set_up (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+
+  f->broker = tally_broker_new (0, 1, &error);
+  g_assert_no_error (error);
+  f->input = g_strdup_printf ("source-input-%d", topic_serial);
+  f->changelog = g_strdup_printf ("source-changelog-%d", topic_serial++);
+  g_assert_true (tally_broker_create_topic (f->broker, f->input, 2, &error));
+  g_assert_no_error (error);
+}
+
+static rd_kafka_conf_t *
+base_conf (Fixture *f)
+{
+  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+
+  g_assert_cmpint (rd_kafka_conf_set (conf, "bootstrap.servers",
+                                      tally_broker_get_bootstrap_servers (f->broker), NULL, 0),
+                   ==, RD_KAFKA_CONF_OK);
+  return conf;
+}
+
+/* Starts a source with its own shards; @capacity bounds each shard's mailbox. */
+static void
+start_source (Fixture *f, guint capacity, gboolean checkpoint)
+{
+  g_autoptr (TallyConfig) config = tally_config_new_default ();
+  g_autoptr (GError) error = NULL;
+  rd_kafka_conf_t *conf = base_conf (f);
+  TallyActor *actor;
+
+  rd_kafka_conf_set (conf, "session.timeout.ms", "6000", NULL, 0);
+  g_strfreev (config->input.topics);
+  config->input.topics = g_strsplit (f->input, ";", -1);
+  g_free (config->checkpoint.changelog_topic);
+  config->checkpoint.changelog_topic = g_strdup (f->changelog);
+  config->checkpoint.enabled = checkpoint;
+  config->checkpoint.interval_ms = 100;
+  config->input.max_batch_records = 7;
+
+  f->handle = tally_aggregator_handle_new (2, capacity);
+  f->arbiter = tally_arbiter_new ("test-source");
+  actor = tally_source_new (config, conf, f->handle, &error);
+  g_assert_no_error (error);
+  f->source = tally_actor_start (actor, f->arbiter, 16);
+}
+
+static void
+stop_source (Fixture *f)
+{
+  tally_address_stop (f->source);
+  g_assert_true (tally_address_wait_stopped (f->source, 30000));
+  tally_arbiter_stop (f->arbiter);
+  g_clear_pointer (&f->source, tally_address_unref);
+  g_clear_pointer (&f->arbiter, tally_arbiter_unref);
+  tally_aggregator_handle_stop (f->handle);
+  g_clear_pointer (&f->handle, tally_aggregator_handle_unref);
+}
+
+static void
+fixture_tear_down (Fixture *f, gconstpointer data)
+{
+  if (f->source != NULL)
+    stop_source (f);
+  tally_broker_free (f->broker);
+  g_free (f->input);
+  g_free (f->changelog);
+}
+
+/* Produces @n values (NULL = tombstone) to partition @partition (-1: by key "k<i>"). */
+static void
+produce (Fixture *f, const char *const *values, const gsize *lens, guint n, gint32 partition)
+{
+  char errstr[256];
+  rd_kafka_t *producer = rd_kafka_new (RD_KAFKA_PRODUCER, base_conf (f), errstr, sizeof errstr);
+
+  g_assert_nonnull (producer);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *key = g_strdup_printf ("k%u", i);
+      gsize len = values[i] == NULL ? 0 : lens != NULL ? lens[i] : strlen (values[i]);
+      rd_kafka_resp_err_t err;
+
+      err = rd_kafka_producev (producer, RD_KAFKA_V_TOPIC (f->input),
+                               RD_KAFKA_V_PARTITION (partition), RD_KAFKA_V_KEY (key, strlen (key)),
+                               RD_KAFKA_V_VALUE ((void *)values[i], len),
+                               RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      g_assert_cmpint (err, ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+  g_assert_cmpint (rd_kafka_flush (producer, 10000), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy (producer);
+}
+
+typedef struct
+{
+  Fixture *f;
+  TallySourceCut *cut;
+  gboolean done;
+} CutWait;
+
+static void
+on_cut (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  CutWait *w = user_data;
+  g_autoptr (GError) error = NULL;
+
+  w->cut = tally_source_snapshot_finish (w->f->source, result, &error);
+  g_assert_no_error (error);
+  w->done = TRUE;
+}
+
+static TallySourceCut *
+take_cut (Fixture *f)
+{
+  CutWait w = { f, NULL, FALSE };
+
+  tally_source_snapshot_async (f->source, NULL, on_cut, &w);
+  while (!w.done)
+    g_main_context_iteration (NULL, TRUE);
+  return w.cut;
+}
+
+static gint64
+cut_records (TallySourceCut *cut)
+{
+  gint64 n = 0;
+
+  for (int i = 0; i < cut->offsets->cnt; i++)
+    if (cut->offsets->elems[i].offset > 0)
+      n += cut->offsets->elems[i].offset;
+  return n;
+}
+
+/* Takes cuts until they reflect @records records (the sum of the offsets: every
+ * partition starts at 0), and returns that cut. */
+static TallySourceCut *
+cut_after (Fixture *f, gint64 records)
+{
+  gint64 deadline = g_get_monotonic_time () + 60 * G_TIME_SPAN_SECOND;
+
+  for (;;)
+    {
+      TallySourceCut *cut = take_cut (f);
+
+      if (cut_records (cut) >= records)
+        {
+          g_assert_cmpint (cut_records (cut), ==, records);
+          return cut;
+        }
+      tally_source_cut_free (cut);
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (50 * 1000);
+    }
+}
+
+static const char *const streams_lines[] = {
+  "Apache   Kafka Streams   Example",
+  "Using  \t\t Kafka   Streams\tTest Utils",
+  "Reading and Writing Kafka Topic",
+};
+
+static void
+assert_streams_counts (TallyCounts *counts, guint64 times)
+{
+  static const char *const ones[]
+      = { "apache", "example", "using", "test", "utils", "reading", "and", "writing", "topic" };
+
+  g_assert_cmpuint (tally_counts_lookup (counts, "kafka", 5), ==, 3 * times);
+  g_assert_cmpuint (tally_counts_lookup (counts, "streams", 7), ==, 2 * times);
+  for (guint i = 0; i < G_N_ELEMENTS (ones); i++)
+    g_assert_cmpuint (tally_counts_lookup (counts, ones[i], strlen (ones[i])), ==, times);
+  g_assert_cmpuint (tally_counts_get_n_words (counts), ==, 11);
+  g_assert_cmpuint (tally_counts_get_total (counts), ==, 14 * times);
+}
+
+static void
+test_streams_example (Fixture *f, gconstpointer data)
+{
+  g_autoptr (TallySourceCut) cut = NULL;
+
+  start_source (f, 64, FALSE);
+  produce (f, (const char *const *)streams_lines, NULL, 3, -1);
+  cut = cut_after (f, 3);
+  assert_streams_counts (cut->counts, 1);
+  g_assert_cmpint (cut->partitions->cnt, ==, 2);
+}
+
+/* Tombstones, empty values, NUL bytes and invalid UTF-8: no crash, no empty word. */
+static void
+test_bad_values (Fixture *f, gconstpointer data)
+{
+  static const char *const values[] = { NULL,
+                                        "",
+                                        "nul\0byte",
+                                        "\xff\xfe"
+                                        "ab\xc3(\xe2\x82",
+                                        "\0",
+                                        "ok" };
+  static const gsize lens[] = { 0, 0, 8, 8, 1, 2 };
+  g_autoptr (TallySourceCut) cut = NULL;
+
+  start_source (f, 64, FALSE);
+  produce (f, values, lens, G_N_ELEMENTS (values), 0);
+  cut = cut_after (f, G_N_ELEMENTS (values));
+  g_assert_cmpuint (tally_counts_lookup (cut->counts, "nul", 3), ==, 1);
+  g_assert_cmpuint (tally_counts_lookup (cut->counts, "byte", 4), ==, 1);
+  g_assert_cmpuint (tally_counts_lookup (cut->counts, "ab", 2), ==, 1);
+  g_assert_cmpuint (tally_counts_lookup (cut->counts, "ok", 2), ==, 1);
+  g_assert_cmpuint (tally_counts_get_total (cut->counts), ==, 4);
+}
+
+/* A mailbox of one message and batches of 7 records: the source must pause and resume
+ * its partitions many times and still count every word exactly once. */
+static void
+test_backpressure (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (TallySourceCut) cut = NULL;
+  const guint n = 3000;
+
+  for (guint i = 0; i < n; i++)
+    g_ptr_array_add (values, g_strdup_printf ("w%u common w%u", i % 100, (i + 1) % 100));
+  start_source (f, 1, FALSE);
+  produce (f, (const char *const *)values->pdata, NULL, n, -1);
+  cut = cut_after (f, n);
+  g_assert_cmpuint (tally_counts_lookup (cut->counts, "common", 6), ==, n);
+  g_assert_cmpuint (tally_counts_lookup (cut->counts, "w7", 2), ==, 2 * n / 100);
+  g_assert_cmpuint (tally_counts_get_total (cut->counts), ==, 3 * n);
+  g_assert_cmpuint (tally_counts_get_n_words (cut->counts), ==, 101);
+}
+
+/* Counts survive a stop and a start of another source in the same group: the second
+ * restores them from the changelog and starts at the checkpointed offsets, so nothing is
+ * counted twice or lost. */
+static void
+test_restore (Fixture *f, gconstpointer data)
+{
+  g_autoptr (TallySourceCut) cut = NULL;
+  g_autoptr (TallySourceCut) cut2 = NULL;
+
+  start_source (f, 64, TRUE);
+  produce (f, (const char *const *)streams_lines, NULL, 3, -1);
+  cut = cut_after (f, 3);
+  assert_streams_counts (cut->counts, 1);
+  stop_source (f);
+
+  start_source (f, 64, TRUE);
+  produce (f, (const char *const *)streams_lines, NULL, 3, -1);
+  cut2 = cut_after (f, 6);
+  assert_streams_counts (cut2->counts, 2);
+}
+
+/* The changelog's record format, read back by tally_checkpoint_restore(): the last count
+ * of a word wins, the last marker of a topic wins. */
+static void
+test_changelog_format (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyCheckpoint) checkpoint = NULL;
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+  g_autoptr (TallyCounts) first = NULL;
+  g_autoptr (TallyCounts) second = NULL;
+  g_autoptr (TallyCounts) restored = NULL;
+  g_autoptr (GHashTable) offsets = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+  g_autoptr (GHashTable) markers = NULL;
+  rd_kafka_conf_t *conf = base_conf (f);
+  gint64 offset = 17;
+
+  checkpoint = tally_checkpoint_new (conf, f->changelog, &error);
+  rd_kafka_conf_destroy (conf);
+  g_assert_no_error (error);
+  g_assert_true (tally_checkpoint_ensure_topic (checkpoint, 2, 10000, &error));
+  g_assert_no_error (error);
+
+  tally_counts_builder_add (builder, "alpha", 5, 3);
+  tally_counts_builder_add (builder, "beta", 4, 1);
+  first = tally_counts_builder_end (builder);
+  g_hash_table_insert (offsets, (gpointer) "in", g_memdup2 (&offset, sizeof offset));
+  g_assert_true (tally_checkpoint_write (checkpoint, 1, first, offsets, &error));
+  tally_counts_builder_add (builder, "alpha", 5, 7);
+  second = tally_counts_builder_end (builder);
+  offset = 42;
+  g_hash_table_insert (offsets, (gpointer) "in", g_memdup2 (&offset, sizeof offset));
+  g_assert_true (tally_checkpoint_write (checkpoint, 1, second, offsets, &error));
+  g_assert_true (tally_checkpoint_flush (checkpoint, 10000, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (tally_checkpoint_restore (checkpoint, 1, 10000, &restored, &markers, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_counts_get_n_words (restored), ==, 2);
+  g_assert_cmpuint (tally_counts_lookup (restored, "alpha", 5), ==, 7);
+  g_assert_cmpuint (tally_counts_lookup (restored, "beta", 4), ==, 1);
+  g_assert_cmpuint (g_hash_table_size (markers), ==, 1);
+  g_assert_cmpint (*(gint64 *)g_hash_table_lookup (markers, "in"), ==, 42);
+
+  /* Partition 0 is empty: nothing restored. */
+  g_clear_pointer (&restored, tally_counts_unref);
+  g_clear_pointer (&markers, g_hash_table_unref);
+  g_assert_true (tally_checkpoint_restore (checkpoint, 0, 10000, &restored, &markers, &error));
+  g_assert_cmpuint (tally_counts_get_n_words (restored), ==, 0);
+  g_assert_cmpuint (g_hash_table_size (markers), ==, 0);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add ("/source/streams-example", Fixture, NULL, fixture_set_up, test_streams_example,
+              fixture_tear_down);
+  g_test_add ("/source/bad-values", Fixture, NULL, fixture_set_up, test_bad_values,
+              fixture_tear_down);
+  g_test_add ("/source/backpressure", Fixture, NULL, fixture_set_up, test_backpressure,
+              fixture_tear_down);
+  g_test_add ("/source/restore", Fixture, NULL, fixture_set_up, test_restore, fixture_tear_down);
+  g_test_add ("/checkpoint/format", Fixture, NULL, fixture_set_up, test_changelog_format,
+              fixture_tear_down);
+  return g_test_run ();
+}
