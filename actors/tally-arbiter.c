@@ -1,0 +1,311 @@
+/* tally-arbiter.c — arbiters: the threads and main contexts that actors run on.
+ *
+ * A thread arbiter owns a GMainContext and a GMainLoop and runs the loop on its own
+ * thread with the context pushed as that thread's thread-default. A wrapped arbiter
+ * (tally_arbiter_new_for_context()) only borrows a context that someone else iterates.
+ *
+ * Every arbiter attaches one "control" GSource to its context. tally_actor_start(), on
+ * any thread, only records the new actor's address in the arbiter's `starting` list and
+ * wakes the context; the control source then creates and attaches the actor's mailbox
+ * source on the owner thread, so GLib sources are only ever created and attached by the
+ * thread that runs them. A stop request goes the same way: the control source stops every
+ * running actor, and once the last one has run its `stopped` hook the loop quits and
+ * tally_arbiter_stop() joins the thread.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-actor-private.h"
+
+typedef struct
+{
+  GSource parent;
+  TallyArbiter *arbiter; /* no ref: the arbiter destroys this source before it goes */
+} TallyControlSource;
+
+static gboolean
+control_ready (GSource *source)
+{
+  return g_atomic_int_get (&((TallyControlSource *)source)->arbiter->control_pending) != 0;
+}
+
+static gboolean
+control_prepare (GSource *source, gint *timeout)
+{
+  *timeout = -1;
+  return control_ready (source);
+}
+
+/* Owner thread. */
+static void
+maybe_quit (TallyArbiter *self)
+{
+  gboolean done;
+
+  pthread_mutex_lock (&self->lock);
+  done = self->stop_requested && self->n_actors == 0;
+  if (done)
+    pthread_cond_broadcast (&self->cond);
+  pthread_mutex_unlock (&self->lock);
+
+  if (done && self->loop != NULL)
+    g_main_loop_quit (self->loop);
+}
+
+static gboolean
+control_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  TallyArbiter *self = ((TallyControlSource *)source)->arbiter;
+  g_autoptr (GPtrArray) starting = NULL;
+  gboolean stop;
+
+  pthread_mutex_lock (&self->lock);
+  g_atomic_int_set (&self->control_pending, 0);
+  starting = g_steal_pointer (&self->starting);
+  self->starting = g_ptr_array_new ();
+  stop = self->stop_requested;
+  pthread_mutex_unlock (&self->lock);
+
+  for (guint i = 0; i < starting->len; i++)
+    {
+      TallyAddress *address = starting->pdata[i];
+
+      tally_address_attach (address);
+      g_ptr_array_add (self->running, address); /* takes the `starting` reference */
+    }
+
+  if (stop)
+    {
+      /* Stopping one actor may finish another, so iterate over a copy. */
+      g_autoptr (GPtrArray) running = g_ptr_array_new_full (self->running->len, NULL);
+
+      for (guint i = 0; i < self->running->len; i++)
+        g_ptr_array_add (running, tally_address_ref (self->running->pdata[i]));
+      for (guint i = 0; i < running->len; i++)
+        {
+          tally_address_stop (running->pdata[i]);
+          tally_address_unref (running->pdata[i]);
+        }
+      maybe_quit (self);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs control_funcs = {
+  .prepare = control_prepare,
+  .check = control_ready,
+  .dispatch = control_dispatch,
+};
+
+void
+tally_arbiter_wake (TallyArbiter *self)
+{
+  g_atomic_int_set (&self->control_pending, 1);
+  g_main_context_wakeup (self->context);
+}
+
+static TallyArbiter *
+arbiter_new (const char *name, GMainContext *context)
+{
+  TallyArbiter *self = g_new0 (TallyArbiter, 1);
+
+  self->ref_count = 1;
+  self->name = g_strdup (name);
+  self->context = g_main_context_ref (context);
+  pthread_mutex_init (&self->lock, NULL);
+  pthread_cond_init (&self->cond, NULL);
+  self->starting = g_ptr_array_new ();
+  self->running = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_address_unref);
+
+  self->control = g_source_new (&control_funcs, sizeof (TallyControlSource));
+  ((TallyControlSource *)self->control)->arbiter = self;
+  g_source_set_static_name (self->control, "TallyArbiter control");
+  g_source_set_priority (self->control, G_PRIORITY_HIGH);
+  g_source_attach (self->control, self->context);
+  return self;
+}
+
+static gpointer
+arbiter_thread (gpointer data)
+{
+  TallyArbiter *self = data;
+
+  g_main_context_push_thread_default (self->context);
+  g_main_loop_run (self->loop);
+  g_main_context_pop_thread_default (self->context);
+  return NULL;
+}
+
+TallyArbiter *
+tally_arbiter_new (const char *name)
+{
+  g_autoptr (GMainContext) context = g_main_context_new ();
+  TallyArbiter *self;
+
+  g_return_val_if_fail (name != NULL, NULL);
+
+  /* Everything is set up before the thread exists, so thread creation orders it. */
+  self = arbiter_new (name, context);
+  self->loop = g_main_loop_new (context, FALSE);
+  self->thread = g_thread_new (name, arbiter_thread, self);
+  return self;
+}
+
+TallyArbiter *
+tally_arbiter_new_for_context (GMainContext *context)
+{
+  if (context == NULL)
+    context = g_main_context_default ();
+  return arbiter_new ("wrapped", context);
+}
+
+/* The arbiter for actors started with a NULL arbiter: one per thread-default context,
+ * created on first use and kept for the life of the process. */
+TallyArbiter *
+tally_arbiter_get_implicit (void)
+{
+  static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+  static GHashTable *registry; /* GMainContext -> TallyArbiter, both referenced */
+  g_autoptr (GMainContext) context = g_main_context_ref_thread_default ();
+  TallyArbiter *self;
+
+  pthread_mutex_lock (&registry_lock);
+  if (registry == NULL)
+    registry = g_hash_table_new (NULL, NULL);
+  self = g_hash_table_lookup (registry, context);
+  if (self == NULL)
+    {
+      self = tally_arbiter_new_for_context (context);
+      self->implicit = TRUE;
+      g_hash_table_insert (registry, g_main_context_ref (context), self);
+    }
+  tally_arbiter_ref (self);
+  pthread_mutex_unlock (&registry_lock);
+  return self;
+}
+
+GMainContext *
+tally_arbiter_get_context (TallyArbiter *self)
+{
+  g_return_val_if_fail (self != NULL, NULL);
+
+  return self->context;
+}
+
+/* Any thread: queues @address (a new reference is taken) to have its mailbox attached.
+ * Returns FALSE when the arbiter is stopping or stopped. */
+gboolean
+tally_arbiter_add_actor (TallyArbiter *self, TallyAddress *address)
+{
+  gboolean accepted;
+
+  pthread_mutex_lock (&self->lock);
+  accepted = !self->stop_requested;
+  if (accepted)
+    {
+      g_ptr_array_add (self->starting, tally_address_ref (address));
+      self->n_actors++;
+    }
+  pthread_mutex_unlock (&self->lock);
+
+  if (accepted)
+    tally_arbiter_wake (self);
+  return accepted;
+}
+
+/* Owner thread: @address ran its `stopped` hook. */
+void
+tally_arbiter_actor_finished (TallyArbiter *self, TallyAddress *address)
+{
+  pthread_mutex_lock (&self->lock);
+  self->n_actors--;
+  pthread_mutex_unlock (&self->lock);
+
+  g_ptr_array_remove_fast (self->running, address);
+  maybe_quit (self);
+}
+
+void
+tally_arbiter_stop (TallyArbiter *self)
+{
+  gboolean joined;
+
+  g_return_if_fail (self != NULL);
+
+  pthread_mutex_lock (&self->lock);
+  self->stop_requested = TRUE;
+  joined = self->joined;
+  pthread_mutex_unlock (&self->lock);
+  if (joined)
+    return;
+
+  if (self->thread != NULL)
+    {
+      if (g_thread_self () == self->thread)
+        {
+          g_critical ("tally_arbiter_stop() called on the arbiter's own thread (%s)", self->name);
+          return;
+        }
+      tally_arbiter_wake (self);
+      g_thread_join (g_steal_pointer (&self->thread));
+    }
+  else if (g_main_context_acquire (self->context))
+    {
+      /* We may run the context: do so until the last actor has stopped. */
+      tally_arbiter_wake (self);
+      for (;;)
+        {
+          guint n;
+
+          pthread_mutex_lock (&self->lock);
+          n = self->n_actors;
+          pthread_mutex_unlock (&self->lock);
+          if (n == 0)
+            break;
+          g_main_context_iteration (self->context, TRUE);
+        }
+      g_main_context_release (self->context);
+    }
+  else
+    {
+      /* Another thread runs the context: wait for it to stop our actors. */
+      tally_arbiter_wake (self);
+      pthread_mutex_lock (&self->lock);
+      while (self->n_actors > 0)
+        pthread_cond_wait (&self->cond, &self->lock);
+      pthread_mutex_unlock (&self->lock);
+    }
+
+  pthread_mutex_lock (&self->lock);
+  self->joined = TRUE;
+  pthread_mutex_unlock (&self->lock);
+}
+
+TallyArbiter *
+tally_arbiter_ref (TallyArbiter *self)
+{
+  g_return_val_if_fail (self != NULL, NULL);
+
+  g_atomic_int_inc (&self->ref_count);
+  return self;
+}
+
+void
+tally_arbiter_unref (TallyArbiter *self)
+{
+  g_return_if_fail (self != NULL);
+
+  if (!g_atomic_int_dec_and_test (&self->ref_count))
+    return;
+
+  tally_arbiter_stop (self);
+  g_source_destroy (self->control);
+  g_source_unref (self->control);
+  g_clear_pointer (&self->loop, g_main_loop_unref);
+  g_main_context_unref (self->context);
+  g_ptr_array_unref (self->starting);
+  g_ptr_array_unref (self->running);
+  pthread_cond_destroy (&self->cond);
+  pthread_mutex_destroy (&self->lock);
+  g_free (self->name);
+  g_free (self);
+}
