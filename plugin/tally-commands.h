@@ -46,6 +46,7 @@ int tally_cmd_broker (int argc, char **argv);
 /* tally snapshot [--top N] [--json] ...: requests a snapshot and prints the merged counts
  * (tally-cmd-snapshot.c). */
 int tally_cmd_snapshot (int argc, char **argv);
+
 /* tally run [--config PATH]: the service, until SIGINT/SIGTERM (tally-cmd-run.c). */
 int tally_cmd_run (int argc, char **argv);
 
