@@ -681,12 +681,18 @@ is_topic_char (char c)
   return g_ascii_isalnum (c) || c == '.' || c == '_' || c == '-';
 }
 
-/* Checks one topic name (not a regex); @what is "topic" or "list item". */
+/* Checks one topic name (not a regex), the value of @spec or an item of its list. */
 static gboolean
 check_topic (const char *topic, const KeySpec *spec, const char *where, GError **error)
 {
   gsize len = strlen (topic);
 
+  if (strchr (topic, ',') != NULL && spec->type != TYPE_TOPIC_LIST)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                    "“%s”: topic names cannot contain ','; this key takes a single topic", topic);
+      return FALSE;
+    }
   if (strchr (topic, ',') != NULL)
     {
       g_auto (GStrv) parts = g_strsplit (topic, ",", -1);
