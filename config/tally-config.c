@@ -410,6 +410,39 @@ line_key (const char *start, const char *end)
   return g_steal_pointer (&key);
 }
 
+/* GKeyFile's own rules (g_key_file_is_group_name() and g_key_file_is_key_name() in
+ * glib/gkeyfile.c), repeated so that a violation is reported with its line. */
+static gboolean
+is_group_name (const char *name)
+{
+  const char *q = name;
+
+  while (*q != '\0' && *q != ']' && *q != '[' && !g_ascii_iscntrl (*q))
+    q++;
+  return *q == '\0' && q != name;
+}
+
+static gboolean
+is_key_name (const char *key)
+{
+  const char *q = key + strcspn (key, "=[]");
+
+  if (q == key || key[0] == ' ' || q[-1] == ' ')
+    return FALSE;
+  if (*q == '[')
+    {
+      q++;
+      while (*q != '\0'
+             && (g_ascii_isalnum (*q) || (guchar)*q >= 0x80 || *q == '-' || *q == '_' || *q == '.'
+                 || *q == '@'))
+        q++;
+      if (*q != ']')
+        return FALSE;
+      q++;
+    }
+  return *q == '\0';
+}
+
 static gboolean
 scan_lines (const char *data, gsize len, Origins *o, GError **error)
 {
@@ -462,6 +495,7 @@ scan_lines (const char *data, gsize len, Origins *o, GError **error)
       else if (*s == '[')
         {
           const char *close = memchr (s, ']', e - s);
+          const char *after = close != NULL ? close + 1 : e;
           gpointer first;
           if (close == NULL)
             {
@@ -469,8 +503,27 @@ scan_lines (const char *data, gsize len, Origins *o, GError **error)
                             "a group header needs a closing ']'");
               return FALSE;
             }
+          while (after < e && (*after == ' ' || *after == '\t'))
+            after++;
+          if (after < e)
+            {
+              g_autofree char *text = g_strndup (s, MIN (e - s, 40));
+              config_error (error, TALLY_CONFIG_ERROR_PARSE, where, NULL, NULL,
+                            "“%s%s”: text after the ']' of a group header; put each [group] "
+                            "header and each key=value pair on a line of its own",
+                            text, e - s > 40 ? "…" : "");
+              return FALSE;
+            }
           g_free (group);
           group = g_strndup (s + 1, close - s - 1);
+          if (!is_group_name (group))
+            {
+              config_error (error, TALLY_CONFIG_ERROR_PARSE, where, NULL, NULL,
+                            "“[%s]” is not a valid group header: a group name is not empty and "
+                            "has no '[' and no control characters",
+                            group);
+              return FALSE;
+            }
           if (g_hash_table_lookup_extended (group_lines, group, NULL, &first))
             {
               config_error (error, TALLY_CONFIG_ERROR_DUPLICATE, where, group, NULL,
@@ -493,6 +546,20 @@ scan_lines (const char *data, gsize len, Origins *o, GError **error)
               config_error (error, TALLY_CONFIG_ERROR_PARSE, where, group, NULL,
                             "“%s%s” is not a [group] header, a key=value pair or a # comment", text,
                             e - s > 40 ? "…" : "");
+              return FALSE;
+            }
+          if (key[0] == '\0')
+            {
+              config_error (error, TALLY_CONFIG_ERROR_PARSE, where, group, NULL,
+                            "a key=value pair needs a key before the '='");
+              return FALSE;
+            }
+          if (!is_key_name (key))
+            {
+              config_error (error, TALLY_CONFIG_ERROR_PARSE, where, group, NULL,
+                            "“%s” is not a valid key: '[' and ']' may only enclose a locale at "
+                            "its end (and Tally uses no localised keys)",
+                            key);
               return FALSE;
             }
           if (group == NULL)
