@@ -7,6 +7,7 @@
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
+#include "tally-build-config.h"
 #include "tally-commands.h"
 #include "tally-config.h"
 
@@ -20,7 +21,7 @@ static const char lookup_description[]
       "  2. $TALLY_CONFIG;\n"
       "  3. ./tally.conf;\n"
       "  4. $XDG_CONFIG_HOME/tally/tally.conf (~/.config/tally/tally.conf);\n"
-      "  5. /etc/tally/tally.conf.\n"
+      "  5. /etc/tally/tally.conf, then " TALLY_SYSCONFDIR "/tally/tally.conf.\n"
       "A file named by 1 or 2 must exist; 3-5 are used when they exist; with none, the\n"
       "defaults apply. Then environment variables TALLY_<GROUP>_<KEY> override single keys,\n"
       "for example TALLY_INPUT_TOPICS or TALLY_KAFKA_BOOTSTRAP_SERVERS (see\n"
