@@ -783,7 +783,7 @@ struct _TallySnapshotAssembler
   GHashTable *pending;                       /* snapshot id -> Pending */
   GHashTable *finished;                      /* snapshot ids done (merged or refused) */
   GPtrArray *merged;                         /* TallySnapshot, in completion order */
-  guint n_taken;                             /* merged[0 .. n_taken-1] were taken */
+  GQueue untaken;                            /* TallySnapshot copies not yet taken */
   rd_kafka_topic_partition_list_t *covered;
 };
 
@@ -813,6 +813,7 @@ tally_snapshot_assembler_free (TallySnapshotAssembler *self)
   g_hash_table_unref (self->pending);
   g_hash_table_unref (self->finished);
   g_ptr_array_unref (self->merged);
+  g_queue_clear_full (&self->untaken, (GDestroyNotify)tally_snapshot_free);
   rd_kafka_topic_partition_list_destroy (self->covered);
   g_free (self);
 }
@@ -897,6 +898,7 @@ tally_snapshot_assembler_add_part (TallySnapshotAssembler *self, TallySnapshotPa
 
   if (snapshot->error != NULL)
     {
+      g_queue_push_tail (&self->untaken, snapshot_copy (snapshot));
       g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE,
                    "instance %s answered request %s with an error: %s", snapshot->instance_id,
                    snapshot->request_id, snapshot->error);
@@ -919,6 +921,7 @@ tally_snapshot_assembler_add_part (TallySnapshotAssembler *self, TallySnapshotPa
   for (int i = 0; snapshot->partitions != NULL && i < snapshot->partitions->cnt; i++)
     rd_kafka_topic_partition_list_add (self->covered, snapshot->partitions->elems[i].topic,
                                        snapshot->partitions->elems[i].partition);
+  g_queue_push_tail (&self->untaken, snapshot_copy (snapshot));
   g_ptr_array_add (self->merged, g_steal_pointer (&snapshot));
   return TRUE;
 }
@@ -927,9 +930,7 @@ TallySnapshot *
 tally_snapshot_assembler_take_snapshot (TallySnapshotAssembler *self)
 {
   g_return_val_if_fail (self != NULL, NULL);
-  if (self->n_taken >= self->merged->len)
-    return NULL;
-  return snapshot_copy (g_ptr_array_index (self->merged, self->n_taken++));
+  return g_queue_pop_head (&self->untaken);
 }
 
 rd_kafka_topic_partition_list_t *

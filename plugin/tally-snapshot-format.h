@@ -368,8 +368,9 @@ gboolean tally_snapshot_assembler_add_part (TallySnapshotAssembler *self, TallyS
  * tally_snapshot_assembler_take_snapshot:
  * @self: an assembler
  *
- * Takes the oldest snapshot completed and not yet taken (each one is also merged). Useful
- * to a reader that wants the snapshots themselves, not just the merged result.
+ * Takes the oldest snapshot completed and not yet taken: merged ones and error snapshots
+ * (not merged), not those refused for overlapping. Useful to a reader that wants the
+ * snapshots themselves, not just the merged result.
  *
  * Returns: (transfer full) (nullable): a complete snapshot, or %NULL when none is waiting
  */

@@ -1,0 +1,550 @@
+/* test-publisher.c — the publisher actor and the request reader against the embedded broker,
+ * inside the test process: snapshots published, read back with a plain librdkafka
+ * consumer and reassembled exactly; delivery failures injected with
+ * rd_kafka_mock_push_request_errors(); good and bad requests read from the request topic.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-broker.h"
+#include "tally-publisher.h"
+#include "tally-request-reader.h"
+
+#include <string.h>
+
+/* The Kafka protocol's ApiKey of Produce requests (the Kafka protocol guide). */
+#define KAFKA_API_PRODUCE 0
+
+/* The longest any single wait for the broker may take before the test fails. */
+#define WAIT_MS 30000
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (rd_kafka_topic_partition_list_t,
+                               rd_kafka_topic_partition_list_destroy)
+
+/* ---------------------------------------------------------------------------------------
+ * Warnings are part of what is tested: collect Tally's, instead of aborting on them as the
+ * default writer does under g_test_init().
+ * ------------------------------------------------------------------------------------- */
+
+static GMutex warnings_lock;
+static GPtrArray *warnings;
+
+static GLogWriterOutput
+test_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer user_data)
+{
+  if (level & G_LOG_LEVEL_WARNING)
+    {
+      const char *message = NULL;
+
+      for (gsize i = 0; i < n_fields; i++)
+        if (strcmp (fields[i].key, "MESSAGE") == 0)
+          message = fields[i].value;
+      g_mutex_lock (&warnings_lock);
+      g_ptr_array_add (warnings, g_strdup (message));
+      g_mutex_unlock (&warnings_lock);
+      g_printerr ("# warning: %s\n", message);
+      return G_LOG_WRITER_HANDLED;
+    }
+  return g_log_writer_default (level, fields, n_fields, user_data);
+}
+
+/* Counts the warnings that contain @needle, and forgets them all. */
+static guint
+take_warnings (const char *needle)
+{
+  guint n = 0;
+
+  g_mutex_lock (&warnings_lock);
+  for (guint i = 0; i < warnings->len; i++)
+    if (strstr (g_ptr_array_index (warnings, i), needle) != NULL)
+      n++;
+  g_ptr_array_set_size (warnings, 0);
+  g_mutex_unlock (&warnings_lock);
+  return n;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Fixture: a broker, a publisher on its own arbiter
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct
+{
+  TallyBroker *broker;
+  TallyArbiter *arbiter;
+  TallyAddress *publisher;
+  char *instance_id;
+} Fixture;
+
+static rd_kafka_conf_t *
+base_conf (Fixture *f)
+{
+  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+
+  g_assert_cmpint (rd_kafka_conf_set (conf, "bootstrap.servers",
+                                      tally_broker_get_bootstrap_servers (f->broker), NULL, 0),
+                   ==, RD_KAFKA_CONF_OK);
+  return conf;
+}
+
+static void
+fixture_set_up (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  gsize max_record_bytes = GPOINTER_TO_SIZE (data);
+  TallyActor *actor;
+
+  f->broker = tally_broker_new (0, 1, &error);
+  g_assert_no_error (error);
+  g_assert_true (tally_broker_create_topic (f->broker, "snapshots", 3, &error));
+  g_assert_true (tally_broker_create_topic (f->broker, "requests", 2, &error));
+  g_assert_no_error (error);
+
+  actor = tally_publisher_new (base_conf (f), "snapshots", max_record_bytes, &error);
+  g_assert_no_error (error);
+  f->instance_id = g_strdup (tally_publisher_get_instance_id (TALLY_PUBLISHER (actor)));
+  f->arbiter = tally_arbiter_new ("test-publisher");
+  f->publisher = tally_actor_start (actor, f->arbiter, 8);
+  take_warnings ("");
+}
+
+static void
+fixture_tear_down (Fixture *f, gconstpointer data)
+{
+  tally_address_stop (f->publisher);
+  g_assert_true (tally_address_wait_stopped (f->publisher, WAIT_MS));
+  tally_address_unref (f->publisher);
+  tally_arbiter_stop (f->arbiter);
+  tally_arbiter_unref (f->arbiter);
+  tally_broker_free (f->broker);
+  g_free (f->instance_id);
+}
+
+/* "word0000" .. with counts 1 + i % 97. */
+static TallyCounts *
+make_counts (guint n)
+{
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+
+  for (guint i = 0; i < n; i++)
+    {
+      char word[32];
+      int len = g_snprintf (word, sizeof word, "word%04u", i);
+
+      tally_counts_builder_add (builder, word, (gsize)len, 1 + i % 97);
+    }
+  return tally_counts_builder_end (builder);
+}
+
+static rd_kafka_topic_partition_list_t *
+input_partitions (int n, gboolean with_offsets)
+{
+  rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new (n);
+
+  for (int p = 0; p < n; p++)
+    rd_kafka_topic_partition_list_add (list, "input", p)->offset
+        = with_offsets ? 1000 + p : RD_KAFKA_OFFSET_INVALID;
+  return list;
+}
+
+static const char *
+header (rd_kafka_message_t *message, const char *name, char *buf, gsize size)
+{
+  rd_kafka_headers_t *headers = NULL;
+  const void *value;
+  size_t len;
+
+  g_assert_cmpint (rd_kafka_message_headers (message, &headers), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  g_assert_cmpint (rd_kafka_header_get_last (headers, name, &value, &len), ==,
+                   RD_KAFKA_RESP_ERR_NO_ERROR);
+  g_assert_cmpuint (len, <, size);
+  memcpy (buf, value, len);
+  buf[len] = '\0';
+  return buf;
+}
+
+/* Reads the snapshot topic from the beginning with a plain consumer (no group) until
+ * @assembler has a complete snapshot of @snapshot_id, checking every record's key and
+ * headers against its value. */
+static TallySnapshot *
+read_back (Fixture *f, const char *snapshot_id, const char *request_id, guint parts)
+{
+  g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new (request_id, NULL);
+  g_autoptr (rd_kafka_topic_partition_list_t) assignment = rd_kafka_topic_partition_list_new (3);
+  rd_kafka_conf_t *conf = base_conf (f);
+  gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+  TallySnapshot *snapshot = NULL;
+  guint records = 0;
+  rd_kafka_t *consumer;
+  char errstr[256];
+
+  /* Configure, create, assign. */
+  g_assert_cmpint (rd_kafka_conf_set (conf, "group.id", "test-reader", errstr, sizeof errstr), ==,
+                   RD_KAFKA_CONF_OK);
+  consumer = rd_kafka_new (RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+  g_assert_nonnull (consumer);
+  for (int p = 0; p < 3; p++)
+    rd_kafka_topic_partition_list_add (assignment, "snapshots", p)->offset
+        = RD_KAFKA_OFFSET_BEGINNING;
+  g_assert_cmpint (rd_kafka_assign (consumer, assignment), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  /* Use. */
+  while (snapshot == NULL)
+    {
+      rd_kafka_message_t *message = rd_kafka_consumer_poll (consumer, 100);
+      g_autoptr (GError) error = NULL;
+      TallySnapshotPart *part;
+      char buf[128];
+
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      if (message == NULL)
+        continue;
+      if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        {
+          g_printerr ("# consumer: %s\n", rd_kafka_message_errstr (message));
+          rd_kafka_message_destroy (message);
+          continue;
+        }
+      part = tally_snapshot_part_decode (message->payload, message->len, &error);
+      g_assert_no_error (error);
+      if (strcmp (tally_snapshot_part_get_snapshot_id (part), snapshot_id) == 0)
+        {
+          records++;
+          g_assert_cmpmem (message->key, message->key_len, snapshot_id, strlen (snapshot_id));
+          g_assert_cmpstr (header (message, "tally.snapshot.id", buf, sizeof buf), ==, snapshot_id);
+          g_assert_cmpstr (header (message, "tally.request.id", buf, sizeof buf), ==, request_id);
+          g_assert_cmpuint (
+              g_ascii_strtoull (header (message, "tally.part", buf, sizeof buf), NULL, 10), ==,
+              tally_snapshot_part_get_part (part));
+          g_assert_cmpuint (
+              g_ascii_strtoull (header (message, "tally.parts", buf, sizeof buf), NULL, 10), ==,
+              parts);
+        }
+      /* An error snapshot is reported as such, and can be taken like the others. */
+      if (!tally_snapshot_assembler_add_part (assembler, part, &error) && error != NULL)
+        g_assert_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE);
+      snapshot = tally_snapshot_assembler_take_snapshot (assembler);
+      if (snapshot != NULL && strcmp (snapshot->snapshot_id, snapshot_id) != 0)
+        g_clear_pointer (&snapshot, tally_snapshot_free);
+      rd_kafka_message_destroy (message);
+    }
+  g_assert_cmpuint (records, ==, parts);
+
+  /* Close, destroy. */
+  rd_kafka_consumer_close (consumer);
+  rd_kafka_destroy (consumer);
+  return snapshot;
+}
+
+static void
+assert_counts_equal (TallyCounts *a, TallyCounts *b)
+{
+  gsize na, nb;
+  const TallyWordCount *ea = tally_counts_get_entries (a, &na);
+  const TallyWordCount *eb = tally_counts_get_entries (b, &nb);
+
+  g_assert_cmpuint (na, ==, nb);
+  for (gsize i = 0; i < na; i++)
+    {
+      g_assert_cmpmem (ea[i].word, ea[i].len, eb[i].word, eb[i].len);
+      g_assert_cmpuint (ea[i].count, ==, eb[i].count);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Tests
+ * ------------------------------------------------------------------------------------- */
+
+static void
+test_publish_read_back (Fixture *f, gconstpointer data)
+{
+  g_autoptr (TallyCounts) counts = make_counts (3000);
+  g_autoptr (TallySnapshotRequest) request = tally_snapshot_request_new ("req-A");
+  g_autoptr (TallyPublishReport) report = NULL;
+  g_autoptr (TallySnapshot) back = NULL;
+  g_autoptr (GError) error = NULL;
+
+  report = tally_publisher_publish_sync (f->publisher, request, tally_counts_ref (counts),
+                                         input_partitions (2, TRUE), input_partitions (2, FALSE),
+                                         12, WAIT_MS, &error);
+  g_assert_no_error (error);
+  /* 3000 entries of about 16 bytes do not fit in fewer than 12 records of 4 KiB. */
+  g_assert_cmpuint (report->parts, >=, 12);
+  g_assert_cmpuint (report->delivered, ==, report->parts);
+  g_assert_cmpuint (report->retries, ==, 0);
+  g_assert_true (g_uuid_string_is_valid (report->snapshot_id));
+
+  back = read_back (f, report->snapshot_id, "req-A", report->parts);
+  g_assert_cmpstr (back->request_id, ==, "req-A");
+  g_assert_cmpstr (back->instance_id, ==, f->instance_id);
+  g_assert_cmpint (back->taken_ms, ==, 12);
+  g_assert_cmpuint (back->total_words, ==, tally_counts_get_total (counts));
+  g_assert_cmpuint (back->distinct_words, ==, 3000);
+  g_assert_null (back->error);
+  g_assert_cmpint (back->offsets->cnt, ==, 2);
+  g_assert_cmpstr (back->offsets->elems[1].topic, ==, "input");
+  g_assert_cmpint (back->offsets->elems[1].partition, ==, 1);
+  g_assert_cmpint (back->offsets->elems[1].offset, ==, 1001);
+  g_assert_cmpint (back->partitions->cnt, ==, 2);
+  assert_counts_equal (back->counts, counts);
+  g_assert_cmpuint (take_warnings (""), ==, 0);
+}
+
+static void
+test_publish_filtered (Fixture *f, gconstpointer data)
+{
+  g_autoptr (TallyCounts) counts = make_counts (3000);
+  g_autoptr (TallySnapshotRequest) request = NULL;
+  g_autoptr (TallyPublishReport) report = NULL;
+  g_autoptr (TallySnapshot) back = NULL;
+  g_autoptr (GError) error = NULL;
+  const char *value = "{\"top\":5,\"prefix\":\"word1\",\"min_count\":90}";
+  const TallyWordCount *e;
+  gsize n;
+
+  request = tally_snapshot_request_parse ("req-F", 5, value, strlen (value), -1);
+  g_assert_no_error (request->error);
+  report = tally_publisher_publish_sync (f->publisher, request, tally_counts_ref (counts), NULL,
+                                         NULL, 1, WAIT_MS, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (report->parts, ==, 1);
+  back = read_back (f, report->snapshot_id, "req-F", 1);
+  /* Totals describe all the counts; entries only what passed the filters. */
+  g_assert_cmpuint (back->distinct_words, ==, 3000);
+  g_assert_cmpuint (back->top, ==, 5);
+  g_assert_cmpstr (back->prefix, ==, "word1");
+  g_assert_cmpuint (back->min_count, ==, 90);
+  /* Count 97 is word0096, word0193, ...; of those starting with "word1": word1066 (1066 %
+   * 97 = 96), word1163, word1260, ... the five smallest by bytes win the tie. */
+  e = tally_counts_get_entries (back->counts, &n);
+  g_assert_cmpuint (n, ==, 5);
+  g_assert_cmpstr (e[0].word, ==, "word1066");
+  g_assert_cmpuint (e[0].count, ==, 97);
+  g_assert_cmpstr (e[1].word, ==, "word1163");
+  g_assert_cmpstr (e[4].word, ==, "word1454");
+  g_assert_cmpuint (e[4].count, ==, 97);
+}
+
+static void
+test_publish_error_snapshot (Fixture *f, gconstpointer data)
+{
+  g_autoptr (TallySnapshotRequest) request = NULL;
+  g_autoptr (TallyPublishReport) report = NULL;
+  g_autoptr (TallySnapshot) back = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallySnapshotAssembler) assembler = NULL;
+
+  request = tally_snapshot_request_parse ("req-bad", 7, "{\"top\":-3}", 10, -1);
+  g_assert_nonnull (request->error);
+  report = tally_publisher_publish_sync (f->publisher, request, NULL, NULL,
+                                         input_partitions (2, FALSE), 0, WAIT_MS, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (report->parts, ==, 1);
+  back = read_back (f, report->snapshot_id, "req-bad", 1);
+  g_assert_cmpstr (back->error, ==, "request value: member \"top\" must not be negative (-3)");
+  g_assert_null (back->counts);
+}
+
+static void
+test_delivery_retried (Fixture *f, gconstpointer data)
+{
+  g_autoptr (TallyCounts) counts = make_counts (10);
+  g_autoptr (TallySnapshotRequest) request = tally_snapshot_request_new ("req-R");
+  g_autoptr (TallyPublishReport) report = NULL;
+  g_autoptr (TallySnapshot) back = NULL;
+  g_autoptr (GError) error = NULL;
+
+  /* The next two Produce requests fail with a non-retriable error: librdkafka gives up on
+   * the record at once, and the publisher produces it again, twice. */
+  rd_kafka_mock_push_request_errors (tally_broker_get_mock_cluster (f->broker), KAFKA_API_PRODUCE,
+                                     2, RD_KAFKA_RESP_ERR_INVALID_RECORD,
+                                     RD_KAFKA_RESP_ERR_INVALID_RECORD);
+  report = tally_publisher_publish_sync (f->publisher, request, tally_counts_ref (counts), NULL,
+                                         NULL, 0, WAIT_MS, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (report->parts, ==, 1);
+  g_assert_cmpuint (report->delivered, ==, 1);
+  g_assert_cmpuint (report->retries, ==, 2);
+  back = read_back (f, report->snapshot_id, "req-R", 1);
+  assert_counts_equal (back->counts, counts);
+}
+
+static void
+test_delivery_failed (Fixture *f, gconstpointer data)
+{
+  g_autoptr (TallyCounts) counts = make_counts (10);
+  g_autoptr (TallySnapshotRequest) request = tally_snapshot_request_new ("req-X");
+  g_autoptr (TallyPublishReport) report = NULL;
+  g_autoptr (GError) error = NULL;
+  rd_kafka_resp_err_t errors[TALLY_PUBLISHER_MAX_RETRIES + 1];
+
+  /* One more failure than there are retries: the part is given up and logged. */
+  for (guint i = 0; i < G_N_ELEMENTS (errors); i++)
+    errors[i] = RD_KAFKA_RESP_ERR_INVALID_RECORD;
+  rd_kafka_mock_push_request_errors_array (tally_broker_get_mock_cluster (f->broker),
+                                           KAFKA_API_PRODUCE, G_N_ELEMENTS (errors), errors);
+  report = tally_publisher_publish_sync (f->publisher, request, tally_counts_ref (counts), NULL,
+                                         NULL, 0, WAIT_MS, &error);
+  g_assert_error (error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_DELIVERY);
+  g_assert_null (report);
+  g_assert_true (g_str_has_prefix (error->message, "1 of 1 parts of snapshot "));
+  g_assert_true (g_str_has_suffix (error->message,
+                                   " (request req-X) were not delivered to "
+                                   "snapshots: Broker: Broker failed to validate record"));
+  g_assert_cmpuint (take_warnings ("not delivered"), ==, 2); /* the part, then the snapshot */
+
+  /* The publisher is still usable. */
+  g_clear_error (&error);
+  report = tally_publisher_publish_sync (f->publisher, request, tally_counts_ref (counts), NULL,
+                                         NULL, 0, WAIT_MS, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (report->retries, ==, 0);
+}
+
+static void
+store_result (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GAsyncResult **out = user_data;
+
+  *out = g_object_ref (result);
+}
+
+static void
+test_publish_async (Fixture *f, gconstpointer data)
+{
+  /* From a thread with its own main loop, as an actor (the source) calls it. */
+  g_autoptr (GMainContext) context = g_main_context_new ();
+  g_autoptr (TallySnapshotRequest) request = tally_snapshot_request_new ("req-async");
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (TallyPublishReport) report = NULL;
+  g_autoptr (TallySnapshot) back = NULL;
+  g_autoptr (GError) error = NULL;
+  gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+
+  g_main_context_push_thread_default (context);
+  tally_publisher_publish_async (f->publisher, request, make_counts (5), NULL, NULL, 3, NULL,
+                                 store_result, &result);
+  while (result == NULL)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (context, TRUE);
+    }
+  g_main_context_pop_thread_default (context);
+
+  report = tally_publisher_publish_finish (f->publisher, result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (report->parts, ==, 1);
+  g_assert_cmpuint (report->delivered, ==, 1);
+  back = read_back (f, report->snapshot_id, "req-async", 1);
+  g_assert_cmpuint (tally_counts_get_n_words (back->counts), ==, 5);
+  g_assert_cmpuint (back->total_words, ==, 1 + 2 + 3 + 4 + 5);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The request reader
+ * ------------------------------------------------------------------------------------- */
+
+static void
+on_request (const TallySnapshotRequest *request, gpointer user_data)
+{
+  g_ptr_array_add (user_data, tally_snapshot_request_copy (request));
+}
+
+static void
+produce_request (rd_kafka_t *producer, const char *key, const char *value)
+{
+  rd_kafka_resp_err_t err;
+
+  err = rd_kafka_producev (producer, RD_KAFKA_V_TOPIC ("requests"), RD_KAFKA_V_PARTITION (0),
+                           RD_KAFKA_V_KEY (key, (key != NULL ? strlen (key) : 0)),
+                           RD_KAFKA_V_VALUE ((void *)value, (value != NULL ? strlen (value) : 0)),
+                           RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  g_assert_cmpint (err, ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+static void
+test_request_reader (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GMainContext) context = g_main_context_new ();
+  g_autoptr (GPtrArray) seen
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_snapshot_request_free);
+  g_autoptr (TallyRequestReader) reader = NULL;
+  g_autoptr (GError) error = NULL;
+  gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+  char errstr[256];
+  rd_kafka_t *producer = rd_kafka_new (RD_KAFKA_PRODUCER, base_conf (f), errstr, sizeof errstr);
+  TallySnapshotRequest *r;
+
+  g_assert_nonnull (producer);
+  /* Sent before the reader starts: not for it. */
+  produce_request (producer, "old", NULL);
+  g_assert_cmpint (rd_kafka_flush (producer, WAIT_MS), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  reader = tally_request_reader_new (base_conf (f), "requests", -1, context, on_request,
+                                     g_ptr_array_ref (seen), (GDestroyNotify)g_ptr_array_unref,
+                                     WAIT_MS, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_request_reader_get_n_partitions (reader), ==, 2);
+
+  produce_request (producer, "good-1", "{\"top\":5,\"prefix\":\"ka\"}");
+  produce_request (producer, "bad-1", "{nope");
+  produce_request (producer, "empty-1", NULL);
+  produce_request (producer, "bad-2", "{\"top\":1,\"colour\":\"red\"}");
+  g_assert_cmpint (rd_kafka_flush (producer, WAIT_MS), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  while (seen->len < 4)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (context, TRUE);
+    }
+
+  r = g_ptr_array_index (seen, 0);
+  g_assert_cmpstr (r->request_id, ==, "good-1");
+  g_assert_no_error (r->error);
+  g_assert_cmpuint (r->top, ==, 5);
+  g_assert_cmpstr (r->prefix, ==, "ka");
+  g_assert_cmpuint (r->min_count, ==, 0);
+  g_assert_cmpint (r->requested_at_ms, >, 0);
+
+  r = g_ptr_array_index (seen, 1);
+  g_assert_cmpstr (r->request_id, ==, "bad-1");
+  g_assert_error (r->error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
+  g_assert_true (g_str_has_prefix (r->error->message, "request value: not JSON: "));
+
+  r = g_ptr_array_index (seen, 2);
+  g_assert_cmpstr (r->request_id, ==, "empty-1");
+  g_assert_no_error (r->error);
+  g_assert_cmpuint (r->top, ==, 0);
+  g_assert_null (r->prefix);
+
+  r = g_ptr_array_index (seen, 3);
+  g_assert_cmpstr (r->request_id, ==, "bad-2");
+  g_assert_error (r->error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
+  g_assert_cmpstr (r->error->message, ==,
+                   "request value: unknown member \"colour\" (known: top, prefix, min_count)");
+
+  /* Both bad ones were logged with their ids. */
+  g_assert_cmpuint (take_warnings ("request reader: bad request bad-"), ==, 2);
+  g_assert_cmpuint (seen->len, ==, 4);
+
+  g_clear_pointer (&reader, tally_request_reader_free);
+  rd_kafka_destroy (producer);
+}
+
+int
+main (int argc, char **argv)
+{
+  warnings = g_ptr_array_new_with_free_func (g_free);
+  g_log_set_writer_func (test_writer, NULL, NULL);
+  g_test_init (&argc, &argv, NULL);
+
+#define ADD(path, func, limit)                                                                     \
+  g_test_add (path, Fixture, GSIZE_TO_POINTER (limit), fixture_set_up, func, fixture_tear_down)
+  ADD ("/publisher/publish-read-back", test_publish_read_back, 4096);
+  ADD ("/publisher/publish-filtered", test_publish_filtered, 1000000);
+  ADD ("/publisher/error-snapshot", test_publish_error_snapshot, 1000000);
+  ADD ("/publisher/delivery-retried", test_delivery_retried, 1000000);
+  ADD ("/publisher/delivery-failed", test_delivery_failed, 1000000);
+  ADD ("/publisher/publish-async", test_publish_async, 1000000);
+  ADD ("/request-reader/good-and-bad", test_request_reader, 1000000);
+#undef ADD
+  return g_test_run ();
+}
