@@ -12,16 +12,18 @@
 #include "tally-config.h"
 
 #include <stdio.h>
+#include <string.h>
 
 G_STATIC_ASSERT (TALLY_CONFIG_EXIT_STATUS == TALLY_EXIT_CONFIG);
 
+/* A printf format: %s is where an installation's own SYSCONFDIR is named. */
 static const char lookup_description[]
     = "The configuration file is the first of:\n"
       "  1. the path given with --config (or as PATH for check-config);\n"
       "  2. $TALLY_CONFIG;\n"
       "  3. ./tally.conf;\n"
       "  4. $XDG_CONFIG_HOME/tally/tally.conf (~/.config/tally/tally.conf);\n"
-      "  5. /etc/tally/tally.conf, then " TALLY_SYSCONFDIR "/tally/tally.conf.\n"
+      "  5. /etc/tally/tally.conf%s.\n"
       "A file named by 1 or 2 must exist; 3-5 are used when they exist; with none, the\n"
       "defaults apply. Then environment variables TALLY_<GROUP>_<KEY> override single keys,\n"
       "for example TALLY_INPUT_TOPICS or TALLY_KAFKA_BOOTSTRAP_SERVERS (see\n"
@@ -42,9 +44,14 @@ parse_options (int *argc, char ***argv, const char *parameter, const char *summa
       "Read the configuration from PATH instead of looking for tally.conf", "PATH" },
     { NULL },
   };
+  g_autofree char *sysconf = g_build_filename (TALLY_SYSCONFDIR, "tally", "tally.conf", NULL);
+  g_autofree char *also = strcmp (sysconf, "/etc/tally/tally.conf") != 0
+                              ? g_strdup_printf (", then %s", sysconf)
+                              : g_strdup ("");
+  g_autofree char *description = g_strdup_printf (lookup_description, also);
 
   g_option_context_set_summary (context, summary);
-  g_option_context_set_description (context, lookup_description);
+  g_option_context_set_description (context, description);
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, argc, argv, &error))
     {
