@@ -44,8 +44,9 @@ G_BEGIN_DECLS
  *   directory, an I/O error).
  * @TALLY_CONFIG_ERROR_ENCODING: the file starts with a UTF-8 byte order mark, or a line is
  *   not valid UTF-8.
- * @TALLY_CONFIG_ERROR_PARSE: GKeyFile syntax error (a line that is neither a group, a
- *   `key=value` pair nor a comment; a key outside any group).
+ * @TALLY_CONFIG_ERROR_PARSE: GKeyFile syntax error: a line that is neither a group, a
+ *   `key=value` pair nor a comment; text after a group header's `]`; an empty or invalid
+ *   group or key name; a key outside any group.
  * @TALLY_CONFIG_ERROR_DUPLICATE: a group or a key appears twice (GKeyFile alone would
  *   silently keep the last one).
  * @TALLY_CONFIG_ERROR_UNKNOWN_GROUP: a group that is not in the schema; the message gives
@@ -54,8 +55,9 @@ G_BEGIN_DECLS
  *   `TALLY_<GROUP>_<KEY>` variable for a key that does not exist); the message gives the
  *   nearest known key, or the group the key belongs to.
  * @TALLY_CONFIG_ERROR_INVALID_VALUE: a value of the wrong type or out of range: not a
- *   number, a bad boolean, a name not in the allowed set, an empty list item (`a;;b`), a
- *   comma where lists use `;`, an illegal topic name, a bad regular expression.
+ *   number, a bad boolean, a name not in the allowed set, an empty value, an empty list item
+ *   (`a;;b`), a comma where lists use `;`, an illegal topic name, a bad regular expression,
+ *   an invalid escape sequence, [output] max_record_bytes too close to message.max.bytes.
  * @TALLY_CONFIG_ERROR_KAFKA: librdkafka rejected a [kafka] property; the message carries
  *   librdkafka's own error text after the key.
  *
@@ -407,7 +409,7 @@ const char *tally_config_kafka_get (const TallyConfig *config, const char *name)
  *
  * Whether values of @key are secrets that must never be printed or logged: any key
  * containing (ASCII case-insensitively) `password`, `secret`, `token`, `credential`,
- * `sasl.username`, `sasl.oauthbearer.config`, `sasl.jaas` or `ssl.key`.
+ * `sasl.username`, `sasl.oauthbearer.config`, `sasl.jaas`, `ssl.key` or `ssl_key`.
  *
  * Returns: %TRUE for a secret.
  */
