@@ -123,7 +123,9 @@ tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, GError **e
   self->consumer_conf = rd_kafka_conf_dup (conf);
   if (!conf_set (self->consumer_conf, "enable.auto.commit", "false", error)
       || !conf_set (self->consumer_conf, "enable.partition.eof", "true", error)
-      || !conf_set (self->consumer_conf, "auto.offset.reset", "earliest", error))
+      || !conf_set (self->consumer_conf, "auto.offset.reset", "earliest", error)
+      /* A restore reads to the end and stops: do not let the broker hold a fetch. */
+      || !conf_set (self->consumer_conf, "fetch.wait.max.ms", "10", error))
     return NULL;
   /* librdkafka needs a group.id for rd_kafka_assign(); this consumer never subscribes
    * (so it joins no group) and never commits, so the name is only a label. */

@@ -404,7 +404,15 @@ tally_run_service (const TallyConfig *config, GError **error)
   actor = tally_publisher_new (rd_kafka_conf_dup (base), config->output.topic,
                                config->output.max_record_bytes, error);
   if (actor == NULL)
-    goto out;
+    {
+      if (error != NULL
+          && g_error_matches (*error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_CONFIG))
+        {
+          (*error)->domain = TALLY_RUN_ERROR;
+          (*error)->code = TALLY_RUN_ERROR_CONFIG;
+        }
+      goto out;
+    }
   tally_publisher_set_flush_timeout (TALLY_PUBLISHER (actor),
                                      MIN (config->shutdown.timeout_ms, 10000));
   run.publisher = tally_actor_start (actor, run.publisher_arbiter, 64);
@@ -418,7 +426,15 @@ tally_run_service (const TallyConfig *config, GError **error)
   run.source_arbiter = tally_arbiter_new ("tally-source");
   actor = tally_source_new (config, conf, run.handle, error);
   if (actor == NULL)
-    goto out;
+    {
+      /* librdkafka refused a combination of [kafka] properties: a configuration error. */
+      if (error != NULL && g_error_matches (*error, TALLY_SOURCE_ERROR, TALLY_SOURCE_ERROR_CONFIG))
+        {
+          (*error)->domain = TALLY_RUN_ERROR;
+          (*error)->code = TALLY_RUN_ERROR_CONFIG;
+        }
+      goto out;
+    }
   run.source = tally_actor_start (actor, run.source_arbiter, 16);
 
   /* Requests, on this thread's main context. */

@@ -1,0 +1,255 @@
+#!/usr/bin/python3
+"""A Kafka client for Tally's end-to-end tests, written on Python's Kafka clients.
+
+It shares no code with Tally: it produces input records and reads snapshots back the way
+any user's program would, with confluent-kafka (librdkafka) or kafka-python (a pure Python
+implementation of the protocol).
+
+    tally_client.py produce -b BOOTSTRAP -t TOPIC [--client confluent|kafka-python]
+                            [--values FILE] [FILE...]
+        Produces every line of the FILEs (without its line end) as one record value; an
+        empty line is an empty value. With --values, FILE is a JSON list of values instead:
+        a string (UTF-8), {"hex": "..."} (raw bytes) or null (a tombstone).
+
+    tally_client.py snapshot -b BOOTSTRAP --input TOPIC [--requests TOPIC] [--output TOPIC]
+                             [--client confluent|kafka-python] [--caught-up] [--timeout S]
+                             [--top N] [--json]
+        Sends a snapshot request (key = a fresh request id) to the request topic, reads the
+        output topic until every part of the reply came, and prints `word count` lines, most
+        frequent first, ties in byte order of the word (as tests/reference/wordcount.py).
+        With --caught-up it asks again until the snapshot's offsets reach the high watermark
+        of every partition of the input topic, so every produced record is reflected.
+        --json prints the reassembled snapshot's metadata and counts as JSON instead.
+
+Exit status: 0 on success, 1 on a timeout or a bad snapshot.
+"""
+
+import argparse
+import json
+import sys
+import time
+import uuid
+
+
+def log(*args):
+    print("tally_client:", *args, file=sys.stderr, flush=True)
+
+
+def read_values(args):
+    if args.values:
+        with open(args.files[0], "rb") as f:
+            items = json.load(f)
+        out = []
+        for item in items:
+            if item is None:
+                out.append(None)
+            elif isinstance(item, dict):
+                out.append(bytes.fromhex(item["hex"]))
+            else:
+                out.append(item.encode("utf-8"))
+        return out
+    out = []
+    for name in args.files or ["-"]:
+        data = sys.stdin.buffer.read() if name == "-" else open(name, "rb").read()
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        out.extend(lines)
+    return out
+
+
+def produce(args):
+    values = read_values(args)
+    if args.client == "confluent":
+        from confluent_kafka import Producer
+
+        failures = []
+
+        def report(err, msg):
+            if err is not None:
+                failures.append(err)
+
+        p = Producer({"bootstrap.servers": args.bootstrap, "message.max.bytes": 100000000,
+                      "linger.ms": 5})
+        for v in values:
+            while True:
+                try:
+                    p.produce(args.topic, value=v, on_delivery=report)
+                    break
+                except BufferError:
+                    p.poll(0.1)
+            p.poll(0)
+        left = p.flush(60)
+        if left or failures:
+            log("produce failed:", left, "undelivered,", failures[:3])
+            return 1
+    else:
+        from kafka import KafkaProducer
+
+        p = KafkaProducer(bootstrap_servers=args.bootstrap, max_request_size=100000000,
+                          api_version=(2, 0, 0))
+        futures = [p.send(args.topic, value=v) for v in values]
+        p.flush(60)
+        for f in futures:
+            f.get(timeout=60)
+        p.close()
+    log("produced", len(values), "records to", args.topic, "with", args.client)
+    return 0
+
+
+class ConfluentIO:
+    def __init__(self, bootstrap):
+        from confluent_kafka import Consumer, Producer, TopicPartition
+
+        self.TopicPartition = TopicPartition
+        self.producer = Producer({"bootstrap.servers": bootstrap})
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tally-client-" + uuid.uuid4().hex,
+                                  "enable.auto.commit": False, "auto.offset.reset": "latest"})
+
+    def partitions(self, topic):
+        md = self.consumer.list_topics(topic, timeout=10)
+        return sorted(md.topics[topic].partitions)
+
+    def high_watermarks(self, topic):
+        return {p: self.consumer.get_watermark_offsets(self.TopicPartition(topic, p), timeout=10)[1]
+                for p in self.partitions(topic)}
+
+    def listen(self, topic):
+        ends = self.high_watermarks(topic)
+        self.consumer.assign([self.TopicPartition(topic, p, o) for p, o in ends.items()])
+
+    def request(self, topic, request_id, value):
+        self.producer.produce(topic, key=request_id.encode(), value=value)
+        self.producer.flush(10)
+
+    def poll(self, timeout):
+        m = self.consumer.poll(timeout)
+        if m is None or m.error():
+            return None
+        return m.value()
+
+
+class KafkaPythonIO:
+    def __init__(self, bootstrap):
+        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+        self.TopicPartition = TopicPartition
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, api_version=(2, 0, 0))
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                      api_version=(2, 0, 0))
+        self.pending = []
+
+    def partitions(self, topic):
+        for _ in range(50):
+            parts = self.consumer.partitions_for_topic(topic)
+            if parts:
+                return sorted(parts)
+            time.sleep(0.2)
+        raise RuntimeError("no metadata for " + topic)
+
+    def high_watermarks(self, topic):
+        tps = [self.TopicPartition(topic, p) for p in self.partitions(topic)]
+        return {tp.partition: o for tp, o in self.consumer.end_offsets(tps).items()}
+
+    def listen(self, topic):
+        ends = self.high_watermarks(topic)
+        tps = [self.TopicPartition(topic, p) for p in ends]
+        self.consumer.assign(tps)
+        for tp in tps:
+            self.consumer.seek(tp, ends[tp.partition])
+
+    def request(self, topic, request_id, value):
+        self.producer.send(topic, key=request_id.encode(), value=value).get(timeout=10)
+
+    def poll(self, timeout):
+        if not self.pending:
+            batches = self.consumer.poll(timeout_ms=int(timeout * 1000))
+            for records in batches.values():
+                self.pending.extend(r.value for r in records)
+        return self.pending.pop(0) if self.pending else None
+
+
+def ask(io, args, request_id):
+    """Sends one request and returns the reassembled snapshot dict."""
+    value = json.dumps({"top": args.top}).encode() if args.top else b""
+    io.request(args.requests, request_id, value)
+    parts = {}
+    expected = None
+    deadline = time.time() + args.timeout
+    while time.time() < deadline:
+        v = io.poll(0.5)
+        if v is None:
+            continue
+        part = json.loads(v)
+        if part.get("request_id") != request_id:
+            continue
+        if "error" in part and part["error"]:
+            raise RuntimeError("error snapshot: " + str(part["error"]))
+        expected = part["parts"]
+        parts[part["part"]] = part
+        if len(parts) == expected:
+            snap = dict(parts[0])
+            snap["counts"] = [c for i in range(expected) for c in parts[i]["counts"]]
+            del snap["part"]
+            return snap
+    raise TimeoutError("no complete reply to request %s (%d of %s parts)"
+                       % (request_id, len(parts), expected))
+
+
+def snapshot(args):
+    io = ConfluentIO(args.bootstrap) if args.client == "confluent" else KafkaPythonIO(args.bootstrap)
+    io.listen(args.output)
+    deadline = time.time() + args.timeout
+    while True:
+        snap = ask(io, args, "e2e-" + uuid.uuid4().hex)
+        if not args.caught_up:
+            break
+        ends = io.high_watermarks(args.input)
+        have = {o["partition"]: o["offset"] for o in snap.get("offsets", []) if o["topic"] == args.input}
+        behind = {p: (max(have.get(p, 0), 0), e) for p, e in ends.items() if max(have.get(p, 0), 0) < e}
+        if not behind:
+            break
+        if time.time() > deadline:
+            log("not caught up:", behind)
+            return 1
+        time.sleep(0.5)
+    if args.json:
+        json.dump(snap, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    counts = sorted(((w.encode("utf-8"), n) for w, n in snap["counts"]), key=lambda kv: (-kv[1], kv[0]))
+    out = sys.stdout.buffer
+    for w, n in counts:
+        out.write(b"%s %d\n" % (w, n))
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("produce")
+    p.add_argument("-b", "--bootstrap", required=True)
+    p.add_argument("-t", "--topic", required=True)
+    p.add_argument("--client", choices=("confluent", "kafka-python"), default="confluent")
+    p.add_argument("--values", action="store_true")
+    p.add_argument("files", nargs="*")
+    s = sub.add_parser("snapshot")
+    s.add_argument("-b", "--bootstrap", required=True)
+    s.add_argument("--input", default="tally-input")
+    s.add_argument("--requests", default="tally-requests")
+    s.add_argument("--output", default="tally-snapshots")
+    s.add_argument("--client", choices=("confluent", "kafka-python"), default="confluent")
+    s.add_argument("--caught-up", action="store_true")
+    s.add_argument("--timeout", type=float, default=60)
+    s.add_argument("--top", type=int, default=0)
+    s.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    try:
+        return produce(args) if args.command == "produce" else snapshot(args)
+    except (TimeoutError, RuntimeError) as e:
+        log(e)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

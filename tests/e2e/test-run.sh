@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# End-to-end checks of `tally run` as a separate process, fed and read by clients no one
+# here wrote: kcat, confluent-kafka-python and kafka-python. Reference counts come from
+# tests/reference/wordcount.py (Python re + collections.Counter), never from Tally.
+#
+#   test-run.sh streams-example  the Kafka Streams word-count example lines give kafka 3,
+#                                streams 2 and 1 for each other word (default tokenizer)
+#   test-run.sh clients          input from kcat, confluent-kafka and kafka-python; the
+#                                snapshot read back with both Python clients
+#   test-run.sh sotu             every State of the Union address, line by line with kcat:
+#                                the snapshot equals the reference word for word
+#   test-run.sh bad-records      tombstones, empty values, NUL bytes, invalid UTF-8, a
+#                                record at the raised size limit and an error event
+#   test-run.sh signals          SIGUSR1 publishes a snapshot; a second SIGTERM during the
+#                                shutdown neither hangs nor crashes; exit status 0
+#   test-run.sh bad-config       a bad key exits with status 78 and names the key
+#   test-run.sh restart-term     SIGTERM in the middle of the input, then a restart against
+#                                the same broker (`tally broker`): counts equal the reference
+#   test-run.sh restart-kill     the same with kill -9: no word is missing and none is below
+#                                the reference (at least once)
+#   test-run.sh real-restart     restart-kill and restart-term against the real Apache Kafka
+#                                at $TALLY_TEST_KAFKA_BOOTSTRAP (compaction on, real group
+#                                coordinator); skipped (77) when it is unset, failed when
+#                                TALLY_TEST_REQUIRE_KAFKA=1
+#
+# Needs TALLY_EXE (set by meson test) or a build in ./build. Exit 0 means every check passed.
+set -euo pipefail
+
+mode=${1:-}
+root=${TALLY_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+tally=${TALLY_EXE:-$root/build/tally}
+# Debian's python3, which has python3-confluent-kafka and python3-kafka.
+py=/usr/bin/python3
+client="$py $root/tests/e2e/tally_client.py"
+reference="$py $root/tests/reference/wordcount.py"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tally-e2e-run.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$work"/*.log; do
+    [ -f "$f" ] || continue
+    echo "--- $f (last 30 lines)" >&2
+    tail -n 30 "$f" >&2
+  done
+  exit 1
+}
+ok() { echo "ok: $*"; }
+
+# expect_file NAME EXPECTED_FILE ACTUAL_FILE
+expect_file() {
+  if ! cmp -s "$2" "$3"; then
+    echo "--- diff expected actual (first 20 lines)" >&2
+    diff "$2" "$3" | head -n 20 >&2 || true
+    fail "$1"
+  fi
+  ok "$1"
+}
+
+# wait_for_line FILE REGEX SECONDS: prints the first matching line
+wait_for_line() {
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    if grep -m1 -E "$2" "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_tally NAME CONF: starts `tally run`, sets $tally_pid (and $bootstrap when the
+# embedded broker is used)
+start_tally() {
+  "$tally" run --config "$2" >"$work/$1.out" 2>"$work/$1.log" &
+  tally_pid=$!
+  pids+=("$tally_pid")
+  if ! grep -q '^bootstrap.servers' "$2"; then
+    local line
+    line=$(wait_for_line "$work/$1.out" '^bootstrap.servers=' 30) || fail "$1: no bootstrap address printed"
+    bootstrap=${line#bootstrap.servers=}
+  fi
+  local i
+  for ((i = 0; i < 600; i++)); do
+    grep -q 'source: assigned' "$work/$1.log" && return 0
+    kill -0 "$tally_pid" 2>/dev/null || fail "$1: tally exited while starting"
+    sleep 0.1
+  done
+  fail "$1: never got its partitions"
+}
+
+# stop_tally SIGNAL: signals tally and waits; fails unless it exits 0 within 20 s
+stop_tally() {
+  kill "-$1" "$tally_pid"
+  local i
+  for ((i = 0; i < 200; i++)); do
+    if ! kill -0 "$tally_pid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  kill -0 "$tally_pid" 2>/dev/null && fail "tally did not exit within 20 s of SIG$1"
+  local status=0
+  wait "$tally_pid" || status=$?
+  [ "$status" = 0 ] || fail "tally exited with status $status after SIG$1"
+}
+
+# start_broker: a `tally broker` that outlives the Tally processes; sets $bootstrap
+start_broker() {
+  "$tally" broker >"$work/broker.out" 2>"$work/broker.log" &
+  pids+=("$!")
+  local line
+  line=$(wait_for_line "$work/broker.out" '^bootstrap.servers=' 30) || fail "tally broker printed no address"
+  bootstrap=${line#bootstrap.servers=}
+}
+
+embedded_conf() {
+  cat >"$work/tally.conf" <<EOF
+[input]
+topics=tally-input
+[checkpoint]
+interval_ms=500
+EOF
+  printf '%s\n' "$@" >>"$work/tally.conf"
+}
+
+snapshot_caught_up() { # OUT [client options...]
+  local out=$1
+  shift
+  $client snapshot -b "$bootstrap" --input tally-input --caught-up --timeout 120 "$@" >"$out" \
+    2>>"$work/client.log" || fail "no caught-up snapshot"
+}
+
+streams_lines() {
+  printf 'Apache   Kafka Streams   Example\nUsing  \t\t Kafka   Streams\tTest Utils\nReading and Writing Kafka Topic\n'
+}
+
+test_streams_example() {
+  embedded_conf
+  start_tally run "$work/tally.conf"
+  streams_lines | kcat -P -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  snapshot_caught_up "$work/actual"
+  cat >"$work/expected" <<'EOF'
+kafka 3
+streams 2
+and 1
+apache 1
+example 1
+reading 1
+test 1
+topic 1
+using 1
+utils 1
+writing 1
+EOF
+  expect_file "Kafka Streams example: kafka 3, streams 2, 1 each other word" "$work/expected" "$work/actual"
+  streams_lines | $reference --chunk-lines >"$work/reference"
+  expect_file "the reference counter agrees" "$work/reference" "$work/actual"
+  stop_tally TERM
+  ok "clean exit after SIGTERM"
+}
+
+test_clients() {
+  embedded_conf
+  start_tally run "$work/tally.conf"
+  printf 'the kcat line\nanother kcat line with the words\n' >"$work/in-kcat"
+  printf 'the confluent line\nÉcole Ünïcode straße\n' >"$work/in-confluent"
+  printf 'the kafka-python line\n' >"$work/in-kp"
+  kcat -P -b "$bootstrap" -t tally-input <"$work/in-kcat" 2>>"$work/kcat.log"
+  $client produce -b "$bootstrap" -t tally-input --client confluent "$work/in-confluent" 2>>"$work/client.log"
+  $client produce -b "$bootstrap" -t tally-input --client kafka-python "$work/in-kp" 2>>"$work/client.log"
+  cat "$work/in-kcat" "$work/in-confluent" "$work/in-kp" | $reference --chunk-lines >"$work/expected"
+  snapshot_caught_up "$work/actual-confluent" --client confluent
+  expect_file "kcat + confluent-kafka + kafka-python input, read with confluent-kafka" "$work/expected" "$work/actual-confluent"
+  snapshot_caught_up "$work/actual-kp" --client kafka-python
+  expect_file "the same snapshot read with kafka-python" "$work/expected" "$work/actual-kp"
+  stop_tally INT
+  ok "clean exit after SIGINT"
+}
+
+sotu_lines() { # every address, one record per line
+  local dir
+  dir=$("$root/scripts/fetch-corpus" sotu)
+  for f in "$dir"/*.txt; do
+    cat "$f"
+    echo
+  done
+}
+
+test_sotu() {
+  embedded_conf
+  sotu_lines >"$work/sotu.txt"
+  $reference --chunk-lines "$work/sotu.txt" >"$work/expected"
+  start_tally run "$work/tally.conf"
+  kcat -P -b "$bootstrap" -t tally-input <"$work/sotu.txt" 2>>"$work/kcat.log"
+  snapshot_caught_up "$work/actual"
+  expect_file "State of the Union, $(wc -l <"$work/sotu.txt") records, $(awk '{s+=$2} END {print s}' "$work/expected") words: equal to the reference" \
+    "$work/expected" "$work/actual"
+  stop_tally TERM
+  ok "clean exit after SIGTERM"
+}
+
+test_bad_records() {
+  # Raise librdkafka's record size limits to 2 MB and send a record of exactly 2,000,000
+  # bytes of value; subscribe to a topic that does not exist as well, for an error event.
+  embedded_conf "[kafka]" "message.max.bytes=2100000" "fetch.message.max.bytes=2100000" \
+    "receive.message.max.bytes=100000000"
+  sed -i 's/^topics=tally-input$/topics=tally-input;^tally-input-none-[0-9]+$/' "$work/tally.conf"
+  start_tally run "$work/tally.conf"
+  "$py" - "$work/values.json" "$work/big" <<'EOF'
+import json, sys
+big = ("big " * 500000).encode()  # exactly 2,000,000 bytes, 500,000 words
+assert len(big) == 2000000
+open(sys.argv[2], "wb").write(big)
+values = [None, "", "nul\u0000byte", {"hex": "ff fe 41 42 c3 28 e2 82 ff 6f 6b".replace(" ", "")},
+          {"hex": "00"}, {"hex": big.hex()}, "après l'été", None]
+json.dump(values, open(sys.argv[1], "w"))
+EOF
+  $client produce -b "$bootstrap" -t tally-input --client confluent --values "$work/values.json" 2>>"$work/client.log"
+  {
+    printf 'nul\0byte\n'
+    printf '\xff\xfeAB\xc3(\xe2\x82\xffok\n'
+    printf '\0\n'
+    cat "$work/big"
+    printf '\n'
+    printf "après l'été\n"
+  } | $reference --chunk-lines >"$work/expected"
+  snapshot_caught_up "$work/actual"
+  expect_file "tombstones, empty, NUL, invalid UTF-8 and a 2,000,000-byte record" "$work/expected" "$work/actual"
+  kill -0 "$tally_pid" || fail "tally died"
+  stop_tally TERM
+  ok "clean exit after SIGTERM"
+}
+
+test_signals() {
+  embedded_conf
+  start_tally run "$work/tally.conf"
+  streams_lines | kcat -P -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  snapshot_caught_up "$work/first" # everything consumed
+  kill -USR1 "$tally_pid"
+  wait_for_line "$work/run.log" 'published' 30 >/dev/null || fail "no snapshot published after SIGUSR1"
+  # A snapshot from SIGUSR1 is on the output topic, read with kcat.
+  kcat -C -b "$bootstrap" -t tally-snapshots -o beginning -e -q 2>>"$work/kcat.log" >"$work/outputs"
+  grep -q '"kafka",3' "$work/outputs" || grep -q '"kafka", 3' "$work/outputs" \
+    || fail "the SIGUSR1 snapshot read with kcat does not count kafka 3"
+  ok "SIGUSR1 publishes a snapshot that kcat reads"
+  kill -TERM "$tally_pid"
+  sleep 0.05
+  kill -TERM "$tally_pid" 2>/dev/null || true
+  kill -INT "$tally_pid" 2>/dev/null || true
+  local i
+  for ((i = 0; i < 200; i++)); do
+    kill -0 "$tally_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$tally_pid" 2>/dev/null && fail "tally hung after repeated signals"
+  local status=0
+  wait "$tally_pid" || status=$?
+  [ "$status" = 0 ] || fail "exit status $status after repeated signals"
+  grep -q 'publishing the final snapshot' "$work/run.log" || fail "no final snapshot"
+  [ "$(grep -c 'publishing the final snapshot' "$work/run.log")" = 1 ] || fail "final snapshot published more than once"
+  ok "a second SIGTERM and a SIGINT during shutdown: one final snapshot, exit 0"
+}
+
+test_bad_config() {
+  printf '[input]\ntopiks=tally-input\n' >"$work/bad.conf"
+  local status=0
+  "$tally" run --config "$work/bad.conf" >"$work/bad.out" 2>"$work/bad.err" || status=$?
+  [ "$status" = 78 ] || fail "exit status $status for a bad key, expected 78"
+  grep -q 'topiks' "$work/bad.err" || fail "the message does not name the key: $(cat "$work/bad.err")"
+  ok "bad config: exit 78, message names the key"
+}
+
+# restart SIGNAL: stop mid-input with SIGNAL, restart, compare with the reference
+restart() {
+  local sig=$1 conf=$work/tally.conf
+  cat >"$conf" <<EOF
+[input]
+topics=$input_topic
+group_id=$group
+[output]
+topic=$output_topic
+[requests]
+topic=$requests_topic
+[checkpoint]
+changelog_topic=$changelog_topic
+interval_ms=300
+[kafka]
+bootstrap.servers=$bootstrap
+session.timeout.ms=6000
+EOF
+  sotu_lines >"$work/sotu.txt"
+  $reference --chunk-lines "$work/sotu.txt" >"$work/expected"
+  start_tally run1 "$conf"
+  # Produce everything in the background, slowly enough to stop in the middle.
+  (split -n l/20 "$work/sotu.txt" "$work/chunk."; for c in "$work"/chunk.*; do
+    kcat -P -b "$bootstrap" -t "$input_topic" <"$c"; sleep 0.3; done) 2>>"$work/kcat.log" &
+  local producer=$!
+  pids+=("$producer")
+  wait_for_line "$work/run1.log" 'source: restored|source: assigned' 30 >/dev/null
+  sleep 2.5
+  kill "-$sig" "$tally_pid"
+  local status=0
+  wait "$tally_pid" || status=$?
+  if [ "$sig" = TERM ]; then
+    [ "$status" = 0 ] || fail "first run exited with status $status after SIGTERM"
+  fi
+  ok "first run stopped with SIG$sig mid-input"
+  start_tally run2 "$conf"
+  wait "$producer" || fail "the producer failed"
+  $client snapshot -b "$bootstrap" --input "$input_topic" --requests "$requests_topic" \
+    --output "$output_topic" --caught-up --timeout 180 >"$work/actual" 2>>"$work/client.log" \
+    || fail "no caught-up snapshot after the restart"
+  if [ "$sig" = TERM ]; then
+    expect_file "after SIGTERM and restart: equal to the reference word for word" "$work/expected" "$work/actual"
+  else
+    "$py" - "$work/expected" "$work/actual" <<'EOF' || fail "after kill -9 and restart: a word is missing or below the reference"
+import sys
+def load(p):
+    d = {}
+    for line in open(p, "rb"):
+        w, n = line.rstrip(b"\n").rsplit(b" ", 1)
+        d[w] = int(n)
+    return d
+exp, act = load(sys.argv[1]), load(sys.argv[2])
+missing = [w for w in exp if act.get(w, 0) < exp[w]]
+extra = [w for w in act if w not in exp]
+over = sum(act.get(w, 0) - exp[w] for w in exp)
+print("ok words=%d counted=%d over=%d" % (len(exp), sum(act.values()), over))
+sys.exit(1 if missing or extra else 0)
+EOF
+    ok "after kill -9 and restart: every word counted at least as often as the reference"
+  fi
+  stop_tally TERM
+  ok "clean exit of the second run"
+}
+
+test_restart_embedded() {
+  start_broker
+  input_topic=tally-input group=tally output_topic=tally-snapshots requests_topic=tally-requests
+  changelog_topic=tally-changelog
+  restart "$1"
+}
+
+test_real_restart() {
+  if [ -z "${TALLY_TEST_KAFKA_BOOTSTRAP:-}" ]; then
+    if [ "${TALLY_TEST_REQUIRE_KAFKA:-0}" = 1 ]; then
+      fail "TALLY_TEST_REQUIRE_KAFKA=1 but TALLY_TEST_KAFKA_BOOTSTRAP is not set"
+    fi
+    echo "skip: no real broker (TALLY_TEST_KAFKA_BOOTSTRAP is not set; scripts/check starts one)"
+    exit 77
+  fi
+  bootstrap=$TALLY_TEST_KAFKA_BOOTSTRAP
+  local id
+  id="e2e-$$-$(date +%s%N)"
+  input_topic=$id-input group=$id output_topic=$id-snapshots requests_topic=$id-requests
+  changelog_topic=$id-changelog
+  "$py" - "$bootstrap" "$input_topic" "$output_topic" "$requests_topic" <<'EOF'
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+bs, inp, out, req = sys.argv[1:5]
+admin = AdminClient({"bootstrap.servers": bs})
+fs = admin.create_topics([NewTopic(inp, 4, 1), NewTopic(out, 1, 1), NewTopic(req, 1, 1)])
+for f in fs.values():
+    f.result(30)
+EOF
+  restart KILL
+  "$py" - "$bootstrap" "$changelog_topic" <<'EOF' || fail "the changelog topic is not compacted"
+import sys
+from confluent_kafka.admin import AdminClient, ConfigResource
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+res = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, sys.argv[2])])
+for f in res.values():
+    assert f.result(30)["cleanup.policy"].value == "compact"
+EOF
+  ok "the changelog topic was created compacted"
+}
+
+case "$mode" in
+  streams-example) test_streams_example ;;
+  clients) test_clients ;;
+  sotu) test_sotu ;;
+  bad-records) test_bad_records ;;
+  signals) test_signals ;;
+  bad-config) test_bad_config ;;
+  restart-term) test_restart_embedded TERM ;;
+  restart-kill) test_restart_embedded KILL ;;
+  real-restart) test_real_restart ;;
+  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
