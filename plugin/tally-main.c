@@ -20,6 +20,7 @@ static const TallyCommand commands[] = {
   { "check-config", "check a configuration file strictly (exit 0, or 78)", tally_cmd_check_config },
   { "print-config", "print the effective configuration, secrets redacted", tally_cmd_print_config },
   { "broker", "run the embedded Kafka broker (librdkafka's mock cluster)", tally_cmd_broker },
+  { "snapshot", "request a snapshot and print the merged counts", tally_cmd_snapshot },
   { "run", "consume topics, count words, publish snapshots (the service)", tally_cmd_run },
   { NULL, NULL, NULL },
 };

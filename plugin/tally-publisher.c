@@ -323,7 +323,14 @@ build_snapshot (TallyPublisher *self, PublishMessage *m)
   snapshot->instance_id = g_strdup (self->instance_id);
   snapshot->created_at_ms = g_get_real_time () / 1000;
   snapshot->taken_ms = m->taken_ms;
-  snapshot->offsets = g_steal_pointer (&m->offsets);
+  /* Only partitions with a known position: one never read has none to state. */
+  snapshot->offsets = rd_kafka_topic_partition_list_new (m->offsets != NULL ? m->offsets->cnt : 0);
+  for (int i = 0; m->offsets != NULL && i < m->offsets->cnt; i++)
+    if (m->offsets->elems[i].offset >= 0)
+      rd_kafka_topic_partition_list_add (snapshot->offsets, m->offsets->elems[i].topic,
+                                         m->offsets->elems[i].partition)
+          ->offset
+          = m->offsets->elems[i].offset;
   snapshot->partitions = g_steal_pointer (&m->partitions);
   if (snapshot->partitions != NULL)
     for (int i = 0; i < snapshot->partitions->cnt; i++)

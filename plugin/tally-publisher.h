@@ -133,7 +133,9 @@ void tally_publish_report_free (TallyPublishReport *report);
  *   error snapshot is published and @counts may be %NULL
  * @counts: (transfer full) (nullable): every count of the cut, unfiltered
  * @offsets: (transfer full) (nullable): per input topic-partition, the offset of the next
- *   record not reflected in @counts (Kafka commit semantics)
+ *   record not reflected in @counts (Kafka commit semantics); entries with a negative
+ *   (logical) offset, such as %RD_KAFKA_OFFSET_INVALID for a partition never read, are
+ *   left out of the snapshot
  * @partitions: (transfer full) (nullable): the input partitions this instance owns
  * @taken_ms: how long taking the cut took, in ms
  * @cancellable: (nullable): abandons the wait for the reply (publishing goes on)

@@ -526,6 +526,40 @@ tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_record_bytes, GE
   return g_steal_pointer (&parts);
 }
 
+char *
+tally_snapshot_to_json (const TallySnapshot *snapshot, gboolean pretty)
+{
+  gsize n_entries = 0;
+  const TallyWordCount *entries = NULL;
+  JsonObject *object;
+  JsonArray *counts;
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+
+  g_return_val_if_fail (snapshot != NULL, NULL);
+
+  if (snapshot->counts != NULL)
+    entries = tally_counts_get_entries (snapshot->counts, &n_entries);
+  object = build_part_header (snapshot, n_entries, 0, 1);
+  json_object_remove_member (object, "part");
+  json_object_remove_member (object, "parts");
+  counts = json_array_sized_new ((guint)n_entries);
+  for (gsize i = 0; i < n_entries; i++)
+    {
+      JsonArray *pair = json_array_sized_new (2);
+
+      json_array_add_string_element (pair, entries[i].word);
+      json_array_add_int_element (pair, (gint64)entries[i].count);
+      json_array_add_array_element (counts, pair);
+    }
+  json_object_set_array_member (object, "counts", counts);
+  root = json_node_init_object (json_node_alloc (), object);
+  json_object_unref (object);
+  json_generator_set_root (generator, root);
+  json_generator_set_pretty (generator, pretty);
+  return json_generator_to_data (generator, NULL);
+}
+
 /* ---------------------------------------------------------------------------------------
  * Parts
  * ------------------------------------------------------------------------------------- */

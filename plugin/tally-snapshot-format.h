@@ -278,6 +278,19 @@ GPtrArray *tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_recor
                                   GError **error);
 
 /**
+ * tally_snapshot_to_json:
+ * @snapshot: a whole snapshot (for example a merged one)
+ * @pretty: indent the output for people
+ *
+ * The snapshot as one JSON object with the members of a part except `part` and `parts`
+ * (json-glib), for `tally snapshot --json`. Not size-limited. Any thread.
+ *
+ * Returns: (transfer full): UTF-8 JSON text, NUL-terminated
+ */
+G_GNUC_WARN_UNUSED_RESULT
+char *tally_snapshot_to_json (const TallySnapshot *snapshot, gboolean pretty);
+
+/**
  * TallySnapshotPart:
  *
  * One decoded part: the snapshot members it repeats, its number, and its slice of the

@@ -258,13 +258,16 @@ test_publish_read_back (Fixture *f, gconstpointer data)
 {
   g_autoptr (TallyCounts) counts = make_counts (3000);
   g_autoptr (TallySnapshotRequest) request = tally_snapshot_request_new ("req-A");
+  rd_kafka_topic_partition_list_t *offsets;
   g_autoptr (TallyPublishReport) report = NULL;
   g_autoptr (TallySnapshot) back = NULL;
   g_autoptr (GError) error = NULL;
 
-  report = tally_publisher_publish_sync (f->publisher, request, tally_counts_ref (counts),
-                                         input_partitions (2, TRUE), input_partitions (2, FALSE),
-                                         12, WAIT_MS, &error);
+  /* Partition 2 was never read: its offset is left out, its ownership is not. */
+  offsets = input_partitions (3, TRUE);
+  offsets->elems[2].offset = RD_KAFKA_OFFSET_INVALID;
+  report = tally_publisher_publish_sync (f->publisher, request, tally_counts_ref (counts), offsets,
+                                         input_partitions (3, FALSE), 12, WAIT_MS, &error);
   g_assert_no_error (error);
   /* 3000 entries of about 16 bytes do not fit in fewer than 12 records of 4 KiB. */
   g_assert_cmpuint (report->parts, >=, 12);
@@ -283,7 +286,8 @@ test_publish_read_back (Fixture *f, gconstpointer data)
   g_assert_cmpstr (back->offsets->elems[1].topic, ==, "input");
   g_assert_cmpint (back->offsets->elems[1].partition, ==, 1);
   g_assert_cmpint (back->offsets->elems[1].offset, ==, 1001);
-  g_assert_cmpint (back->partitions->cnt, ==, 2);
+  g_assert_cmpint (back->partitions->cnt, ==, 3);
+  g_assert_cmpint (back->partitions->elems[2].partition, ==, 2);
   assert_counts_equal (back->counts, counts);
   g_assert_cmpuint (take_warnings (""), ==, 0);
 }
@@ -529,6 +533,71 @@ test_request_reader (Fixture *f, gconstpointer data)
   rd_kafka_destroy (producer);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * The embedded broker's fixed port
+ * ------------------------------------------------------------------------------------- */
+
+static guint
+free_port (void)
+{
+  g_autoptr (GSocket) socket
+      = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL);
+  g_autoptr (GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr (GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
+  g_autoptr (GSocketAddress) bound = NULL;
+
+  g_assert_true (g_socket_bind (socket, any, TRUE, NULL));
+  bound = g_socket_get_local_address (socket, NULL);
+  return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+}
+
+static void
+test_broker_fixed_port (void)
+{
+  guint port = free_port ();
+  g_autofree char *expected = g_strdup_printf ("127.0.0.1:%u", port);
+  g_autoptr (TallyBroker) broker = NULL;
+  g_autoptr (TallyBroker) second = NULL;
+  g_autoptr (GError) error = NULL;
+  const struct rd_kafka_metadata *metadata = NULL;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+  char errstr[256];
+  rd_kafka_t *producer;
+  rd_kafka_resp_err_t err;
+
+  broker = tally_broker_new (port, 1, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (tally_broker_get_bootstrap_servers (broker), ==, expected);
+  g_assert_true (tally_broker_create_topic (broker, "fixed", 2, &error));
+  /* Creating it again is not an error. */
+  g_assert_true (tally_broker_create_topic (broker, "fixed", 2, &error));
+  g_assert_no_error (error);
+
+  /* A client bootstraps through the relay, then produces to the advertised broker. */
+  g_assert_cmpint (rd_kafka_conf_set (conf, "bootstrap.servers", expected, NULL, 0), ==,
+                   RD_KAFKA_CONF_OK);
+  producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  g_assert_nonnull (producer);
+  err = rd_kafka_metadata (producer, 1, NULL, &metadata, WAIT_MS);
+  g_assert_cmpint (err, ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  g_assert_cmpint (metadata->broker_cnt, ==, 1);
+  g_assert_cmpstr (metadata->brokers[0].host, ==, "127.0.0.1");
+  for (int t = 0; t < metadata->topic_cnt; t++)
+    if (strcmp (metadata->topics[t].topic, "fixed") == 0)
+      g_assert_cmpint (metadata->topics[t].partition_cnt, ==, 2);
+  rd_kafka_metadata_destroy (metadata);
+  err = rd_kafka_producev (producer, RD_KAFKA_V_TOPIC ("fixed"), RD_KAFKA_V_PARTITION (1),
+                           RD_KAFKA_V_VALUE ("hello", 5), RD_KAFKA_V_END);
+  g_assert_cmpint (err, ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  g_assert_cmpint (rd_kafka_flush (producer, WAIT_MS), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy (producer);
+
+  /* The port is taken now. */
+  second = tally_broker_new (port, 1, &error);
+  g_assert_null (second);
+  g_assert_error (error, TALLY_BROKER_ERROR, TALLY_BROKER_ERROR_PORT);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -546,5 +615,6 @@ main (int argc, char **argv)
   ADD ("/publisher/publish-async", test_publish_async, 1000000);
   ADD ("/request-reader/good-and-bad", test_request_reader, 1000000);
 #undef ADD
+  g_test_add_func ("/broker/fixed-port", test_broker_fixed_port);
   return g_test_run ();
 }

@@ -5,6 +5,7 @@
  */
 #include "tally-snapshot-format.h"
 
+#include <json-glib/json-glib.h>
 #include <string.h>
 
 /* librdkafka defines no cleanup functions; this file is the only user here. */
@@ -140,6 +141,25 @@ test_round_trip (void)
   g_assert_cmpint (back->partitions->elems[2].partition, ==, 2);
   g_assert_cmpint (back->partitions->elems[2].offset, ==, RD_KAFKA_OFFSET_INVALID);
   assert_counts_equal (back->counts, counts);
+
+  /* The whole-snapshot JSON of `tally snapshot --json`: no part numbers, every entry. */
+  {
+    g_autofree char *json = tally_snapshot_to_json (back, FALSE);
+    g_autoptr (JsonNode) root = json_from_string (json, &error);
+    JsonObject *object;
+    JsonArray *pairs;
+
+    g_assert_no_error (error);
+    object = json_node_get_object (root);
+    g_assert_false (json_object_has_member (object, "part"));
+    g_assert_false (json_object_has_member (object, "parts"));
+    g_assert_cmpstr (json_object_get_string_member (object, "snapshot_id"), ==, "snap-1");
+    g_assert_cmpint (json_object_get_int_member (object, "entries"), ==, 5);
+    pairs = json_object_get_array_member (object, "counts");
+    g_assert_cmpuint (json_array_get_length (pairs), ==, 5);
+    g_assert_cmpstr (json_array_get_string_element (json_array_get_array_element (pairs, 0), 0), ==,
+                     "é\t€");
+  }
 }
 
 /* "w000000" .. with count 1 + i % 1000: 200,000 distinct words. */

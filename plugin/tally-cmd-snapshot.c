@@ -1,0 +1,385 @@
+/* tally-cmd-snapshot.c — `tally snapshot`: request a snapshot and print the merged counts.
+ *
+ * A client of the snapshot protocol (tally-snapshot-format.h), usable against any Tally
+ * deployment:
+ *
+ * 1. learn the input partitions from metadata (every partition of every input topic, names
+ *    or `^regex`): a complete answer must cover them all;
+ * 2. take the end offsets (high watermarks) of every output topic partition BEFORE sending,
+ *    and assign the consumer there, so no reply can be missed and none older is read;
+ * 3. produce one request record: key = a fresh request id, value = the request JSON;
+ * 4. read the output topic, reassembling parts of every instance's reply, until the merged
+ *    snapshots cover every input partition, or the timeout passes (exit 1, naming the
+ *    partitions still missing);
+ * 5. print `word count` lines in TallyCounts order (count descending, then word bytes), or
+ *    the merged snapshot as JSON.
+ *
+ * Filters: only `prefix` is sent to the instances; `top` and `min_count` are applied here
+ * after merging. With several instances, a word's count is split between them, so a
+ * per-instance top N or minimum would drop words whose total qualifies; a prefix filter is
+ * exact per instance.
+ *
+ * Life cycle of the two clients, all in tally_cmd_snapshot(): configure, create (producer
+ * and consumer), assign, produce and flush, poll, close the consumer, destroy both.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-commands.h"
+#include "tally-config.h"
+#include "tally-snapshot-format.h"
+
+#include <gio/gio.h>
+#include <stdio.h>
+#include <string.h>
+
+static void
+log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *message)
+{
+  if (level <= 3)
+    g_printerr ("%s: librdkafka: %s: %s\n", g_get_prgname (), facility, message);
+}
+
+/* Every partition of the topics named by @patterns (names, or `^regex`), from metadata. */
+static rd_kafka_topic_partition_list_t *
+input_partitions (rd_kafka_t *rk, char **patterns, guint timeout_ms, GError **error)
+{
+  const struct rd_kafka_metadata *metadata = NULL;
+  rd_kafka_topic_partition_list_t *list;
+  rd_kafka_resp_err_t err;
+
+  err = rd_kafka_metadata (rk, 1, NULL, &metadata, (int)timeout_ms);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot read cluster metadata: %s",
+                   rd_kafka_err2str (err));
+      return NULL;
+    }
+  list = rd_kafka_topic_partition_list_new (16);
+  for (int t = 0; t < metadata->topic_cnt; t++)
+    {
+      const struct rd_kafka_metadata_topic *topic = &metadata->topics[t];
+      gboolean wanted = FALSE;
+
+      for (char **p = patterns; *p != NULL && !wanted; p++)
+        wanted = **p == '^' ? g_regex_match_simple (*p, topic->topic, 0, 0)
+                            : strcmp (*p, topic->topic) == 0;
+      if (!wanted || topic->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        continue;
+      for (int p = 0; p < topic->partition_cnt; p++)
+        rd_kafka_topic_partition_list_add (list, topic->topic, topic->partitions[p].id);
+    }
+  rd_kafka_metadata_destroy (metadata);
+  rd_kafka_topic_partition_list_sort (list, NULL, NULL);
+  return list;
+}
+
+/* Assigns every partition of @topic at its current high watermark. */
+static gboolean
+assign_at_end (rd_kafka_t *rk, const char *topic, guint timeout_ms, GError **error)
+{
+  const struct rd_kafka_metadata *metadata = NULL;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new (rk, topic, NULL);
+  rd_kafka_topic_partition_list_t *list = NULL;
+  rd_kafka_resp_err_t err;
+
+  err = rd_kafka_metadata (rk, 0, rkt, &metadata, (int)timeout_ms);
+  rd_kafka_topic_destroy (rkt);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR && metadata->topic_cnt == 1)
+    err = metadata->topics[0].err;
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      list = rd_kafka_topic_partition_list_new (metadata->topics[0].partition_cnt);
+      for (int p = 0; p < metadata->topics[0].partition_cnt && err == RD_KAFKA_RESP_ERR_NO_ERROR;
+           p++)
+        {
+          int32_t id = metadata->topics[0].partitions[p].id;
+          int64_t low, high;
+
+          err = rd_kafka_query_watermark_offsets (rk, topic, id, &low, &high, (int)timeout_ms);
+          rd_kafka_topic_partition_list_add (list, topic, id)->offset = high;
+        }
+    }
+  if (metadata != NULL)
+    rd_kafka_metadata_destroy (metadata);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    err = rd_kafka_assign (rk, list);
+  if (list != NULL)
+    rd_kafka_topic_partition_list_destroy (list);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   "cannot read the end offsets of output topic %s: %s", topic,
+                   rd_kafka_err2str (err));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static char *
+describe_partitions (const rd_kafka_topic_partition_list_t *list)
+{
+  GString *text = g_string_new (NULL);
+
+  for (int i = 0; i < list->cnt; i++)
+    g_string_append_printf (text, "%s%s [%" G_GINT32_FORMAT "]", i > 0 ? ", " : "",
+                            list->elems[i].topic, list->elems[i].partition);
+  return g_string_free (text, FALSE);
+}
+
+static gboolean
+send_request (rd_kafka_conf_t *conf, const char *topic, const TallySnapshotRequest *request,
+              guint timeout_ms, GError **error)
+{
+  g_autoptr (GBytes) value = tally_snapshot_request_to_json (request);
+  char errstr[512];
+  rd_kafka_t *producer;
+  rd_kafka_resp_err_t err;
+  gsize len;
+  const void *data = g_bytes_get_data (value, &len);
+
+  /* Create (takes conf on success), produce, flush, destroy. */
+  producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  if (producer == NULL)
+    {
+      rd_kafka_conf_destroy (conf);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot create a producer: %s", errstr);
+      return FALSE;
+    }
+  err = rd_kafka_producev (producer, RD_KAFKA_V_TOPIC (topic),
+                           RD_KAFKA_V_KEY (request->request_id, strlen (request->request_id)),
+                           RD_KAFKA_V_VALUE ((void *)data, len),
+                           RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    err = rd_kafka_flush (producer, (int)timeout_ms);
+  rd_kafka_destroy (producer);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot send the request to %s: %s", topic,
+                   rd_kafka_err2str (err));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+print_counts (TallyCounts *counts)
+{
+  gsize n;
+  const TallyWordCount *entries = tally_counts_get_entries (counts, &n);
+
+  for (gsize i = 0; i < n; i++)
+    printf ("%s %" G_GUINT64_FORMAT "\n", entries[i].word, entries[i].count);
+}
+
+int
+tally_cmd_snapshot (int argc, char **argv)
+{
+  g_autofree char *config_path = NULL;
+  g_autofree char *bootstrap = NULL;
+  g_autofree char *prefix = NULL;
+  gint64 top = 0, min_count = 0;
+  gint timeout_ms = -1;
+  gboolean json = FALSE;
+  const GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Read the configuration from PATH",
+      "PATH" },
+    { "bootstrap-server", 'b', 0, G_OPTION_ARG_STRING, &bootstrap,
+      "Kafka bootstrap servers (overrides [kafka] bootstrap.servers)", "HOST:PORT" },
+    { "top", 'n', 0, G_OPTION_ARG_INT64, &top, "Print only the N most frequent words", "N" },
+    { "prefix", 'p', 0, G_OPTION_ARG_STRING, &prefix, "Only words starting with P (bytes)", "P" },
+    { "min-count", 'm', 0, G_OPTION_ARG_INT64, &min_count, "Only words counted at least N times",
+      "N" },
+    { "json", 'j', 0, G_OPTION_ARG_NONE, &json, "Print the merged snapshot as JSON", NULL },
+    { "timeout", 't', 0, G_OPTION_ARG_INT, &timeout_ms,
+      "Wait at most MS milliseconds for every reply (default [snapshot] timeout_ms)", "MS" },
+    { NULL },
+  };
+  g_autoptr (GOptionContext) options
+      = g_option_context_new ("- request a snapshot and print the merged counts");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyConfig) config = NULL;
+  g_autoptr (TallySnapshotRequest) request = NULL;
+  g_autoptr (TallySnapshotAssembler) assembler = NULL;
+  g_autoptr (TallySnapshot) merged = NULL;
+  rd_kafka_topic_partition_list_t *expected = NULL;
+  rd_kafka_conf_t *conf, *producer_conf;
+  rd_kafka_t *consumer;
+  char errstr[512];
+  gint64 deadline;
+  guint n_snapshots = 0;
+  int status = TALLY_EXIT_OK;
+
+  g_option_context_add_main_entries (options, entries, NULL);
+  g_option_context_set_summary (
+      options, "Sends a snapshot request to the request topic and waits until the replies of "
+               "every Tally\ninstance cover every input partition, then prints `word count` "
+               "lines, most frequent first.");
+  if (!g_option_context_parse (options, &argc, &argv, &error))
+    {
+      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      return TALLY_EXIT_USAGE;
+    }
+  if (argc > 1 || top < 0 || min_count < 0 || timeout_ms == 0 || timeout_ms < -1)
+    {
+      g_printerr ("%s: bad arguments (--top and --min-count >= 0, --timeout >= 1)\n",
+                  g_get_prgname ());
+      return TALLY_EXIT_USAGE;
+    }
+
+  config = tally_config_load (config_path, &error);
+  if (config == NULL)
+    {
+      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      return TALLY_EXIT_CONFIG;
+    }
+  if (timeout_ms < 0)
+    timeout_ms = (gint)config->snapshot.timeout_ms;
+  if (bootstrap == NULL && !config->kafka.has_bootstrap)
+    {
+      g_printerr ("%s: no Kafka cluster: pass --bootstrap-server HOST:PORT (tally run and "
+                  "tally broker print the embedded broker's address) or set [kafka] "
+                  "bootstrap.servers\n",
+                  g_get_prgname ());
+      return TALLY_EXIT_USAGE;
+    }
+
+  /* Configure: the [kafka] properties, then ours. */
+  conf = rd_kafka_conf_new ();
+  if (!tally_config_apply_kafka (config, conf, &error))
+    {
+      rd_kafka_conf_destroy (conf);
+      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      return TALLY_EXIT_CONFIG;
+    }
+  if (bootstrap != NULL
+      && rd_kafka_conf_set (conf, "bootstrap.servers", bootstrap, errstr, sizeof errstr)
+             != RD_KAFKA_CONF_OK)
+    {
+      rd_kafka_conf_destroy (conf);
+      g_printerr ("%s: --bootstrap-server: %s\n", g_get_prgname (), errstr);
+      return TALLY_EXIT_USAGE;
+    }
+  rd_kafka_conf_set_log_cb (conf, log_cb);
+  producer_conf = rd_kafka_conf_dup (conf);
+  {
+    g_autofree char *group = g_strdup_printf ("tally-snapshot-%08x", g_random_int ());
+
+    /* A consumer needs a group.id, but it only assigns; nothing is joined or committed. */
+    rd_kafka_conf_set (conf, "group.id", group, NULL, 0);
+    rd_kafka_conf_set (conf, "enable.auto.commit", "false", NULL, 0);
+  }
+
+  /* Create the consumer (takes conf on success). */
+  consumer = rd_kafka_new (RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+  if (consumer == NULL)
+    {
+      rd_kafka_conf_destroy (conf);
+      rd_kafka_conf_destroy (producer_conf);
+      g_printerr ("%s: cannot create a consumer: %s\n", g_get_prgname (), errstr);
+      return TALLY_EXIT_FAILURE;
+    }
+
+  request = tally_snapshot_request_new (NULL);
+  request->prefix = prefix != NULL && *prefix != '\0' ? g_strdup (prefix) : NULL;
+
+  /* Learn what must be covered, take positions, then ask. */
+  expected = input_partitions (consumer, config->input.topics, (guint)timeout_ms, &error);
+  if (expected == NULL
+      || !assign_at_end (consumer, config->output.topic, (guint)timeout_ms, &error))
+    {
+      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      rd_kafka_conf_destroy (producer_conf);
+      status = TALLY_EXIT_FAILURE;
+      goto out;
+    }
+  if (expected->cnt == 0)
+    g_printerr ("%s: warning: no partition of the input topics exists yet; taking the first "
+                "complete reply\n",
+                g_get_prgname ());
+  assembler
+      = tally_snapshot_assembler_new (request->request_id, expected->cnt > 0 ? expected : NULL);
+  deadline = g_get_monotonic_time () + (gint64)timeout_ms * 1000;
+  if (!send_request (producer_conf, config->requests.topic, request, (guint)timeout_ms, &error))
+    {
+      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      status = TALLY_EXIT_FAILURE;
+      goto out;
+    }
+
+  /* Use: read replies until covered or out of time. */
+  while (!tally_snapshot_assembler_is_complete (assembler))
+    {
+      gint64 left_ms = (deadline - g_get_monotonic_time ()) / 1000;
+      rd_kafka_message_t *message;
+      g_autoptr (TallySnapshotPart) part = NULL;
+      g_autoptr (GError) part_error = NULL;
+
+      if (left_ms <= 0)
+        {
+          rd_kafka_topic_partition_list_t *missing
+              = tally_snapshot_assembler_dup_missing (assembler);
+          g_autofree char *names = describe_partitions (missing);
+
+          g_printerr ("%s: timed out after %d ms waiting for request %s on %s: %u complete "
+                      "replies, %u incomplete; input partitions not covered: %s\n",
+                      g_get_prgname (), timeout_ms, request->request_id, config->output.topic,
+                      n_snapshots, tally_snapshot_assembler_get_n_incomplete (assembler),
+                      missing->cnt > 0 ? names : "(none)");
+          rd_kafka_topic_partition_list_destroy (missing);
+          status = TALLY_EXIT_FAILURE;
+          goto out;
+        }
+      message = rd_kafka_consumer_poll (consumer, (int)MIN (left_ms, 200));
+      if (message == NULL)
+        continue;
+      if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        {
+          if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            g_printerr ("%s: %s\n", g_get_prgname (), rd_kafka_message_errstr (message));
+          rd_kafka_message_destroy (message);
+          continue;
+        }
+      part = tally_snapshot_part_decode (message->payload, message->len, &part_error);
+      rd_kafka_message_destroy (message);
+      if (part == NULL)
+        continue; /* not a snapshot part: not for us */
+      if (tally_snapshot_assembler_add_part (assembler, g_steal_pointer (&part), &part_error))
+        n_snapshots++;
+      else if (g_error_matches (part_error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                                TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE))
+        {
+          g_printerr ("%s: %s\n", g_get_prgname (), part_error->message);
+          status = TALLY_EXIT_FAILURE;
+          goto out;
+        }
+      else if (part_error != NULL)
+        g_printerr ("%s: warning: %s\n", g_get_prgname (), part_error->message);
+    }
+
+  merged = tally_snapshot_assembler_dup_merged (assembler);
+  {
+    TallyCountsOptions filters = { (guint64)top, prefix, (guint64)min_count };
+    TallyCounts *filtered = tally_counts_filter (merged->counts, &filters);
+
+    tally_counts_unref (merged->counts);
+    merged->counts = filtered;
+    merged->top = (guint64)top;
+    merged->min_count = (guint64)min_count;
+  }
+  if (json)
+    {
+      g_autofree char *text = tally_snapshot_to_json (merged, TRUE);
+
+      printf ("%s\n", text);
+    }
+  else
+    print_counts (merged->counts);
+
+out:
+  /* Close, destroy. */
+  rd_kafka_consumer_close (consumer);
+  rd_kafka_destroy (consumer);
+  if (expected != NULL)
+    rd_kafka_topic_partition_list_destroy (expected);
+  return status;
+}
