@@ -72,14 +72,22 @@ enum
   U_HIGH,
 };
 
-/* ASCII classes of whitespace and record modes. */
+/* ASCII classes of whitespace mode. */
 enum
 {
-  W_SEP = 0,
-  W_WORD,
-  W_UPPER,
-  W_SPACE, /* record mode: space, trimmed but inside a word */
-  W_HIGH,
+  WS_SEP = 0,
+  WS_WORD,
+  WS_UPPER,
+  WS_HIGH,
+};
+
+/* ASCII classes of record mode. */
+enum
+{
+  R_SEP = 0,
+  R_TEXT,
+  R_SPACE, /* trimmed at the ends, kept inside */
+  R_HIGH,
 };
 
 typedef struct
@@ -89,9 +97,26 @@ typedef struct
   char utf8[7];
 } FoldEntry;
 
-static guint8 uni_ascii[256];
-static guint8 ws_ascii[256];
-static guint8 rec_ascii[256];
+/* Classes of the ASCII bytes (and WS_HIGH, U_HIGH, R_HIGH for the rest) in each mode, with GNU C
+ * range designators. */
+static const guint8 uni_ascii[256] = {
+  ['a' ... 'z'] = U_LOWER, ['A' ... 'Z'] = U_UPPER, ['0' ... '9'] = U_DIGIT,
+  ['\''] = U_APOS,         ['-'] = U_HYPHEN,        [0x80 ... 0xff] = U_HIGH,
+};
+
+static const guint8 ws_ascii[256] = {
+  [0x21 ... 0x40] = WS_WORD,
+  ['A' ... 'Z'] = WS_UPPER,
+  [0x5b ... 0x7e] = WS_WORD,
+  [0x80 ... 0xff] = WS_HIGH,
+};
+
+static const guint8 rec_ascii[256] = {
+  [' '] = R_SPACE,
+  [0x21 ... 0x7e] = R_TEXT,
+  [0x80 ... 0xff] = R_HIGH,
+};
+
 static guint8 bmp_class[0x10000];
 static FoldEntry *folds;
 static gsize n_folds;
@@ -130,36 +155,9 @@ type_may_fold (GUnicodeType type)
 }
 
 static void
-tables_init (void)
+unicode_tables_init (void)
 {
   GArray *entries = g_array_new (FALSE, FALSE, sizeof (FoldEntry));
-
-  for (guint b = 0; b < 256; b++)
-    {
-      guint8 u, w, r;
-
-      if (b >= 0x80)
-        u = U_HIGH, w = r = W_HIGH;
-      else if (b >= 'a' && b <= 'z')
-        u = U_LOWER, w = r = W_WORD;
-      else if (b >= 'A' && b <= 'Z')
-        u = U_UPPER, w = W_UPPER, r = W_WORD;
-      else if (b >= '0' && b <= '9')
-        u = U_DIGIT, w = r = W_WORD;
-      else if (b == '\'')
-        u = U_APOS, w = r = W_WORD;
-      else if (b == '-')
-        u = U_HYPHEN, w = r = W_WORD;
-      else if (b == ' ')
-        u = U_SEP, w = W_SEP, r = W_SPACE;
-      else if (b < 0x20 || b == 0x7f)
-        u = U_SEP, w = r = W_SEP;
-      else
-        u = U_SEP, w = r = W_WORD;
-      uni_ascii[b] = u;
-      ws_ascii[b] = w;
-      rec_ascii[b] = r;
-    }
 
   for (gunichar c = 0; c < 0x110000; c++)
     {
@@ -202,13 +200,13 @@ tables_init (void)
 }
 
 static void
-tables_ensure (void)
+unicode_tables_ensure (void)
 {
   static gsize done = 0;
 
   if (g_once_init_enter (&done))
     {
-      tables_init ();
+      unicode_tables_init ();
       g_once_init_leave (&done, 1);
     }
 }
@@ -404,8 +402,6 @@ tally_tokenizer_new (const TallyTokenizerOptions *options)
   TallyTokenizer *self;
   g_autoptr (GError) error = NULL;
 
-  tables_ensure ();
-
   self = g_new0 (TallyTokenizer, 1);
   if (options != NULL)
     self->options = *options;
@@ -417,6 +413,9 @@ tally_tokenizer_new (const TallyTokenizerOptions *options)
       tally_tokenizer_options_init (&self->options);
     }
   self->scratch = g_malloc (self->options.max_word_bytes + 8);
+  /* The Unicode tables are built once per process, by the first unicode-mode tokenizer. */
+  if (self->options.mode == TALLY_TOKENIZER_UNICODE)
+    unicode_tables_ensure ();
   return self;
 }
 
@@ -682,14 +681,15 @@ feed_whitespace (TallyTokenizer *self, const guchar *p, const guchar *end, Tally
       gunichar c;
       guint n;
 
+      /* The first byte of a word, or a separator. */
       if (*p < 0x80)
         {
           guint8 k = ws_ascii[*p];
 
           p++;
-          if (k == W_SEP)
+          if (k == WS_SEP)
             continue;
-          pure = k != W_UPPER;
+          pure = k != WS_UPPER;
         }
       else
         {
@@ -705,15 +705,16 @@ feed_whitespace (TallyTokenizer *self, const guchar *p, const guchar *end, Tally
             continue;
         }
 
+      /* The rest of the word. */
       for (;;)
         {
-          while (p < end && ws_ascii[*p] == W_WORD)
+          while (p < end && ws_ascii[*p] == WS_WORD)
             p++;
           if (p >= end)
             break;
           if (*p < 0x80)
             {
-              if (ws_ascii[*p] != W_UPPER)
+              if (ws_ascii[*p] != WS_UPPER)
                 break;
               pure = FALSE;
               p++;
@@ -765,7 +766,7 @@ feed_record (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWord
           guint8 k = rec_ascii[*p];
 
           p++;
-          if (k == W_SEP || k == W_SPACE)
+          if (k == R_SEP || k == R_SPACE)
             continue;
         }
       else
@@ -790,10 +791,10 @@ feed_record (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWord
             {
               guint8 k = rec_ascii[*p];
 
-              if (k == W_SEP)
+              if (k == R_SEP)
                 break;
               p++;
-              if (k != W_SPACE)
+              if (k != R_SPACE)
                 last = p;
               continue;
             }
