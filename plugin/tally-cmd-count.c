@@ -6,7 +6,7 @@
  * after a separator byte, because tally_tokenizer_feed() needs complete chunks in which no
  * word spans two calls. Regular files are mapped (GMappedFile) and sliced in place; pipes,
  * terminals and other streams are read into a small pool of buffers, the bytes after the
- * last separator being carried over into the next buffer. Slices go through a GAsyncQueue
+ * last separator being carried over into the next buffer. Slices go through a FIFO queue
  * to J worker threads (`--jobs`, by default as many as shards), each with its own
  * TallyTokenizer and TallyWordBatcher: every word goes, hashed once and batched, to the
  * aggregator shard that owns it (one arbiter thread per shard, tally-aggregator-handle.h).
@@ -46,15 +46,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-glib/json-glib.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-/* Bytes per slice and per stream buffer. Larger than any allowed max_word_bytes (the
- * tokenizer's limit is 1 MiB; a window must be able to hold a whole longest word and
- * more). */
+/* Bytes per slice of a mapped file and per stream buffer. Larger than any allowed max_word_bytes
+ * (the tokenizer's limit is 1 MiB; a window must be able to hold a whole longest word and more). */
 #define COUNT_SLICE_BYTES (1024 * 1024)
 #define COUNT_BUFFER_BYTES (2 * 1024 * 1024)
 G_STATIC_ASSERT (COUNT_BUFFER_BYTES > TALLY_TOKENIZER_MAX_WORD_BYTES_LIMIT);
@@ -80,12 +81,14 @@ typedef struct
 } CountInput;
 
 /* A piece of input that ends at a word boundary. */
-typedef struct
+typedef struct _CountSlice CountSlice;
+struct _CountSlice
 {
   const char *data;
   gsize len;
   char *buffer; /* the pool buffer @data points into, given back when done; NULL if mapped */
-} CountSlice;
+  CountSlice *next;
+};
 
 typedef struct _CountJob CountJob;
 
@@ -94,6 +97,8 @@ typedef struct
 {
   CountJob *job;
   GThread *thread;
+  TallyTokenizer *tokenizer; /* made on the main thread, then used by this worker only */
+  TallyWordBatcher *batcher; /* likewise */
   TallyTokenizerStats stats;
   GError *error; /* a failed flush: the shards stopped */
 } CountWorker;
@@ -103,9 +108,16 @@ struct _CountJob
   TallyTokenizerOptions tokenizer_options;
   TallyAggregatorHandle *handle;
 
-  GAsyncQueue *slices;  /* CountSlice *, or &count_end_of_input once per worker */
-  GAsyncQueue *buffers; /* free stream buffers */
-  guint n_buffers;      /* stream buffers allocated so far */
+  /* The hand-off between the reader and the workers. A pthread mutex and conditions
+   * rather than GAsyncQueue: ThreadSanitizer understands pthread locking but not GLib's
+   * futex-based GMutex, and would report every slice handed over as a race. */
+  pthread_mutex_t lock;
+  pthread_cond_t slice_ready;  /* a slice was queued, or the input ended */
+  pthread_cond_t buffer_ready; /* a stream buffer was given back */
+  CountSlice *head, *tail;     /* slices to tokenize, oldest first */
+  gboolean input_done;         /* no more slices will be queued */
+  GPtrArray *free_buffers;     /* stream buffers not in use */
+  guint n_buffers;             /* stream buffers allocated so far */
   guint max_buffers;
 
   CountWorker *workers;
@@ -123,8 +135,6 @@ struct _CountJob
   gint64 last_progress_us;
 };
 
-static CountSlice count_end_of_input;
-
 /* ---------------------------------------------------------------------------------------
  * Workers
  * ------------------------------------------------------------------------------------- */
@@ -135,11 +145,65 @@ count_on_word (const char *word, gsize len, gpointer user_data)
   tally_word_batcher_add (user_data, word, len);
 }
 
+/* Reader side: queues a slice for the workers. */
+static void
+count_queue_slice (CountJob *job, CountSlice *slice)
+{
+  slice->next = NULL;
+  pthread_mutex_lock (&job->lock);
+  if (job->tail != NULL)
+    job->tail->next = slice;
+  else
+    job->head = slice;
+  job->tail = slice;
+  pthread_cond_signal (&job->slice_ready);
+  pthread_mutex_unlock (&job->lock);
+}
+
+/* Reader side: no more slices. */
+static void
+count_queue_end (CountJob *job)
+{
+  pthread_mutex_lock (&job->lock);
+  job->input_done = TRUE;
+  pthread_cond_broadcast (&job->slice_ready);
+  pthread_mutex_unlock (&job->lock);
+}
+
+/* Worker side: the oldest queued slice, waiting for one; %NULL at the end of the input. */
+static CountSlice *
+count_next_slice (CountJob *job)
+{
+  CountSlice *slice;
+
+  pthread_mutex_lock (&job->lock);
+  while (job->head == NULL && !job->input_done)
+    pthread_cond_wait (&job->slice_ready, &job->lock);
+  slice = job->head;
+  if (slice != NULL)
+    {
+      job->head = slice->next;
+      if (job->head == NULL)
+        job->tail = NULL;
+    }
+  pthread_mutex_unlock (&job->lock);
+  return slice;
+}
+
+static void
+count_give_buffer (CountJob *job, char *buffer)
+{
+  pthread_mutex_lock (&job->lock);
+  g_ptr_array_add (job->free_buffers, buffer);
+  pthread_cond_signal (&job->buffer_ready);
+  pthread_mutex_unlock (&job->lock);
+}
+
 static void
 count_slice_release (CountJob *job, CountSlice *slice)
 {
   if (slice->buffer != NULL)
-    g_async_queue_push (job->buffers, slice->buffer);
+    count_give_buffer (job, slice->buffer);
   g_free (slice);
 }
 
@@ -148,27 +212,23 @@ count_worker_run (gpointer data)
 {
   CountWorker *worker = data;
   CountJob *job = worker->job;
-  g_autoptr (TallyTokenizer) tokenizer = tally_tokenizer_new (&job->tokenizer_options);
-  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (job->handle, 0);
+  CountSlice *slice;
 
-  for (;;)
+  while ((slice = count_next_slice (job)) != NULL)
     {
-      CountSlice *slice = g_async_queue_pop (job->slices);
-
-      if (slice == &count_end_of_input)
-        break;
       /* After a failure, keep taking slices so the reader never waits for a buffer. */
       if (worker->error == NULL)
         {
-          tally_tokenizer_feed (tokenizer, slice->data, slice->len, count_on_word, batcher);
-          if (!tally_word_batcher_flush (batcher, TRUE, &worker->error))
+          tally_tokenizer_feed (worker->tokenizer, slice->data, slice->len, count_on_word,
+                                worker->batcher);
+          if (!tally_word_batcher_flush (worker->batcher, TRUE, &worker->error))
             g_atomic_int_set (&job->workers_failed, 1);
         }
       g_atomic_pointer_add (&job->bytes_done, slice->len);
       count_slice_release (job, slice);
     }
 
-  tally_tokenizer_get_stats (tokenizer, &worker->stats);
+  tally_tokenizer_get_stats (worker->tokenizer, &worker->stats);
   g_atomic_int_add (&job->workers_running, -1);
   return NULL;
 }
@@ -302,7 +362,7 @@ count_push_slice (CountJob *job, const char *data, gsize len, char *buffer)
   slice->data = data;
   slice->len = len;
   slice->buffer = buffer;
-  g_async_queue_push (job->slices, slice);
+  count_queue_slice (job, slice);
   count_progress_update (job, FALSE);
 }
 
@@ -340,26 +400,36 @@ count_produce_mapped (CountJob *job, CountInput *input)
     }
 }
 
+/* A free stream buffer: a given-back one, a new one while fewer than max_buffers exist,
+ * or else the next one a worker gives back (updating the progress line meanwhile). */
 static char *
 count_take_buffer (CountJob *job)
 {
-  char *buffer;
+  char *buffer = NULL;
 
-  if (job->n_buffers < job->max_buffers)
+  pthread_mutex_lock (&job->lock);
+  while (job->free_buffers->len == 0 && job->n_buffers >= job->max_buffers)
     {
-      buffer = g_async_queue_try_pop (job->buffers);
-      if (buffer == NULL)
+      struct timespec deadline;
+
+      clock_gettime (CLOCK_MONOTONIC, &deadline);
+      deadline.tv_nsec += COUNT_PROGRESS_INTERVAL_US * 1000L;
+      deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+      deadline.tv_nsec %= 1000000000L;
+      if (pthread_cond_timedwait (&job->buffer_ready, &job->lock, &deadline) == ETIMEDOUT)
         {
-          job->n_buffers++;
-          buffer = g_malloc (COUNT_BUFFER_BYTES);
+          pthread_mutex_unlock (&job->lock);
+          count_progress_update (job, FALSE);
+          pthread_mutex_lock (&job->lock);
         }
-      return buffer;
     }
-  /* All buffers are in use: wait for a worker to give one back, updating the progress
-   * line meanwhile. */
-  while ((buffer = g_async_queue_timeout_pop (job->buffers, COUNT_PROGRESS_INTERVAL_US)) == NULL)
-    count_progress_update (job, FALSE);
-  return buffer;
+  if (job->free_buffers->len > 0)
+    buffer = g_ptr_array_steal_index_fast (job->free_buffers, job->free_buffers->len - 1);
+  else
+    job->n_buffers++;
+  pthread_mutex_unlock (&job->lock);
+
+  return buffer != NULL ? buffer : g_malloc (COUNT_BUFFER_BYTES);
 }
 
 /* Reads a stream to its end, pushing slices. Returns %FALSE with @error set on a read
@@ -390,7 +460,7 @@ count_produce_stream (CountJob *job, CountInput *input, GError **error)
 
               g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved_errno), "%s: %s",
                            input->name, g_strerror (saved_errno));
-              g_async_queue_push (job->buffers, buffer);
+              count_give_buffer (job, buffer);
               return FALSE;
             }
           if (n == 0)
@@ -447,7 +517,7 @@ count_produce_stream (CountJob *job, CountInput *input, GError **error)
       }
     }
 
-  g_async_queue_push (job->buffers, buffer);
+  count_give_buffer (job, buffer);
   return TRUE;
 }
 
@@ -634,10 +704,15 @@ static gboolean
 count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
 {
   g_autoptr (GError) read_error = NULL;
-  char *buffer;
+  pthread_condattr_t cond_attr;
 
-  job->slices = g_async_queue_new ();
-  job->buffers = g_async_queue_new_full (g_free);
+  pthread_mutex_init (&job->lock, NULL);
+  pthread_condattr_init (&cond_attr);
+  pthread_condattr_setclock (&cond_attr, CLOCK_MONOTONIC);
+  pthread_cond_init (&job->slice_ready, &cond_attr);
+  pthread_cond_init (&job->buffer_ready, &cond_attr);
+  pthread_condattr_destroy (&cond_attr);
+  job->free_buffers = g_ptr_array_new_with_free_func (g_free);
   job->max_buffers = 2 * job->n_workers + 2;
   job->workers = g_new0 (CountWorker, job->n_workers);
   job->workers_running = (gint)job->n_workers;
@@ -647,9 +722,14 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
   for (guint i = 0; i < job->n_workers; i++)
     {
       g_autofree char *name = g_strdup_printf ("tally-count-%u", i);
+      CountWorker *worker = &job->workers[i];
 
-      job->workers[i].job = job;
-      job->workers[i].thread = g_thread_new (name, count_worker_run, &job->workers[i]);
+      /* Made here, before the thread starts, so that the tokenizer's one-time table set-up
+       * happens on this thread. */
+      worker->job = job;
+      worker->tokenizer = tally_tokenizer_new (&job->tokenizer_options);
+      worker->batcher = tally_word_batcher_new (job->handle, 0);
+      worker->thread = g_thread_new (name, count_worker_run, worker);
     }
 
   for (guint i = 0; i < n_inputs && read_error == NULL; i++)
@@ -662,8 +742,7 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
         break;
     }
 
-  for (guint i = 0; i < job->n_workers; i++)
-    g_async_queue_push (job->slices, &count_end_of_input);
+  count_queue_end (job);
   /* Wait for the workers, updating the progress line meanwhile. */
   if (job->progress)
     while (g_atomic_int_get (&job->workers_running) > 0)
@@ -672,13 +751,19 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
         count_progress_update (job, FALSE);
       }
   for (guint i = 0; i < job->n_workers; i++)
-    g_thread_join (job->workers[i].thread);
+    {
+      CountWorker *worker = &job->workers[i];
+
+      g_thread_join (worker->thread);
+      g_clear_pointer (&worker->tokenizer, tally_tokenizer_free);
+      g_clear_pointer (&worker->batcher, tally_word_batcher_free);
+    }
   count_progress_update (job, TRUE);
 
-  while ((buffer = g_async_queue_try_pop (job->buffers)) != NULL)
-    g_free (buffer);
-  g_clear_pointer (&job->buffers, g_async_queue_unref);
-  g_clear_pointer (&job->slices, g_async_queue_unref);
+  g_clear_pointer (&job->free_buffers, g_ptr_array_unref);
+  pthread_cond_destroy (&job->buffer_ready);
+  pthread_cond_destroy (&job->slice_ready);
+  pthread_mutex_destroy (&job->lock);
 
   if (read_error != NULL)
     {
