@@ -8,9 +8,11 @@
  * Loading goes in four passes so that every error can name file, line, group and key:
  *
  * 1. A line scan of the raw bytes, before GKeyFile sees them: a UTF-8 byte order mark,
- *    invalid UTF-8, lines that are neither group, pair nor comment, and duplicate groups
- *    and keys (GKeyFile silently merges the former and keeps the last of the latter). The
- *    scan records the line of every group and key ("origins").
+ *    invalid UTF-8, lines that are neither group, pair nor comment (by GKeyFile's own rules
+ *    for group and key names, so GKeyFile never fails later without a line number), and
+ *    duplicate groups and keys (GKeyFile silently merges the former and keeps the last of
+ *    the latter). The scan records the line of every group and key ("origins"). A
+ *    malformed line is quoted in the message only when it cannot hold a secret.
  * 2. GKeyFile parses the text (escapes such as `\s` and `\;`, lists separated by `;`).
  * 3. `TALLY_<GROUP>_<KEY>` environment variables are written into the GKeyFile on top,
  *    with the variable's name as their origin, so they are validated exactly like the file.
@@ -443,6 +445,21 @@ is_key_name (const char *key)
   return *q == '\0';
 }
 
+/* A malformed line, quoted for a message: its first 40 bytes (cut at a character), or
+ * just "the line" when it may hold a secret (such as `sasl.password hunter2`). */
+static char *
+quote_line (const char *s, const char *e)
+{
+  g_autofree char *line = g_strndup (s, e - s);
+  const char *cut = line + MIN (e - s, 40);
+
+  if (tally_config_key_is_secret (line))
+    return g_strdup ("the line");
+  if (*cut != '\0')
+    cut = g_utf8_find_prev_char (line, cut + 1);
+  return g_strdup_printf ("“%.*s%s”", (int)(cut - line), line, *cut != '\0' ? "…" : "");
+}
+
 static gboolean
 scan_lines (const char *data, gsize len, Origins *o, GError **error)
 {
@@ -507,11 +524,11 @@ scan_lines (const char *data, gsize len, Origins *o, GError **error)
             after++;
           if (after < e)
             {
-              g_autofree char *text = g_strndup (s, MIN (e - s, 40));
+              g_autofree char *text = quote_line (s, e);
               config_error (error, TALLY_CONFIG_ERROR_PARSE, where, NULL, NULL,
-                            "“%s%s”: text after the ']' of a group header; put each [group] "
+                            "%s: text after the ']' of a group header; put each [group] "
                             "header and each key=value pair on a line of its own",
-                            text, e - s > 40 ? "…" : "");
+                            text);
               return FALSE;
             }
           g_free (group);
@@ -542,10 +559,9 @@ scan_lines (const char *data, gsize len, Origins *o, GError **error)
 
           if (key == NULL)
             {
-              g_autofree char *text = g_strndup (s, MIN (e - s, 40));
+              g_autofree char *text = quote_line (s, e);
               config_error (error, TALLY_CONFIG_ERROR_PARSE, where, group, NULL,
-                            "“%s%s” is not a [group] header, a key=value pair or a # comment", text,
-                            e - s > 40 ? "…" : "");
+                            "%s is not a [group] header, a key=value pair or a # comment", text);
               return FALSE;
             }
           if (key[0] == '\0')
