@@ -8,7 +8,8 @@
  * mode (whitespace, unicode, unicode with NFKC, record), with a callback that only counts
  * words and their bytes. In the same run it times `LC_ALL=C wc -w` on a temporary file
  * holding the same bytes (process start and reading from the page cache included: what a
- * user running wc pays). Each figure is the median of --runs runs (default 5).
+ * user running wc pays). Each figure is the median of --runs runs (default 5), after one
+ * warm-up; the runs of all columns are interleaved.
  *
  * Prints a table: seconds, MB/s (10^6 bytes per second), million words per second, and
  * the time as a ratio of wc -w's; then unicode MB/s as a ratio of whitespace MB/s (the
@@ -173,6 +174,8 @@ main (int argc, char **argv)
     { "record", TALLY_TOKENIZER_RECORD, FALSE },
   };
   double mbps[G_N_ELEMENTS (modes)];
+  TallyTokenizerOptions options[G_N_ELEMENTS (modes)];
+  Sink sinks[G_N_ELEMENTS (modes)];
   double *samples;
   double wc_seconds;
   guint64 wc_words = 0;
@@ -198,6 +201,13 @@ main (int argc, char **argv)
         return 1;
       }
 
+  for (guint m = 0; m < G_N_ELEMENTS (modes); m++)
+    {
+      tally_tokenizer_options_init (&options[m]);
+      options[m].mode = modes[m].mode;
+      options[m].nfkc = modes[m].nfkc;
+    }
+
   /* The same bytes for wc. */
   fd = g_file_open_tmp ("bench-tokenizer-XXXXXX", &tmp_path, &error);
   if (fd < 0 || !g_file_set_contents (tmp_path, (const char *)buffer->data, buffer->len, &error))
@@ -208,9 +218,20 @@ main (int argc, char **argv)
   close (fd);
 
   mb = buffer->len / 1e6;
-  samples = g_new (double, runs);
+  /* One warm-up of each (page cache, the Unicode tables), then the runs interleaved
+   * (wc, then every mode, again and again) so that other load on the machine affects all
+   * columns alike. */
+  samples = g_new (double, (G_N_ELEMENTS (modes) + 1) * runs);
+  time_wc (tmp_path, &wc_words);
+  for (guint m = 0; m < G_N_ELEMENTS (modes); m++)
+    time_tokenizer (&options[m], (const char *)buffer->data, buffer->len, (gsize)chunk, &sinks[m]);
   for (gint r = 0; r < runs; r++)
-    samples[r] = time_wc (tmp_path, &wc_words);
+    {
+      samples[r] = time_wc (tmp_path, &wc_words);
+      for (guint m = 0; m < G_N_ELEMENTS (modes); m++)
+        samples[(m + 1) * runs + r] = time_tokenizer (&options[m], (const char *)buffer->data,
+                                                      buffer->len, (gsize)chunk, &sinks[m]);
+    }
   wc_seconds = median (samples, (guint)runs);
 
   g_print ("input: %.1f MB in %u paths; %d runs per figure (median); chunks of ~%d bytes\n\n", mb,
@@ -219,25 +240,13 @@ main (int argc, char **argv)
            "vs wc -w");
   g_print ("%-16s %10.3f %9.1f %10.1f %12" G_GUINT64_FORMAT " %7.2fx\n", "LC_ALL=C wc -w",
            wc_seconds, mb / wc_seconds, wc_words / 1e6 / wc_seconds, wc_words, 1.0);
-
   for (guint m = 0; m < G_N_ELEMENTS (modes); m++)
     {
-      TallyTokenizerOptions o;
-      Sink sink = { 0 };
-      double s;
+      double s = median (samples + (m + 1) * runs, (guint)runs);
 
-      tally_tokenizer_options_init (&o);
-      o.mode = modes[m].mode;
-      o.nfkc = modes[m].nfkc;
-      /* One warm-up run, which also builds the Unicode tables. */
-      time_tokenizer (&o, (const char *)buffer->data, buffer->len, (gsize)chunk, &sink);
-      for (gint r = 0; r < runs; r++)
-        samples[r]
-            = time_tokenizer (&o, (const char *)buffer->data, buffer->len, (gsize)chunk, &sink);
-      s = median (samples, (guint)runs);
       mbps[m] = mb / s;
       g_print ("%-16s %10.3f %9.1f %10.1f %12" G_GUINT64_FORMAT " %7.2fx\n", modes[m].name, s,
-               mbps[m], sink.words / 1e6 / s, sink.words, s / wc_seconds);
+               mbps[m], sinks[m].words / 1e6 / s, sinks[m].words, s / wc_seconds);
     }
   g_print ("\nunicode MB/s / whitespace MB/s = %.2f (target >= 0.50)\n", mbps[1] / mbps[0]);
   g_print ("unicode+nfkc MB/s / unicode MB/s = %.2f\n", mbps[2] / mbps[1]);
