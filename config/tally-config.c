@@ -256,6 +256,7 @@ config_error (GError **error, TallyConfigError code, const char *origin, const c
   va_list ap;
   g_autofree char *message = NULL;
   g_autoptr (GString) s = g_string_new (origin);
+  g_autoptr (GString) clean = g_string_new (NULL);
 
   va_start (ap, format);
   message = g_strdup_vprintf (format, ap);
@@ -266,7 +267,22 @@ config_error (GError **error, TallyConfigError code, const char *origin, const c
   if (key != NULL)
     g_string_append_printf (s, "%s%s", group != NULL ? " " : ": ", key);
   g_string_append_printf (s, ": %s", message);
-  g_set_error_literal (error, TALLY_CONFIG_ERROR, code, s->str);
+  /* Values and keys quoted in the message may hold control characters (from escapes such
+   * as \n): show them escaped, so that a message is always one line. */
+  for (const char *c = s->str; *c != '\0'; c++)
+    {
+      if (*c == '\n')
+        g_string_append (clean, "\\n");
+      else if (*c == '\t')
+        g_string_append (clean, "\\t");
+      else if (*c == '\r')
+        g_string_append (clean, "\\r");
+      else if (g_ascii_iscntrl (*c))
+        g_string_append_printf (clean, "\\x%02x", (guint)(guchar)*c);
+      else
+        g_string_append_c (clean, *c);
+    }
+  g_set_error_literal (error, TALLY_CONFIG_ERROR, code, clean->str);
 }
 
 gboolean
