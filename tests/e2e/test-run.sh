@@ -140,7 +140,7 @@ streams_lines() {
 test_streams_example() {
   embedded_conf
   start_tally run "$work/tally.conf"
-  streams_lines | kcat -P -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
   snapshot_caught_up "$work/actual"
   cat >"$work/expected" <<'EOF'
 kafka 3
@@ -168,7 +168,7 @@ test_clients() {
   printf 'the kcat line\nanother kcat line with the words\n' >"$work/in-kcat"
   printf 'the confluent line\nÉcole Ünïcode straße\n' >"$work/in-confluent"
   printf 'the kafka-python line\n' >"$work/in-kp"
-  kcat -P -b "$bootstrap" -t tally-input <"$work/in-kcat" 2>>"$work/kcat.log"
+  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input <"$work/in-kcat" 2>>"$work/kcat.log"
   $client produce -b "$bootstrap" -t tally-input --client confluent "$work/in-confluent" 2>>"$work/client.log"
   $client produce -b "$bootstrap" -t tally-input --client kafka-python "$work/in-kp" 2>>"$work/client.log"
   cat "$work/in-kcat" "$work/in-confluent" "$work/in-kp" | $reference --chunk-lines >"$work/expected"
@@ -194,7 +194,7 @@ test_sotu() {
   sotu_lines >"$work/sotu.txt"
   $reference --chunk-lines "$work/sotu.txt" >"$work/expected"
   start_tally run "$work/tally.conf"
-  kcat -P -b "$bootstrap" -t tally-input <"$work/sotu.txt" 2>>"$work/kcat.log"
+  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input <"$work/sotu.txt" 2>>"$work/kcat.log"
   snapshot_caught_up "$work/actual"
   expect_file "State of the Union, $(wc -l <"$work/sotu.txt") records, $(awk '{s+=$2} END {print s}' "$work/expected") words: equal to the reference" \
     "$work/expected" "$work/actual"
@@ -237,7 +237,7 @@ EOF
 test_signals() {
   embedded_conf
   start_tally run "$work/tally.conf"
-  streams_lines | kcat -P -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
   snapshot_caught_up "$work/first" # everything consumed
   kill -USR1 "$tally_pid"
   wait_for_line "$work/run.log" 'published' 30 >/dev/null || fail "no snapshot published after SIGUSR1"
@@ -286,7 +286,7 @@ topic=$output_topic
 topic=$requests_topic
 [checkpoint]
 changelog_topic=$changelog_topic
-interval_ms=300
+interval_ms=1000
 [kafka]
 bootstrap.servers=$bootstrap
 session.timeout.ms=6000
@@ -296,7 +296,7 @@ EOF
   start_tally run1 "$conf"
   # Produce everything in the background, slowly enough to stop in the middle.
   (split -n l/20 "$work/sotu.txt" "$work/chunk."; for c in "$work"/chunk.*; do
-    kcat -P -b "$bootstrap" -t "$input_topic" <"$c"; sleep 0.3; done) 2>>"$work/kcat.log" &
+    kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t "$input_topic" <"$c"; sleep 0.3; done) 2>>"$work/kcat.log" &
   local producer=$!
   pids+=("$producer")
   wait_for_line "$work/run1.log" 'source: restored|source: assigned' 30 >/dev/null
