@@ -232,8 +232,11 @@ typedef struct _TallyAddress TallyAddress;
  * @message: (transfer none): the message; reply with tally_message_reply()
  * @error: return location for a failure
  *
- * Handles one message. Returning %FALSE with @error set answers an ask with that error and
- * reports the failure to the actor's supervisor (which may restart it).
+ * Handles one message. Returning %FALSE with @error set reports the failure to the
+ * actor's supervisor (which may restart it, see tally-supervisor.h) and then answers an
+ * ask with that error, so an asker that sees the error also sees the supervisor's
+ * decision. An actor without a supervisor logs a warning and keeps running (the same
+ * instance, with its state).
  *
  * Returns: %TRUE on success
  */

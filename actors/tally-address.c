@@ -59,7 +59,7 @@ struct _TallyOp
   /* Async forms. The context and address are immutable; task, cancellable and cancel_id
    * are touched only on the caller's thread. */
   gint fired;            /* atomic: done, tells the notify source to dispatch */
-  GMainContext *context; /* ref: the caller's thread-default context */
+  GMainContext *context; /* ref, under lock: the caller's thread-default context */
   GTask *task;
   GCancellable *cancellable;
   gulong cancel_id;
@@ -142,6 +142,13 @@ tally_op_complete (TallyOp *op, gpointer reply, GError *error)
       op->reply = reply;
       op->error = error;
       pthread_cond_signal (&op->cond);
+      /* Woken under the lock: the notify dispatch takes the context reference out under
+       * the same lock, so the caller's context is never used (or freed) here after that. */
+      if (op->context != NULL)
+        {
+          g_atomic_int_set (&op->fired, 1);
+          g_main_context_wakeup (op->context);
+        }
     }
   pthread_mutex_unlock (&op->lock);
 
@@ -150,12 +157,6 @@ tally_op_complete (TallyOp *op, gpointer reply, GError *error)
       if (reply != NULL && op->free_reply != NULL)
         op->free_reply (reply);
       g_clear_error (&error);
-      return;
-    }
-  if (op->context != NULL)
-    {
-      g_atomic_int_set (&op->fired, 1);
-      g_main_context_wakeup (op->context);
     }
 }
 
@@ -218,12 +219,16 @@ notify_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
   TallyOp *op = ((TallyNotifySource *)source)->op;
   g_autoptr (GTask) task = g_steal_pointer (&op->task);
+  g_autoptr (GMainContext) context = NULL;
   gpointer reply;
   GError *error;
 
+  /* The context is released here, on its own thread: GLib's internals are not visible to
+   * ThreadSanitizer, so freeing it on the replier's thread would look like a race. */
   pthread_mutex_lock (&op->lock);
   reply = g_steal_pointer (&op->reply);
   error = g_steal_pointer (&op->error);
+  context = g_steal_pointer (&op->context);
   pthread_mutex_unlock (&op->lock);
 
   if (op->cancel_id != 0)
@@ -699,12 +704,14 @@ handle (TallyAddress *self, TallyMessage *message)
       error = g_error_new (G_IO_ERROR, G_IO_ERROR_FAILED, "%s failed handling %s", self->name,
                            type->name);
     }
+  /* The supervisor acts first, so an asker that sees the error also sees its outcome
+   * (restarted, or closed after an escalation). */
+  report_failure (self, type, error);
   if (!deferred)
     {
       answer_error (message, g_error_copy (error));
       tally_message_free (message);
     }
-  report_failure (self, type, error);
 }
 
 static gboolean

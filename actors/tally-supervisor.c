@@ -54,7 +54,7 @@ tally_supervisor_finalize (GObject *object)
   TallySupervisor *self = TALLY_SUPERVISOR (object);
 
   g_clear_object (&self->parent);
-  g_queue_clear (&self->failure_times);
+  g_queue_clear_full (&self->failure_times, g_free);
   g_ptr_array_unref (self->children);
   pthread_mutex_destroy (&self->lock);
 
