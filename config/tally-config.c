@@ -1105,8 +1105,13 @@ kafka_set (rd_kafka_conf_t *conf, const char *name, const char *value, const cha
       names = rdkafka_property_names ();
       hint = nearest (name, (const char *const *)names->pdata, names->len);
     }
-  config_error (error, TALLY_CONFIG_ERROR_KAFKA, where, "kafka", name, "librdkafka: %s%s%s%s", why,
-                hint ? "; did you mean " : "", hint ? hint : "", hint ? "?" : "");
+  config_error (error, TALLY_CONFIG_ERROR_KAFKA, where, "kafka", name, "librdkafka: %s%s%s%s%s",
+                why, hint ? "; did you mean " : "", hint ? hint : "", hint ? "?" : "",
+                res == RD_KAFKA_CONF_UNKNOWN && hint == NULL
+                        && g_str_has_suffix (where, " (environment)")
+                    ? " (every TALLY_KAFKA_* variable is read as a librdkafka property; unset "
+                      "this one)"
+                    : "");
   return FALSE;
 }
 

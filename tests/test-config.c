@@ -551,6 +551,10 @@ test_env_errors (void)
                    "TALLY_KAFKA_BOOTSTRAP_SERVER (environment): [kafka] bootstrap.server: "
                    "librdkafka: No such configuration property: \"bootstrap.server\"; did you "
                    "mean bootstrap.servers?");
+  check_env_error ("TALLY_KAFKA_HEAP", "512m", TALLY_CONFIG_ERROR_KAFKA,
+                   "TALLY_KAFKA_HEAP (environment): [kafka] heap: librdkafka: No such "
+                   "configuration property: \"heap\" (every TALLY_KAFKA_* variable is read as a "
+                   "librdkafka property; unset this one)");
   check_env_error ("TALLY_LOG_LEVEL", "", TALLY_CONFIG_ERROR_INVALID_VALUE,
                    "TALLY_LOG_LEVEL (environment): [log] level: empty value; remove the line to "
                    "use the default (message)");
