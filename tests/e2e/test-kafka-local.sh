@@ -130,15 +130,15 @@ EOF
 }
 
 lc_env() {
-  TALLY_KAFKA_PORT=$lc_port TALLY_KAFKA_CONTROLLER_PORT=$((lc_port + 1)) \
-    TMPDIR="$work/tmp" TALLY_KAFKA_STATE='' "$@"
+  KAFKA_LOCAL_PORT=$lc_port KAFKA_LOCAL_CONTROLLER_PORT=$((lc_port + 1)) \
+    TMPDIR="$work/tmp" KAFKA_LOCAL_STATE='' "$@"
 }
 
 test_lifecycle() {
   lc_port=${TALLY_TEST_KAFKA_LIFECYCLE_PORT:-19192}
   local addr="127.0.0.1:$lc_port" state="$work/tmp/tally-kafka-$lc_port"
   mkdir -p "$work/tmp"
-  unset TALLY_KAFKA_STATE
+  unset KAFKA_LOCAL_STATE
   # shellcheck disable=SC2016 # expanded when the EXIT trap runs
   cleanup_extra='lc_env "$kafka_local" stop >/dev/null 2>&1 || true'
 
