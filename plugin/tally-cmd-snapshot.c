@@ -161,6 +161,15 @@ send_request (rd_kafka_conf_t *conf, const char *topic, const TallySnapshotReque
   return TRUE;
 }
 
+/* Milliseconds until @deadline (monotonic, µs), at least 1. */
+static guint
+time_left (gint64 deadline)
+{
+  gint64 left_ms = (deadline - g_get_monotonic_time ()) / 1000;
+
+  return (guint)CLAMP (left_ms, 1, G_MAXINT);
+}
+
 static void
 print_counts (TallyCounts *counts)
 {
@@ -234,6 +243,8 @@ tally_cmd_snapshot (int argc, char **argv)
     }
   if (timeout_ms < 0)
     timeout_ms = (gint)config->snapshot.timeout_ms;
+  /* --timeout bounds the whole command, metadata and positions included. */
+  deadline = g_get_monotonic_time () + (gint64)timeout_ms * 1000;
   if (bootstrap == NULL && !config->kafka.has_bootstrap)
     {
       g_printerr ("%s: no Kafka cluster: pass --bootstrap-server HOST:PORT (tally run and "
@@ -283,9 +294,9 @@ tally_cmd_snapshot (int argc, char **argv)
   request->prefix = prefix != NULL && *prefix != '\0' ? g_strdup (prefix) : NULL;
 
   /* Learn what must be covered, take positions, then ask. */
-  expected = input_partitions (consumer, config->input.topics, (guint)timeout_ms, &error);
+  expected = input_partitions (consumer, config->input.topics, time_left (deadline), &error);
   if (expected == NULL
-      || !assign_at_end (consumer, config->output.topic, (guint)timeout_ms, &error))
+      || !assign_at_end (consumer, config->output.topic, time_left (deadline), &error))
     {
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
       rd_kafka_conf_destroy (producer_conf);
@@ -298,8 +309,7 @@ tally_cmd_snapshot (int argc, char **argv)
                 g_get_prgname ());
   assembler
       = tally_snapshot_assembler_new (request->request_id, expected->cnt > 0 ? expected : NULL);
-  deadline = g_get_monotonic_time () + (gint64)timeout_ms * 1000;
-  if (!send_request (producer_conf, config->requests.topic, request, (guint)timeout_ms, &error))
+  if (!send_request (producer_conf, config->requests.topic, request, time_left (deadline), &error))
     {
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
       status = TALLY_EXIT_FAILURE;

@@ -74,8 +74,9 @@ struct _TallyPublisher
   gsize max_record_bytes;
   char *instance_id;
   guint flush_timeout_ms;
-  gboolean stopping;
-  GHashTable *jobs; /* Job*, the set of snapshots in flight */
+  gboolean stopping; /* flushing: retries are produced at once, not after a back-off */
+  gboolean closing;  /* purging and destroying: no more retries */
+  GHashTable *jobs;  /* Job*, the set of snapshots in flight */
 };
 
 G_DEFINE_FINAL_TYPE (TallyPublisher, tally_publisher, TALLY_TYPE_ACTOR)
@@ -215,7 +216,8 @@ retry_part (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* A produce call or a delivery report failed: retry after a back-off, or give up. */
+/* A produce call or a delivery report failed: retry after a back-off (at once while the
+ * stop's flush runs, since timers are gone by then), or give up. */
 static void
 part_failed (Part *part, rd_kafka_resp_err_t err)
 {
@@ -223,14 +225,17 @@ part_failed (Part *part, rd_kafka_resp_err_t err)
   TallyPublisher *self = job->self;
 
   job->last_err = err;
-  if (!self->stopping && part->attempts <= TALLY_PUBLISHER_MAX_RETRIES)
+  if (!self->closing && part->attempts <= TALLY_PUBLISHER_MAX_RETRIES)
     {
       g_message ("publisher: snapshot %s part %u/%u: %s; producing it again (retry %u of %u)",
                  job->snapshot_id, part->index, job->n_parts, rd_kafka_err2str (err),
                  part->attempts, TALLY_PUBLISHER_MAX_RETRIES);
       job->retries++;
-      part->retry_timer = tally_actor_run_later (TALLY_ACTOR (self), 100 * part->attempts,
-                                                 retry_part, part, NULL);
+      if (self->stopping)
+        produce_part (part);
+      else
+        part->retry_timer = tally_actor_run_later (TALLY_ACTOR (self), 100 * part->attempts,
+                                                   retry_part, part, NULL);
       return;
     }
   g_warning ("publisher: snapshot %s part %u/%u to %s not delivered: %s", job->snapshot_id,
@@ -442,16 +447,12 @@ tally_publisher_started (TallyActor *actor)
     g_warning ("publisher: cannot write its wake-up pipe: %s", g_strerror (errno));
 }
 
-static void
-tally_publisher_stopping (TallyActor *actor)
+static Part *
+find_retry_pending (TallyPublisher *self)
 {
-  TallyPublisher *self = TALLY_PUBLISHER (actor);
   GHashTableIter iter;
   gpointer key;
-  rd_kafka_resp_err_t err;
 
-  self->stopping = TRUE;
-  /* Parts waiting for a retry go out now; then flush, serving delivery reports. */
   g_hash_table_iter_init (&iter, self->jobs);
   while (g_hash_table_iter_next (&iter, &key, NULL))
     {
@@ -459,11 +460,26 @@ tally_publisher_stopping (TallyActor *actor)
 
       for (guint i = 0; i < job->n_parts; i++)
         if (job->parts[i].retry_timer != 0)
-          {
-            tally_actor_cancel_timer (actor, job->parts[i].retry_timer);
-            job->parts[i].retry_timer = 0;
-            produce_part (&job->parts[i]);
-          }
+          return &job->parts[i];
+    }
+  return NULL;
+}
+
+static void
+tally_publisher_stopping (TallyActor *actor)
+{
+  TallyPublisher *self = TALLY_PUBLISHER (actor);
+  rd_kafka_resp_err_t err;
+  Part *part;
+
+  self->stopping = TRUE;
+  /* Parts waiting for a retry go out now (one at a time: producing may finish and free a
+   * job), then flush, serving delivery reports. */
+  while ((part = find_retry_pending (self)) != NULL)
+    {
+      tally_actor_cancel_timer (actor, part->retry_timer);
+      part->retry_timer = 0;
+      produce_part (part);
     }
   err = rd_kafka_flush (self->rk, (int)self->flush_timeout_ms);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -484,6 +500,7 @@ destroy_producer (TallyPublisher *self)
       rd_kafka_queue_io_event_enable (self->main_queue, -1, NULL, 0);
       g_clear_pointer (&self->main_queue, rd_kafka_queue_destroy);
     }
+  self->closing = TRUE;
   if (self->rk != NULL)
     {
       /* Whatever the flush left is purged; its reports fail the remaining parts. */

@@ -242,6 +242,9 @@ tally_request_reader_new (rd_kafka_conf_t *conf, const char *topic, gint64 start
                    "request reader: cannot make its wake-up pipe: %s", local_error->message);
       return NULL;
     }
+  self->func = func;
+  self->user_data = user_data;
+  self->destroy = destroy;
   rd_kafka_queue_io_event_enable (self->queue, self->pipe_fds[1], "1", 1);
   self->watch = g_unix_fd_source_new (self->pipe_fds[0], G_IO_IN);
   g_source_set_callback (self->watch, G_SOURCE_FUNC (on_readable), self, NULL);
@@ -250,10 +253,6 @@ tally_request_reader_new (rd_kafka_conf_t *conf, const char *topic, gint64 start
   /* The queue may already hold something: have the first dispatch look. */
   if (write (self->pipe_fds[1], "1", 1) < 0 && errno != EAGAIN)
     g_warning ("request reader: cannot write its wake-up pipe: %s", g_strerror (errno));
-
-  self->func = func;
-  self->user_data = user_data;
-  self->destroy = destroy;
   return g_steal_pointer (&self);
 }
 

@@ -442,6 +442,43 @@ test_publish_async (Fixture *f, gconstpointer data)
   g_assert_cmpuint (back->total_words, ==, 1 + 2 + 3 + 4 + 5);
 }
 
+static void
+test_stop_while_retrying (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GMainContext) context = g_main_context_new ();
+  g_autoptr (TallyCounts) counts = make_counts (20);
+  g_autoptr (TallySnapshotRequest) request = tally_snapshot_request_new ("req-stop");
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (TallyPublishReport) report = NULL;
+  g_autoptr (TallySnapshot) back = NULL;
+  g_autoptr (GError) error = NULL;
+  gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+
+  /* The first delivery fails, and the actor is asked to stop right after the Publish:
+   * whether the failure arrives before or during the stop's flush, the part is produced
+   * again once and delivered before the producer is destroyed. */
+  rd_kafka_mock_push_request_errors (tally_broker_get_mock_cluster (f->broker), KAFKA_API_PRODUCE,
+                                     1, RD_KAFKA_RESP_ERR_INVALID_RECORD);
+  g_main_context_push_thread_default (context);
+  tally_publisher_publish_async (f->publisher, request, tally_counts_ref (counts), NULL, NULL, 0,
+                                 NULL, store_result, &result);
+  tally_address_stop (f->publisher);
+  while (result == NULL)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (context, TRUE);
+    }
+  g_main_context_pop_thread_default (context);
+
+  report = tally_publisher_publish_finish (f->publisher, result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (report->delivered, ==, 1);
+  g_assert_cmpuint (report->retries, ==, 1);
+  g_assert_true (tally_address_wait_stopped (f->publisher, WAIT_MS));
+  back = read_back (f, report->snapshot_id, "req-stop", 1);
+  assert_counts_equal (back->counts, counts);
+}
+
 /* ---------------------------------------------------------------------------------------
  * The request reader
  * ------------------------------------------------------------------------------------- */
@@ -613,6 +650,7 @@ main (int argc, char **argv)
   ADD ("/publisher/delivery-retried", test_delivery_retried, 1000000);
   ADD ("/publisher/delivery-failed", test_delivery_failed, 1000000);
   ADD ("/publisher/publish-async", test_publish_async, 1000000);
+  ADD ("/publisher/stop-while-retrying", test_stop_while_retrying, 1000000);
   ADD ("/request-reader/good-and-bad", test_request_reader, 1000000);
 #undef ADD
   g_test_add_func ("/broker/fixed-port", test_broker_fixed_port);
