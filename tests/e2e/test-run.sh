@@ -204,9 +204,11 @@ test_sotu() {
 
 test_bad_records() {
   # Raise librdkafka's record size limits to 2 MB and send a record of exactly 2,000,000
-  # bytes of value; subscribe to a topic that does not exist as well, for an error event.
+  # bytes of value; enable.partition.eof makes the consumer deliver an error event (err =
+  # _PARTITION_EOF) each time it reaches the end of a partition; a ^regex subscription that
+  # matches nothing rides along.
   embedded_conf "[kafka]" "message.max.bytes=2100000" "fetch.message.max.bytes=2100000" \
-    "receive.message.max.bytes=100000000"
+    "receive.message.max.bytes=100000000" "enable.partition.eof=true"
   sed -i 's/^topics=tally-input$/topics=tally-input;^tally-input-none-[0-9]+$/' "$work/tally.conf"
   start_tally run "$work/tally.conf"
   "$py" - "$work/values.json" "$work/big" <<'EOF'
@@ -232,6 +234,10 @@ EOF
   kill -0 "$tally_pid" || fail "tally died"
   stop_tally TERM
   ok "clean exit after SIGTERM"
+  local events
+  events=$(sed -n 's/.*source: closed; .* words, \([0-9]*\) error events.*/\1/p' "$work/run.log")
+  [ "${events:-0}" -gt 0 ] || fail "no error event was seen (enable.partition.eof)"
+  ok "$events error events (partition EOF) logged, none counted as text"
 }
 
 test_signals() {
