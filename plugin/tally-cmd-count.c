@@ -119,6 +119,7 @@ struct _CountJob
   GPtrArray *free_buffers;     /* stream buffers not in use */
   guint n_buffers;             /* stream buffers allocated so far */
   guint max_buffers;
+  gsize page_size;
 
   CountWorker *workers;
   guint n_workers;
@@ -199,11 +200,24 @@ count_give_buffer (CountJob *job, char *buffer)
   pthread_mutex_unlock (&job->lock);
 }
 
+/* Done with @slice: gives its stream buffer back, or drops the pages of a mapped file
+ * that only this slice used (whole pages inside it), so that the resident memory of a
+ * large file stays at a few slices instead of the whole file. The file's pages stay in
+ * the page cache; only this process's mapping of them goes. */
 static void
 count_slice_release (CountJob *job, CountSlice *slice)
 {
   if (slice->buffer != NULL)
     count_give_buffer (job, slice->buffer);
+  else
+    {
+      guintptr page = (guintptr)job->page_size;
+      guintptr start = ((guintptr)slice->data + page - 1) & ~(page - 1);
+      guintptr end = ((guintptr)slice->data + slice->len) & ~(page - 1);
+
+      if (end > start)
+        madvise ((void *)start, end - start, MADV_DONTNEED);
+    }
   g_free (slice);
 }
 
@@ -714,6 +728,7 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
   pthread_condattr_destroy (&cond_attr);
   job->free_buffers = g_ptr_array_new_with_free_func (g_free);
   job->max_buffers = 2 * job->n_workers + 2;
+  job->page_size = (gsize)sysconf (_SC_PAGESIZE);
   job->workers = g_new0 (CountWorker, job->n_workers);
   job->workers_running = (gint)job->n_workers;
   job->start_us = g_get_monotonic_time ();
