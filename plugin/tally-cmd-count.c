@@ -871,6 +871,15 @@ tally_cmd_count (int argc, char **argv)
   g_option_context_set_summary (
       context, "Counts the words of the FILEs (standard input for \"-\" or no FILE) and prints\n"
                "\"word count\" lines, most frequent first, ties in byte order of the word.");
+  g_option_context_set_description (
+      context,
+      "Output: text prints \"word count\" lines; csv prints a \"word,count\" header, then\n"
+      "one row per word, quoted as RFC 4180 says; json prints one object,\n"
+      "{\"total\": words counted, \"distinct\": distinct words,\n"
+      " \"words\": [{\"word\": \"the\", \"count\": 3}, ...]} (the --top words only).\n"
+      "\n"
+      "Exit status: 0 on success, 1 when an input cannot be read, 2 for a bad option,\n"
+      "78 for a bad configuration.");
   g_option_context_add_main_entries (context, option_entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     return count_usage_error (context, error->message);
