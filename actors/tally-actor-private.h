@@ -22,6 +22,22 @@ G_BEGIN_DECLS
 
 typedef struct _TallyOp TallyOp;
 
+/* How senders wake an arbiter's thread: shared (refcounted) by the arbiter and the
+ * addresses of its actors, so a late sender never touches a freed arbiter. A thread
+ * arbiter spins for a short while before it sleeps in poll(); while it is awake or
+ * spinning (`sleeping` is 0) a sender only raises `work` and skips the eventfd write of
+ * g_main_context_wakeup(). Dekker-style: the sender stores `work` then loads `sleeping`,
+ * the arbiter stores `sleeping` then loads `work`, both sequentially consistent, so one
+ * of them always sees the other and no wakeup is lost. */
+typedef struct
+{
+  gint ref_count;        /* atomic */
+  gint work;             /* atomic: a mailbox of this arbiter went non-empty */
+  gint sleeping;         /* atomic: the thread is (about to be) blocked in poll() */
+  gboolean spins;        /* immutable: thread arbiters only */
+  GMainContext *context; /* ref */
+} TallyWaker;
+
 /* What a supervisor wants done with an actor whose handler failed. */
 typedef enum
 {
@@ -41,7 +57,8 @@ struct _TallyAddress
 
   /* Immutable after tally_actor_start(). */
   GMainContext *context; /* ref */
-  TallyArbiter *arbiter; /* no ref: the arbiter outlives its running actors */
+  TallyArbiter *arbiter; /* no ref: valid while the actor runs (the arbiter outlives it) */
+  TallyWaker *waker;     /* ref */
   guint capacity;        /* 0 = unbounded */
   char *name;            /* the actor's type name, for logs */
 
@@ -83,6 +100,7 @@ struct _TallyArbiter
   gint ref_count; /* atomic */
   char *name;
   GMainContext *context; /* ref */
+  TallyWaker *waker;     /* ref */
   GMainLoop *loop;       /* thread arbiters only */
   GThread *thread;       /* NULL for wrapped contexts */
   GSource *control;      /* attaches mailboxes and runs stops on the owner thread */
@@ -127,6 +145,21 @@ TallyArbiter *tally_arbiter_get_implicit (void);
 gboolean tally_arbiter_add_actor (TallyArbiter *self, TallyAddress *address);
 void tally_arbiter_actor_finished (TallyArbiter *self, TallyAddress *address);
 void tally_arbiter_wake (TallyArbiter *self);
+TallyWaker *tally_waker_ref (TallyWaker *waker);
+void tally_waker_unref (TallyWaker *waker);
+
+/* A sender made a mailbox of @waker's arbiter non-empty. Any thread. */
+static inline void
+tally_waker_notify (TallyWaker *waker)
+{
+  if (waker->spins)
+    {
+      g_atomic_int_set (&waker->work, 1);
+      if (!g_atomic_int_get (&waker->sleeping))
+        return;
+    }
+  g_main_context_wakeup (waker->context);
+}
 
 /* Absolute CLOCK_MONOTONIC deadline @timeout_ms from now, for pthread_cond_timedwait. */
 void tally_deadline_from_ms (struct timespec *deadline, guint timeout_ms);

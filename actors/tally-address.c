@@ -520,7 +520,7 @@ push (TallyAddress *self, TallyMessage *message, TallyPushMode mode, guint timeo
   pthread_mutex_unlock (&self->lock);
 
   if (wake)
-    g_main_context_wakeup (self->context);
+    tally_waker_notify (self->waker);
   return TRUE;
 }
 
@@ -548,7 +548,7 @@ push_async (TallyAddress *self, TallyMessage *message, TallyOp *tell_op)
       wake = enqueue_locked (self, message);
       pthread_mutex_unlock (&self->lock);
       if (wake)
-        g_main_context_wakeup (self->context);
+        tally_waker_notify (self->waker);
       if (tell_op != NULL)
         tally_op_complete (tell_op, NULL, NULL);
       return;
@@ -841,6 +841,7 @@ tally_address_new (TallyArbiter *arbiter, guint capacity, const char *name)
   self->ref_count = 1;
   self->arbiter = arbiter;
   self->context = g_main_context_ref (tally_arbiter_get_context (arbiter));
+  self->waker = tally_waker_ref (arbiter->waker);
   self->capacity = capacity;
   self->name = g_strdup (name);
   pthread_mutex_init (&self->lock, NULL);
@@ -905,6 +906,7 @@ tally_address_unref (TallyAddress *self)
   if (self->supervision_destroy != NULL)
     self->supervision_destroy (self->failure_data);
   g_main_context_unref (self->context);
+  tally_waker_unref (self->waker);
   pthread_cond_destroy (&self->stopped_cond);
   pthread_cond_destroy (&self->room_cond);
   pthread_mutex_destroy (&self->lock);
@@ -953,7 +955,7 @@ tally_address_tell_many (TallyAddress *self, TallyMessage **messages, guint n_me
       wake |= enqueue_locked (self, messages[i++]);
   pthread_mutex_unlock (&self->lock);
   if (wake)
-    g_main_context_wakeup (self->context);
+    tally_waker_notify (self->waker);
 
   /* What did not fit goes one by one, waiting for room as tally_address_tell() does. */
   for (; i < n_messages; i++)
