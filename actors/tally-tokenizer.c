@@ -2,11 +2,15 @@
  *
  * The rules are in docs/tokenizer.md. How it works:
  *
- * - One pass over the bytes per mode. ASCII bytes are classified with a 256-entry table
- *   per mode; only bytes >= 0x80 go through the strict UTF-8 decoder below, and in unicode
- *   mode through a 64 Ki-entry class table for the Basic Multilingual Plane (built once per
- *   process from GLib's Unicode data) or g_unichar_type() above it.
- * - A word is first delimited, and while delimiting we note whether its bytes are already
+ * - One pass over the bytes per mode, in steps. Where the next 16 bytes are all ASCII (and
+ *   SSE2 is there: every x86-64), one step classifies them at once into bit masks and finds
+ *   the word boundaries with count-trailing-zeros. Elsewhere a step goes one character at
+ *   a time: ASCII bytes through a 256-entry class table per mode, other bytes through the
+ *   strict UTF-8 decoder below and, in unicode mode, a 64 Ki-entry class table for the
+ *   Basic Multilingual Plane (built once per process from GLib's Unicode data) or
+ *   g_unichar_type() above it. Both kinds of step carry the same state (where the word in
+ *   progress starts, whether its last character was a letter), so words cross steps.
+ * - While a word is delimited we note whether its bytes are already
  *   its final form ("pure": no ASCII capital, no character that case folding changes, no
  *   U+2019/U+2010 joiner to normalise). A pure word is handed to the callback as a pointer
  *   into the caller's text: no copy. Other words are folded into a scratch buffer owned by
@@ -30,6 +34,10 @@
 #include "tally-tokenizer.h"
 
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 G_DEFINE_QUARK (tally - tokenizer - error - quark, tally_tokenizer_error)
 
@@ -494,6 +502,58 @@ emit (TallyTokenizer *self, const guchar *word, gsize len, gboolean trim_spaces,
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Blocks of 16 ASCII bytes
+ *
+ * Each mode scans its chunk as a sequence of steps. Where SSE2 is available (every x86-64)
+ * and the next 16 bytes are all ASCII, one step classifies them at once into bit masks
+ * (bit i for byte i) and walks the word boundaries with count-trailing-zeros; otherwise a
+ * step handles the next 16 bytes (or the rest of the chunk) one character at a time. Both
+ * carry the same state from step to step (the start of the word in progress, and what the
+ * mode needs to know about it), so a word may begin in one kind of step and end in the
+ * other.
+ * ------------------------------------------------------------------------------------- */
+
+#if defined(__SSE2__) && defined(__GNUC__) && !defined(TALLY_TOKENIZER_NO_BLOCKS)
+#define TALLY_TOKENIZER_BLOCKS 1
+#define BLOCK 16
+
+static inline guint
+ascii_block (const guchar *p, __m128i *v)
+{
+  *v = _mm_loadu_si128 ((const __m128i *)(const void *)p);
+  return (guint)_mm_movemask_epi8 (*v);
+}
+
+/* Bit i set when byte i of @v lies in [@lo, @hi] (all bytes known to be ASCII). */
+static inline guint
+range_mask (__m128i v, char lo, char hi)
+{
+  return (guint)_mm_movemask_epi8 (_mm_and_si128 (_mm_cmpgt_epi8 (v, _mm_set1_epi8 (lo - 1)),
+                                                  _mm_cmplt_epi8 (v, _mm_set1_epi8 (hi + 1))));
+}
+
+static inline guint
+byte_mask (__m128i v, char b)
+{
+  return (guint)_mm_movemask_epi8 (_mm_cmpeq_epi8 (v, _mm_set1_epi8 (b)));
+}
+
+#define BITS_FROM(i) ((0xffffu << (i)) & 0xffffu)
+#define BITS_BELOW(i) ((1u << (i)) - 1u)
+#endif
+
+/* The end of a character-at-a-time step starting at @p. */
+static inline const guchar *
+step_end (const guchar *p, const guchar *end)
+{
+#ifdef TALLY_TOKENIZER_BLOCKS
+  if (end - p > BLOCK)
+    return p + BLOCK;
+#endif
+  return end;
+}
+
+/* ---------------------------------------------------------------------------------------
  * unicode mode
  * ------------------------------------------------------------------------------------- */
 
@@ -559,107 +619,169 @@ fold_word (TallyTokenizer *self, const guchar *p, const guchar *end)
   return o;
 }
 
+static inline gsize
+emit_unicode (TallyTokenizer *self, const guchar *word, const guchar *end, gboolean pure,
+              TallyWordFunc func, gpointer user_data)
+{
+  if (pure)
+    return emit (self, word, (gsize)(end - word), FALSE, func, user_data);
+  return emit (self, self->scratch, fold_word (self, word, end), FALSE, func, user_data);
+}
+
 static gsize
 feed_unicode (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWordFunc func,
               gpointer user_data)
 {
   gsize words = 0;
+  const guchar *word = NULL; /* start of the word in progress */
+  gboolean pure = TRUE;      /* its bytes are its final form */
+  gboolean prev_lm = FALSE;  /* the last character was a letter or a mark */
 
   while (p < end)
     {
-      const guchar *start = p;
-      gboolean pure, prev_lm;
-      gunichar c;
-      guint n;
-      guint8 cls;
+      const guchar *stop;
 
-      /* Find the first character of a word. */
-      if (*p < 0x80)
+#ifdef TALLY_TOKENIZER_BLOCKS
+      __m128i v;
+
+      if (end - p >= BLOCK && ascii_block (p, &v) == 0)
         {
-          guint8 k = uni_ascii[*p];
+          guint lower = range_mask (v, 'a', 'z');
+          guint upper = range_mask (v, 'A', 'Z');
+          guint letter = lower | upper;
+          guint alnum = letter | range_mask (v, '0', '9');
+          guint joiner = byte_mask (v, '\'') | byte_mask (v, '-');
+          guint kept, sep, i = 0;
 
-          if (k <= U_HYPHEN)
+          /* A joiner is kept between a letter (or mark) and a letter. */
+          if (joiner != 0)
             {
-              p++;
-              continue;
-            }
-          pure = k != U_UPPER;
-          prev_lm = k != U_DIGIT;
-          p++;
-        }
-      else
-        {
-          n = decode_utf8 (p, end, &c);
-          if (n == 0)
-            {
-              self->stats.invalid_bytes++;
-              p++;
-              continue;
-            }
-          cls = char_class (c);
-          p += n;
-          if ((cls & KIND_MASK) == KIND_SEPARATOR)
-            continue;
-          pure = (cls & FLAG_FOLDS) == 0;
-          prev_lm = (cls & KIND_MASK) != KIND_DIGIT;
-        }
+              guint before = (letter << 1) | (prev_lm ? 1u : 0u);
+              guint after = letter >> 1;
 
-      /* Extend it as far as it goes. */
-      while (p < end)
+              if ((joiner & 0x8000u) && letter_at (p + BLOCK, end))
+                after |= 0x8000u;
+              kept = joiner & before & after;
+            }
+          else
+            kept = 0;
+          sep = ~(alnum | kept) & 0xffffu;
+
+          while (i < BLOCK)
+            {
+              guint s;
+
+              if (word == NULL)
+                {
+                  guint w = ~sep & BITS_FROM (i);
+
+                  if (w == 0)
+                    break;
+                  i = (guint)__builtin_ctz (w);
+                  word = p + i;
+                  pure = TRUE;
+                }
+              s = sep & BITS_FROM (i);
+              if (s == 0)
+                {
+                  if (upper & BITS_FROM (i))
+                    pure = FALSE;
+                  break;
+                }
+              else
+                {
+                  guint e = (guint)__builtin_ctz (s);
+
+                  if (upper & BITS_FROM (i) & BITS_BELOW (e))
+                    pure = FALSE;
+                  words += emit_unicode (self, word, p + e, pure, func, user_data);
+                  word = NULL;
+                  i = e + 1;
+                }
+            }
+          prev_lm = (letter & 0x8000u) != 0;
+          p += BLOCK;
+          continue;
+        }
+#endif
+
+      for (stop = step_end (p, end); p < stop;)
         {
+          gboolean in_word, lm = FALSE, folds = FALSE;
+          guint n = 1;
+
           if (*p < 0x80)
             {
               guint8 k = uni_ascii[*p];
 
-              if (G_LIKELY (k == U_LOWER))
+              switch (k)
                 {
-                  prev_lm = TRUE;
-                  p++;
+                case U_LOWER:
+                  in_word = lm = TRUE;
+                  break;
+                case U_UPPER:
+                  in_word = lm = folds = TRUE;
+                  break;
+                case U_DIGIT:
+                  in_word = TRUE;
+                  break;
+                case U_APOS:
+                case U_HYPHEN:
+                  in_word = prev_lm && letter_at (p + 1, end);
+                  break;
+                default:
+                  in_word = FALSE;
+                  break;
                 }
-              else if (k == U_DIGIT)
-                {
-                  prev_lm = FALSE;
-                  p++;
-                }
-              else if (k == U_UPPER)
-                {
-                  pure = FALSE;
-                  prev_lm = TRUE;
-                  p++;
-                }
-              else if ((k == U_APOS || k == U_HYPHEN) && prev_lm && letter_at (p + 1, end))
-                p++;
-              else
-                break;
             }
           else
             {
+              gunichar c;
+
               n = decode_utf8 (p, end, &c);
               if (n == 0)
-                break;
-              cls = char_class (c);
-              if ((cls & KIND_MASK) == KIND_SEPARATOR)
                 {
-                  if ((cls & FLAG_JOINER) && prev_lm && letter_at (p + n, end))
-                    {
-                      pure = FALSE;
-                      p += n;
-                      continue;
-                    }
-                  break;
+                  self->stats.invalid_bytes++;
+                  n = 1;
+                  in_word = FALSE;
                 }
-              if (cls & FLAG_FOLDS)
-                pure = FALSE;
-              prev_lm = (cls & KIND_MASK) != KIND_DIGIT;
-              p += n;
-            }
-        }
+              else
+                {
+                  guint8 cls = char_class (c);
+                  guint8 kind = cls & KIND_MASK;
 
-      if (pure)
-        words += emit (self, start, (gsize)(p - start), FALSE, func, user_data);
-      else
-        words += emit (self, self->scratch, fold_word (self, start, p), FALSE, func, user_data);
+                  if (kind == KIND_SEPARATOR)
+                    in_word = folds = (cls & FLAG_JOINER) && prev_lm && letter_at (p + n, end);
+                  else
+                    {
+                      in_word = TRUE;
+                      folds = (cls & FLAG_FOLDS) != 0;
+                      lm = kind != KIND_DIGIT;
+                    }
+                }
+            }
+
+          if (in_word)
+            {
+              if (word == NULL)
+                {
+                  word = p;
+                  pure = TRUE;
+                }
+              if (folds)
+                pure = FALSE;
+            }
+          else if (word != NULL)
+            {
+              words += emit_unicode (self, word, p, pure, func, user_data);
+              word = NULL;
+            }
+          prev_lm = lm;
+          p += n;
+        }
     }
+  if (word != NULL)
+    words += emit_unicode (self, word, end, pure, func, user_data);
   return words;
 }
 
@@ -667,80 +789,130 @@ feed_unicode (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWor
  * whitespace mode
  * ------------------------------------------------------------------------------------- */
 
+static inline gsize
+emit_whitespace (TallyTokenizer *self, const guchar *word, const guchar *end, gboolean upper,
+                 TallyWordFunc func, gpointer user_data)
+{
+  gsize len = (gsize)(end - word);
+
+  if (upper)
+    {
+      len = MIN (len, (gsize)self->options.max_word_bytes + 1);
+      for (gsize i = 0; i < len; i++)
+        {
+          guchar b = word[i];
+
+          self->scratch[i] = (b >= 'A' && b <= 'Z') ? (guchar)(b + ('a' - 'A')) : b;
+        }
+      word = self->scratch;
+    }
+  return emit (self, word, len, FALSE, func, user_data);
+}
+
 static gsize
 feed_whitespace (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWordFunc func,
                  gpointer user_data)
 {
   gsize words = 0;
-  gsize max = self->options.max_word_bytes;
+  const guchar *word = NULL; /* start of the word in progress */
+  gboolean upper = FALSE;    /* it has an ASCII capital */
 
   while (p < end)
     {
-      const guchar *start = p;
-      gboolean pure = TRUE;
-      gunichar c;
-      guint n;
+      const guchar *stop;
 
-      /* The first byte of a word, or a separator. */
-      if (*p < 0x80)
-        {
-          guint8 k = ws_ascii[*p];
+#ifdef TALLY_TOKENIZER_BLOCKS
+      __m128i v;
 
-          p++;
-          if (k == WS_SEP)
-            continue;
-          pure = k != WS_UPPER;
-        }
-      else
+      if (end - p >= BLOCK && ascii_block (p, &v) == 0)
         {
-          n = decode_utf8 (p, end, &c);
-          if (n == 0)
+          guint sep = range_mask (v, 0x00, 0x20) | byte_mask (v, 0x7f);
+          guint caps = range_mask (v, 'A', 'Z');
+          guint i = 0;
+
+          while (i < BLOCK)
             {
-              self->stats.invalid_bytes++;
-              p++;
-              continue;
-            }
-          p += n;
-          if (c < 0xa0) /* C1 control */
-            continue;
-        }
+              guint s;
 
-      /* The rest of the word. */
-      for (;;)
+              if (word == NULL)
+                {
+                  guint w = ~sep & BITS_FROM (i);
+
+                  if (w == 0)
+                    break;
+                  i = (guint)__builtin_ctz (w);
+                  word = p + i;
+                  upper = FALSE;
+                }
+              s = sep & BITS_FROM (i);
+              if (s == 0)
+                {
+                  if (caps & BITS_FROM (i))
+                    upper = TRUE;
+                  break;
+                }
+              else
+                {
+                  guint e = (guint)__builtin_ctz (s);
+
+                  if (caps & BITS_FROM (i) & BITS_BELOW (e))
+                    upper = TRUE;
+                  words += emit_whitespace (self, word, p + e, upper, func, user_data);
+                  word = NULL;
+                  i = e + 1;
+                }
+            }
+          p += BLOCK;
+          continue;
+        }
+#endif
+
+      for (stop = step_end (p, end); p < stop;)
         {
-          while (p < end && ws_ascii[*p] == WS_WORD)
-            p++;
-          if (p >= end)
-            break;
+          gboolean in_word;
+          guint n = 1;
+
           if (*p < 0x80)
             {
-              if (ws_ascii[*p] != WS_UPPER)
-                break;
-              pure = FALSE;
-              p++;
-              continue;
+              guint8 k = ws_ascii[*p];
+
+              in_word = k != WS_SEP;
+              if (k == WS_UPPER && word != NULL)
+                upper = TRUE;
             }
-          n = decode_utf8 (p, end, &c);
-          if (n == 0 || c < 0xa0)
-            break;
+          else
+            {
+              gunichar c;
+
+              n = decode_utf8 (p, end, &c);
+              if (n == 0)
+                {
+                  self->stats.invalid_bytes++;
+                  n = 1;
+                  in_word = FALSE;
+                }
+              else
+                in_word = c >= 0xa0; /* not a C1 control */
+            }
+
+          if (in_word)
+            {
+              if (word == NULL)
+                {
+                  word = p;
+                  upper = *p < 0x80 && ws_ascii[*p] == WS_UPPER;
+                }
+            }
+          else if (word != NULL)
+            {
+              words += emit_whitespace (self, word, p, upper, func, user_data);
+              word = NULL;
+            }
           p += n;
         }
-
-      if (pure)
-        words += emit (self, start, (gsize)(p - start), FALSE, func, user_data);
-      else
-        {
-          gsize len = MIN ((gsize)(p - start), max + 1);
-
-          for (gsize i = 0; i < len; i++)
-            {
-              guchar b = start[i];
-
-              self->scratch[i] = (b >= 'A' && b <= 'Z') ? (guchar)(b + ('a' - 'A')) : b;
-            }
-          words += emit (self, self->scratch, len, FALSE, func, user_data);
-        }
     }
+  if (word != NULL)
+    words += emit_whitespace (self, word, end, upper, func, user_data);
   return words;
 }
 
@@ -753,59 +925,88 @@ feed_record (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWord
              gpointer user_data)
 {
   gsize words = 0;
+  const guchar *word = NULL; /* first non-space of the line in progress */
+  const guchar *last = NULL; /* just after its last non-space */
 
   while (p < end)
     {
-      const guchar *start = p, *last;
-      gunichar c;
-      guint n;
+      const guchar *stop;
 
-      /* Skip separators and leading spaces. */
-      if (*p < 0x80)
-        {
-          guint8 k = rec_ascii[*p];
+#ifdef TALLY_TOKENIZER_BLOCKS
+      __m128i v;
 
-          p++;
-          if (k == R_SEP || k == R_SPACE)
-            continue;
-        }
-      else
+      if (end - p >= BLOCK && ascii_block (p, &v) == 0)
         {
-          n = decode_utf8 (p, end, &c);
-          if (n == 0)
+          guint sep = range_mask (v, 0x00, 0x1f) | byte_mask (v, 0x7f);
+          guint text = ~(sep | byte_mask (v, ' ')) & 0xffffu;
+          guint i = 0;
+
+          while (i < BLOCK)
             {
-              self->stats.invalid_bytes++;
-              p++;
-              continue;
-            }
-          p += n;
-          if (c < 0xa0)
-            continue;
-        }
+              guint s, t;
 
-      /* The line runs to the next separator; @last is the end of its last non-space. */
-      last = p;
-      while (p < end)
-        {
-          if (*p < 0x80)
-            {
-              guint8 k = rec_ascii[*p];
+              if (word == NULL)
+                {
+                  guint w = text & BITS_FROM (i);
 
-              if (k == R_SEP)
+                  if (w == 0)
+                    break;
+                  i = (guint)__builtin_ctz (w);
+                  word = p + i;
+                }
+              s = sep & BITS_FROM (i);
+              t = text & BITS_FROM (i) & (s != 0 ? BITS_BELOW (__builtin_ctz (s)) : 0xffffu);
+              if (t != 0)
+                last = p + (31 - __builtin_clz (t)) + 1;
+              if (s == 0)
                 break;
-              p++;
-              if (k != R_SPACE)
-                last = p;
-              continue;
+              words += emit (self, word, (gsize)(last - word), TRUE, func, user_data);
+              word = NULL;
+              i = (guint)__builtin_ctz (s) + 1;
             }
-          n = decode_utf8 (p, end, &c);
-          if (n == 0 || c < 0xa0)
-            break;
-          p += n;
-          last = p;
+          p += BLOCK;
+          continue;
         }
-      words += emit (self, start, (gsize)(last - start), TRUE, func, user_data);
+#endif
+
+      for (stop = step_end (p, end); p < stop;)
+        {
+          guint n = 1;
+          guint8 k;
+
+          if (*p < 0x80)
+            k = rec_ascii[*p];
+          else
+            {
+              gunichar c;
+
+              n = decode_utf8 (p, end, &c);
+              if (n == 0)
+                {
+                  self->stats.invalid_bytes++;
+                  n = 1;
+                  k = R_SEP;
+                }
+              else
+                k = c >= 0xa0 ? R_TEXT : R_SEP;
+            }
+
+          if (k == R_TEXT)
+            {
+              if (word == NULL)
+                word = p;
+              last = p + n;
+            }
+          else if (k == R_SEP && word != NULL)
+            {
+              words += emit (self, word, (gsize)(last - word), TRUE, func, user_data);
+              word = NULL;
+            }
+          p += n;
+        }
     }
+  if (word != NULL)
+    words += emit (self, word, (gsize)(last - word), TRUE, func, user_data);
   return words;
 }
 

@@ -723,6 +723,49 @@ test_random (void)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Position independence
+ * ------------------------------------------------------------------------------------- */
+
+/* The tokenizer handles 16 ASCII bytes at a time where it can and one character at a time
+ * elsewhere; shifting the text by 0..47 bytes moves every word, joiner, capital and line
+ * end across those block boundaries, and must not change a single word. */
+static void
+test_block_boundaries (void)
+{
+  static const char *const samples[] = {
+    "Rock-n-Roll DON'T stop o'clock 9-5 x- -y a--b Kafka\tStreams\r\nLine two  ",
+    "l’été x‐ray café-bar CAFÉ naïve ÀB-cd Straße 日本-語 don’t",
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'-'-abc",
+    "a'b'c'd'e'f'g'h'i'j'k'l'm'n'o'p'q'r's't'u'v'w'x'y'z A-B-C-D-E-F-G-H-I-J-K",
+    "  \x01\x7f\xc2\x85\xff\xe2\x82 mixed\x01"
+    "BYTES and\xc2\xa0nbsp    trailing   \n",
+  };
+
+  for (guint m = 0; m < 3; m++)
+    for (guint i = 0; i < G_N_ELEMENTS (samples); i++)
+      {
+        g_autoptr (TallyTokenizer) tok
+            = new_tokenizer ((TallyTokenizerMode)m, FALSE, DEFAULT_MAX, 0);
+        g_autofree char *expected = words_of_len (tok, samples[i], -1);
+
+        for (guint shift = 1; shift < 48; shift++)
+          {
+            g_autofree char *spaces = g_strnfill (shift, ' ');
+            g_autofree char *nuls = g_malloc0 (shift);
+            g_autofree char *shifted = g_strconcat (spaces, samples[i], NULL);
+            g_autofree char *got = words_of_len (tok, shifted, -1);
+            g_autoptr (GString) after_nuls = g_string_new_len (nuls, shift);
+            g_autofree char *got_nuls = NULL;
+
+            g_assert_cmpstr (got, ==, expected);
+            g_string_append (after_nuls, samples[i]);
+            got_nuls = words_of_len (tok, after_nuls->str, (gssize)after_nuls->len);
+            g_assert_cmpstr (got_nuls, ==, expected);
+          }
+      }
+}
+
+/* ---------------------------------------------------------------------------------------
  * Agreement with the independent Python reference
  * ------------------------------------------------------------------------------------- */
 
@@ -840,6 +883,7 @@ main (int argc, char **argv)
   g_test_add_func ("/tokenizer/nfkc", test_nfkc);
   g_test_add_func ("/tokenizer/turkish-locale", test_turkish_locale);
   g_test_add_func ("/tokenizer/random", test_random);
+  g_test_add_func ("/tokenizer/block-boundaries", test_block_boundaries);
   g_test_add_data_func ("/tokenizer/reference/unicode", "--mode unicode", test_reference);
   g_test_add_data_func ("/tokenizer/reference/unicode-nfkc", "--mode unicode --nfkc",
                         test_reference);
