@@ -152,10 +152,13 @@ guint64 tally_aggregator_handle_add_word (TallyAggregatorHandle *handle, const c
  * @error: return location for an error of tally_address_ask_sync()
  *
  * The article's `get_counts()`: asks every shard for GetCounts over all stores and merges
- * the replies. A consistent cut for the calling thread (see the top of this file). Each
- * shard copies its counts into an owned snapshot (O(distinct words in the shard) time and
- * about 32 bytes per word plus the words, sorted in O(n log n)) while its other messages
- * wait; the merge then copies again. Blocks; not from a shard's thread.
+ * the replies. A consistent cut for the calling thread (see the top of this file).
+ *
+ * Cost: the snapshot is an owned copy, not a view. Each shard copies its counts into a
+ * #TallyCounts (24 bytes per entry plus each word and its NUL; O(n log n) to sort) while
+ * its other messages wait (tests/bench/bench-word-table.c times it); the merge of the shard
+ * replies copies and sorts once more on the calling thread. Blocks; not from a shard's
+ * thread.
  *
  * Returns: (transfer full): the counts summed over all stores of all shards, or %NULL
  */

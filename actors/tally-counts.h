@@ -205,7 +205,7 @@ gsize tally_counts_builder_get_n_words (TallyCountsBuilder *builder);
  * @builder: a builder
  *
  * Builds the snapshot of everything added (copying the words into it and sorting:
- * O(n log n) time, about 32 bytes per entry plus the words) and empties @builder, which
+ * O(n log n) time, 24 bytes per entry plus each word and its NUL) and empties @builder, which
  * may then be reused.
  *
  * Returns: (transfer full): the snapshot

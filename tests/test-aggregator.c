@@ -245,6 +245,13 @@ test_consistent_cut (void)
     }
 }
 
+static void
+add_n (TallyWordBatcher *batcher, const char *word, guint n)
+{
+  for (guint i = 0; i < n; i++)
+    tally_word_batcher_add (batcher, word, strlen (word));
+}
+
 typedef struct
 {
   GMainLoop *loop;
@@ -315,6 +322,16 @@ test_async_forms (void)
   g_assert_cmpuint (count_of (d.counts, "top"), ==, 201);
   g_clear_pointer (&d.counts, tally_counts_unref);
 
+  /* A non-blocking flush followed at once by get_counts_async: the cut includes the batch. */
+  add_n (batcher, "cut", 50);
+  g_assert_true (tally_word_batcher_flush (batcher, FALSE, NULL));
+  tally_aggregator_handle_get_counts_async (handle, NULL, NULL, got_counts, &d);
+  g_main_loop_run (loop);
+  g_assert_no_error (d.error);
+  g_assert_cmpuint (tally_counts_get_total (d.counts), ==, 1251);
+  g_assert_cmpuint (count_of (d.counts, "cut"), ==, 50);
+  g_clear_pointer (&d.counts, tally_counts_unref);
+
   tally_aggregator_handle_get_counts_async (handle, &top1, NULL, got_counts, &d);
   g_main_loop_run (loop);
   g_assert_no_error (d.error);
@@ -324,8 +341,8 @@ test_async_forms (void)
   tally_aggregator_handle_take_changes_async (handle, 7, NULL, got_counts, &d);
   g_main_loop_run (loop);
   g_assert_no_error (d.error);
-  g_assert_cmpuint (tally_counts_get_n_words (d.counts), ==, 11);
-  g_assert_cmpuint (tally_counts_get_total (d.counts), ==, 1201);
+  g_assert_cmpuint (tally_counts_get_n_words (d.counts), ==, 12);
+  g_assert_cmpuint (tally_counts_get_total (d.counts), ==, 1251);
   g_clear_pointer (&d.counts, tally_counts_unref);
 
   tally_aggregator_handle_drop_store_async (handle, 7, NULL, store_op_done, &d);
@@ -365,13 +382,6 @@ test_async_forms (void)
 }
 
 /* ----- stores (state owned by input partitions) ----------------------------------- */
-
-static void
-add_n (TallyWordBatcher *batcher, const char *word, guint n)
-{
-  for (guint i = 0; i < n; i++)
-    tally_word_batcher_add (batcher, word, strlen (word));
-}
 
 static void
 test_stores (void)

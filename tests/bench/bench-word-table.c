@@ -15,6 +15,7 @@
  *    mailbox capacity 64 batches) and the clock stops when a get_counts that follows
  *    every batch returns; and the article's add_word (one ask per word) for a smaller
  *    number of words.
+ * 4. The time of a get_counts (an owned, sorted copy) over N distinct words, 1 and 2 shards.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -118,6 +119,7 @@ main (int argc, char **argv)
   double ours_insert_s, ghash_insert_s, ours_stream_s, ghash_stream_s;
   double shard_s[3] = { 0 };
   double add_word_s;
+  double snapshot_s[3] = { 0 };
   const guint n_asks = 200000;
   guint64 check_ours = 0, check_ghash = 0;
 
@@ -243,6 +245,28 @@ main (int argc, char **argv)
         }
     add_word_s = (double)(g_get_monotonic_time () - t0) / 1e6;
   }
+  /* 4. The cost of a snapshot: get_counts over every distinct word, 1 and 2 shards. */
+  for (guint n_shards = 1; n_shards <= 2; n_shards++)
+    {
+      g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (n_shards, 64);
+      g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
+      g_autoptr (TallyCounts) counts = NULL;
+
+      for (gsize i = 0; i < v.n; i++)
+        tally_word_batcher_add (batcher, v.bytes + v.offsets[i], v.lengths[i]);
+      tally_word_batcher_flush (batcher, TRUE, NULL);
+      g_clear_pointer (&counts, tally_counts_unref);
+      counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
+      if (counts == NULL || tally_counts_get_n_words (counts) != v.n)
+        {
+          fprintf (stderr, "bench-word-table: snapshot of %u shards is wrong\n", n_shards);
+          return 1;
+        }
+      g_clear_pointer (&counts, tally_counts_unref);
+      t0 = g_get_monotonic_time ();
+      counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
+      snapshot_s[n_shards] = (double)(g_get_monotonic_time () - t0) / 1e6;
+    }
 
   printf ("Counting table: %" G_GSIZE_FORMAT " distinct words, %.2f bytes each on average\n", v.n,
           (double)v.word_bytes / (double)v.n);
@@ -273,6 +297,14 @@ main (int argc, char **argv)
           (double)n_asks / add_word_s / 1e6, shard_s[1] / ((double)n_stream * add_word_s / n_asks));
   printf ("%-34s %14.2f %14.2f\n", "peer: TallyWordTable, no actors",
           (double)n_stream / ours_stream_s / 1e6, shard_s[1] / ours_stream_s);
+
+  printf ("\n%-34s %14s\n", "get_counts of every distinct word", "seconds");
+  for (guint n_shards = 1; n_shards <= 2; n_shards++)
+    {
+      g_autofree char *label = g_strdup_printf ("%" G_GSIZE_FORMAT " words, %u shard%s", v.n,
+                                                n_shards, n_shards > 1 ? "s" : "");
+      printf ("%-34s %14.3f\n", label, snapshot_s[n_shards]);
+    }
 
   g_free (v.bytes);
   g_free (v.offsets);
