@@ -101,6 +101,9 @@ tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, GError **e
    * order through retries (markers must follow the words they cover). */
   producer_conf = rd_kafka_conf_dup (conf);
   if (!conf_set (producer_conf, "enable.idempotence", "true", error)
+      /* Never let a metadata request create the changelog with the broker's defaults
+       * (cleanup.policy=delete): tally_checkpoint_ensure_topic() creates it compacted. */
+      || !conf_set (producer_conf, "allow.auto.create.topics", "false", error)
       || !conf_set (producer_conf, "linger.ms", "5", error))
     {
       rd_kafka_conf_destroy (producer_conf);
