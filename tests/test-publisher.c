@@ -9,6 +9,9 @@
 #include "tally-publisher.h"
 #include "tally-request-reader.h"
 
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <signal.h>
 #include <string.h>
 
 /* The Kafka protocol's ApiKey of Produce requests (the Kafka protocol guide). */
@@ -635,6 +638,252 @@ test_broker_fixed_port (void)
   g_assert_error (error, TALLY_BROKER_ERROR, TALLY_BROKER_ERROR_PORT);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * The commands: `tally broker` and `tally snapshot` as separate processes
+ * ------------------------------------------------------------------------------------- */
+
+static void
+store_subprocess_result (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GAsyncResult **out = user_data;
+
+  *out = g_object_ref (result);
+}
+
+/* Two in-process "instances" answer every request: A owns input partitions 0 and 1, B owns
+ * 2 and 3 (B only when @with_b), each with its own publisher. */
+typedef struct
+{
+  Fixture *f;
+  TallyAddress *second;
+  gboolean with_b;
+  guint answered;
+} Instances;
+
+static TallyCounts *
+counts_from (const char *const *words, const guint64 *values, gsize n)
+{
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+
+  for (gsize i = 0; i < n; i++)
+    tally_counts_builder_add (builder, words[i], strlen (words[i]), values[i]);
+  return tally_counts_builder_end (builder);
+}
+
+static rd_kafka_topic_partition_list_t *
+owned (int first, int last)
+{
+  rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new (2);
+
+  for (int p = first; p <= last; p++)
+    rd_kafka_topic_partition_list_add (list, "input", p)->offset = 10 + p;
+  return list;
+}
+
+static void
+answer_request (const TallySnapshotRequest *request, gpointer user_data)
+{
+  static const char *const words_a[] = { "kafka", "streams", "apache" };
+  static const guint64 values_a[] = { 2, 1, 1 };
+  static const char *const words_b[] = { "kafka", "streams", "topic" };
+  static const guint64 values_b[] = { 1, 1, 5 };
+  Instances *instances = user_data;
+
+  g_assert_no_error (request->error);
+  /* `tally snapshot` sends only the prefix; it applies --top and --min-count itself. */
+  g_assert_cmpuint (request->top, ==, 0);
+  g_assert_cmpuint (request->min_count, ==, 0);
+  tally_publisher_publish_async (instances->f->publisher, request,
+                                 counts_from (words_a, values_a, 3), owned (0, 1), owned (0, 1), 1,
+                                 NULL, NULL, NULL);
+  if (instances->with_b)
+    tally_publisher_publish_async (instances->second, request, counts_from (words_b, values_b, 3),
+                                   owned (2, 3), owned (2, 3), 1, NULL, NULL, NULL);
+  instances->answered++;
+}
+
+static void
+run_snapshot_command (Fixture *f, gboolean with_b, const char *const *extra_args, int *status,
+                      char **out, char **err)
+{
+  g_autoptr (GMainContext) context = g_main_context_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyArbiter) arbiter = tally_arbiter_new ("test-second");
+  g_autofree char *dir = g_dir_make_tmp ("tally-test-XXXXXX", &error);
+  g_autofree char *config = g_build_filename (dir, "tally.conf", NULL);
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GSubprocess) process = NULL;
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (TallyRequestReader) reader = NULL;
+  Instances instances = { f, NULL, with_b, 0 };
+  gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+  TallyActor *actor;
+
+  g_assert_no_error (error);
+  g_assert_true (tally_broker_create_topic (f->broker, "input", 4, &error));
+  g_assert_true (g_file_set_contents (config,
+                                      "[input]\ntopics=input\n"
+                                      "[output]\ntopic=snapshots\n"
+                                      "[requests]\ntopic=requests\n",
+                                      -1, &error));
+  actor = tally_publisher_new (base_conf (f), "snapshots", 1000000, &error);
+  g_assert_no_error (error);
+  instances.second = tally_actor_start (actor, arbiter, 8);
+
+  g_main_context_push_thread_default (context);
+  reader = tally_request_reader_new (base_conf (f), "requests", -1, context, answer_request,
+                                     &instances, NULL, WAIT_MS, &error);
+  g_assert_no_error (error);
+
+  g_ptr_array_add (argv, (char *)g_getenv ("TALLY_EXE"));
+  g_ptr_array_add (argv, "snapshot");
+  g_ptr_array_add (argv, "--config");
+  g_ptr_array_add (argv, config);
+  g_ptr_array_add (argv, "--bootstrap-server");
+  g_ptr_array_add (argv, (char *)tally_broker_get_bootstrap_servers (f->broker));
+  for (const char *const *a = extra_args; *a != NULL; a++)
+    g_ptr_array_add (argv, (char *)*a);
+  g_ptr_array_add (argv, NULL);
+  process
+      = g_subprocess_newv ((const char *const *)argv->pdata,
+                           G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE, &error);
+  g_assert_no_error (error);
+  g_subprocess_communicate_utf8_async (process, NULL, NULL, store_subprocess_result, &result);
+  while (result == NULL)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (context, TRUE);
+    }
+  g_assert_true (g_subprocess_communicate_utf8_finish (process, result, out, err, &error));
+  g_assert_no_error (error);
+  *status = g_subprocess_get_exit_status (process);
+  g_assert_cmpuint (instances.answered, ==, 1);
+
+  g_clear_pointer (&reader, tally_request_reader_free);
+  g_main_context_pop_thread_default (context);
+  tally_address_stop (instances.second);
+  g_assert_true (tally_address_wait_stopped (instances.second, WAIT_MS));
+  tally_address_unref (instances.second);
+  tally_arbiter_stop (arbiter);
+  g_remove (config);
+  g_rmdir (dir);
+}
+
+static void
+test_snapshot_command (Fixture *f, gconstpointer data)
+{
+  static const char *const top3[] = { "--top", "3", NULL };
+  static const char *const json[] = { "--json", "--min-count", "3", NULL };
+  g_autofree char *out = NULL, *err = NULL;
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (GError) error = NULL;
+  JsonObject *object;
+  int status;
+
+  if (g_getenv ("TALLY_EXE") == NULL)
+    {
+      g_test_skip ("TALLY_EXE is not set (run under meson test)");
+      return;
+    }
+
+  /* Both instances answer: merged, filtered after merging, TallyCounts order. */
+  run_snapshot_command (f, TRUE, top3, &status, &out, &err);
+  g_assert_cmpstr (err, ==, "");
+  g_assert_cmpint (status, ==, 0);
+  g_assert_cmpstr (out, ==, "topic 5\nkafka 3\nstreams 2\n");
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  run_snapshot_command (f, TRUE, json, &status, &out, &err);
+  g_assert_cmpint (status, ==, 0);
+  root = json_from_string (out, &error);
+  g_assert_no_error (error);
+  object = json_node_get_object (root);
+  g_assert_cmpint (json_object_get_int_member (object, "total_words"), ==, 11);
+  g_assert_cmpint (json_object_get_int_member (object, "distinct_words"), ==, 4);
+  g_assert_cmpint (json_object_get_int_member (object, "min_count"), ==, 3);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (object, "partitions")), ==,
+                    4);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (object, "counts")), ==, 2);
+}
+
+static void
+test_snapshot_command_timeout (Fixture *f, gconstpointer data)
+{
+  static const char *const args[] = { "--timeout", "3000", NULL };
+  g_autofree char *out = NULL, *err = NULL;
+  int status;
+
+  if (g_getenv ("TALLY_EXE") == NULL)
+    {
+      g_test_skip ("TALLY_EXE is not set (run under meson test)");
+      return;
+    }
+  /* Only instance A answers: partitions 2 and 3 stay uncovered. */
+  run_snapshot_command (f, FALSE, args, &status, &out, &err);
+  g_assert_cmpint (status, ==, 1);
+  g_assert_cmpstr (out, ==, "");
+  g_assert_nonnull (strstr (err, "timed out after 3000 ms"));
+  g_assert_nonnull (strstr (err, ": 1 complete replies, 0 incomplete; input partitions not "
+                                 "covered: input [2], input [3]\n"));
+}
+
+static void
+test_broker_command (void)
+{
+  const char *exe = g_getenv ("TALLY_EXE");
+  g_autoptr (GSubprocess) process = NULL;
+  g_autoptr (GDataInputStream) lines = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *first = NULL;
+  const struct rd_kafka_metadata *metadata = NULL;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+  char errstr[256];
+  rd_kafka_t *client;
+  guint found = 0;
+
+  if (exe == NULL)
+    {
+      g_test_skip ("TALLY_EXE is not set (run under meson test)");
+      rd_kafka_conf_destroy (conf);
+      return;
+    }
+  process = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
+                              &error, exe, "broker", "--port", "0", "--partitions", "3", "--topics",
+                              "alpha,beta", NULL);
+  g_assert_no_error (error);
+  lines = g_data_input_stream_new (g_subprocess_get_stdout_pipe (process));
+  first = g_data_input_stream_read_line_utf8 (lines, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (first);
+  g_assert_true (g_str_has_prefix (first, "bootstrap.servers=127.0.0.1:"));
+
+  g_assert_cmpint (rd_kafka_conf_set (conf, "bootstrap.servers",
+                                      first + strlen ("bootstrap.servers="), errstr, sizeof errstr),
+                   ==, RD_KAFKA_CONF_OK);
+  client = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  g_assert_nonnull (client);
+  g_assert_cmpint (rd_kafka_metadata (client, 1, NULL, &metadata, WAIT_MS), ==,
+                   RD_KAFKA_RESP_ERR_NO_ERROR);
+  for (int t = 0; t < metadata->topic_cnt; t++)
+    if (strcmp (metadata->topics[t].topic, "alpha") == 0
+        || strcmp (metadata->topics[t].topic, "beta") == 0)
+      {
+        g_assert_cmpint (metadata->topics[t].partition_cnt, ==, 3);
+        found++;
+      }
+  g_assert_cmpuint (found, ==, 2);
+  rd_kafka_metadata_destroy (metadata);
+  rd_kafka_destroy (client);
+
+  /* SIGTERM: a clean exit with status 0. */
+  g_subprocess_send_signal (process, SIGTERM);
+  g_assert_true (g_subprocess_wait (process, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (process));
+  g_assert_cmpint (g_subprocess_get_exit_status (process), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -652,7 +901,10 @@ main (int argc, char **argv)
   ADD ("/publisher/publish-async", test_publish_async, 1000000);
   ADD ("/publisher/stop-while-retrying", test_stop_while_retrying, 1000000);
   ADD ("/request-reader/good-and-bad", test_request_reader, 1000000);
+  ADD ("/command/snapshot", test_snapshot_command, 1000000);
+  ADD ("/command/snapshot-timeout", test_snapshot_command_timeout, 1000000);
 #undef ADD
   g_test_add_func ("/broker/fixed-port", test_broker_fixed_port);
+  g_test_add_func ("/command/broker", test_broker_command);
   return g_test_run ();
 }
