@@ -17,14 +17,17 @@ implementation of the protocol).
         Sends a snapshot request (key = a fresh request id) to the request topic, reads the
         output topic until every part of the reply came, and prints `word count` lines, most
         frequent first, ties in byte order of the word (as tests/reference/wordcount.py).
-        With --caught-up it asks again until the snapshot's offsets reach the high watermark
-        of every partition of the input topic, so every produced record is reflected.
+        Replies of several instances (one consumer group) are merged until together they
+        cover every partition of the input topic. With --caught-up it asks again until the
+        offsets reach the high watermark of every input partition, so every produced record
+        is reflected.
         --json prints the reassembled snapshot's metadata and counts as JSON instead.
 
 Exit status: 0 on success, 1 on a timeout or a bad snapshot.
 """
 
 import argparse
+import collections
 import json
 import sys
 import time
@@ -169,13 +172,19 @@ class KafkaPythonIO:
         return self.pending.pop(0) if self.pending else None
 
 
-def ask(io, args, request_id):
-    """Sends one request and returns the reassembled snapshot dict."""
+class Overlap(Exception):
+    pass
+
+
+def ask(io, args, request_id, wanted, timeout):
+    """Sends one request and returns the merged reply of every instance: the reassembled
+    snapshots whose partitions together cover @wanted (a set of (topic, partition))."""
     value = json.dumps({"top": args.top}).encode() if args.top else b""
     io.request(args.requests, request_id, value)
-    parts = {}
-    expected = None
-    deadline = time.time() + args.timeout
+    pending = {}
+    complete = []
+    covered = set()
+    deadline = time.time() + timeout
     while time.time() < deadline:
         v = io.poll(0.5)
         if v is None:
@@ -185,15 +194,28 @@ def ask(io, args, request_id):
             continue
         if "error" in part and part["error"]:
             raise RuntimeError("error snapshot: " + str(part["error"]))
-        expected = part["parts"]
+        parts = pending.setdefault(part["snapshot_id"], {})
         parts[part["part"]] = part
-        if len(parts) == expected:
-            snap = dict(parts[0])
-            snap["counts"] = [c for i in range(expected) for c in parts[i]["counts"]]
-            del snap["part"]
-            return snap
-    raise TimeoutError("no complete reply to request %s (%d of %s parts)"
-                       % (request_id, len(parts), expected))
+        if len(parts) < part["parts"]:
+            continue
+        mine = {(p["topic"], p["partition"]) for p in part["partitions"]}
+        if mine & covered:
+            raise Overlap("two instances claim %s" % sorted(mine & covered))
+        covered |= mine
+        complete.append([parts[i] for i in range(part["parts"])])
+        del pending[part["snapshot_id"]]
+        if wanted <= covered:
+            counts = collections.Counter()
+            offsets = []
+            for snap in complete:
+                offsets.extend(snap[0]["offsets"])
+                for p in snap:
+                    for w, n in p["counts"]:
+                        counts[w] += n
+            return {"request_id": request_id, "instances": len(complete), "offsets": offsets,
+                    "counts": sorted(counts.items())}
+    raise TimeoutError("no complete reply to request %s (covered %d of %d partitions)"
+                       % (request_id, len(covered), len(wanted)))
 
 
 def snapshot(args):
@@ -201,7 +223,16 @@ def snapshot(args):
     io.listen(args.output)
     deadline = time.time() + args.timeout
     while True:
-        snap = ask(io, args, "e2e-" + uuid.uuid4().hex)
+        ends = io.high_watermarks(args.input)
+        try:
+            snap = ask(io, args, "e2e-" + uuid.uuid4().hex, {(args.input, p) for p in ends},
+                       min(15.0, max(deadline - time.time(), 1.0)))
+        except (Overlap, TimeoutError) as e:
+            if time.time() > deadline:
+                raise
+            log(e, "(a rebalance in progress?); asking again")
+            time.sleep(0.5)
+            continue
         if not args.caught_up:
             break
         ends = io.high_watermarks(args.input)

@@ -18,6 +18,9 @@
 #                                the same broker (`tally broker`): counts equal the reference
 #   test-run.sh restart-kill     the same with kill -9: no word is missing and none is below
 #                                the reference (at least once)
+#   test-run.sh two-instances    two `tally run` in one consumer group on `tally broker`: a
+#                                member joins mid-input and later leaves; the merged
+#                                replies equal the reference (nothing counted twice)
 #   test-run.sh real-restart     restart-kill and restart-term against the real Apache Kafka
 #                                at $TALLY_TEST_KAFKA_BOOTSTRAP (compaction on, real group
 #                                coordinator); skipped (77) when it is unset, failed when
@@ -343,6 +346,47 @@ EOF
   ok "clean exit of the second run"
 }
 
+# Two instances in one consumer group: the second joining (and later leaving) moves
+# partitions and their counts between them; the merged replies equal the reference.
+test_two_instances() {
+  start_broker
+  local conf=$work/tally.conf
+  cat >"$conf" <<EOF
+[input]
+topics=tally-input
+[checkpoint]
+interval_ms=1000
+[kafka]
+bootstrap.servers=$bootstrap
+session.timeout.ms=6000
+EOF
+  sotu_lines | awk 'NF' >"$work/sotu.txt"
+  $reference --chunk-lines "$work/sotu.txt" >"$work/expected"
+  local half=$(($(wc -l <"$work/sotu.txt") / 2))
+  head -n "$half" "$work/sotu.txt" >"$work/first"
+  tail -n "+$((half + 1))" "$work/sotu.txt" >"$work/second"
+
+  start_tally a "$conf"
+  local a_pid=$tally_pid
+  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input <"$work/first" 2>>"$work/kcat.log"
+  snapshot_caught_up "$work/after-first"
+  start_tally b "$conf"
+  local b_pid=$tally_pid
+  wait_for_line "$work/a.log" 'source: revoked' 60 >/dev/null || fail "the first instance gave nothing up"
+  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input <"$work/second" 2>>"$work/kcat.log"
+  snapshot_caught_up "$work/actual"
+  expect_file "two instances, a rebalance in the middle: merged replies equal the reference" "$work/expected" "$work/actual"
+
+  tally_pid=$b_pid
+  stop_tally TERM
+  ok "the second instance left cleanly"
+  tally_pid=$a_pid
+  snapshot_caught_up "$work/actual-after-leave"
+  expect_file "after the second instance left: the first owns everything, still equal" "$work/expected" "$work/actual-after-leave"
+  stop_tally TERM
+  ok "clean exit of the first instance"
+}
+
 test_restart_embedded() {
   start_broker
   input_topic=tally-input group=tally output_topic=tally-snapshots requests_topic=tally-requests
@@ -393,6 +437,7 @@ case "$mode" in
   bad-config) test_bad_config ;;
   restart-term) test_restart_embedded TERM ;;
   restart-kill) test_restart_embedded KILL ;;
+  two-instances) test_two_instances ;;
   real-restart) test_real_restart ;;
-  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
