@@ -80,10 +80,12 @@ struct _TallyAddress
   gint n_waiting; /* waiters.length + n_blocked, read without the lock */
 
   /* Owner thread only. */
-  GSource *source;          /* the mailbox GSource (ref), NULL until attached */
-  TallyActor *actor;        /* ref; NULL once stopped */
-  TallyMessage *local_head; /* taken from the shared queue, not yet handled */
-  guint unreleased;         /* handled messages not yet subtracted from length */
+  GSource *source;                     /* the mailbox GSource (ref), NULL until attached */
+  TallyActor *actor;                   /* ref; NULL once stopped */
+  TallyMessage *local_head;            /* taken from the shared queue, not yet handled */
+  const TallyMessageType *cached_type; /* the last type handled, and its handler */
+  TallyHandlerFunc cached_handler;
+  guint unreleased; /* handled messages not yet subtracted from length */
   gboolean started;
   gboolean finished;
 

@@ -641,6 +641,7 @@ restart (TallyAddress *self)
     }
   tally_actor_remove_timers (old);
   self->actor = NULL;
+  self->cached_type = NULL; /* the factory may return another class */
   tally_actor_bind (fresh, self);
   g_object_unref (old);
 
@@ -667,9 +668,19 @@ handle (TallyAddress *self, TallyMessage *message)
 {
   TallyActor *actor = self->actor;
   const TallyMessageType *type = message->type;
-  TallyHandlerFunc handler = tally_actor_lookup_handler (actor, type);
   g_autoptr (GError) error = NULL;
+  TallyHandlerFunc handler;
   gboolean ok, deferred;
+
+  /* Most mailboxes see one message type after another: skip the class table then. */
+  if (G_LIKELY (type == self->cached_type))
+    handler = self->cached_handler;
+  else
+    {
+      handler = tally_actor_lookup_handler (actor, type);
+      self->cached_type = type;
+      self->cached_handler = handler;
+    }
 
   tally_message_mark_handling (message);
   if (G_UNLIKELY (handler == NULL))
@@ -688,10 +699,13 @@ handle (TallyAddress *self, TallyMessage *message)
 
   if (G_LIKELY (ok))
     {
-      if (!deferred)
+      if (deferred)
+        return;
+      if (G_LIKELY (message->reply_to == NULL))
+        type->free_message (message); /* a tell: nothing to answer */
+      else
         {
-          if (message->reply_to != NULL)
-            tally_message_reply (message, NULL);
+          tally_message_reply (message, NULL);
           tally_message_free (message);
         }
       return;

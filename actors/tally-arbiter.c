@@ -28,8 +28,13 @@
 /* How long an idle thread arbiter watches for new work before it sleeps, in µs. */
 #define SPIN_US 50
 
+/* While mailboxes keep a thread arbiter busy, poll() its fds once per this many loop
+ * iterations. */
+#define POLL_EVERY 16
+
 /* The waker of the thread arbiter running on this thread, for arbiter_poll(). */
 static __thread TallyWaker *thread_waker;
+static __thread guint skipped_polls;
 
 static TallyWaker *
 waker_new (GMainContext *context, gboolean spins)
@@ -75,8 +80,19 @@ arbiter_poll (GPollFD *fds, guint n_fds, gint timeout)
   gint64 deadline;
   gint result;
 
-  if (waker == NULL || timeout == 0)
+  if (waker == NULL)
     return g_poll (fds, n_fds, timeout);
+  if (timeout == 0)
+    {
+      /* Something is ready already. If it is a mailbox, skip the poll() system call, but
+       * look at the file descriptors at least every POLL_EVERY iterations so that fd
+       * sources on this context keep up while mailboxes stay busy. */
+      if (g_atomic_int_get (&waker->work) && ++skipped_polls < POLL_EVERY)
+        goto work;
+      skipped_polls = 0;
+      return g_poll (fds, n_fds, 0);
+    }
+  skipped_polls = 0;
 
   deadline = g_get_monotonic_time () + SPIN_US;
   for (;;)
