@@ -8,8 +8,9 @@
  * terminals and other streams are read into a small pool of buffers, the bytes after the
  * last separator being carried over into the next buffer. Slices go through a FIFO queue
  * to J worker threads (`--jobs`, by default as many as shards), each with its own
- * TallyTokenizer and TallyWordBatcher: every word goes, hashed once and batched, to the
- * aggregator shard that owns it (one arbiter thread per shard, tally-aggregator-handle.h).
+ * TallyTokenizer and its own AddWords batches (see "Batching" below): every word goes,
+ * hashed once, to the aggregator shard that owns it (one arbiter thread per shard,
+ * tally-aggregator-handle.h).
  * When every worker has flushed its last batch and stopped, one GetCounts ask per shard
  * (tally_aggregator_handle_get_counts()) yields the counts sorted most frequent first, ties
  * in byte order of the word, which are printed as text, JSON or CSV.
@@ -42,6 +43,7 @@
 #include "tally-config.h"
 #include "tally-counts.h"
 #include "tally-tokenizer.h"
+#include "tally-word-table.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -101,7 +103,8 @@ typedef struct
   CountJob *job;
   GThread *thread;
   TallyTokenizer *tokenizer; /* made on the main thread, then used by this worker only */
-  TallyWordBatcher *batcher; /* likewise */
+  TallyMessage **pending;    /* per shard: the AddWords batch being filled, or NULL */
+  guint n_shards;
   TallyTokenizerStats stats;
   GError *error; /* a failed flush: the shards stopped */
 } CountWorker;
@@ -143,10 +146,38 @@ struct _CountJob
  * Workers
  * ------------------------------------------------------------------------------------- */
 
+/* Batching. A worker fills one AddWords message per shard and tells each shard its batch
+ * after every slice: what TallyWordBatcher does (same hash, same shard, store 0, same
+ * order), without its per-word argument checks. tally_word_batcher_add() validates every
+ * word with g_utf8_validate(), which the tokenizer already guarantees; on the KJV x10 that
+ * took the worker thread, the critical path of `tally count`, from 0.17 s to 0.25 s of CPU
+ * with one shard. */
 static void
 count_on_word (const char *word, gsize len, gpointer user_data)
 {
-  tally_word_batcher_add (user_data, word, len);
+  CountWorker *worker = user_data;
+  guint64 hash = tally_word_hash (word, len);
+  guint shard = tally_aggregator_handle_shard_for_hash (hash, worker->n_shards);
+
+  if (G_UNLIKELY (worker->pending[shard] == NULL))
+    worker->pending[shard] = tally_aggregator_add_words_new (0);
+  tally_aggregator_add_words_append (worker->pending[shard], word, len, hash);
+}
+
+/* Tells every shard with pending words its batch, in shard order, waiting for room in
+ * full mailboxes (backpressure). Fails with %TALLY_ACTOR_ERROR_CLOSED if a shard stopped. */
+static gboolean
+count_worker_flush (CountWorker *worker, GError **error)
+{
+  for (guint i = 0; i < worker->n_shards; i++)
+    if (worker->pending[i] != NULL)
+      {
+        TallyAddress *shard = tally_aggregator_handle_get_shard_address (worker->job->handle, i);
+
+        if (!tally_address_tell (shard, g_steal_pointer (&worker->pending[i]), error))
+          return FALSE;
+      }
+  return TRUE;
 }
 
 /* Reader side: queues a slice for the workers. */
@@ -236,9 +267,8 @@ count_worker_run (gpointer data)
       /* After a failure, keep taking slices so the reader never waits for a buffer. */
       if (worker->error == NULL)
         {
-          tally_tokenizer_feed (worker->tokenizer, slice->data, slice->len, count_on_word,
-                                worker->batcher);
-          if (!tally_word_batcher_flush (worker->batcher, TRUE, &worker->error))
+          tally_tokenizer_feed (worker->tokenizer, slice->data, slice->len, count_on_word, worker);
+          if (!count_worker_flush (worker, &worker->error))
             g_atomic_int_set (&job->workers_failed, 1);
         }
       g_atomic_pointer_add (&job->bytes_done, slice->len);
@@ -746,7 +776,8 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
        * happens on this thread. */
       worker->job = job;
       worker->tokenizer = tally_tokenizer_new (&job->tokenizer_options);
-      worker->batcher = tally_word_batcher_new (job->handle, 0);
+      worker->n_shards = tally_aggregator_handle_get_n_shards (job->handle);
+      worker->pending = g_new0 (TallyMessage *, worker->n_shards);
       worker->thread = g_thread_new (name, count_worker_run, worker);
     }
 
@@ -774,7 +805,9 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
 
       g_thread_join (worker->thread);
       g_clear_pointer (&worker->tokenizer, tally_tokenizer_free);
-      g_clear_pointer (&worker->batcher, tally_word_batcher_free);
+      for (guint s = 0; s < worker->n_shards; s++)
+        g_clear_pointer (&worker->pending[s], tally_message_free);
+      g_clear_pointer (&worker->pending, g_free);
     }
   count_progress_update (job, TRUE);
 
