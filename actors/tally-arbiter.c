@@ -34,6 +34,8 @@
 
 /* The waker of the thread arbiter running on this thread, for arbiter_poll(). */
 static __thread TallyWaker *thread_waker;
+/* The thread arbiter running on this thread, if any. */
+static __thread TallyArbiter *thread_arbiter;
 static __thread guint skipped_polls;
 
 static TallyWaker *
@@ -243,12 +245,14 @@ arbiter_thread (gpointer data)
   TallyArbiter *self = data;
 
   thread_waker = self->waker;
+  thread_arbiter = self;
   g_atomic_int_set (&self->waker->sleeping, 0);
   g_main_context_push_thread_default (self->context);
   g_main_loop_run (self->loop);
   g_main_context_pop_thread_default (self->context);
   g_atomic_int_set (&self->waker->sleeping, 1);
   thread_waker = NULL;
+  thread_arbiter = NULL;
   return NULL;
 }
 
@@ -276,8 +280,9 @@ tally_arbiter_new_for_context (GMainContext *context)
   return arbiter_new ("wrapped", context, FALSE);
 }
 
-/* The arbiter for actors started with a NULL arbiter: one per thread-default context,
- * created on first use and kept for the life of the process. */
+/* The arbiter for actors started with a NULL arbiter: on a thread arbiter's own thread,
+ * that arbiter; elsewhere one wrapper per thread-default context, created on first use
+ * and kept for the life of the process. */
 TallyArbiter *
 tally_arbiter_get_implicit (void)
 {
@@ -285,6 +290,10 @@ tally_arbiter_get_implicit (void)
   static GHashTable *registry; /* GMainContext -> TallyArbiter, both referenced */
   g_autoptr (GMainContext) context = g_main_context_ref_thread_default ();
   TallyArbiter *self;
+
+  /* On an arbiter's own thread (in a handler, say) that arbiter is the one to use. */
+  if (thread_arbiter != NULL && thread_arbiter->context == context)
+    return tally_arbiter_ref (thread_arbiter);
 
   pthread_mutex_lock (&registry_lock);
   if (registry == NULL)
