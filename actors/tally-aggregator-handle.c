@@ -9,9 +9,9 @@
  * reduction), leaving the low bits, which the shard's table indexes with, independent of
  * the shard. Operations on all shards (GetCounts, DropStore, RestoreStore, TakeChanges)
  * fan out: one ask_async per shard, all sent before the call returns, then one GTask
- * completes when every shard answered; replies of GetCounts and TakeChanges are merged by
- * concatenating them (shards own disjoint words, so nothing needs summing), sorting and
- * cutting to the top N again. The synchronous forms run that same fan-out on a private
+ * completes when every shard answered; the sorted replies of GetCounts and TakeChanges are
+ * merged (shards own disjoint words, so nothing needs summing or re-sorting) and cut to the
+ * top N again. The synchronous forms run that same fan-out on a private
  * GMainContext pushed as the thread-default one, iterated until the GTask completes, so
  * shards work in parallel even for a blocking caller.
  *
@@ -216,27 +216,6 @@ fan_out_free (gpointer p)
   g_free (f);
 }
 
-static TallyCounts *
-merge_disjoint (TallyCounts **parts, guint n_parts, const TallyCountsOptions *options)
-{
-  g_autoptr (GArray) entries = NULL;
-  gsize total = 0;
-
-  if (n_parts == 1)
-    return tally_counts_filter (parts[0], options);
-  for (guint i = 0; i < n_parts; i++)
-    total += tally_counts_get_n_words (parts[i]);
-  entries = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount), (guint)total);
-  for (guint i = 0; i < n_parts; i++)
-    {
-      gsize n;
-      const TallyWordCount *e = tally_counts_get_entries (parts[i], &n);
-      g_array_append_vals (entries, e, (guint)n);
-    }
-  return tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data, entries->len,
-                                        options);
-}
-
 static void
 shard_ask_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -263,8 +242,9 @@ shard_ask_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (f->error != NULL)
     g_task_return_error (task, g_steal_pointer (&f->error));
   else if (f->merge_counts)
-    g_task_return_pointer (task, merge_disjoint (f->replies, f->handle->n_shards, &f->options),
-                           (GDestroyNotify)tally_counts_unref);
+    g_task_return_pointer (
+        task, tally_counts_merge_disjoint (f->replies, f->handle->n_shards, &f->options),
+        (GDestroyNotify)tally_counts_unref);
   else
     g_task_return_boolean (task, TRUE);
 }

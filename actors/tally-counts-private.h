@@ -25,6 +25,21 @@ TallyCounts *tally_counts_new_from_entries (TallyWordCount *entries, gsize n_ent
                                             const TallyCountsOptions *options);
 
 /*
+ * tally_counts_merge_disjoint:
+ * @parts: (array length=n_parts): snapshots no two of which hold the same word (the
+ *   replies of different shards)
+ * @n_parts: their number
+ * @options: (nullable): filters, applied while merging
+ *
+ * Merges sorted snapshots without re-sorting: O(total x n_parts) comparisons, stopping
+ * after the top N kept entries.
+ *
+ * Returns: (transfer full): the merged snapshot
+ */
+TallyCounts *tally_counts_merge_disjoint (TallyCounts *const *parts, guint n_parts,
+                                          const TallyCountsOptions *options);
+
+/*
  * tally_counts_collect_table:
  * @table: a table
  * @entries: a GArray of TallyWordCount to append the table's words to (borrowed: valid

@@ -8,7 +8,8 @@
  * descending, then word bytes ascending, a prefix before its extensions) and one block of
  * NUL-terminated word bytes the entries point into. Building one from borrowed entries
  * filters (prefix, min_count), sorts (qsort, O(n log n)), cuts to the top N and copies the
- * kept words. A lookup index (open addressing over entry numbers, keyed by
+ * kept words; sorted parts with disjoint words (the replies of shards) are merged in
+ * O(n x parts) instead. A lookup index (open addressing over entry numbers, keyed by
  * tally_word_hash()) is built on the first lookup under g_once, since most snapshots are
  * only iterated. The builder sums duplicate words in a TallyWordTable.
  *
@@ -76,25 +77,15 @@ compare_entries (const void *a, const void *b)
   return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
 }
 
-TallyCounts *
-tally_counts_new_from_entries (TallyWordCount *entries, gsize n_entries,
-                               const TallyCountsOptions *options)
+/* Copies @n entries, already in snapshot order, into a new snapshot. */
+static TallyCounts *
+counts_from_sorted (const TallyWordCount *entries, gsize n)
 {
   TallyCounts *counts = g_new0 (TallyCounts, 1);
-  gsize n = 0;
   gsize n_bytes = 0;
   char *dst;
 
   g_atomic_ref_count_init (&counts->ref_count);
-
-  for (gsize i = 0; i < n_entries; i++)
-    if (tally_counts_options_match (options, entries[i].word, entries[i].len, entries[i].count))
-      entries[n++] = entries[i];
-  if (n > 1)
-    qsort (entries, n, sizeof (TallyWordCount), compare_entries);
-  if (options != NULL && options->top > 0 && options->top < n)
-    n = (gsize)options->top;
-
   for (gsize i = 0; i < n; i++)
     n_bytes += entries[i].len + 1;
   counts->n = n;
@@ -112,6 +103,63 @@ tally_counts_new_from_entries (TallyWordCount *entries, gsize n_entries,
       dst += entries[i].len + 1;
     }
   return counts;
+}
+
+TallyCounts *
+tally_counts_new_from_entries (TallyWordCount *entries, gsize n_entries,
+                               const TallyCountsOptions *options)
+{
+  gsize n = 0;
+
+  for (gsize i = 0; i < n_entries; i++)
+    if (tally_counts_options_match (options, entries[i].word, entries[i].len, entries[i].count))
+      entries[n++] = entries[i];
+  if (n > 1)
+    qsort (entries, n, sizeof (TallyWordCount), compare_entries);
+  if (options != NULL && options->top > 0 && options->top < n)
+    n = (gsize)options->top;
+  return counts_from_sorted (entries, n);
+}
+
+TallyCounts *
+tally_counts_merge_disjoint (TallyCounts *const *parts, guint n_parts,
+                             const TallyCountsOptions *options)
+{
+  g_autofree gsize *heads = g_new0 (gsize, MAX (n_parts, 1));
+  g_autoptr (GArray) merged = NULL;
+  gsize total = 0;
+  guint64 limit;
+
+  for (guint k = 0; k < n_parts; k++)
+    total += parts[k]->n;
+  limit = options != NULL && options->top > 0 ? MIN (options->top, (guint64)total) : total;
+  merged = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount), (guint)limit);
+
+  /* A k-way merge by linear scan of the heads: shards are few. */
+  while (merged->len < limit)
+    {
+      const TallyWordCount *best = NULL;
+      guint best_k = 0;
+
+      for (guint k = 0; k < n_parts; k++)
+        {
+          const TallyWordCount *e;
+          if (heads[k] == parts[k]->n)
+            continue;
+          e = &parts[k]->entries[heads[k]];
+          if (best == NULL || compare_entries (e, best) < 0)
+            {
+              best = e;
+              best_k = k;
+            }
+        }
+      if (best == NULL)
+        break;
+      heads[best_k]++;
+      if (tally_counts_options_match (options, best->word, best->len, best->count))
+        g_array_append_vals (merged, best, 1);
+    }
+  return counts_from_sorted ((const TallyWordCount *)(const void *)merged->data, merged->len);
 }
 
 typedef struct

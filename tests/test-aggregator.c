@@ -381,6 +381,53 @@ test_async_forms (void)
   g_main_context_pop_thread_default (context);
 }
 
+/* The merge of shard replies equals filtering one snapshot built locally. */
+static void
+test_merge_matches_builder (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (4, 0);
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
+  g_autoptr (TallyCountsBuilder) b = tally_counts_builder_new ();
+  g_autoptr (TallyCounts) local = NULL;
+  const TallyCountsOptions cases[] = {
+    { 0, NULL, 0 },  { 50, NULL, 0 }, { 0, "w1", 0 },
+    { 0, NULL, 10 }, { 7, "w2", 5 },  { 5000, NULL, 0 },
+  };
+  char w[32];
+
+  for (guint i = 0; i < 1000; i++)
+    {
+      guint len = (guint)g_snprintf (w, sizeof w, "w%u", i);
+      guint n = i % 17 + 1;
+      for (guint k = 0; k < n; k++)
+        tally_word_batcher_add (batcher, w, len);
+      tally_counts_builder_add (b, w, len, n);
+    }
+  g_assert_true (tally_word_batcher_flush (batcher, TRUE, NULL));
+  local = tally_counts_builder_end (b);
+
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (TallyCounts) merged
+          = tally_aggregator_handle_get_counts (handle, &cases[c], &error);
+      g_autoptr (TallyCounts) expected = tally_counts_filter (local, &cases[c]);
+      gsize n_merged, n_expected;
+      const TallyWordCount *m = tally_counts_get_entries (merged, &n_merged);
+      const TallyWordCount *e = tally_counts_get_entries (expected, &n_expected);
+
+      g_assert_no_error (error);
+      g_assert_cmpuint (n_merged, ==, n_expected);
+      g_assert_cmpuint (n_merged, >, 0);
+      for (gsize i = 0; i < n_merged; i++)
+        {
+          g_assert_cmpstr (m[i].word, ==, e[i].word);
+          g_assert_cmpuint (m[i].count, ==, e[i].count);
+        }
+      g_assert_cmpuint (tally_counts_get_total (merged), ==, tally_counts_get_total (expected));
+    }
+}
+
 /* ----- stores (state owned by input partitions) ----------------------------------- */
 
 static void
@@ -610,6 +657,7 @@ main (int argc, char **argv)
   g_test_add_func ("/aggregator/many-senders-three-shards", test_many_senders_three_shards);
   g_test_add_func ("/aggregator/consistent-cut", test_consistent_cut);
   g_test_add_func ("/aggregator/async-forms", test_async_forms);
+  g_test_add_func ("/aggregator/merge-matches-builder", test_merge_matches_builder);
   g_test_add_func ("/aggregator/stores", test_stores);
   g_test_add_func ("/aggregator/batcher-full", test_batcher_full);
   g_test_add_func ("/aggregator/messages-direct", test_messages_direct);
