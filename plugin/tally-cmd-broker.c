@@ -138,6 +138,10 @@ tally_cmd_broker (int argc, char **argv)
         return TALLY_EXIT_FAILURE;
       }
 
+  /* Signals are caught before anyone learns the address and could signal us. */
+  loop = g_main_loop_new (NULL, FALSE);
+  sigint = g_unix_signal_add (SIGINT, on_signal, loop);
+  sigterm = g_unix_signal_add (SIGTERM, on_signal, loop);
   printf ("bootstrap.servers=%s\n", tally_broker_get_bootstrap_servers (broker));
   fflush (stdout);
   for (guint i = 0; i < topics->len; i++)
@@ -145,9 +149,6 @@ tally_cmd_broker (int argc, char **argv)
                 (const char *)g_ptr_array_index (topics, i), partitions);
   g_printerr ("%s: running until SIGINT or SIGTERM\n", g_get_prgname ());
 
-  loop = g_main_loop_new (NULL, FALSE);
-  sigint = g_unix_signal_add (SIGINT, on_signal, loop);
-  sigterm = g_unix_signal_add (SIGTERM, on_signal, loop);
   g_main_loop_run (loop);
   g_source_remove (sigint);
   g_source_remove (sigterm);
