@@ -830,6 +830,31 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
   return TRUE;
 }
 
+/* Says on stderr what the tokenizers skipped or shortened, if anything: the counts are
+ * right by the rules of docs/tokenizer.md, but the user may want to know. */
+static void
+count_report_stats (CountJob *job)
+{
+  TallyTokenizerStats sum = { 0 };
+
+  for (guint i = 0; i < job->n_workers; i++)
+    {
+      sum.invalid_bytes += job->workers[i].stats.invalid_bytes;
+      sum.truncated += job->workers[i].stats.truncated;
+      sum.dropped += job->workers[i].stats.dropped;
+    }
+  if (sum.invalid_bytes > 0)
+    g_printerr ("%s: note: invalid UTF-8 bytes skipped (as word separators): %" G_GUINT64_FORMAT
+                "\n",
+                g_get_prgname (), sum.invalid_bytes);
+  if (sum.truncated > 0)
+    g_printerr ("%s: note: words longer than %u bytes truncated: %" G_GUINT64_FORMAT "\n",
+                g_get_prgname (), job->tokenizer_options.max_word_bytes, sum.truncated);
+  if (sum.dropped > 0)
+    g_printerr ("%s: note: words longer than %u bytes dropped: %" G_GUINT64_FORMAT "\n",
+                g_get_prgname (), job->tokenizer_options.max_word_bytes, sum.dropped);
+}
+
 static void
 count_job_clear (CountJob *job)
 {
@@ -1011,6 +1036,7 @@ tally_cmd_count (int argc, char **argv)
       goto out;
     }
 
+  count_report_stats (&job);
   all = tally_aggregator_handle_get_counts (job.handle, NULL, &error);
   if (all == NULL)
     {

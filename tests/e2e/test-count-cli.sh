@@ -191,6 +191,22 @@ if [ -f "$ref" ]; then
     count -t whitespace "$tmp/long-line.txt"
 fi
 
+# --- invalid UTF-8 and long words: counted by the rules, and noted on stderr -----------------
+printf 'ab\377cd xxxxxxxxxx\n' >"$tmp/invalid.txt"
+printf '[tokenizer]\nmax_word_bytes = 5\n' >"$tmp/short.conf"
+printf 'ab 1\ncd 1\nxxxxx 1\n' >"$tmp/want"
+expect "invalid UTF-8 separates, long word truncated" 0 "$tmp/want" -- \
+  "$tally" count --config "$tmp/short.conf" "$tmp/invalid.txt"
+checks=$((checks + 1))
+if grep -qx 'tally count: note: invalid UTF-8 bytes skipped (as word separators): 1' "$tmp/err" \
+  && grep -qx 'tally count: note: words longer than 5 bytes truncated: 1' "$tmp/err"; then
+  echo "ok notes on stderr"
+else
+  echo "FAIL notes on stderr:" >&2
+  sed 's/^/  /' "$tmp/err" >&2
+  failures=$((failures + 1))
+fi
+
 # --- shards and jobs do not change the result -------------------------------------------------
 count -t whitespace "$tmp/long-line.txt" "$tmp/small.txt" >"$tmp/want"
 for s in 1 2 3 8; do
