@@ -1014,7 +1014,23 @@ feed_record (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWord
  * Feeding
  * ------------------------------------------------------------------------------------- */
 
-/* Writes the NFKC form of [p, end) to self->normalized, invalid bytes (counted) as NUL. */
+static void
+append_nfkc (GString *out, const guchar *p, const guchar *end)
+{
+  g_autofree char *nf = g_utf8_normalize ((const char *)p, end - p, G_NORMALIZE_NFKC);
+
+  if (nf != NULL)
+    g_string_append (out, nf);
+}
+
+/* Writes the NFKC form of [p, end) to self->normalized, invalid bytes (counted) as NUL.
+ *
+ * ASCII text is already in NFKC, and an ASCII character never composes with what precedes
+ * it (no canonical composition has an ASCII second character), nor does canonical
+ * reordering move anything across it (it is a starter). So the text is split before every
+ * ASCII character: only each stretch of non-ASCII characters, with the one ASCII character
+ * before it (which a following combining mark may compose with, as e + U+0301), goes
+ * through g_utf8_normalize(); ASCII is copied. */
 static void
 normalize_chunk (TallyTokenizer *self, const guchar *p, const guchar *end)
 {
@@ -1031,11 +1047,11 @@ normalize_chunk (TallyTokenizer *self, const guchar *p, const guchar *end)
 
   while (p < end)
     {
-      const guchar *run = p;
-      gboolean ascii = TRUE;
+      const guchar *copied = p; /* text before this is written */
 
       while (p < end && *p != 0)
         {
+          const guchar *first, *q = p;
           gunichar c;
           guint n;
 
@@ -1044,24 +1060,16 @@ normalize_chunk (TallyTokenizer *self, const guchar *p, const guchar *end)
               p++;
               continue;
             }
-          n = decode_utf8 (p, end, &c);
-          if (n == 0)
-            break;
-          ascii = FALSE;
-          p += n;
+          while (q < end && *q >= 0x80 && (n = decode_utf8 (q, end, &c)) != 0)
+            q += n;
+          if (q == p)
+            break; /* an invalid byte */
+          first = p > copied ? p - 1 : p;
+          g_string_append_len (out, (const char *)copied, first - copied);
+          append_nfkc (out, first, q);
+          copied = p = q;
         }
-      if (p > run)
-        {
-          if (ascii)
-            g_string_append_len (out, (const char *)run, p - run);
-          else
-            {
-              g_autofree char *nf = g_utf8_normalize ((const char *)run, p - run, G_NORMALIZE_NFKC);
-
-              if (nf != NULL)
-                g_string_append (out, nf);
-            }
-        }
+      g_string_append_len (out, (const char *)copied, p - copied);
       if (p < end)
         {
           if (*p != 0)

@@ -546,6 +546,11 @@ test_nfkc (void)
   check_words (TALLY_TOKENIZER_WHITESPACE, FALSE, "ＡＢＣ\xe3\x80\x80ｄｅｆ",
                "ＡＢＣ\xe3\x80\x80ｄｅｆ");
   check_words (TALLY_TOKENIZER_RECORD, TRUE, "\xe3\x80\x80Ｈｉ\xe3\x80\x80", "Hi");
+  /* A combining mark composes with the ASCII character before it: < + U+0338 is ≮. */
+  check_words (TALLY_TOKENIZER_WHITESPACE, TRUE,
+               "a<\xcc\xb8"
+               "b =\xcc\xb8",
+               "a≮b|≠");
   /* Invalid bytes are still counted and separate words. */
   {
     g_autoptr (TallyTokenizer) t = new_tokenizer (TALLY_TOKENIZER_UNICODE, TRUE, DEFAULT_MAX, 0);
