@@ -1,7 +1,7 @@
 /* tally-tokenizer.h — splits record values into the words Tally counts.
  *
  * A TallyTokenizer turns one chunk of bytes (a Kafka record value, or a block of a file
- * cut at a line end) into words and hands each word to a callback. The rules of the three
+ * cut just after a separator) into words and hands each word to a callback. The rules of the three
  * modes (unicode, whitespace, record) are written down in docs/tokenizer.md; in short:
  *
  * - every emitted word is non-empty, valid UTF-8, at most max_word_bytes bytes long and
@@ -248,10 +248,10 @@ const TallyTokenizerOptions *tally_tokenizer_get_options (const TallyTokenizer *
  * @func: (scope call): called once per word, in text order
  * @user_data: passed to @func
  *
- * Tokenizes one complete chunk (a record value, or a block of a file that ends at a line
- * end): no word spans two calls, so the end of @text ends the last word. Never fails.
- * Allocates nothing per word (NFKC, when enabled, allocates per
- * chunk). Call from the tokenizer's thread only.
+ * Tokenizes one complete chunk (a record value, or a block of a file that ends just after
+ * a separator, such as a line feed): no word spans two calls, so the end of @text ends the last
+ * word. Never fails. Allocates nothing per word (NFKC, when enabled, allocates per chunk). Call
+ * from the tokenizer's thread only.
  *
  * Returns: the number of words passed to @func.
  */
