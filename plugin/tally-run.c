@@ -368,6 +368,30 @@ run_clear (TallyRun *run)
   g_clear_pointer (&run->loop, g_main_loop_unref);
 }
 
+/* [log] level: drop messages less severe than the configured level; send the rest to the
+ * journal when stderr is connected to it, else to stderr, every level (GLib's standard
+ * streams writer would put debug and info on stdout, which carries the bootstrap line). */
+static GLogLevelFlags log_threshold = G_LOG_LEVEL_MESSAGE;
+
+static GLogWriterOutput
+log_writer (GLogLevelFlags log_level, const GLogField *fields, gsize n_fields, gpointer user_data)
+{
+  GLogLevelFlags level = log_level & G_LOG_LEVEL_MASK;
+
+  if (level > log_threshold && (log_level & G_LOG_FLAG_FATAL) == 0)
+    return G_LOG_WRITER_HANDLED;
+  if (g_log_writer_is_journald (fileno (stderr))
+      && g_log_writer_journald (log_level, fields, n_fields, user_data) == G_LOG_WRITER_HANDLED)
+    return G_LOG_WRITER_HANDLED;
+  {
+    g_autofree char *line = g_log_writer_format_fields (log_level, fields, n_fields, FALSE);
+
+    fprintf (stderr, "%s\n", line);
+    fflush (stderr);
+  }
+  return G_LOG_WRITER_HANDLED;
+}
+
 gboolean
 tally_run_service (const TallyConfig *config, GError **error)
 {
@@ -382,6 +406,11 @@ tally_run_service (const TallyConfig *config, GError **error)
 
   run.config = config;
   run.loop = g_main_loop_new (NULL, FALSE);
+  log_threshold = config->log.level;
+  g_log_set_writer_func (log_writer, NULL, NULL);
+  /* GLib drops info and debug messages before any writer sees them unless asked not to. */
+  if (log_threshold >= G_LOG_LEVEL_INFO)
+    g_log_set_debug_enabled (TRUE);
   g_mutex_init (&run.watchdog_lock);
   g_cond_init (&run.watchdog_cond);
 

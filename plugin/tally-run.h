@@ -46,7 +46,8 @@ GQuark tally_run_error_quark (void);
  * aggregator shards (one arbiter each), the source actor (its own arbiter), the
  * publisher actor (its own arbiter) and the request reader (main context). Snapshots are
  * published for every request record, on SIGUSR1, every [snapshot] interval_ms and once
- * at shutdown. A SIGINT/SIGTERM (handled with g_unix_signal_add(), on the main loop) stops
+ * at shutdown. Messages below [log] level are not logged (this installs the process's
+ * GLib log writer). A SIGINT/SIGTERM (handled with g_unix_signal_add(), on the main loop) stops
  * consuming, drains the mailboxes, publishes the final snapshot, checkpoints, commits,
  * closes the consumer and flushes the producers, all within [shutdown] timeout_ms; a
  * second signal meanwhile is logged and ignored. Main thread; runs the global default

@@ -104,7 +104,7 @@ struct _TallySource
   gboolean closed;
 
   /* Statistics. */
-  guint64 records; /* atomic */
+  gsize records; /* atomic (g_atomic_pointer_*), read from any thread */
   guint64 error_events;
   guint64 words;
 };
