@@ -5,6 +5,8 @@
 # (1 unreadable input, 2 bad option, 78 bad configuration).
 #
 # Needs TALLY_EXE (set by meson test). Exit 0 when every check passed, 1 otherwise.
+# The sh -c scripts below take their arguments as $0, $1, $2 on purpose.
+# shellcheck disable=SC2016
 set -uo pipefail
 
 tally=${TALLY_EXE:?TALLY_EXE must name the tally program}

@@ -48,6 +48,8 @@ same() {
 }
 
 # The coreutils pipeline: whitespace mode, from stdin.
+# Only ASCII letters are lowercased in whitespace mode: A-Z, not [:upper:].
+# shellcheck disable=SC2018,SC2019
 coreutils_count() {
   tr 'A-Z' 'a-z' \
     | tr -s '[:space:][:cntrl:]' '\n' \
@@ -80,6 +82,7 @@ for s in 1 2 4; do
 done
 count --tokenizer whitespace --shards 2 - <"$kjv" >"$tmp/got"
 same "KJV from stdin, whitespace = coreutils" "$tmp/kjv.ws.want" "$tmp/got"
+# shellcheck disable=SC2002 # a pipe, not a file, on purpose
 cat "$tmp/sotu-joined.txt" | count --tokenizer whitespace --shards 3 --jobs 2 >"$tmp/got"
 same "SOTU from a pipe, whitespace, 3 shards 2 jobs = coreutils" "$tmp/sotu.ws.want" "$tmp/got"
 
