@@ -46,6 +46,40 @@ test_add_word_returns_count (void)
   g_assert_cmpuint (tally_counts_get_total (counts), ==, 6);
 }
 
+/* Long words (past an arena chunk of 1 MiB) and non-ASCII bytes through the shards. */
+static void
+test_long_and_non_ascii_words (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (2, 0);
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyCounts) counts = NULL;
+  g_autoptr (GString) big = g_string_new (NULL);
+  const char *accents = "\xc3\xa9\xc3\xbf\xe2\x82\xac\xf0\x9f\x98\x80"; /* é ÿ € 😀 */
+
+  /* 1.5 MiB of "ÿ€" (bytes 0xc3 0xbf 0xe2 0x82 0xac). */
+  while (big->len < 1536 * 1024)
+    g_string_append (big, "\xc3\xbf\xe2\x82\xac");
+  tally_word_batcher_add (batcher, big->str, big->len);
+  tally_word_batcher_add (batcher, accents, strlen (accents));
+  tally_word_batcher_add (batcher, big->str, big->len - 5);
+  g_assert_true (tally_word_batcher_flush (batcher, TRUE, &error));
+  g_assert_cmpuint (tally_aggregator_handle_add_word (handle, big->str, &error), ==, 2);
+  g_assert_cmpuint (tally_aggregator_handle_add_word (handle, accents, &error), ==, 2);
+  g_assert_no_error (error);
+
+  counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_counts_get_n_words (counts), ==, 3);
+  g_assert_cmpuint (tally_counts_lookup (counts, big->str, big->len), ==, 2);
+  g_assert_cmpuint (tally_counts_lookup (counts, big->str, big->len - 5), ==, 1);
+  g_assert_cmpuint (count_of (counts, accents), ==, 2);
+  /* Ties by bytes: 0xc3 0xa9 (é) sorts before 0xc3 0xbf (ÿ). */
+  g_assert_cmpstr (tally_counts_get_entries (counts, NULL)[0].word, ==, accents);
+  g_assert_cmpuint (tally_counts_get_entries (counts, NULL)[1].len, ==, big->len);
+  g_assert_cmpuint (tally_counts_get_entries (counts, NULL)[2].len, ==, big->len - 5);
+}
+
 static void
 test_add_word_invalid (void)
 {
@@ -650,6 +684,7 @@ main (int argc, char **argv)
 
   g_test_add_func ("/aggregator/add-word-returns-count", test_add_word_returns_count);
   g_test_add_func ("/aggregator/add-word-invalid", test_add_word_invalid);
+  g_test_add_func ("/aggregator/long-and-non-ascii-words", test_long_and_non_ascii_words);
   g_test_add_func ("/aggregator/closed-after-stop", test_closed_after_stop);
   g_test_add_func ("/aggregator/shard-for", test_shard_for);
   g_test_add_func ("/aggregator/many-senders-one-aggregator", test_many_senders_one_aggregator);
