@@ -39,6 +39,11 @@ typedef enum
   TALLY_BROKER_ERROR_TOPIC,
 } TallyBrokerError;
 
+/**
+ * tally_broker_error_quark:
+ *
+ * Returns: the quark of %TALLY_BROKER_ERROR
+ */
 GQuark tally_broker_error_quark (void);
 
 typedef struct _TallyBroker TallyBroker;

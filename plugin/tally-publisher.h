@@ -50,6 +50,11 @@ typedef enum
   TALLY_PUBLISHER_ERROR_DELIVERY,
 } TallyPublisherError;
 
+/**
+ * tally_publisher_error_quark:
+ *
+ * Returns: the quark of %TALLY_PUBLISHER_ERROR
+ */
 GQuark tally_publisher_error_quark (void);
 
 /**

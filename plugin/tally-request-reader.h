@@ -53,6 +53,11 @@ typedef enum
   TALLY_REQUEST_READER_ERROR_ASSIGN,
 } TallyRequestReaderError;
 
+/**
+ * tally_request_reader_error_quark:
+ *
+ * Returns: the quark of %TALLY_REQUEST_READER_ERROR
+ */
 GQuark tally_request_reader_error_quark (void);
 
 /**

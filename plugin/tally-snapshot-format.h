@@ -89,6 +89,11 @@ typedef enum
   TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE,
 } TallySnapshotFormatError;
 
+/**
+ * tally_snapshot_format_error_quark:
+ *
+ * Returns: the quark of %TALLY_SNAPSHOT_FORMAT_ERROR
+ */
 GQuark tally_snapshot_format_error_quark (void);
 
 /* ---------------------------------------------------------------------------------------
@@ -311,19 +316,74 @@ typedef struct _TallySnapshotPart TallySnapshotPart;
 G_GNUC_WARN_UNUSED_RESULT
 TallySnapshotPart *tally_snapshot_part_decode (const void *value, gsize len, GError **error);
 
-/** tally_snapshot_part_get_snapshot_id: Returns: (transfer none): the snapshot id */
+/**
+ * tally_snapshot_part_get_snapshot_id:
+ * @part: a decoded part
+ *
+ * Any thread.
+ *
+ * Returns: (transfer none): the id of the snapshot this part belongs to
+ */
 const char *tally_snapshot_part_get_snapshot_id (const TallySnapshotPart *part);
-/** tally_snapshot_part_get_request_id: Returns: (transfer none): the request id */
+
+/**
+ * tally_snapshot_part_get_request_id:
+ * @part: a decoded part
+ *
+ * Any thread.
+ *
+ * Returns: (transfer none): the id of the request its snapshot answers
+ */
 const char *tally_snapshot_part_get_request_id (const TallySnapshotPart *part);
-/** tally_snapshot_part_get_instance_id: Returns: (transfer none): the instance id */
+
+/**
+ * tally_snapshot_part_get_instance_id:
+ * @part: a decoded part
+ *
+ * Any thread.
+ *
+ * Returns: (transfer none): the id of the instance that published it
+ */
 const char *tally_snapshot_part_get_instance_id (const TallySnapshotPart *part);
-/** tally_snapshot_part_get_part: Returns: the part number, 0 .. parts-1 */
+
+/**
+ * tally_snapshot_part_get_part:
+ * @part: a decoded part
+ *
+ * Any thread.
+ *
+ * Returns: the part number, 0 .. parts - 1
+ */
 guint tally_snapshot_part_get_part (const TallySnapshotPart *part);
-/** tally_snapshot_part_get_parts: Returns: the number of parts of its snapshot */
+
+/**
+ * tally_snapshot_part_get_parts:
+ * @part: a decoded part
+ *
+ * Any thread.
+ *
+ * Returns: the number of parts of its snapshot, at least 1
+ */
 guint tally_snapshot_part_get_parts (const TallySnapshotPart *part);
-/** tally_snapshot_part_get_n_entries: Returns: the number of entries in this part */
+
+/**
+ * tally_snapshot_part_get_n_entries:
+ * @part: a decoded part
+ *
+ * Any thread.
+ *
+ * Returns: the number of entries (words) in this part
+ */
 gsize tally_snapshot_part_get_n_entries (const TallySnapshotPart *part);
-/** tally_snapshot_part_get_error: Returns: (transfer none) (nullable): an error snapshot's text */
+
+/**
+ * tally_snapshot_part_get_error:
+ * @part: a decoded part
+ *
+ * Any thread.
+ *
+ * Returns: (transfer none) (nullable): an error snapshot's `error` text, %NULL otherwise
+ */
 const char *tally_snapshot_part_get_error (const TallySnapshotPart *part);
 
 /**
