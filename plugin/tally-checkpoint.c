@@ -84,6 +84,26 @@ conf_set (rd_kafka_conf_t *conf, const char *name, const char *value, GError **e
   return TRUE;
 }
 
+/* Consumer properties the caller's configuration may carry (the service shares one
+ * configuration between all its clients); a producer would warn about each. */
+static const char *consumer_only[] = {
+  "session.timeout.ms",
+  "heartbeat.interval.ms",
+  "max.poll.interval.ms",
+  "fetch.",
+  "enable.partition.eof",
+  "partition.assignment.strategy",
+  "group.",
+  "enable.auto.",
+  "auto.commit.",
+  "queued.",
+  "check.crcs",
+  "isolation.level",
+  "auto.offset.reset",
+  "offset.store.",
+  "consume.callback.max.messages",
+};
+
 TallyCheckpoint *
 tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, GError **error)
 {
@@ -99,7 +119,7 @@ tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, GError **e
 
   /* Configure the producer: idempotent so that the records of one partition keep their
    * order through retries (markers must follow the words they cover). */
-  producer_conf = rd_kafka_conf_dup (conf);
+  producer_conf = rd_kafka_conf_dup_filter (conf, G_N_ELEMENTS (consumer_only), consumer_only);
   if (!conf_set (producer_conf, "enable.idempotence", "true", error)
       /* Never let a metadata request create the changelog with the broker's defaults
        * (cleanup.policy=delete): tally_checkpoint_ensure_topic() creates it compacted. */
