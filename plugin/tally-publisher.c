@@ -72,6 +72,7 @@ struct _TallyPublisher
   GSource *watch;
   char *topic;
   gsize max_record_bytes;
+  gsize message_max_bytes; /* librdkafka's message.max.bytes for this producer */
   char *instance_id;
   guint flush_timeout_ms;
   gboolean stopping; /* flushing: retries are produced at once, not after a back-off */
@@ -358,6 +359,27 @@ build_snapshot (TallyPublisher *self, PublishMessage *m)
   return snapshot;
 }
 
+/* The framing librdkafka counts against message.max.bytes besides key, value and headers:
+ * the record batch header (61 bytes) and one record's varints, rounded up. */
+#define RECORD_OVERHEAD_BYTES 128
+
+/* The largest part value for @snapshot: the configured limit, or less when key, headers
+ * and framing would push the record over message.max.bytes, which librdkafka (and the
+ * broker) would refuse with MSG_SIZE_TOO_LARGE. */
+static gsize
+value_limit (TallyPublisher *self, const TallySnapshot *snapshot)
+{
+  gsize overhead = RECORD_OVERHEAD_BYTES + strlen (snapshot->snapshot_id) /* the key */
+                   + strlen (TALLY_SNAPSHOT_HEADER_SNAPSHOT_ID) + strlen (snapshot->snapshot_id)
+                   + strlen (TALLY_SNAPSHOT_HEADER_REQUEST_ID) + strlen (snapshot->request_id)
+                   + strlen (TALLY_SNAPSHOT_HEADER_PART) + strlen (TALLY_SNAPSHOT_HEADER_PARTS)
+                   + 2 * 10 /* part numbers */ + 4 * 10 /* header varints */;
+
+  if (self->message_max_bytes <= overhead)
+    return 0;
+  return MIN (self->max_record_bytes, self->message_max_bytes - overhead);
+}
+
 static gboolean
 handle_publish (TallyActor *actor, TallyMessage *message, GError **error)
 {
@@ -366,15 +388,16 @@ handle_publish (TallyActor *actor, TallyMessage *message, GError **error)
   g_autoptr (TallySnapshot) snapshot = build_snapshot (self, m);
   g_autoptr (GPtrArray) values = NULL;
   g_autoptr (GError) encode_error = NULL;
+  gsize limit = value_limit (self, snapshot);
   Job *job;
 
-  values = tally_snapshot_encode (snapshot, self->max_record_bytes, &encode_error);
+  values = tally_snapshot_encode (snapshot, limit, &encode_error);
   if (values == NULL && snapshot->error == NULL)
     {
       /* Tell the readers why there is no snapshot rather than let them time out. */
       g_clear_pointer (&snapshot->counts, tally_counts_unref);
       snapshot->error = g_strdup (encode_error->message);
-      values = tally_snapshot_encode (snapshot, self->max_record_bytes, NULL);
+      values = tally_snapshot_encode (snapshot, limit, NULL);
     }
   if (values == NULL)
     {
@@ -603,6 +626,15 @@ tally_publisher_new (rd_kafka_conf_t *conf, const char *output_topic, gsize max_
                    "publisher configuration: %s", errstr);
       return NULL;
     }
+  {
+    char value[32];
+    size_t size = sizeof value;
+
+    if (rd_kafka_conf_get (conf, "message.max.bytes", value, &size) == RD_KAFKA_CONF_OK)
+      self->message_max_bytes = (gsize)g_ascii_strtoull (value, NULL, 10);
+    else
+      self->message_max_bytes = 1000000;
+  }
   rd_kafka_conf_set_dr_msg_cb (conf, dr_msg_cb);
   rd_kafka_conf_set_error_cb (conf, error_cb);
   rd_kafka_conf_set_log_cb (conf, log_cb);

@@ -73,7 +73,9 @@ G_DECLARE_FINAL_TYPE (TallyPublisher, tally_publisher, TALLY, PUBLISHER, TallyAc
  * @conf: (transfer full): producer configuration (bootstrap.servers and any [kafka]
  *   property, e.g. from tally_config_apply_kafka()); consumed whatever happens
  * @output_topic: the snapshot topic ([output] topic)
- * @max_record_bytes: the largest record value in bytes ([output] max_record_bytes)
+ * @max_record_bytes: the largest record value in bytes ([output] max_record_bytes); parts
+ *   are cut smaller when needed so that value, key, headers and framing stay within
+ *   librdkafka's `message.max.bytes` from @conf
  * @error: return location for %TALLY_PUBLISHER_ERROR_CONFIG
  *
  * Creates the producer (rd_kafka_new() with RD_KAFKA_PRODUCER) and the actor that owns

@@ -195,7 +195,7 @@ read_back (Fixture *f, const char *snapshot_id, const char *request_id, guint pa
       rd_kafka_message_t *message = rd_kafka_consumer_poll (consumer, 100);
       g_autoptr (GError) error = NULL;
       TallySnapshotPart *part;
-      char buf[128];
+      char buf[512];
 
       g_assert_cmpint (g_get_monotonic_time (), <, deadline);
       if (message == NULL)
@@ -293,6 +293,28 @@ test_publish_read_back (Fixture *f, gconstpointer data)
   g_assert_cmpint (back->partitions->elems[2].partition, ==, 2);
   assert_counts_equal (back->counts, counts);
   g_assert_cmpuint (take_warnings (""), ==, 0);
+}
+
+static void
+test_publish_full_records (Fixture *f, gconstpointer data)
+{
+  /* With [output] max_record_bytes at librdkafka's message.max.bytes (both 1000000 by
+   * default), parts are cut small enough that value, key and headers together still fit. */
+  g_autoptr (TallyCounts) counts = make_counts (120000);
+  g_autofree char *long_id = g_strnfill (300, 'r');
+  g_autoptr (TallySnapshotRequest) request = tally_snapshot_request_new (long_id);
+  g_autoptr (TallyPublishReport) report = NULL;
+  g_autoptr (TallySnapshot) back = NULL;
+  g_autoptr (GError) error = NULL;
+
+  report = tally_publisher_publish_sync (f->publisher, request, tally_counts_ref (counts), NULL,
+                                         NULL, 0, WAIT_MS, &error);
+  g_assert_no_error (error);
+  /* 120,000 entries of about 17 bytes: 2 MB of JSON in 3 records. */
+  g_assert_cmpuint (report->parts, ==, 3);
+  g_assert_cmpuint (report->retries, ==, 0);
+  back = read_back (f, report->snapshot_id, long_id, report->parts);
+  assert_counts_equal (back->counts, counts);
 }
 
 static void
@@ -895,6 +917,7 @@ main (int argc, char **argv)
   g_test_add (path, Fixture, GSIZE_TO_POINTER (limit), fixture_set_up, func, fixture_tear_down)
   ADD ("/publisher/publish-read-back", test_publish_read_back, 4096);
   ADD ("/publisher/publish-filtered", test_publish_filtered, 1000000);
+  ADD ("/publisher/publish-full-records", test_publish_full_records, 1000000);
   ADD ("/publisher/error-snapshot", test_publish_error_snapshot, 1000000);
   ADD ("/publisher/delivery-retried", test_delivery_retried, 1000000);
   ADD ("/publisher/delivery-failed", test_delivery_failed, 1000000);
