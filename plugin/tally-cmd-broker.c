@@ -78,6 +78,12 @@ tally_cmd_broker (int argc, char **argv)
                                 "Runs librdkafka's mock cluster on 127.0.0.1 in the foreground "
                                 "until SIGINT or SIGTERM.\nThe first line on stdout is "
                                 "bootstrap.servers=127.0.0.1:PORT. Data is kept in memory only.");
+  g_option_context_set_description (
+      options, "Limits of librdkafka 2.0.2's mock cluster: no real transactions or "
+               "read_committed, no compaction,\nabout 5 MiB retained per partition, topics "
+               "auto-created with 4 partitions, slow rebalances\nunless session.timeout.ms is "
+               "lowered, and a group whose members list different assignors\nfirst crashes "
+               "it. Good for demos and fast tests; use real Kafka for durability.\n");
   if (!g_option_context_parse (options, &argc, &argv, &error))
     {
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
