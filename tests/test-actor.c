@@ -74,6 +74,7 @@ static const TallyMessageType ask_other_type = { "AskOther", ask_other_free, g_f
 static const TallyMessageType sync_other_type = { "SyncOther", ask_other_free, g_free };
 static const TallyMessageType timers_type = { "Timers", plain_free, NULL };
 static const TallyMessageType unknown_type = { "Unknown", plain_free, NULL };
+static const TallyMessageType spawn_type = { "Spawn", plain_free, g_free };
 
 static TallyMessage *
 new_add (guint sender, guint seq)
@@ -340,6 +341,23 @@ handle_timers (TallyActor *actor, TallyMessage *message, GError **error)
   return TRUE;
 }
 
+static TallyActor *counter_new (gboolean log_events);
+
+/* Starts a counter with no arbiter from inside a handler; replies with 1 if it landed on
+ * this actor's own context (and so on this arbiter), after asking it for its count. */
+static gboolean
+handle_spawn (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyActor *child = counter_new (FALSE);
+  g_autoptr (TallyAddress) address = tally_actor_start (child, NULL, 0);
+  guint64 *same = g_new (guint64, 1);
+
+  *same = tally_actor_get_context (child) == tally_actor_get_context (actor);
+  tally_address_stop (address);
+  tally_message_reply (message, same);
+  return TRUE;
+}
+
 static void
 counter_started (TallyActor *actor)
 {
@@ -376,6 +394,7 @@ test_counter_class_init (TestCounterClass *klass)
   tally_actor_class_add_handler (actor_class, &ask_other_type, handle_ask_other);
   tally_actor_class_add_handler (actor_class, &sync_other_type, handle_sync_other);
   tally_actor_class_add_handler (actor_class, &timers_type, handle_timers);
+  tally_actor_class_add_handler (actor_class, &spawn_type, handle_spawn);
 }
 
 static void
@@ -915,6 +934,43 @@ test_timers (void)
   tally_arbiter_stop (arbiter);
 }
 
+/* A handler that starts an actor with no arbiter puts it on its own arbiter, which then
+ * stops it with the rest. */
+static void
+test_spawn_in_handler (void)
+{
+  g_autoptr (TallyArbiter) arbiter = tally_arbiter_new ("parent");
+  g_autoptr (TallyAddress) address = tally_actor_start (counter_new (FALSE), arbiter, 0);
+  g_autoptr (GError) error = NULL;
+  guint64 *same = tally_address_ask_sync (address, new_plain (&spawn_type), 0, &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (*same, ==, 1);
+  g_free (same);
+  tally_arbiter_stop (arbiter);
+}
+
+/* ask_async with a cancellable: cancelling abandons the wait for the reply. */
+static void
+test_ask_cancelled (void)
+{
+  g_autoptr (GMainContext) context = g_main_context_new ();
+  g_autoptr (TallyArbiter) arbiter = tally_arbiter_new_for_context (context);
+  g_autoptr (TallyAddress) address = tally_actor_start (counter_new (FALSE), arbiter, 0);
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  AsyncResult asked = { .address = address };
+
+  tally_address_ask_async (address, new_plain (&get_type), cancellable, ask_done, &asked);
+  g_cancellable_cancel (cancellable);
+  iterate_until (NULL, &asked.done);
+  g_assert_error (asked.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_null (asked.reply);
+  g_clear_error (&asked.error);
+
+  /* The Get is still handled; its reply is freed (valgrind checks). */
+  tally_arbiter_stop (arbiter);
+}
+
 /* An actor started with no arbiter lives on the caller's thread-default context. */
 static void
 test_default_context (void)
@@ -960,5 +1016,7 @@ main (int argc, char **argv)
   g_test_add_func ("/actor/inheritance", test_inheritance);
   g_test_add_func ("/actor/timers", test_timers);
   g_test_add_func ("/actor/default-context", test_default_context);
+  g_test_add_func ("/actor/spawn-in-handler", test_spawn_in_handler);
+  g_test_add_func ("/actor/ask-cancelled", test_ask_cancelled);
   return g_test_run ();
 }

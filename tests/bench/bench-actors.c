@@ -12,7 +12,7 @@
  * time is taken from the first send to that signal. Every case runs --runs times and the
  * median is printed as `case unit value` lines.
  *
- * Usage: bench-actors [--messages N] [--rounds R] [--runs K]
+ * Usage: bench-actors [--messages N] [--rounds R] [--runs K] [--case NAME]
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define BATCH 1024
 
@@ -274,7 +275,9 @@ main (int argc, char **argv)
 {
   gint64 messages = 10000000, rounds = 100000;
   gint runs = 3;
+  g_autofree char *only = NULL;
   GOptionEntry entries[] = {
+    { "case", 'c', 0, G_OPTION_ARG_STRING, &only, "Run only this case", "NAME" },
     { "messages", 'n', 0, G_OPTION_ARG_INT64, &messages, "Messages per tell case", "N" },
     { "rounds", 'r', 0, G_OPTION_ARG_INT64, &rounds, "Ping-pong round trips", "R" },
     { "runs", 'k', 0, G_OPTION_ARG_INT, &runs, "Runs per case (the median is printed)", "K" },
@@ -294,25 +297,41 @@ main (int argc, char **argv)
   messages -= messages % (2 * BATCH);
   values = g_new (double, runs);
 
-  for (gint i = 0; i < runs; i++)
-    values[i] = run_tell (messages, 1, FALSE);
-  printf ("tell-1-unbatched msgs/s %.0f\n", median (values, runs));
-  fflush (stdout);
-  for (gint i = 0; i < runs; i++)
-    values[i] = run_tell (messages, 1, TRUE);
-  printf ("tell-1-batched msgs/s %.0f\n", median (values, runs));
-  fflush (stdout);
-  for (gint i = 0; i < runs; i++)
-    values[i] = run_tell (messages, 2, FALSE);
-  printf ("tell-2-senders msgs/s %.0f\n", median (values, runs));
-  fflush (stdout);
-  for (gint i = 0; i < runs; i++)
-    values[i] = run_pingpong (rounds, FALSE);
-  printf ("pingpong us/round-trip %.3f\n", median (values, runs));
-  fflush (stdout);
-  for (gint i = 0; i < runs; i++)
-    values[i] = run_pingpong (rounds, TRUE);
-  printf ("pingpong-1-thread us/round-trip %.3f\n", median (values, runs));
+  if (only == NULL || strcmp (only, "tell-1-unbatched") == 0)
+    {
+      for (gint i = 0; i < runs; i++)
+        values[i] = run_tell (messages, 1, FALSE);
+      printf ("tell-1-unbatched msgs/s %.0f\n", median (values, runs));
+      fflush (stdout);
+    }
+  if (only == NULL || strcmp (only, "tell-1-batched") == 0)
+    {
+      for (gint i = 0; i < runs; i++)
+        values[i] = run_tell (messages, 1, TRUE);
+      printf ("tell-1-batched msgs/s %.0f\n", median (values, runs));
+      fflush (stdout);
+    }
+  if (only == NULL || strcmp (only, "tell-2-senders") == 0)
+    {
+      for (gint i = 0; i < runs; i++)
+        values[i] = run_tell (messages, 2, FALSE);
+      printf ("tell-2-senders msgs/s %.0f\n", median (values, runs));
+      fflush (stdout);
+    }
+  if (only == NULL || strcmp (only, "pingpong") == 0)
+    {
+      for (gint i = 0; i < runs; i++)
+        values[i] = run_pingpong (rounds, FALSE);
+      printf ("pingpong us/round-trip %.3f\n", median (values, runs));
+      fflush (stdout);
+    }
+  if (only == NULL || strcmp (only, "pingpong-1-thread") == 0)
+    {
+      for (gint i = 0; i < runs; i++)
+        values[i] = run_pingpong (rounds, TRUE);
+      printf ("pingpong-1-thread us/round-trip %.3f\n", median (values, runs));
+      fflush (stdout);
+    }
 
   g_free (values);
   return 0;
