@@ -14,7 +14,9 @@
 #
 # Each figure: seconds as the median of RUNS runs (default 5, after one warm-up) measured
 # with hyperfine, MB/s (10^6 bytes per second of input), peak RSS of the largest process
-# (/usr/bin/time -f %M, one extra run), and the time as a ratio of wc -w's. Targets (issue:
+# (/usr/bin/time -f %M, one extra run), CPU seconds (user + system, mean over the runs, all
+# threads and processes: on a busy machine a multi-threaded program's wall time depends on
+# what else runs, its CPU time much less), and the time as a ratio of wc -w's. Targets (issue:
 # "Performance"): tally --shards 1 within 1.3x wc -w's time, --shards 2 within 0.7x, and
 # unicode mode at least half the MB/s of whitespace mode on the SOTU text.
 #
@@ -75,7 +77,7 @@ fi
 
 echo "# countwords: $(nproc) processors, $(uname -m), $(wc -c <"$kjv10") bytes of KJV x10," \
   "$(wc -c <"$tmp/sotu.txt") bytes of SOTU; median of $runs runs; outputs agree" \
-  "($(wc -l <"$tmp/tally.out") distinct words)"
+  "($(wc -l <"$tmp/tally.out") distinct words); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 results=$tmp/results.tsv
 : >"$results"
@@ -84,8 +86,11 @@ for i in "${!names[@]}"; do
   hyperfine --shell bash --style none --warmup 1 --runs "$runs" --export-json "$tmp/h$i.json" "$cmd" \
     >/dev/null 2>"$tmp/h$i.err" || { cat "$tmp/h$i.err" >&2; exit 1; }
   /usr/bin/time -f %M -o "$tmp/rss$i" bash -c "$cmd" >/dev/null
-  median=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$tmp/h$i.json")
-  printf '%s\t%s\t%s\t%s\n' "${names[$i]}" "$(wc -c <"${inputs[$i]}")" "$median" \
+  times=$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+print("%s\t%s" % (r["median"], r["user"] + r["system"]))' "$tmp/h$i.json")
+  printf '%s\t%s\t%s\t%s\n' "${names[$i]}" "$(wc -c <"${inputs[$i]}")" "$times" \
     "$(tail -n 1 "$tmp/rss$i")" >>"$results"
 done
 
@@ -93,16 +98,16 @@ python3 - "$results" <<'EOF'
 import sys
 
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
-rows = [(name, int(size), float(sec), int(rss_kib)) for name, size, sec, rss_kib in rows]
+rows = [(name, int(size), float(sec), float(cpu), int(rss_kib)) for name, size, sec, cpu, rss_kib in rows]
 by_name = {r[0]: r for r in rows}
 floor = by_name["wc -w"][2]
 
-print("%-28s %8s %10s %9s %10s %9s" % ("command", "input MB", "median s", "MB/s", "peak RSS", "x wc -w"))
-for name, size, sec, rss in rows:
-    print("%-28s %8.1f %10.3f %9.1f %7.1f MiB %9.2f" % (name, size / 1e6, sec, size / 1e6 / sec, rss / 1024, sec / floor))
+print("%-28s %8s %9s %9s %7s %10s %8s" % ("command", "input MB", "median s", "MB/s", "CPU s", "peak RSS", "x wc -w"))
+for name, size, sec, cpu, rss in rows:
+    print("%-28s %8.1f %9.3f %9.1f %7.3f %6.1f MiB %8.2f" % (name, size / 1e6, sec, size / 1e6 / sec, cpu, rss / 1024, sec / floor))
 
 def mbps(name):
-    _, size, sec, _ = by_name[name]
+    _, size, sec, _, _ = by_name[name]
     return size / 1e6 / sec
 
 s1 = by_name["tally --shards 1"][2] / floor
