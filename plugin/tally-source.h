@@ -27,6 +27,7 @@
 #include "tally-aggregator-handle.h"
 #include "tally-config.h"
 #include "tally-counts.h"
+#include "tally-tokenizer.h"
 
 G_BEGIN_DECLS
 
@@ -158,6 +159,17 @@ void tally_source_stop_consuming_async (TallyAddress *source, GCancellable *canc
  * Returns: the number of records consumed (error events excluded). Any thread (atomic).
  */
 guint64 tally_source_get_records (TallySource *self);
+
+/**
+ * tally_source_tokenizer_options:
+ * @config: the configuration: its [tokenizer] group
+ * @options: (out caller-allocates): the tokenizer options it means
+ *
+ * Translates [tokenizer] mode, nfkc, max_word_bytes and long_words into
+ * #TallyTokenizerOptions, as the source does (the librdkafka plugin tokenizes the same way).
+ * Any thread.
+ */
+void tally_source_tokenizer_options (const TallyConfig *config, TallyTokenizerOptions *options);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallySourceCut, tally_source_cut_free)
 
