@@ -1124,6 +1124,30 @@ conf_has (const rd_kafka_conf_t *conf, const char *name)
   return rd_kafka_conf_get (conf, name, buf, &size) == RD_KAFKA_CONF_OK && buf[0] != '\0';
 }
 
+void
+tally_source_tokenizer_options (const TallyConfig *config, TallyTokenizerOptions *options)
+{
+  tally_tokenizer_options_init (options);
+  switch (config->tokenizer.mode)
+    {
+    case TALLY_CONFIG_TOKENIZER_WHITESPACE:
+      options->mode = TALLY_TOKENIZER_WHITESPACE;
+      break;
+    case TALLY_CONFIG_TOKENIZER_RECORD:
+      options->mode = TALLY_TOKENIZER_RECORD;
+      break;
+    case TALLY_CONFIG_TOKENIZER_UNICODE:
+    default:
+      options->mode = TALLY_TOKENIZER_UNICODE;
+      break;
+    }
+  options->nfkc = config->tokenizer.nfkc;
+  options->max_word_bytes = MAX (config->tokenizer.max_word_bytes, TALLY_TOKENIZER_MIN_WORD_BYTES);
+  options->long_words = config->tokenizer.long_words == TALLY_CONFIG_LONG_WORDS_DROP
+                            ? TALLY_TOKENIZER_LONG_DROP
+                            : TALLY_TOKENIZER_LONG_TRUNCATE;
+}
+
 TallyActor *
 tally_source_new (const TallyConfig *config, rd_kafka_conf_t *conf, TallyAggregatorHandle *handle,
                   GError **error)
@@ -1143,26 +1167,7 @@ tally_source_new (const TallyConfig *config, rd_kafka_conf_t *conf, TallyAggrega
   self->max_batch_records = MAX (config->input.max_batch_records, 1);
   self->checkpoint_interval_ms = config->checkpoint.enabled ? config->checkpoint.interval_ms : 0;
 
-  tally_tokenizer_options_init (&tokenizer_options);
-  switch (config->tokenizer.mode)
-    {
-    case TALLY_CONFIG_TOKENIZER_WHITESPACE:
-      tokenizer_options.mode = TALLY_TOKENIZER_WHITESPACE;
-      break;
-    case TALLY_CONFIG_TOKENIZER_RECORD:
-      tokenizer_options.mode = TALLY_TOKENIZER_RECORD;
-      break;
-    case TALLY_CONFIG_TOKENIZER_UNICODE:
-    default:
-      tokenizer_options.mode = TALLY_TOKENIZER_UNICODE;
-      break;
-    }
-  tokenizer_options.nfkc = config->tokenizer.nfkc;
-  tokenizer_options.max_word_bytes
-      = MAX (config->tokenizer.max_word_bytes, TALLY_TOKENIZER_MIN_WORD_BYTES);
-  tokenizer_options.long_words = config->tokenizer.long_words == TALLY_CONFIG_LONG_WORDS_DROP
-                                     ? TALLY_TOKENIZER_LONG_DROP
-                                     : TALLY_TOKENIZER_LONG_TRUNCATE;
+  tally_source_tokenizer_options (config, &tokenizer_options);
   self->tokenizer = tally_tokenizer_new (&tokenizer_options);
 
   if (!g_unix_open_pipe (self->wake_fds, FD_CLOEXEC, &local_error)
