@@ -153,16 +153,21 @@ control_prepare (GSource *source, gint *timeout)
 static void
 maybe_quit (TallyArbiter *self)
 {
+  GMainLoop *loop;
   gboolean done;
 
+  /* Nothing of @self is touched after the unlock: a tally_arbiter_stop() waiting on
+   * another thread may free it as soon as it sees the broadcast. (A thread arbiter's loop
+   * lives until its thread has been joined.) */
   pthread_mutex_lock (&self->lock);
   done = self->stop_requested && self->n_actors == 0;
+  loop = self->loop;
   if (done)
     pthread_cond_broadcast (&self->cond);
   pthread_mutex_unlock (&self->lock);
 
-  if (done && self->loop != NULL)
-    g_main_loop_quit (self->loop);
+  if (done && loop != NULL)
+    g_main_loop_quit (loop);
 }
 
 static gboolean
@@ -204,10 +209,26 @@ control_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* The arbiter struct is freed with its control source, so that a dispatch still running
+ * on the thread that owns a wrapped context never sees it freed. */
+static void
+control_finalize (GSource *source)
+{
+  TallyArbiter *self = ((TallyControlSource *)source)->arbiter;
+
+  g_ptr_array_unref (self->starting);
+  g_ptr_array_unref (self->running);
+  pthread_cond_destroy (&self->cond);
+  pthread_mutex_destroy (&self->lock);
+  g_free (self->name);
+  g_free (self);
+}
+
 static GSourceFuncs control_funcs = {
   .prepare = control_prepare,
   .check = control_ready,
   .dispatch = control_dispatch,
+  .finalize = control_finalize,
 };
 
 void
@@ -343,11 +364,10 @@ tally_arbiter_add_actor (TallyArbiter *self, TallyAddress *address)
 void
 tally_arbiter_actor_finished (TallyArbiter *self, TallyAddress *address)
 {
+  g_ptr_array_remove_fast (self->running, address);
   pthread_mutex_lock (&self->lock);
   self->n_actors--;
   pthread_mutex_unlock (&self->lock);
-
-  g_ptr_array_remove_fast (self->running, address);
   maybe_quit (self);
 }
 
@@ -419,21 +439,27 @@ tally_arbiter_ref (TallyArbiter *self)
 void
 tally_arbiter_unref (TallyArbiter *self)
 {
+  GMainContext *context;
+  GMainLoop *loop;
+  TallyWaker *waker;
+  GSource *control;
+
   g_return_if_fail (self != NULL);
 
   if (!g_atomic_int_dec_and_test (&self->ref_count))
     return;
 
   tally_arbiter_stop (self);
-  g_source_destroy (self->control);
-  g_source_unref (self->control);
-  g_clear_pointer (&self->loop, g_main_loop_unref);
-  g_main_context_unref (self->context);
-  tally_waker_unref (self->waker);
-  g_ptr_array_unref (self->starting);
-  g_ptr_array_unref (self->running);
-  pthread_cond_destroy (&self->cond);
-  pthread_mutex_destroy (&self->lock);
-  g_free (self->name);
-  g_free (self);
+
+  /* The context outlives the control source's finalization (which frees @self). */
+  loop = g_steal_pointer (&self->loop);
+  context = g_steal_pointer (&self->context);
+  waker = g_steal_pointer (&self->waker);
+  control = g_steal_pointer (&self->control);
+  g_source_destroy (control);
+  g_source_unref (control);
+
+  g_clear_pointer (&loop, g_main_loop_unref);
+  tally_waker_unref (waker);
+  g_main_context_unref (context);
 }
