@@ -9,6 +9,7 @@
 #   `word count` and sorted by count, ties in byte order (LC_ALL=C);
 # - the default unicode mode equals tests/reference/wordcount.py (Python re and
 #   collections.Counter on the rules of docs/tokenizer.md);
+# - NFKC (set in tally.conf) equals wordcount.py --nfkc;
 # - --shards 1, 2 and 4, stdin and mapped files, and --top agree with each other.
 #
 # Needs TALLY_EXE and TALLY_SOURCE_ROOT (set by meson test). Exits 77 (skipped) when the
@@ -99,6 +100,17 @@ for s in 1 2 4; do
 done
 count --shards 2 <"$tmp/sotu-joined.txt" >"$tmp/got"
 same "SOTU from stdin, unicode = wordcount.py" "$tmp/sotu.uni.want" "$tmp/got"
+
+# [tokenizer] options from tally.conf reach the tokenizer: NFKC changes some SOTU words
+# (non-breaking hyphens, compatibility characters).
+printf '[tokenizer]\nnfkc = true\n' >"$tmp/nfkc.conf"
+python3 "$root/tests/reference/wordcount.py" --mode unicode --nfkc "${sotu_files[@]}" >"$tmp/want"
+if cmp -s "$tmp/want" "$tmp/sotu.uni.want"; then
+  echo "FAIL: NFKC changes nothing in the SOTU text: the check below would prove nothing" >&2
+  failures=$((failures + 1))
+fi
+"$tally" count --config "$tmp/nfkc.conf" --shards 2 "${sotu_files[@]}" >"$tmp/got"
+same "SOTU files, unicode, nfkc = wordcount.py --nfkc" "$tmp/want" "$tmp/got"
 
 # --- --top is the head of the full list -------------------------------------------------------
 head -n 25 "$tmp/sotu.uni.want" >"$tmp/want"
