@@ -472,6 +472,7 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
       Store *store = g_hash_table_lookup (self->stores, GUINT_TO_POINTER (id));
       g_autoptr (TallyCounts) changes = NULL;
       g_autoptr (GHashTable) offsets = NULL;
+      gboolean ok_store = TRUE;
 
       if (store == NULL || (!store->dirty && store->unwritten == NULL))
         continue;
@@ -500,7 +501,9 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
           g_warning ("source: checkpoint of store %u failed: %s", id, error->message);
           g_clear_error (&error);
           ok = FALSE;
+          ok_store = FALSE;
         }
+      /* Until acknowledged, the changes stay in store->unwritten for the next attempt. */
       if (store->unwritten != NULL)
         {
           g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
@@ -523,8 +526,13 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
         }
       else
         store->unwritten = g_steal_pointer (&changes);
-      store->dirty = FALSE;
-      g_ptr_array_add (written, store);
+      /* A store whose records were not all queued has no complete checkpoint: its offsets
+       * must not be stored, even if what was queued gets acknowledged. */
+      if (ok_store)
+        {
+          store->dirty = FALSE;
+          g_ptr_array_add (written, store);
+        }
     }
 
   if (written->len > 0)
