@@ -60,6 +60,7 @@ struct _TallyAddress
   TallyArbiter *arbiter; /* no ref: valid while the actor runs (the arbiter outlives it) */
   TallyWaker *waker;     /* ref */
   guint capacity;        /* 0 = unbounded */
+  guint release_every;   /* give room back after this many handled messages */
   char *name;            /* the actor's type name, for logs */
 
   pthread_mutex_t lock;

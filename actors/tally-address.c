@@ -11,9 +11,9 @@
  *
  * Capacity: `length` counts messages queued plus those taken by the receiver and not yet
  * handled. The receiver subtracts what it handled under the lock once per batch (or every
- * RELEASE_EVERY messages while someone waits for room) and then lets waiters in: first the
- * tell_async/ask_async waiters in FIFO order, which it enqueues itself, then blocked
- * tellers. A sender whose thread runs the receiver's own context never blocks.
+ * quarter of the capacity, at least RELEASE_MIN, while someone waits for room) and then lets
+ * waiters in: first the tell_async/ask_async waiters in FIFO order, which it enqueues itself, then
+ * blocked tellers. A sender whose thread runs the receiver's own context never blocks.
  *
  * Asks: an ask links a TallyOp to the message (message->reply_to). The reply (or an error,
  * or CLOSED when the message is freed unhandled) completes the op exactly once; later
@@ -35,8 +35,10 @@
 
 /* Most messages one dispatch handles before letting other sources of the context run. */
 #define BATCH_MAX 4096
-/* While senders wait for room, room is given back every this many handled messages. */
-#define RELEASE_EVERY 64
+/* While senders wait for room, room is given back every quarter of the capacity (but not
+ * more often than every RELEASE_MIN handled messages): waiters wake a few times per
+ * mailbox-full instead of once per message. */
+#define RELEASE_MIN 16
 
 typedef enum
 {
@@ -804,11 +806,15 @@ mailbox_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
         {
           TallyMessage *message = self->local_head;
 
+          /* The list was written on the senders' cores: start loading the next message
+           * while this one is handled. */
           self->local_head = message->next;
+          if (self->local_head != NULL)
+            __builtin_prefetch (self->local_head);
           handle (self, message);
           self->unreleased++;
           budget--;
-          if (G_UNLIKELY (self->unreleased >= RELEASE_EVERY
+          if (G_UNLIKELY (self->unreleased >= self->release_every
                           && g_atomic_int_get (&self->n_waiting) > 0))
             break;
           if (G_UNLIKELY (g_atomic_int_get (&self->killed)))
@@ -857,6 +863,7 @@ tally_address_new (TallyArbiter *arbiter, guint capacity, const char *name)
   self->context = g_main_context_ref (tally_arbiter_get_context (arbiter));
   self->waker = tally_waker_ref (arbiter->waker);
   self->capacity = capacity;
+  self->release_every = MAX (capacity / 4, RELEASE_MIN);
   self->name = g_strdup (name);
   pthread_mutex_init (&self->lock, NULL);
   pthread_cond_init (&self->room_cond, NULL);
@@ -955,7 +962,8 @@ gboolean
 tally_address_tell_many (TallyAddress *self, TallyMessage **messages, guint n_messages,
                          GError **error)
 {
-  gboolean wake = FALSE, closed;
+  gboolean wake = FALSE, own_known = FALSE, own = FALSE;
+  TallyActorError failure;
   guint i = 0;
 
   g_return_val_if_fail (self != NULL, FALSE);
@@ -963,23 +971,58 @@ tally_address_tell_many (TallyAddress *self, TallyMessage **messages, guint n_me
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   pthread_mutex_lock (&self->lock);
-  closed = self->closed;
-  if (!closed)
-    while (i < n_messages && has_room_locked (self) && self->waiters.length == 0)
-      wake |= enqueue_locked (self, messages[i++]);
+  for (;;)
+    {
+      if (self->closed)
+        {
+          failure = TALLY_ACTOR_ERROR_CLOSED;
+          break;
+        }
+      while (i < n_messages && has_room_locked (self) && self->waiters.length == 0)
+        wake |= enqueue_locked (self, messages[i++]);
+      if (i == n_messages)
+        {
+          pthread_mutex_unlock (&self->lock);
+          if (wake)
+            tally_waker_notify (self->waker);
+          return TRUE;
+        }
+
+      /* Full. Outside our lock: tell the receiver what is queued (before we wait on it)
+       * and find out whether waiting could ever end. */
+      if (wake || !own_known)
+        {
+          pthread_mutex_unlock (&self->lock);
+          if (wake)
+            tally_waker_notify (self->waker);
+          wake = FALSE;
+          if (!own_known)
+            own = tally_context_is_callers (self->context);
+          own_known = TRUE;
+          pthread_mutex_lock (&self->lock);
+          continue;
+        }
+      if (own)
+        {
+          failure = TALLY_ACTOR_ERROR_FULL;
+          break;
+        }
+      self->n_blocked++;
+      update_waiting_locked (self);
+      pthread_cond_wait (&self->room_cond, &self->lock);
+      self->n_blocked--;
+      update_waiting_locked (self);
+    }
   pthread_mutex_unlock (&self->lock);
   if (wake)
     tally_waker_notify (self->waker);
 
-  /* What did not fit goes one by one, waiting for room as tally_address_tell() does. */
+  g_set_error (error, TALLY_ACTOR_ERROR, failure, "%s %s: %u of %u messages not sent", self->name,
+               failure == TALLY_ACTOR_ERROR_CLOSED ? "is closed" : "has a full mailbox",
+               n_messages - i, n_messages);
   for (; i < n_messages; i++)
-    if (!push (self, messages[i], TALLY_PUSH_BLOCK, 0, error))
-      {
-        for (; i < n_messages; i++)
-          tally_message_free (messages[i]);
-        return FALSE;
-      }
-  return TRUE;
+    tally_message_free (messages[i]);
+  return FALSE;
 }
 
 void

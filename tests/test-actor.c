@@ -602,6 +602,47 @@ test_ask_after_tells (void)
   tally_arbiter_stop (arbiter);
 }
 
+/* tell_many into a small mailbox waits for room and keeps the order; from the
+ * receiver's own context it fails with FULL, to a closed actor with CLOSED. */
+static void
+test_tell_many_bounded (void)
+{
+  g_autoptr (TallyArbiter) arbiter = tally_arbiter_new ("counter");
+  g_autoptr (TallyAddress) address = tally_actor_start (counter_new (FALSE), arbiter, 8);
+  g_autoptr (GMainContext) context = g_main_context_new ();
+  g_autoptr (TallyArbiter) wrapped = tally_arbiter_new_for_context (context);
+  g_autoptr (TallyAddress) local = tally_actor_start (counter_new (FALSE), wrapped, 8);
+  g_autoptr (GError) error = NULL;
+  TallyMessage *batch[100];
+
+  for (guint round = 0; round < 10; round++)
+    {
+      for (guint i = 0; i < G_N_ELEMENTS (batch); i++)
+        batch[i] = new_add (0, round * G_N_ELEMENTS (batch) + i);
+      g_assert_true (tally_address_tell_many (address, batch, G_N_ELEMENTS (batch), &error));
+      g_assert_no_error (error);
+    }
+  g_assert_cmpuint (ask_count (address), ==, 1000); /* + 1000000 per order violation */
+
+  g_main_context_push_thread_default (context);
+  for (guint i = 0; i < 20; i++)
+    batch[i] = new_add (0, i);
+  g_assert_false (tally_address_tell_many (local, batch, 20, &error)); /* the rest freed */
+  g_assert_error (error, TALLY_ACTOR_ERROR, TALLY_ACTOR_ERROR_FULL);
+  g_clear_error (&error);
+  g_main_context_pop_thread_default (context);
+  g_assert_cmpuint (tally_address_get_length (local), ==, 8);
+
+  tally_address_stop (address);
+  for (guint i = 0; i < 3; i++)
+    batch[i] = new_add (0, i);
+  g_assert_false (tally_address_tell_many (address, batch, 3, &error));
+  g_assert_error (error, TALLY_ACTOR_ERROR, TALLY_ACTOR_ERROR_CLOSED);
+
+  tally_arbiter_stop (arbiter);
+  tally_arbiter_stop (wrapped);
+}
+
 /* Stop: what was sent before is handled, then stopping, then stopped; later sends fail. */
 static void
 test_stop (void)
@@ -1004,6 +1045,7 @@ main (int argc, char **argv)
   g_test_add_func ("/actor/many-senders", test_many_senders);
   g_test_add_func ("/actor/many-senders-bounded", test_many_senders_bounded);
   g_test_add_func ("/actor/ask-after-tells", test_ask_after_tells);
+  g_test_add_func ("/actor/tell-many-bounded", test_tell_many_bounded);
   g_test_add_func ("/actor/stop", test_stop);
   g_test_add_func ("/actor/arbiter-stop", test_arbiter_stop);
   g_test_add_func ("/actor/full", test_full);
