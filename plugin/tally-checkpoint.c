@@ -42,6 +42,7 @@ G_DEFINE_QUARK (tally - checkpoint - error - quark, tally_checkpoint_error)
 struct _TallyCheckpoint
 {
   char *topic;
+  rd_kafka_conf_t *producer_conf; /* kept to replace a producer that failed fatally */
   rd_kafka_conf_t *consumer_conf; /* kept for the lazily created restore consumer */
   rd_kafka_t *producer;
   rd_kafka_t *restorer;
@@ -132,6 +133,8 @@ tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, GError **e
   rd_kafka_conf_set_dr_msg_cb (producer_conf, on_delivery);
   rd_kafka_conf_set_opaque (producer_conf, self);
 
+  self->producer_conf = rd_kafka_conf_dup (producer_conf);
+
   /* Create it; rd_kafka_new() takes ownership of the conf only on success. */
   self->producer = rd_kafka_new (RD_KAFKA_PRODUCER, producer_conf, errstr, sizeof errstr);
   if (self->producer == NULL)
@@ -183,6 +186,8 @@ tally_checkpoint_free (TallyCheckpoint *self)
     }
   if (self->consumer_conf != NULL)
     rd_kafka_conf_destroy (self->consumer_conf);
+  if (self->producer_conf != NULL)
+    rd_kafka_conf_destroy (self->producer_conf);
   g_free (self->topic);
   g_free (self);
 }
@@ -296,6 +301,8 @@ tally_checkpoint_ensure_topic (TallyCheckpoint *self, int n_partitions, int time
   return ok;
 }
 
+static void replace_producer (TallyCheckpoint *self, const char *why);
+
 static gboolean
 produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len, const char *value,
          gboolean marker, GError **error)
@@ -327,6 +334,7 @@ produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len
           g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_PRODUCE,
                        "cannot produce to changelog %s [%" G_GINT32_FORMAT "]: %s", self->topic,
                        partition, rd_kafka_err2str (err));
+          replace_producer (self, rd_kafka_err2str (err));
           return FALSE;
         }
       /* The producer's queue is full: serve delivery reports until there is room. */
@@ -356,8 +364,9 @@ tally_checkpoint_write (TallyCheckpoint *self, gint32 partition, TallyCounts *ch
         }
     }
 
-  g_hash_table_iter_init (&iter, offsets);
-  while (g_hash_table_iter_next (&iter, &key, &value))
+  if (offsets != NULL)
+    g_hash_table_iter_init (&iter, offsets);
+  while (offsets != NULL && g_hash_table_iter_next (&iter, &key, &value))
     {
       const char *input_topic = key;
       gsize topic_len = strlen (input_topic);
@@ -374,11 +383,46 @@ tally_checkpoint_write (TallyCheckpoint *self, gint32 partition, TallyCounts *ch
   return TRUE;
 }
 
+/* After a failure the producer may refuse the changelog until its next metadata refresh
+ * (a permanent topic error is cached for topic.metadata.refresh.interval.ms), or may have
+ * failed fatally (KIP-98: a sequence gap an idempotent producer cannot repair). Either
+ * way, replace it: what it had not delivered counts as failed, and the caller writes
+ * those changes again with the next checkpoint. */
+static void
+replace_producer (TallyCheckpoint *self, const char *why)
+{
+  char errstr[512];
+  rd_kafka_conf_t *conf;
+
+  g_warning ("changelog %s: replacing the producer (%s)", self->topic, why);
+  rd_kafka_purge (self->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_poll (self->producer, 0);
+  rd_kafka_destroy (self->producer);
+  conf = rd_kafka_conf_dup (self->producer_conf);
+  self->producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  if (self->producer == NULL)
+    {
+      rd_kafka_conf_destroy (conf);
+      g_error ("changelog %s: cannot create a new producer: %s", self->topic, errstr);
+    }
+  self->pending = 0;
+}
+
 gboolean
 tally_checkpoint_flush (TallyCheckpoint *self, int timeout_ms, GError **error)
 {
   rd_kafka_resp_err_t err = rd_kafka_flush (self->producer, timeout_ms);
   gboolean ok = TRUE;
+
+  {
+    char errstr[512];
+    rd_kafka_resp_err_t fatal = rd_kafka_fatal_error (self->producer, errstr, sizeof errstr);
+
+    if (fatal != RD_KAFKA_RESP_ERR_NO_ERROR)
+      replace_producer (self, errstr);
+    else if (self->failed > 0)
+      replace_producer (self, "delivery failed");
+  }
 
   if (self->failed > 0)
     {

@@ -124,8 +124,8 @@ gboolean tally_checkpoint_ensure_topic (TallyCheckpoint *checkpoint, int n_parti
  * @partition: the store, which is the input partition and the changelog partition
  * @changes: (nullable): total counts of the words of store @partition that changed since
  *   its last checkpoint; %NULL or empty when none did
- * @offsets: (element-type utf8 gint64): input topic name -> next offset of input
- *   partition (topic, @partition) that @changes reflect
+ * @offsets: (nullable) (element-type utf8 gint64): input topic name -> next offset of
+ *   input partition (topic, @partition) that @changes reflect; %NULL writes no marker
  * @error: return location for %TALLY_CHECKPOINT_ERROR_PRODUCE
  *
  * Queues the word records of @changes and then one offset marker per entry of @offsets to

@@ -278,6 +278,37 @@ test_restore (Fixture *f, gconstpointer data)
   assert_streams_counts (cut2->counts, 2);
 }
 
+/* The first checkpoints fail (the broker refuses the changelog's Produce requests for
+ * good): the changes are kept and written again, no offset is stored before they are,
+ * and a restart still restores exactly what was counted. */
+static void
+test_checkpoint_failure (Fixture *f, gconstpointer data)
+{
+  g_autoptr (TallySourceCut) cut = NULL;
+  g_autoptr (TallySourceCut) cut2 = NULL;
+  rd_kafka_mock_cluster_t *mock = tally_broker_get_mock_cluster (f->broker);
+
+  /* The failures provoked here are logged as warnings, which g_test_init() made fatal. */
+  GLogLevelFlags fatal = g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+
+  produce (f, (const char *const *)streams_lines, NULL, 3, -1);
+  /* Nothing else produces from now on: these hit the changelog producer (ApiKey 0 is
+   * Produce). */
+  rd_kafka_mock_push_request_errors (mock, 0, 3, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                     RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                     RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  start_source (f, 64, TRUE);
+  cut = cut_after (f, 3);
+  assert_streams_counts (cut->counts, 1);
+  g_usleep (G_USEC_PER_SEC); /* several checkpoint intervals: failures, then success */
+  stop_source (f);
+
+  start_source (f, 64, TRUE);
+  cut2 = cut_after (f, 3);
+  assert_streams_counts (cut2->counts, 1);
+  g_log_set_always_fatal (fatal);
+}
+
 /* The changelog's record format, read back by tally_checkpoint_restore(): the last count
  * of a word wins, the last marker of a topic wins. */
 static void
@@ -340,6 +371,8 @@ main (int argc, char **argv)
   g_test_add ("/source/backpressure", Fixture, NULL, fixture_set_up, test_backpressure,
               fixture_tear_down);
   g_test_add ("/source/restore", Fixture, NULL, fixture_set_up, test_restore, fixture_tear_down);
+  g_test_add ("/checkpoint/failure", Fixture, NULL, fixture_set_up, test_checkpoint_failure,
+              fixture_tear_down);
   g_test_add ("/checkpoint/format", Fixture, NULL, fixture_set_up, test_changelog_format,
               fixture_tear_down);
   return g_test_run ();
