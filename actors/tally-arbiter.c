@@ -13,11 +13,12 @@
  * tally_arbiter_stop() joins the thread.
  *
  * Wakeups: a thread arbiter installs its own poll function. Before blocking in poll() it
- * spins for up to SPIN_US microseconds watching its TallyWaker's `work` flag, and while it
- * spins senders skip the eventfd write of g_main_context_wakeup() (see TallyWaker in
- * tally-actor-private.h). A busy pair of actors on two arbiters then hands messages over
- * through shared memory instead of a sleep/wake round trip through the kernel; an idle
- * arbiter costs SPIN_US of CPU once per idle period and then sleeps as usual.
+ * spins for up to SPIN_US microseconds watching its TallyWaker's `work` flag (yielding the
+ * CPU between checks after the first SPIN_ALONE_US, so that on a busy machine the peer it
+ * waits for can run), and while it spins senders skip the eventfd write of g_main_context_wakeup()
+ * (see TallyWaker in tally-actor-private.h). A busy pair of actors on two arbiters then hands
+ * messages over through shared memory instead of a sleep/wake round trip through the kernel; an
+ * idle arbiter costs SPIN_US of CPU once per idle period and then sleeps as usual.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -27,6 +28,8 @@
 
 /* How long an idle thread arbiter watches for new work before it sleeps, in µs. */
 #define SPIN_US 50
+/* For this long (µs) of it the thread keeps its CPU; then it yields between checks. */
+#define SPIN_ALONE_US 10
 
 /* While mailboxes keep a thread arbiter busy, poll() its fds once per this many loop
  * iterations. */
@@ -79,7 +82,7 @@ static gint
 arbiter_poll (GPollFD *fds, guint n_fds, gint timeout)
 {
   TallyWaker *waker = thread_waker;
-  gint64 deadline;
+  gint64 now, deadline, yield_after;
   gint result;
 
   if (waker == NULL)
@@ -96,7 +99,9 @@ arbiter_poll (GPollFD *fds, guint n_fds, gint timeout)
     }
   skipped_polls = 0;
 
-  deadline = g_get_monotonic_time () + SPIN_US;
+  now = g_get_monotonic_time ();
+  deadline = now + SPIN_US;
+  yield_after = now + SPIN_ALONE_US;
   for (;;)
     {
       for (guint i = 0; i < 64; i++)
@@ -105,10 +110,13 @@ arbiter_poll (GPollFD *fds, guint n_fds, gint timeout)
             goto work;
           cpu_relax ();
         }
-      if (g_get_monotonic_time () >= deadline)
+      now = g_get_monotonic_time ();
+      if (now >= deadline)
         break;
-      /* Let a runnable peer (perhaps the very sender we wait for) have this CPU. */
-      sched_yield ();
+      /* After a while, let a runnable peer (perhaps the very sender we wait for) have
+       * this CPU between checks. */
+      if (now >= yield_after)
+        sched_yield ();
     }
 
   g_atomic_int_set (&waker->sleeping, 1);
