@@ -460,7 +460,8 @@ gpointer tally_address_ask_finish (TallyAddress *address, GAsyncResult *result, 
  * tally_address_ask_sync:
  * @address: the receiver
  * @message: (transfer full): the message; consumed whatever happens
- * @timeout_ms: the longest wait in milliseconds; 0 waits forever
+ * @timeout_ms: the longest wait in milliseconds, for room in a full mailbox and for the
+ *   reply together; 0 waits forever
  * @error: return location for %TALLY_ACTOR_ERROR_TIMEOUT, %TALLY_ACTOR_ERROR_WOULD_DEADLOCK,
  *   %TALLY_ACTOR_ERROR_CLOSED, %TALLY_ACTOR_ERROR_UNHANDLED, or the handler's error
  *

@@ -1082,6 +1082,7 @@ gpointer
 tally_address_ask_sync (TallyAddress *self, TallyMessage *message, guint timeout_ms, GError **error)
 {
   g_autoptr (GError) local_error = NULL;
+  gint64 start = g_get_monotonic_time ();
   TallyOp *op;
   gpointer reply;
 
@@ -1107,6 +1108,13 @@ tally_address_ask_sync (TallyAddress *self, TallyMessage *message, guint timeout
       tally_op_unref (op);
       g_propagate_error (error, g_steal_pointer (&local_error));
       return NULL;
+    }
+  if (timeout_ms > 0)
+    {
+      /* One budget for the wait for room and the wait for the reply. */
+      gint64 spent_ms = (g_get_monotonic_time () - start) / 1000;
+
+      timeout_ms = spent_ms >= timeout_ms ? 1 : timeout_ms - (guint)spent_ms;
     }
   reply = op_wait (op, timeout_ms, error);
   tally_op_unref (op);
