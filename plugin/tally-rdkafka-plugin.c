@@ -655,6 +655,8 @@ on_counts (GObject *object, GAsyncResult *result, gpointer user_data)
   rd_kafka_topic_partition_list_t *offsets = g_steal_pointer (&job->offsets);
 
   counts = tally_aggregator_handle_get_counts_finish (plugin->handle, result, &error);
+  g_debug ("tally plugin (%s): cut taken in %" G_GINT64_FORMAT " us", plugin->name,
+           g_get_monotonic_time () - job->cut_us);
   if (counts == NULL)
     {
       rd_kafka_topic_partition_list_destroy (offsets);
@@ -929,11 +931,14 @@ on_destroy (rd_kafka_t *rk, void *ic_opaque)
 {
   Plugin *plugin = ic_opaque;
   gint64 deadline;
+  gint64 start_us = g_get_monotonic_time ();
 
   run_on_arbiter (plugin, stop_inputs);
   g_mutex_lock (&plugin->lock);
   plugin->closing = TRUE;
   g_mutex_unlock (&plugin->lock);
+  g_debug ("tally plugin (%s): request reader stopped in %" G_GINT64_FORMAT " ms", plugin->name,
+           (g_get_monotonic_time () - start_us) / 1000);
 
   /* The final snapshot: every record consumed is in it. */
   run_on_arbiter (plugin, start_final_snapshot);
