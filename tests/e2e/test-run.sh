@@ -21,10 +21,12 @@
 #   test-run.sh two-instances    two `tally run` in one consumer group on `tally broker`: a
 #                                member joins mid-input and later leaves; the merged
 #                                replies equal the reference (nothing counted twice)
-#   test-run.sh real-restart     restart-kill and restart-term against the real Apache Kafka
+#   test-run.sh real-restart     restart-kill against the real Apache Kafka broker
 #                                at $TALLY_TEST_KAFKA_BOOTSTRAP (compaction on, real group
 #                                coordinator); skipped (77) when it is unset, failed when
 #                                TALLY_TEST_REQUIRE_KAFKA=1
+#   test-run.sh real-two-instances  two-instances against that real broker (its group
+#                                coordinator's rebalances, compacted changelog)
 #
 # Needs TALLY_EXE (set by meson test) or a build in ./build. Exit 0 means every check passed.
 set -euo pipefail
@@ -348,13 +350,18 @@ EOF
 
 # Two instances in one consumer group: the second joining (and later leaving) moves
 # partitions and their counts between them; the merged replies equal the reference.
-test_two_instances() {
-  start_broker
+two_instances() {
   local conf=$work/tally.conf
   cat >"$conf" <<EOF
 [input]
-topics=tally-input
+topics=$input_topic
+group_id=$group
+[output]
+topic=$output_topic
+[requests]
+topic=$requests_topic
 [checkpoint]
+changelog_topic=$changelog_topic
 interval_ms=1000
 [kafka]
 bootstrap.servers=$bootstrap
@@ -368,23 +375,30 @@ EOF
 
   start_tally a "$conf"
   local a_pid=$tally_pid
-  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input <"$work/first" 2>>"$work/kcat.log"
-  snapshot_caught_up "$work/after-first"
+  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t "$input_topic" <"$work/first" 2>>"$work/kcat.log"
+  snapshot_caught_up "$work/after-first" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
   start_tally b "$conf"
   local b_pid=$tally_pid
   wait_for_line "$work/a.log" 'source: revoked' 60 >/dev/null || fail "the first instance gave nothing up"
-  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input <"$work/second" 2>>"$work/kcat.log"
-  snapshot_caught_up "$work/actual"
+  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t "$input_topic" <"$work/second" 2>>"$work/kcat.log"
+  snapshot_caught_up "$work/actual" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
   expect_file "two instances, a rebalance in the middle: merged replies equal the reference" "$work/expected" "$work/actual"
 
   tally_pid=$b_pid
   stop_tally TERM
   ok "the second instance left cleanly"
   tally_pid=$a_pid
-  snapshot_caught_up "$work/actual-after-leave"
+  snapshot_caught_up "$work/actual-after-leave" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
   expect_file "after the second instance left: the first owns everything, still equal" "$work/expected" "$work/actual-after-leave"
   stop_tally TERM
   ok "clean exit of the first instance"
+}
+
+test_two_instances() {
+  start_broker
+  input_topic=tally-input group=tally output_topic=tally-snapshots requests_topic=tally-requests
+  changelog_topic=tally-changelog
+  two_instances
 }
 
 test_restart_embedded() {
@@ -394,7 +408,9 @@ test_restart_embedded() {
   restart "$1"
 }
 
-test_real_restart() {
+# real_setup: fresh topic names on the real broker; creates input, output and request
+# topics (the changelog is Tally's to create)
+real_setup() {
   if [ -z "${TALLY_TEST_KAFKA_BOOTSTRAP:-}" ]; then
     if [ "${TALLY_TEST_REQUIRE_KAFKA:-0}" = 1 ]; then
       fail "TALLY_TEST_REQUIRE_KAFKA=1 but TALLY_TEST_KAFKA_BOOTSTRAP is not set"
@@ -416,6 +432,10 @@ fs = admin.create_topics([NewTopic(inp, 4, 1), NewTopic(out, 1, 1), NewTopic(req
 for f in fs.values():
     f.result(30)
 EOF
+}
+
+test_real_restart() {
+  real_setup
   restart KILL
   "$py" - "$bootstrap" "$changelog_topic" <<'EOF' || fail "the changelog topic is not compacted"
 import sys
@@ -426,6 +446,11 @@ for f in res.values():
     assert f.result(30)["cleanup.policy"].value == "compact"
 EOF
   ok "the changelog topic was created compacted"
+}
+
+test_real_two_instances() {
+  real_setup
+  two_instances
 }
 
 case "$mode" in
@@ -439,5 +464,6 @@ case "$mode" in
   restart-kill) test_restart_embedded KILL ;;
   two-instances) test_two_instances ;;
   real-restart) test_real_restart ;;
-  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  real-two-instances) test_real_two_instances ;;
+  *) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
