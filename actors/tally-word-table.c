@@ -319,7 +319,7 @@ grow (TallyWordTable *table)
   Slot *old = table->slots;
   Slot *slots;
 
-  if (new_n > ((gsize) 1 << 32))
+  if (new_n > ((gsize)1 << 32))
     g_error ("TallyWordTable: more than 2^32 slots");
   slots = g_new0 (Slot, new_n);
   for (gsize i = 0; i < old_n; i++)
@@ -388,7 +388,7 @@ tally_word_table_add (TallyWordTable *table, const char *word, gsize len, guint6
   guint64 count;
 
   g_return_val_if_fail (table != NULL, 0);
-  g_return_val_if_fail (len < ((gsize) 1 << 31), 0);
+  g_return_val_if_fail (len < ((gsize)1 << 31), 0);
 
   s = find_or_insert (table, word, len, hash);
   count = s->count & COUNT_MASK;
@@ -409,7 +409,7 @@ tally_word_table_set (TallyWordTable *table, const char *word, gsize len, guint6
   Slot *s;
 
   g_return_if_fail (table != NULL);
-  g_return_if_fail (len < ((gsize) 1 << 31));
+  g_return_if_fail (len < ((gsize)1 << 31));
 
   count = MIN (count, COUNT_MASK);
   s = find_or_insert (table, word, len, hash);
