@@ -125,6 +125,10 @@ class ConfluentIO:
         self.producer.produce(topic, key=request_id.encode(), value=value)
         self.producer.flush(10)
 
+    def close(self):
+        self.consumer.close()
+        self.producer.flush(10)
+
     def poll(self, timeout):
         m = self.consumer.poll(timeout)
         if m is None or m.error():
@@ -163,6 +167,10 @@ class KafkaPythonIO:
 
     def request(self, topic, request_id, value):
         self.producer.send(topic, key=request_id.encode(), value=value).get(timeout=10)
+
+    def close(self):
+        self.consumer.close(autocommit=False)
+        self.producer.close(10)
 
     def poll(self, timeout):
         if not self.pending:
@@ -244,6 +252,7 @@ def snapshot(args):
             log("not caught up:", behind)
             return 1
         time.sleep(0.5)
+    io.close()
     if args.json:
         json.dump(snap, sys.stdout)
         sys.stdout.write("\n")

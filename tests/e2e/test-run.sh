@@ -13,6 +13,7 @@
 #                                record at the raised size limit and an error event
 #   test-run.sh signals          SIGUSR1 publishes a snapshot; a second SIGTERM during the
 #                                shutdown neither hangs nor crashes; exit status 0
+#   test-run.sh interval         [snapshot] interval_ms publishes snapshots by itself
 #   test-run.sh bad-config       a bad key exits with status 78 and names the key
 #   test-run.sh restart-term     SIGTERM in the middle of the input, then a restart against
 #                                the same broker (`tally broker`): counts equal the reference
@@ -275,6 +276,28 @@ test_signals() {
   ok "a second SIGTERM and a SIGINT during shutdown: one final snapshot, exit 0"
 }
 
+# [snapshot] interval_ms: snapshots appear on the output topic without any request.
+test_interval() {
+  embedded_conf "[snapshot]" "interval_ms=300"
+  start_tally run "$work/tally.conf"
+  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  snapshot_caught_up "$work/actual" # every record consumed
+  local before after
+  before=$(grep -c 'published' "$work/run.log")
+  sleep 2
+  after=$(grep -c 'published' "$work/run.log")
+  [ $((after - before)) -ge 3 ] || fail "only $((after - before)) snapshots in 2 s with interval_ms=300"
+  # The last timer snapshot, read with kcat, counts kafka 3.
+  kcat -C -b "$bootstrap" -t tally-snapshots -o -1 -e -q 2>>"$work/kcat.log" >"$work/last"
+  "$py" - "$work/last" <<'EOF' || fail "the last timer snapshot does not count kafka 3"
+import json, sys
+part = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+assert dict(part["counts"])["kafka"] == 3, part
+EOF
+  ok "$((after - before)) timer snapshots in 2 s (interval_ms=300), the last counts kafka 3"
+  stop_tally TERM
+}
+
 test_bad_config() {
   printf '[input]\ntopiks=tally-input\n' >"$work/bad.conf"
   local status=0
@@ -460,10 +483,11 @@ case "$mode" in
   bad-records) test_bad_records ;;
   signals) test_signals ;;
   bad-config) test_bad_config ;;
+  interval) test_interval ;;
   restart-term) test_restart_embedded TERM ;;
   restart-kill) test_restart_embedded KILL ;;
   two-instances) test_two_instances ;;
   real-restart) test_real_restart ;;
   real-two-instances) test_real_two_instances ;;
-  *) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
