@@ -305,6 +305,14 @@ test_bad_config() {
   [ "$status" = 78 ] || fail "exit status $status for a bad key, expected 78"
   grep -q 'topiks' "$work/bad.err" || fail "the message does not name the key: $(cat "$work/bad.err")"
   ok "bad config: exit 78, message names the key"
+  # Each property is valid alone; librdkafka refuses the combination when the consumer is
+  # created, which is still a configuration error.
+  printf '[kafka]\nreceive.message.max.bytes=4200000\n' >"$work/bad2.conf"
+  status=0
+  "$tally" run --config "$work/bad2.conf" >"$work/bad2.out" 2>"$work/bad2.err" || status=$?
+  [ "$status" = 78 ] || fail "exit status $status for properties librdkafka refuses together, expected 78"
+  grep -q 'receive.message.max.bytes' "$work/bad2.err" || fail "the message does not name the property"
+  ok "properties librdkafka refuses together: exit 78 with librdkafka's reason"
 }
 
 # restart SIGNAL: stop mid-input with SIGNAL, restart, compare with the reference
