@@ -20,12 +20,26 @@
  * is bounded either way: by the batches kept (at most one poll's worth of words)
  * plus librdkafka's own fetch queue limits (queued.max.messages.kbytes).
  *
- * Offsets: positions[] holds, per owned topic-partition, the offset after the last record
- * whose words were handed to a batcher. A checkpoint flushes the batchers (blocking), takes
- * each store's changes, writes them with those positions as markers, waits for the
- * acknowledgement and only then calls rd_kafka_offsets_store(), so the auto-commit never
- * commits an offset whose counts are not in the changelog. Without checkpointing, offsets
+ * Records: a value of any bytes is fed to the tokenizer whole (NUL and invalid UTF-8
+ * separate words; a null or empty value has none). A message carrying an error (err != 0,
+ * including partition EOF) is logged and counted as an error event, never as text.
+ *
+ * Offsets: an Owned entry per owned topic-partition holds its position, the offset after
+ * the last record whose words were handed to a batcher. A checkpoint flushes the
+ * batchers (blocking), takes each store's changes, writes them with those positions as
+ * markers, waits for the acknowledgement and only then calls rd_kafka_offsets_store(), so
+ * the auto-commit never commits an offset whose counts are not in the changelog. Without checkpointing, offsets
  * are stored once the batches are in the shards' mailboxes.
+ *
+ * Rebalances (eager by default; incremental assign/unassign when a cooperative assignor is
+ * configured): an assigned partition's store is read back from the changelog and loaded
+ * into the shards, and the partition starts at its checkpoint marker, all before
+ * rd_kafka_assign() returns control to the poll loop. A revoked partition's store is
+ * checkpointed, the offsets committed synchronously, and the store dropped.
+ *
+ * Snapshot barrier (handle_snapshot()): flush the batchers, then ask every shard for the
+ * counts of the owned stores; the shards handle the asks after this thread's AddWords, so
+ * the counts reflect exactly the positions recorded at that moment.
  *
  * Everything here runs on the source's arbiter thread: handlers, timers, the fd watch and
  * librdkafka's rebalance callback (served inside rd_kafka_consumer_poll()).
