@@ -28,8 +28,8 @@
  * the last record whose words were handed to a batcher. A checkpoint flushes the
  * batchers (blocking), takes each store's changes, writes them with those positions as
  * markers, waits for the acknowledgement and only then calls rd_kafka_offsets_store(), so
- * the auto-commit never commits an offset whose counts are not in the changelog. Without checkpointing, offsets
- * are stored once the batches are in the shards' mailboxes.
+ * the auto-commit never commits an offset whose counts are not in the changelog. Without
+ * checkpointing, offsets are stored once the batches are in the shards' mailboxes.
  *
  * Rebalances (eager by default; incremental assign/unassign when a cooperative assignor is
  * configured): an assigned partition's store is read back from the changelog and loaded
