@@ -10,7 +10,7 @@
 #                                     unless TALLY_TEST_REQUIRE_KAFKA=1)
 #
 # Without --bootstrap (and not --smoke) it starts its own broker with deploy/kafka-local
-# on TALLY_KAFKA_PORT/TALLY_KAFKA_CONTROLLER_PORT (default 19292/19293, so it does not
+# on KAFKA_LOCAL_PORT/KAFKA_LOCAL_CONTROLLER_PORT (default 19292/19293, so it does not
 # disturb tests on the default 19092) and stops it at the end.
 #
 # Input: the State of the Union addresses (scripts/fetch-corpus sotu) folded into lines of
@@ -32,6 +32,9 @@
 # Each is timed from its process start. CPU seconds (user + system) and peak RSS (VmHWM)
 # are the contender's own process (the broker is not included), read from /proc at the
 # moment it is done, or from /usr/bin/time for the raw consumer, which exits by itself.
+# "broker CPU s" is what the broker used meanwhile (only with the broker this script
+# starts): Kafka Streams also writes and reads a repartition topic and a changelog. The
+# load average at the start is printed: other work on the machine slows every column.
 # Words are the input's words as Tally's default tokenizer counts them (`tally count`), the
 # same figure for every contender; MB are 10^6 bytes of record values.
 #
@@ -113,12 +116,14 @@ done
 [ -x "$raw_consumer" ] || fail "no $raw_consumer (build first)"
 
 if [ -z "$bootstrap" ]; then
-  export TALLY_KAFKA_PORT=${TALLY_KAFKA_PORT:-19292}
-  export TALLY_KAFKA_CONTROLLER_PORT=${TALLY_KAFKA_CONTROLLER_PORT:-19293}
-  say "starting Apache Kafka $kafka_version on 127.0.0.1:$TALLY_KAFKA_PORT"
+  export KAFKA_LOCAL_PORT=${KAFKA_LOCAL_PORT:-19292}
+  export KAFKA_LOCAL_CONTROLLER_PORT=${KAFKA_LOCAL_CONTROLLER_PORT:-19293}
+  export KAFKA_LOCAL_STATE=$work/kafka
+  say "starting Apache Kafka $kafka_version on 127.0.0.1:$KAFKA_LOCAL_PORT"
   started_broker=1
   "$root/deploy/kafka-local" start >"$work/kafka-local.log" 2>&1 || fail "deploy/kafka-local start failed"
   bootstrap=$("$root/deploy/kafka-local" bootstrap)
+  broker_pid=$(cat "$KAFKA_LOCAL_STATE/broker.pid")
 fi
 
 # ---------------------------------------------------------------------------------------
@@ -184,6 +189,20 @@ proc_figures() {
   hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$1/status")
   echo "$stat" | awk -v t="$clk_tck" -v h="$hwm" '{ printf "%.2f %d\n", ($1 + $2) / t, h }'
 }
+# broker_cpu: CPU seconds the broker has used so far, when it is ours ("-" otherwise)
+broker_cpu() {
+  if [ -n "${broker_pid:-}" ]; then
+    cut -d' ' -f14,15 "/proc/$broker_pid/stat" | awk -v t="$clk_tck" '{ printf "%.2f\n", ($1 + $2) / t }'
+  else
+    echo -
+  fi
+}
+# broker_used BEFORE: broker CPU seconds since BEFORE
+broker_used() {
+  local after
+  after=$(broker_cpu)
+  if [ "$after" = - ]; then echo -; else awk -v a="$1" -v b="$after" 'BEGIN { printf "%.2f", b - a }'; fi
+}
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 now() { date +%s.%N; }
 
@@ -199,18 +218,22 @@ stop() {
   wait "$1" 2>/dev/null || true
 }
 
-# Results: one line per contender, "NAME SECONDS CPU_SECONDS PEAK_RSS_KB" or "NAME -".
+# Results: one line per contender, "NAME SECONDS CPU_SECONDS PEAK_RSS_KB BROKER_CPU_SECONDS"
+# or "NAME -".
 : >"$work/results"
 measured=0
 
 # ---------------------------------------------------------------------------------------
 # 1. The raw consumer
 say "raw consumer"
+load=$(cut -d' ' -f1 /proc/loadavg)
+before=$(broker_cpu)
 if /usr/bin/time -f '%e %U %S %M' -o "$work/raw.time" "$raw_consumer" -b "$bootstrap" \
   -t "$input_topic" >"$work/raw.out" 2>"$work/raw.log"; then
   read -r _ got _ _ _ _ <"$work/raw.out"
   [ "$got" = "$records" ] || fail "the raw consumer read $got records, expected $records"
-  awk '{ printf "raw %s %.2f %d\n", $1, $2 + $3, $4 }' "$work/raw.time" >>"$work/results"
+  awk -v b="$(broker_used "$before")" '{ printf "raw %s %.2f %d %s\n", $1, $2 + $3, $4, b }' \
+    "$work/raw.time" >>"$work/results"
   measured=$((measured + 1))
 else
   echo "raw -" >>"$work/results"
@@ -263,9 +286,10 @@ start_tally() {
 # 2. tally run
 say "tally run"
 tally_conf tally "$input_topic"
+before=$(broker_cpu)
 start_tally tally "$input_topic"
 if wait "$helper_pid"; then
-  figures=$(proc_figures "$tally_pid")
+  figures="$(proc_figures "$tally_pid") $(broker_used "$before")"
   read -r _ done_at _ total_words _ <"$work/tally.caught"
   [ "$total_words" = "$words" ] || fail "tally run counted $total_words words, tally count $words"
   echo "tally $(awk -v a="$start" -v b="$done_at" 'BEGIN { printf "%.3f", b - a }') $figures" >>"$work/results"
@@ -285,6 +309,7 @@ kcat -C -u -b "$bootstrap" -t "$streams_out" -o beginning -s value=q -f '%k %s\n
   >"$work/streams.counts" 2>>"$work/kcat.log" &
 pids+=("$!")
 kcat_pid=$!
+before=$(broker_cpu)
 start=$(now)
 java -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$streams_cache/classes:$streams_cache/lib/*" \
   org.tally.bench.WordCountStreams "$bootstrap" "$input_topic" "$streams_out" "$run_id-streams" \
@@ -296,7 +321,7 @@ streams_done=0
 while kill -0 "$java_pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do
   if grep -qx "$sentinel 4" "$work/streams.counts"; then
     done_at=$(now)
-    figures=$(proc_figures "$java_pid")
+    figures="$(proc_figures "$java_pid") $(broker_used "$before")"
     streams_done=1
     break
   fi
@@ -352,23 +377,23 @@ mkdir -p "$out"
 machine="$(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) CPUs, $(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)"
 awk -v records="$records" -v bytes="$bytes" -v words="$words" -v latency="$latency" \
   -v memory="$memory" -v mw="$memory_words" -v cw="$control_words" -v machine="$machine" \
-  -v kafka="$kafka_version" -v dat="$out/e2e.dat" -v latdat="$out/e2e-latency.dat" '
+  -v kafka="$kafka_version" -v load="$load" -v dat="$out/e2e.dat" -v latdat="$out/e2e-latency.dat" '
   function name(c) { return c == "raw" ? "raw consumer" : c == "tally" ? "tally run" : "Kafka Streams" }
-  { c = $1; order[NR] = c; if ($2 != "-") { secs[c] = $2; cpu[c] = $3; rss[c] = $4 } }
+  { c = $1; order[NR] = c; if ($2 != "-") { secs[c] = $2; cpu[c] = $3; rss[c] = $4; bcpu[c] = $5 } }
   END {
-    printf "Machine: %s; Apache Kafka %s broker on the same machine.\n", machine, kafka
+    printf "Machine: %s; Apache Kafka %s broker on the same machine; load average %s at the start.\n", machine, kafka, load
     printf "Input: %d records, %d words, %.1f MB of values, 4 partitions.\n\n", records, words, bytes / 1e6
-    printf "| contender     | seconds | records/s | words/s   | MB/s  | peak RSS MB | CPU s |\n"
-    printf "|---------------|--------:|----------:|----------:|------:|------------:|------:|\n"
+    printf "| contender     | seconds | records/s | words/s   | MB/s  | peak RSS MB | CPU s | broker CPU s |\n"
+    printf "|---------------|--------:|----------:|----------:|------:|------------:|------:|-------------:|\n"
     printf "" >dat
     for (i = 1; i <= NR; i++) {
       c = order[i]
       if (c in secs) {
-        printf "| %-13s | %7.2f | %9.0f | %9.0f | %5.1f | %11.1f | %5.2f |\n", name(c), secs[c], \
-          records / secs[c], words / secs[c], bytes / 1e6 / secs[c], rss[c] / 1024, cpu[c]
+        printf "| %-13s | %7.2f | %9.0f | %9.0f | %5.1f | %11.1f | %5.2f | %12s |\n", name(c), secs[c], \
+          records / secs[c], words / secs[c], bytes / 1e6 / secs[c], rss[c] / 1024, cpu[c], bcpu[c]
         printf "\"%s\" %.0f\n", name(c), records / secs[c] >>dat
       } else {
-        printf "| %-13s | not measured (it failed; see above)                             |\n", name(c)
+        printf "| %-13s | not measured (it failed; see above)                                            |\n", name(c)
         printf "\"%s\" 0\n", name(c) >>dat
       }
     }
