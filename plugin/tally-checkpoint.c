@@ -37,6 +37,8 @@
 G_DEFINE_QUARK (tally - checkpoint - error - quark, tally_checkpoint_error)
 
 #define MARKER_HEADER "tally.kind"
+/* How long a restore keeps asking for a changelog topic the broker says is unknown. */
+#define UNKNOWN_TOPIC_GRACE_MS 2000
 #define MARKER_HEADER_VALUE "offset"
 
 struct _TallyCheckpoint
@@ -485,7 +487,8 @@ tally_checkpoint_restore (TallyCheckpoint *self, gint32 partition, int timeout_m
   g_autoptr (TallyCountsBuilder) builder = NULL;
   rd_kafka_topic_partition_list_t *assignment;
   gint64 low = 0, high = 0;
-  gint64 deadline = g_get_monotonic_time () + (gint64)timeout_ms * 1000;
+  gint64 started_us = g_get_monotonic_time ();
+  gint64 deadline = started_us + (gint64)timeout_ms * 1000;
   rd_kafka_resp_err_t err;
   guint64 n_records = 0;
   GHashTableIter iter;
@@ -498,12 +501,34 @@ tally_checkpoint_restore (TallyCheckpoint *self, gint32 partition, int timeout_m
   words = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   markers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 
-  err = rd_kafka_query_watermark_offsets (self->restorer, self->topic, partition, &low, &high,
-                                          timeout_ms);
-  if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
-      || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
-    high = low = 0;
-  else if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+  /* Right after the topic was created its partitions may have no leader yet (and a
+   * broker may be restarting): retry until the deadline. A topic still unknown after
+   * UNKNOWN_TOPIC_GRACE_MS does not exist: there is nothing to restore. */
+  for (;;)
+    {
+      gint64 now = g_get_monotonic_time ();
+      gboolean unknown;
+
+      err = rd_kafka_query_watermark_offsets (self->restorer, self->topic, partition, &low, &high,
+                                              (int)MAX ((deadline - now) / 1000, 1));
+      unknown = err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+                || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+                || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        break;
+      if (unknown && now - started_us >= UNKNOWN_TOPIC_GRACE_MS * G_TIME_SPAN_MILLISECOND)
+        {
+          high = low = 0;
+          err = RD_KAFKA_RESP_ERR_NO_ERROR;
+          break;
+        }
+      if (now >= deadline)
+        break;
+      g_debug ("changelog %s [%" G_GINT32_FORMAT "]: watermarks: %s; retrying", self->topic,
+               partition, rd_kafka_err2str (err));
+      g_usleep (100 * 1000);
+    }
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     {
       g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_RESTORE,
                    "cannot read the watermarks of changelog %s [%" G_GINT32_FORMAT "]: %s",

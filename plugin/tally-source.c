@@ -78,6 +78,7 @@ typedef struct
   TallyWordBatcher *batcher;
   TallyCounts *unwritten; /* changes taken but not acknowledged by the changelog */
   gboolean dirty;         /* positions moved since the last checkpoint */
+  gboolean broken;        /* could not be restored: its partitions stay paused */
 } Store;
 
 /* One owned input topic-partition. */
@@ -164,17 +165,29 @@ find_owned (TallySource *self, const char *topic, gint32 partition)
   return NULL;
 }
 
+static gboolean
+is_broken (TallySource *self, gint32 partition)
+{
+  Store *store = g_hash_table_lookup (self->stores, GUINT_TO_POINTER ((guint)partition));
+
+  return store != NULL && store->broken;
+}
+
+/* The owned topic-partitions, with their positions or without; with @usable_only, not
+ * those whose store could not be restored. */
 static rd_kafka_topic_partition_list_t *
-owned_list (TallySource *self, gboolean with_positions)
+owned_list (TallySource *self, gboolean with_positions, gboolean usable_only)
 {
   rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new ((int)self->owned->len);
 
   for (guint i = 0; i < self->owned->len; i++)
     {
       Owned *o = g_ptr_array_index (self->owned, i);
-      rd_kafka_topic_partition_t *tp
-          = rd_kafka_topic_partition_list_add (list, o->topic, o->partition);
+      rd_kafka_topic_partition_t *tp;
 
+      if (usable_only && is_broken (self, o->partition))
+        continue;
+      tp = rd_kafka_topic_partition_list_add (list, o->topic, o->partition);
       tp->offset = with_positions ? o->position : RD_KAFKA_OFFSET_INVALID;
     }
   return list;
@@ -249,7 +262,7 @@ set_paused (TallySource *self, gboolean paused)
 
   if (self->owned->len == 0 || self->consumer == NULL)
     return;
-  list = owned_list (self, FALSE);
+  list = owned_list (self, FALSE, !paused);
   if (paused)
     rd_kafka_pause_partitions (self->consumer, list);
   else
@@ -364,6 +377,8 @@ handle_record (TallySource *self, rd_kafka_message_t *m)
 
   owned = find_owned (self, topic, m->partition);
   store = g_hash_table_lookup (self->stores, GUINT_TO_POINTER ((guint)m->partition));
+  if (store != NULL && store->broken)
+    return; /* paused; a record fetched before the pause is read again by the next owner */
   if (owned == NULL || store == NULL)
     {
       g_warning ("source: record from %s [%" G_GINT32_FORMAT "] which is not assigned, ignored",
@@ -488,7 +503,7 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
       g_autoptr (GHashTable) offsets = NULL;
       gboolean ok_store = TRUE;
 
-      if (store == NULL || (!store->dirty && store->unwritten == NULL))
+      if (store == NULL || store->broken || (!store->dirty && store->unwritten == NULL))
         continue;
       changes = tally_aggregator_handle_take_changes (self->handle, id, &error);
       if (changes == NULL)
@@ -678,16 +693,23 @@ on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
           if (!tally_checkpoint_restore (self->checkpoint, (gint32)id, RESTORE_TIMEOUT_MS, &counts,
                                          &markers, &error))
             {
-              /* Consuming from the committed offset with an empty store would lose the
-               * counts before it; this is reported loudly and the partition still runs. */
-              g_critical ("source: cannot restore store %u: %s", id, error->message);
+              /* Consuming with an empty store would lose the counts before the committed
+               * offset: the partition stays paused instead, until it moves elsewhere or
+               * Tally restarts, and snapshots do not claim it. */
+              g_critical ("source: cannot restore store %u: %s; its partitions stay paused", id,
+                          error->message);
               g_clear_error (&error);
+              store->broken = TRUE;
               continue;
             }
           if (!tally_aggregator_handle_restore_store (self->handle, id, counts, &error))
             {
-              g_critical ("source: cannot load store %u: %s", id, error->message);
+              g_critical ("source: cannot load store %u: %s; its partitions stay paused", id,
+                          error->message);
               g_clear_error (&error);
+              store->broken = TRUE;
+              g_hash_table_unref (markers);
+              continue;
             }
           else
             g_message ("source: restored store %u: %" G_GSIZE_FORMAT " words, %" G_GUINT64_FORMAT
@@ -799,9 +821,22 @@ on_rebalance (rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_
         error = rd_kafka_incremental_assign (rk, partitions);
       else
         assign_err = rd_kafka_assign (rk, partitions);
-      /* A partition assigned while the batchers are full starts paused too. */
+      /* A partition assigned while the batchers are full starts paused too, and so does
+       * one whose store could not be restored. */
       if (self->paused || self->stopped_consuming)
         rd_kafka_pause_partitions (rk, partitions);
+      else
+        {
+          rd_kafka_topic_partition_list_t *broken = rd_kafka_topic_partition_list_new (0);
+
+          for (int i = 0; i < partitions->cnt; i++)
+            if (is_broken (self, partitions->elems[i].partition))
+              rd_kafka_topic_partition_list_add (broken, partitions->elems[i].topic,
+                                                 partitions->elems[i].partition);
+          if (broken->cnt > 0)
+            rd_kafka_pause_partitions (rk, broken);
+          rd_kafka_topic_partition_list_destroy (broken);
+        }
       break;
 
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
@@ -902,7 +937,7 @@ handle_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
   PendingCut *pending;
   g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
   GHashTableIter iter;
-  gpointer key;
+  gpointer key, value;
 
   /* The barrier comes after the last AddWords of this sender. */
   if (!flush_batchers (self, TRUE, error))
@@ -912,23 +947,23 @@ handle_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
   pending = g_new0 (PendingCut, 1);
   pending->started_us = g_get_monotonic_time ();
   pending->cut = g_new0 (TallySourceCut, 1);
-  pending->cut->offsets = owned_list (self, TRUE);
-  pending->cut->partitions = owned_list (self, FALSE);
+  pending->cut->offsets = owned_list (self, TRUE, TRUE);
+  pending->cut->partitions = owned_list (self, FALSE, TRUE);
 
-  if (self->owned->len == 0)
+  g_hash_table_iter_init (&iter, self->stores);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      guint32 id = GPOINTER_TO_UINT (key);
+
+      if (!((Store *)value)->broken)
+        g_array_append_val (ids, id);
+    }
+  if (ids->len == 0)
     {
       pending->cut->counts = tally_counts_new_empty ();
       tally_message_reply (message, pending->cut);
       g_free (pending);
       return TRUE;
-    }
-
-  g_hash_table_iter_init (&iter, self->stores);
-  while (g_hash_table_iter_next (&iter, &key, NULL))
-    {
-      guint32 id = GPOINTER_TO_UINT (key);
-
-      g_array_append_val (ids, id);
     }
   pending->message = tally_message_defer (message);
   pending->handle = tally_aggregator_handle_ref (self->handle);
