@@ -315,7 +315,8 @@ snapshot_offset (TallySnapshot *snapshot, const char *topic, gint32 partition)
 {
   rd_kafka_topic_partition_t *tp;
 
-  g_assert_nonnull (snapshot->offsets);
+  if (snapshot->offsets == NULL)
+    return -1;
   tp = rd_kafka_topic_partition_list_find (snapshot->offsets, topic, partition);
   return tp != NULL ? tp->offset : -1;
 }
@@ -375,6 +376,40 @@ test_final_snapshot (Fixture *f, gconstpointer data)
   assert_counts (snapshot, expected);
   g_assert_cmpint (snapshot_offset (snapshot, f->input, 0), ==, 25);
   g_assert_cmpint (snapshot_offset (snapshot, f->input, 1), ==, 25);
+}
+
+/* [snapshot] interval_ms publishes snapshots with nobody asking; one taken after the
+ * last record was consumed has every count. */
+static void
+test_interval (Fixture *f, gconstpointer data)
+{
+  g_autofree char *text
+      = g_strdup_printf ("[output]\ntopic=%s\n[requests]\ntopic=%s\n[snapshot]\ninterval_ms=100\n",
+                         f->output, f->requests);
+  g_autofree char *path = write_file (f, "interval.conf", text);
+  g_auto (GStrv) values = make_values (30);
+  g_autoptr (GHashTable) expected = expected_counts (values, 30);
+  rd_kafka_conf_t *conf = client_conf (f);
+  rd_kafka_t *rk;
+
+  set_ok (conf, "group.id", "plugin-test");
+  set_ok (conf, "plugin.library.paths", plugin_path);
+  set_ok (conf, "tally.config", path);
+  produce (f, f->input, values, 30);
+  rk = start_consumer (conf, f);
+  consume (rk, 30);
+  for (guint skip = 0;; skip++)
+    {
+      g_autoptr (TallySnapshot) snapshot = read_snapshot (f, NULL, skip);
+
+      if (snapshot_offset (snapshot, f->input, 0) == 15
+          && snapshot_offset (snapshot, f->input, 1) == 15)
+        {
+          assert_counts (snapshot, expected);
+          break;
+        }
+    }
+  close_and_destroy (rk);
 }
 
 /* The key-file gives the request topic and the tokenizer; a tally.* property overrides
@@ -751,6 +786,7 @@ main (int argc, char **argv)
   g_test_add ("/plugin/" path, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
   ADD ("counts-on-request", test_counts_on_request);
   ADD ("final-snapshot", test_final_snapshot);
+  ADD ("interval", test_interval);
   ADD ("key-file", test_key_file);
   ADD ("conf-dup", test_conf_dup);
   ADD ("load-twice", test_load_twice);
