@@ -552,6 +552,17 @@ tally_word_batcher_free (TallyWordBatcher *batcher)
   g_free (batcher);
 }
 
+/* Valid UTF-8 without NUL: ASCII words (most of them) are checked inline, byte by byte;
+ * g_utf8_validate_len() is called only for the others. */
+static inline gboolean
+word_is_valid (const char *word, gsize len)
+{
+  for (gsize i = 0; i < len; i++)
+    if ((guchar)word[i] - 1u >= 0x7fu)
+      return g_utf8_validate_len (word, len, NULL);
+  return TRUE;
+}
+
 void
 tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize len)
 {
@@ -561,7 +572,7 @@ tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize len)
   g_return_if_fail (batcher != NULL);
   g_return_if_fail (word != NULL);
   g_return_if_fail (len > 0 && len < ((gsize)1 << 31));
-  g_return_if_fail (g_utf8_validate (word, (gssize)len, NULL));
+  g_return_if_fail (word_is_valid (word, len));
 
   hash = tally_word_hash (word, len);
   shard = tally_aggregator_handle_shard_for_hash (hash, batcher->handle->n_shards);

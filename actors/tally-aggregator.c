@@ -8,7 +8,8 @@
  * TallyWordTable, and remembers the last store used, since a batch of words almost always
  * goes to the same store as the one before. AddWords carries its words packed in one
  * buffer as { 64-bit hash, 32-bit length, bytes } records, hashed once by the sender
- * (tally_word_hash()), so the shard never hashes a word it is told. GetCounts and
+ * (tally_word_hash()), so the shard never hashes a word it is told, and can prefetch the
+ * table slot of the word 8 records ahead while it counts the current one. GetCounts and
  * TakeChanges copy the words they answer with into a new TallyCounts, which is immutable
  * and can be sent to another thread; that copy and its sort are the price of a snapshot
  * (O(n log n) in the distinct words of the shard, while the shard's other messages wait).
@@ -279,23 +280,42 @@ handle_add_word (TallyActor *actor, TallyMessage *message, GError **error)
   return TRUE;
 }
 
+#define PREFETCH_AHEAD 8
+
+/* Prefetches the slot of the record at @p; returns the next record. */
+static inline const guint8 *
+prefetch_record (TallyWordTable *table, const guint8 *p)
+{
+  guint64 hash;
+  guint32 len;
+  memcpy (&hash, p, 8);
+  memcpy (&len, p + 8, 4);
+  tally_word_table_prefetch (table, hash);
+  return p + 12 + len;
+}
+
 static gboolean
 handle_add_words (TallyActor *actor, TallyMessage *message, GError **error)
 {
   TallyAggregator *self = TALLY_AGGREGATOR (actor);
   AddWordsMessage *m = (AddWordsMessage *)message;
   TallyWordTable *table;
-  const guint8 *p, *end;
+  const guint8 *p, *ahead, *end;
 
   if (m->n_words == 0)
     return TRUE;
   table = get_table (self, m->store, TRUE);
-  p = m->data;
+  p = ahead = m->data;
   end = m->data + m->len;
+  /* A second cursor runs PREFETCH_AHEAD words ahead and prefetches their slots. */
+  for (guint i = 0; i < PREFETCH_AHEAD && ahead < end; i++)
+    ahead = prefetch_record (table, ahead);
   while (p < end)
     {
       guint64 hash;
       guint32 len;
+      if (ahead < end)
+        ahead = prefetch_record (table, ahead);
       memcpy (&hash, p, 8);
       memcpy (&len, p + 8, 4);
       tally_word_table_add (table, (const char *)p + 12, len, hash, 1);

@@ -380,6 +380,12 @@ find_or_insert (TallyWordTable *table, const char *word, gsize len, guint64 hash
   return s;
 }
 
+void
+tally_word_table_prefetch (TallyWordTable *table, guint64 hash)
+{
+  __builtin_prefetch (&table->slots[(guint32)hash & table->mask]);
+}
+
 guint64
 tally_word_table_add (TallyWordTable *table, const char *word, gsize len, guint64 hash,
                       guint64 delta)

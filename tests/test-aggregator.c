@@ -93,6 +93,28 @@ test_add_word_invalid (void)
   g_assert_error (error, TALLY_AGGREGATOR_ERROR, TALLY_AGGREGATOR_ERROR_INVALID_WORD);
 }
 
+/* The batcher takes only valid UTF-8 without NUL: anything else is a programmer error. */
+static void
+test_batcher_rejects_invalid (gconstpointer data)
+{
+  const char *bad = data;
+
+  if (g_test_subprocess ())
+    {
+      g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (1, 0);
+      g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
+      tally_word_batcher_add (batcher, "fine", 4);
+      tally_word_batcher_add (batcher, "caf\xc3\xa9", 5);
+      g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 2);
+      /* Both bad words are 4 bytes long. */
+      tally_word_batcher_add (batcher, bad, 4);
+      return;
+    }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_failed ();
+  g_test_trap_assert_stderr ("*word_is_valid*");
+}
+
 static void
 test_closed_after_stop (void)
 {
@@ -685,6 +707,10 @@ main (int argc, char **argv)
   g_test_add_func ("/aggregator/add-word-returns-count", test_add_word_returns_count);
   g_test_add_func ("/aggregator/add-word-invalid", test_add_word_invalid);
   g_test_add_func ("/aggregator/long-and-non-ascii-words", test_long_and_non_ascii_words);
+  g_test_add_data_func ("/aggregator/batcher-rejects-invalid/nul", "ab\0c",
+                        test_batcher_rejects_invalid);
+  g_test_add_data_func ("/aggregator/batcher-rejects-invalid/truncated", "caf\xc3",
+                        test_batcher_rejects_invalid);
   g_test_add_func ("/aggregator/closed-after-stop", test_closed_after_stop);
   g_test_add_func ("/aggregator/shard-for", test_shard_for);
   g_test_add_func ("/aggregator/many-senders-one-aggregator", test_many_senders_one_aggregator);
