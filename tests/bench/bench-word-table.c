@@ -10,8 +10,8 @@
  *    NUL), divided by N. The issue's goal is at most 45 bytes per word for our table.
  * 2. Insert and count speed of both tables on one thread (M words, default 10,000,000,
  *    drawn from the N distinct words with a skewed, Zipf-like distribution).
- * 3. Words per second into N = 1 and 2 aggregator shards through the handle: one sender
- *    thread feeds M words through a TallyWordBatcher (flush every 4096 words, blocking,
+ * 3. Words per second into N = 1 and 2 aggregator shards through the handle: one (then two)
+ *    sender threads feed M words through a TallyWordBatcher (flush every 4096 words, blocking,
  *    mailbox capacity 64 batches) and the clock stops when a get_counts that follows
  *    every batch returns; and the article's add_word (one ask per word) for a smaller
  *    number of words.
@@ -100,6 +100,71 @@ make_stream (gsize n_vocab, gsize m)
   return s;
 }
 
+typedef struct
+{
+  const Vocabulary *v;
+  const guint32 *stream;
+  gsize from, to;
+  TallyAggregatorHandle *handle;
+  GError *error;
+} Feed;
+
+static gpointer
+feed_thread (gpointer data)
+{
+  Feed *f = data;
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (f->handle, 0);
+
+  for (gsize i = f->from; i < f->to; i++)
+    {
+      guint32 w = f->stream[i];
+      tally_word_batcher_add (batcher, f->v->bytes + f->v->offsets[w], f->v->lengths[w]);
+      if ((i & 4095) == 4095 && !tally_word_batcher_flush (batcher, TRUE, &f->error))
+        return NULL;
+    }
+  tally_word_batcher_flush (batcher, TRUE, &f->error);
+  return NULL;
+}
+
+/* Seconds to count @m words of @stream into @n_shards shards from @n_senders threads, up to
+ * the get_counts that follows the last batch of every sender; -1 on failure. */
+static double
+feed_shards (const Vocabulary *v, const guint32 *stream, gsize m, guint n_shards, guint n_senders)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (n_shards, 64);
+  g_autoptr (TallyCounts) counts = NULL;
+  g_autoptr (GError) error = NULL;
+  Feed feeds[2];
+  GThread *threads[2];
+  gint64 t0 = g_get_monotonic_time ();
+  double seconds;
+
+  for (guint k = 0; k < n_senders; k++)
+    {
+      feeds[k] = (Feed){ v, stream, m * k / n_senders, m * (k + 1) / n_senders, handle, NULL };
+      threads[k] = g_thread_new ("sender", feed_thread, &feeds[k]);
+    }
+  for (guint k = 0; k < n_senders; k++)
+    {
+      g_thread_join (threads[k]);
+      if (feeds[k].error != NULL)
+        {
+          fprintf (stderr, "bench-word-table: %s\n", feeds[k].error->message);
+          g_error_free (feeds[k].error);
+          return -1;
+        }
+    }
+  counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  seconds = (double)(g_get_monotonic_time () - t0) / 1e6;
+  if (counts == NULL || tally_counts_get_total (counts) != (guint64)m)
+    {
+      fprintf (stderr, "bench-word-table: %u shards, %u senders: wrong total\n", n_shards,
+               n_senders);
+      return -1;
+    }
+  return seconds;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -117,7 +182,7 @@ main (int argc, char **argv)
   gsize before, ours_bytes, ghash_bytes;
   gint64 t0;
   double ours_insert_s, ghash_insert_s, ours_stream_s, ghash_stream_s;
-  double shard_s[3] = { 0 };
+  double shard_s[3][3] = { { 0 } };
   double add_word_s;
   double snapshot_s[3] = { 0 };
   const guint n_asks = 200000;
@@ -201,37 +266,15 @@ main (int argc, char **argv)
       return 1;
     }
 
-  /* 3. Through the handle: N = 1, 2 shards. */
-  for (guint n_shards = 1; n_shards <= 2; n_shards++)
-    {
-      g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (n_shards, 64);
-      g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
-      g_autoptr (TallyCounts) counts = NULL;
-
-      t0 = g_get_monotonic_time ();
-      for (gsize i = 0; i < (gsize)n_stream; i++)
-        {
-          tally_word_batcher_add (batcher, v.bytes + v.offsets[stream[i]], v.lengths[stream[i]]);
-          if ((i & 4095) == 4095 && !tally_word_batcher_flush (batcher, TRUE, &error))
-            break;
-        }
-      if (error == NULL)
-        tally_word_batcher_flush (batcher, TRUE, &error);
-      if (error == NULL)
-        counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
-      if (error != NULL)
-        {
-          fprintf (stderr, "bench-word-table: %s\n", error->message);
+  /* 3. Through the handle: N = 1, 2 shards, fed by 1 or 2 sender threads. */
+  for (guint n_senders = 1; n_senders <= 2; n_senders++)
+    for (guint n_shards = 1; n_shards <= 2; n_shards++)
+      {
+        shard_s[n_senders][n_shards]
+            = feed_shards (&v, stream, (gsize)n_stream, n_shards, n_senders);
+        if (shard_s[n_senders][n_shards] < 0)
           return 1;
-        }
-      shard_s[n_shards] = (double)(g_get_monotonic_time () - t0) / 1e6;
-      if (tally_counts_get_total (counts) != (guint64)n_stream)
-        {
-          fprintf (stderr, "bench-word-table: %u shards counted %" G_GUINT64_FORMAT " words\n",
-                   n_shards, tally_counts_get_total (counts));
-          return 1;
-        }
-    }
+      }
   {
     g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (2, 64);
     t0 = g_get_monotonic_time ();
@@ -286,17 +329,21 @@ main (int argc, char **argv)
           (double)n_stream / ours_stream_s / 1e6, (double)n_stream / ghash_stream_s / 1e6,
           ghash_stream_s / ours_stream_s);
   printf ("\n%-34s %14s %14s\n", "through the handle", "M words/s", "vs 1 shard");
-  for (guint n_shards = 1; n_shards <= 2; n_shards++)
-    {
-      g_autofree char *label
-          = g_strdup_printf ("batcher, %u shard%s, 1 sender", n_shards, n_shards > 1 ? "s" : "");
-      printf ("%-34s %14.2f %14.2f\n", label, (double)n_stream / shard_s[n_shards] / 1e6,
-              shard_s[1] / shard_s[n_shards]);
-    }
+  for (guint n_senders = 1; n_senders <= 2; n_senders++)
+    for (guint n_shards = 1; n_shards <= 2; n_shards++)
+      {
+        g_autofree char *label
+            = g_strdup_printf ("batcher, %u shard%s, %u sender%s", n_shards,
+                               n_shards > 1 ? "s" : "", n_senders, n_senders > 1 ? "s" : "");
+        printf ("%-34s %14.2f %14.2f\n", label,
+                (double)n_stream / shard_s[n_senders][n_shards] / 1e6,
+                shard_s[1][1] / shard_s[n_senders][n_shards]);
+      }
   printf ("%-34s %14.3f %14.4f\n", "add_word (ask per word), 2 shards",
-          (double)n_asks / add_word_s / 1e6, shard_s[1] / ((double)n_stream * add_word_s / n_asks));
+          (double)n_asks / add_word_s / 1e6,
+          shard_s[1][1] / ((double)n_stream * add_word_s / n_asks));
   printf ("%-34s %14.2f %14.2f\n", "peer: TallyWordTable, no actors",
-          (double)n_stream / ours_stream_s / 1e6, shard_s[1] / ours_stream_s);
+          (double)n_stream / ours_stream_s / 1e6, shard_s[1][1] / ours_stream_s);
 
   printf ("\n%-34s %14s\n", "get_counts of every distinct word", "seconds");
   for (guint n_shards = 1; n_shards <= 2; n_shards++)
