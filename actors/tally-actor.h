@@ -178,8 +178,9 @@ typedef struct _TallyArbiter TallyArbiter;
  * Starts a thread that runs a GMainLoop on a new GMainContext, pushed as that thread's
  * thread-default context. Any thread.
  *
- * When idle, the thread watches for new messages for up to 50 µs (spinning, yielding the
- * CPU) before it sleeps in poll(), and senders skip the wakeup system call while it is
+ * When idle, the thread watches for new messages for up to 20 µs (spinning) before it
+ * sleeps in poll() (it stops spinning for 100 ms when it finds itself preempted while
+ * spinning, as on a busy machine), and senders skip the wakeup system call while it is
  * awake; while its mailboxes stay busy it polls its file descriptors only every 16th loop
  * iteration. This is what makes tells and ping-pong between arbiters cheap.
  *

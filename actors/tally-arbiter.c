@@ -13,9 +13,9 @@
  * tally_arbiter_stop() joins the thread.
  *
  * Wakeups: a thread arbiter installs its own poll function. Before blocking in poll() it
- * spins for up to SPIN_US microseconds watching its TallyWaker's `work` flag (yielding the
- * CPU between checks after the first SPIN_ALONE_US, so that on a busy machine the peer it
- * waits for can run), and while it spins senders skip the eventfd write of g_main_context_wakeup()
+ * spins for up to SPIN_US microseconds watching its TallyWaker's `work` flag (unless it
+ * was preempted while spinning lately: on a busy machine sleeping is faster), and while it
+ * spins senders skip the eventfd write of g_main_context_wakeup()
  * (see TallyWaker in tally-actor-private.h). A busy pair of actors on two arbiters then hands
  * messages over through shared memory instead of a sleep/wake round trip through the kernel; an
  * idle arbiter costs SPIN_US of CPU once per idle period and then sleeps as usual.
@@ -24,12 +24,12 @@
  */
 #include "tally-actor-private.h"
 
-#include <sched.h>
-
 /* How long an idle thread arbiter watches for new work before it sleeps, in µs. */
-#define SPIN_US 50
-/* For this long (µs) of it the thread keeps its CPU; then it yields between checks. */
-#define SPIN_ALONE_US 10
+#define SPIN_US 20
+/* A gap this long (µs) between two checks of a spin means the thread was preempted... */
+#define SPIN_GAP_US 50
+/* ...and it then does not spin for this long (µs). */
+#define SPIN_BACKOFF_US 100000
 
 /* While mailboxes keep a thread arbiter busy, poll() its fds once per this many loop
  * iterations. */
@@ -40,6 +40,7 @@ static __thread TallyWaker *thread_waker;
 /* The thread arbiter running on this thread, if any. */
 static __thread TallyArbiter *thread_arbiter;
 static __thread guint skipped_polls;
+static __thread gint64 spin_off_until;
 
 static TallyWaker *
 waker_new (GMainContext *context, gboolean spins)
@@ -82,7 +83,7 @@ static gint
 arbiter_poll (GPollFD *fds, guint n_fds, gint timeout)
 {
   TallyWaker *waker = thread_waker;
-  gint64 now, deadline, yield_after;
+  gint64 now;
   gint result;
 
   if (waker == NULL)
@@ -100,23 +101,33 @@ arbiter_poll (GPollFD *fds, guint n_fds, gint timeout)
   skipped_polls = 0;
 
   now = g_get_monotonic_time ();
-  deadline = now + SPIN_US;
-  yield_after = now + SPIN_ALONE_US;
-  for (;;)
+  if (now >= spin_off_until)
     {
-      for (guint i = 0; i < 64; i++)
+      gint64 deadline = now + SPIN_US;
+
+      for (;;)
         {
-          if (g_atomic_int_get (&waker->work))
-            goto work;
-          cpu_relax ();
+          gint64 then = now;
+
+          for (guint i = 0; i < 64; i++)
+            {
+              if (g_atomic_int_get (&waker->work))
+                goto work;
+              cpu_relax ();
+            }
+          now = g_get_monotonic_time ();
+          if (now - then > SPIN_GAP_US)
+            {
+              /* The thread lost its CPU while spinning: the machine is busy, and a thread
+               * that is awake but not running is the worst case for a sender (it skips
+               * the wakeup). Sleep in poll() for a while; a kernel wakeup is then
+               * faster. */
+              spin_off_until = now + SPIN_BACKOFF_US;
+              break;
+            }
+          if (now >= deadline)
+            break;
         }
-      now = g_get_monotonic_time ();
-      if (now >= deadline)
-        break;
-      /* After a while, let a runnable peer (perhaps the very sender we wait for) have
-       * this CPU between checks. */
-      if (now >= yield_after)
-        sched_yield ();
     }
 
   g_atomic_int_set (&waker->sleeping, 1);
