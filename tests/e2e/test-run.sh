@@ -28,6 +28,7 @@
 #                                TALLY_TEST_REQUIRE_KAFKA=1
 #   test-run.sh real-two-instances  two-instances against that real broker (its group
 #                                coordinator's rebalances, compacted changelog)
+#   test-run.sh real-cooperative real-two-instances with the cooperative-sticky assignor
 #
 # Needs TALLY_EXE (set by meson test) or a build in ./build. Exit 0 means every check passed.
 set -euo pipefail
@@ -497,5 +498,10 @@ case "$mode" in
   two-instances) test_two_instances ;;
   real-restart) test_real_restart ;;
   real-two-instances) test_real_two_instances ;;
-  *) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  real-cooperative)
+    # The same with the cooperative-sticky assignor (KIP-429): incremental rebalances.
+    export TALLY_KAFKA_PARTITION_ASSIGNMENT_STRATEGY=cooperative-sticky
+    test_real_two_instances
+    ;;
+  *) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
