@@ -7,7 +7,8 @@
  * How it works: a snapshot is one array of TallyWordCount entries in snapshot order (count
  * descending, then word bytes ascending, a prefix before its extensions) and one block of
  * NUL-terminated word bytes the entries point into. Building one from borrowed entries
- * filters (prefix, min_count), sorts (qsort, O(n log n)), cuts to the top N and copies the
+ * filters (prefix, min_count), sorts (qsort, O(n log n); a top N of fewer than n / 4 entries
+ * is first selected with a heap, O(n log N)), cuts to the top N and copies the
  * kept words; sorted parts with disjoint words (the replies of shards) are merged in
  * O(n x parts) instead. A lookup index (open addressing over entry numbers, keyed by
  * tally_word_hash()) is built on the first lookup under g_once, since most snapshots are
@@ -77,6 +78,44 @@ compare_entries (const void *a, const void *b)
   return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
 }
 
+/* Restores the heap order of entries[0..k) below position i. The heap keeps the worst
+ * kept entry (the last in snapshot order) at its root. */
+static void
+sift_down (TallyWordCount *heap, gsize k, gsize i)
+{
+  for (;;)
+    {
+      gsize worst = i;
+      gsize l = 2 * i + 1, r = 2 * i + 2;
+      TallyWordCount tmp;
+      if (l < k && compare_entries (&heap[l], &heap[worst]) > 0)
+        worst = l;
+      if (r < k && compare_entries (&heap[r], &heap[worst]) > 0)
+        worst = r;
+      if (worst == i)
+        return;
+      tmp = heap[i];
+      heap[i] = heap[worst];
+      heap[worst] = tmp;
+      i = worst;
+    }
+}
+
+/* Moves the @k first entries in snapshot order of entries[0..n) to entries[0..k), in no
+ * particular order. */
+static void
+select_top (TallyWordCount *entries, gsize n, gsize k)
+{
+  for (gsize i = k / 2; i-- > 0;)
+    sift_down (entries, k, i);
+  for (gsize i = k; i < n; i++)
+    if (compare_entries (&entries[i], &entries[0]) < 0)
+      {
+        entries[0] = entries[i];
+        sift_down (entries, k, 0);
+      }
+}
+
 /* Copies @n entries, already in snapshot order, into a new snapshot. */
 static TallyCounts *
 counts_from_sorted (const TallyWordCount *entries, gsize n)
@@ -114,6 +153,12 @@ tally_counts_new_from_entries (TallyWordCount *entries, gsize n_entries,
   for (gsize i = 0; i < n_entries; i++)
     if (tally_counts_options_match (options, entries[i].word, entries[i].len, entries[i].count))
       entries[n++] = entries[i];
+  if (options != NULL && options->top > 0 && options->top < n / 4)
+    {
+      /* Few of many: select the top N with a heap (O(n log N)), then sort only them. */
+      select_top (entries, n, (gsize)options->top);
+      n = (gsize)options->top;
+    }
   if (n > 1)
     qsort (entries, n, sizeof (TallyWordCount), compare_entries);
   if (options != NULL && options->top > 0 && options->top < n)

@@ -375,6 +375,52 @@ test_counts_filters (void)
   assert_entries (f7, "kafka=3 ");
 }
 
+/* A small top N is selected with a heap: same entries, same order as a full sort. */
+static void
+test_counts_top_selection (void)
+{
+  g_autoptr (TallyCountsBuilder) b = tally_counts_builder_new ();
+  g_autoptr (TallyCounts) full = NULL;
+  const guint64 tops[] = { 1, 2, 3, 10, 100, 4999, 5000 };
+  const TallyWordCount *all;
+  char w[32];
+
+  /* 20,000 words with only 101 distinct counts: ties everywhere. */
+  for (guint pass = 0; pass < 2; pass++)
+    {
+      for (guint i = 0; i < 20000; i++)
+        {
+          guint len = (guint)g_snprintf (w, sizeof w, "t%u", i);
+          tally_counts_builder_add (b, w, len, (guint64)(i * 7919u) % 101 + 1);
+        }
+      if (pass == 0)
+        full = tally_counts_builder_end (b);
+    }
+  all = tally_counts_get_entries (full, NULL);
+  for (guint t = 0; t < G_N_ELEMENTS (tops); t++)
+    {
+      TallyCountsOptions options = { .top = tops[t] };
+      g_autoptr (TallyCounts) top = NULL;
+      gsize n;
+      const TallyWordCount *e;
+
+      if (t > 0)
+        for (guint i = 0; i < 20000; i++)
+          {
+            guint len = (guint)g_snprintf (w, sizeof w, "t%u", i);
+            tally_counts_builder_add (b, w, len, (guint64)(i * 7919u) % 101 + 1);
+          }
+      top = tally_counts_builder_end_filtered (b, &options);
+      e = tally_counts_get_entries (top, &n);
+      g_assert_cmpuint (n, ==, tops[t]);
+      for (gsize i = 0; i < n; i++)
+        {
+          g_assert_cmpstr (e[i].word, ==, all[i].word);
+          g_assert_cmpuint (e[i].count, ==, all[i].count);
+        }
+    }
+}
+
 static void
 test_counts_builder_rejects_invalid (void)
 {
@@ -405,6 +451,7 @@ main (int argc, char **argv)
   g_test_add_func ("/counts/builder-merges", test_counts_builder_merges);
   g_test_add_func ("/counts/lookup", test_counts_lookup);
   g_test_add_func ("/counts/filters", test_counts_filters);
+  g_test_add_func ("/counts/top-selection", test_counts_top_selection);
   g_test_add_func ("/counts/builder-rejects-invalid", test_counts_builder_rejects_invalid);
 
   return g_test_run ();
