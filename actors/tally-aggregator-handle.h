@@ -174,7 +174,8 @@ TallyCounts *tally_aggregator_handle_get_counts (TallyAggregatorHandle *handle,
  * @user_data: data for @callback
  *
  * The asynchronous form of tally_aggregator_handle_get_counts(): the asks to all shards
- * are sent before this returns, so the cut is taken at the call.
+ * are sent before this returns (into a full mailbox they wait for room in order, and a
+ * later try_tell from this thread cannot overtake them), so the cut is taken at the call.
  */
 void tally_aggregator_handle_get_counts_async (TallyAggregatorHandle *handle,
                                                const TallyCountsOptions *options,
