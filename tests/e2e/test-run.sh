@@ -429,14 +429,14 @@ EOF
 test_two_instances() {
   start_broker
   input_topic=tally-input group=tally output_topic=tally-snapshots requests_topic=tally-requests
-  changelog_topic=tally-changelog
+  changelog_topic="tally-changelog"
   two_instances
 }
 
 test_restart_embedded() {
   start_broker
   input_topic=tally-input group=tally output_topic=tally-snapshots requests_topic=tally-requests
-  changelog_topic=tally-changelog
+  changelog_topic="tally-changelog"
   restart "$1"
 }
 
