@@ -124,6 +124,29 @@ test_table_growth (void)
   g_assert_cmpuint (tally_word_table_get_memory (t), <, (gsize)12 * 1048576 + 4096);
 }
 
+/* The issue's goal: at most 45 bytes per distinct word beyond the word's own bytes at a
+ * million distinct words (tests/bench/bench-word-table.c also measures malloc's view). */
+static void
+test_table_memory_goal (void)
+{
+  g_autoptr (TallyWordTable) t = tally_word_table_new ();
+  const gsize n = 1000000;
+  gsize word_bytes = 0;
+  gsize per_word;
+  char w[32];
+
+  for (gsize i = 0; i < n; i++)
+    {
+      guint len = (guint)g_snprintf (w, sizeof w, "w%" G_GSIZE_FORMAT, i * 2654435761u % 1000003);
+      word_bytes += len;
+      tally_word_table_add (t, w, len, tally_word_hash (w, len), 1);
+    }
+  g_assert_cmpuint (tally_word_table_get_size (t), ==, n);
+  per_word = (tally_word_table_get_memory (t) - word_bytes) / n;
+  g_test_message ("%" G_GSIZE_FORMAT " bytes per distinct word beyond its own bytes", per_word);
+  g_assert_cmpuint (per_word, <=, 45);
+}
+
 typedef struct
 {
   GHashTable *seen; /* word (up to its first NUL) -> count */
@@ -444,6 +467,7 @@ main (int argc, char **argv)
   g_test_add_func ("/word-table/hash/distinct", test_hash_distinct);
   g_test_add_func ("/word-table/basic", test_table_basic);
   g_test_add_func ("/word-table/growth", test_table_growth);
+  g_test_add_func ("/word-table/memory-goal", test_table_memory_goal);
   g_test_add_func ("/word-table/bytes", test_table_bytes);
   g_test_add_func ("/word-table/changes", test_table_changes);
   g_test_add_func ("/word-table/saturates", test_table_saturates);
