@@ -12,13 +12,15 @@
 # and unicode mode against whitespace mode on the State of the Union text (the 233
 # addresses joined with a line feed after each, about 11 MB).
 #
-# Each figure: seconds as the median of RUNS runs (default 5, after one warm-up) measured
-# with hyperfine, MB/s (10^6 bytes per second of input), peak RSS of the largest process
-# (/usr/bin/time -f %M, one extra run), CPU seconds (user + system, mean over the runs, all
-# threads and processes: on a busy machine a multi-threaded program's wall time depends on
-# what else runs, its CPU time much less), and the time as a ratio of wc -w's. Targets (issue:
-# "Performance"): tally --shards 1 within 1.3x wc -w's time, --shards 2 within 0.7x, and
-# unicode mode at least half the MB/s of whitespace mode on the SOTU text.
+# Each figure: wall seconds as the median of RUNS runs (default 5, after one warm-up
+# round; the runs of all commands are interleaved, round after round, so that a change of
+# load on a shared machine hits them alike), MB/s (10^6 bytes of input per second), CPU
+# seconds (user + system of every thread and process, median: on a busy machine a
+# multi-threaded program's wall time depends on what else runs, its CPU time much less),
+# peak RSS of the largest process (/usr/bin/time -f %M, one more run), and the time as a
+# ratio of wc -w's.
+# Targets (issue: "Performance"): tally --shards 1 within 1.3x wc -w's time, --shards 2
+# within 0.7x, and unicode mode at least half the MB/s of whitespace mode on the SOTU text.
 #
 #   tests/bench/countwords.sh [BUILD_DIR]     (default: build; or set TALLY=path/to/tally)
 #
@@ -30,7 +32,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 tally=${TALLY:-$root/${1:-build}/tally}
 runs=${RUNS:-5}
 [ -x "$tally" ] || { echo "countwords: no tally program at $tally (build first)" >&2; exit 1; }
-for tool in hyperfine python3 /usr/bin/time; do
+for tool in python3 /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "countwords: $tool is missing (run scripts/setup)" >&2; exit 1; }
 done
 
@@ -79,39 +81,68 @@ echo "# countwords: $(nproc) processors, $(uname -m), $(wc -c <"$kjv10") bytes o
   "$(wc -c <"$tmp/sotu.txt") bytes of SOTU; median of $runs runs; outputs agree" \
   "($(wc -l <"$tmp/tally.out") distinct words); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-results=$tmp/results.tsv
-: >"$results"
+commands=$tmp/commands.tsv
+: >"$commands"
 for i in "${!names[@]}"; do
-  cmd=${cmds[$i]}
-  hyperfine --shell bash --style none --warmup 1 --runs "$runs" --export-json "$tmp/h$i.json" "$cmd" \
-    >/dev/null 2>"$tmp/h$i.err" || { cat "$tmp/h$i.err" >&2; exit 1; }
-  /usr/bin/time -f %M -o "$tmp/rss$i" bash -c "$cmd" >/dev/null
-  times=$(python3 -c '
-import json, sys
-r = json.load(open(sys.argv[1]))["results"][0]
-print("%s\t%s" % (r["median"], r["user"] + r["system"]))' "$tmp/h$i.json")
-  printf '%s\t%s\t%s\t%s\n' "${names[$i]}" "$(wc -c <"${inputs[$i]}")" "$times" \
-    "$(tail -n 1 "$tmp/rss$i")" >>"$results"
+  printf '%s\t%s\t%s\n' "${names[$i]}" "$(wc -c <"${inputs[$i]}")" "${cmds[$i]}" >>"$commands"
 done
 
-python3 - "$results" <<'EOF'
-import sys
+python3 - "$commands" "$runs" <<'EOF'
+import os, statistics, subprocess, sys, time
 
-rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
-rows = [(name, int(size), float(sec), float(cpu), int(rss_kib)) for name, size, sec, cpu, rss_kib in rows]
-by_name = {r[0]: r for r in rows}
-floor = by_name["wc -w"][2]
+benches = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+runs = int(sys.argv[2])
+times = {name: [] for name, _, _ in benches}
+cpus = {name: [] for name, _, _ in benches}
+rss = {name: 0 for name, _, _ in benches}
+
+def run(cmd):
+    """Wall seconds and CPU seconds of one run of `bash -c cmd`; the rusage that wait4
+    returns covers the shell and every process it waited for."""
+    with open(os.devnull, "wb") as null:
+        start = time.perf_counter()
+        proc = subprocess.Popen(["bash", "-c", cmd], stdout=null)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit("countwords: failed: %s" % cmd)
+    return wall, usage.ru_utime + usage.ru_stime
+
+def peak_rss(cmd):
+    """Peak RSS in KiB of the largest process of one more run, from /usr/bin/time (a
+    small forking parent: a child forked from this Python would start with its RSS)."""
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", "bash", "-c", cmd],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+    return int(out.stderr.split()[-1])
+
+# One warm-up round (page cache, lazy binding), then rounds that run every command once,
+# in turn: a change of load on a shared machine then hits every command alike.
+for name, _, cmd in benches:
+    run(cmd)
+for _ in range(runs):
+    for name, _, cmd in benches:
+        wall, cpu = run(cmd)
+        times[name].append(wall)
+        cpus[name].append(cpu)
+for name, _, cmd in benches:
+    rss[name] = peak_rss(cmd)
+
+sizes = {name: int(size) for name, size, _ in benches}
+median = {name: statistics.median(times[name]) for name in times}
+floor = median["wc -w"]
 
 print("%-28s %8s %9s %9s %7s %10s %8s" % ("command", "input MB", "median s", "MB/s", "CPU s", "peak RSS", "x wc -w"))
-for name, size, sec, cpu, rss in rows:
-    print("%-28s %8.1f %9.3f %9.1f %7.3f %6.1f MiB %8.2f" % (name, size / 1e6, sec, size / 1e6 / sec, cpu, rss / 1024, sec / floor))
+for name, _, _ in benches:
+    sec = median[name]
+    print("%-28s %8.1f %9.3f %9.1f %7.3f %6.1f MiB %8.2f" % (
+        name, sizes[name] / 1e6, sec, sizes[name] / 1e6 / sec, statistics.median(cpus[name]),
+        rss[name] / 1024, sec / floor))
 
 def mbps(name):
-    _, size, sec, _, _ = by_name[name]
-    return size / 1e6 / sec
+    return sizes[name] / 1e6 / median[name]
 
-s1 = by_name["tally --shards 1"][2] / floor
-s2 = by_name["tally --shards 2"][2] / floor
+s1 = median["tally --shards 1"] / floor
+s2 = median["tally --shards 2"] / floor
 uni = mbps("SOTU unicode --shards 1") / mbps("SOTU whitespace --shards 1")
 print()
 print("targets:")
