@@ -11,8 +11,8 @@
  * is first selected with a heap, O(n log N)), cuts to the top N and copies the
  * kept words; sorted parts with disjoint words (the replies of shards) are merged in
  * O(n x parts) instead. A lookup index (open addressing over entry numbers, keyed by
- * tally_word_hash()) is built on the first lookup under g_once, since most snapshots are
- * only iterated. The builder sums duplicate words in a TallyWordTable.
+ * tally_word_hash()) is built on the first lookup and published atomically, since most snapshots
+ * are only iterated. The builder sums duplicate words in a TallyWordTable.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -21,6 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Lookup index: entry number + 1 per slot, 0 = empty; open addressing, linear probing. */
+typedef struct
+{
+  gsize mask;
+  guint32 slots[];
+} LookupIndex;
+
 struct _TallyCounts
 {
   gatomicrefcount ref_count;
@@ -28,9 +35,7 @@ struct _TallyCounts
   guint64 total;
   TallyWordCount *entries;
   char *bytes;
-  /* Lookup index: entry number + 1 per slot, 0 = empty; built once. */
-  guint32 *index;
-  gsize index_mask;
+  LookupIndex *index; /* built by the first lookup */
 };
 
 struct _TallyCountsBuilder
@@ -280,31 +285,30 @@ tally_counts_get_entries (TallyCounts *counts, gsize *n_entries)
   return counts->entries;
 }
 
-static void
+static LookupIndex *
 build_index (TallyCounts *counts)
 {
   gsize n_slots = 2;
-  gsize mask;
-  guint32 *index;
+  LookupIndex *index;
 
   while (n_slots < counts->n * 2)
     n_slots *= 2;
-  mask = n_slots - 1;
-  index = g_new0 (guint32, n_slots);
+  index = g_malloc0 (sizeof (LookupIndex) + n_slots * sizeof (guint32));
+  index->mask = n_slots - 1;
   for (gsize i = 0; i < counts->n; i++)
     {
-      gsize j = tally_word_hash (counts->entries[i].word, counts->entries[i].len) & mask;
-      while (index[j] != 0)
-        j = (j + 1) & mask;
-      index[j] = (guint32)(i + 1);
+      gsize j = tally_word_hash (counts->entries[i].word, counts->entries[i].len) & index->mask;
+      while (index->slots[j] != 0)
+        j = (j + 1) & index->mask;
+      index->slots[j] = (guint32)(i + 1);
     }
-  counts->index_mask = mask;
-  g_once_init_leave (&counts->index, index);
+  return index;
 }
 
 guint64
 tally_counts_lookup (TallyCounts *counts, const char *word, gsize len)
 {
+  LookupIndex *index;
   gsize j;
 
   g_return_val_if_fail (counts != NULL, 0);
@@ -312,20 +316,35 @@ tally_counts_lookup (TallyCounts *counts, const char *word, gsize len)
 
   if (counts->n == 0)
     return 0;
-  if (g_once_init_enter (&counts->index))
-    build_index (counts);
+  /* The index is published by one atomic compare-and-exchange and read by atomic loads,
+   * which order its contents before the reads below. Threads that race on the first lookup
+   * each build one; the first published wins and the others are freed. (Atomics inline in
+   * this file rather than g_once, whose store happens inside GLib, out of ThreadSanitizer's
+   * sight.) */
+  index = g_atomic_pointer_get (&counts->index);
+  if (index == NULL)
+    {
+      LookupIndex *fresh = build_index (counts);
+      if (g_atomic_pointer_compare_and_exchange (&counts->index, NULL, fresh))
+        index = fresh;
+      else
+        {
+          g_free (fresh);
+          index = g_atomic_pointer_get (&counts->index);
+        }
+    }
 
-  j = tally_word_hash (word, len) & counts->index_mask;
+  j = tally_word_hash (word, len) & index->mask;
   for (;;)
     {
-      guint32 e = counts->index[j];
+      guint32 e = index->slots[j];
       const TallyWordCount *entry;
       if (e == 0)
         return 0;
       entry = &counts->entries[e - 1];
       if (entry->len == len && memcmp (entry->word, word, len) == 0)
         return entry->count;
-      j = (j + 1) & counts->index_mask;
+      j = (j + 1) & index->mask;
     }
 }
 

@@ -133,8 +133,8 @@ const TallyWordCount *tally_counts_get_entries (TallyCounts *counts, gsize *n_en
  * @len: its length in bytes
  *
  * Finds the count of @word. The first lookup builds an index of the entries (O(n) time,
- * 4 bytes per entry, once per snapshot, thread-safe); later lookups are O(1) on average.
- * Any thread.
+ * 4 bytes per entry, kept with the snapshot; threads racing on the first lookup may each
+ * build one, and one is kept); later lookups are O(1) on average. Any thread, lock-free.
  *
  * Returns: the count of @word, 0 if it is absent
  */

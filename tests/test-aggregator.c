@@ -484,6 +484,49 @@ test_merge_matches_builder (void)
     }
 }
 
+/* A snapshot is shared by threads without locks; its first lookups race to build the
+ * index, which must come out right for all of them. */
+static gpointer
+lookup_thread (gpointer data)
+{
+  TallyCounts *counts = data;
+  char w[32];
+
+  for (guint i = 0; i < 3000; i++)
+    {
+      guint len = (guint)g_snprintf (w, sizeof w, "s%u", i);
+      g_assert_cmpuint (tally_counts_lookup (counts, w, len), ==, i % 13 + 1);
+    }
+  g_assert_cmpuint (tally_counts_lookup (counts, "absent", 6), ==, 0);
+  return NULL;
+}
+
+static void
+test_counts_shared_between_threads (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (2, 0);
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
+  g_autoptr (TallyCounts) counts = NULL;
+  GThread *threads[4];
+  char w[32];
+
+  for (guint i = 0; i < 3000; i++)
+    {
+      guint len = (guint)g_snprintf (w, sizeof w, "s%u", i);
+      for (guint k = 0; k <= i % 13; k++)
+        tally_word_batcher_add (batcher, w, len);
+    }
+  g_assert_true (tally_word_batcher_flush (batcher, TRUE, NULL));
+  counts = tally_aggregator_handle_get_counts (handle, NULL, NULL);
+  g_assert_nonnull (counts);
+  for (guint t = 0; t < G_N_ELEMENTS (threads); t++)
+    threads[t] = g_thread_new ("lookup", lookup_thread, tally_counts_ref (counts));
+  for (guint t = 0; t < G_N_ELEMENTS (threads); t++)
+    g_thread_join (threads[t]);
+  for (guint t = 0; t < G_N_ELEMENTS (threads); t++)
+    tally_counts_unref (counts);
+}
+
 /* ----- stores (state owned by input partitions) ----------------------------------- */
 
 static void
@@ -719,6 +762,7 @@ main (int argc, char **argv)
   g_test_add_func ("/aggregator/consistent-cut", test_consistent_cut);
   g_test_add_func ("/aggregator/async-forms", test_async_forms);
   g_test_add_func ("/aggregator/merge-matches-builder", test_merge_matches_builder);
+  g_test_add_func ("/aggregator/counts-shared-between-threads", test_counts_shared_between_threads);
   g_test_add_func ("/aggregator/stores", test_stores);
   g_test_add_func ("/aggregator/batcher-full", test_batcher_full);
   g_test_add_func ("/aggregator/messages-direct", test_messages_direct);
