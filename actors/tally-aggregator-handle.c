@@ -28,7 +28,7 @@
 
 struct _TallyAggregatorHandle
 {
-  gatomicrefcount ref_count;
+  gint ref_count; /* atomic, with g_atomic_int_* inlined here so TSan sees it */
   guint n_shards;
   TallyArbiter **arbiters;
   TallyAddress **shards;
@@ -56,7 +56,7 @@ tally_aggregator_handle_new (guint n_shards, guint mailbox_capacity)
   g_return_val_if_fail (n_shards >= 1, NULL);
 
   handle = g_new0 (TallyAggregatorHandle, 1);
-  g_atomic_ref_count_init (&handle->ref_count);
+  handle->ref_count = 1;
   handle->n_shards = n_shards;
   handle->arbiters = g_new0 (TallyArbiter *, n_shards);
   handle->shards = g_new0 (TallyAddress *, n_shards);
@@ -74,7 +74,7 @@ TallyAggregatorHandle *
 tally_aggregator_handle_ref (TallyAggregatorHandle *handle)
 {
   g_return_val_if_fail (handle != NULL, NULL);
-  g_atomic_ref_count_inc (&handle->ref_count);
+  g_atomic_int_inc (&handle->ref_count);
   return handle;
 }
 
@@ -96,7 +96,7 @@ tally_aggregator_handle_unref (TallyAggregatorHandle *handle)
 {
   g_return_if_fail (handle != NULL);
 
-  if (!g_atomic_ref_count_dec (&handle->ref_count))
+  if (!g_atomic_int_dec_and_test (&handle->ref_count))
     return;
   tally_aggregator_handle_stop (handle);
   for (guint i = 0; i < handle->n_shards; i++)

@@ -498,6 +498,7 @@ lookup_thread (gpointer data)
       g_assert_cmpuint (tally_counts_lookup (counts, w, len), ==, i % 13 + 1);
     }
   g_assert_cmpuint (tally_counts_lookup (counts, "absent", 6), ==, 0);
+  tally_counts_unref (counts);
   return NULL;
 }
 
@@ -521,10 +522,10 @@ test_counts_shared_between_threads (void)
   g_assert_nonnull (counts);
   for (guint t = 0; t < G_N_ELEMENTS (threads); t++)
     threads[t] = g_thread_new ("lookup", lookup_thread, tally_counts_ref (counts));
+  /* The last reference may be dropped by any of the threads. */
+  g_clear_pointer (&counts, tally_counts_unref);
   for (guint t = 0; t < G_N_ELEMENTS (threads); t++)
     g_thread_join (threads[t]);
-  for (guint t = 0; t < G_N_ELEMENTS (threads); t++)
-    tally_counts_unref (counts);
 }
 
 /* ----- stores (state owned by input partitions) ----------------------------------- */
