@@ -42,10 +42,10 @@
 #   snapshot latency  100,000 distinct synthetic words counted; 50 requests for every count,
 #                     one at a time, each timed from just before the request record is
 #                     produced to the arrival of the reply's last part: p50 and p99
-#   memory            RSS once 1,000,000 distinct synthetic 7-byte words are counted,
-#                     against a control run with the same number of words and records but
-#                     1,000 distinct words; bytes per distinct word = the RSS difference
-#                     divided by the difference in distinct words
+#   memory            RSS 3 s after 1,000,000 distinct synthetic 7-byte words are counted
+#                     (checkpoints settled), against a control run with the same number of
+#                     words and records but 1,000 distinct words; bytes per distinct word =
+#                     the RSS difference divided by the difference in distinct words
 #
 # Output: the table on stdout; DIR (default ${TMPDIR:-/tmp}/tally-bench-e2e) receives
 # results.txt (the table), e2e.dat and e2e.png (tests/bench/plot.gnuplot). Needs a build
@@ -363,13 +363,18 @@ latency=$($client latency -b "$bootstrap" --requests "$run_id-latency-requests" 
 stop "$tally_pid"
 
 say "memory ($memory_words distinct words against $control_words)"
+# RSS 3 s after catching up (three checkpoint intervals: the changelog records of the
+# last counts are produced and acknowledged by then), and the peak
 synthetic_run memory "$memory_words" "$memory_words"
+sleep 3
 rss_words=$(rss_kb "$tally_pid")
+hwm_words=$(proc_figures "$tally_pid" | cut -d' ' -f2)
 stop "$tally_pid"
 synthetic_run control "$control_words" "$memory_words"
+sleep 3
 rss_control=$(rss_kb "$tally_pid")
 stop "$tally_pid"
-memory="$rss_words $rss_control"
+memory="$rss_words $rss_control $hwm_words"
 
 # ---------------------------------------------------------------------------------------
 # The table
@@ -406,6 +411,15 @@ awk -v records="$records" -v bytes="$bytes" -v words="$words" -v latency="$laten
       printf "Tally / Kafka Streams, records/s: %.1f (target >= 10)\n", secs["streams"] / secs["tally"]
     else
       printf "Tally / Kafka Streams, records/s: not measured\n"
+    # CPU time depends much less than wall time on what else runs on the machine.
+    if ("tally" in secs && "raw" in secs && "streams" in secs && cpu["tally"] > 0)
+    {
+      printf "CPU seconds for the same input: raw consumer %.2f, tally run %.2f, Kafka Streams %.2f; Streams / Tally: %.1f", \
+        cpu["raw"], cpu["tally"], cpu["streams"], cpu["streams"] / cpu["tally"]
+      if (bcpu["tally"] != "-")
+        printf " (%.1f counting the broker'"'"'s CPU too)", (cpu["streams"] + bcpu["streams"]) / (cpu["tally"] + bcpu["tally"])
+      printf "\n"
+    }
     if (latency != "-") {
       split(latency, l, " ")
       printf "Snapshot latency, %d distinct words (%d part(s)), request produced to last part received: p50 %.1f ms, p99 %.1f ms (target p99 < 50 ms)\n", l[10], l[8], l[2], l[4]
@@ -414,7 +428,7 @@ awk -v records="$records" -v bytes="$bytes" -v words="$words" -v latency="$laten
       printf "Snapshot latency: not measured\n"
     if (memory != "-") {
       split(memory, m, " ")
-      printf "Memory: RSS %.1f MB with %d distinct words (%d bytes of words), %.1f MB with %d: %.0f bytes per distinct word\n", m[1] / 1024, mw, mw * 7, m[2] / 1024, cw, (m[1] - m[2]) * 1024 / (mw - cw)
+      printf "Memory: RSS %.1f MB (peak %.1f MB) with %d distinct words (%d bytes of words), %.1f MB with %d: %.0f bytes per distinct word\n", m[1] / 1024, m[3] / 1024, mw, mw * 7, m[2] / 1024, cw, (m[1] - m[2]) * 1024 / (mw - cw)
     } else
       printf "Memory: not measured\n"
   }' "$work/results" | tee "$out/results.txt"
