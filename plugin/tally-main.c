@@ -28,18 +28,16 @@ static const TallyCommand commands[] = {
 static void
 print_overview (FILE *out)
 {
-  fprintf (out,
-           "Usage: tally COMMAND [OPTION...]\n"
-           "\n"
-           "Tally counts words streamed through Apache Kafka.\n"
-           "\n"
-           "Commands:\n");
+  fprintf (out, "Usage: tally COMMAND [OPTION...]\n"
+                "\n"
+                "Tally counts words streamed through Apache Kafka.\n"
+                "\n"
+                "Commands:\n");
   for (const TallyCommand *c = commands; c->name != NULL; c++)
     fprintf (out, "  %-14s %s\n", c->name, c->summary);
-  fprintf (out,
-           "\n"
-           "Run 'tally COMMAND --help' for the options of one command.\n"
-           "Version " TALLY_VERSION ".\n");
+  fprintf (out, "\n"
+                "Run 'tally COMMAND --help' for the options of one command.\n"
+                "Version " TALLY_VERSION ".\n");
 }
 
 int
