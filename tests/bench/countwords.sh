@@ -12,13 +12,13 @@
 # and unicode mode against whitespace mode on the State of the Union text (the 233
 # addresses joined with a line feed after each, about 11 MB).
 #
-# Each figure: wall seconds as the median of RUNS runs (default 5, after one warm-up
-# round; the runs of all commands are interleaved, round after round, so that a change of
-# load on a shared machine hits them alike), MB/s (10^6 bytes of input per second), CPU
-# seconds (user + system of every thread and process, median: on a busy machine a
-# multi-threaded program's wall time depends on what else runs, its CPU time much less),
-# peak RSS of the largest process (/usr/bin/time -f %M, one more run), and the time as a
-# ratio of wc -w's.
+# Each figure: wall seconds as the median (and the minimum) of RUNS runs (default 5, after
+# one warm-up round; the runs of all commands are interleaved, round after round, so that
+# a change of load on a shared machine hits them alike), MB/s (10^6 bytes of input per
+# second of the median), CPU seconds (user + system of every thread and process, median:
+# on a busy machine a multi-threaded program's wall time depends on what else runs, its
+# CPU time much less), peak RSS of the largest process (/usr/bin/time -f %M, one more
+# run), and the median time as a ratio of wc -w's.
 # Targets (issue: "Performance"): tally --shards 1 within 1.3x wc -w's time, --shards 2
 # within 0.7x, and unicode mode at least half the MB/s of whitespace mode on the SOTU text.
 #
@@ -131,12 +131,13 @@ sizes = {name: int(size) for name, size, _ in benches}
 median = {name: statistics.median(times[name]) for name in times}
 floor = median["wc -w"]
 
-print("%-28s %8s %9s %9s %7s %10s %8s" % ("command", "input MB", "median s", "MB/s", "CPU s", "peak RSS", "x wc -w"))
+print("%-28s %8s %9s %6s %9s %7s %10s %8s" % (
+    "command", "input MB", "median s", "min s", "MB/s", "CPU s", "peak RSS", "x wc -w"))
 for name, _, _ in benches:
     sec = median[name]
-    print("%-28s %8.1f %9.3f %9.1f %7.3f %6.1f MiB %8.2f" % (
-        name, sizes[name] / 1e6, sec, sizes[name] / 1e6 / sec, statistics.median(cpus[name]),
-        rss[name] / 1024, sec / floor))
+    print("%-28s %8.1f %9.3f %6.3f %9.1f %7.3f %6.1f MiB %8.2f" % (
+        name, sizes[name] / 1e6, sec, min(times[name]), sizes[name] / 1e6 / sec,
+        statistics.median(cpus[name]), rss[name] / 1024, sec / floor))
 
 def mbps(name):
     return sizes[name] / 1e6 / median[name]
