@@ -31,6 +31,8 @@
  */
 #include "tally-checkpoint.h"
 
+#include "tally-topics.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -87,30 +89,11 @@ conf_set (rd_kafka_conf_t *conf, const char *name, const char *value, GError **e
   return TRUE;
 }
 
-/* Consumer properties the caller's configuration may carry (the service shares one
- * configuration between all its clients); a producer would warn about each. */
-static const char *consumer_only[] = {
-  "session.timeout.ms",
-  "heartbeat.interval.ms",
-  "max.poll.interval.ms",
-  "fetch.",
-  "enable.partition.eof",
-  "partition.assignment.strategy",
-  "group.",
-  "enable.auto.",
-  "auto.commit.",
-  "queued.",
-  "check.crcs",
-  "isolation.level",
-  "auto.offset.reset",
-  "offset.store.",
-  "consume.callback.max.messages",
-};
-
 TallyCheckpoint *
 tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, GError **error)
 {
   g_autoptr (TallyCheckpoint) self = NULL;
+  g_autoptr (GError) local_error = NULL;
   rd_kafka_conf_t *producer_conf;
   char errstr[512];
 
@@ -122,11 +105,17 @@ tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, GError **e
 
   /* Configure the producer: idempotent so that the records of one partition keep their
    * order through retries (markers must follow the words they cover). */
-  producer_conf = rd_kafka_conf_dup_filter (conf, G_N_ELEMENTS (consumer_only), consumer_only);
+  /* Without consumer properties, and never letting a metadata request create the
+   * changelog with the broker's defaults (cleanup.policy=delete):
+   * tally_checkpoint_ensure_topic() creates it compacted. */
+  producer_conf = tally_topics_producer_conf (conf, &local_error);
+  if (producer_conf == NULL)
+    {
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_CONFIG, "%s",
+                   local_error->message);
+      return NULL;
+    }
   if (!conf_set (producer_conf, "enable.idempotence", "true", error)
-      /* Never let a metadata request create the changelog with the broker's defaults
-       * (cleanup.policy=delete): tally_checkpoint_ensure_topic() creates it compacted. */
-      || !conf_set (producer_conf, "allow.auto.create.topics", "false", error)
       || !conf_set (producer_conf, "linger.ms", "5", error))
     {
       rd_kafka_conf_destroy (producer_conf);
@@ -200,107 +189,30 @@ tally_checkpoint_get_topic (TallyCheckpoint *self)
   return self->topic;
 }
 
-static int
-topic_partition_count (rd_kafka_t *rk, const char *name, int timeout_ms, GError **error)
-{
-  const struct rd_kafka_metadata *md = NULL;
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new (rk, name, NULL);
-  rd_kafka_resp_err_t err;
-  int count = -1;
-
-  err = rd_kafka_metadata (rk, 0, rkt, &md, timeout_ms);
-  rd_kafka_topic_destroy (rkt);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-    {
-      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TOPIC,
-                   "cannot describe topic %s: %s", name, rd_kafka_err2str (err));
-      return -1;
-    }
-  if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-    count = md->topics[0].partition_cnt;
-  else
-    count = 0; /* unknown topic */
-  rd_kafka_metadata_destroy (md);
-  return count;
-}
-
 gboolean
 tally_checkpoint_ensure_topic (TallyCheckpoint *self, int n_partitions, int timeout_ms,
                                GError **error)
 {
+  static const char *const configs[] = { "cleanup.policy", "compact", NULL };
+  const TallyTopicSpec spec = {
+    .name = self->topic,
+    .role = "changelog topic",
+    .partitions = n_partitions,
+    .min_partitions = n_partitions,
+    .configs = configs,
+  };
   g_autoptr (GError) local_error = NULL;
-  rd_kafka_NewTopic_t *new_topic;
-  rd_kafka_AdminOptions_t *options;
-  rd_kafka_queue_t *queue;
-  rd_kafka_event_t *event;
-  char errstr[512];
-  int existing;
-  gboolean ok = FALSE;
 
-  existing = topic_partition_count (self->producer, self->topic, timeout_ms, error);
-  if (existing < 0)
-    return FALSE;
-  if (existing > 0)
+  if (!tally_topics_ensure (self->producer, &spec, 1, timeout_ms, &local_error))
     {
-      if (existing < n_partitions)
-        {
-          g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TOPIC,
-                       "changelog topic %s has %d partitions, the input has %d", self->topic,
-                       existing, n_partitions);
-          return FALSE;
-        }
-      return TRUE;
-    }
-
-  new_topic = rd_kafka_NewTopic_new (self->topic, n_partitions, -1, errstr, sizeof errstr);
-  if (new_topic == NULL)
-    {
-      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TOPIC,
-                   "cannot create changelog topic %s: %s", self->topic, errstr);
+      g_set_error (error, TALLY_CHECKPOINT_ERROR,
+                   g_error_matches (local_error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_TIMEOUT)
+                       ? TALLY_CHECKPOINT_ERROR_TIMEOUT
+                       : TALLY_CHECKPOINT_ERROR_TOPIC,
+                   "%s", local_error->message);
       return FALSE;
     }
-  rd_kafka_NewTopic_set_config (new_topic, "cleanup.policy", "compact");
-  options = rd_kafka_AdminOptions_new (self->producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-  rd_kafka_AdminOptions_set_operation_timeout (options, timeout_ms, NULL, 0);
-  rd_kafka_AdminOptions_set_request_timeout (options, timeout_ms, NULL, 0);
-  queue = rd_kafka_queue_new (self->producer);
-
-  rd_kafka_CreateTopics (self->producer, &new_topic, 1, options, queue);
-  event = rd_kafka_queue_poll (queue, timeout_ms + 1000);
-  if (event == NULL)
-    g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TIMEOUT,
-                 "creating changelog topic %s timed out", self->topic);
-  else if (rd_kafka_event_error (event) != RD_KAFKA_RESP_ERR_NO_ERROR)
-    g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TOPIC,
-                 "cannot create changelog topic %s: %s", self->topic,
-                 rd_kafka_event_error_string (event));
-  else
-    {
-      const rd_kafka_CreateTopics_result_t *result = rd_kafka_event_CreateTopics_result (event);
-      size_t n = 0;
-      const rd_kafka_topic_result_t **topics = rd_kafka_CreateTopics_result_topics (result, &n);
-      rd_kafka_resp_err_t err
-          = n == 1 ? rd_kafka_topic_result_error (topics[0]) : RD_KAFKA_RESP_ERR__FAIL;
-
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-        {
-          g_info ("changelog topic %s: %d partitions, cleanup.policy=compact", self->topic,
-                  n_partitions);
-          ok = TRUE;
-        }
-      else
-        g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TOPIC,
-                     "cannot create changelog topic %s: %s", self->topic,
-                     n == 1 && rd_kafka_topic_result_error_string (topics[0]) != NULL
-                         ? rd_kafka_topic_result_error_string (topics[0])
-                         : rd_kafka_err2str (err));
-    }
-  if (event != NULL)
-    rd_kafka_event_destroy (event);
-  rd_kafka_queue_destroy (queue);
-  rd_kafka_AdminOptions_destroy (options);
-  rd_kafka_NewTopic_destroy (new_topic);
-  return ok;
+  return TRUE;
 }
 
 static void replace_producer (TallyCheckpoint *self, const char *why);

@@ -106,14 +106,17 @@ const char *tally_checkpoint_get_topic (TallyCheckpoint *checkpoint);
  * @checkpoint: a checkpoint
  * @n_partitions: the number of partitions the input has (the changelog needs as many)
  * @timeout_ms: the longest wait for the broker, in milliseconds
- * @error: return location for %TALLY_CHECKPOINT_ERROR_TOPIC
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_TOPIC or
+ *   %TALLY_CHECKPOINT_ERROR_TIMEOUT
  *
  * Creates the changelog topic with the Admin API (KIP-4 CreateTopics) when it is missing:
  * @n_partitions partitions, cleanup.policy=compact, replication factor the broker's
- * default. A topic that exists already is accepted when it has at least @n_partitions
- * partitions. Checkpoint's thread.
+ * default; then waits until every partition has a leader (tally_topics_ensure(), which
+ * also says what happens when the broker forbids creation). A topic that exists already
+ * is accepted when it has at least @n_partitions partitions. Checkpoint's thread; blocks
+ * for at most about @timeout_ms.
  *
- * Returns: %TRUE when the topic exists with enough partitions
+ * Returns: %TRUE when the topic exists with enough partitions, each with a leader
  */
 gboolean tally_checkpoint_ensure_topic (TallyCheckpoint *checkpoint, int n_partitions,
                                         int timeout_ms, GError **error);

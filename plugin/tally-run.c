@@ -30,6 +30,7 @@
 #include "tally-publisher.h"
 #include "tally-request-reader.h"
 #include "tally-source.h"
+#include "tally-topics.h"
 
 #include <glib-unix.h>
 #include <signal.h>
@@ -42,6 +43,13 @@ G_DEFINE_QUARK (tally - run - error - quark, tally_run_error)
  * that died (kill -9) leaves the group after this long, so a restart gets its partitions
  * back quickly. */
 #define EMBEDDED_SESSION_TIMEOUT_MS "6000"
+
+/* The longest the start may wait for the broker to create Tally's topics and elect a
+ * leader for each partition (docs/running.md). */
+#define TOPICS_TIMEOUT_MS 30000
+
+/* Kafka's default max.message.bytes of a topic (1 MiB + 12 bytes of framing). */
+#define KAFKA_DEFAULT_MAX_MESSAGE_BYTES 1048588
 
 typedef struct
 {
@@ -307,6 +315,86 @@ failed:
   return FALSE;
 }
 
+/* The topics Tally owns exist, each partition with a leader, before any client uses
+ * them: request and output topics with 1 partition; the changelog compacted, with as many
+ * partitions as the input topics have (when they exist; else the source creates it when
+ * it is assigned partitions). Input topics are only described, never created. */
+static gboolean
+ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
+{
+  static const char *const compact[] = { "cleanup.policy", "compact", NULL };
+  const TallyConfig *config = run->config;
+  g_autoptr (GError) local_error = NULL;
+  g_autofree char *max_bytes = NULL;
+  const char *output_configs[] = { "max.message.bytes", NULL, NULL };
+  TallyTopicSpec specs[3];
+  guint n_specs = 0;
+  rd_kafka_t *rk;
+  char value[32];
+  size_t size = sizeof value;
+  int n_input = 0;
+  gboolean ok;
+
+  rk = tally_topics_client_new (base, &local_error);
+  if (rk == NULL)
+    {
+      g_set_error (error, TALLY_RUN_ERROR, TALLY_RUN_ERROR_CONFIG, "%s", local_error->message);
+      return FALSE;
+    }
+
+  for (char **t = config->input.topics; *t != NULL; t++)
+    {
+      int n;
+
+      if (is_pattern (*t))
+        {
+          g_message ("input %s: a pattern; Tally counts the topics it matches as they appear", *t);
+          continue;
+        }
+      n = tally_topics_get_partition_count (rk, *t, TOPICS_TIMEOUT_MS, &local_error);
+      if (n < 0)
+        {
+          g_set_error (error, TALLY_RUN_ERROR, TALLY_RUN_ERROR_FAILED, "input: %s",
+                       local_error->message);
+          rd_kafka_destroy (rk);
+          return FALSE;
+        }
+      if (n == 0)
+        g_message ("input topic %s does not exist yet; Tally never creates input topics and "
+                   "waits for it",
+                   *t);
+      n_input = MAX (n_input, n);
+    }
+
+  specs[n_specs++] = (TallyTopicSpec){
+    .name = config->requests.topic, .role = "request topic", .partitions = 1, .min_partitions = 1
+  };
+  specs[n_specs] = (TallyTopicSpec){
+    .name = config->output.topic, .role = "output topic", .partitions = 1, .min_partitions = 1
+  };
+  /* Records as large as the publisher may send (message.max.bytes) must fit the topic. */
+  if (rd_kafka_conf_get (base, "message.max.bytes", value, &size) == RD_KAFKA_CONF_OK
+      && g_ascii_strtoull (value, NULL, 10) > KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+    {
+      max_bytes = g_strdup (value);
+      output_configs[1] = max_bytes;
+      specs[n_specs].configs = output_configs;
+    }
+  n_specs++;
+  if (config->checkpoint.enabled && n_input > 0)
+    specs[n_specs++] = (TallyTopicSpec){ .name = config->checkpoint.changelog_topic,
+                                         .role = "changelog topic",
+                                         .partitions = n_input,
+                                         .min_partitions = n_input,
+                                         .configs = compact };
+
+  ok = tally_topics_ensure (rk, specs, n_specs, TOPICS_TIMEOUT_MS, &local_error);
+  rd_kafka_destroy (rk);
+  if (!ok)
+    g_set_error (error, TALLY_RUN_ERROR, TALLY_RUN_ERROR_FAILED, "%s", local_error->message);
+  return ok;
+}
+
 static rd_kafka_conf_t *
 make_base_conf (TallyRun *run, GError **error)
 {
@@ -423,6 +511,10 @@ tally_run_service (const TallyConfig *config, GError **error)
     goto out;
   base = make_base_conf (&run, error);
   if (base == NULL)
+    goto out;
+
+  /* Tally's own topics, before the publisher and the request reader use them. */
+  if (!ensure_topics (&run, base, error))
     goto out;
 
   run.handle = tally_aggregator_handle_new (config->aggregator.shards,
