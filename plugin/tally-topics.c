@@ -3,10 +3,12 @@
  * How: describe each topic with a Metadata request for that topic alone (the client has
  * allow.auto.create.topics=false, so describing never creates); send one CreateTopics
  * request (KIP-4, rd_kafka_CreateTopics()) for the ones that are missing; then poll
- * Metadata until every partition of every topic names a leader. A freshly created topic
- * exists on the controller before its partitions have leaders that the brokers know
- * about; a client that uses it in between gets NOT_LEADER_OR_FOLLOWER or
- * LEADER_NOT_AVAILABLE. Everything runs under one deadline given by the caller.
+ * Metadata until every partition of every topic names a leader, and ask each leader for
+ * the partition's offsets (ListOffsets) until it answers. A freshly created topic exists
+ * on the controller before its partitions have leaders, and a broker is named leader in
+ * the metadata a moment before it serves the partition; a client that uses the topic in
+ * between gets LEADER_NOT_AVAILABLE or NOT_LEADER_OR_FOLLOWER ("Not leader for
+ * partition"). Everything runs under one deadline given by the caller.
  *
  * Two instances starting together both see the topic missing and both ask to create it:
  * the broker creates it once and answers the other TOPIC_ALREADY_EXISTS, which is
@@ -364,9 +366,32 @@ create_topics (rd_kafka_t *rk, const TallyTopicSpec *specs, GArray *missing, gin
   return ok;
 }
 
-/* Polls metadata until spec's topic has at least @min partitions, each with a leader.
- * Fewer partitions is an error at once for a topic that existed (@created FALSE); for one
- * just created it means the metadata is not complete yet. */
+/* Counts the partitions of @topic whose leader does not answer a ListOffsets request
+ * (rd_kafka_query_watermark_offsets()) yet. Metadata names a leader as soon as the
+ * controller elected it, but that broker may still answer NOT_LEADER_OR_FOLLOWER for a
+ * moment, until it has applied the change itself; fetches, produce requests and
+ * offsets_for_times() would fail the same way. */
+static int
+count_not_serving (rd_kafka_t *rk, const char *topic, int n_partitions, gint64 deadline,
+                   rd_kafka_resp_err_t *first_err)
+{
+  int not_serving = 0;
+
+  for (int p = 0; p < n_partitions; p++)
+    {
+      int64_t low = 0, high = 0;
+      rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets (
+          rk, topic, p, &low, &high, MIN (remaining_ms (deadline), 5000));
+
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR && not_serving++ == 0)
+        *first_err = err;
+    }
+  return not_serving;
+}
+
+/* Polls until spec's topic has at least @min partitions, each with a leader that serves
+ * it. Fewer partitions is an error at once for a topic that existed (@created FALSE); for
+ * one just created it means the metadata is not complete yet. */
 static gboolean
 wait_for_leaders (rd_kafka_t *rk, const TallyTopicSpec *spec, int min, gboolean created,
                   gint64 deadline, int timeout_ms, GError **error)
@@ -380,18 +405,21 @@ wait_for_leaders (rd_kafka_t *rk, const TallyTopicSpec *spec, int min, gboolean 
       led = state.err == RD_KAFKA_RESP_ERR_NO_ERROR && state.partitions > 0
             && state.leaderless == 0;
 
-      if (led && (state.partitions >= min || !created || g_get_monotonic_time () >= deadline))
+      if (led && state.partitions < min && (!created || g_get_monotonic_time () >= deadline))
         {
-          if (state.partitions < min)
-            {
-              g_set_error (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_PARTITIONS,
-                           "%s %s has %d partition(s), Tally needs at least %d: add partitions "
-                           "(kafka-topics.sh --alter --topic %s --partitions %d) or use another "
-                           "topic",
-                           spec->role, spec->name, state.partitions, min, spec->name, min);
-              return FALSE;
-            }
-          return TRUE;
+          g_set_error (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_PARTITIONS,
+                       "%s %s has %d partition(s), Tally needs at least %d: add partitions "
+                       "(kafka-topics.sh --alter --topic %s --partitions %d) or use another "
+                       "topic",
+                       spec->role, spec->name, state.partitions, min, spec->name, min);
+          return FALSE;
+        }
+      if (led && state.partitions >= min)
+        {
+          state.leaderless = count_not_serving (rk, spec->name, state.partitions, deadline,
+                                                &state.partition_err);
+          if (state.leaderless == 0)
+            return TRUE;
         }
       if (g_get_monotonic_time () >= deadline)
         {
@@ -401,16 +429,17 @@ wait_for_leaders (rd_kafka_t *rk, const TallyTopicSpec *spec, int min, gboolean 
                                         : RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
 
           g_set_error (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_TIMEOUT,
-                       "%s %s: %d of %d partition(s) without a leader after %d ms (%s); is the "
-                       "cluster healthy?",
+                       "%s %s: %d of %d partition(s) without a leader that serves them after "
+                       "%d ms (%s); is the cluster healthy?",
                        spec->role, spec->name,
                        state.partitions > 0 ? state.leaderless : spec->partitions,
                        state.partitions > 0 ? state.partitions : spec->partitions, timeout_ms,
                        rd_kafka_err2str (err));
           return FALSE;
         }
-      g_debug ("%s %s: waiting for leaders (%s, %d of %d without one)", spec->role, spec->name,
-               rd_kafka_err2str (state.err), state.leaderless, state.partitions);
+      g_debug ("%s %s: waiting for leaders (%s; %d of %d partition(s) not served yet: %s)",
+               spec->role, spec->name, rd_kafka_err2str (state.err), state.leaderless,
+               state.partitions, rd_kafka_err2str (state.partition_err));
       g_usleep (POLL_INTERVAL_MS * 1000);
     }
 }

@@ -143,7 +143,9 @@ int tally_topics_get_partition_count (rd_kafka_t *rk, const char *topic, int tim
  *    first). TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED and
  *    POLICY_VIOLATION are success when the topic exists after all, and otherwise an error
  *    that says how to create the topic by hand;
- * 3. polls metadata every 100 ms until every partition of every topic has a leader.
+ * 3. polls metadata every 100 ms until every partition of every topic has a leader, and
+ *    that leader answers a ListOffsets request for it (rd_kafka_query_watermark_offsets()):
+ *    a broker named leader in the metadata may answer NOT_LEADER_OR_FOLLOWER for a moment.
  *
  * Blocks for at most about @timeout_ms; any thread.
  *
