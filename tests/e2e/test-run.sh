@@ -34,6 +34,10 @@
 #                                restarted: no word below the reference; over-counting is
 #                                reported (TALLY_TEST_SEED replays the delays, TALLY_TEST_KILLS
 #                                sets the number of kills)
+#   test-run.sh real-fresh-topics  only the input topic exists: two `tally run` started
+#                                together create the request and output topics (1
+#                                partition) and the compacted changelog (as many partitions
+#                                as the input) once, and `tally snapshot` is exact
 #   test-run.sh real-broker-restart  a broker of its own (deploy/kafka-local on free ports)
 #                                restarted while Tally consumes: Tally keeps running, logs
 #                                the outage, resumes; the final snapshot after SIGTERM and a
@@ -607,6 +611,65 @@ test_real_kill_loop() {
   ok "clean exit of the last life; $((SECONDS - start)) s in all"
 }
 
+# Topics Tally owns, created by Tally: only the input topic exists when two instances
+# start at the same moment; each of Tally's topics is created once (the other instance
+# gets TOPIC_ALREADY_EXISTS), with the partitions and configs docs/running.md gives.
+test_real_fresh_topics() {
+  need_real_kafka
+  bootstrap=$TALLY_TEST_KAFKA_BOOTSTRAP
+  local id conf=$work/tally.conf
+  id="e2e-fresh-$$-$(date +%s%N)"
+  input_topic=$id-input group=$id output_topic=$id-snapshots requests_topic=$id-requests
+  changelog_topic=$id-changelog
+  "$py" - "$bootstrap" "$input_topic" "$output_topic" "$requests_topic" "$changelog_topic" <<'EOF' || fail "cannot create the input topic"
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+bs, inp, *owned = sys.argv[1:]
+admin = AdminClient({"bootstrap.servers": bs})
+for f in admin.create_topics([NewTopic(inp, 4, 1)]).values():
+    f.result(30)
+existing = admin.list_topics(timeout=30).topics
+assert not any(t in existing for t in owned), "a topic Tally owns exists already"
+EOF
+  group_conf "$conf"
+  "$tally" run --config "$conf" >"$work/b.out" 2>"$work/b.log" &
+  local b_pid=$!
+  pids+=("$b_pid")
+  start_tally a "$conf"
+  wait_for_line "$work/b.log" 'source: (assigned|consuming)' 60 >/dev/null || fail "the second instance did not start"
+  kill -0 "$b_pid" 2>/dev/null || fail "the second instance exited"
+  local role n
+  for role in "request topic $requests_topic" "output topic $output_topic" "changelog topic $changelog_topic"; do
+    n=$(cat "$work/a.log" "$work/b.log" | grep -c "created $role:" || true)
+    [ "$n" = 1 ] || fail "$role: created $n times by the two instances, expected once"
+  done
+  ok "two instances started together: each of Tally's topics created once, no error"
+  "$py" - "$bootstrap" "$requests_topic" "$output_topic" "$changelog_topic" >"$work/topics" <<'EOF' || fail "Tally's topics are not as documented"
+import sys
+from confluent_kafka.admin import AdminClient, ConfigResource
+bs, req, out, changelog = sys.argv[1:]
+admin = AdminClient({"bootstrap.servers": bs})
+md = admin.list_topics(timeout=30).topics
+for name in (req, out, changelog):
+    assert all(p.leader >= 0 for p in md[name].partitions.values()), name + ": a partition without a leader"
+    print(name.rsplit("-", 1)[1], len(md[name].partitions), end=" ")
+for f in admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, changelog)]).values():
+    print("cleanup.policy=" + f.result(30)["cleanup.policy"].value)
+EOF
+  local want="requests 1 snapshots 1 changelog 4 cleanup.policy=compact"
+  [ "$(cat "$work/topics")" = "$want" ] || fail "topics: $(cat "$work/topics"), expected $want"
+  ok "partitions and configs: $want"
+  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t "$input_topic" 2>>"$work/kcat.log"
+  streams_lines | $reference --chunk-lines >"$work/expected"
+  snapshot_caught_up "$work/caught-up" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
+  "$tally" snapshot --config "$conf" >"$work/actual" 2>>"$work/client.log" || fail "tally snapshot failed"
+  expect_file "tally snapshot over the topics Tally created: equal to the reference" "$work/expected" "$work/actual"
+  stop_tally TERM
+  tally_pid=$b_pid
+  stop_tally TERM
+  ok "clean exit of both instances"
+}
+
 # The broker restarted under a running Tally: a kafka-local of this test's own on free
 # ports (the shared broker of the other real-broker cases is not touched).
 test_real_broker_restart() {
@@ -687,10 +750,11 @@ case "$mode" in
   real-two-instances) test_real_two_instances ;;
   real-kill-loop) test_real_kill_loop ;;
   real-broker-restart) test_real_broker_restart ;;
+  real-fresh-topics) test_real_fresh_topics ;;
   real-cooperative)
     # The same with the cooperative-sticky assignor (KIP-429): incremental rebalances.
     export TALLY_KAFKA_PARTITION_ASSIGNMENT_STRATEGY=cooperative-sticky
     test_real_two_instances
     ;;
-  *) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
