@@ -7,7 +7,8 @@
  * How it works: a snapshot is one array of TallyWordCount entries in snapshot order (count
  * descending, then word bytes ascending, a prefix before its extensions) and one block of
  * NUL-terminated word bytes the entries point into. Building one from borrowed entries
- * filters (prefix, min_count), sorts (qsort, O(n log n); a top N of fewer than n / 4 entries
+ * filters (prefix, min_count), sorts (a merge sort on keys of the count and the first 8
+ * word bytes, O(n log n); a top N of fewer than n / 4 entries
  * is first selected with a heap, O(n log N)), cuts to the top N and copies the
  * kept words; sorted parts with disjoint words (the replies of shards) are merged in
  * O(n x parts) instead. A lookup index (open addressing over entry numbers, keyed by
@@ -121,6 +122,88 @@ select_top (TallyWordCount *entries, gsize n, gsize k)
       }
 }
 
+/* Sorting in snapshot order. qsort() calls compare_entries() through a pointer and
+ * memcmp() for every comparison; instead, each entry gets a key of its count and its first
+ * 8 word bytes as a big-endian number (zero-padded, so a shorter word that is a prefix
+ * sorts first, as memcmp would order it), and a bottom-up merge sort compares the keys
+ * inline, falling back to compare_entries() only when both halves of the key tie. */
+typedef struct
+{
+  guint64 prefix;
+  TallyWordCount e;
+} SortKey;
+
+static inline gboolean
+key_before (const SortKey *a, const SortKey *b)
+{
+  if (a->e.count != b->e.count)
+    return a->e.count > b->e.count;
+  if (a->prefix != b->prefix)
+    return a->prefix < b->prefix;
+  return compare_entries (&a->e, &b->e) < 0;
+}
+
+static guint64
+word_prefix (const char *word, gsize len)
+{
+  guint64 prefix = 0;
+  gsize n = MIN (len, 8);
+
+  for (gsize i = 0; i < n; i++)
+    prefix |= (guint64)(guchar)word[i] << (56 - 8 * i);
+  return prefix;
+}
+
+static void
+sort_entries (TallyWordCount *entries, gsize n)
+{
+  g_autofree SortKey *a = NULL;
+  g_autofree SortKey *b = NULL;
+  SortKey *src, *dst;
+
+  if (n < 2)
+    return;
+  a = g_new (SortKey, n);
+  b = g_new (SortKey, n);
+  for (gsize i = 0; i < n; i++)
+    {
+      a[i].prefix = word_prefix (entries[i].word, entries[i].len);
+      a[i].e = entries[i];
+    }
+  /* Runs of 2: swap in place. */
+  for (gsize i = 0; i + 1 < n; i += 2)
+    if (key_before (&a[i + 1], &a[i]))
+      {
+        SortKey t = a[i];
+        a[i] = a[i + 1];
+        a[i + 1] = t;
+      }
+  src = a;
+  dst = b;
+  for (gsize width = 2; width < n; width *= 2)
+    {
+      for (gsize lo = 0; lo < n; lo += 2 * width)
+        {
+          gsize mid = MIN (lo + width, n), hi = MIN (lo + 2 * width, n);
+          gsize i = lo, j = mid, k = lo;
+
+          while (i < mid && j < hi)
+            dst[k++] = key_before (&src[j], &src[i]) ? src[j++] : src[i++];
+          while (i < mid)
+            dst[k++] = src[i++];
+          while (j < hi)
+            dst[k++] = src[j++];
+        }
+      {
+        SortKey *t = src;
+        src = dst;
+        dst = t;
+      }
+    }
+  for (gsize i = 0; i < n; i++)
+    entries[i] = src[i].e;
+}
+
 /* Copies @n entries, already in snapshot order, into a new snapshot. */
 static TallyCounts *
 counts_from_sorted (const TallyWordCount *entries, gsize n)
@@ -164,8 +247,7 @@ tally_counts_new_from_entries (TallyWordCount *entries, gsize n_entries,
       select_top (entries, n, (gsize)options->top);
       n = (gsize)options->top;
     }
-  if (n > 1)
-    qsort (entries, n, sizeof (TallyWordCount), compare_entries);
+  sort_entries (entries, n);
   if (options != NULL && options->top > 0 && options->top < n)
     n = (gsize)options->top;
   return counts_from_sorted (entries, n);

@@ -5,6 +5,7 @@
 #include "tally-counts.h"
 #include "tally-word-table.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static guint64
@@ -444,6 +445,57 @@ test_counts_top_selection (void)
     }
 }
 
+/* Snapshot order against a reference: count descending, then memcmp() of the word bytes,
+ * a prefix first. The words share long prefixes and use bytes above 0x7f, where a sort on
+ * the first bytes alone, or on signed chars, would go wrong. */
+static int
+reference_order (const void *a, const void *b)
+{
+  const TallyWordCount *x = a, *y = b;
+  int c;
+
+  if (x->count != y->count)
+    return x->count > y->count ? -1 : 1;
+  c = memcmp (x->word, y->word, MIN (x->len, y->len));
+  if (c != 0)
+    return c;
+  return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
+}
+
+static void
+test_counts_order_long_prefixes (void)
+{
+  g_autoptr (TallyCountsBuilder) b = tally_counts_builder_new ();
+  g_autoptr (TallyCounts) c = NULL;
+  g_autofree TallyWordCount *expected = NULL;
+  const char *stems[]
+      = { "", "abcdefg", "abcdefgh", "abcdefghij", "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9" };
+  const char *tails[] = { "", "a", "b", "\xc3\xa9", "z", "aa", "\xe2\x82\xac" };
+  const TallyWordCount *e;
+  gsize n, k = 0;
+
+  for (guint s = 0; s < G_N_ELEMENTS (stems); s++)
+    for (guint t = 0; t < G_N_ELEMENTS (tails); t++)
+      for (guint u = 0; u < G_N_ELEMENTS (tails); u++)
+        {
+          g_autofree char *w = g_strconcat (stems[s], tails[t], tails[u], NULL);
+          if (w[0] != '\0')
+            tally_counts_builder_add (b, w, strlen (w), (s * 7 + t * 3 + u) % 3 + 1);
+        }
+  c = tally_counts_builder_end (b);
+  e = tally_counts_get_entries (c, &n);
+  g_assert_cmpuint (n, ==, 204);
+  expected = g_memdup2 (e, n * sizeof *e);
+  qsort (expected, n, sizeof *expected, reference_order);
+  for (gsize i = 0; i < n; i++)
+    {
+      g_assert_cmpstr (e[i].word, ==, expected[i].word);
+      g_assert_cmpuint (e[i].count, ==, expected[i].count);
+      k += e[i].count;
+    }
+  g_assert_cmpuint (tally_counts_get_total (c), ==, k);
+}
+
 static void
 test_counts_builder_rejects_invalid (void)
 {
@@ -476,6 +528,7 @@ main (int argc, char **argv)
   g_test_add_func ("/counts/lookup", test_counts_lookup);
   g_test_add_func ("/counts/filters", test_counts_filters);
   g_test_add_func ("/counts/top-selection", test_counts_top_selection);
+  g_test_add_func ("/counts/order-long-prefixes", test_counts_order_long_prefixes);
   g_test_add_func ("/counts/builder-rejects-invalid", test_counts_builder_rejects_invalid);
 
   return g_test_run ();
