@@ -324,16 +324,39 @@ handle_add_words (TallyActor *actor, TallyMessage *message, GError **error)
   return TRUE;
 }
 
+/* Collecting the counts of several stores without building their sum in a new table:
+ * a word is answered once, from the first store (in the order given) where its count is
+ * positive, with the counts of the later stores added by lookups. No word is copied or
+ * inserted; the entries point into the stores' tables until the reply is built. */
 typedef struct
 {
-  TallyWordTable *sum;
+  GPtrArray *tables;
+  guint index; /* of the table being walked */
+  GArray *entries;
+  const TallyCountsOptions *options;
 } SumData;
 
 static void
 sum_one (const char *word, gsize len, guint64 count, gpointer user_data)
 {
   SumData *data = user_data;
-  tally_word_table_add (data->sum, word, len, tally_word_hash (word, len), count);
+  guint64 hash, total = count;
+  TallyWordCount e;
+
+  if (count == 0)
+    return;
+  hash = tally_word_hash (word, len);
+  for (guint i = 0; i < data->index; i++)
+    if (tally_word_table_lookup (g_ptr_array_index (data->tables, i), word, len, hash) > 0)
+      return; /* answered from that earlier store */
+  for (guint i = data->index + 1; i < data->tables->len; i++)
+    total += tally_word_table_lookup (g_ptr_array_index (data->tables, i), word, len, hash);
+  if (!tally_counts_options_match (data->options, word, len, total))
+    return;
+  e.word = word;
+  e.len = (guint32)len;
+  e.count = total;
+  g_array_append_val (data->entries, e);
 }
 
 static gboolean
@@ -343,8 +366,7 @@ handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
   GetCountsMessage *m = (GetCountsMessage *)message;
   g_autoptr (GPtrArray) tables = g_ptr_array_new ();
   g_autoptr (GArray) entries = NULL;
-  g_autoptr (TallyWordTable) sum = NULL;
-  TallyWordTable *source;
+  gsize size = 0;
 
   if (m->stores == NULL)
     {
@@ -368,21 +390,18 @@ handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
       tally_message_reply (message, tally_counts_new_empty ());
       return TRUE;
     }
+  for (guint i = 0; i < tables->len; i++)
+    size += tally_word_table_get_size (g_ptr_array_index (tables, i));
+  entries = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount), (guint)size);
   if (tables->len == 1)
-    source = g_ptr_array_index (tables, 0);
+    tally_counts_collect_table (g_ptr_array_index (tables, 0), entries, &m->options);
   else
     {
-      SumData data;
-      sum = tally_word_table_new ();
-      data.sum = sum;
-      for (guint i = 0; i < tables->len; i++)
-        tally_word_table_foreach (g_ptr_array_index (tables, i), sum_one, &data);
-      source = sum;
-    }
+      SumData data = { tables, 0, entries, &m->options };
 
-  entries = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount),
-                               (guint)tally_word_table_get_size (source));
-  tally_counts_collect_table (source, entries, &m->options);
+      for (data.index = 0; data.index < tables->len; data.index++)
+        tally_word_table_foreach (g_ptr_array_index (tables, data.index), sum_one, &data);
+    }
   tally_message_reply (message,
                        tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data,
                                                       entries->len, &m->options));
