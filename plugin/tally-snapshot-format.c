@@ -91,6 +91,43 @@ get_string_member (JsonObject *object, const char *what, const char *name, gbool
   return TRUE;
 }
 
+/* The deepest nesting of arrays and objects accepted in a request value or a snapshot
+ * part. A part needs 3 (the part object, its `counts` or `offsets` array, a pair or a
+ * partition object), a request 1. json-glib's parser recurses once per level with no limit
+ * of its own, so 100000 `[` overflowed the stack: deeper input is refused by a byte scan
+ * (strings and their escapes skipped) before json-glib sees it. */
+#define MAX_JSON_DEPTH 8
+
+static gboolean
+check_json_depth (const char *data, gsize len, const char *what, GError **error)
+{
+  gboolean in_string = FALSE;
+  guint depth = 0;
+
+  for (gsize i = 0; i < len; i++)
+    if (in_string)
+      {
+        if (data[i] == '\\')
+          i++;
+        else if (data[i] == '"')
+          in_string = FALSE;
+      }
+    else if (data[i] == '"')
+      in_string = TRUE;
+    else if (data[i] == '[' || data[i] == '{')
+      {
+        if (++depth > MAX_JSON_DEPTH)
+          {
+            g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                         "%s: arrays and objects nested deeper than %d", what, MAX_JSON_DEPTH);
+            return FALSE;
+          }
+      }
+    else if ((data[i] == ']' || data[i] == '}') && depth > 0)
+      depth--;
+  return TRUE;
+}
+
 static JsonNode *
 parse_object (const void *data, gsize len, const char *what, GError **error)
 {
@@ -104,6 +141,8 @@ parse_object (const void *data, gsize len, const char *what, GError **error)
                    "%s: not valid UTF-8", what);
       return NULL;
     }
+  if (!check_json_depth (data, len, what, error))
+    return NULL;
   if (!json_parser_load_from_data (parser, data, (gssize)len, &local_error))
     {
       g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,

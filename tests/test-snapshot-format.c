@@ -551,6 +551,62 @@ test_requests (void)
   }
 }
 
+/* json-glib's parser recurses once per nesting level without a limit: 100000 `[` in a
+ * request or a part overflowed the stack (SIGSEGV in tally run and tally snapshot). */
+static void
+test_deep_nesting (void)
+{
+  g_autoptr (GString) deep = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallySnapshotPart) part = NULL;
+
+  for (guint i = 0; i < 100000; i++)
+    g_string_append_c (deep, '[');
+  for (guint i = 0; i < 100000; i++)
+    g_string_append_c (deep, ']');
+
+  {
+    g_autoptr (TallySnapshotRequest) request
+        = tally_snapshot_request_parse ("r", 1, deep->str, deep->len, -1);
+
+    g_assert_error (request->error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                    TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
+    g_assert_cmpstr (request->error->message, ==,
+                     "request value: arrays and objects nested deeper than 8");
+    g_assert_cmpstr (request->request_id, ==, "r");
+  }
+
+  part = tally_snapshot_part_decode (deep->str, deep->len, &error);
+  g_assert_null (part);
+  g_assert_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
+  g_assert_cmpstr (error->message, ==, "snapshot part: arrays and objects nested deeper than 8");
+  g_clear_error (&error);
+
+  /* Depth 8 reaches json-glib; 9 does not. */
+  {
+    const char *eight = "[[[[[[[[]]]]]]]]";
+    const char *nine = "{\"top\":[[[[[[[[]]]]]]]]}";
+    g_autoptr (TallySnapshotRequest) at_limit
+        = tally_snapshot_request_parse ("r", 1, eight, strlen (eight), -1);
+    g_autoptr (TallySnapshotRequest) over
+        = tally_snapshot_request_parse ("r", 1, nine, strlen (nine), -1);
+
+    g_assert_cmpstr (at_limit->error->message, ==, "request value: not a JSON object");
+    g_assert_cmpstr (over->error->message, ==,
+                     "request value: arrays and objects nested deeper than 8");
+  }
+
+  /* Brackets inside strings, after an escaped quote or backslash, do not count. */
+  {
+    const char *value = "{\"prefix\":\"\\\"[[[[[[[[[{{{{\\\\\"}";
+    g_autoptr (TallySnapshotRequest) request
+        = tally_snapshot_request_parse ("r", 1, value, strlen (value), -1);
+
+    g_assert_no_error (request->error);
+    g_assert_cmpstr (request->prefix, ==, "\"[[[[[[[[[{{{{\\");
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -564,5 +620,6 @@ main (int argc, char **argv)
   g_test_add_func ("/snapshot-format/error-snapshot", test_error_snapshot);
   g_test_add_func ("/snapshot-format/bad-parts", test_bad_parts);
   g_test_add_func ("/snapshot-format/requests", test_requests);
+  g_test_add_func ("/snapshot-format/deep-nesting", test_deep_nesting);
   return g_test_run ();
 }
