@@ -1261,6 +1261,81 @@ check_cross (TallyConfig *config, Origins *o, GError **error)
   return TRUE;
 }
 
+/* TRUE when @group @key was set by the file or the environment, not left at its default. */
+static gboolean
+is_set (Origins *o, const char *group, const char *key)
+{
+  return origin_of (o, group, key) != o->name;
+}
+
+/* Cross-key rule: Tally never consumes a topic it writes. An input topic (a name, or a
+ * `^regex` tested with GRegex against the names) that is also the output, request,
+ * changelog or dead-letter topic, or two of those that are one topic, would make Tally read
+ * its own records back without end (a snapshot read as text to count, a snapshot read as a
+ * request, ...). */
+static gboolean
+check_topics_distinct (TallyConfig *config, Origins *o, GError **error)
+{
+  const struct
+  {
+    const char *group, *key, *topic;
+  } owned[] = {
+    { "output", "topic", config->output.topic },
+    { "requests", "topic", config->requests.topic },
+    { "checkpoint", "changelog_topic", config->checkpoint.changelog_topic },
+    { "input", "dead_letter_topic", config->input.dead_letter_topic },
+  };
+
+  for (guint i = 0; config->input.topics[i] != NULL; i++)
+    {
+      const char *item = config->input.topics[i];
+
+      for (gsize j = 0; j < G_N_ELEMENTS (owned); j++)
+        if (owned[j].topic != NULL
+            && (item[0] == '^' ? g_regex_match_simple (item, owned[j].topic, 0, 0)
+                               : strcmp (item, owned[j].topic) == 0))
+          {
+            /* Name the key the user set ([input] topics when both are). */
+            if (!is_set (o, "input", "topics") && is_set (o, owned[j].group, owned[j].key))
+              config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                            origin_of (o, owned[j].group, owned[j].key), owned[j].group,
+                            owned[j].key,
+                            "“%s” %s the [input] topics %s “%s”: Tally would consume the "
+                            "records it writes; the input topics must differ from the output, "
+                            "request, changelog and dead-letter topics",
+                            owned[j].topic, item[0] == '^' ? "matches" : "is also",
+                            item[0] == '^' ? "pattern" : "item", item);
+            else
+              config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                            origin_of (o, "input", "topics"), "input", "topics",
+                            "“%s” %s the [%s] %s “%s”: Tally would consume the records it "
+                            "writes; the input topics must differ from the output, request, "
+                            "changelog and dead-letter topics",
+                            item, item[0] == '^' ? "matches" : "is also", owned[j].group,
+                            owned[j].key, owned[j].topic);
+            return FALSE;
+          }
+    }
+  for (gsize j = 1; j < G_N_ELEMENTS (owned); j++)
+    for (gsize i = 0; i < j; i++)
+      if (owned[i].topic != NULL && owned[j].topic != NULL
+          && strcmp (owned[i].topic, owned[j].topic) == 0)
+        {
+          /* Name the key the user set (the later one when both are). */
+          gsize at = is_set (o, owned[j].group, owned[j].key) ? j : i;
+          gsize other = at == j ? i : j;
+
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                        origin_of (o, owned[at].group, owned[at].key), owned[at].group,
+                        owned[at].key,
+                        "“%s” is also the [%s] %s: Tally would consume the records it writes; "
+                        "the output, request, changelog and dead-letter topics must be distinct",
+                        owned[at].topic, owned[other].group, owned[other].key);
+          return FALSE;
+        }
+  return TRUE;
+}
+
 static TallyConfig *
 load_data (const char *data, gsize len, const char *name, GError **error)
 {
@@ -1300,7 +1375,7 @@ load_data (const char *data, gsize len, const char *name, GError **error)
                           origin_of (&o, groups[g], keys[k]), error))
           return NULL;
     }
-  if (!check_cross (config, &o, error))
+  if (!check_cross (config, &o, error) || !check_topics_distinct (config, &o, error))
     return NULL;
 
   g_strfreev (config->env_overrides);
