@@ -563,7 +563,8 @@ EOF
 }
 
 # kill -9 at a random point of each of $TALLY_TEST_KILLS (10) lives, each fed its own
-# tenth of the corpus, paced over about 3.5 s; a last life consumes whatever is left.
+# share of the corpus in ten pieces paced over about 3.5 s; a last life consumes whatever
+# is left.
 test_real_kill_loop() {
   real_setup
   local conf=$work/tally.conf lives=${TALLY_TEST_KILLS:-10}
