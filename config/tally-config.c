@@ -1336,6 +1336,45 @@ check_topics_distinct (TallyConfig *config, Origins *o, GError **error)
   return TRUE;
 }
 
+/* The bytes of a snapshot part besides its one word: measured at 511 with the widest
+ * numbers (19 digits), 36-byte snapshot and request ids, an 82-byte instance id and no input
+ * partition, and at 928 with 4 input partitions of an 11-byte topic name (each partition an
+ * instance owns adds about 105 bytes to `offsets` and `partitions`;
+ * tests/test-snapshot-format.c pins the 4-partition case). An instance owning more
+ * partitions needs more room than this rule checks. */
+#define PART_OVERHEAD_BYTES 1024
+
+/* Cross-key rule: the longest word fits in a snapshot part. A word's JSON string takes at
+ * most twice its bytes (`"` and `\` are written as two bytes; control characters, which
+ * would take six, never reach a word), so 2 * max_word_bytes + PART_OVERHEAD_BYTES must fit
+ * in [output] max_record_bytes; otherwise one long word makes every snapshot fail. */
+static gboolean
+check_word_fits_record (TallyConfig *config, Origins *o, GError **error)
+{
+  guint64 word_json = 2 * (guint64)config->tokenizer.max_word_bytes;
+  gboolean at_word
+      = is_set (o, "tokenizer", "max_word_bytes") || !is_set (o, "output", "max_record_bytes");
+
+  if (word_json + PART_OVERHEAD_BYTES <= config->output.max_record_bytes)
+    return TRUE;
+  config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                at_word ? origin_of (o, "tokenizer", "max_word_bytes")
+                        : origin_of (o, "output", "max_record_bytes"),
+                at_word ? "tokenizer" : "output", at_word ? "max_word_bytes" : "max_record_bytes",
+                "a word of [tokenizer] max_word_bytes (%u) bytes may take %" G_GUINT64_FORMAT
+                " bytes in a snapshot part (‘\"’ and ‘\\’ are escaped to two bytes), plus %d "
+                "bytes of part header: more than [output] max_record_bytes (%" G_GSIZE_FORMAT
+                "); lower max_word_bytes to at most %" G_GSIZE_FORMAT
+                " or raise max_record_bytes to at least %" G_GUINT64_FORMAT,
+                config->tokenizer.max_word_bytes, word_json, PART_OVERHEAD_BYTES,
+                config->output.max_record_bytes,
+                config->output.max_record_bytes > PART_OVERHEAD_BYTES
+                    ? (config->output.max_record_bytes - PART_OVERHEAD_BYTES) / 2
+                    : 0,
+                word_json + PART_OVERHEAD_BYTES);
+  return FALSE;
+}
+
 static TallyConfig *
 load_data (const char *data, gsize len, const char *name, GError **error)
 {
@@ -1375,7 +1414,8 @@ load_data (const char *data, gsize len, const char *name, GError **error)
                           origin_of (&o, groups[g], keys[k]), error))
           return NULL;
     }
-  if (!check_cross (config, &o, error) || !check_topics_distinct (config, &o, error))
+  if (!check_cross (config, &o, error) || !check_topics_distinct (config, &o, error)
+      || !check_word_fits_record (config, &o, error))
     return NULL;
 
   g_strfreev (config->env_overrides);

@@ -607,6 +607,46 @@ test_deep_nesting (void)
   }
 }
 
+/* config/tally-config.c accepts [tokenizer] max_word_bytes when 2 * max_word_bytes + 1024
+ * fits in [output] max_record_bytes: a word of only `"` (escaped to two bytes each) with the
+ * widest header numbers, 36-byte ids, an 82-byte instance id and 4 input partitions fits. */
+static void
+test_longest_word_fits (void)
+{
+  g_autoptr (TallySnapshot) snapshot = tally_snapshot_new ();
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+  g_autoptr (GPtrArray) parts = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *word = g_strnfill (1000, '"');
+  gsize len = 0;
+
+  snapshot->snapshot_id = g_strdup ("0123456789abcdef0123456789abcdef0123");
+  snapshot->request_id = g_strdup ("0123456789abcdef0123456789abcdef0123");
+  snapshot->instance_id = g_strdup (
+      "a-host-name-of-sixty-four-bytes-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-4194304-0123abcd");
+  snapshot->created_at_ms = G_MAXINT64;
+  snapshot->taken_ms = G_MAXINT64;
+  snapshot->total_words = G_MAXINT64;
+  snapshot->distinct_words = G_MAXINT64;
+  snapshot->top = G_MAXINT64;
+  snapshot->min_count = G_MAXINT64;
+  snapshot->offsets = rd_kafka_topic_partition_list_new (4);
+  snapshot->partitions = rd_kafka_topic_partition_list_new (4);
+  for (int p = 0; p < 4; p++)
+    {
+      rd_kafka_topic_partition_list_add (snapshot->offsets, "tally-input", p)->offset = G_MAXINT64;
+      rd_kafka_topic_partition_list_add (snapshot->partitions, "tally-input", p);
+    }
+  tally_counts_builder_add (builder, word, 1000, G_MAXINT64);
+  snapshot->counts = tally_counts_builder_end (builder);
+
+  parts = tally_snapshot_encode (snapshot, 2 * 1000 + 1024, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (parts->len, ==, 1);
+  g_bytes_get_data (g_ptr_array_index (parts, 0), &len);
+  g_assert_cmpuint (len, ==, 2928);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -621,5 +661,6 @@ main (int argc, char **argv)
   g_test_add_func ("/snapshot-format/bad-parts", test_bad_parts);
   g_test_add_func ("/snapshot-format/requests", test_requests);
   g_test_add_func ("/snapshot-format/deep-nesting", test_deep_nesting);
+  g_test_add_func ("/snapshot-format/longest-word-fits", test_longest_word_fits);
   return g_test_run ();
 }
