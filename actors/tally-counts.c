@@ -226,7 +226,11 @@ counts_from_sorted (const TallyWordCount *entries, gsize n)
       counts->entries[i].word = dst;
       counts->entries[i].len = entries[i].len;
       counts->entries[i].count = entries[i].count;
-      counts->total += entries[i].count;
+      /* Saturates at G_MAXINT64, the largest integer a JSON number holds in json-glib. */
+      if (entries[i].count >= (guint64)G_MAXINT64 - counts->total)
+        counts->total = G_MAXINT64;
+      else
+        counts->total += entries[i].count;
       dst += entries[i].len + 1;
     }
   return counts;

@@ -110,7 +110,9 @@ gsize tally_counts_get_n_words (TallyCounts *counts);
  * tally_counts_get_total:
  * @counts: a snapshot
  *
- * Returns: the sum of the counts of its entries (words counted, duplicates included)
+ * Returns: the sum of the counts of its entries (words counted, duplicates included),
+ *   saturated at %G_MAXINT64 (the largest integer a JSON number holds in json-glib, and the
+ *   largest count a #TallyWordTable keeps), so a snapshot never publishes a negative total
  */
 guint64 tally_counts_get_total (TallyCounts *counts);
 

@@ -1171,7 +1171,9 @@ tally_snapshot_assembler_dup_merged (TallySnapshotAssembler *self)
 
       merged->created_at_ms = MIN (merged->created_at_ms, s->created_at_ms);
       merged->taken_ms = MAX (merged->taken_ms, s->taken_ms);
-      merged->total_words += s->total_words;
+      /* Saturates at G_MAXINT64 like tally_counts_get_total(): JSON numbers are gint64. */
+      merged->total_words = MIN (merged->total_words + MIN (s->total_words, (guint64)G_MAXINT64),
+                                 (guint64)G_MAXINT64);
       distinct_sum += s->distinct_words;
       if (tally_counts_get_n_words (s->counts) != s->distinct_words)
         any_filtered = TRUE;

@@ -647,6 +647,58 @@ test_longest_word_fits (void)
   g_assert_cmpuint (len, ==, 2928);
 }
 
+/* Counts and totals stop at G_MAXINT64, the largest integer a JSON number holds in
+ * json-glib: a restored count of G_MAXINT64 plus more words published a negative
+ * "total_words", which every reader then refused. */
+static void
+test_total_saturates (void)
+{
+  static const char *const words_b[] = { "streams" };
+  static const guint64 values_b[] = { 1 };
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+  g_autoptr (TallyCounts) counts_a = NULL;
+  g_autoptr (TallyCounts) counts_b = counts_of (words_b, values_b, 1);
+  g_autoptr (TallySnapshot) a = NULL;
+  g_autoptr (TallySnapshot) b = NULL;
+  g_autoptr (rd_kafka_topic_partition_list_t) expected = rd_kafka_topic_partition_list_new (4);
+  g_autoptr (TallySnapshotAssembler) assembler = NULL;
+  g_autoptr (TallySnapshot) merged = NULL;
+  g_autoptr (GPtrArray) pa = NULL, pb = NULL;
+  g_autoptr (GError) error = NULL;
+  TallySnapshotPart *part;
+
+  /* A count restored near the limit, then 40000 more occurrences. */
+  tally_counts_builder_add (builder, "kafka", 5, G_MAXINT64 - 5);
+  tally_counts_builder_add (builder, "kafka", 5, 40000);
+  tally_counts_builder_add (builder, "streams", 7, 40000);
+  counts_a = tally_counts_builder_end (builder);
+  g_assert_cmpuint (tally_counts_lookup (counts_a, "kafka", 5), ==, G_MAXINT64);
+  g_assert_cmpuint (tally_counts_get_total (counts_a), ==, G_MAXINT64);
+
+  a = make_snapshot ("snap-a", "inst-a", counts_a, 0, 1);
+  b = make_snapshot ("snap-b", "inst-b", counts_b, 2, 3);
+  g_assert_cmpuint (a->total_words, ==, G_MAXINT64);
+  pa = tally_snapshot_encode (a, 1000000, &error);
+  g_assert_no_error (error);
+  pb = tally_snapshot_encode (b, 1000000, &error);
+  g_assert_no_error (error);
+  part = decode_bytes (g_ptr_array_index (pa, 0));
+  g_assert_cmpuint (tally_snapshot_part_get_n_entries (part), ==, 2);
+
+  /* Merging instances sums their totals, saturating too. */
+  for (int p = 0; p < 4; p++)
+    rd_kafka_topic_partition_list_add (expected, "in", p);
+  assembler = tally_snapshot_assembler_new ("req-1", expected);
+  g_assert_true (tally_snapshot_assembler_add_part (assembler, part, &error));
+  g_assert_no_error (error);
+  g_assert_true (tally_snapshot_assembler_add_part (
+      assembler, decode_bytes (g_ptr_array_index (pb, 0)), &error));
+  g_assert_no_error (error);
+  merged = tally_snapshot_assembler_dup_merged (assembler);
+  g_assert_cmpuint (merged->total_words, ==, G_MAXINT64);
+  g_assert_cmpuint (tally_counts_lookup (merged->counts, "streams", 7), ==, 40001);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -662,5 +714,6 @@ main (int argc, char **argv)
   g_test_add_func ("/snapshot-format/requests", test_requests);
   g_test_add_func ("/snapshot-format/deep-nesting", test_deep_nesting);
   g_test_add_func ("/snapshot-format/longest-word-fits", test_longest_word_fits);
+  g_test_add_func ("/snapshot-format/total-saturates", test_total_saturates);
   return g_test_run ();
 }
