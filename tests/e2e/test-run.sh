@@ -39,9 +39,10 @@
 #                                partition) and the compacted changelog (as many partitions
 #                                as the input) once, and `tally snapshot` is exact
 #   test-run.sh real-broker-restart  a broker of its own (deploy/kafka-local on free ports)
-#                                restarted while Tally consumes: Tally keeps running, logs
-#                                the outage, resumes; the final snapshot after SIGTERM and a
-#                                restart of Tally equal the reference exactly
+#                                restarted, then killed (-9) and away for 12 s, while Tally
+#                                consumes: Tally keeps running, logs the outage, resumes;
+#                                the final snapshot after SIGTERM and a restart of Tally
+#                                equal the reference exactly
 #
 # Needs TALLY_EXE (set by meson test) or a build in ./build. Exit 0 means every check passed.
 set -euo pipefail
@@ -671,6 +672,28 @@ EOF
   ok "clean exit of both instances"
 }
 
+# broker_outage restart|kill SECONDS: restarts the broker of this test (KAFKA_LOCAL_*):
+# with `restart-broker` (SIGTERM, a controlled shutdown), or kill -9 then SECONDS away
+# and `restart-broker`; prints how long its port refused connections (probed every 50 ms)
+broker_outage() {
+  (while :; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_LOCAL_PORT") 2>/dev/null; then echo "up $(date +%s%N)"; else echo "down $(date +%s%N)"; fi
+    sleep 0.05
+  done) >"$work/probe" &
+  local probe=$! t0 t1
+  pids+=("$probe")
+  t0=$(date +%s%N)
+  if [ "$1" = kill ]; then
+    kill -9 "$(cat "$KAFKA_LOCAL_STATE/broker.pid")" || fail "no broker to kill"
+    sleep "$2"
+  fi
+  "$root/deploy/kafka-local" restart-broker >>"$work/kafka-local.log" 2>&1 || fail "restart-broker failed"
+  t1=$(date +%s%N)
+  kill "$probe"
+  echo "broker $1: $(((t1 - t0) / 1000000)) ms until it answered again;" \
+    "its port refused connections for $(awk '$1 == "down" && !d {d = $2} $1 == "up" && d {print int(($2 - d) / 1000000); exit}' "$work/probe") ms"
+}
+
 # The broker restarted under a running Tally: a kafka-local of this test's own on free
 # ports (the shared broker of the other real-broker cases is not touched).
 test_real_broker_restart() {
@@ -692,41 +715,39 @@ print(*(x.getsockname()[1] for x in s))')
   group_conf "$conf"
   sentence_lines >"$work/sotu.txt"
   $reference --chunk-lines "$work/sotu.txt" >"$work/expected"
-  split -n l/40 -d -a 3 "$work/sotu.txt" "$work/piece."
+  split -n l/60 -d -a 3 "$work/sotu.txt" "$work/piece."
   start_tally run "$conf"
   local run_pid=$tally_pid
-  # 40 pieces 0.3 s apart (about 14 s); the producer is idempotent (KIP-98), so its
-  # retries across the outage write each record once.
-  produce_paced 0 39 "$work/piece" -E -X enable.idempotence=true 2>>"$work/kcat.log" &
+  # 60 pieces 0.3 s apart (about 21 s, longer with the outages); the producer is
+  # idempotent (KIP-98), so its retries across an outage write each record once, and -E
+  # keeps kcat going while no broker answers.
+  produce_paced 0 59 "$work/piece" -E -X enable.idempotence=true 2>>"$work/kcat.log" &
   local producer=$!
   pids+=("$producer")
   sleep 3
-  # The outage: how long the broker's port refuses connections, probed every 50 ms.
-  (while :; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_LOCAL_PORT") 2>/dev/null; then echo "up $(date +%s%N)"; else echo "down $(date +%s%N)"; fi
-    sleep 0.05
-  done) >"$work/probe" &
-  local probe=$!
-  pids+=("$probe")
-  local t0 t1 t2 t3
-  t0=$(date +%s%N)
-  "$root/deploy/kafka-local" restart-broker >>"$work/kafka-local.log" 2>&1 || fail "restart-broker failed"
-  t1=$(date +%s%N)
-  kill "$probe"
-  echo "restart-broker took $(((t1 - t0) / 1000000)) ms (stop, start, answers metadata);" \
-    "the port refused connections for $(awk '$1 == "down" && !d {d = $2} $1 == "up" && d {print int(($2 - d) / 1000000); exit}' "$work/probe") ms"
+  # A clean restart (controlled shutdown), then a crash (kill -9) with the broker away
+  # for 12 s, longer than the session timeout (6 s) and the checkpoint timeout (10 s):
+  # the group drops Tally, whose checkpoint is then written while the broker is away.
+  broker_outage restart 0
   kill -0 "$run_pid" 2>/dev/null || fail "tally exited during the broker restart"
+  sleep 2
+  broker_outage kill 12
+  local t1 t2 t3
+  t1=$(date +%s%N)
+  kill -0 "$run_pid" 2>/dev/null || fail "tally exited during the broker crash"
   wait "$producer" || fail "the producer failed"
   t2=$(date +%s%N)
   snapshot_caught_up "$work/actual" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
   t3=$(date +%s%N)
-  expect_file "broker restarted mid-input: the caught-up snapshot equals the reference ($(((t3 - t2) / 1000000)) ms after the last record was produced, $(((t2 - t1) / 1000000)) ms after the broker was back)" \
+  expect_file "broker restarted and crashed mid-input: the caught-up snapshot equals the reference ($(((t3 - t2) / 1000000)) ms after the last record was produced, $(((t2 - t1) / 1000000)) ms after the broker was back)" \
     "$work/expected" "$work/actual"
   kill -0 "$run_pid" 2>/dev/null || fail "tally is not the process that saw the outage"
   local outage
   outage=$(grep -c -E 'Connection refused|Disconnected|brokers are down|Broker transport failure' "$work/run.log" || true)
   [ "$outage" -gt 0 ] || fail "tally logged nothing about the outage"
   ok "tally kept running and logged the outage ($outage lines, first: $(grep -m1 -E 'Connection refused|Disconnected|brokers are down|Broker transport failure' "$work/run.log" | cut -c1-160))"
+  echo "during the outages: $(grep -c 'checkpoint not acknowledged' "$work/run.log" || true) checkpoints" \
+    "not acknowledged in time, $(grep -c 'source: revoked' "$work/run.log" || true) revocations (session timeouts)"
   stop_tally TERM
   last_snapshot "$work/final" || fail "cannot read the final snapshot"
   expect_file "the final snapshot after SIGTERM equals the reference" "$work/expected" "$work/final"
@@ -759,5 +780,5 @@ case "$mode" in
     export TALLY_KAFKA_PARTITION_ASSIGNMENT_STRATEGY=cooperative-sticky
     test_real_two_instances
     ;;
-  *) sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,47p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
