@@ -170,6 +170,25 @@ time_left (gint64 deadline)
   return (guint)CLAMP (left_ms, 1, G_MAXINT);
 }
 
+/* Whether @message names @request_id as its key or in its tally.request.id header: a reply
+ * to our request, which must not be dropped silently when it cannot be decoded. */
+static gboolean
+is_reply_to (const rd_kafka_message_t *message, const char *request_id)
+{
+  gsize len = strlen (request_id);
+  rd_kafka_headers_t *headers = NULL;
+  const void *value = NULL;
+  size_t size = 0;
+
+  if (message->key != NULL && message->key_len == len
+      && memcmp (message->key, request_id, len) == 0)
+    return TRUE;
+  return rd_kafka_message_headers (message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR
+         && rd_kafka_header_get_last (headers, TALLY_SNAPSHOT_HEADER_REQUEST_ID, &value, &size)
+                == RD_KAFKA_RESP_ERR_NO_ERROR
+         && value != NULL && size == len && memcmp (value, request_id, len) == 0;
+}
+
 static void
 print_counts (TallyCounts *counts)
 {
@@ -350,9 +369,14 @@ tally_cmd_snapshot (int argc, char **argv)
           continue;
         }
       part = tally_snapshot_part_decode (message->payload, message->len, &part_error);
+      if (part == NULL && is_reply_to (message, request->request_id))
+        g_printerr ("%s: warning: a reply to request %s (%s [%" G_GINT32_FORMAT
+                    "] offset %" G_GINT64_FORMAT ") cannot be decoded: %s\n",
+                    g_get_prgname (), request->request_id, rd_kafka_topic_name (message->rkt),
+                    message->partition, (gint64)message->offset, part_error->message);
       rd_kafka_message_destroy (message);
       if (part == NULL)
-        continue; /* not a snapshot part: not for us */
+        continue; /* not a snapshot part; a warning above if it was a reply to us */
       if (tally_snapshot_assembler_add_part (assembler, g_steal_pointer (&part), &part_error))
         n_snapshots++;
       else if (g_error_matches (part_error, TALLY_SNAPSHOT_FORMAT_ERROR,

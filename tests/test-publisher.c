@@ -679,8 +679,32 @@ typedef struct
   Fixture *f;
   TallyAddress *second;
   gboolean with_b;
+  gboolean bad_reply; /* also produce an undecodable reply naming the request */
+  char *request_id;   /* of the request answered */
   guint answered;
 } Instances;
+
+/* Produces a reply to @request_id that is not a snapshot part to partition 0 of
+ * `snapshots`: key and tally.request.id header name the request. */
+static void
+produce_bad_reply (Fixture *f, const char *request_id)
+{
+  static const char value[] = "{\"snapshot_id\":1}";
+  char errstr[256];
+  rd_kafka_t *producer = rd_kafka_new (RD_KAFKA_PRODUCER, base_conf (f), errstr, sizeof errstr);
+  rd_kafka_headers_t *headers = rd_kafka_headers_new (1);
+
+  g_assert_nonnull (producer);
+  rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_REQUEST_ID, -1, request_id, -1);
+  g_assert_cmpint (
+      rd_kafka_producev (
+          producer, RD_KAFKA_V_TOPIC ("snapshots"), RD_KAFKA_V_PARTITION (0),
+          RD_KAFKA_V_KEY ("not-the-request", 15), RD_KAFKA_V_VALUE ((void *)value, strlen (value)),
+          RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS (headers), RD_KAFKA_V_END),
+      ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  g_assert_cmpint (rd_kafka_flush (producer, WAIT_MS), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy (producer);
+}
 
 static TallyCounts *
 counts_from (const char *const *words, const guint64 *values, gsize n)
@@ -715,6 +739,10 @@ answer_request (const TallySnapshotRequest *request, gpointer user_data)
   /* `tally snapshot` sends only the prefix; it applies --top and --min-count itself. */
   g_assert_cmpuint (request->top, ==, 0);
   g_assert_cmpuint (request->min_count, ==, 0);
+  g_free (instances->request_id);
+  instances->request_id = g_strdup (request->request_id);
+  if (instances->bad_reply)
+    produce_bad_reply (instances->f, request->request_id);
   tally_publisher_publish_async (instances->f->publisher, request,
                                  counts_from (words_a, values_a, 3), owned (0, 1), owned (0, 1), 1,
                                  NULL, NULL, NULL);
@@ -725,8 +753,9 @@ answer_request (const TallySnapshotRequest *request, gpointer user_data)
 }
 
 static void
-run_snapshot_command (Fixture *f, gboolean with_b, const char *const *extra_args, int *status,
-                      char **out, char **err)
+run_snapshot_command (Fixture *f, gboolean with_b, gboolean bad_reply,
+                      const char *const *extra_args, int *status, char **out, char **err,
+                      char **request_id)
 {
   g_autoptr (GMainContext) context = g_main_context_new ();
   g_autoptr (GError) error = NULL;
@@ -737,7 +766,7 @@ run_snapshot_command (Fixture *f, gboolean with_b, const char *const *extra_args
   g_autoptr (GSubprocess) process = NULL;
   g_autoptr (GAsyncResult) result = NULL;
   g_autoptr (TallyRequestReader) reader = NULL;
-  Instances instances = { f, NULL, with_b, 0 };
+  Instances instances = { f, NULL, with_b, bad_reply, NULL, 0 };
   gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
   TallyActor *actor;
 
@@ -780,6 +809,9 @@ run_snapshot_command (Fixture *f, gboolean with_b, const char *const *extra_args
   g_assert_no_error (error);
   *status = g_subprocess_get_exit_status (process);
   g_assert_cmpuint (instances.answered, ==, 1);
+  if (request_id != NULL)
+    *request_id = g_steal_pointer (&instances.request_id);
+  g_free (instances.request_id);
 
   g_clear_pointer (&reader, tally_request_reader_free);
   g_main_context_pop_thread_default (context);
@@ -809,14 +841,14 @@ test_snapshot_command (Fixture *f, gconstpointer data)
     }
 
   /* Both instances answer: merged, filtered after merging, TallyCounts order. */
-  run_snapshot_command (f, TRUE, top3, &status, &out, &err);
+  run_snapshot_command (f, TRUE, FALSE, top3, &status, &out, &err, NULL);
   g_assert_cmpstr (err, ==, "");
   g_assert_cmpint (status, ==, 0);
   g_assert_cmpstr (out, ==, "topic 5\nkafka 3\nstreams 2\n");
   g_clear_pointer (&out, g_free);
   g_clear_pointer (&err, g_free);
 
-  run_snapshot_command (f, TRUE, json, &status, &out, &err);
+  run_snapshot_command (f, TRUE, FALSE, json, &status, &out, &err, NULL);
   g_assert_cmpint (status, ==, 0);
   root = json_from_string (out, &error);
   g_assert_no_error (error);
@@ -842,10 +874,36 @@ test_snapshot_command_timeout (Fixture *f, gconstpointer data)
       return;
     }
   /* Only instance A answers: partitions 2 and 3 stay uncovered. */
-  run_snapshot_command (f, FALSE, args, &status, &out, &err);
+  run_snapshot_command (f, FALSE, FALSE, args, &status, &out, &err, NULL);
   g_assert_cmpint (status, ==, 1);
   g_assert_cmpstr (out, ==, "");
   g_assert_nonnull (strstr (err, "timed out after 3000 ms"));
+  g_assert_nonnull (strstr (err, ": 1 complete replies, 0 incomplete; input partitions not "
+                                 "covered: input [2], input [3]\n"));
+}
+
+/* A reply naming our request that cannot be decoded is reported, not dropped silently. */
+static void
+test_snapshot_command_bad_reply (Fixture *f, gconstpointer data)
+{
+  static const char *const args[] = { "--timeout", "3000", NULL };
+  g_autofree char *out = NULL, *err = NULL, *request_id = NULL, *expected = NULL;
+  int status;
+
+  if (g_getenv ("TALLY_EXE") == NULL)
+    {
+      g_test_skip ("TALLY_EXE is not set (run under meson test)");
+      return;
+    }
+  run_snapshot_command (f, FALSE, TRUE, args, &status, &out, &err, &request_id);
+  g_assert_cmpint (status, ==, 1);
+  g_assert_cmpstr (out, ==, "");
+  expected
+      = g_strdup_printf ("tally snapshot: warning: a reply to request %s (snapshots [0] offset 0) "
+                         "cannot be decoded: snapshot part: member \"snapshot_id\" must be "
+                         "a string\n",
+                         request_id);
+  g_assert_true (g_str_has_prefix (err, expected));
   g_assert_nonnull (strstr (err, ": 1 complete replies, 0 incomplete; input partitions not "
                                  "covered: input [2], input [3]\n"));
 }
@@ -926,6 +984,7 @@ main (int argc, char **argv)
   ADD ("/request-reader/good-and-bad", test_request_reader, 1000000);
   ADD ("/command/snapshot", test_snapshot_command, 1000000);
   ADD ("/command/snapshot-timeout", test_snapshot_command_timeout, 1000000);
+  ADD ("/command/snapshot-bad-reply", test_snapshot_command_bad_reply, 1000000);
 #undef ADD
   g_test_add_func ("/broker/fixed-port", test_broker_fixed_port);
   g_test_add_func ("/command/broker", test_broker_command);
