@@ -11,6 +11,7 @@
 #include "tally-commands.h"
 #include "tally-config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,17 @@ static const char lookup_description[]
       "\n"
       "Exit status: 0 when the configuration is valid, 2 on a usage error, 78 (EX_CONFIG)\n"
       "when it is not; the message names the file and line (or variable), group and key.";
+
+/* Flushes standard output: %TALLY_EXIT_OK, or %TALLY_EXIT_FAILURE after saying that
+ * @what could not be written and why (a full disk, a closed pipe). */
+static int
+flush_stdout (const char *what)
+{
+  if (fflush (stdout) == 0 && !ferror (stdout))
+    return TALLY_EXIT_OK;
+  fprintf (stderr, "%s: could not write %s: %s\n", g_get_prgname (), what, g_strerror (errno));
+  return TALLY_EXIT_FAILURE;
+}
 
 /* Parses the options shared by both commands; returns -1 to go on, else an exit status. */
 static int
@@ -71,7 +83,8 @@ parse_options (int *argc, char ***argv, const char *parameter, const char *summa
  * that the defaults are ok). On an invalid configuration prints the error on stderr.
  * Main thread.
  *
- * Returns: %TALLY_EXIT_OK, %TALLY_EXIT_USAGE or %TALLY_EXIT_CONFIG.
+ * Returns: %TALLY_EXIT_OK, %TALLY_EXIT_USAGE, %TALLY_EXIT_CONFIG, or %TALLY_EXIT_FAILURE when
+ *   standard output cannot be written.
  */
 int
 tally_cmd_check_config (int argc, char **argv)
@@ -107,7 +120,7 @@ tally_cmd_check_config (int argc, char **argv)
     printf ("no configuration file found (see --help for where it is looked up); "
             "defaults%s: ok\n",
             config->env_overrides[0] != NULL ? " with environment overrides" : "");
-  return TALLY_EXIT_OK;
+  return flush_stdout ("the result");
 }
 
 /**
@@ -118,7 +131,8 @@ tally_cmd_check_config (int argc, char **argv)
  * Prints the effective configuration (tally_config_to_string() with secrets redacted) on
  * stdout. Main thread.
  *
- * Returns: %TALLY_EXIT_OK, %TALLY_EXIT_USAGE or %TALLY_EXIT_CONFIG.
+ * Returns: %TALLY_EXIT_OK, %TALLY_EXIT_USAGE, %TALLY_EXIT_CONFIG, or %TALLY_EXIT_FAILURE when
+ *   standard output cannot be written.
  */
 int
 tally_cmd_print_config (int argc, char **argv)
@@ -150,5 +164,5 @@ tally_cmd_print_config (int argc, char **argv)
     }
   text = tally_config_to_string (config, TRUE);
   fputs (text, stdout);
-  return TALLY_EXIT_OK;
+  return flush_stdout ("the configuration");
 }

@@ -28,6 +28,7 @@
 #include "tally-config.h"
 #include "tally-snapshot-format.h"
 
+#include <errno.h>
 #include <gio/gio.h>
 #include <stdio.h>
 #include <string.h>
@@ -408,6 +409,11 @@ tally_cmd_snapshot (int argc, char **argv)
     }
   else
     print_counts (merged->counts);
+  if (fflush (stdout) != 0 || ferror (stdout))
+    {
+      g_printerr ("%s: could not write the counts: %s\n", g_get_prgname (), g_strerror (errno));
+      status = TALLY_EXIT_FAILURE;
+    }
 
 out:
   /* Close, destroy. */

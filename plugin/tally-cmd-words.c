@@ -20,6 +20,7 @@
 #include "tally-aggregator-handle.h"
 #include "tally-counts.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -107,7 +108,8 @@ print_counts (TallyCounts *counts)
  * Runs `tally words` on standard input and output, on the calling (main) thread, with
  * --shards aggregator shards (default 2, at most 256) each on its own arbiter thread.
  *
- * Returns: 0 on success, 1 if reading input or an aggregator failed, 2 on a usage error
+ * Returns: 0 on success, 1 if reading input, writing output or an aggregator failed, 2 on a
+ *   usage error
  */
 int
 tally_cmd_words (int argc, char **argv)
@@ -211,6 +213,11 @@ tally_cmd_words (int argc, char **argv)
   if (!quiet)
     fputs ("Final counts:\n", stdout);
   print_counts (counts);
-  fflush (stdout);
+  if (fflush (stdout) != 0 || ferror (stdout))
+    {
+      fprintf (stderr, "%s: could not write the counts: %s\n", g_get_prgname (),
+               g_strerror (errno));
+      return TALLY_EXIT_FAILURE;
+    }
   return read_failed ? TALLY_EXIT_FAILURE : TALLY_EXIT_OK;
 }

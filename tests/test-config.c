@@ -874,9 +874,10 @@ run_clear (Run *r)
   g_free (r->err);
 }
 
-/* Runs $TALLY_EXE with @args in the temporary directory; @env: NULL or "VAR=value" pairs. */
+/* Runs $TALLY_EXE with @args in the temporary directory; @env: NULL or "VAR=value" pairs;
+ * standard output to @stdout_path, or to a pipe (returned in out) when %NULL. */
 static Run
-run_tally (const char *const *args, const char *const *env)
+run_tally_to (const char *const *args, const char *const *env, const char *stdout_path)
 {
   const char *exe = g_getenv ("TALLY_EXE");
   g_autoptr (GSubprocessLauncher) launcher = NULL;
@@ -886,8 +887,11 @@ run_tally (const char *const *args, const char *const *env)
   Run r = { 0 };
 
   g_assert_nonnull (exe);
-  launcher
-      = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  launcher = g_subprocess_launcher_new (
+      (stdout_path == NULL ? G_SUBPROCESS_FLAGS_STDOUT_PIPE : G_SUBPROCESS_FLAGS_NONE)
+      | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  if (stdout_path != NULL)
+    g_subprocess_launcher_set_stdout_file_path (launcher, stdout_path);
   g_subprocess_launcher_set_cwd (launcher, tmp_root);
   g_subprocess_launcher_unsetenv (launcher, "TALLY_CONFIG");
   g_subprocess_launcher_setenv (launcher, "XDG_CONFIG_HOME", tmp_root, TRUE);
@@ -909,6 +913,12 @@ run_tally (const char *const *args, const char *const *env)
   g_assert_true (g_subprocess_get_if_exited (proc));
   r.status = g_subprocess_get_exit_status (proc);
   return r;
+}
+
+static Run
+run_tally (const char *const *args, const char *const *env)
+{
+  return run_tally_to (args, env, NULL);
 }
 
 static void
@@ -1019,6 +1029,27 @@ test_cli_print_config (void)
   run_clear (&r);
 }
 
+/* A failed write of the output is an error (exit 1), not a silent success. */
+static void
+test_cli_write_error (void)
+{
+  g_autofree char *good = corpus_path ("good-full.conf");
+  Run r;
+
+  r = run_tally_to ((const char *[]){ "print-config", "--config", good, NULL }, NULL, "/dev/full");
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_cmpstr (r.err, ==,
+                   "tally print-config: could not write the configuration: No space left on "
+                   "device\n");
+  run_clear (&r);
+
+  r = run_tally_to ((const char *[]){ "check-config", good, NULL }, NULL, "/dev/full");
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_cmpstr (r.err, ==,
+                   "tally check-config: could not write the result: No space left on device\n");
+  run_clear (&r);
+}
+
 static void
 test_cli_help (void)
 {
@@ -1083,6 +1114,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/cli/check-config", test_cli_check_config);
   g_test_add_func ("/config/cli/print-config", test_cli_print_config);
   g_test_add_func ("/config/cli/help", test_cli_help);
+  g_test_add_func ("/config/cli/write-error", test_cli_write_error);
 
   status = g_test_run ();
 

@@ -752,8 +752,10 @@ answer_request (const TallySnapshotRequest *request, gpointer user_data)
   instances->answered++;
 }
 
+/* Runs `tally snapshot` against the instances; its standard output goes to @stdout_path,
+ * or to a pipe read into @out when %NULL. */
 static void
-run_snapshot_command (Fixture *f, gboolean with_b, gboolean bad_reply,
+run_snapshot_command (Fixture *f, gboolean with_b, gboolean bad_reply, const char *stdout_path,
                       const char *const *extra_args, int *status, char **out, char **err,
                       char **request_id)
 {
@@ -795,10 +797,16 @@ run_snapshot_command (Fixture *f, gboolean with_b, gboolean bad_reply,
   for (const char *const *a = extra_args; *a != NULL; a++)
     g_ptr_array_add (argv, (char *)*a);
   g_ptr_array_add (argv, NULL);
-  process
-      = g_subprocess_newv ((const char *const *)argv->pdata,
-                           G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE, &error);
-  g_assert_no_error (error);
+  {
+    g_autoptr (GSubprocessLauncher) launcher = g_subprocess_launcher_new (
+        (stdout_path == NULL ? G_SUBPROCESS_FLAGS_STDOUT_PIPE : G_SUBPROCESS_FLAGS_NONE)
+        | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+
+    if (stdout_path != NULL)
+      g_subprocess_launcher_set_stdout_file_path (launcher, stdout_path);
+    process = g_subprocess_launcher_spawnv (launcher, (const char *const *)argv->pdata, &error);
+    g_assert_no_error (error);
+  }
   g_subprocess_communicate_utf8_async (process, NULL, NULL, store_subprocess_result, &result);
   while (result == NULL)
     {
@@ -841,14 +849,14 @@ test_snapshot_command (Fixture *f, gconstpointer data)
     }
 
   /* Both instances answer: merged, filtered after merging, TallyCounts order. */
-  run_snapshot_command (f, TRUE, FALSE, top3, &status, &out, &err, NULL);
+  run_snapshot_command (f, TRUE, FALSE, NULL, top3, &status, &out, &err, NULL);
   g_assert_cmpstr (err, ==, "");
   g_assert_cmpint (status, ==, 0);
   g_assert_cmpstr (out, ==, "topic 5\nkafka 3\nstreams 2\n");
   g_clear_pointer (&out, g_free);
   g_clear_pointer (&err, g_free);
 
-  run_snapshot_command (f, TRUE, FALSE, json, &status, &out, &err, NULL);
+  run_snapshot_command (f, TRUE, FALSE, NULL, json, &status, &out, &err, NULL);
   g_assert_cmpint (status, ==, 0);
   root = json_from_string (out, &error);
   g_assert_no_error (error);
@@ -874,7 +882,7 @@ test_snapshot_command_timeout (Fixture *f, gconstpointer data)
       return;
     }
   /* Only instance A answers: partitions 2 and 3 stay uncovered. */
-  run_snapshot_command (f, FALSE, FALSE, args, &status, &out, &err, NULL);
+  run_snapshot_command (f, FALSE, FALSE, NULL, args, &status, &out, &err, NULL);
   g_assert_cmpint (status, ==, 1);
   g_assert_cmpstr (out, ==, "");
   g_assert_nonnull (strstr (err, "timed out after 3000 ms"));
@@ -895,7 +903,7 @@ test_snapshot_command_bad_reply (Fixture *f, gconstpointer data)
       g_test_skip ("TALLY_EXE is not set (run under meson test)");
       return;
     }
-  run_snapshot_command (f, FALSE, TRUE, args, &status, &out, &err, &request_id);
+  run_snapshot_command (f, FALSE, TRUE, NULL, args, &status, &out, &err, &request_id);
   g_assert_cmpint (status, ==, 1);
   g_assert_cmpstr (out, ==, "");
   expected
@@ -906,6 +914,25 @@ test_snapshot_command_bad_reply (Fixture *f, gconstpointer data)
   g_assert_true (g_str_has_prefix (err, expected));
   g_assert_nonnull (strstr (err, ": 1 complete replies, 0 incomplete; input partitions not "
                                  "covered: input [2], input [3]\n"));
+}
+
+/* A failed write of the counts is an error (exit 1), not a silent success. */
+static void
+test_snapshot_command_write_error (Fixture *f, gconstpointer data)
+{
+  static const char *const args[] = { NULL };
+  g_autofree char *out = NULL, *err = NULL;
+  int status;
+
+  if (g_getenv ("TALLY_EXE") == NULL)
+    {
+      g_test_skip ("TALLY_EXE is not set (run under meson test)");
+      return;
+    }
+  run_snapshot_command (f, TRUE, FALSE, "/dev/full", args, &status, &out, &err, NULL);
+  g_assert_cmpstr (err, ==,
+                   "tally snapshot: could not write the counts: No space left on device\n");
+  g_assert_cmpint (status, ==, 1);
 }
 
 static void
@@ -985,6 +1012,7 @@ main (int argc, char **argv)
   ADD ("/command/snapshot", test_snapshot_command, 1000000);
   ADD ("/command/snapshot-timeout", test_snapshot_command_timeout, 1000000);
   ADD ("/command/snapshot-bad-reply", test_snapshot_command_bad_reply, 1000000);
+  ADD ("/command/snapshot-write-error", test_snapshot_command_write_error, 1000000);
 #undef ADD
   g_test_add_func ("/broker/fixed-port", test_broker_fixed_port);
   g_test_add_func ("/command/broker", test_broker_command);

@@ -28,16 +28,26 @@ run_clear (Run *run)
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Run, run_clear)
 
-/* The child's standard input comes from this file (opened in the child, after fork). */
+/* The child's standard input comes from this file (opened in the child, after fork), or
+ * is closed when %NULL; its standard output goes to @output_path instead of the pipe when
+ * set (the child setup function runs after GLib has set up the pipes). */
 static const char *input_path;
+static const char *output_path;
 
 static void
 redirect_stdin (gpointer user_data)
 {
-  int fd = open (input_path, O_RDONLY);
-  if (fd < 0 || dup2 (fd, 0) < 0)
+  int fd;
+
+  if (input_path == NULL)
+    close (0);
+  else if ((fd = open (input_path, O_RDONLY)) < 0 || dup2 (fd, 0) < 0)
     _exit (127);
-  close (fd);
+  else
+    close (fd);
+  if (output_path != NULL
+      && ((fd = open (output_path, O_WRONLY)) < 0 || dup2 (fd, 1) < 0 || close (fd) < 0))
+    _exit (127);
 }
 
 /* Runs `tally words ARGS...` with @input (of @len bytes) on its standard input. g_spawn_sync
@@ -224,6 +234,26 @@ test_usage_errors (void)
   g_assert_cmpint (unknown.status, ==, 2);
 }
 
+/* A failed write of the counts is an error (exit 1), not a silent success. */
+static void
+test_write_error (void)
+{
+  g_auto (Run) quiet = { 0 };
+  g_auto (Run) prompts = { 0 };
+
+  output_path = "/dev/full";
+  RUN (&quiet, "a\n", "--quiet");
+  RUN (&prompts, "a\nquit\n", NULL);
+  output_path = NULL;
+  g_assert_cmpstr (quiet.out, ==, "");
+  g_assert_cmpstr (quiet.err, ==,
+                   "tally words: could not write the counts: No space left on device\n");
+  g_assert_cmpint (quiet.status, ==, 1);
+  g_assert_cmpstr (prompts.err, ==,
+                   "tally words: could not write the counts: No space left on device\n");
+  g_assert_cmpint (prompts.status, ==, 1);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -238,6 +268,7 @@ main (int argc, char **argv)
   g_test_add_func ("/words-cli/order-and-utf8", test_order_and_utf8);
   g_test_add_func ("/words-cli/invalid-utf8", test_invalid_utf8);
   g_test_add_func ("/words-cli/usage-errors", test_usage_errors);
+  g_test_add_func ("/words-cli/write-error", test_write_error);
 
   return g_test_run ();
 }
