@@ -332,6 +332,7 @@ ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
   rd_kafka_t *rk;
   char value[32];
   size_t size = sizeof value;
+  gint64 deadline = g_get_monotonic_time () + TOPICS_TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
   int n_input = 0;
   gboolean ok;
 
@@ -351,7 +352,8 @@ ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
           g_message ("input %s: a pattern; Tally counts the topics it matches as they appear", *t);
           continue;
         }
-      n = tally_topics_get_partition_count (rk, *t, TOPICS_TIMEOUT_MS, &local_error);
+      n = tally_topics_get_partition_count (
+          rk, *t, (int)MAX ((deadline - g_get_monotonic_time ()) / 1000, 1), &local_error);
       if (n < 0)
         {
           g_set_error (error, TALLY_RUN_ERROR, TALLY_RUN_ERROR_FAILED, "input: %s",
@@ -388,7 +390,8 @@ ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
                                          .min_partitions = n_input,
                                          .configs = compact };
 
-  ok = tally_topics_ensure (rk, specs, n_specs, TOPICS_TIMEOUT_MS, &local_error);
+  ok = tally_topics_ensure (
+      rk, specs, n_specs, (int)MAX ((deadline - g_get_monotonic_time ()) / 1000, 1), &local_error);
   rd_kafka_destroy (rk);
   if (!ok)
     g_set_error (error, TALLY_RUN_ERROR, TALLY_RUN_ERROR_FAILED, "%s", local_error->message);

@@ -1,7 +1,9 @@
 /* tally-topics.c — creating the topics Tally owns, and waiting until they can be used.
  *
  * How: describe each topic with a Metadata request for that topic alone (the client has
- * allow.auto.create.topics=false, so describing never creates); send one CreateTopics
+ * allow.auto.create.topics=false, so describing never creates on a real broker; the mock
+ * cluster of librdkafka 2.0.2 creates any topic a Metadata request names and has no
+ * CreateTopics, so there nothing is ever missing); send one CreateTopics
  * request (KIP-4, rd_kafka_CreateTopics()) for the ones that are missing; then poll
  * Metadata until every partition of every topic names a leader, and ask each leader for
  * the partition's offsets (ListOffsets) until it answers. A freshly created topic exists
