@@ -784,7 +784,7 @@ is_topic_char (char c)
 static gboolean
 check_topic (const char *topic, const KeySpec *spec, const char *where, GError **error)
 {
-  gsize len = strlen (topic);
+  g_autoptr (GError) local = NULL;
 
   if (strchr (topic, ',') != NULL && spec->type != TYPE_TOPIC_LIST)
     {
@@ -802,32 +802,56 @@ check_topic (const char *topic, const KeySpec *spec, const char *where, GError *
                     topic, spec->key, joined);
       return FALSE;
     }
-  if (len > 0 && (g_ascii_isspace (topic[0]) || g_ascii_isspace (topic[len - 1])))
+  if (!tally_config_check_topic_name (topic, &local))
     {
-      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
-                    "“%s”: a topic name cannot start or end with whitespace", topic);
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key, "%s",
+                    local->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+tally_config_check_topic_name (const char *topic, GError **error)
+{
+  gsize len;
+
+  g_return_val_if_fail (topic != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  len = strlen (topic);
+  if (len == 0)
+    {
+      g_set_error_literal (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                           "a topic name cannot be empty");
+      return FALSE;
+    }
+  if (g_ascii_isspace (topic[0]) || g_ascii_isspace (topic[len - 1]))
+    {
+      g_set_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                   "“%s”: a topic name cannot start or end with whitespace", topic);
       return FALSE;
     }
   if (strcmp (topic, ".") == 0 || strcmp (topic, "..") == 0)
     {
-      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
-                    "“%s” is not a legal topic name", topic);
+      g_set_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                   "“%s” is not a legal topic name", topic);
       return FALSE;
     }
   if (len > TOPIC_NAME_MAX)
     {
-      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
-                    "a topic name is at most %d characters; this one has %" G_GSIZE_FORMAT,
-                    TOPIC_NAME_MAX, len);
+      g_set_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                   "a topic name is at most %d characters; this one has %" G_GSIZE_FORMAT,
+                   TOPIC_NAME_MAX, len);
       return FALSE;
     }
   for (const char *c = topic; *c != '\0'; c++)
     if (!is_topic_char (*c))
       {
-        config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
-                      "“%s” is not a legal topic name: Kafka topic names use only ASCII "
-                      "letters, digits, '.', '_' and '-'",
-                      topic);
+        g_set_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                     "“%s” is not a legal topic name: Kafka topic names use only ASCII "
+                     "letters, digits, '.', '_' and '-'",
+                     topic);
         return FALSE;
       }
   return TRUE;

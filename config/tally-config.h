@@ -404,6 +404,21 @@ gboolean tally_config_apply_kafka (const TallyConfig *config, rd_kafka_conf_t *c
 const char *tally_config_kafka_get (const TallyConfig *config, const char *name);
 
 /**
+ * tally_config_check_topic_name:
+ * @topic: a candidate topic name (not a `^regex`), NUL-terminated.
+ * @error: return location for a #GError, or %NULL.
+ *
+ * Checks @topic against Kafka's rules for topic names (kafka.common.internals.Topic): not
+ * empty, not `.` or `..`, at most 249 characters of ASCII letters, digits, `.`, `_` and
+ * `-`. The same check the loader applies to every topic key. Any thread.
+ *
+ * Returns: %TRUE for a legal name; otherwise %FALSE with @error set to
+ *   %TALLY_CONFIG_ERROR_INVALID_VALUE, a one-line message that quotes @topic and says why
+ *   (without a file, group or key).
+ */
+gboolean tally_config_check_topic_name (const char *topic, GError **error);
+
+/**
  * tally_config_key_is_secret:
  * @key: a key or librdkafka property name.
  *

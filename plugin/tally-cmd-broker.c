@@ -49,7 +49,8 @@ tally_cmd_broker (int argc, char **argv)
 {
   g_autofree char *config_path = NULL;
   g_autofree char *topics_arg = NULL;
-  gint port = -1, partitions = -1;
+  /* G_MININT: not given on the command line, so the configuration decides. */
+  gint port = G_MININT, partitions = G_MININT;
   const GOptionEntry entries[] = {
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
       "Read topic names and [broker] settings from PATH", "PATH" },
@@ -94,23 +95,18 @@ tally_cmd_broker (int argc, char **argv)
       g_printerr ("%s: unexpected argument '%s'\n", g_get_prgname (), argv[1]);
       return TALLY_EXIT_USAGE;
     }
-  if (port > 65535 || port < -1 || partitions == 0 || partitions < -1)
+  if (port != G_MININT && (port < 0 || port > 65535))
     {
-      g_printerr ("%s: --port must be 0..65535 and --partitions at least 1\n", g_get_prgname ());
+      g_printerr ("%s: --port must be from 0 to 65535, not %d\n", g_get_prgname (), port);
       return TALLY_EXIT_USAGE;
     }
-
-  config = tally_config_load (config_path, &error);
-  if (config == NULL)
+  /* The range of [broker] partitions. */
+  if (partitions != G_MININT && (partitions < 1 || partitions > 1000))
     {
-      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
-      return TALLY_EXIT_CONFIG;
+      g_printerr ("%s: --partitions must be from 1 to 1000, not %d\n", g_get_prgname (),
+                  partitions);
+      return TALLY_EXIT_USAGE;
     }
-  if (port < 0)
-    port = (gint)config->broker.port;
-  if (partitions < 0)
-    partitions = (gint)config->broker.partitions;
-
   if (topics_arg != NULL)
     {
       g_auto (GStrv) names = g_strsplit (topics_arg, ",", -1);
@@ -119,15 +115,31 @@ tally_cmd_broker (int argc, char **argv)
       for (char **t = names; *t != NULL; t++)
         {
           g_strstrip (*t);
-          if (**t == '\0')
+          if (!tally_config_check_topic_name (*t, &error))
             {
-              g_printerr ("%s: --topics: empty topic name in '%s'\n", g_get_prgname (), topics_arg);
+              g_printerr ("%s: --topics: %s\n", g_get_prgname (), error->message);
               return TALLY_EXIT_USAGE;
             }
           g_ptr_array_add (topics, g_strdup (*t));
         }
+      if (topics->len == 0)
+        {
+          g_printerr ("%s: --topics: name at least one topic\n", g_get_prgname ());
+          return TALLY_EXIT_USAGE;
+        }
     }
-  else
+
+  config = tally_config_load (config_path, &error);
+  if (config == NULL)
+    {
+      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      return TALLY_EXIT_CONFIG;
+    }
+  if (port == G_MININT)
+    port = (gint)config->broker.port;
+  if (partitions == G_MININT)
+    partitions = (gint)config->broker.partitions;
+  if (topics == NULL)
     topics = default_topics (config);
 
   broker = tally_broker_new ((guint)port, config->broker.brokers, &error);

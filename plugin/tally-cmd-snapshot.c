@@ -207,7 +207,7 @@ tally_cmd_snapshot (int argc, char **argv)
   g_autofree char *bootstrap = NULL;
   g_autofree char *prefix = NULL;
   gint64 top = 0, min_count = 0;
-  gint timeout_ms = -1;
+  gint timeout_ms = G_MININT; /* not given: [snapshot] timeout_ms */
   gboolean json = FALSE;
   const GOptionEntry entries[] = {
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Read the configuration from PATH",
@@ -215,7 +215,9 @@ tally_cmd_snapshot (int argc, char **argv)
     { "bootstrap-server", 'b', 0, G_OPTION_ARG_STRING, &bootstrap,
       "Kafka bootstrap servers (overrides [kafka] bootstrap.servers)", "HOST:PORT" },
     { "top", 'n', 0, G_OPTION_ARG_INT64, &top, "Print only the N most frequent words", "N" },
-    { "prefix", 'p', 0, G_OPTION_ARG_STRING, &prefix, "Only words starting with P (bytes)", "P" },
+    /* FILENAME: the bytes as given, so that invalid UTF-8 is reported here, naming the option
+     * (a STRING conversion error would not say which option). */
+    { "prefix", 'p', 0, G_OPTION_ARG_FILENAME, &prefix, "Only words starting with P (bytes)", "P" },
     { "min-count", 'm', 0, G_OPTION_ARG_INT64, &min_count, "Only words counted at least N times",
       "N" },
     { "json", 'j', 0, G_OPTION_ARG_NONE, &json, "Print the merged snapshot as JSON", NULL },
@@ -248,10 +250,25 @@ tally_cmd_snapshot (int argc, char **argv)
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
       return TALLY_EXIT_USAGE;
     }
-  if (argc > 1 || top < 0 || min_count < 0 || timeout_ms == 0 || timeout_ms < -1)
+  if (argc > 1)
     {
-      g_printerr ("%s: bad arguments (--top and --min-count >= 0, --timeout >= 1)\n",
-                  g_get_prgname ());
+      g_printerr ("%s: unexpected argument '%s'\n", g_get_prgname (), argv[1]);
+      return TALLY_EXIT_USAGE;
+    }
+  if (top < 0 || min_count < 0)
+    {
+      g_printerr ("%s: --%s must be at least 0, not %" G_GINT64_FORMAT "\n", g_get_prgname (),
+                  top < 0 ? "top" : "min-count", top < 0 ? top : min_count);
+      return TALLY_EXIT_USAGE;
+    }
+  if (timeout_ms != G_MININT && timeout_ms < 1)
+    {
+      g_printerr ("%s: --timeout must be at least 1 (ms), not %d\n", g_get_prgname (), timeout_ms);
+      return TALLY_EXIT_USAGE;
+    }
+  if (prefix != NULL && !g_utf8_validate (prefix, -1, NULL))
+    {
+      g_printerr ("%s: --prefix must be valid UTF-8 text\n", g_get_prgname ());
       return TALLY_EXIT_USAGE;
     }
 
@@ -261,7 +278,7 @@ tally_cmd_snapshot (int argc, char **argv)
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
       return TALLY_EXIT_CONFIG;
     }
-  if (timeout_ms < 0)
+  if (timeout_ms == G_MININT)
     timeout_ms = (gint)config->snapshot.timeout_ms;
   /* --timeout bounds the whole command, metadata and positions included. */
   deadline = g_get_monotonic_time () + (gint64)timeout_ms * 1000;

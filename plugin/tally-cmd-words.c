@@ -21,6 +21,7 @@
 #include "tally-counts.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@ typedef struct
 {
   FILE *in;
   gboolean skip_lf; /* the previous line ended with CR: a LF right after it is part of it */
+  int error;        /* errno of the failed read after LINE_ERROR */
 } LineReader;
 
 /* Reads one line into @line (without its terminator). LINE_EOF only when nothing was read. */
@@ -58,7 +60,10 @@ read_line (LineReader *reader, GString *line)
       if (c == EOF)
         {
           if (ferror (reader->in))
-            return LINE_ERROR;
+            {
+              reader->error = errno;
+              return LINE_ERROR;
+            }
           return line->len > 0 ? LINE_OK : LINE_EOF;
         }
       if (c == '\n')
@@ -128,7 +133,7 @@ tally_cmd_words (int argc, char **argv)
   g_autoptr (TallyAggregatorHandle) handle = NULL;
   g_autoptr (TallyCounts) counts = NULL;
   g_autoptr (GString) line = g_string_new (NULL);
-  LineReader reader = { stdin, FALSE };
+  LineReader reader = { stdin, FALSE, 0 };
   guint64 line_number = 0;
   gboolean read_failed = FALSE;
 
@@ -154,6 +159,14 @@ tally_cmd_words (int argc, char **argv)
       return TALLY_EXIT_USAGE;
     }
 
+  /* A closed standard input is reported before the shards start: their threads' wakeup
+   * descriptors would otherwise take descriptor 0 and be read as input. */
+  if (fcntl (0, F_GETFD) < 0)
+    {
+      fprintf (stderr, "%s: reading standard input failed: %s\n", g_get_prgname (),
+               g_strerror (errno));
+      return TALLY_EXIT_FAILURE;
+    }
   handle = tally_aggregator_handle_new ((guint)shards, 0);
 
   for (;;)
@@ -171,7 +184,8 @@ tally_cmd_words (int argc, char **argv)
       status = read_line (&reader, line);
       if (status == LINE_ERROR)
         {
-          fprintf (stderr, "%s: reading standard input failed\n", g_get_prgname ());
+          fprintf (stderr, "%s: reading standard input failed: %s\n", g_get_prgname (),
+                   g_strerror (reader.error));
           read_failed = TRUE;
           break;
         }

@@ -1029,6 +1029,40 @@ test_cli_print_config (void)
   run_clear (&r);
 }
 
+/* The topic-name check the loader applies, public for `tally broker --topics`. */
+static void
+test_check_topic_name (void)
+{
+  static const struct
+  {
+    const char *topic, *message;
+  } bad[] = {
+    { "", "a topic name cannot be empty" },
+    { "bad topic",
+      "“bad topic” is not a legal topic name: Kafka topic names use only ASCII letters, digits, "
+      "'.', '_' and '-'" },
+    { " t", "“ t”: a topic name cannot start or end with whitespace" },
+    { "..", "“..” is not a legal topic name" },
+  };
+  g_autofree char *long_name = g_strnfill (250, 'a');
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (tally_config_check_topic_name ("tally-input.v2_x", &error));
+  g_assert_no_error (error);
+  g_assert_true (tally_config_check_topic_name (long_name + 1, &error));
+  g_assert_false (tally_config_check_topic_name (long_name, &error));
+  g_assert_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE);
+  g_assert_cmpstr (error->message, ==, "a topic name is at most 249 characters; this one has 250");
+  g_clear_error (&error);
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_assert_false (tally_config_check_topic_name (bad[i].topic, &error));
+      g_assert_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE);
+      g_assert_cmpstr (error->message, ==, bad[i].message);
+      g_clear_error (&error);
+    }
+}
+
 /* A failed write of the output is an error (exit 1), not a silent success. */
 static void
 test_cli_write_error (void)
@@ -1115,6 +1149,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/cli/print-config", test_cli_print_config);
   g_test_add_func ("/config/cli/help", test_cli_help);
   g_test_add_func ("/config/cli/write-error", test_cli_write_error);
+  g_test_add_func ("/config/check-topic-name", test_check_topic_name);
 
   status = g_test_run ();
 

@@ -13,6 +13,7 @@
 #include <json-glib/json-glib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 
 /* The Kafka protocol's ApiKey of Produce requests (the Kafka protocol guide). */
 #define KAFKA_API_PRODUCE 0
@@ -935,6 +936,58 @@ test_snapshot_command_write_error (Fixture *f, gconstpointer data)
   g_assert_cmpint (status, ==, 1);
 }
 
+/* Usage errors of `tally broker` and `tally snapshot`: exit 2, a message naming the option
+ * (each of these was accepted, or reported without the option's name). */
+static void
+test_command_usage_errors (void)
+{
+  static const struct
+  {
+    const char *argv[5];
+    const char *err;
+  } cases[] = {
+    { { "broker", "--port", "-1" }, "tally broker: --port must be from 0 to 65535, not -1\n" },
+    { { "broker", "--port", "65536" },
+      "tally broker: --port must be from 0 to 65535, not 65536\n" },
+    { { "broker", "--partitions", "100000" },
+      "tally broker: --partitions must be from 1 to 1000, not 100000\n" },
+    { { "broker", "--topics", "bad topic" },
+      "tally broker: --topics: “bad topic” is not a legal topic name: Kafka topic names use "
+      "only ASCII letters, digits, '.', '_' and '-'\n" },
+    { { "broker", "--topics", "" }, "tally broker: --topics: name at least one topic\n" },
+    { { "broker", "--topics", "a,,b" }, "tally broker: --topics: a topic name cannot be empty\n" },
+    { { "snapshot", "--timeout=-1" },
+      "tally snapshot: --timeout must be at least 1 (ms), not -1\n" },
+    { { "snapshot", "extra" }, "tally snapshot: unexpected argument 'extra'\n" },
+    { { "snapshot", "--top", "-3" }, "tally snapshot: --top must be at least 0, not -3\n" },
+    { { "snapshot", "--prefix", "h\xff" }, "tally snapshot: --prefix must be valid UTF-8 text\n" },
+  };
+  const char *exe = g_getenv ("TALLY_EXE");
+
+  if (exe == NULL)
+    {
+      g_test_skip ("TALLY_EXE is not set (run under meson test)");
+      return;
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const char *argv[G_N_ELEMENTS (cases[i].argv) + 1] = { exe };
+      g_autofree char *out = NULL, *err = NULL;
+      g_autoptr (GError) error = NULL;
+      int wait_status = 0;
+
+      for (gsize a = 0; a < G_N_ELEMENTS (cases[i].argv) && cases[i].argv[a] != NULL; a++)
+        argv[a + 1] = cases[i].argv[a];
+      g_assert_true (g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out,
+                                   &err, &wait_status, &error));
+      g_assert_no_error (error);
+      g_assert_cmpstr (err, ==, cases[i].err);
+      g_assert_cmpstr (out, ==, "");
+      g_assert_true (WIFEXITED (wait_status));
+      g_assert_cmpint (WEXITSTATUS (wait_status), ==, 2);
+    }
+}
+
 static void
 test_broker_command (void)
 {
@@ -1016,5 +1069,6 @@ main (int argc, char **argv)
 #undef ADD
   g_test_add_func ("/broker/fixed-port", test_broker_fixed_port);
   g_test_add_func ("/command/broker", test_broker_command);
+  g_test_add_func ("/command/usage-errors", test_command_usage_errors);
   return g_test_run ();
 }

@@ -50,7 +50,8 @@ redirect_stdin (gpointer user_data)
     _exit (127);
 }
 
-/* Runs `tally words ARGS...` with @input (of @len bytes) on its standard input. g_spawn_sync
+/* Runs `tally words ARGS...` with @input (of @len bytes) on its standard input, or with
+ * standard input closed when @input is %NULL. g_spawn_sync
  * rather than GSubprocess: it waits on the calling thread, so no GLib worker thread is
  * involved and the suite stays clean under ThreadSanitizer. */
 static void
@@ -64,11 +65,14 @@ run_words (Run *run, const char *input, gsize len, const char *const *args)
   int fd;
 
   g_assert_nonnull (exe);
-  fd = g_file_open_tmp ("tally-words-XXXXXX", &path, &error);
-  g_assert_no_error (error);
-  g_assert_true (g_file_set_contents (path, input, (gssize)len, &error));
-  g_assert_no_error (error);
-  close (fd);
+  if (input != NULL)
+    {
+      fd = g_file_open_tmp ("tally-words-XXXXXX", &path, &error);
+      g_assert_no_error (error);
+      g_assert_true (g_file_set_contents (path, input, (gssize)len, &error));
+      g_assert_no_error (error);
+      close (fd);
+    }
 
   g_ptr_array_add (argv, (gpointer)exe);
   g_ptr_array_add (argv, (gpointer) "words");
@@ -81,7 +85,8 @@ run_words (Run *run, const char *input, gsize len, const char *const *args)
                                NULL, &run->out, &run->err, &wait_status, &error));
   g_assert_no_error (error);
   input_path = NULL;
-  g_unlink (path);
+  if (path != NULL)
+    g_unlink (path);
   g_assert_true (WIFEXITED (wait_status));
   run->status = WEXITSTATUS (wait_status);
   /* A sanitizer report of the child is worth seeing whatever assertion fails first. */
@@ -254,6 +259,20 @@ test_write_error (void)
   g_assert_cmpint (prompts.status, ==, 1);
 }
 
+/* A closed standard input is an error that says why (it was "reading standard input failed"
+ * alone, after the shards' wakeup descriptors had taken descriptor 0). */
+static void
+test_stdin_closed (void)
+{
+  g_auto (Run) run = { 0 };
+
+  run_words (&run, NULL, 0, (const char *const[]){ "--quiet", NULL });
+  g_assert_cmpstr (run.out, ==, "");
+  g_assert_cmpstr (run.err, ==,
+                   "tally words: reading standard input failed: Bad file descriptor\n");
+  g_assert_cmpint (run.status, ==, 1);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -269,6 +288,7 @@ main (int argc, char **argv)
   g_test_add_func ("/words-cli/invalid-utf8", test_invalid_utf8);
   g_test_add_func ("/words-cli/usage-errors", test_usage_errors);
   g_test_add_func ("/words-cli/write-error", test_write_error);
+  g_test_add_func ("/words-cli/stdin-closed", test_stdin_closed);
 
   return g_test_run ();
 }
