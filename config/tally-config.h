@@ -278,8 +278,9 @@ typedef struct
     guint port;
     /* [broker] brokers: number of embedded brokers, 1..16. Default 1. */
     guint brokers;
-    /* [broker] partitions: partitions of each topic the embedded broker creates, 1..1000.
-     * Default 4. */
+    /* [broker] partitions: partitions of the input topics (names) and of the changelog
+     * that the embedded broker creates, 1..1000 (request and output topics get 1; `tally
+     * broker` uses it for every topic it creates). Default 4. */
     guint partitions;
   } broker;
 
