@@ -30,6 +30,11 @@
  * %TALLY_SNAPSHOT_HEADER_REQUEST_ID, %TALLY_SNAPSHOT_HEADER_PART and
  * %TALLY_SNAPSHOT_HEADER_PARTS (decimal text), and the snapshot id as key.
  *
+ * Numbers are JSON integers that json-glib reads and writes as gint64: counts and
+ * `total_words` stop at %G_MAXINT64 (saturated, never wrapped negative). A request value or
+ * a part nested deeper than 8 arrays/objects is refused as invalid before json-glib parses
+ * it (its parser recurses once per level; a request needs depth 1, a part 3).
+ *
  * A #TallySnapshotAssembler collects parts (by snapshot id, in any order, duplicates
  * ignored) into whole snapshots, and merges the snapshots of several instances for one
  * request until every input partition is covered.
@@ -484,10 +489,10 @@ guint tally_snapshot_assembler_get_n_incomplete (TallySnapshotAssembler *self);
  *
  * The merge of every snapshot merged so far: counts summed word by word (then the
  * request's `top`, `prefix` and `min_count` filters of the first snapshot applied again),
- * offsets and partitions concatenated, total_words summed, taken_ms the largest,
- * distinct_words the number of merged entries when no instance filtered, else the sum (an
- * upper bound). Instance and snapshot ids are those of the first snapshot when only one
- * was merged, else "merged".
+ * offsets and partitions concatenated, total_words summed (saturated at %G_MAXINT64),
+ * taken_ms the largest, distinct_words the number of merged entries when no instance
+ * filtered, else the sum (an upper bound). Instance and snapshot ids are those of the first
+ * snapshot when only one was merged, else "merged".
  *
  * Returns: (transfer full) (nullable): the merged snapshot, %NULL before any was merged
  */
