@@ -582,7 +582,8 @@ count_input_clear (CountInput *input)
   g_clear_pointer (&input->name, g_free);
 }
 
-/* Opens @path ("-" for standard input); maps it when it is a non-empty regular file. */
+/* Opens @path ("-" for standard input); maps it when it is a non-empty regular file other
+ * than standard input. */
 static gboolean
 count_input_open (CountInput *input, const char *path, GError **error)
 {
@@ -622,8 +623,10 @@ count_input_open (CountInput *input, const char *path, GError **error)
                    g_strerror (EISDIR));
       return FALSE;
     }
-  /* Files of size 0 may still have content (/proc): read those as streams. */
-  if (S_ISREG (st.st_mode) && st.st_size > 0)
+  /* Files of size 0 may still have content (/proc): read those as streams. Standard input
+   * is always read as a stream, from its current offset, as cat does: a shell may have
+   * read part of it already, and a second "-" then reads nothing more. */
+  if (S_ISREG (st.st_mode) && st.st_size > 0 && input->fd != STDIN_FILENO)
     {
       g_autoptr (GError) map_error = NULL;
 

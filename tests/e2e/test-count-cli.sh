@@ -151,6 +151,15 @@ expect "stdin with no FILE" 0 "$tmp/want" -- sh -c '"$0" count --config "$1" -t 
   "$tally" "$tmp/empty.conf" "$tmp/small.txt"
 expect "stdin from a pipe" 0 "$tmp/want" -- sh -c 'cat "$2" | "$0" count --config "$1" -t whitespace' \
   "$tally" "$tmp/empty.conf" "$tmp/small.txt"
+# Standard input is read from where it stands, as cat reads it: a file the shell has
+# already read a line of, and the same file named twice as "-" (the second reads nothing).
+printf 'first line\nsecond\n' >"$tmp/two.txt"
+printf 'second 1\n' >"$tmp/want"
+expect "stdin file read from its current offset" 0 "$tmp/want" -- \
+  sh -c '{ read -r line; "$0" count --config "$1"; } <"$2"' "$tally" "$tmp/empty.conf" "$tmp/two.txt"
+count --tokenizer whitespace "$tmp/small.txt" >"$tmp/want"
+expect "stdin file named twice as - is counted once" 0 "$tmp/want" -- \
+  sh -c '"$0" count --config "$1" -t whitespace - - <"$2"' "$tally" "$tmp/empty.conf" "$tmp/small.txt"
 
 printf 'foo' >"$tmp/f1.txt"
 printf 'bar foo' >"$tmp/f2.txt"
