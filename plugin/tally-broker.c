@@ -31,6 +31,7 @@
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-broker.h"
+#include "tally-kafka-log.h"
 
 #include <gio/gio.h>
 #include <string.h>
@@ -55,16 +56,6 @@ struct _TallyBroker
   char *bootstrap; /* what clients use */
   Relay *relay;    /* NULL without a fixed port */
 };
-
-/* librdkafka's log lines go to GLib's log (levels are syslog levels). */
-static void
-log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *message)
-{
-  if (level <= 3)
-    g_warning ("embedded broker: %s: %s", facility, message);
-  else
-    g_debug ("embedded broker: %s: %s", facility, message);
-}
 
 /* ---------------------------------------------------------------------------------------
  * The relay (runs on its own thread)
@@ -225,7 +216,7 @@ tally_broker_new (guint port, guint n_brokers, GError **error)
 
   /* Configure: a bare producer; the mock cluster needs a handle, not a connection. */
   conf = rd_kafka_conf_new ();
-  rd_kafka_conf_set_log_cb (conf, log_cb);
+  tally_kafka_conf_set_log (conf);
 
   /* Create: the handle takes ownership of conf only on success. */
   self->rk = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);

@@ -22,6 +22,7 @@
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-request-reader.h"
+#include "tally-kafka-log.h"
 
 #include <errno.h>
 #include <glib-unix.h>
@@ -42,15 +43,6 @@ struct _TallyRequestReader
   gpointer user_data;
   GDestroyNotify destroy;
 };
-
-static void
-log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *message)
-{
-  if (level <= 4)
-    g_warning ("request reader: %s: %s", facility, message);
-  else
-    g_debug ("request reader: %s: %s", facility, message);
-}
 
 static void
 handle_message (TallyRequestReader *self, rd_kafka_message_t *message)
@@ -214,7 +206,7 @@ tally_request_reader_new (rd_kafka_conf_t *conf, const char *topic, gint64 start
                    "request reader configuration: %s", errstr);
       return NULL;
     }
-  rd_kafka_conf_set_log_cb (conf, log_cb);
+  tally_kafka_conf_set_log (conf);
 
   /* Create. rd_kafka_new() takes ownership of conf only on success. */
   self->rk = rd_kafka_new (RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);

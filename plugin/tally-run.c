@@ -29,6 +29,7 @@
 #include "tally-broker.h"
 #include "tally-publisher.h"
 #include "tally-request-reader.h"
+#include "tally-kafka-log.h"
 #include "tally-source.h"
 #include "tally-topics.h"
 
@@ -405,6 +406,8 @@ make_base_conf (TallyRun *run, GError **error)
   char errstr[512];
   g_autoptr (GError) local_error = NULL;
 
+  /* Every client made from this conf logs through GLib (copies keep the callback). */
+  tally_kafka_conf_set_log (conf);
   if (run->broker != NULL
       && rd_kafka_conf_set (conf, "bootstrap.servers",
                             tally_broker_get_bootstrap_servers (run->broker), errstr, sizeof errstr)

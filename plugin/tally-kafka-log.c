@@ -1,0 +1,30 @@
+/* tally-kafka-log.c — librdkafka's log lines on GLib's log.
+ *
+ * librdkafka prints its log lines on stderr ("%3|...|FAIL|rdkafka#producer-2|...") unless
+ * a client has a log callback. Every client Tally creates gets this one, so the lines go
+ * where Tally's own go, filtered by `[log] level`, instead of around it.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-kafka-log.h"
+
+void
+tally_kafka_log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *message)
+{
+  const char *name = rk != NULL ? rd_kafka_name (rk) : "librdkafka";
+
+  if (level <= 4)
+    g_warning ("%s: %s: %s", name, facility, message);
+  else if (level <= 6)
+    g_info ("%s: %s: %s", name, facility, message);
+  else
+    g_debug ("%s: %s: %s", name, facility, message);
+}
+
+void
+tally_kafka_conf_set_log (rd_kafka_conf_t *conf)
+{
+  g_return_if_fail (conf != NULL);
+
+  rd_kafka_conf_set_log_cb (conf, tally_kafka_log_cb);
+}
