@@ -14,9 +14,9 @@
  * shard, 0.40 s vs 0.37 s with two, CPU 0.30 s vs 0.31 s and 0.36 s vs 0.33 s: within
  * the noise of a shared machine; the tokenizers, not the copy, bound the speed.
  * Slices go through a FIFO queue to J worker threads (`--jobs`, by default as many as
- * shards), each with its own TallyTokenizer and its own AddWords batches (see "Batching" below): every word goes,
- * hashed once, to the aggregator shard that owns it (one arbiter thread per shard,
- * tally-aggregator-handle.h).
+ * shards), each with its own TallyTokenizer and its own AddWords batches (see "Batching"
+ * below): every word goes, hashed once, to the aggregator shard that owns it (one arbiter
+ * thread per shard, tally-aggregator-handle.h).
  * When every worker has flushed its last batch and stopped, one GetCounts ask per shard
  * (tally_aggregator_handle_get_counts()) yields the counts sorted most frequent first, ties
  * in byte order of the word, which are printed as text, JSON or CSV.
