@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `tally count` as a user sees it: exact output of small inputs in each format and each
 # tokenizer mode, order of ties, stdin ("-" or no FILE), several files, over-long words and
-# lines longer than the reading blocks, and the exit status of every kind of failure
-# (1 unreadable input, 2 bad option, 78 bad configuration).
+# lines longer than the reading blocks, a file truncated while open, and the exit status
+# of every kind of failure (1 unreadable input, the rest still counted; 2 bad option,
+# 78 bad configuration).
 #
 # Needs TALLY_EXE (set by meson test). Exit 0 when every check passed, 1 otherwise.
 # The sh -c scripts below take their arguments as $0, $1, $2 on purpose.
@@ -266,8 +267,26 @@ expect "--jobs 3 --shards 2" 0 "$tmp/want" -- \
   count -t whitespace --jobs 3 --shards 2 "$tmp/long-line.txt" "$tmp/small.txt"
 
 # --- failures ---------------------------------------------------------------------------------
-expect_error "missing file" 1 "$tmp/no-such-file" -- count "$tmp/small.txt" "$tmp/no-such-file"
+# An input that cannot be read is named on stderr and skipped; the rest is counted and
+# printed, and the exit status is 1 (as wc does).
+expect_error "missing file" 1 "$tmp/no-such-file" -- count "$tmp/no-such-file"
 expect_error "directory" 1 "$tmp" -- count "$tmp"
+count -t whitespace "$tmp/small.txt" "$tmp/f2.txt" >"$tmp/want"
+expect "missing file among others: the rest is counted" 1 "$tmp/want" -- \
+  count -t whitespace "$tmp/small.txt" "$tmp/no-such-file" "$tmp/f2.txt" "$tmp"
+checks=$((checks + 1))
+if grep -qF "$tmp/no-such-file: No such file or directory" "$tmp/err" \
+  && grep -qF "$tmp: Is a directory" "$tmp/err"; then
+  echo "ok each unreadable input named on stderr"
+else
+  echo "FAIL each unreadable input named on stderr:" >&2
+  sed 's/^/  /' "$tmp/err" >&2
+  failures=$((failures + 1))
+fi
+printf '%s\n' '{"total":2,"distinct":2,"words":[{"word":"bar","count":1},{"word":"foo","count":1}]}' \
+  >"$tmp/want"
+expect "missing file first, json of the rest" 1 "$tmp/want" -- \
+  count -f json "$tmp/no-such-file" "$tmp/f2.txt"
 if [ "$(id -u)" -ne 0 ]; then
   printf 'x\n' >"$tmp/unreadable"
   chmod 000 "$tmp/unreadable"
