@@ -859,7 +859,8 @@ tally_cmd_count (int argc, char **argv)
   const GOptionEntry option_entries[] = {
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
       "Read the configuration from PATH instead of looking for tally.conf", "PATH" },
-    { "top", 'n', 0, G_OPTION_ARG_INT64, &opt_top, "Print only the N most frequent words", "N" },
+    { "top", 'n', 0, G_OPTION_ARG_INT64, &opt_top,
+      "Print only the N most frequent words; 0 (the default) prints all words", "N" },
     { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
       "Output format: text (\"word count\" lines, the default), json or csv", "FORMAT" },
     { "tokenizer", 't', 0, G_OPTION_ARG_STRING, &opt_tokenizer,

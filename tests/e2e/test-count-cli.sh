@@ -106,6 +106,13 @@ expect "-n 1" 0 "$tmp/want" -- count -t whitespace -n 1 "$tmp/small.txt"
 count --tokenizer whitespace "$tmp/small.txt" >"$tmp/want"
 expect "--top 0 is everything" 0 "$tmp/want" -- count -t whitespace --top 0 "$tmp/small.txt"
 expect "--top larger than the words" 0 "$tmp/want" -- count -t whitespace --top 100 "$tmp/small.txt"
+checks=$((checks + 1))
+if "$tally" count --help | grep -qF -- '0 (the default) prints all words'; then
+  echo "ok --help says --top 0 prints all words"
+else
+  echo "FAIL --help does not say what --top 0 means" >&2
+  failures=$((failures + 1))
+fi
 
 # --- csv: RFC 4180 quoting ----------------------------------------------------------------
 cat >"$tmp/want" <<'EOF'
