@@ -129,18 +129,21 @@ select_top (TallyWordCount *entries, gsize n, gsize k)
  * inline, falling back to compare_entries() only when both halves of the key tie. */
 typedef struct
 {
+  guint64 count;
   guint64 prefix;
-  TallyWordCount e;
+  guint32 index; /* of the entry, for the tie-break and the final permutation */
 } SortKey;
 
+G_STATIC_ASSERT (sizeof (SortKey) == sizeof (TallyWordCount));
+
 static inline gboolean
-key_before (const SortKey *a, const SortKey *b)
+key_before (const SortKey *a, const SortKey *b, const TallyWordCount *entries)
 {
-  if (a->e.count != b->e.count)
-    return a->e.count > b->e.count;
+  if (a->count != b->count)
+    return a->count > b->count;
   if (a->prefix != b->prefix)
     return a->prefix < b->prefix;
-  return compare_entries (&a->e, &b->e) < 0;
+  return compare_entries (&entries[a->index], &entries[b->index]) < 0;
 }
 
 static guint64
@@ -154,25 +157,30 @@ word_prefix (const char *word, gsize len)
   return prefix;
 }
 
+/* Two buffers of n keys, each the size of n entries, so the extra memory is that of
+ * two copies of the entries (qsort's merge sort took one). */
 static void
 sort_entries (TallyWordCount *entries, gsize n)
 {
   g_autofree SortKey *a = NULL;
   g_autofree SortKey *b = NULL;
   SortKey *src, *dst;
+  TallyWordCount *out;
 
   if (n < 2)
     return;
+  g_return_if_fail (n <= G_MAXUINT32);
   a = g_new (SortKey, n);
   b = g_new (SortKey, n);
   for (gsize i = 0; i < n; i++)
     {
+      a[i].count = entries[i].count;
       a[i].prefix = word_prefix (entries[i].word, entries[i].len);
-      a[i].e = entries[i];
+      a[i].index = (guint32)i;
     }
   /* Runs of 2: swap in place. */
   for (gsize i = 0; i + 1 < n; i += 2)
-    if (key_before (&a[i + 1], &a[i]))
+    if (key_before (&a[i + 1], &a[i], entries))
       {
         SortKey t = a[i];
         a[i] = a[i + 1];
@@ -188,7 +196,7 @@ sort_entries (TallyWordCount *entries, gsize n)
           gsize i = lo, j = mid, k = lo;
 
           while (i < mid && j < hi)
-            dst[k++] = key_before (&src[j], &src[i]) ? src[j++] : src[i++];
+            dst[k++] = key_before (&src[j], &src[i], entries) ? src[j++] : src[i++];
           while (i < mid)
             dst[k++] = src[i++];
           while (j < hi)
@@ -200,8 +208,11 @@ sort_entries (TallyWordCount *entries, gsize n)
         dst = t;
       }
     }
+  /* The free buffer takes the entries in order, then they go back. */
+  out = (TallyWordCount *)(void *)dst;
   for (gsize i = 0; i < n; i++)
-    entries[i] = src[i].e;
+    out[i] = entries[src[i].index];
+  memcpy (entries, out, n * sizeof (TallyWordCount));
 }
 
 /* Copies @n entries, already in snapshot order, into a new snapshot. */
