@@ -30,6 +30,14 @@
 #include <glib-unix.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+/* After a snapshot of at least this many bytes is delivered, the memory its encoding and
+ * librdkafka's copies took is handed back to the system with glibc's malloc_trim():
+ * otherwise the freed heap stays in the process (RSS) until a later allocation reuses it. */
+#define TRIM_AFTER_BYTES (1024 * 1024)
 
 G_DEFINE_QUARK (tally - publisher - error - quark, tally_publisher_error)
 
@@ -190,7 +198,17 @@ job_finish (Job *job)
              job->snapshot_id, job->request_id, job->delivered, job->retries);
 
   tally_message_reply (job->message, reply);
-  g_hash_table_remove (job->self->jobs, job); /* frees the job and the message */
+  {
+    gsize bytes = 0;
+
+    for (guint i = 0; i < job->values->len; i++)
+      bytes += g_bytes_get_size (g_ptr_array_index (job->values, i));
+    g_hash_table_remove (job->self->jobs, job); /* frees the job and the message */
+#ifdef __GLIBC__
+    if (bytes >= TRIM_AFTER_BYTES)
+      malloc_trim (0);
+#endif
+  }
 }
 
 static void

@@ -57,6 +57,9 @@
 #include <glib-unix.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 G_DEFINE_QUARK (tally - source - error - quark, tally_source_error)
 
@@ -77,6 +80,12 @@ G_DEFINE_QUARK (tally - source - error - quark, tally_source_error)
  * switch). An empty consumer queue, a snapshot barrier or a checkpoint flushes them at
  * once, so this adds no delay when the input is idle. */
 #define COALESCE_WORDS 65536
+/* After checkpoints of at least this many changed words, or snapshots, the memory of
+ * their copies (the changes, librdkafka's queued records, the shards' collected entries
+ * and sort buffers) goes back to the system with glibc's malloc_trim() at the next
+ * checkpoint tick without changes, instead of staying in the process's RSS as free heap
+ * of several malloc arenas. */
+#define TRIM_AFTER_WORDS 65536
 
 /* One owned store: an input partition number, whatever the topic. */
 typedef struct
@@ -124,6 +133,7 @@ struct _TallySource
   gint64 blocked_since_us;
   gboolean stopped_consuming;
   gboolean closed;
+  gboolean trim_due; /* big checkpoints or snapshots since the last malloc_trim() */
 
   /* Statistics. */
   gsize records; /* atomic (g_atomic_pointer_*), read from any thread */
@@ -488,6 +498,7 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
   g_autoptr (GArray) ids = NULL;
   g_autoptr (GPtrArray) written = g_ptr_array_new ();
   gboolean ok = TRUE;
+  gsize n_changed = 0;
 
   if (self->consumer == NULL)
     return TRUE;
@@ -540,6 +551,7 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
           ok = FALSE;
           continue;
         }
+      n_changed += tally_counts_get_n_words (changes);
       offsets = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
       for (guint j = 0; j < self->owned->len; j++)
         {
@@ -631,6 +643,18 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
         }
       rd_kafka_topic_partition_list_destroy (list);
     }
+#ifdef __GLIBC__
+  /* Trimmed at the first checkpoint tick with no changes after big checkpoints or
+   * snapshots, when the shards and the producers have freed their copies; never while
+   * the input keeps coming. */
+  if (n_changed >= TRIM_AFTER_WORDS)
+    self->trim_due = TRUE;
+  else if (n_changed == 0 && written->len == 0 && self->trim_due)
+    {
+      malloc_trim (0);
+      self->trim_due = FALSE;
+    }
+#endif
 
 commit:
   if (commit)
@@ -970,6 +994,7 @@ handle_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
   if (!flush_batchers (self, TRUE, error))
     return FALSE;
   unblock (self);
+  self->trim_due = TRUE;
 
   pending = g_new0 (PendingCut, 1);
   pending->started_us = g_get_monotonic_time ();
