@@ -126,8 +126,6 @@ static const KeySpec schema[] = {
   { "input", "group_id", TYPE_STRING, OFF (input.group_id) },
   { "input", "auto_offset_reset", TYPE_ENUM, OFF (input.auto_offset_reset), 0, 0, NULL,
     offset_reset_choices },
-  { "input", "dead_letter_topic", TYPE_TOPIC, OFF (input.dead_letter_topic), 0, 0, NULL, NULL,
-    TRUE },
   { "input", "max_batch_records", TYPE_UINT, OFF (input.max_batch_records), 1, 1000000, "records" },
   { "output", "topic", TYPE_TOPIC, OFF (output.topic) },
   { "output", "max_record_bytes", TYPE_SIZE, OFF (output.max_record_bytes), 1024,
@@ -342,7 +340,6 @@ tally_config_new_default (void)
   c->input.topics = g_strdupv ((char **)default_topics);
   c->input.group_id = g_strdup ("tally");
   c->input.auto_offset_reset = TALLY_CONFIG_OFFSET_RESET_EARLIEST;
-  c->input.dead_letter_topic = NULL;
   c->input.max_batch_records = 1000;
 
   c->output.topic = g_strdup ("tally-snapshots");
@@ -1294,7 +1291,7 @@ is_set (Origins *o, const char *group, const char *key)
 
 /* Cross-key rule: Tally never consumes a topic it writes. An input topic (a name, or a
  * `^regex` tested with GRegex against the names) that is also the output, request,
- * changelog or dead-letter topic, or two of those that are one topic, would make Tally read
+ * or changelog topic, or two of those that are one topic, would make Tally read
  * its own records back without end (a snapshot read as text to count, a snapshot read as a
  * request, ...). */
 static gboolean
@@ -1307,7 +1304,6 @@ check_topics_distinct (TallyConfig *config, Origins *o, GError **error)
     { "output", "topic", config->output.topic },
     { "requests", "topic", config->requests.topic },
     { "checkpoint", "changelog_topic", config->checkpoint.changelog_topic },
-    { "input", "dead_letter_topic", config->input.dead_letter_topic },
   };
 
   for (guint i = 0; config->input.topics[i] != NULL; i++)
@@ -1326,7 +1322,7 @@ check_topics_distinct (TallyConfig *config, Origins *o, GError **error)
                             owned[j].key,
                             "“%s” %s the [input] topics %s “%s”: Tally would consume the "
                             "records it writes; the input topics must differ from the output, "
-                            "request, changelog and dead-letter topics",
+                            "request and changelog topics",
                             owned[j].topic, item[0] == '^' ? "matches" : "is also",
                             item[0] == '^' ? "pattern" : "item", item);
             else
@@ -1334,7 +1330,7 @@ check_topics_distinct (TallyConfig *config, Origins *o, GError **error)
                             origin_of (o, "input", "topics"), "input", "topics",
                             "“%s” %s the [%s] %s “%s”: Tally would consume the records it "
                             "writes; the input topics must differ from the output, request, "
-                            "changelog and dead-letter topics",
+                            "and changelog topics",
                             item, item[0] == '^' ? "matches" : "is also", owned[j].group,
                             owned[j].key, owned[j].topic);
             return FALSE;
@@ -1353,7 +1349,7 @@ check_topics_distinct (TallyConfig *config, Origins *o, GError **error)
                         origin_of (o, owned[at].group, owned[at].key), owned[at].group,
                         owned[at].key,
                         "“%s” is also the [%s] %s: Tally would consume the records it writes; "
-                        "the output, request, changelog and dead-letter topics must be distinct",
+                        "the output, request and changelog topics must be distinct",
                         owned[at].topic, owned[other].group, owned[other].key);
           return FALSE;
         }

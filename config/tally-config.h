@@ -195,9 +195,6 @@ typedef struct
     char *group_id;
     /* [input] auto_offset_reset: `earliest` | `latest`. Default `earliest`. */
     TallyConfigOffsetReset auto_offset_reset;
-    /* [input] dead_letter_topic: string; records that cannot be processed are copied
-     * there. Default: NULL (unset: bad records are logged and counted in a metric only). */
-    char *dead_letter_topic;
     /* [input] max_batch_records: records, 1..1000000; the most records the source actor
      * handles per wake-up of its main loop before yielding. Default 1000. */
     guint max_batch_records;
