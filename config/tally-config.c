@@ -1329,7 +1329,7 @@ check_topics_distinct (TallyConfig *config, Origins *o, GError **error)
               config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE,
                             origin_of (o, "input", "topics"), "input", "topics",
                             "“%s” %s the [%s] %s “%s”: Tally would consume the records it "
-                            "writes; the input topics must differ from the output, request, "
+                            "writes; the input topics must differ from the output, request "
                             "and changelog topics",
                             item, item[0] == '^' ? "matches" : "is also", owned[j].group,
                             owned[j].key, owned[j].topic);
