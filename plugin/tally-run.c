@@ -169,18 +169,9 @@ on_request (const TallySnapshotRequest *request, gpointer user_data)
   take_snapshot (run, tally_snapshot_request_copy (request), FALSE);
 }
 
+/* SIGUSR1 and the [snapshot] interval timer: a snapshot with a generated request id. */
 static gboolean
-on_sigusr1 (gpointer user_data)
-{
-  TallyRun *run = user_data;
-
-  if (!run->shutting_down)
-    take_snapshot (run, tally_snapshot_request_new (NULL), FALSE);
-  return G_SOURCE_CONTINUE;
-}
-
-static gboolean
-on_interval (gpointer user_data)
+on_snapshot_trigger (gpointer user_data)
 {
   TallyRun *run = user_data;
 
@@ -511,7 +502,7 @@ tally_run_service (const TallyConfig *config, GError **error)
   /* Signals first, so that a SIGTERM during the start is not fatal. */
   run.signal_ids[0] = g_unix_signal_add (SIGINT, on_stop_signal, &run);
   run.signal_ids[1] = g_unix_signal_add (SIGTERM, on_stop_signal, &run);
-  run.signal_ids[2] = g_unix_signal_add (SIGUSR1, on_sigusr1, &run);
+  run.signal_ids[2] = g_unix_signal_add (SIGUSR1, on_snapshot_trigger, &run);
 
   if (!config->kafka.has_bootstrap && !start_broker (&run, error))
     goto out;
@@ -571,7 +562,7 @@ tally_run_service (const TallyConfig *config, GError **error)
     goto out;
 
   if (config->snapshot.interval_ms > 0)
-    run.interval_id = g_timeout_add (config->snapshot.interval_ms, on_interval, &run);
+    run.interval_id = g_timeout_add (config->snapshot.interval_ms, on_snapshot_trigger, &run);
 
   g_message ("running: input %s, output %s, requests %s, %u shard(s)", config->input.topics[0],
              config->output.topic, config->requests.topic, config->aggregator.shards);
