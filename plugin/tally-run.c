@@ -519,8 +519,12 @@ tally_run_service (const TallyConfig *config, GError **error)
 
   /* The publisher. */
   run.publisher_arbiter = tally_arbiter_new ("tally-publish");
-  actor = tally_publisher_new (rd_kafka_conf_dup (base), config->output.topic,
-                               config->output.max_record_bytes, error);
+  /* Without the consumer-only properties of [kafka] (session.timeout.ms, ...), which a
+   * producer would warn about at every start. */
+  conf = tally_topics_producer_conf (base, error);
+  actor = conf != NULL ? tally_publisher_new (conf, config->output.topic,
+                                              config->output.max_record_bytes, error)
+                       : NULL;
   if (actor == NULL)
     {
       if (error != NULL
