@@ -48,13 +48,13 @@ base_conf (Fixture *f)
   return conf;
 }
 
-/* Starts a source with its own shards; @capacity bounds each shard's mailbox. */
+/* Starts a source with its own shards and the consumer properties @conf (consumed);
+ * @capacity bounds each shard's mailbox. */
 static void
-start_source (Fixture *f, guint capacity, gboolean checkpoint)
+start_source_conf (Fixture *f, guint capacity, gboolean checkpoint, rd_kafka_conf_t *conf)
 {
   g_autoptr (TallyConfig) config = tally_config_new_default ();
   g_autoptr (GError) error = NULL;
-  rd_kafka_conf_t *conf = base_conf (f);
   TallyActor *actor;
 
   rd_kafka_conf_set (conf, "session.timeout.ms", "6000", NULL, 0);
@@ -71,6 +71,12 @@ start_source (Fixture *f, guint capacity, gboolean checkpoint)
   actor = tally_source_new (config, conf, f->handle, &error);
   g_assert_no_error (error);
   f->source = tally_actor_start (actor, f->arbiter, 16);
+}
+
+static void
+start_source (Fixture *f, guint capacity, gboolean checkpoint)
+{
+  start_source_conf (f, capacity, checkpoint, base_conf (f));
 }
 
 static void
@@ -211,6 +217,29 @@ test_streams_example (Fixture *f, gconstpointer data)
   cut = cut_after (f, 3);
   assert_streams_counts (cut->counts, 1);
   g_assert_cmpint (cut->partitions->cnt, ==, 2);
+}
+
+/* An idle source stays in its group: librdkafka makes a member that has not polled for
+ * max.poll.interval.ms leave it (a warning, fatal in this test, and a rebalance), so the
+ * source must poll while no record arrives. Idle for twice that interval, then the
+ * counts of records produced afterwards are exact. */
+static void
+test_idle_member (Fixture *f, gconstpointer data)
+{
+  rd_kafka_conf_t *conf = base_conf (f);
+  g_autoptr (TallySourceCut) first = NULL;
+  g_autoptr (TallySourceCut) second = NULL;
+
+  g_assert_cmpint (rd_kafka_conf_set (conf, "max.poll.interval.ms", "6000", NULL, 0), ==,
+                   RD_KAFKA_CONF_OK);
+  start_source_conf (f, 64, TRUE, conf);
+  produce (f, (const char *const *)streams_lines, NULL, 3, -1);
+  first = cut_after (f, 3);
+  assert_streams_counts (first->counts, 1);
+  g_usleep (12 * G_USEC_PER_SEC);
+  produce (f, (const char *const *)streams_lines, NULL, 3, -1);
+  second = cut_after (f, 6);
+  assert_streams_counts (second->counts, 2);
 }
 
 /* Tombstones, empty values, NUL bytes and invalid UTF-8: no crash, no empty word. */
@@ -365,6 +394,8 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add ("/source/streams-example", Fixture, NULL, fixture_set_up, test_streams_example,
+              fixture_tear_down);
+  g_test_add ("/source/idle-member", Fixture, NULL, fixture_set_up, test_idle_member,
               fixture_tear_down);
   g_test_add ("/source/bad-values", Fixture, NULL, fixture_set_up, test_bad_values,
               fixture_tear_down);
