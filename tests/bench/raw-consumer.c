@@ -2,6 +2,7 @@
  * every record of a topic and does nothing with it.
  *
  *   bench-raw-consumer --bootstrap-server HOST:PORT --topic TOPIC [--group GROUP]
+ *                      [-X NAME=VALUE]...   (librdkafka properties, applied last)
  *
  * The life cycle is that of librdkafka's examples/consumer.c: configure, create, subscribe
  * (consumer group GROUP, default a fresh random one, so reading starts at the beginning
@@ -64,12 +65,15 @@ main (int argc, char **argv)
   g_autofree char *bootstrap = NULL;
   g_autofree char *topic = NULL;
   g_autofree char *group = NULL;
+  g_auto (GStrv) properties = NULL;
   GOptionEntry entries[] = {
     { "bootstrap-server", 'b', 0, G_OPTION_ARG_STRING, &bootstrap, "Kafka bootstrap servers",
       "HOST:PORT" },
     { "topic", 't', 0, G_OPTION_ARG_STRING, &topic, "Topic to read", "TOPIC" },
     { "group", 'g', 0, G_OPTION_ARG_STRING, &group, "Consumer group (default: a fresh one)",
       "GROUP" },
+    { "property", 'X', 0, G_OPTION_ARG_STRING_ARRAY, &properties,
+      "A librdkafka property for the consumer (repeatable)", "NAME=VALUE" },
     { NULL },
   };
   g_autoptr (GOptionContext) context = g_option_context_new ("- read a topic, do nothing");
@@ -108,6 +112,22 @@ main (int argc, char **argv)
     {
       rd_kafka_conf_destroy (conf);
       return 1;
+    }
+  for (char **p = properties; p != NULL && *p != NULL; p++)
+    {
+      g_auto (GStrv) nv = g_strsplit (*p, "=", 2);
+
+      if (nv[0] == NULL || nv[1] == NULL)
+        {
+          g_printerr ("bench-raw-consumer: -X %s: expected NAME=VALUE\n", *p);
+          rd_kafka_conf_destroy (conf);
+          return 2;
+        }
+      if (!set (conf, nv[0], nv[1]))
+        {
+          rd_kafka_conf_destroy (conf);
+          return 2;
+        }
     }
 
   start = g_get_monotonic_time ();
