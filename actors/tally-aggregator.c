@@ -7,7 +7,9 @@
  * How it works: the actor keeps a GHashTable from store id (an input partition) to a
  * TallyWordTable, and remembers the last store used, since a batch of words almost always
  * goes to the same store as the one before. AddWords carries its words packed in one
- * buffer as { 64-bit hash, 32-bit length, bytes } records, hashed once by the sender
+ * buffer as { 64-bit hash, 32-bit length, bytes } records (or, for a word counted
+ * several times already by the sender, { hash, length with bit 31 set, 64-bit count,
+ * bytes }), hashed once by the sender
  * (tally_word_hash()), so the shard never hashes a word it is told, and can prefetch the
  * table slot of the word 8 records ahead while it counts the current one. GetCounts and
  * TakeChanges copy the words they answer with into a new TallyCounts, which is immutable
@@ -56,7 +58,8 @@ typedef struct
   TallyMessage parent;
   guint32 store;
   gsize n_words;
-  guint8 *data; /* { guint64 hash; guint32 len; bytes } records, unaligned */
+  guint8 *data; /* { guint64 hash; guint32 len; [guint64 count;] bytes } records, unaligned;
+                 * bit 31 of len (RECORD_COUNTED) says a count follows, else the count is 1 */
   gsize len;
   gsize alloc;
 } AddWordsMessage;
@@ -143,26 +146,61 @@ tally_aggregator_add_words_new (guint32 store)
   return &m->parent;
 }
 
+/* Bit 31 of a record's length field: an 8-byte count follows the length. */
+#define RECORD_COUNTED (((guint32)1) << 31)
+
+/* Room for @need more bytes. */
+static inline guint8 *
+add_words_reserve (AddWordsMessage *m, gsize need)
+{
+  if (G_UNLIKELY (m->len + need > m->alloc))
+    {
+      m->alloc = MAX (MAX (m->alloc * 2, m->len + need), 4096);
+      m->data = g_realloc (m->data, m->alloc);
+    }
+  return m->data + m->len;
+}
+
 void
 tally_aggregator_add_words_append (TallyMessage *message, const char *word, gsize len, guint64 hash)
 {
   AddWordsMessage *m = (AddWordsMessage *)message;
   gsize need = 12 + len;
   guint32 len32 = (guint32)len;
+  guint8 *dst;
 
   g_return_if_fail (message != NULL && message->type == &add_words_type);
   g_return_if_fail (len < ((gsize)1 << 31));
 
-  if (m->len + need > m->alloc)
-    {
-      m->alloc = MAX (MAX (m->alloc * 2, m->len + need), 4096);
-      m->data = g_realloc (m->data, m->alloc);
-    }
-  memcpy (m->data + m->len, &hash, 8);
-  memcpy (m->data + m->len + 8, &len32, 4);
-  memcpy (m->data + m->len + 12, word, len);
+  dst = add_words_reserve (m, need);
+  memcpy (dst, &hash, 8);
+  memcpy (dst + 8, &len32, 4);
+  memcpy (dst + 12, word, len);
   m->len += need;
   m->n_words++;
+}
+
+void
+tally_aggregator_add_words_append_count (TallyMessage *message, const char *word, gsize len,
+                                         guint64 hash, guint64 count)
+{
+  AddWordsMessage *m = (AddWordsMessage *)message;
+  gsize need = 20 + len;
+  guint32 len32 = (guint32)len | RECORD_COUNTED;
+  guint8 *dst;
+
+  g_return_if_fail (message != NULL && message->type == &add_words_type);
+  g_return_if_fail (len < ((gsize)1 << 31));
+
+  if (count == 0)
+    return;
+  dst = add_words_reserve (m, need);
+  memcpy (dst, &hash, 8);
+  memcpy (dst + 8, &len32, 4);
+  memcpy (dst + 12, &count, 8);
+  memcpy (dst + 20, word, len);
+  m->len += need;
+  m->n_words = count > G_MAXSIZE - m->n_words ? G_MAXSIZE : m->n_words + (gsize)count;
 }
 
 gsize
@@ -291,6 +329,8 @@ prefetch_record (TallyWordTable *table, const guint8 *p)
   memcpy (&hash, p, 8);
   memcpy (&len, p + 8, 4);
   tally_word_table_prefetch (table, hash);
+  if (G_UNLIKELY (len & RECORD_COUNTED))
+    return p + 20 + (len & ~RECORD_COUNTED);
   return p + 12 + len;
 }
 
@@ -318,8 +358,20 @@ handle_add_words (TallyActor *actor, TallyMessage *message, GError **error)
         ahead = prefetch_record (table, ahead);
       memcpy (&hash, p, 8);
       memcpy (&len, p + 8, 4);
-      tally_word_table_add (table, (const char *)p + 12, len, hash, 1);
-      p += 12 + len;
+      if (G_UNLIKELY (len & RECORD_COUNTED))
+        {
+          guint64 count;
+
+          len &= ~RECORD_COUNTED;
+          memcpy (&count, p + 12, 8);
+          tally_word_table_add (table, (const char *)p + 20, len, hash, count);
+          p += 20 + len;
+        }
+      else
+        {
+          tally_word_table_add (table, (const char *)p + 12, len, hash, 1);
+          p += 12 + len;
+        }
     }
   return TRUE;
 }

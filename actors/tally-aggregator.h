@@ -106,10 +106,26 @@ void tally_aggregator_add_words_append (TallyMessage *message, const char *word,
                                         guint64 hash);
 
 /**
+ * tally_aggregator_add_words_append_count:
+ * @message: an AddWords message not yet sent
+ * @word: the word's bytes
+ * @len: its length in bytes, below 2^31
+ * @hash: tally_word_hash (@word, @len)
+ * @count: how many times to count it (0 appends nothing)
+ *
+ * Appends one word counted @count times (len + 20 bytes in the message): what a sender
+ * that combines repeated words before telling them sends (a combiner, as in MapReduce).
+ * Any thread that owns @message.
+ */
+void tally_aggregator_add_words_append_count (TallyMessage *message, const char *word, gsize len,
+                                              guint64 hash, guint64 count);
+
+/**
  * tally_aggregator_add_words_get_n_words:
  * @message: an AddWords message
  *
- * Returns: the number of words it holds
+ * Returns: the number of words it holds, counting a word appended with a count that many
+ *   times (saturating at %G_MAXSIZE)
  */
 gsize tally_aggregator_add_words_get_n_words (TallyMessage *message);
 

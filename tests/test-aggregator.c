@@ -743,6 +743,42 @@ test_messages_direct (void)
   tally_arbiter_stop (arbiter);
 }
 
+/* Counted records (a sender's combined counts) mixed with plain ones, in one AddWords. */
+static void
+test_messages_counted (void)
+{
+  g_autoptr (TallyArbiter) arbiter = tally_arbiter_new ("agg-test");
+  g_autoptr (TallyAddress) address
+      = tally_actor_start (TALLY_ACTOR (tally_aggregator_new (0, 1)), arbiter, 0);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyCounts) counts = NULL;
+  TallyMessage *batch = tally_aggregator_add_words_new (0);
+  g_autofree char *big = g_strnfill (300, 'w');
+
+  tally_aggregator_add_words_append_count (batch, "the", 3, tally_word_hash ("the", 3), 41);
+  tally_aggregator_add_words_append (batch, "the", 3, tally_word_hash ("the", 3));
+  tally_aggregator_add_words_append_count (batch, "unused", 6, tally_word_hash ("unused", 6), 0);
+  tally_aggregator_add_words_append_count (batch, big, 300, tally_word_hash (big, 300), 7);
+  tally_aggregator_add_words_append (batch, "ox", 2, tally_word_hash ("ox", 2));
+  tally_aggregator_add_words_append_count (batch, "ox", 2, tally_word_hash ("ox", 2), 2);
+  g_assert_cmpuint (tally_aggregator_add_words_get_n_words (batch), ==, 41 + 1 + 7 + 1 + 2);
+  g_assert_true (tally_address_tell (address, batch, &error));
+  g_assert_no_error (error);
+  counts = tally_address_ask_sync (address, tally_aggregator_get_counts_new (NULL, 0, NULL), 0,
+                                   &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_counts_get_n_words (counts), ==, 3);
+  g_assert_cmpuint (tally_counts_get_total (counts), ==, 52);
+  g_assert_cmpuint (count_of (counts, "the"), ==, 42);
+  g_assert_cmpuint (count_of (counts, big), ==, 7);
+  g_assert_cmpuint (count_of (counts, "ox"), ==, 3);
+  g_assert_cmpuint (count_of (counts, "unused"), ==, 0);
+
+  tally_address_stop (address);
+  g_assert_true (tally_address_wait_stopped (address, 0));
+  tally_arbiter_stop (arbiter);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -767,6 +803,7 @@ main (int argc, char **argv)
   g_test_add_func ("/aggregator/stores", test_stores);
   g_test_add_func ("/aggregator/batcher-full", test_batcher_full);
   g_test_add_func ("/aggregator/messages-direct", test_messages_direct);
+  g_test_add_func ("/aggregator/messages-counted", test_messages_counted);
 
   return g_test_run ();
 }
