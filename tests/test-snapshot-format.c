@@ -229,6 +229,80 @@ test_split_200k (void)
   g_assert_cmpuint (tally_snapshot_assembler_get_n_incomplete (assembler), ==, 0);
 }
 
+/* The `counts` array of an encoded part is byte for byte what json-glib's generator writes
+ * for the same pairs, whatever bytes the words hold (printable ASCII is appended without
+ * the generator, everything else goes through it) and however large the counts. */
+static void
+test_counts_as_json_glib_writes_them (void)
+{
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+  g_autoptr (TallyCounts) counts = NULL;
+  g_autoptr (TallySnapshot) snapshot = NULL;
+  g_autoptr (GPtrArray) parts = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonArray) pairs = json_array_new ();
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autofree char *expected = NULL;
+  const guint64 big[] = { 1, 9, 10, 99, 100, 4294967296u, 1234567890123456789u };
+  const char *const plain[] = { "word", "a b", "~{}[]:,", "0", "x-y_z.", "'single'" };
+  const gunichar wide[] = { 0x80,   0xa0,   0xe9,   0x7ff,   0x800,   0x2028,
+                            0x2029, 0xfeff, 0xfffd, 0x10000, 0x1f600, 0x10ffff };
+  const TallyWordCount *entries;
+  gsize n, len;
+  const char *data;
+
+  /* Every ASCII character but NUL inside a word, some wider UTF-8 ones (words are valid
+   * UTF-8), and words of printable ASCII with counts of every width. */
+  for (gunichar c = 1; c < 0x80; c++)
+    {
+      char word[3] = { 'a', (char)c, 'z' };
+
+      tally_counts_builder_add (builder, word, sizeof word, 1 + c);
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (wide); i++)
+    {
+      char word[8] = "a";
+      gsize len = 1 + (gsize)g_unichar_to_utf8 (wide[i], word + 1);
+
+      word[len++] = 'z';
+      tally_counts_builder_add (builder, word, len, 2 + i);
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (plain); i++)
+    for (gsize j = 0; j < G_N_ELEMENTS (big); j++)
+      {
+        g_autofree char *word = g_strdup_printf ("%s%" G_GSIZE_FORMAT, plain[i], j);
+
+        tally_counts_builder_add (builder, word, strlen (word), big[j]);
+      }
+  counts = tally_counts_builder_end (builder);
+  snapshot = make_snapshot ("snap-bytes", "inst-a", counts, 0, 0);
+  parts = tally_snapshot_encode (snapshot, 1000000, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (parts->len, ==, 1);
+
+  entries = tally_counts_get_entries (counts, &n);
+  g_assert_cmpuint (n, ==, 127 + G_N_ELEMENTS (wide) + G_N_ELEMENTS (plain) * G_N_ELEMENTS (big));
+  for (gsize i = 0; i < n; i++)
+    {
+      JsonArray *pair = json_array_sized_new (2);
+
+      json_array_add_string_element (pair, entries[i].word);
+      json_array_add_int_element (pair, (gint64)entries[i].count);
+      json_array_add_array_element (pairs, pair);
+    }
+  root = json_node_init_array (json_node_alloc (), pairs);
+  json_generator_set_root (generator, root);
+  expected = json_generator_to_data (generator, &len);
+  expected = g_realloc (expected, len + 2);
+  strcpy (expected + len, "}");
+
+  data = g_bytes_get_data (g_ptr_array_index (parts, 0), &n);
+  g_assert_cmpuint (n, >, len + 1 + 9);
+  g_assert_cmpmem (data + n - (len + 1) - 9, 9, "\"counts\":", 9);
+  g_assert_cmpmem (data + n - (len + 1), len + 1, expected, len + 1);
+}
+
 static void
 test_split_fills_parts (void)
 {
@@ -706,6 +780,8 @@ main (int argc, char **argv)
   g_test_add_func ("/snapshot-format/round-trip", test_round_trip);
   g_test_add_func ("/snapshot-format/split-200k", test_split_200k);
   g_test_add_func ("/snapshot-format/split-fills-parts", test_split_fills_parts);
+  g_test_add_func ("/snapshot-format/counts-as-json-glib-writes-them",
+                   test_counts_as_json_glib_writes_them);
   g_test_add_func ("/snapshot-format/word-too-large", test_word_too_large);
   g_test_add_func ("/snapshot-format/duplicates-and-foreign", test_duplicates_and_foreign);
   g_test_add_func ("/snapshot-format/merge-instances", test_merge_instances);
