@@ -337,36 +337,81 @@ grow (TallyWordTable *table)
   table->mask = new_mask;
 }
 
-/* Finds the slot of a word, or the empty slot where it would go. */
-static inline Slot *
+/* Whether the @len bytes at @a and @b are equal. Keys are mostly short: up to 16 bytes
+ * they are compared inline with two (overlapping) loads of 8, 4 or 1 bytes from each end,
+ * never reading outside either word, instead of a call to memcmp(). */
+static inline G_ALWAYS_INLINE gboolean
+key_equal (const guint8 *a, const guint8 *b, gsize len)
+{
+  if (G_LIKELY (len >= 8 && len <= 16))
+    {
+      guint64 a0, a1, b0, b1;
+
+      memcpy (&a0, a, 8);
+      memcpy (&b0, b, 8);
+      memcpy (&a1, a + len - 8, 8);
+      memcpy (&b1, b + len - 8, 8);
+      return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+  if (G_LIKELY (len >= 4 && len < 8))
+    {
+      guint32 a0, a1, b0, b1;
+
+      memcpy (&a0, a, 4);
+      memcpy (&b0, b, 4);
+      memcpy (&a1, a + len - 4, 4);
+      memcpy (&b1, b + len - 4, 4);
+      return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+  if (len < 4)
+    return len == 0 || (a[0] == b[0] && a[len >> 1] == b[len >> 1] && a[len - 1] == b[len - 1]);
+  return memcmp (a, b, len) == 0;
+}
+
+/* Whether the key at @offset is @word. A key shorter than 128 bytes (nearly all) has a
+ * one-byte length, read without the LEB128 loop. */
+static inline G_ALWAYS_INLINE gboolean
+key_is (TallyWordTable *table, guint32 offset, const char *word, gsize len)
+{
+  const guint8 *p = table->chunks[offset >> CHUNK_BITS] + (offset & (CHUNK_SIZE - 1));
+  gsize klen;
+
+  if (G_LIKELY (p[0] < 0x80))
+    return p[0] == len && key_equal (p + 1, (const guint8 *)word, len);
+  p = key_at (table, offset, &klen);
+  return klen == len && key_equal (p, (const guint8 *)word, len);
+}
+
+/* Finds the slot of a word, or the empty slot where it would go. The stored hash bits
+ * are compared first: an empty slot (offset 0) has hash bits 0 too, so the offset is
+ * only looked at when they match, or to stop. */
+static inline G_ALWAYS_INLINE Slot *
 find_slot (TallyWordTable *table, const char *word, gsize len, guint64 hash)
 {
   guint32 hash_lo = (guint32)hash;
-  gsize i = hash_lo & table->mask;
+  Slot *slots = table->slots;
+  gsize mask = table->mask;
+  gsize i = hash_lo & mask;
 
   for (;;)
     {
-      Slot *s = &table->slots[i];
-      if (s->offset == 0)
-        return s;
+      Slot *s = &slots[i];
       if (s->hash_lo == hash_lo)
         {
-          gsize klen;
-          const guint8 *k = key_at (table, s->offset, &klen);
-          if (klen == len && memcmp (k, word, len) == 0)
+          if (G_UNLIKELY (s->offset == 0) || G_LIKELY (key_is (table, s->offset, word, len)))
             return s;
         }
-      i = (i + 1) & table->mask;
+      else if (s->offset == 0)
+        return s;
+      i = (i + 1) & mask;
     }
 }
 
-static inline Slot *
-find_or_insert (TallyWordTable *table, const char *word, gsize len, guint64 hash)
+/* Puts a new word in the empty slot @s that find_slot() gave for it. Out of line: a
+ * counted text mostly repeats words, and the hot path keeps its registers. */
+static G_GNUC_NO_INLINE Slot *
+insert (TallyWordTable *table, Slot *s, const char *word, gsize len, guint64 hash)
 {
-  Slot *s = find_slot (table, word, len, hash);
-
-  if (s->offset != 0)
-    return s;
   /* Grow before filling past 80%: (size + 1) > 0.8 x slots. */
   if ((table->size + 1) * 5 > (table->mask + 1) * 4)
     {
@@ -377,6 +422,16 @@ find_or_insert (TallyWordTable *table, const char *word, gsize len, guint64 hash
   s->hash_lo = (guint32)hash;
   s->count = 0;
   table->size++;
+  return s;
+}
+
+static inline G_ALWAYS_INLINE Slot *
+find_or_insert (TallyWordTable *table, const char *word, gsize len, guint64 hash)
+{
+  Slot *s = find_slot (table, word, len, hash);
+
+  if (G_UNLIKELY (s->offset == 0))
+    s = insert (table, s, word, len, hash);
   return s;
 }
 

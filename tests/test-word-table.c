@@ -253,6 +253,50 @@ test_table_changes (void)
   g_assert_cmpuint (seen_count (&c, "c"), ==, 1);
 }
 
+/* Keys that share a hash are told apart by their bytes: for every length up to 40 and
+ * every byte position, a key that differs from another of its length only there, all
+ * with one made-up hash, so every lookup walks the same probe chain and compares bytes. */
+static void
+test_table_same_hash (void)
+{
+  g_autoptr (TallyWordTable) table = tally_word_table_new ();
+  const guint64 hash = G_GUINT64_CONSTANT (0x1234567800000007);
+  gsize expected = 0;
+
+  for (gsize len = 1; len <= 40; len++)
+    {
+      g_autofree char *base = g_strnfill (len, 'a');
+
+      tally_word_table_add (table, base, len, hash, 1);
+      expected++;
+      for (gsize pos = 0; pos < len; pos++)
+        {
+          g_autofree char *other = g_strdup (base);
+
+          other[pos] = 'b';
+          g_assert_cmpuint (tally_word_table_add (table, other, len, hash, 2), ==, 2);
+          expected++;
+        }
+    }
+  g_assert_cmpuint (tally_word_table_get_size (table), ==, expected);
+  for (gsize len = 1; len <= 40; len++)
+    {
+      g_autofree char *base = g_strnfill (len, 'a');
+
+      g_assert_cmpuint (tally_word_table_lookup (table, base, len, hash), ==, 1);
+      base[len - 1] = 'c';
+      g_assert_cmpuint (tally_word_table_lookup (table, base, len, hash), ==, 0);
+      base[len - 1] = 'b';
+      g_assert_cmpuint (tally_word_table_lookup (table, base, len, hash), ==, 2);
+    }
+  /* The empty key, and a hash whose low 32 bits are 0 (as an empty slot's are). */
+  g_assert_cmpuint (tally_word_table_add (table, "", 0, hash, 5), ==, 5);
+  g_assert_cmpuint (tally_word_table_add (table, "z", 1, 0, 3), ==, 3);
+  g_assert_cmpuint (tally_word_table_add (table, "z", 1, 0, 1), ==, 4);
+  g_assert_cmpuint (tally_word_table_lookup (table, "", 0, hash), ==, 5);
+  g_assert_cmpuint (tally_word_table_get_size (table), ==, expected + 2);
+}
+
 static void
 test_table_saturates (void)
 {
@@ -523,6 +567,7 @@ main (int argc, char **argv)
   g_test_add_func ("/word-table/bytes", test_table_bytes);
   g_test_add_func ("/word-table/changes", test_table_changes);
   g_test_add_func ("/word-table/saturates", test_table_saturates);
+  g_test_add_func ("/word-table/same-hash", test_table_same_hash);
   g_test_add_func ("/counts/order", test_counts_order);
   g_test_add_func ("/counts/builder-merges", test_counts_builder_merges);
   g_test_add_func ("/counts/lookup", test_counts_lookup);
