@@ -18,9 +18,9 @@
  * TALLY_PUBLISHER_MAX_RETRIES times, then counted as failed and logged.
  *
  * Life cycle of the producer: configure (caller's conf + delivery report, error and log
- * callbacks, idempotence), create (rd_kafka_new in tally_publisher_new()), use (Publish,
- * served on the arbiter's loop), flush (when the actor is stopping, bounded), purge what is
- * left and destroy (when it has stopped).
+ * callbacks, idempotence, linger.ms 0 unless the caller chose a value), create (rd_kafka_new in
+ * tally_publisher_new()), use (Publish, served on the arbiter's loop), flush (when the actor is
+ * stopping, bounded), purge what is left and destroy (when it has stopped).
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -617,6 +617,35 @@ tally_publisher_init (TallyPublisher *self)
       = g_hash_table_new_full (g_direct_hash, g_direct_equal, (GDestroyNotify)job_free, NULL);
 }
 
+/* linger.ms (alias queue.buffering.max.ms) is how long librdkafka holds a record to batch
+ * it with later ones; its default of 5 ms delays every snapshot, whose parts are produced
+ * at once and are large (a part of up to batch.size bytes waits the full linger). So it is
+ * 0 unless @conf holds another value than librdkafka's default, which the [kafka] section
+ * set on purpose. Consumes @conf on error. */
+static gboolean
+set_default_linger (rd_kafka_conf_t *conf, GError **error)
+{
+  rd_kafka_conf_t *defaults = rd_kafka_conf_new ();
+  char value[32], default_value[32], errstr[512];
+  size_t size = sizeof value, default_size = sizeof default_value;
+  gboolean is_default = rd_kafka_conf_get (conf, "linger.ms", value, &size) == RD_KAFKA_CONF_OK
+                        && rd_kafka_conf_get (defaults, "linger.ms", default_value, &default_size)
+                               == RD_KAFKA_CONF_OK
+                        && strcmp (value, default_value) == 0;
+
+  rd_kafka_conf_destroy (defaults);
+  if (!is_default)
+    return TRUE;
+  if (rd_kafka_conf_set (conf, "linger.ms", "0", errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
+    {
+      rd_kafka_conf_destroy (conf);
+      g_set_error (error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_CONFIG,
+                   "publisher configuration: linger.ms=0: %s", errstr);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 TallyActor *
 tally_publisher_new (rd_kafka_conf_t *conf, const char *output_topic, gsize max_record_bytes,
                      GError **error)
@@ -644,6 +673,8 @@ tally_publisher_new (rd_kafka_conf_t *conf, const char *output_topic, gsize max_
                    "publisher configuration: %s", errstr);
       return NULL;
     }
+  if (!set_default_linger (conf, error))
+    return NULL;
   {
     char value[32];
     size_t size = sizeof value;

@@ -80,7 +80,9 @@ G_DECLARE_FINAL_TYPE (TallyPublisher, tally_publisher, TALLY, PUBLISHER, TallyAc
  *
  * Creates the producer (rd_kafka_new() with RD_KAFKA_PRODUCER) and the actor that owns
  * it. Tally sets `enable.idempotence=true` on @conf (so librdkafka's own retries never
- * duplicate or reorder parts, KIP-98) and installs its delivery report, error and log
+ * duplicate or reorder parts, KIP-98) and `linger.ms=0` unless @conf holds a value other than
+ * librdkafka's default of 5 ms (a snapshot's parts are produced together and are large, so
+ * waiting to batch them only delays the snapshot), and installs its delivery report, error and log
  * callbacks (logs go to GLib's log). Start it with tally_actor_start(); until then nothing is
  * produced. The instance id is generated here (host name, process id and a random suffix). Any
  * thread.
