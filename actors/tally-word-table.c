@@ -107,8 +107,8 @@ wy_r3 (const guint8 *p, gsize k)
   return (((guint64)p[0]) << 16) | (((guint64)p[k >> 1]) << 8) | p[k - 1];
 }
 
-guint64
-tally_word_hash (const char *word, gsize len)
+static inline G_ALWAYS_INLINE guint64
+word_hash (const char *word, gsize len)
 {
   const guint8 *p = (const guint8 *)word;
   guint64 seed = 0;
@@ -160,6 +160,12 @@ tally_word_hash (const char *word, gsize len)
   b ^= seed;
   wy_mum (&a, &b);
   return wy_mix (a ^ wy_secret[0] ^ len, b ^ wy_secret[1]);
+}
+
+guint64
+tally_word_hash (const char *word, gsize len)
+{
+  return word_hash (word, len);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -441,17 +447,12 @@ tally_word_table_prefetch (TallyWordTable *table, guint64 hash)
   __builtin_prefetch (&table->slots[(guint32)hash & table->mask]);
 }
 
-guint64
-tally_word_table_add (TallyWordTable *table, const char *word, gsize len, guint64 hash,
-                      guint64 delta)
+static inline G_ALWAYS_INLINE guint64
+add (TallyWordTable *table, const char *word, gsize len, guint64 hash, guint64 delta)
 {
-  Slot *s;
+  Slot *s = find_or_insert (table, word, len, hash);
   guint64 count;
 
-  g_return_val_if_fail (table != NULL, 0);
-  g_return_val_if_fail (len < ((gsize)1 << 31), 0);
-
-  s = find_or_insert (table, word, len, hash);
   count = s->count & COUNT_MASK;
   if (G_UNLIKELY (delta > COUNT_MASK - count))
     delta = COUNT_MASK - count;
@@ -461,6 +462,25 @@ tally_word_table_add (TallyWordTable *table, const char *word, gsize len, guint6
     table->n_changed++;
   s->count = count | CHANGED_BIT;
   return count;
+}
+
+guint64
+tally_word_table_add (TallyWordTable *table, const char *word, gsize len, guint64 hash,
+                      guint64 delta)
+{
+  g_return_val_if_fail (table != NULL, 0);
+  g_return_val_if_fail (len < ((gsize)1 << 31), 0);
+
+  return add (table, word, len, hash, delta);
+}
+
+guint64
+tally_word_table_count (TallyWordTable *table, const char *word, gsize len, guint64 delta)
+{
+  g_return_val_if_fail (table != NULL, 0);
+  g_return_val_if_fail (len < ((gsize)1 << 31), 0);
+
+  return add (table, word, len, word_hash (word, len), delta);
 }
 
 void

@@ -67,6 +67,21 @@ guint64 tally_word_table_add (TallyWordTable *table, const char *word, gsize len
                               guint64 delta);
 
 /**
+ * tally_word_table_count:
+ * @table: a table
+ * @word: the word's bytes (need not be NUL-terminated; any bytes)
+ * @len: its length in bytes, below 2^31
+ * @delta: how much to add to its count
+ *
+ * Does tally_word_table_add (@table, @word, @len, tally_word_hash (@word, @len), @delta)
+ * in one call, with the hash computed inline: for a caller that does not need the hash
+ * itself (a combiner counting words as they come). Same thread rules as the table.
+ *
+ * Returns: the word's new count
+ */
+guint64 tally_word_table_count (TallyWordTable *table, const char *word, gsize len, guint64 delta);
+
+/**
  * tally_word_table_prefetch:
  * @table: a table
  * @hash: the hash of a word about to be added or looked up

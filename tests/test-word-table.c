@@ -297,6 +297,29 @@ test_table_same_hash (void)
   g_assert_cmpuint (tally_word_table_get_size (table), ==, expected + 2);
 }
 
+/* tally_word_table_count() is tally_word_table_add() with tally_word_hash(): the two
+ * forms count into the same entries. */
+static void
+test_table_count (void)
+{
+  g_autoptr (TallyWordTable) table = tally_word_table_new ();
+  const char *words[] = { "a", "of", "the", "lord", "israel", "commandments", "everlasting-ness" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (words); i++)
+    {
+      gsize len = strlen (words[i]);
+
+      g_assert_cmpuint (tally_word_table_count (table, words[i], len, i + 1), ==, i + 1);
+      g_assert_cmpuint (
+          tally_word_table_add (table, words[i], len, tally_word_hash (words[i], len), 10), ==,
+          i + 11);
+      g_assert_cmpuint (tally_word_table_count (table, words[i], len, 1), ==, i + 12);
+    }
+  g_assert_cmpuint (tally_word_table_get_size (table), ==, G_N_ELEMENTS (words));
+  g_assert_cmpuint (tally_word_table_lookup (table, "lord", 4, tally_word_hash ("lord", 4)), ==,
+                    15);
+}
+
 static void
 test_table_saturates (void)
 {
@@ -568,6 +591,7 @@ main (int argc, char **argv)
   g_test_add_func ("/word-table/changes", test_table_changes);
   g_test_add_func ("/word-table/saturates", test_table_saturates);
   g_test_add_func ("/word-table/same-hash", test_table_same_hash);
+  g_test_add_func ("/word-table/count", test_table_count);
   g_test_add_func ("/counts/order", test_counts_order);
   g_test_add_func ("/counts/builder-merges", test_counts_builder_merges);
   g_test_add_func ("/counts/lookup", test_counts_lookup);
