@@ -32,7 +32,8 @@ TallyCounts *tally_counts_new_from_entries (TallyWordCount *entries, gsize n_ent
  * @options: (nullable): filters, applied while merging
  *
  * Merges sorted snapshots without re-sorting: O(total x n_parts) comparisons, stopping
- * after the top N kept entries.
+ * after the top N kept entries. No word is copied: the result's entries point into the
+ * parts' word bytes and the result holds a reference to every part until it is freed.
  *
  * Returns: (transfer full): the merged snapshot
  */

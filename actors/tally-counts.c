@@ -7,13 +7,15 @@
  * How it works: a snapshot is one array of TallyWordCount entries in snapshot order (count
  * descending, then word bytes ascending, a prefix before its extensions) and one block of
  * NUL-terminated word bytes the entries point into. Building one from borrowed entries
- * filters (prefix, min_count), sorts (a merge sort on keys of the count and the first 8
- * word bytes, O(n log n); a top N of fewer than n / 4 entries
+ * filters (prefix, min_count), sorts (a radix sort on keys of the count and the first 8
+ * word bytes, at most 16 passes of O(n); a top N of fewer than n / 4 entries
  * is first selected with a heap, O(n log N)), cuts to the top N and copies the
  * kept words; sorted parts with disjoint words (the replies of shards) are merged in
- * O(n x parts) instead. A lookup index (open addressing over entry numbers, keyed by
- * tally_word_hash()) is built on the first lookup and published atomically, since most snapshots
- * are only iterated. The builder sums duplicate words in a TallyWordTable.
+ * O(n x parts) instead, into entries that point into the parts' word bytes (the merged
+ * snapshot holds a reference to each part instead of a block of its own). A lookup index (open
+ * addressing over entry numbers, keyed by tally_word_hash()) is built on the first lookup and
+ * published atomically, since most snapshots are only iterated. The builder sums duplicate words in
+ * a TallyWordTable.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -36,7 +38,9 @@ struct _TallyCounts
   guint64 total;
   TallyWordCount *entries;
   char *bytes;
-  LookupIndex *index; /* built by the first lookup */
+  LookupIndex *index;  /* built by the first lookup */
+  TallyCounts **parts; /* a merge's parts, whose bytes the entries point into */
+  guint n_parts;
 };
 
 struct _TallyCountsBuilder
@@ -122,29 +126,26 @@ select_top (TallyWordCount *entries, gsize n, gsize k)
       }
 }
 
-/* Sorting in snapshot order. qsort() calls compare_entries() through a pointer and
- * memcmp() for every comparison; instead, each entry gets a key of its count and its first
- * 8 word bytes as a big-endian number (zero-padded, so a shorter word that is a prefix
- * sorts first, as memcmp would order it), and a bottom-up merge sort compares the keys
- * inline, falling back to compare_entries() only when both halves of the key tie. */
+/* Sorting in snapshot order: a least-significant-digit radix sort on 16-byte keys, then
+ * a comparison sort of the rare runs the keys cannot order. Each entry gets a key of its
+ * count (complemented, so that larger counts come first) and its first 8 word bytes as a
+ * big-endian number (zero-padded, so a shorter word that is a prefix sorts first, as
+ * memcmp would order it). The 16 byte positions of the key are distributed in turn, least
+ * significant first, each a stable counting pass over the keys; a position where every key
+ * holds the same byte (the high bytes of small counts, the trailing zeros of short words)
+ * is skipped, so words of up to 7 bytes with counts below 256 take 8 passes. All the
+ * histograms come from one reading of the keys. Entries whose keys are equal (same count,
+ * same first 8 bytes) end up adjacent and are then ordered by compare_entries(). A merge
+ * sort on the same keys spent most of its time on a mispredicted branch per element and
+ * level. */
 typedef struct
 {
-  guint64 count;
+  guint64 count; /* G_MAXUINT64 - count */
   guint64 prefix;
   guint32 index; /* of the entry, for the tie-break and the final permutation */
 } SortKey;
 
 G_STATIC_ASSERT (sizeof (SortKey) == sizeof (TallyWordCount));
-
-static inline gboolean
-key_before (const SortKey *a, const SortKey *b, const TallyWordCount *entries)
-{
-  if (a->count != b->count)
-    return a->count > b->count;
-  if (a->prefix != b->prefix)
-    return a->prefix < b->prefix;
-  return compare_entries (&entries[a->index], &entries[b->index]) < 0;
-}
 
 static guint64
 word_prefix (const char *word, gsize len)
@@ -157,13 +158,35 @@ word_prefix (const char *word, gsize len)
   return prefix;
 }
 
+/* Byte @digit of a key: 0 to 7 the prefix's, least significant first, 8 to 15 the count's. */
+static inline guint
+key_byte (const SortKey *key, guint digit)
+{
+  return digit < 8 ? (guint)(key->prefix >> (8 * digit)) & 0xff
+                   : (guint)(key->count >> (8 * (digit - 8))) & 0xff;
+}
+
+static int
+compare_keyed_entries (gconstpointer a, gconstpointer b, gpointer user_data)
+{
+  const TallyWordCount *entries = user_data;
+
+  return compare_entries (&entries[((const SortKey *)a)->index],
+                          &entries[((const SortKey *)b)->index]);
+}
+
+/* How many entries ahead the loops that read words in entry order prefetch them: the words
+ * lie wherever their tables put them, and the misses should overlap, not stall in turn. */
+#define PREFETCH_AHEAD 16
+
 /* Two buffers of n keys, each the size of n entries, so the extra memory is that of
- * two copies of the entries (qsort's merge sort took one). */
+ * two copies of the entries, plus 16 histograms of 256 counters. */
 static void
 sort_entries (TallyWordCount *entries, gsize n)
 {
   g_autofree SortKey *a = NULL;
   g_autofree SortKey *b = NULL;
+  g_autofree gsize *histograms = NULL;
   SortKey *src, *dst;
   TallyWordCount *out;
 
@@ -172,47 +195,70 @@ sort_entries (TallyWordCount *entries, gsize n)
   g_return_if_fail (n <= G_MAXUINT32);
   a = g_new (SortKey, n);
   b = g_new (SortKey, n);
+  histograms = g_new0 (gsize, 16 * 256);
   for (gsize i = 0; i < n; i++)
     {
-      a[i].count = entries[i].count;
+      if (i + PREFETCH_AHEAD < n)
+        __builtin_prefetch (entries[i + PREFETCH_AHEAD].word);
+      a[i].count = G_MAXUINT64 - entries[i].count;
       a[i].prefix = word_prefix (entries[i].word, entries[i].len);
       a[i].index = (guint32)i;
+      for (guint d = 0; d < 8; d++)
+        {
+          histograms[d * 256 + ((a[i].prefix >> (8 * d)) & 0xff)]++;
+          histograms[(8 + d) * 256 + ((a[i].count >> (8 * d)) & 0xff)]++;
+        }
     }
-  /* Runs of 2: swap in place. */
-  for (gsize i = 0; i + 1 < n; i += 2)
-    if (key_before (&a[i + 1], &a[i], entries))
-      {
-        SortKey t = a[i];
-        a[i] = a[i + 1];
-        a[i + 1] = t;
-      }
   src = a;
   dst = b;
-  for (gsize width = 2; width < n; width *= 2)
+  for (guint d = 0; d < 16; d++)
     {
-      for (gsize lo = 0; lo < n; lo += 2 * width)
-        {
-          gsize mid = MIN (lo + width, n), hi = MIN (lo + 2 * width, n);
-          gsize i = lo, j = mid, k = lo;
+      gsize *h = histograms + d * 256;
+      gsize offset = 0;
 
-          while (i < mid && j < hi)
-            dst[k++] = key_before (&src[j], &src[i], entries) ? src[j++] : src[i++];
-          while (i < mid)
-            dst[k++] = src[i++];
-          while (j < hi)
-            dst[k++] = src[j++];
+      /* Every key holds the same byte here: the pass would move nothing. */
+      if (h[key_byte (&src[0], d)] == n)
+        continue;
+      for (guint v = 0; v < 256; v++)
+        {
+          gsize c = h[v];
+
+          h[v] = offset;
+          offset += c;
         }
+      for (gsize i = 0; i < n; i++)
+        dst[h[key_byte (&src[i], d)]++] = src[i];
       {
         SortKey *t = src;
         src = dst;
         dst = t;
       }
     }
+  /* Runs of equal keys: words with the same count and the same first 8 bytes. */
+  for (gsize lo = 0; lo < n;)
+    {
+      gsize hi = lo + 1;
+
+      while (hi < n && src[hi].count == src[lo].count && src[hi].prefix == src[lo].prefix)
+        hi++;
+      if (hi - lo > 1)
+        g_qsort_with_data (src + lo, (gint)(hi - lo), sizeof (SortKey), compare_keyed_entries,
+                           entries);
+      lo = hi;
+    }
   /* The free buffer takes the entries in order, then they go back. */
   out = (TallyWordCount *)(void *)dst;
   for (gsize i = 0; i < n; i++)
     out[i] = entries[src[i].index];
   memcpy (entries, out, n * sizeof (TallyWordCount));
+}
+
+/* Adds @count to a snapshot's total, saturating at G_MAXINT64 the largest integer a JSON
+ * number holds in json-glib. */
+static guint64
+add_to_total (guint64 total, guint64 count)
+{
+  return count >= (guint64)G_MAXINT64 - total ? (guint64)G_MAXINT64 : total + count;
 }
 
 /* Copies @n entries, already in snapshot order, into a new snapshot. */
@@ -232,16 +278,14 @@ counts_from_sorted (const TallyWordCount *entries, gsize n)
   dst = counts->bytes;
   for (gsize i = 0; i < n; i++)
     {
+      if (i + PREFETCH_AHEAD < n)
+        __builtin_prefetch (entries[i + PREFETCH_AHEAD].word);
       memcpy (dst, entries[i].word, entries[i].len);
       dst[entries[i].len] = '\0';
       counts->entries[i].word = dst;
       counts->entries[i].len = entries[i].len;
       counts->entries[i].count = entries[i].count;
-      /* Saturates at G_MAXINT64, the largest integer a JSON number holds in json-glib. */
-      if (entries[i].count >= (guint64)G_MAXINT64 - counts->total)
-        counts->total = G_MAXINT64;
-      else
-        counts->total += entries[i].count;
+      counts->total = add_to_total (counts->total, entries[i].count);
       dst += entries[i].len + 1;
     }
   return counts;
@@ -273,17 +317,28 @@ tally_counts_merge_disjoint (TallyCounts *const *parts, guint n_parts,
                              const TallyCountsOptions *options)
 {
   g_autofree gsize *heads = g_new0 (gsize, MAX (n_parts, 1));
-  g_autoptr (GArray) merged = NULL;
-  gsize total = 0;
+  gboolean filter = !tally_counts_options_is_empty (options);
+  TallyCounts *merged;
+  gsize total = 0, n = 0;
   guint64 limit;
 
   for (guint k = 0; k < n_parts; k++)
     total += parts[k]->n;
   limit = options != NULL && options->top > 0 ? MIN (options->top, (guint64)total) : total;
-  merged = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount), (guint)limit);
 
-  /* A k-way merge by linear scan of the heads: shards are few. */
-  while (merged->len < limit)
+  /* The merged snapshot's entries point into the parts' word bytes, which it keeps alive
+   * with a reference to each part: no word is copied again. */
+  merged = g_new0 (TallyCounts, 1);
+  merged->ref_count = 1;
+  merged->entries = g_new (TallyWordCount, MAX (limit, 1));
+  merged->n_parts = n_parts;
+  merged->parts = g_new (TallyCounts *, MAX (n_parts, 1));
+  for (guint k = 0; k < n_parts; k++)
+    merged->parts[k] = tally_counts_ref (parts[k]);
+
+  /* A k-way merge by linear scan of the heads: shards are few. The count decides most
+   * steps without looking at the words. */
+  while (n < limit)
     {
       const TallyWordCount *best = NULL;
       guint best_k = 0;
@@ -291,10 +346,12 @@ tally_counts_merge_disjoint (TallyCounts *const *parts, guint n_parts,
       for (guint k = 0; k < n_parts; k++)
         {
           const TallyWordCount *e;
+
           if (heads[k] == parts[k]->n)
             continue;
           e = &parts[k]->entries[heads[k]];
-          if (best == NULL || compare_entries (e, best) < 0)
+          if (best == NULL || e->count > best->count
+              || (e->count == best->count && compare_entries (e, best) < 0))
             {
               best = e;
               best_k = k;
@@ -303,10 +360,13 @@ tally_counts_merge_disjoint (TallyCounts *const *parts, guint n_parts,
       if (best == NULL)
         break;
       heads[best_k]++;
-      if (tally_counts_options_match (options, best->word, best->len, best->count))
-        g_array_append_vals (merged, best, 1);
+      if (filter && !tally_counts_options_match (options, best->word, best->len, best->count))
+        continue;
+      merged->entries[n++] = *best;
+      merged->total = add_to_total (merged->total, best->count);
     }
-  return counts_from_sorted ((const TallyWordCount *)(const void *)merged->data, merged->len);
+  merged->n = n;
+  return merged;
 }
 
 typedef struct
@@ -356,6 +416,9 @@ tally_counts_unref (TallyCounts *counts)
   g_free (counts->entries);
   g_free (counts->bytes);
   g_free (counts->index);
+  for (guint k = 0; k < counts->n_parts; k++)
+    tally_counts_unref (counts->parts[k]);
+  g_free (counts->parts);
   g_free (counts);
 }
 
