@@ -38,9 +38,10 @@
  * skipped ASCII run goes on with a hyphen or a non-ASCII letter, can an over-long word
  * give more than one word.
  *
- * Memory stays bounded: at most 2 J + 2 stream buffers, and each shard's mailbox holds at
- * most 4 J batches (fewer if [aggregator] mailbox_capacity is lower), so a fast reader
- * waits for slow shards instead of buffering.
+ * Memory stays bounded: at most 2 J + 2 stream buffers; one combining table per worker,
+ * flushed once it holds COUNT_COMBINE_MAX_BYTES (it can pass that by the distinct words of
+ * one slice); and each shard's mailbox holds at most 4 J batches (fewer if [aggregator]
+ * mailbox_capacity is lower), so a fast reader waits for slow shards instead of buffering.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */

@@ -273,6 +273,20 @@ done
 expect "--jobs 3 --shards 2" 0 "$tmp/want" -- \
   count -t whitespace --jobs 3 --shards 2 "$tmp/long-line.txt" "$tmp/small.txt"
 
+# --- many distinct words: each worker's combining table is flushed to the shards part way ---
+# (at 8 MiB, about 210,000 distinct words), and a word's count then reaches its shard in
+# several parts. The expected counts come from coreutils.
+awk 'BEGIN { for (r = 0; r < 3; r++) for (i = 0; i < 300000; i++) printf "w%d%s", (i * 7919) % 300000, (i % 10 == 9) ? "\n" : " " }' >"$tmp/distinct.txt"
+printf 'The the THE\n' >>"$tmp/distinct.txt"
+tr -s ' \n' '\n\n' <"$tmp/distinct.txt" | tr 'A-Z' 'a-z' | sort | uniq -c |
+  awk '$2 != "" { print $2, $1 }' | sort -t' ' -k2,2nr -k1,1 >"$tmp/want-distinct"
+for s in 1 2; do
+  expect "many distinct words, --shards $s" 0 "$tmp/want-distinct" -- \
+    count -t whitespace --shards "$s" "$tmp/distinct.txt"
+done
+expect "many distinct words, --jobs 3 --shards 2" 0 "$tmp/want-distinct" -- \
+  count -t whitespace --jobs 3 --shards 2 "$tmp/distinct.txt"
+
 # --- failures ---------------------------------------------------------------------------------
 # An input that cannot be read is named on stderr and skipped; the rest is counted and
 # printed, and the exit status is 1 (as wc does).
