@@ -420,7 +420,8 @@ tally_tokenizer_new (const TallyTokenizerOptions *options)
       g_critical ("tally_tokenizer_new: %s; using the defaults", error->message);
       tally_tokenizer_options_init (&self->options);
     }
-  self->scratch = g_malloc (self->options.max_word_bytes + 8);
+  /* + 16: room for whitespace mode's 16-byte stores (emit_whitespace()). */
+  self->scratch = g_malloc (self->options.max_word_bytes + 16);
   /* The Unicode tables are built once per process, by the first unicode-mode tokenizer. */
   if (self->options.mode == TALLY_TOKENIZER_UNICODE)
     unicode_tables_ensure ();
@@ -789,12 +790,28 @@ feed_unicode (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWor
  * whitespace mode
  * ------------------------------------------------------------------------------------- */
 
+/* Emits the word from @word to @end, ASCII-lowercased into the scratch buffer if @upper.
+ * @limit is the end of the chunk: a word of at most 16 bytes with 16 readable bytes before
+ * @limit is lowercased with one 16-byte load, compare and store (the bytes after the word
+ * land unused in the scratch buffer, which has room for them). */
 static inline gsize
-emit_whitespace (TallyTokenizer *self, const guchar *word, const guchar *end, gboolean upper,
-                 TallyWordFunc func, gpointer user_data)
+emit_whitespace (TallyTokenizer *self, const guchar *word, const guchar *end, const guchar *limit,
+                 gboolean upper, TallyWordFunc func, gpointer user_data)
 {
   gsize len = (gsize)(end - word);
 
+#ifdef TALLY_TOKENIZER_BLOCKS
+  if (upper && len <= BLOCK && limit - word >= BLOCK)
+    {
+      __m128i v = _mm_loadu_si128 ((const __m128i *)(const void *)word);
+      __m128i caps = _mm_and_si128 (_mm_cmpgt_epi8 (v, _mm_set1_epi8 ('A' - 1)),
+                                    _mm_cmplt_epi8 (v, _mm_set1_epi8 ('Z' + 1)));
+
+      _mm_storeu_si128 ((__m128i *)(void *)self->scratch,
+                        _mm_add_epi8 (v, _mm_and_si128 (caps, _mm_set1_epi8 ('a' - 'A'))));
+      return emit (self, self->scratch, len, FALSE, func, user_data);
+    }
+#endif
   if (upper)
     {
       len = MIN (len, (gsize)self->options.max_word_bytes + 1);
@@ -857,7 +874,7 @@ feed_whitespace (TallyTokenizer *self, const guchar *p, const guchar *end, Tally
 
                   if (caps & BITS_FROM (i) & BITS_BELOW (e))
                     upper = TRUE;
-                  words += emit_whitespace (self, word, p + e, upper, func, user_data);
+                  words += emit_whitespace (self, word, p + e, end, upper, func, user_data);
                   word = NULL;
                   i = e + 1;
                 }
@@ -905,14 +922,14 @@ feed_whitespace (TallyTokenizer *self, const guchar *p, const guchar *end, Tally
             }
           else if (word != NULL)
             {
-              words += emit_whitespace (self, word, p, upper, func, user_data);
+              words += emit_whitespace (self, word, p, end, upper, func, user_data);
               word = NULL;
             }
           p += n;
         }
     }
   if (word != NULL)
-    words += emit_whitespace (self, word, end, upper, func, user_data);
+    words += emit_whitespace (self, word, end, end, upper, func, user_data);
   return words;
 }
 

@@ -291,6 +291,61 @@ test_whitespace_basic (void)
   WS ("Kafka   Streams\tTest", "kafka|streams|test");
 }
 
+/* ASCII lowercasing gives the same bytes for every word length around 16 (one 16-byte
+ * step, or byte by byte near the end of the text), whatever follows the word: the bytes
+ * just outside A-Z ('@', '[', '`', '{') and non-ASCII bytes stay as they are. Also with a
+ * maximum word length that truncates. */
+static void
+test_whitespace_fold_lengths (void)
+{
+  static const char pattern[] = "A@Z[a`z{M\xc3\x89N0Kq~Ba";
+  const guint maxes[] = { DEFAULT_MAX, 6 };
+
+  for (guint m = 0; m < G_N_ELEMENTS (maxes); m++)
+    {
+      g_autoptr (TallyTokenizer) tok
+          = new_tokenizer (TALLY_TOKENIZER_WHITESPACE, FALSE, maxes[m], 0);
+
+      for (gsize len = 1; len <= 20; len++)
+        for (gsize tail = 0; tail <= 20; tail++)
+          {
+            g_autoptr (GString) text = g_string_new (NULL);
+            g_autofree char *word = NULL;
+            g_autofree char *expected = NULL;
+            g_autofree char *got = NULL;
+            gsize keep;
+
+            for (gsize i = 0; i < len; i++)
+              g_string_append_c (text, pattern[i % (sizeof pattern - 1)]);
+            /* Cut only at a character boundary: a lone byte of É would be invalid. */
+            if (((guchar)text->str[len - 1]) == 0xc3)
+              continue;
+            word = g_strndup (text->str, len);
+            keep = MIN (len, maxes[m]);
+            while (keep > 0 && ((guchar)word[keep] & 0xc0) == 0x80 && keep < len)
+              keep--;
+            expected = g_ascii_strdown (word, (gssize)keep);
+            if (tail > 0)
+              {
+                g_string_append_c (text, ' ');
+                for (gsize i = 1; i < tail; i++)
+                  g_string_append_c (text, 'Q');
+                if (tail > 1)
+                  {
+                    g_autofree char *q = g_strnfill (tail - 1, 'q');
+                    g_autofree char *q_kept = g_strndup (q, MIN (tail - 1, maxes[m]));
+                    g_autofree char *joined = g_strconcat (expected, "|", q_kept, NULL);
+
+                    g_free (expected);
+                    expected = g_steal_pointer (&joined);
+                  }
+              }
+            got = words_of_len (tok, text->str, (gssize)text->len);
+            g_assert_cmpstr (got, ==, expected);
+          }
+    }
+}
+
 static void
 test_whitespace_separators (void)
 {
@@ -880,6 +935,7 @@ main (int argc, char **argv)
   g_test_add_func ("/tokenizer/unicode/kafka-streams", test_kafka_streams);
   g_test_add_func ("/tokenizer/whitespace/basic", test_whitespace_basic);
   g_test_add_func ("/tokenizer/whitespace/separators", test_whitespace_separators);
+  g_test_add_func ("/tokenizer/whitespace/fold-lengths", test_whitespace_fold_lengths);
   g_test_add_func ("/tokenizer/record/basic", test_record_basic);
   g_test_add_func ("/tokenizer/nul-bytes", test_nul_bytes);
   g_test_add_func ("/tokenizer/invalid-utf8", test_invalid_utf8);
