@@ -68,6 +68,7 @@ struct _Job
   guint retries;
   rd_kafka_resp_err_t last_err;
   GError *encode_error; /* TOO_LARGE: an error snapshot went out instead */
+  gint64 started_us;    /* monotonic, when the Publish message was handled */
 };
 
 struct _TallyPublisher
@@ -194,8 +195,10 @@ job_finish (Job *job)
   if (reply->error != NULL)
     g_warning ("publisher: %s", reply->error->message);
   else
-    g_debug ("publisher: snapshot %s (request %s): %u parts delivered, %u retries",
-             job->snapshot_id, job->request_id, job->delivered, job->retries);
+    g_debug ("publisher: snapshot %s (request %s): %u parts delivered, %u retries, %.1f ms "
+             "after the Publish message was handled",
+             job->snapshot_id, job->request_id, job->delivered, job->retries,
+             (double)(g_get_monotonic_time () - job->started_us) / 1000);
 
   tally_message_reply (job->message, reply);
   {
@@ -403,6 +406,7 @@ handle_publish (TallyActor *actor, TallyMessage *message, GError **error)
 {
   TallyPublisher *self = TALLY_PUBLISHER (actor);
   PublishMessage *m = (PublishMessage *)message;
+  gint64 started_us = g_get_monotonic_time ();
   g_autoptr (TallySnapshot) snapshot = build_snapshot (self, m);
   g_autoptr (GPtrArray) values = NULL;
   g_autoptr (GError) encode_error = NULL;
@@ -428,7 +432,18 @@ handle_publish (TallyActor *actor, TallyMessage *message, GError **error)
       return TRUE;
     }
 
+  {
+    gsize bytes = 0;
+
+    for (guint i = 0; i < values->len; i++)
+      bytes += g_bytes_get_size (g_ptr_array_index (values, i));
+    g_debug ("publisher: snapshot %s (request %s): %u parts, %" G_GSIZE_FORMAT
+             " bytes, built and encoded in %.1f ms (the counts took %" G_GINT64_FORMAT " ms)",
+             snapshot->snapshot_id, snapshot->request_id, values->len, bytes,
+             (double)(g_get_monotonic_time () - started_us) / 1000, m->taken_ms);
+  }
   job = g_new0 (Job, 1);
+  job->started_us = started_us;
   job->self = self;
   job->snapshot_id = g_strdup (snapshot->snapshot_id);
   job->request_id = g_strdup (snapshot->request_id);

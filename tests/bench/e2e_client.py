@@ -17,12 +17,16 @@ Debian's python3 with python3-confluent-kafka (librdkafka underneath), run by e2
       with the full offsets), a new one 50 ms after the last is answered (or after 1 s
       without an answer), until a reply's offsets reach the end of every partition of T;
       print `done_at EPOCH_SECONDS total_words N distinct_words N requests N`
-  e2e_client.py latency -b HOST:PORT --requests R --output O [-n 50]
+  e2e_client.py latency -b HOST:PORT --requests R --output O [-n 50] [--trace FILE]
       send N snapshot requests for every count, one at a time, and time each from just
       before the request record is produced to the arrival of the reply's last part (the
       parts are recognised by their headers tally.request.id, tally.part and tally.parts,
       so no JSON is parsed while timing); print `p50_ms X p99_ms Y max_ms Z parts N
-      distinct_words N` (nearest-rank percentiles)
+      distinct_words N` (nearest-rank percentiles). --trace FILE writes one line per
+      request, to line up with Tally's debug log ([log] level=debug): `REQUEST_ID start
+      EPOCH_S acked_ms MS total_ms MS parts PART:ARRIVAL_EPOCH_S:RECORD_TIMESTAMP_MS...`
+      (acked_ms: until the request record's delivery report; the record timestamp is when
+      Tally produced the part)
   e2e_client.py words --distinct N --words W [--per-record K]
       print W synthetic words, K per line (default 10): word i is the 7 lowercase ASCII
       letters of (i mod N) * 2654435761 mod 26^7 in base 26, so the N words are distinct
@@ -80,6 +84,7 @@ class Io:
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
                                   "enable.auto.commit": False})
         self.consumer.assign([TopicPartition(output, p, o) for p, o in self.ends(output).items()])
+        self.trace = None
 
     def ends(self, topic):
         md = self.consumer.list_topics(topic, timeout=10).topics[topic]
@@ -119,6 +124,8 @@ class Io:
                 continue
             got = parts.setdefault(key, {})
             got[int(h["tally.part"])] = m.value()
+            if self.trace is not None:
+                self.trace.append((int(h["tally.part"]), time.time(), m.timestamp()[1]))
             if len(got) == int(h["tally.parts"]):
                 return [got[i] for i in sorted(got)]
         return None
@@ -181,12 +188,19 @@ def latency(args):
     parts = distinct = 0
     for i in range(args.n + 1):
         request_id = "bench-latency-%d-%s" % (i, uuid.uuid4().hex)
+        io.trace = [] if args.trace else None
+        start_wall = time.time()
         start = time.perf_counter()
         io.request(args.requests, request_id, b"")
+        acked = time.perf_counter()
         values = io.reply(request_id, 60)
         if values is None:
             die("no complete reply to request", request_id, "within 60 s")
         elapsed = (time.perf_counter() - start) * 1000
+        if args.trace:
+            args.trace.write("%s start %.6f acked_ms %.2f total_ms %.2f parts %s\n" % (
+                request_id, start_wall, (acked - start) * 1000, elapsed,
+                " ".join("%d:%.6f:%d" % t for t in io.trace)))
         if i == 0:  # warm-up, and a check of what the replies hold
             first = json.loads(values[0])
             if first.get("error"):
@@ -247,6 +261,7 @@ def main():
     p.add_argument("--requests", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("-n", type=int, default=50)
+    p.add_argument("--trace", type=argparse.FileType("w"))
     p = sub.add_parser("words")
     p.add_argument("--distinct", type=int, required=True)
     p.add_argument("--words", type=int, required=True)
