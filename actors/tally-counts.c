@@ -312,18 +312,49 @@ tally_counts_new_from_entries (TallyWordCount *entries, gsize n_entries,
   return counts_from_sorted (entries, n);
 }
 
+/* A part's next entry during a merge, with its word's first 8 bytes as a number. */
+typedef struct
+{
+  const TallyWordCount *entry; /* NULL when the part is used up */
+  const TallyWordCount *end;
+  guint64 prefix;
+} MergeHead;
+
+static void
+merge_head_set (MergeHead *head, const TallyWordCount *entry)
+{
+  head->entry = entry < head->end ? entry : NULL;
+  if (head->entry != NULL)
+    head->prefix = word_prefix (entry->word, entry->len);
+}
+
+/* Snapshot order of two heads: count, then the 8-byte prefix, then the whole words. */
+static inline gboolean
+merge_head_before (const MergeHead *a, const MergeHead *b)
+{
+  if (a->entry->count != b->entry->count)
+    return a->entry->count > b->entry->count;
+  if (a->prefix != b->prefix)
+    return a->prefix < b->prefix;
+  return compare_entries (a->entry, b->entry) < 0;
+}
+
 TallyCounts *
 tally_counts_merge_disjoint (TallyCounts *const *parts, guint n_parts,
                              const TallyCountsOptions *options)
 {
-  g_autofree gsize *heads = g_new0 (gsize, MAX (n_parts, 1));
+  g_autofree MergeHead *heads = g_new0 (MergeHead, MAX (n_parts, 1));
   gboolean filter = !tally_counts_options_is_empty (options);
   TallyCounts *merged;
   gsize total = 0, n = 0;
   guint64 limit;
 
   for (guint k = 0; k < n_parts; k++)
-    total += parts[k]->n;
+    {
+      total += parts[k]->n;
+      heads[k].end = parts[k]->entries + parts[k]->n;
+      merge_head_set (&heads[k], parts[k]->entries);
+    }
   limit = options != NULL && options->top > 0 ? MIN (options->top, (guint64)total) : total;
 
   /* The merged snapshot's entries point into the parts' word bytes, which it keeps alive
@@ -336,34 +367,24 @@ tally_counts_merge_disjoint (TallyCounts *const *parts, guint n_parts,
   for (guint k = 0; k < n_parts; k++)
     merged->parts[k] = tally_counts_ref (parts[k]);
 
-  /* A k-way merge by linear scan of the heads: shards are few. The count decides most
-   * steps without looking at the words. */
+  /* A k-way merge by linear scan of the heads: shards are few. The count and the
+   * 8-byte prefix of each head, read once, decide almost every step. */
   while (n < limit)
     {
-      const TallyWordCount *best = NULL;
-      guint best_k = 0;
+      MergeHead *best = NULL;
+      const TallyWordCount *e;
 
       for (guint k = 0; k < n_parts; k++)
-        {
-          const TallyWordCount *e;
-
-          if (heads[k] == parts[k]->n)
-            continue;
-          e = &parts[k]->entries[heads[k]];
-          if (best == NULL || e->count > best->count
-              || (e->count == best->count && compare_entries (e, best) < 0))
-            {
-              best = e;
-              best_k = k;
-            }
-        }
+        if (heads[k].entry != NULL && (best == NULL || merge_head_before (&heads[k], best)))
+          best = &heads[k];
       if (best == NULL)
         break;
-      heads[best_k]++;
-      if (filter && !tally_counts_options_match (options, best->word, best->len, best->count))
+      e = best->entry;
+      merge_head_set (best, e + 1);
+      if (filter && !tally_counts_options_match (options, e->word, e->len, e->count))
         continue;
-      merged->entries[n++] = *best;
-      merged->total = add_to_total (merged->total, best->count);
+      merged->entries[n++] = *e;
+      merged->total = add_to_total (merged->total, e->count);
     }
   merged->n = n;
   return merged;
