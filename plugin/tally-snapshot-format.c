@@ -427,26 +427,6 @@ object_to_data (JsonObject *object, gsize *len)
   return json_generator_to_data (generator, len);
 }
 
-/* An upper bound of the bytes json-glib writes for a string, quotes included. */
-static gsize
-json_string_bound (const char *s, gsize len)
-{
-  gsize n = 2;
-
-  for (gsize i = 0; i < len; i++)
-    {
-      guchar c = (guchar)s[i];
-
-      if (c == '"' || c == '\\')
-        n += 2;
-      else if (c < 0x20 || c == 0x7f)
-        n += 6;
-      else
-        n += 1;
-    }
-  return n;
-}
-
 static gsize
 decimal_digits (guint64 value)
 {
@@ -460,11 +440,35 @@ decimal_digits (guint64 value)
   return n;
 }
 
-/* Bytes of `["word",count]` in a compact array. */
+/* Bytes of `["word",count]` in a compact array: an upper bound of what json-glib writes
+ * (`"` and `\` take two bytes, control characters and DEL up to six, every other byte
+ * one). Sets @verbatim when json-glib writes the word unchanged between its quotes (no `"`,
+ * `\`, byte below 0x20 or DEL: json-glib copies the bytes of UTF-8 characters as they
+ * are; a NUL, which json_node_set_string() would cut, is below 0x20) and the count is a
+ * JSON integer json-glib writes as it is. One pass over the word decides both. */
 static gsize
-entry_bound (const TallyWordCount *entry)
+entry_bound (const TallyWordCount *entry, gboolean *verbatim)
 {
-  return 3 + json_string_bound (entry->word, entry->len) + decimal_digits (entry->count);
+  gsize n = 2 + entry->len;
+  gboolean escaped = FALSE;
+
+  for (gsize i = 0; i < entry->len; i++)
+    {
+      guchar c = (guchar)entry->word[i];
+
+      if (G_UNLIKELY (c == '"' || c == '\\'))
+        {
+          n += 1;
+          escaped = TRUE;
+        }
+      else if (G_UNLIKELY (c < 0x20 || c == 0x7f))
+        {
+          n += 5;
+          escaped = TRUE;
+        }
+    }
+  *verbatim = !escaped && entry->count <= G_MAXINT64;
+  return 3 + n + decimal_digits (entry->count);
 }
 
 /* Streaming the entries. A part is `{...header...,"counts":[` + entries + `]}`. Both halves
@@ -473,8 +477,8 @@ entry_bound (const TallyWordCount *entry)
  * inside that array. An entry `["word",count]` whose word json-glib may escape is generated
  * by json-glib too, from one reused two-element array whose string and integer nodes are
  * overwritten entry by entry and appended with json_generator_to_gstring(), so no tree of
- * 100,000 nodes is built, and freed, per part. An entry whose word is only printable ASCII
- * other than `"` and `\` (json-glib copies those bytes as they are) is appended directly:
+ * 100,000 nodes is built, and freed, per part. An entry whose word json-glib copies as it
+ * is (no `"`, `\`, control character or DEL; see entry_bound()) is appended directly:
  * the same bytes, `[`, `"`, the word, `"`, `,`, the count in decimal, `]`, without the
  * generator's per-call cost (about 130 ns an entry, most of a 100,000-word snapshot's
  * encoding time). test-snapshot-format checks both paths against json-glib's own output. */
@@ -513,25 +517,12 @@ entry_writer_clear (EntryWriter *writer)
   g_clear_pointer (&writer->pair, json_array_unref);
 }
 
-/* TRUE when json-glib writes @word unchanged between its quotes: bytes 0x20 to 0x7e other
- * than `"` and `\`. A NUL (a word json_node_set_string() would cut) is not one of them. */
-static gboolean
-word_is_verbatim (const char *word, gsize len)
-{
-  for (gsize i = 0; i < len; i++)
-    {
-      guchar c = (guchar)word[i];
-
-      if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
-        return FALSE;
-    }
-  return TRUE;
-}
-
+/* Appends one entry; @verbatim from entry_bound(). */
 static void
-entry_writer_append (EntryWriter *writer, const TallyWordCount *entry, GString *out)
+entry_writer_append (EntryWriter *writer, const TallyWordCount *entry, gboolean verbatim,
+                     GString *out)
 {
-  if (entry->count <= G_MAXINT64 && word_is_verbatim (entry->word, entry->len))
+  if (verbatim)
     {
       char digits[24];
       gsize n = sizeof digits;
@@ -593,6 +584,7 @@ tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_record_bytes, GE
   const TallyWordCount *entries = NULL;
   gsize n_entries = 0;
   g_autoptr (GArray) starts = g_array_new (FALSE, FALSE, sizeof (gsize));
+  g_autofree guint8 *verbatim = NULL; /* per entry, from entry_bound() */
   g_autoptr (GPtrArray) parts = g_ptr_array_new_with_free_func ((GDestroyNotify)g_bytes_unref);
   gsize base, used, in_part = 0, zero = 0;
 
@@ -624,12 +616,15 @@ tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_record_bytes, GE
     }
 
   /* Greedy split: starts[p] is the index of part p's first entry. */
+  verbatim = g_new (guint8, MAX (n_entries, 1));
   g_array_append_val (starts, zero);
   used = base;
   for (gsize i = 0; i < n_entries; i++)
     {
-      gsize cost = entry_bound (&entries[i]);
+      gboolean plain;
+      gsize cost = entry_bound (&entries[i], &plain);
 
+      verbatim[i] = (guint8)plain;
       if (used + cost + (in_part > 0 ? 1 : 0) > max_record_bytes)
         {
           if (in_part == 0 || base + cost > max_record_bytes)
@@ -671,7 +666,7 @@ tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_record_bytes, GE
           {
             if (i > first)
               g_string_append_c (data, ',');
-            entry_writer_append (&writer, &entries[i], data);
+            entry_writer_append (&writer, &entries[i], verbatim[i], data);
           }
         g_string_append (data, PART_TAIL);
         len = data->len;
