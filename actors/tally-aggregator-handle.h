@@ -4,7 +4,8 @@
  * tally_aggregator_handle_new() starts N TallyAggregator actors, each on its own arbiter
  * (thread). A word always goes to the same shard: tally_aggregator_handle_shard_for()
  * picks it from a fixed 64-bit hash of the word's bytes (tally_word_hash()), whose value
- * the shard's table reuses, so every word is hashed once.
+ * the shard's table reuses, so a word is hashed once on its way to a shard (a
+ * #TallyWordBatcher finds repeated words in its cache by their bytes, without hashing).
  *
  * Consistent cut. Messages from one sender thread to one actor are handled in the order
  * sent (see tally-actor.h). get_counts asks every shard, so the snapshot it returns
@@ -349,8 +350,12 @@ void tally_aggregator_handle_take_changes_async (TallyAggregatorHandle *handle, 
  * @store: the store the words count into (an input partition; 0 for `tally words`)
  *
  * A batcher collects words into one pending AddWords batch per shard and tells them on
- * flush: one message per shard per flush, not one per word. A batcher belongs to one
- * thread at a time; its sends keep that thread's order.
+ * flush: one message per shard per flush, not one per word. It is also a combiner: a
+ * small cache (512 words, 16 KiB) counts the most frequent words, which go to the batch
+ * once per flush with their count (or when a word with a higher count takes their slot),
+ * so the shards count fewer, larger records. Counts come out the same as if every word
+ * had been sent. A batcher belongs to one thread at a time; its sends keep that thread's
+ * order.
  *
  * Returns: (transfer full): the batcher
  */
@@ -367,10 +372,20 @@ void tally_word_batcher_free (TallyWordBatcher *batcher);
  * tally_word_batcher_add:
  * @batcher: a batcher
  * @word: a word: valid UTF-8, no NUL byte, not empty (need not be NUL-terminated)
- * @len: its length in bytes, at least 1
+ * @len: its length in bytes, at least 1 and below 2^31
  *
- * Hashes @word and appends it to its shard's pending batch (about len + 12 bytes). An
- * invalid word is a programmer error (g_return_if_fail).
+ * Counts @word in the batcher's cache if it is there (no hashing: found by its bytes);
+ * if not, it is hashed and takes the cache slot with the lower count, whose word and
+ * count go to its shard's batch (len + 12 bytes, or len + 20 with a count above 1); a
+ * word longer than 16 bytes goes to its shard's batch at once. The next successful flush
+ * sends it.
+ *
+ * Precondition, not checked on this hot path: @word is valid UTF-8 with no NUL byte, as
+ * a #TallyTokenizer's words always are; a word from elsewhere must be checked by the
+ * caller first (g_utf8_validate_len(), as tally_aggregator_handle_add_word() does).
+ * Builds with G_ENABLE_DEBUG defined check it with g_return_if_fail. An empty or
+ * over-long word is a programmer error (g_return_if_fail). The thread that owns the
+ * batcher.
  */
 void tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize len);
 
@@ -382,12 +397,15 @@ void tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize 
  * @error: return location for %TALLY_ACTOR_ERROR_FULL (only when @may_block is %FALSE) or
  *   %TALLY_ACTOR_ERROR_CLOSED
  *
- * Tells every shard with pending words its batch, in shard order. With @may_block %FALSE,
- * a shard whose mailbox is full keeps its batch (later adds append to it) and the flush
- * returns %FALSE with %TALLY_ACTOR_ERROR_FULL after trying every shard: the caller (the
- * Kafka source) pauses its partitions and flushes again later; batches that were sent
- * stay sent. With @may_block %FALSE a closed shard's batch is kept too; with @may_block
- * %TRUE the batch told to a closed shard is dropped, since a stopped shard counts nothing.
+ * Moves the words counted in the cache into their shards' batches (each once, with its
+ * count; into a batch an earlier flush could not send if there is one), then tells every
+ * shard with pending words its batch, in shard order. With @may_block %FALSE, a shard
+ * whose mailbox is full keeps its batch (later adds and the next flush add to it) and the
+ * flush returns %FALSE with %TALLY_ACTOR_ERROR_FULL after trying every shard: the caller
+ * (the Kafka source) pauses its partitions and flushes again later; batches that were
+ * sent stay sent. With @may_block %FALSE a closed shard's batch is kept too; with
+ * @may_block %TRUE the batch told to a closed shard is dropped, since a stopped shard
+ * counts nothing.
  *
  * Returns: %TRUE if nothing is pending any more
  */
@@ -401,9 +419,10 @@ gboolean tally_word_batcher_flush (TallyWordBatcher *batcher, gboolean may_block
  *   is enqueued (or a shard stopped)
  * @user_data: data for @callback
  *
- * Sends every pending batch with tally_address_tell_async(): waits for room without
- * blocking the thread. Until @callback runs, words may be added but flushing again is a
- * programmer error. Finish with tally_word_batcher_flush_finish().
+ * Moves the words counted in the cache into the batches as tally_word_batcher_flush()
+ * does, then sends every pending batch with tally_address_tell_async(): waits for room
+ * without blocking the thread. Until @callback runs, words may be added but flushing
+ * again is a programmer error. Finish with tally_word_batcher_flush_finish().
  */
 void tally_word_batcher_flush_async (TallyWordBatcher *batcher, GCancellable *cancellable,
                                      GAsyncReadyCallback callback, gpointer user_data);
@@ -423,7 +442,8 @@ gboolean tally_word_batcher_flush_finish (TallyWordBatcher *batcher, GAsyncResul
  * tally_word_batcher_get_pending_words:
  * @batcher: a batcher
  *
- * Returns: the number of words added and not yet enqueued, over all shards
+ * Returns: the number of words added and not yet enqueued, over all shards: words, a word
+ *   added n times counting n (not distinct words)
  */
 gsize tally_word_batcher_get_pending_words (TallyWordBatcher *batcher);
 

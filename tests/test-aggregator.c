@@ -93,7 +93,9 @@ test_add_word_invalid (void)
   g_assert_error (error, TALLY_AGGREGATOR_ERROR, TALLY_AGGREGATOR_ERROR_INVALID_WORD);
 }
 
-/* The batcher takes only valid UTF-8 without NUL: anything else is a programmer error. */
+#ifdef G_ENABLE_DEBUG
+/* The batcher takes only valid UTF-8 without NUL: anything else is a programmer error,
+ * checked in debug builds only (the tokenizer's words are valid by construction). */
 static void
 test_batcher_rejects_invalid (gconstpointer data)
 {
@@ -114,6 +116,7 @@ test_batcher_rejects_invalid (gconstpointer data)
   g_test_trap_assert_failed ();
   g_test_trap_assert_stderr ("*word_is_valid*");
 }
+#endif
 
 static void
 test_closed_after_stop (void)
@@ -665,53 +668,158 @@ test_stores (void)
 
 /* ----- backpressure --------------------------------------------------------------- */
 
-/* A full mailbox fails a non-blocking flush with FULL and keeps the unsent batch; a
- * later flush sends it and nothing is lost. */
+/* A full mailbox fails a non-blocking flush with FULL and keeps the unsent batch; words
+ * added afterwards join it, and a later flush sends them all: nothing is lost. The shard
+ * is kept busy with big batches told straight to its address (one being counted, one
+ * waiting in its mailbox of one message), so the batcher's flush right after finds the
+ * mailbox full. */
 static void
 test_batcher_full (void)
 {
   g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (1, 1);
   g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
+  TallyAddress *shard = tally_aggregator_handle_get_shard_address (handle, 0);
   g_autoptr (TallyCounts) counts = NULL;
   g_autoptr (GError) error = NULL;
-  guint64 sent = 0;
-  gboolean saw_full = FALSE;
+  guint64 x_words = 0, y_words = 0;
+  guint n_full = 0;
   char w[32];
 
-  /* Big batches keep the shard busy; with room for one message the next try_tell
-   * soon finds the mailbox full. */
-  for (guint attempt = 0; attempt < 1000 && !saw_full; attempt++)
+  for (guint attempt = 0; attempt < 100 && n_full == 0; attempt++)
     {
       gsize pending_before;
+
+      for (guint k = 0; k < 2; k++)
+        {
+          TallyMessage *m = tally_aggregator_add_words_new (0);
+          for (guint i = 0; i < 100000; i++)
+            {
+              guint len = (guint)g_snprintf (w, sizeof w, "y%u", i);
+              tally_aggregator_add_words_append (m, w, len, tally_word_hash (w, len));
+            }
+          y_words += 100000;
+          g_assert_true (tally_address_tell (shard, m, &error));
+          g_assert_no_error (error);
+        }
       for (guint i = 0; i < 20000; i++)
         {
           guint len = (guint)g_snprintf (w, sizeof w, "x%u", i % 5000);
           tally_word_batcher_add (batcher, w, len);
         }
+      x_words += 20000;
       pending_before = tally_word_batcher_get_pending_words (batcher);
       if (tally_word_batcher_flush (batcher, FALSE, &error))
         {
-          sent += pending_before;
+          g_assert_cmpuint (pending_before, ==, 20000);
           g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 0);
           continue;
         }
       g_assert_error (error, TALLY_ACTOR_ERROR, TALLY_ACTOR_ERROR_FULL);
       g_clear_error (&error);
-      g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, pending_before);
-      saw_full = TRUE;
-    }
-  g_assert_true (saw_full);
+      n_full++;
+      /* Pending counts words, not the 5000 distinct words of the kept batch. */
+      g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 20000);
 
-  sent += tally_word_batcher_get_pending_words (batcher);
+      /* Added after the refusal: counted in the table, sent with the kept batch. */
+      tally_word_batcher_add (batcher, "late", 4);
+      tally_word_batcher_add (batcher, "x7", 2);
+      tally_word_batcher_add (batcher, "late", 4);
+      x_words++;
+      g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 20003);
+    }
+  g_assert_cmpuint (n_full, ==, 1);
+
   g_assert_true (tally_word_batcher_flush (batcher, TRUE, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 0);
 
   counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
   g_assert_no_error (error);
-  g_assert_cmpuint (tally_counts_get_total (counts), ==, sent);
-  g_assert_cmpuint (tally_counts_get_n_words (counts), ==, 5000);
-  g_assert_cmpuint (count_of (counts, "x0"), ==, sent / 5000);
+  g_assert_cmpuint (tally_counts_get_total (counts), ==, x_words + 2 + y_words);
+  g_assert_cmpuint (tally_counts_get_n_words (counts), ==, 5000 + 1 + 100000);
+  g_assert_cmpuint (count_of (counts, "x0"), ==, (x_words - 1) / 5000);
+  g_assert_cmpuint (count_of (counts, "x7"), ==, (x_words - 1) / 5000 + 1);
+  g_assert_cmpuint (count_of (counts, "late"), ==, 2);
+  g_assert_cmpuint (count_of (counts, "y99999"), ==, y_words / 100000);
+}
+
+/* The batcher combines: over flushes of very different numbers of distinct words (from
+ * fewer than its cache holds, where every word is combined, to many more, where words
+ * evict each other), with words over 16 bytes and one over a 1 MiB key chunk in between,
+ * every word's count comes out as if each word had been sent, and pending counts words. */
+/* Adds @word to @batcher and one to its count in @expected. */
+static void
+add_expected (TallyWordBatcher *batcher, GHashTable *expected, const char *word, gsize len)
+{
+  tally_word_batcher_add (batcher, word, len);
+  g_hash_table_insert (
+      expected, g_strdup (word),
+      GSIZE_TO_POINTER (GPOINTER_TO_SIZE (g_hash_table_lookup (expected, word)) + 1));
+}
+
+static void
+test_batcher_combines (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (3, 0);
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 4);
+  g_autoptr (GHashTable) expected = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (TallyCounts) counts = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GString) big = g_string_new (NULL);
+  static const guint distinct[] = { 3, 70000, 10, 1, 5000, 2, 70000, 7 };
+  GHashTableIter iter;
+  gpointer key, value;
+  guint64 total = 0;
+  char w[32];
+
+  while (big->len < 1100 * 1024)
+    g_string_append (big, "long");
+
+  for (guint r = 0; r < G_N_ELEMENTS (distinct); r++)
+    {
+      guint64 added = 0;
+
+      for (guint i = 0; i < 2 * distinct[r] + 5; i++)
+        {
+          guint n = (i * 7919u) % distinct[r];
+
+          add_expected (batcher, expected, w, (gsize)g_snprintf (w, sizeof w, "w%u", n));
+          added++;
+          if (i % 3 == 1)
+            {
+              add_expected (batcher, expected, w, (gsize)g_snprintf (w, sizeof w, "middle-%u", n));
+              added++;
+            }
+          if (i % 5 == 0)
+            {
+              add_expected (batcher, expected, w,
+                            (gsize)g_snprintf (w, sizeof w, "longer-than-16-bytes-%u", n));
+              added++;
+            }
+        }
+      if (r == 2)
+        {
+          tally_word_batcher_add (batcher, big->str, big->len);
+          tally_word_batcher_add (batcher, big->str, big->len);
+          added += 2;
+        }
+      g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, added);
+      total += added;
+      g_assert_true (tally_word_batcher_flush (batcher, r % 2 == 0, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 0);
+    }
+
+  counts = tally_aggregator_handle_get_store_counts (handle, (guint32[]){ 4 }, 1, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_counts_get_total (counts), ==, total);
+  g_assert_cmpuint (tally_counts_get_n_words (counts), ==, g_hash_table_size (expected) + 1);
+  g_assert_cmpuint (tally_counts_lookup (counts, big->str, big->len), ==, 2);
+  g_hash_table_iter_init (&iter, expected);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    g_assert_cmpuint (count_of (counts, key), ==, GPOINTER_TO_SIZE (value));
+  /* "w0" is added when d divides i, for i below 2 d + 5: 4 + 3 + 3 + 7 + 3 + 5 + 3 + 3. */
+  g_assert_cmpuint (count_of (counts, "w0"), ==, 31);
 }
 
 /* AddWord and AddWords sent straight to a shard's address. */
@@ -787,10 +895,12 @@ main (int argc, char **argv)
   g_test_add_func ("/aggregator/add-word-returns-count", test_add_word_returns_count);
   g_test_add_func ("/aggregator/add-word-invalid", test_add_word_invalid);
   g_test_add_func ("/aggregator/long-and-non-ascii-words", test_long_and_non_ascii_words);
+#ifdef G_ENABLE_DEBUG
   g_test_add_data_func ("/aggregator/batcher-rejects-invalid/nul", "ab\0c",
                         test_batcher_rejects_invalid);
   g_test_add_data_func ("/aggregator/batcher-rejects-invalid/truncated", "caf\xc3",
                         test_batcher_rejects_invalid);
+#endif
   g_test_add_func ("/aggregator/closed-after-stop", test_closed_after_stop);
   g_test_add_func ("/aggregator/shard-for", test_shard_for);
   g_test_add_func ("/aggregator/many-senders-one-aggregator", test_many_senders_one_aggregator);
@@ -802,6 +912,7 @@ main (int argc, char **argv)
   g_test_add_func ("/aggregator/counts-shared-between-threads", test_counts_shared_between_threads);
   g_test_add_func ("/aggregator/stores", test_stores);
   g_test_add_func ("/aggregator/batcher-full", test_batcher_full);
+  g_test_add_func ("/aggregator/batcher-combines", test_batcher_combines);
   g_test_add_func ("/aggregator/messages-direct", test_messages_direct);
   g_test_add_func ("/aggregator/messages-counted", test_messages_counted);
 

@@ -1,7 +1,7 @@
 /* bench-word-table.c — memory and speed of the counting table against GHashTable, and
  * words per second into N aggregator shards through the handle.
  *
- * Usage: bench-word-table [--words N] [--stream M]
+ * Usage: bench-word-table [--words N] [--stream M] [--text FILE] [--sender-only]
  *
  * 1. Memory per distinct word: N (default 1,000,000) distinct words are inserted into a
  *    TallyWordTable and, in the same run, into a GHashTable with g_strdup'd keys and
@@ -16,6 +16,13 @@
  *    every batch returns; and the article's add_word (one ask per word) for a smaller
  *    number of words.
  * 4. The time of a get_counts (an owned, sorted copy) over N distinct words, 1 and 2 shards.
+ * 5. The sending thread's cost per word (its CPU time, CLOCK_THREAD_CPUTIME_ID) and the
+ *    whole process's (the shards' work included), 2 shards, flushing every 65536 words as
+ *    `tally run`'s source does: the TallyWordBatcher (a combiner with a 512-word cache)
+ *    against its peer, plain per-shard AddWords batches of every word (what the batcher
+ *    did before it combined). Words come from --text FILE (split on anything but letters,
+ *    digits and bytes >= 0x80, lowercased ASCII) or else from the skewed stream.
+ *    --sender-only runs this part alone.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -25,6 +32,7 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct
 {
@@ -165,14 +173,111 @@ feed_shards (const Vocabulary *v, const guint32 *stream, gsize m, guint n_shards
   return seconds;
 }
 
+/* Words of a text file: runs of ASCII letters and digits and of bytes >= 0x80 (kept as
+ * they are, so valid UTF-8 stays valid), ASCII lowercased. */
+static void
+text_words (const char *path, GPtrArray *starts, GArray *lengths, char **contents)
+{
+  gsize size;
+  g_autoptr (GError) error = NULL;
+  char *t;
+
+  if (!g_file_get_contents (path, contents, &size, &error))
+    g_error ("bench-word-table: %s", error->message);
+  t = *contents;
+  for (gsize i = 0; i < size;)
+    {
+      gsize j = i;
+      while (j < size && (g_ascii_isalnum (t[j]) || (guchar)t[j] >= 0x80))
+        {
+          t[j] = g_ascii_tolower (t[j]);
+          j++;
+        }
+      if (j > i)
+        {
+          guint32 len = (guint32)(j - i);
+          g_ptr_array_add (starts, t + i);
+          g_array_append_val (lengths, len);
+        }
+      i = j + 1;
+    }
+}
+
+static double
+thread_cpu_s (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double
+process_cpu_s (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+#define SENDER_FLUSH_WORDS 65536
+
+/* Feeds @n words into 2 shards from this thread, with a batcher (@combine) or with plain
+ * AddWords batches of every word; gives the thread's and the process's CPU seconds up to
+ * the get_counts after the last batch, and checks the total. */
+static gboolean
+sender_cost (const char *const *words, const guint32 *lengths, gsize n, gboolean combine,
+             double *thread_s, double *process_s)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (2, 64);
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
+  g_autoptr (TallyCounts) counts = NULL;
+  g_autoptr (GError) error = NULL;
+  TallyMessage *pending[2] = { NULL, NULL };
+  double t0 = thread_cpu_s (), p0 = process_cpu_s ();
+  gsize since_flush = 0;
+
+  for (gsize i = 0; i < n; i++)
+    {
+      if (combine)
+        tally_word_batcher_add (batcher, words[i], lengths[i]);
+      else
+        {
+          guint64 hash = tally_word_hash (words[i], lengths[i]);
+          guint shard = tally_aggregator_handle_shard_for_hash (hash, 2);
+          if (pending[shard] == NULL)
+            pending[shard] = tally_aggregator_add_words_new (0);
+          tally_aggregator_add_words_append (pending[shard], words[i], lengths[i], hash);
+        }
+      if (++since_flush == SENDER_FLUSH_WORDS || i + 1 == n)
+        {
+          since_flush = 0;
+          if (combine && !tally_word_batcher_flush (batcher, TRUE, &error))
+            return FALSE;
+          for (guint k = 0; !combine && k < 2; k++)
+            if (pending[k] != NULL
+                && !tally_address_tell (tally_aggregator_handle_get_shard_address (handle, k),
+                                        g_steal_pointer (&pending[k]), &error))
+              return FALSE;
+        }
+    }
+  *thread_s = thread_cpu_s () - t0;
+  counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  *process_s = process_cpu_s () - p0;
+  return counts != NULL && tally_counts_get_total (counts) == n;
+}
+
 int
 main (int argc, char **argv)
 {
   gint64 n_words = 1000000;
   gint64 n_stream = 10000000;
+  g_autofree char *text_path = NULL;
+  gboolean sender_only = FALSE;
   GOptionEntry entries[] = {
     { "words", 0, 0, G_OPTION_ARG_INT64, &n_words, "Distinct words (default 1000000)", "N" },
     { "stream", 0, 0, G_OPTION_ARG_INT64, &n_stream, "Words streamed (default 10000000)", "M" },
+    { "text", 0, 0, G_OPTION_ARG_FILENAME, &text_path, "Words for part 5 from FILE", "FILE" },
+    { "sender-only", 0, 0, G_OPTION_ARG_NONE, &sender_only, "Run part 5 alone", NULL },
     { NULL },
   };
   g_autoptr (GOptionContext) context = g_option_context_new (NULL);
@@ -197,6 +302,56 @@ main (int argc, char **argv)
 
   make_vocabulary (&v, (gsize)n_words);
   stream = make_stream (v.n, (gsize)n_stream);
+
+  /* 5. The sending thread's cost per word: the combining batcher against plain batches. */
+  {
+    g_autoptr (GPtrArray) starts = g_ptr_array_new ();
+    g_autoptr (GArray) lengths = g_array_new (FALSE, FALSE, sizeof (guint32));
+    g_autofree char *contents = NULL;
+    double sender[2][3], process[2][3]; /* [combine][round] */
+    double best_sender[2], best_process[2];
+
+    if (text_path != NULL)
+      text_words (text_path, starts, lengths, &contents);
+    else
+      for (gsize i = 0; i < (gsize)n_stream; i++)
+        {
+          g_ptr_array_add (starts, v.bytes + v.offsets[stream[i]]);
+          g_array_append_val (lengths, v.lengths[stream[i]]);
+        }
+    /* Interleaved rounds; the best of 3 of each. */
+    for (guint round = 0; round < 3; round++)
+      for (guint combine = 0; combine < 2; combine++)
+        if (!sender_cost ((const char *const *)starts->pdata, (const guint32 *)lengths->data,
+                          starts->len, combine, &sender[combine][round], &process[combine][round]))
+          {
+            fprintf (stderr, "bench-word-table: part 5 failed or counted wrong\n");
+            return 1;
+          }
+    for (guint combine = 0; combine < 2; combine++)
+      {
+        best_sender[combine]
+            = MIN (MIN (sender[combine][0], sender[combine][1]), sender[combine][2]);
+        best_process[combine]
+            = MIN (MIN (process[combine][0], process[combine][1]), process[combine][2]);
+      }
+    printf ("Sending %u words (%s) into 2 shards, flush every %d words, best of 3\n", starts->len,
+            text_path != NULL ? text_path : "skewed stream", SENDER_FLUSH_WORDS);
+    printf ("%-34s %14s %14s %8s\n", "CPU ns per word", "batcher", "plain batches", "ratio");
+    printf ("%-34s %14.1f %14.1f %8.2f\n", "sending thread", best_sender[1] * 1e9 / starts->len,
+            best_sender[0] * 1e9 / starts->len, best_sender[1] / best_sender[0]);
+    printf ("%-34s %14.1f %14.1f %8.2f\n", "whole process (shards included)",
+            best_process[1] * 1e9 / starts->len, best_process[0] * 1e9 / starts->len,
+            best_process[1] / best_process[0]);
+    if (sender_only)
+      {
+        g_free (v.bytes);
+        g_free (v.offsets);
+        g_free (v.lengths);
+        return 0;
+      }
+    printf ("\n");
+  }
 
   /* 1. Memory per distinct word, and insert speed. */
   {
