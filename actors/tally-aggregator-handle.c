@@ -735,7 +735,7 @@ tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize len)
     {
       CombineSlot *s = &set[way];
 
-      if (s->k0 == k0 && s->k1 == k1 && s->len == len)
+      if (((s->k0 ^ k0) | (s->k1 ^ k1) | (s->len ^ (guint64)len)) == 0)
         {
           if (G_UNLIKELY (s->count == G_MAXUINT32))
             {
