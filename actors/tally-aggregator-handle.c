@@ -15,21 +15,22 @@
  * GMainContext pushed as the thread-default one, iterated until the GTask completes, so
  * shards work in parallel even for a blocking caller.
  *
- * The word batcher is a combiner (as in MapReduce, and as `tally count`'s workers), with a
- * bounded cache in front of the per-shard batches: the words it is given are counted in a
- * small two-way set-associative cache of 512 words (16 KiB, so each lookup is one L1
- * line), and a word that does not fit evicts the one with the lower count into its
- * shard's AddWords batch, with its count (tally_aggregator_add_words_append_count()); a
- * flush empties the cache into the batches and tells them. Frequent words (a text's
- * "the", "of", "and") thus reach a shard once per flush with their count, and a rare one
- * is copied as before. A cached word is found by a key of two 64-bit loads from its ends
- * (words of up to 16 bytes; longer ones go to the batch at once), so a repeated word
- * costs no tally_word_hash(): a word is hashed, for its shard, when it comes into the
- * cache (its hash is kept in its slot) or goes to the batch uncached. A table of
- * every distinct word of a flush combines more, but its lookups miss the cache once it outgrows it,
- * and measured slower than the plain batch on the sending thread, which is what limits `tally run`.
- * A batch that a full mailbox refused stays pending for that shard; later adds and the next flush
- * add to it and try again.
+ * The word batcher appends each word, with its hash, to its shard's AddWords batch under
+ * construction, and tells the batches on flush: the sending thread's cost per word is
+ * one hash and one sequential copy. It can also combine (tally_word_batcher_set_combining(),
+ * as in MapReduce, and as `tally count`'s workers do): a small two-way set-associative cache
+ * of 512 words (16 KiB, one L1 line per lookup) counts the words it is given, and a word
+ * that does not fit evicts the one with the lower count into its shard's batch, with its
+ * count (tally_aggregator_add_words_append_count()); a flush empties the cache into the
+ * batches. A cached word is found by a key of two loads from its ends (words of up to
+ * 16 bytes; longer ones go to the batch at once), so a repeated word costs no
+ * tally_word_hash(): a word is hashed when it comes into the cache (the hash is kept in
+ * its slot) or goes to the batch uncached. Combining is off by default: on `tally run`
+ * over State of the Union text (4 partitions, 2 shards) it took about 40% of the work off
+ * the shards but none off the source thread, which is the one that limits throughput:
+ * the cache's lookup, with its data-dependent branches, cost the sender as much as the
+ * hash and the copy it saves. A batch that a full mailbox refused stays pending for that
+ * shard; later adds and the next flush add to it and try again.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -72,7 +73,7 @@ struct _TallyWordBatcher
 {
   TallyAggregatorHandle *handle;
   guint32 store;
-  CombineSlot *cache;     /* COMBINE_SETS x 2 slots, 64-byte aligned */
+  CombineSlot *cache;     /* COMBINE_SETS x 2 slots, 64-byte aligned; NULL: not combining */
   TallyMessage **pending; /* one AddWords per shard under construction, or NULL */
   gsize n_pending;        /* words (not distinct words) in the cache and in pending */
   gboolean flushing;      /* a flush_async is in flight */
@@ -570,7 +571,6 @@ tally_word_batcher_new (TallyAggregatorHandle *handle, guint32 store)
   batcher = g_new0 (TallyWordBatcher, 1);
   batcher->handle = tally_aggregator_handle_ref (handle);
   batcher->store = store;
-  batcher->cache = g_aligned_alloc0 (COMBINE_SETS * 2, sizeof (CombineSlot), 64);
   batcher->pending = g_new0 (TallyMessage *, handle->n_shards);
   return batcher;
 }
@@ -583,7 +583,8 @@ tally_word_batcher_free (TallyWordBatcher *batcher)
   for (guint i = 0; i < batcher->handle->n_shards; i++)
     g_clear_pointer (&batcher->pending[i], tally_message_free);
   g_free (batcher->pending);
-  g_aligned_free (batcher->cache);
+  if (batcher->cache != NULL)
+    g_aligned_free (batcher->cache);
   tally_aggregator_handle_unref (batcher->handle);
   g_free (batcher);
 }
@@ -724,7 +725,7 @@ tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize len)
 #endif
 
   batcher->n_pending++;
-  if (G_UNLIKELY (len > COMBINE_INLINE))
+  if (batcher->cache == NULL || G_UNLIKELY (len > COMBINE_INLINE))
     {
       append_word (batcher, word, len, tally_word_hash (word, len), 1);
       return;
@@ -755,9 +756,25 @@ tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize len)
 static void
 drain_combined (TallyWordBatcher *batcher)
 {
+  if (batcher->cache == NULL)
+    return;
   for (guint i = 0; i < COMBINE_SETS * 2; i++)
     if (batcher->cache[i].len != 0)
       evict (batcher, &batcher->cache[i]);
+}
+
+void
+tally_word_batcher_set_combining (TallyWordBatcher *batcher, gboolean combining)
+{
+  g_return_if_fail (batcher != NULL);
+
+  if (combining && batcher->cache == NULL)
+    batcher->cache = g_aligned_alloc0 (COMBINE_SETS * 2, sizeof (CombineSlot), 64);
+  else if (!combining && batcher->cache != NULL)
+    {
+      drain_combined (batcher);
+      g_aligned_free (g_steal_pointer (&batcher->cache));
+    }
 }
 
 gsize

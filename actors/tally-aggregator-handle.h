@@ -4,8 +4,7 @@
  * tally_aggregator_handle_new() starts N TallyAggregator actors, each on its own arbiter
  * (thread). A word always goes to the same shard: tally_aggregator_handle_shard_for()
  * picks it from a fixed 64-bit hash of the word's bytes (tally_word_hash()), whose value
- * the shard's table reuses, so a word is hashed once on its way to a shard (a
- * #TallyWordBatcher finds repeated words in its cache by their bytes, without hashing).
+ * the shard's table reuses, so a word is hashed once on its way to a shard.
  *
  * Consistent cut. Messages from one sender thread to one actor are handled in the order
  * sent (see tally-actor.h). get_counts asks every shard, so the snapshot it returns
@@ -350,11 +349,9 @@ void tally_aggregator_handle_take_changes_async (TallyAggregatorHandle *handle, 
  * @store: the store the words count into (an input partition; 0 for `tally words`)
  *
  * A batcher collects words into one pending AddWords batch per shard and tells them on
- * flush: one message per shard per flush, not one per word. It is also a combiner: a
- * small cache (512 words, 16 KiB) counts the most frequent words, which go to the batch
- * once per flush with their count (or when a word with a higher count takes their slot),
- * so the shards count fewer, larger records. Counts come out the same as if every word
- * had been sent. A batcher belongs to one thread at a time; its sends keep that thread's
+ * flush: one message per shard per flush, not one per word. With
+ * tally_word_batcher_set_combining() it also combines repeated words before they reach
+ * the shards. A batcher belongs to one thread at a time; its sends keep that thread's
  * order.
  *
  * Returns: (transfer full): the batcher
@@ -374,11 +371,11 @@ void tally_word_batcher_free (TallyWordBatcher *batcher);
  * @word: a word: valid UTF-8, no NUL byte, not empty (need not be NUL-terminated)
  * @len: its length in bytes, at least 1 and below 2^31
  *
- * Counts @word in the batcher's cache if it is there (no hashing: found by its bytes);
- * if not, it is hashed and takes the cache slot with the lower count, whose word and
- * count go to its shard's batch (len + 12 bytes, or len + 20 with a count above 1); a
- * word longer than 16 bytes goes to its shard's batch at once. The next successful flush
- * sends it.
+ * Hashes @word and appends it to its shard's pending batch (len + 12 bytes). When
+ * combining, a word of up to 16 bytes is instead counted in the batcher's cache if it is
+ * there (found by its bytes, without hashing); if not, it is hashed and takes the cache
+ * slot with the lower count, whose word and count go to its shard's batch (len + 12
+ * bytes, or len + 20 with a count above 1). The next successful flush sends it.
  *
  * Precondition, not checked on this hot path: @word is valid UTF-8 with no NUL byte, as
  * a #TallyTokenizer's words always are; a word from elsewhere must be checked by the
@@ -397,10 +394,10 @@ void tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize 
  * @error: return location for %TALLY_ACTOR_ERROR_FULL (only when @may_block is %FALSE) or
  *   %TALLY_ACTOR_ERROR_CLOSED
  *
- * Moves the words counted in the cache into their shards' batches (each once, with its
- * count; into a batch an earlier flush could not send if there is one), then tells every
- * shard with pending words its batch, in shard order. With @may_block %FALSE, a shard
- * whose mailbox is full keeps its batch (later adds and the next flush add to it) and the
+ * When combining, moves the words counted in the cache into their shards' batches (each
+ * once, with its count; into a batch an earlier flush could not send if there is one).
+ * Then tells every shard with pending words its batch, in shard order. With @may_block %FALSE, a
+ * shard whose mailbox is full keeps its batch (later adds and the next flush add to it) and the
  * flush returns %FALSE with %TALLY_ACTOR_ERROR_FULL after trying every shard: the caller
  * (the Kafka source) pauses its partitions and flushes again later; batches that were
  * sent stay sent. With @may_block %FALSE a closed shard's batch is kept too; with
@@ -419,9 +416,9 @@ gboolean tally_word_batcher_flush (TallyWordBatcher *batcher, gboolean may_block
  *   is enqueued (or a shard stopped)
  * @user_data: data for @callback
  *
- * Moves the words counted in the cache into the batches as tally_word_batcher_flush()
- * does, then sends every pending batch with tally_address_tell_async(): waits for room
- * without blocking the thread. Until @callback runs, words may be added but flushing
+ * When combining, moves the words counted in the cache into the batches as
+ * tally_word_batcher_flush() does. Then sends every pending batch with tally_address_tell_async():
+ * waits for room without blocking the thread. Until @callback runs, words may be added but flushing
  * again is a programmer error. Finish with tally_word_batcher_flush_finish().
  */
 void tally_word_batcher_flush_async (TallyWordBatcher *batcher, GCancellable *cancellable,
@@ -437,6 +434,21 @@ void tally_word_batcher_flush_async (TallyWordBatcher *batcher, GCancellable *ca
  */
 gboolean tally_word_batcher_flush_finish (TallyWordBatcher *batcher, GAsyncResult *result,
                                           GError **error);
+
+/**
+ * tally_word_batcher_set_combining:
+ * @batcher: a batcher
+ * @combining: %TRUE to combine repeated words
+ *
+ * Turns combining on or off (it is off when a batcher is created). While on, the words
+ * added are counted in a cache of 512 words (16 KiB, allocated when turned on); a
+ * frequent word goes to its shard once per flush with its count (or when a word with a
+ * higher count takes its slot), so the shards count fewer, larger records, at about the
+ * same cost per word to the calling thread as without (tests/bench/bench-word-table.c
+ * --sender-only compares them). Counts come out the same either way. Turning it off moves
+ * the cached words into the batches. The thread that owns the batcher.
+ */
+void tally_word_batcher_set_combining (TallyWordBatcher *batcher, gboolean combining);
 
 /**
  * tally_word_batcher_get_pending_words:

@@ -674,7 +674,7 @@ test_stores (void)
  * waiting in its mailbox of one message), so the batcher's flush right after finds the
  * mailbox full. */
 static void
-test_batcher_full (void)
+test_batcher_full (gconstpointer combining)
 {
   g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (1, 1);
   g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
@@ -684,6 +684,8 @@ test_batcher_full (void)
   guint64 x_words = 0, y_words = 0;
   guint n_full = 0;
   char w[32];
+
+  tally_word_batcher_set_combining (batcher, GPOINTER_TO_INT (combining));
 
   for (guint attempt = 0; attempt < 100 && n_full == 0; attempt++)
     {
@@ -743,10 +745,11 @@ test_batcher_full (void)
   g_assert_cmpuint (count_of (counts, "y99999"), ==, y_words / 100000);
 }
 
-/* The batcher combines: over flushes of very different numbers of distinct words (from
- * fewer than its cache holds, where every word is combined, to many more, where words
- * evict each other), with words over 16 bytes and one over a 1 MiB key chunk in between,
- * every word's count comes out as if each word had been sent, and pending counts words. */
+/* Over flushes of very different numbers of distinct words (when combining: from fewer
+ * than the cache holds, where every word is combined, to many more, where words evict
+ * each other), with words over 16 bytes and one over a 1 MiB key chunk in between, every
+ * word's count comes out as if each word had been sent, and pending counts words, with
+ * combining off and on (and turned off and on again with words cached). */
 /* Adds @word to @batcher and one to its count in @expected. */
 static void
 add_expected (TallyWordBatcher *batcher, GHashTable *expected, const char *word, gsize len)
@@ -758,7 +761,7 @@ add_expected (TallyWordBatcher *batcher, GHashTable *expected, const char *word,
 }
 
 static void
-test_batcher_combines (void)
+test_batcher_counts (gconstpointer combining)
 {
   g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (3, 0);
   g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 4);
@@ -774,6 +777,7 @@ test_batcher_combines (void)
 
   while (big->len < 1100 * 1024)
     g_string_append (big, "long");
+  tally_word_batcher_set_combining (batcher, GPOINTER_TO_INT (combining));
 
   for (guint r = 0; r < G_N_ELEMENTS (distinct); r++)
     {
@@ -796,6 +800,13 @@ test_batcher_combines (void)
                             (gsize)g_snprintf (w, sizeof w, "longer-than-16-bytes-%u", n));
               added++;
             }
+        }
+      if (r == 5 && GPOINTER_TO_INT (combining))
+        {
+          /* Turned off with words in the cache: they move to the batches. */
+          tally_word_batcher_set_combining (batcher, FALSE);
+          g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, added);
+          tally_word_batcher_set_combining (batcher, TRUE);
         }
       if (r == 2)
         {
@@ -911,8 +922,14 @@ main (int argc, char **argv)
   g_test_add_func ("/aggregator/merge-matches-builder", test_merge_matches_builder);
   g_test_add_func ("/aggregator/counts-shared-between-threads", test_counts_shared_between_threads);
   g_test_add_func ("/aggregator/stores", test_stores);
-  g_test_add_func ("/aggregator/batcher-full", test_batcher_full);
-  g_test_add_func ("/aggregator/batcher-combines", test_batcher_combines);
+  g_test_add_data_func ("/aggregator/batcher-full/plain", GINT_TO_POINTER (FALSE),
+                        test_batcher_full);
+  g_test_add_data_func ("/aggregator/batcher-full/combining", GINT_TO_POINTER (TRUE),
+                        test_batcher_full);
+  g_test_add_data_func ("/aggregator/batcher-counts/plain", GINT_TO_POINTER (FALSE),
+                        test_batcher_counts);
+  g_test_add_data_func ("/aggregator/batcher-counts/combining", GINT_TO_POINTER (TRUE),
+                        test_batcher_counts);
   g_test_add_func ("/aggregator/messages-direct", test_messages_direct);
   g_test_add_func ("/aggregator/messages-counted", test_messages_counted);
 

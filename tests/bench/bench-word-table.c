@@ -18,10 +18,10 @@
  * 4. The time of a get_counts (an owned, sorted copy) over N distinct words, 1 and 2 shards.
  * 5. The sending thread's cost per word (its CPU time, CLOCK_THREAD_CPUTIME_ID) and the
  *    whole process's (the shards' work included), 2 shards, flushing every 65536 words as
- *    `tally run`'s source does: the TallyWordBatcher (a combiner with a 512-word cache)
- *    against its peer, plain per-shard AddWords batches of every word (what the batcher
- *    did before it combined). Words come from --text FILE (split on anything but letters,
- *    digits and bytes >= 0x80, lowercased ASCII) or else from the skewed stream.
+ *    `tally run`'s source does: the TallyWordBatcher, plain and combining (its 512-word
+ *    cache), against a peer that builds per-shard AddWords batches by hand. Words come from --text
+ * FILE (split on anything but letters, digits and bytes >= 0x80, lowercased ASCII) or else from the
+ * skewed stream.
  *    --sender-only runs this part alone.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
@@ -221,11 +221,11 @@ process_cpu_s (void)
 
 #define SENDER_FLUSH_WORDS 65536
 
-/* Feeds @n words into 2 shards from this thread, with a batcher (@combine) or with plain
- * AddWords batches of every word; gives the thread's and the process's CPU seconds up to
+/* Feeds @n words into 2 shards from this thread: @mode 0 builds AddWords batches by hand,
+ * 1 uses a batcher, 2 a combining batcher; gives the thread's and the process's CPU seconds up to
  * the get_counts after the last batch, and checks the total. */
 static gboolean
-sender_cost (const char *const *words, const guint32 *lengths, gsize n, gboolean combine,
+sender_cost (const char *const *words, const guint32 *lengths, gsize n, guint mode,
              double *thread_s, double *process_s)
 {
   g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (2, 64);
@@ -235,6 +235,9 @@ sender_cost (const char *const *words, const guint32 *lengths, gsize n, gboolean
   TallyMessage *pending[2] = { NULL, NULL };
   double t0 = thread_cpu_s (), p0 = process_cpu_s ();
   gsize since_flush = 0;
+  gboolean combine = mode > 0;
+
+  tally_word_batcher_set_combining (batcher, mode == 2);
 
   for (gsize i = 0; i < n; i++)
     {
@@ -308,8 +311,8 @@ main (int argc, char **argv)
     g_autoptr (GPtrArray) starts = g_ptr_array_new ();
     g_autoptr (GArray) lengths = g_array_new (FALSE, FALSE, sizeof (guint32));
     g_autofree char *contents = NULL;
-    double sender[2][3], process[2][3]; /* [combine][round] */
-    double best_sender[2], best_process[2];
+    double sender[3][3], process[3][3]; /* [mode][round] */
+    double best_sender[3], best_process[3];
 
     if (text_path != NULL)
       text_words (text_path, starts, lengths, &contents);
@@ -321,28 +324,30 @@ main (int argc, char **argv)
         }
     /* Interleaved rounds; the best of 3 of each. */
     for (guint round = 0; round < 3; round++)
-      for (guint combine = 0; combine < 2; combine++)
+      for (guint mode = 0; mode < 3; mode++)
         if (!sender_cost ((const char *const *)starts->pdata, (const guint32 *)lengths->data,
-                          starts->len, combine, &sender[combine][round], &process[combine][round]))
+                          starts->len, mode, &sender[mode][round], &process[mode][round]))
           {
             fprintf (stderr, "bench-word-table: part 5 failed or counted wrong\n");
             return 1;
           }
-    for (guint combine = 0; combine < 2; combine++)
+    for (guint mode = 0; mode < 3; mode++)
       {
-        best_sender[combine]
-            = MIN (MIN (sender[combine][0], sender[combine][1]), sender[combine][2]);
-        best_process[combine]
-            = MIN (MIN (process[combine][0], process[combine][1]), process[combine][2]);
+        best_sender[mode] = MIN (MIN (sender[mode][0], sender[mode][1]), sender[mode][2]);
+        best_process[mode] = MIN (MIN (process[mode][0], process[mode][1]), process[mode][2]);
       }
     printf ("Sending %u words (%s) into 2 shards, flush every %d words, best of 3\n", starts->len,
             text_path != NULL ? text_path : "skewed stream", SENDER_FLUSH_WORDS);
-    printf ("%-34s %14s %14s %8s\n", "CPU ns per word", "batcher", "plain batches", "ratio");
-    printf ("%-34s %14.1f %14.1f %8.2f\n", "sending thread", best_sender[1] * 1e9 / starts->len,
-            best_sender[0] * 1e9 / starts->len, best_sender[1] / best_sender[0]);
-    printf ("%-34s %14.1f %14.1f %8.2f\n", "whole process (shards included)",
-            best_process[1] * 1e9 / starts->len, best_process[0] * 1e9 / starts->len,
-            best_process[1] / best_process[0]);
+    printf ("%-32s %9s %10s %9s %9s %9s\n", "CPU ns per word", "batcher", "combining", "peer",
+            "b./peer", "c./peer");
+    printf ("%-32s %9.1f %10.1f %9.1f %9.2f %9.2f\n", "sending thread",
+            best_sender[1] * 1e9 / starts->len, best_sender[2] * 1e9 / starts->len,
+            best_sender[0] * 1e9 / starts->len, best_sender[1] / best_sender[0],
+            best_sender[2] / best_sender[0]);
+    printf ("%-32s %9.1f %10.1f %9.1f %9.2f %9.2f\n", "whole process (shards included)",
+            best_process[1] * 1e9 / starts->len, best_process[2] * 1e9 / starts->len,
+            best_process[0] * 1e9 / starts->len, best_process[1] / best_process[0],
+            best_process[2] / best_process[0]);
     if (sender_only)
       {
         g_free (v.bytes);
