@@ -9,8 +9,13 @@
  *    and assign the consumer there, so no reply can be missed and none older is read;
  * 3. produce one request record: key = a fresh request id, value = the request JSON;
  * 4. read the output topic, reassembling parts of every instance's reply, until the merged
- *    snapshots cover every input partition, or the timeout passes (exit 1, naming the
- *    partitions still missing);
+ *    replies to one request cover every input partition, or the timeout passes (exit 1,
+ *    naming the partitions still missing). A request that no reply covers in time is sent
+ *    again with a fresh id, after 1 s, then 2, 4 and every 8 s: an instance that had not
+ *    yet been assigned or restored its partitions answers with fewer of them, and one
+ *    whose request reader was not yet up never answers. The replies of each request are
+ *    merged apart from the others' (an instance answers every request), and the first
+ *    request whose replies cover everything wins;
  * 5. print `word count` lines in TallyCounts order (count descending, then word bytes), or
  *    the merged snapshot as JSON.
  *
@@ -19,8 +24,9 @@
  * per-instance top N or minimum would drop words whose total qualifies; a prefix filter is
  * exact per instance.
  *
- * Life cycle of the two clients, all in tally_cmd_snapshot(): configure, create (producer
- * and consumer), assign, produce and flush, poll, close the consumer, destroy both.
+ * Life cycle of the two clients, all in tally_cmd_snapshot(): configure, create (consumer,
+ * then producer), assign, produce and flush (again for each request sent again), poll,
+ * close the consumer, destroy both.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -127,32 +133,41 @@ describe_partitions (const rd_kafka_topic_partition_list_t *list)
   return g_string_free (text, FALSE);
 }
 
+/* The first wait for a covering answer before a request is sent again, and the longest. */
+#define FIRST_ASK_AGAIN_MS 1000
+#define MAX_ASK_AGAIN_MS 8000
+
+/* One request sent, and the replies to it. */
+typedef struct
+{
+  TallySnapshotRequest *request;
+  TallySnapshotAssembler *assembler;
+  guint n_snapshots; /* complete replies merged */
+} Ask;
+
+static void
+ask_free (Ask *ask)
+{
+  tally_snapshot_request_free (ask->request);
+  tally_snapshot_assembler_free (ask->assembler);
+  g_free (ask);
+}
+
 static gboolean
-send_request (rd_kafka_conf_t *conf, const char *topic, const TallySnapshotRequest *request,
+send_request (rd_kafka_t *producer, const char *topic, const TallySnapshotRequest *request,
               guint timeout_ms, GError **error)
 {
   g_autoptr (GBytes) value = tally_snapshot_request_to_json (request);
-  char errstr[512];
-  rd_kafka_t *producer;
   rd_kafka_resp_err_t err;
   gsize len;
   const void *data = g_bytes_get_data (value, &len);
 
-  /* Create (takes conf on success), produce, flush, destroy. */
-  producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-  if (producer == NULL)
-    {
-      rd_kafka_conf_destroy (conf);
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot create a producer: %s", errstr);
-      return FALSE;
-    }
   err = rd_kafka_producev (producer, RD_KAFKA_V_TOPIC (topic),
                            RD_KAFKA_V_KEY (request->request_id, strlen (request->request_id)),
                            RD_KAFKA_V_VALUE ((void *)data, len),
                            RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
     err = rd_kafka_flush (producer, (int)timeout_ms);
-  rd_kafka_destroy (producer);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot send the request to %s: %s", topic,
@@ -229,15 +244,15 @@ tally_cmd_snapshot (int argc, char **argv)
       = g_option_context_new ("- request a snapshot and print the merged counts");
   g_autoptr (GError) error = NULL;
   g_autoptr (TallyConfig) config = NULL;
-  g_autoptr (TallySnapshotRequest) request = NULL;
-  g_autoptr (TallySnapshotAssembler) assembler = NULL;
+  g_autoptr (GPtrArray) asks = g_ptr_array_new_with_free_func ((GDestroyNotify)ask_free);
   g_autoptr (TallySnapshot) merged = NULL;
   rd_kafka_topic_partition_list_t *expected = NULL;
   rd_kafka_conf_t *conf, *producer_conf;
-  rd_kafka_t *consumer;
+  rd_kafka_t *consumer, *producer = NULL;
   char errstr[512];
-  gint64 deadline;
-  guint n_snapshots = 0;
+  gint64 deadline, ask_again_at = 0, first_ask_us = 0;
+  guint ask_again_ms = FIRST_ASK_AGAIN_MS;
+  Ask *answered = NULL;
   int status = TALLY_EXIT_OK;
 
   g_option_context_add_main_entries (options, entries, NULL);
@@ -327,8 +342,15 @@ tally_cmd_snapshot (int argc, char **argv)
       return TALLY_EXIT_FAILURE;
     }
 
-  request = tally_snapshot_request_new (NULL);
-  request->prefix = prefix != NULL && *prefix != '\0' ? g_strdup (prefix) : NULL;
+  /* Create the producer (takes producer_conf on success). */
+  producer = rd_kafka_new (RD_KAFKA_PRODUCER, producer_conf, errstr, sizeof errstr);
+  if (producer == NULL)
+    {
+      rd_kafka_conf_destroy (producer_conf);
+      g_printerr ("%s: cannot create a producer: %s\n", g_get_prgname (), errstr);
+      status = TALLY_EXIT_FAILURE;
+      goto out;
+    }
 
   /* Learn what must be covered, take positions, then ask. */
   expected = input_partitions (consumer, config->input.topics, time_left (deadline), &error);
@@ -336,7 +358,6 @@ tally_cmd_snapshot (int argc, char **argv)
       || !assign_at_end (consumer, config->output.topic, time_left (deadline), &error))
     {
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
-      rd_kafka_conf_destroy (producer_conf);
       status = TALLY_EXIT_FAILURE;
       goto out;
     }
@@ -344,39 +365,69 @@ tally_cmd_snapshot (int argc, char **argv)
     g_printerr ("%s: warning: no partition of the input topics exists yet; taking the first "
                 "complete reply\n",
                 g_get_prgname ());
-  assembler
-      = tally_snapshot_assembler_new (request->request_id, expected->cnt > 0 ? expected : NULL);
-  if (!send_request (producer_conf, config->requests.topic, request, time_left (deadline), &error))
-    {
-      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
-      status = TALLY_EXIT_FAILURE;
-      goto out;
-    }
 
-  /* Use: read replies until covered or out of time. */
-  while (!tally_snapshot_assembler_is_complete (assembler))
+  /* Use: ask, read replies until the replies to one request cover everything, ask again
+   * while none does, until out of time. */
+  while (answered == NULL)
     {
-      gint64 left_ms = (deadline - g_get_monotonic_time ()) / 1000;
+      gint64 now = g_get_monotonic_time ();
+      gint64 left_ms = (deadline - now) / 1000;
       rd_kafka_message_t *message;
       g_autoptr (TallySnapshotPart) part = NULL;
       g_autoptr (GError) part_error = NULL;
+      Ask *ask = NULL;
 
       if (left_ms <= 0)
         {
-          rd_kafka_topic_partition_list_t *missing
-              = tally_snapshot_assembler_dup_missing (assembler);
-          g_autofree char *names = describe_partitions (missing);
+          /* Report the request with the most replies (the first on a tie). */
+          Ask *best = g_ptr_array_index (asks, 0);
+          rd_kafka_topic_partition_list_t *missing;
+          g_autofree char *names = NULL;
 
-          g_printerr ("%s: timed out after %d ms waiting for request %s on %s: %u complete "
-                      "replies, %u incomplete; input partitions not covered: %s\n",
-                      g_get_prgname (), timeout_ms, request->request_id, config->output.topic,
-                      n_snapshots, tally_snapshot_assembler_get_n_incomplete (assembler),
-                      missing->cnt > 0 ? names : "(none)");
+          for (guint i = 1; i < asks->len; i++)
+            if (((Ask *)g_ptr_array_index (asks, i))->n_snapshots > best->n_snapshots)
+              best = g_ptr_array_index (asks, i);
+          missing = tally_snapshot_assembler_dup_missing (best->assembler);
+          names = describe_partitions (missing);
+          g_printerr ("%s: timed out after %d ms waiting for request %s on %s (%u request(s) "
+                      "sent): %u complete replies, %u incomplete; input partitions not "
+                      "covered: %s; is a tally run instance (or a client with the plugin) "
+                      "consuming them, with requests on %s?\n",
+                      g_get_prgname (), timeout_ms, best->request->request_id, config->output.topic,
+                      asks->len, best->n_snapshots,
+                      tally_snapshot_assembler_get_n_incomplete (best->assembler),
+                      missing->cnt > 0 ? names : "(none)", config->requests.topic);
           rd_kafka_topic_partition_list_destroy (missing);
           status = TALLY_EXIT_FAILURE;
           goto out;
         }
-      message = rd_kafka_consumer_poll (consumer, (int)MIN (left_ms, 200));
+      if (now >= ask_again_at)
+        {
+          ask = g_new0 (Ask, 1);
+          ask->request = tally_snapshot_request_new (NULL);
+          ask->request->prefix = prefix != NULL && *prefix != '\0' ? g_strdup (prefix) : NULL;
+          ask->assembler = tally_snapshot_assembler_new (ask->request->request_id,
+                                                         expected->cnt > 0 ? expected : NULL);
+          g_ptr_array_add (asks, ask);
+          if (asks->len > 1)
+            g_printerr ("%s: no complete answer after %u ms; asking again (request %s)\n",
+                        g_get_prgname (), (guint)((now - first_ask_us) / 1000),
+                        ask->request->request_id);
+          if (!send_request (producer, config->requests.topic, ask->request, time_left (deadline),
+                             &error))
+            {
+              g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+              status = TALLY_EXIT_FAILURE;
+              goto out;
+            }
+          if (asks->len == 1)
+            first_ask_us = now;
+          ask_again_at = g_get_monotonic_time () + (gint64)ask_again_ms * 1000;
+          ask_again_ms = MIN (ask_again_ms * 2, MAX_ASK_AGAIN_MS);
+          continue;
+        }
+      message = rd_kafka_consumer_poll (
+          consumer, (int)MAX (MIN (MIN (left_ms, 200), (ask_again_at - now) / 1000), 1));
       if (message == NULL)
         continue;
       if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -387,16 +438,19 @@ tally_cmd_snapshot (int argc, char **argv)
           continue;
         }
       part = tally_snapshot_part_decode (message->payload, message->len, &part_error);
-      if (part == NULL && is_reply_to (message, request->request_id))
+      for (guint i = 0; i < asks->len; i++)
+        if (is_reply_to (message, ((Ask *)g_ptr_array_index (asks, i))->request->request_id))
+          ask = g_ptr_array_index (asks, i);
+      if (part == NULL && ask != NULL)
         g_printerr ("%s: warning: a reply to request %s (%s [%" G_GINT32_FORMAT
                     "] offset %" G_GINT64_FORMAT ") cannot be decoded: %s\n",
-                    g_get_prgname (), request->request_id, rd_kafka_topic_name (message->rkt),
+                    g_get_prgname (), ask->request->request_id, rd_kafka_topic_name (message->rkt),
                     message->partition, (gint64)message->offset, part_error->message);
       rd_kafka_message_destroy (message);
-      if (part == NULL)
-        continue; /* not a snapshot part; a warning above if it was a reply to us */
-      if (tally_snapshot_assembler_add_part (assembler, g_steal_pointer (&part), &part_error))
-        n_snapshots++;
+      if (part == NULL || ask == NULL)
+        continue; /* not a reply to us; a warning above if it was one that cannot be read */
+      if (tally_snapshot_assembler_add_part (ask->assembler, g_steal_pointer (&part), &part_error))
+        ask->n_snapshots++;
       else if (g_error_matches (part_error, TALLY_SNAPSHOT_FORMAT_ERROR,
                                 TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE))
         {
@@ -406,9 +460,11 @@ tally_cmd_snapshot (int argc, char **argv)
         }
       else if (part_error != NULL)
         g_printerr ("%s: warning: %s\n", g_get_prgname (), part_error->message);
+      if (tally_snapshot_assembler_is_complete (ask->assembler))
+        answered = ask;
     }
 
-  merged = tally_snapshot_assembler_dup_merged (assembler);
+  merged = tally_snapshot_assembler_dup_merged (answered->assembler);
   {
     TallyCountsOptions filters = { (guint64)top, prefix, (guint64)min_count };
     TallyCounts *filtered = tally_counts_filter (merged->counts, &filters);
@@ -436,6 +492,8 @@ out:
   /* Close, destroy. */
   rd_kafka_consumer_close (consumer);
   rd_kafka_destroy (consumer);
+  if (producer != NULL)
+    rd_kafka_destroy (producer);
   if (expected != NULL)
     rd_kafka_topic_partition_list_destroy (expected);
   return status;

@@ -67,6 +67,8 @@ typedef struct
 
   guint signal_ids[3];
   guint interval_id;
+  gboolean starting; /* waiting for the broker in ensure_topics(), on the start thread */
+  char *bootstrap;   /* bootstrap.servers, for messages */
   gboolean shutting_down;
   gboolean final_published;
   guint in_flight; /* snapshots between trigger and report */
@@ -175,7 +177,9 @@ on_snapshot_trigger (gpointer user_data)
 {
   TallyRun *run = user_data;
 
-  if (!run->shutting_down)
+  if (run->starting)
+    g_message ("not started yet: no snapshot");
+  else if (!run->shutting_down)
     take_snapshot (run, tally_snapshot_request_new (NULL), FALSE);
   return G_SOURCE_CONTINUE;
 }
@@ -238,6 +242,14 @@ on_stop_signal (gpointer user_data)
 {
   TallyRun *run = user_data;
 
+  if (run->starting)
+    {
+      /* Nothing is consumed or owed to anyone yet, and the start thread may be blocked in
+       * librdkafka for up to TOPICS_TIMEOUT_MS: leave at once. */
+      g_message ("stopped while waiting for the broker at %s; nothing was consumed",
+                 run->bootstrap);
+      _exit (0);
+    }
   if (run->shutting_down)
     {
       g_message ("already shutting down");
@@ -263,6 +275,49 @@ on_stop_signal (gpointer user_data)
 /* ---------------------------------------------------------------------------------------
  * Start
  * ------------------------------------------------------------------------------------- */
+
+/* ensure_topics() on a thread of its own, so that the main loop keeps handling signals
+ * while the broker does not answer. */
+typedef struct
+{
+  TallyRun *run;
+  const rd_kafka_conf_t *base;
+  GError *error;
+  gboolean ok;
+  gint done; /* atomic */
+} StartJob;
+
+static gboolean ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error);
+
+static gpointer
+start_thread (gpointer data)
+{
+  StartJob *job = data;
+
+  job->ok = ensure_topics (job->run, job->base, &job->error);
+  g_atomic_int_set (&job->done, 1);
+  g_main_context_wakeup (NULL);
+  return NULL;
+}
+
+/* Runs ensure_topics() while this thread's main context handles SIGINT and SIGTERM (which
+ * end the process, see on_stop_signal()) and SIGUSR1. */
+static gboolean
+ensure_topics_interruptibly (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
+{
+  StartJob job = { run, base, NULL, FALSE, 0 };
+  GThread *thread;
+
+  run->starting = TRUE;
+  thread = g_thread_new ("tally-start", start_thread, &job);
+  while (!g_atomic_int_get (&job.done))
+    g_main_context_iteration (NULL, TRUE);
+  g_thread_join (thread);
+  run->starting = FALSE;
+  if (!job.ok)
+    g_propagate_prefixed_error (error, job.error, "broker at %s: ", run->bootstrap);
+  return job.ok;
+}
 
 static gboolean
 is_pattern (const char *topic)
@@ -511,7 +566,16 @@ tally_run_service (const TallyConfig *config, GError **error)
     goto out;
 
   /* Tally's own topics, before the publisher and the request reader use them. */
-  if (!ensure_topics (&run, base, error))
+  {
+    char servers[1024];
+    size_t servers_size = sizeof servers;
+
+    run.bootstrap = g_strdup (rd_kafka_conf_get (base, "bootstrap.servers", servers, &servers_size)
+                                      == RD_KAFKA_CONF_OK
+                                  ? servers
+                                  : "?");
+  }
+  if (!ensure_topics_interruptibly (&run, base, error))
     goto out;
 
   run.handle = tally_aggregator_handle_new (config->aggregator.shards,
@@ -587,6 +651,7 @@ out:
     }
   g_mutex_clear (&run.watchdog_lock);
   g_cond_clear (&run.watchdog_cond);
+  g_free (run.bootstrap);
   if (ok)
     g_message ("stopped cleanly");
   return ok;

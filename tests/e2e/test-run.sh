@@ -14,6 +14,9 @@
 #   test-run.sh signals          SIGUSR1 publishes a snapshot; a second SIGTERM during the
 #                                shutdown neither hangs nor crashes; exit status 0
 #   test-run.sh interval         [snapshot] interval_ms publishes snapshots by itself
+#   test-run.sh start            SIGINT while the start waits for a broker that does not
+#                                answer exits at once (status 0); `tally snapshot` started
+#                                before `tally run` asks again until it is answered
 #   test-run.sh bad-config       a bad key exits with status 78 and names the key
 #   test-run.sh restart-term     SIGTERM in the middle of the input, then a restart against
 #                                the same broker (`tally broker`): counts equal the reference
@@ -291,6 +294,51 @@ test_signals() {
   grep -q 'publishing the final snapshot' "$work/run.log" || fail "no final snapshot"
   [ "$(grep -c 'publishing the final snapshot' "$work/run.log")" = 1 ] || fail "final snapshot published more than once"
   ok "a second SIGTERM and a SIGINT during shutdown: one final snapshot, exit 0"
+}
+
+test_start() {
+  # Nothing listens on port 1: the start waits for the broker (up to 30 s) until SIGINT.
+  printf '[kafka]\nbootstrap.servers=127.0.0.1:1\n' >"$work/nobroker.conf"
+  "$tally" run --config "$work/nobroker.conf" >"$work/nobroker.out" 2>"$work/nobroker.log" &
+  tally_pid=$!
+  pids+=("$tally_pid")
+  wait_for_line "$work/nobroker.log" 'Connection refused' 20 >/dev/null || fail "no connection attempt logged"
+  kill -INT "$tally_pid"
+  local i status=0
+  for ((i = 0; i < 30; i++)); do
+    kill -0 "$tally_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$tally_pid" 2>/dev/null && fail "tally run still waits for the broker 3 s after SIGINT"
+  wait "$tally_pid" || status=$?
+  [ "$status" = 0 ] || fail "exit status $status after SIGINT during the start"
+  grep -q 'stopped while waiting for the broker at 127.0.0.1:1' "$work/nobroker.log" \
+    || fail "no message naming the broker: $(tail -n 1 "$work/nobroker.log")"
+  ok "SIGINT while waiting for the broker: exit 0 within 3 s, the broker named"
+
+  # A request sent before any instance reads requests is never answered: tally snapshot
+  # must ask again. The records are there first, so every answer counts at most them.
+  start_broker
+  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  embedded_conf
+  "$tally" snapshot -b "$bootstrap" --config "$work/tally.conf" --timeout 60000 \
+    >"$work/early.out" 2>"$work/early.log" &
+  local snapshot_pid=$!
+  pids+=("$snapshot_pid")
+  sleep 1.5
+  printf '[kafka]\nbootstrap.servers=%s\n' "$bootstrap" >>"$work/tally.conf"
+  start_tally run "$work/tally.conf"
+  status=0
+  wait "$snapshot_pid" || status=$?
+  [ "$status" = 0 ] || fail "tally snapshot started first exited with status $status"
+  grep -q 'asking again' "$work/early.log" || fail "tally snapshot never asked again"
+  streams_lines | $reference --chunk-lines >"$work/reference"
+  awk 'NR == FNR { ref[$1] = $2; next } !($1 in ref) || $2 > ref[$1] { bad = 1 } END { exit bad }' \
+    "$work/reference" "$work/early.out" || fail "the early snapshot counts words the input does not have"
+  ok "tally snapshot started before tally run asked again and got an answer"
+  snapshot_caught_up "$work/actual"
+  expect_file "then the counts equal the reference" "$work/reference" "$work/actual"
+  stop_tally TERM
 }
 
 # [snapshot] interval_ms: snapshots appear on the output topic without any request.
@@ -768,6 +816,7 @@ case "$mode" in
   signals) test_signals ;;
   bad-config) test_bad_config ;;
   interval) test_interval ;;
+  start) test_start ;;
   restart-term) test_restart_embedded TERM ;;
   restart-kill) test_restart_embedded KILL ;;
   two-instances) test_two_instances ;;
