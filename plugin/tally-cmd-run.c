@@ -44,6 +44,22 @@ tally_cmd_run (int argc, char **argv)
                                 "Consume the input topics, count their words and publish "
                                 "snapshots\nuntil SIGINT or SIGTERM. Without bootstrap.servers, "
                                 "start the embedded broker\nand print its address.");
+  g_option_context_set_description (
+      context, "Signals:\n"
+               "  SIGINT, SIGTERM  stop consuming, checkpoint, publish a final snapshot and exit\n"
+               "                   within [shutdown] timeout_ms (a second signal is ignored)\n"
+               "  SIGUSR1          publish a snapshot now\n"
+               "\n"
+               "Exit status:\n"
+               "  0   stopped by a signal after a clean shutdown\n"
+               "  1   a failure at run time (the broker unreachable at the start, a topic\n"
+               "      that cannot be created, a shutdown past [shutdown] timeout_ms, ...);\n"
+               "      the message says which\n"
+               "  2   bad command-line usage\n"
+               "  78  a bad configuration (file, group and key named)\n"
+               "\n"
+               "Guides: docs/running.md (running it, snapshots, state, shutdown) and\n"
+               "docs/configuration.md (every key, where the file is looked up).");
   g_option_context_add_main_entries (context, option_entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
