@@ -35,6 +35,7 @@
 #include "tally-snapshot-format.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <gio/gio.h>
 #include <stdio.h>
 #include <string.h>
@@ -287,12 +288,9 @@ tally_cmd_snapshot (int argc, char **argv)
       return TALLY_EXIT_USAGE;
     }
 
-  config = tally_config_load (config_path, &error);
+  config = tally_cmd_load_config (config_path);
   if (config == NULL)
-    {
-      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
-      return TALLY_EXIT_CONFIG;
-    }
+    return TALLY_EXIT_CONFIG;
   if (timeout_ms == G_MININT)
     timeout_ms = (gint)config->snapshot.timeout_ms;
   /* --timeout bounds the whole command, metadata and positions included. */
@@ -409,7 +407,8 @@ tally_cmd_snapshot (int argc, char **argv)
           ask->assembler = tally_snapshot_assembler_new (ask->request->request_id,
                                                          expected->cnt > 0 ? expected : NULL);
           g_ptr_array_add (asks, ask);
-          if (asks->len > 1)
+          /* A note for whoever watches; scripts get the outcome, not the steps. */
+          if (asks->len > 1 && isatty (STDERR_FILENO))
             g_printerr ("%s: no complete answer after %u ms; asking again (request %s)\n",
                         g_get_prgname (), (guint)((now - first_ask_us) / 1000),
                         ask->request->request_id);

@@ -331,7 +331,8 @@ test_start() {
   status=0
   wait "$snapshot_pid" || status=$?
   [ "$status" = 0 ] || fail "tally snapshot started first exited with status $status"
-  grep -q 'asking again' "$work/early.log" || fail "tally snapshot never asked again"
+  # Its first request predates the request reader, which never answers it: exit 0 means a
+  # request sent again was answered.
   streams_lines | $reference --chunk-lines >"$work/reference"
   awk 'NR == FNR { ref[$1] = $2; next } !($1 in ref) || $2 > ref[$1] { bad = 1 } END { exit bad }' \
     "$work/reference" "$work/early.out" || fail "the early snapshot counts words the input does not have"
