@@ -31,7 +31,13 @@
  * flushes every batcher without blocking (retrying every RETRY_CUT_MS while a mailbox is
  * full), copies the consumed positions and sends GetCounts to every shard before letting
  * go of the lock, so the counts are exactly those of the records up to those positions
- * (mailboxes are FIFO); then it hands counts and offsets to the publisher.
+ * (mailboxes are FIFO); then it hands counts and offsets to the publisher. A snapshot
+ * covers every partition it has a position for and, besides, every partition assigned to
+ * the host consumer when the snapshot was triggered (rd_kafka_assignment(), asked on the
+ * arbiter before the cut): one the plugin has no position for has counted no word, and
+ * its offset is unknown, so it is listed among the snapshot's partitions without an offset,
+ * as `tally run` lists an assigned partition it has never read. `tally snapshot` then
+ * completes while an assigned input partition is empty.
  *
  * on_destroy (librdkafka's main thread, after the consumer was closed) stops the request
  * reader and the timers, publishes the final snapshot, waits for every snapshot in flight
@@ -320,8 +326,9 @@ typedef struct
 
 typedef struct
 {
-  gint ref_count; /* atomic */
-  char *name;     /* the host client's client.id, for logs */
+  gint ref_count;   /* atomic */
+  char *name;       /* the host client's client.id, for logs */
+  rd_kafka_t *host; /* the host consumer; valid until on_destroy() returns */
   TallyConfig *config;
   FullPolicy full;
   guint full_wait_ms;
@@ -536,6 +543,7 @@ typedef struct
   Plugin *plugin; /* ref */
   TallySnapshotRequest *request;
   rd_kafka_topic_partition_list_t *offsets;
+  rd_kafka_topic_partition_list_t *assigned; /* the host's assignment; NULL: none known */
   gint64 cut_us;
   gboolean final;
 } Job;
@@ -546,6 +554,8 @@ job_free (Job *job)
   tally_snapshot_request_free (job->request);
   if (job->offsets != NULL)
     rd_kafka_topic_partition_list_destroy (job->offsets);
+  if (job->assigned != NULL)
+    rd_kafka_topic_partition_list_destroy (job->assigned);
   plugin_unref (job->plugin);
   g_free (job);
 }
@@ -627,6 +637,44 @@ positions_to_list_locked (Plugin *plugin)
   return list;
 }
 
+/* The partitions assigned to the host consumer now; NULL when it has none or no group
+ * (rd_kafka_assignment() needs one). Arbiter thread, outside the lock: librdkafka answers
+ * from the host client's own main thread (an op on its consumer group queue), never from
+ * a thread of the host program, so this waits for no poll of the host. */
+static rd_kafka_topic_partition_list_t *
+host_assignment (Plugin *plugin)
+{
+  rd_kafka_topic_partition_list_t *assigned = NULL;
+  rd_kafka_resp_err_t err = rd_kafka_assignment (plugin->host, &assigned);
+
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      g_debug ("tally plugin (%s): no assignment to cover: %s", plugin->name,
+               rd_kafka_err2str (err));
+      return NULL;
+    }
+  if (assigned != NULL && assigned->cnt == 0)
+    g_clear_pointer (&assigned, rd_kafka_topic_partition_list_destroy);
+  return assigned;
+}
+
+/* Adds to @offsets, without an offset (RD_KAFKA_OFFSET_INVALID: the publisher leaves it out
+ * of "offsets" and lists it in "partitions"), each partition of @assigned it lacks: the
+ * plugin has counted no record of those. */
+static void
+cover_assigned (rd_kafka_topic_partition_list_t *offsets,
+                const rd_kafka_topic_partition_list_t *assigned)
+{
+  for (int i = 0; assigned != NULL && i < assigned->cnt; i++)
+    {
+      const rd_kafka_topic_partition_t *tp = &assigned->elems[i];
+
+      if (rd_kafka_topic_partition_list_find (offsets, tp->topic, tp->partition) == NULL)
+        rd_kafka_topic_partition_list_add (offsets, tp->topic, tp->partition)->offset
+            = RD_KAFKA_OFFSET_INVALID;
+    }
+}
+
 static rd_kafka_topic_partition_list_t *
 partitions_of (const rd_kafka_topic_partition_list_t *offsets)
 {
@@ -702,6 +750,7 @@ try_cut (gpointer user_data)
       return G_SOURCE_REMOVE;
     }
   job->offsets = positions_to_list_locked (plugin);
+  cover_assigned (job->offsets, job->assigned);
   job->cut_us = g_get_monotonic_time ();
   tally_aggregator_handle_get_counts_async (plugin->handle, NULL, NULL, on_counts, job);
   g_mutex_unlock (&plugin->lock);
@@ -734,6 +783,10 @@ take_snapshot (Plugin *plugin, TallySnapshotRequest *request, gboolean final)
                                      on_published, job);
       return;
     }
+  /* The final snapshot comes after the host closed its consumer: nothing is assigned, and
+   * librdkafka is shutting the client down, so it is not asked. */
+  if (!final)
+    job->assigned = host_assignment (plugin);
   try_cut (job);
 }
 
@@ -967,7 +1020,8 @@ on_destroy (rd_kafka_t *rk, void *ic_opaque)
 }
 
 static Plugin *
-plugin_new (const PluginConf *pc, const rd_kafka_conf_t *host_conf, GError **error)
+plugin_new (const PluginConf *pc, rd_kafka_t *host, const rd_kafka_conf_t *host_conf,
+            GError **error)
 {
   g_autoptr (TallyConfig) config = NULL;
   TallyTokenizerOptions tokenizer_options;
@@ -998,6 +1052,7 @@ plugin_new (const PluginConf *pc, const rd_kafka_conf_t *host_conf, GError **err
   if (rd_kafka_conf_get (host_conf, "client.id", name, &size) != RD_KAFKA_CONF_OK)
     g_strlcpy (name, "rdkafka", sizeof name);
   plugin->name = g_strdup (name);
+  plugin->host = host;
   plugin->full = pc->full;
   plugin->full_wait_ms = pc->full_wait_ms;
   plugin->created_ms = g_get_real_time () / 1000;
@@ -1033,7 +1088,7 @@ on_new (rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *ic_opaque, char *errs
       g_message ("tally plugin: loaded into a producer, which consumes nothing: inactive");
       return RD_KAFKA_RESP_ERR_NO_ERROR;
     }
-  plugin = plugin_new (pc, conf, &error);
+  plugin = plugin_new (pc, rk, conf, &error);
   if (plugin == NULL)
     {
       /* librdkafka logs this ("interceptor tally failed on_new") and goes on. */

@@ -358,6 +358,57 @@ test_counts_on_request (Fixture *f, gconstpointer data)
   close_and_destroy (rk);
 }
 
+static gboolean
+has_partition (const rd_kafka_topic_partition_list_t *list, const char *topic, gint32 partition)
+{
+  return list != NULL && rd_kafka_topic_partition_list_find (list, topic, partition) != NULL;
+}
+
+/* An input topic of four partitions; the host is assigned 0, 1 and 2, and partition 2
+ * never receives a record (nor does 3, which is not assigned). The answer covers every
+ * assigned partition, the empty one with no offset and none of its words (there are
+ * none), so that `tally snapshot` (which waits for every input partition) completes. */
+static void
+test_empty_assigned_partition (Fixture *f, gconstpointer data)
+{
+  g_auto (GStrv) values = make_values (200);
+  g_autoptr (GHashTable) expected = expected_counts (values, 200);
+  g_autoptr (TallySnapshot) snapshot = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *topic = g_strdup_printf ("%s-four", f->input);
+  rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new (3);
+  char errstr[512];
+  rd_kafka_t *rk;
+
+  g_assert_true (tally_broker_create_topic (f->broker, topic, 4, &error));
+  g_assert_no_error (error);
+  produce (f, topic, values, 200); /* partitions 0 and 1 only */
+  rk = rd_kafka_new (RD_KAFKA_CONSUMER, plugin_conf (f), errstr, sizeof errstr);
+  g_assert_nonnull (rk);
+  rd_kafka_poll_set_consumer (rk);
+  for (gint32 p = 0; p < 3; p++)
+    rd_kafka_topic_partition_list_add (list, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  g_assert_cmpint (rd_kafka_assign (rk, list), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_topic_partition_list_destroy (list);
+  consume (rk, 200);
+
+  send_request (f, "req-empty");
+  snapshot = read_snapshot (f, "req-empty", 0);
+  assert_counts (snapshot, expected);
+  g_assert_cmpuint (snapshot->total_words, ==, 800);
+  g_assert_nonnull (snapshot->partitions);
+  g_assert_cmpint (snapshot->partitions->cnt, ==, 3);
+  for (gint32 p = 0; p < 3; p++)
+    g_assert_true (has_partition (snapshot->partitions, topic, p));
+  g_assert_false (has_partition (snapshot->partitions, topic, 3));
+  g_assert_cmpint (snapshot->offsets->cnt, ==, 2);
+  g_assert_cmpint (snapshot_offset (snapshot, topic, 0), ==, 100);
+  g_assert_cmpint (snapshot_offset (snapshot, topic, 1), ==, 100);
+  g_assert_false (has_partition (snapshot->offsets, topic, 2));
+  g_assert_false (has_partition (snapshot->offsets, topic, 3));
+  close_and_destroy (rk);
+}
+
 static void
 test_final_snapshot (Fixture *f, gconstpointer data)
 {
@@ -785,6 +836,7 @@ main (int argc, char **argv)
 #define ADD(path, func)                                                                            \
   g_test_add ("/plugin/" path, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
   ADD ("counts-on-request", test_counts_on_request);
+  ADD ("empty-assigned-partition", test_empty_assigned_partition);
   ADD ("final-snapshot", test_final_snapshot);
   ADD ("interval", test_interval);
   ADD ("key-file", test_key_file);
