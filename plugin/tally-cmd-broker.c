@@ -129,12 +129,9 @@ tally_cmd_broker (int argc, char **argv)
         }
     }
 
-  config = tally_config_load (config_path, &error);
+  config = tally_cmd_load_config (config_path);
   if (config == NULL)
-    {
-      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
-      return TALLY_EXIT_CONFIG;
-    }
+    return TALLY_EXIT_CONFIG;
   if (port == G_MININT)
     port = (gint)config->broker.port;
   if (partitions == G_MININT)

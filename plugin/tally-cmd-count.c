@@ -959,12 +959,9 @@ tally_cmd_count (int argc, char **argv)
   if (opt_jobs != -1 && (opt_jobs < 1 || opt_jobs > 256))
     return count_usage_error (context, "--jobs must be between 1 and 256");
 
-  config = tally_config_load (opt_config, &error);
+  config = tally_cmd_load_config (opt_config);
   if (config == NULL)
-    {
-      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
-      return TALLY_EXIT_CONFIG;
-    }
+    return TALLY_EXIT_CONFIG;
 
   tally_tokenizer_options_init (&job.tokenizer_options);
   job.tokenizer_options.mode = count_mode_from_config (config->tokenizer.mode);

@@ -1,7 +1,10 @@
-/* tally-cmd-run.c — `tally run [--config PATH]`: the Tally service.
+/* tally-cmd-run.c — `tally run [--config PATH] [--bootstrap-server HOST:PORT]`: the Tally
+ * service.
  *
- * Loads the configuration (exit status 78 with the message when it is bad) and hands it
- * to tally_run_service() (plugin/tally-run.c), which runs until SIGINT or SIGTERM.
+ * Loads the configuration (exit status 78 with the message when it is bad), applies
+ * --bootstrap-server to its [kafka] properties as if the file set bootstrap.servers (so the
+ * embedded broker is not started), and hands it to tally_run_service() (plugin/tally-run.c),
+ * which runs until SIGINT or SIGTERM.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -11,29 +14,71 @@
 #include "tally-config.h"
 #include "tally-run.h"
 
+#include <librdkafka/rdkafka.h>
 #include <stdio.h>
+#include <string.h>
+
+/* Sets [kafka] bootstrap.servers of @config to @servers, already accepted by librdkafka:
+ * replaces the value of every bootstrap.servers or metadata.broker.list property (its
+ * alias) in place, or appends bootstrap.servers when the configuration has neither, the
+ * way TALLY_KAFKA_BOOTSTRAP_SERVERS does; then config->kafka.has_bootstrap is TRUE. */
+static void
+override_bootstrap (TallyConfig *config, const char *servers)
+{
+  gboolean replaced = FALSE;
+
+  for (guint i = 0; i < config->kafka.properties->len; i++)
+    {
+      TallyConfigKafkaProperty *p = g_ptr_array_index (config->kafka.properties, i);
+
+      if (strcmp (p->name, "bootstrap.servers") != 0
+          && strcmp (p->name, "metadata.broker.list") != 0)
+        continue;
+      g_free (p->value);
+      p->value = g_strdup (servers);
+      g_free (p->origin);
+      p->origin = g_strdup ("--bootstrap-server");
+      replaced = TRUE;
+    }
+  if (!replaced)
+    {
+      TallyConfigKafkaProperty *p = g_new0 (TallyConfigKafkaProperty, 1);
+
+      p->name = g_strdup ("bootstrap.servers");
+      p->value = g_strdup (servers);
+      p->origin = g_strdup ("--bootstrap-server");
+      g_ptr_array_add (config->kafka.properties, p);
+    }
+  config->kafka.has_bootstrap = TRUE;
+}
 
 /**
  * tally_cmd_run:
  * @argc: number of arguments, the first being "tally run"
  * @argv: (array length=argc): the arguments
  *
- * `tally run [--config PATH]`: consumes the [input] topics, counts their words and
- * publishes snapshots to the [output] topic until SIGINT or SIGTERM. Without [kafka]
- * bootstrap.servers it starts the embedded broker and prints `bootstrap.servers=HOST:PORT`
- * on standard output. Main thread.
+ * `tally run [--config PATH] [--bootstrap-server HOST:PORT]`: consumes the [input] topics,
+ * counts their words and publishes snapshots to the [output] topic until SIGINT or SIGTERM.
+ * --bootstrap-server overrides [kafka] bootstrap.servers (librdkafka property
+ * `bootstrap.servers`, a comma-separated HOST:PORT list). Without either it starts the
+ * embedded broker and prints `bootstrap.servers=HOST:PORT` on standard output. Main thread.
  *
  * Returns: %TALLY_EXIT_OK after a clean shutdown; %TALLY_EXIT_CONFIG for a bad
- *   configuration; %TALLY_EXIT_USAGE for a bad option; %TALLY_EXIT_FAILURE when the
+ *   configuration; %TALLY_EXIT_USAGE for a bad option (an empty --bootstrap-server, or
+ *   one librdkafka rejects); %TALLY_EXIT_FAILURE when the
  *   service could not start or stop.
  */
 int
 tally_cmd_run (int argc, char **argv)
 {
   g_autofree char *opt_config = NULL;
+  g_autofree char *opt_bootstrap = NULL;
   const GOptionEntry option_entries[] = {
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
       "Read the configuration from PATH (default: see docs/configuration.md)", "PATH" },
+    { "bootstrap-server", 'b', 0, G_OPTION_ARG_STRING, &opt_bootstrap,
+      "Kafka bootstrap servers (overrides [kafka] bootstrap.servers; no embedded broker)",
+      "HOST:PORT" },
     { NULL },
   };
   g_autoptr (GOptionContext) context = g_option_context_new (NULL);
@@ -42,8 +87,9 @@ tally_cmd_run (int argc, char **argv)
 
   g_option_context_set_summary (context,
                                 "Consume the input topics, count their words and publish "
-                                "snapshots\nuntil SIGINT or SIGTERM. Without bootstrap.servers, "
-                                "start the embedded broker\nand print its address.");
+                                "snapshots\nuntil SIGINT or SIGTERM. Without --bootstrap-server or "
+                                "bootstrap.servers, start the\nembedded broker and print its "
+                                "address.");
   g_option_context_set_description (
       context, "Signals:\n"
                "  SIGINT, SIGTERM  stop consuming, checkpoint, publish a final snapshot and exit\n"
@@ -72,12 +118,34 @@ tally_cmd_run (int argc, char **argv)
       return TALLY_EXIT_USAGE;
     }
 
-  config = tally_config_load (opt_config, &error);
-  if (config == NULL)
+  if (opt_bootstrap != NULL)
     {
-      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
-      return TALLY_EXIT_CONFIG;
+      rd_kafka_conf_t *scratch = rd_kafka_conf_new ();
+      char errstr[512];
+      gboolean accepted;
+
+      if (opt_bootstrap[0] == '\0')
+        {
+          rd_kafka_conf_destroy (scratch);
+          g_printerr ("%s: --bootstrap-server must not be empty\n", g_get_prgname ());
+          return TALLY_EXIT_USAGE;
+        }
+      accepted
+          = rd_kafka_conf_set (scratch, "bootstrap.servers", opt_bootstrap, errstr, sizeof errstr)
+            == RD_KAFKA_CONF_OK;
+      rd_kafka_conf_destroy (scratch);
+      if (!accepted)
+        {
+          g_printerr ("%s: --bootstrap-server: %s\n", g_get_prgname (), errstr);
+          return TALLY_EXIT_USAGE;
+        }
     }
+
+  config = tally_cmd_load_config (opt_config);
+  if (config == NULL)
+    return TALLY_EXIT_CONFIG;
+  if (opt_bootstrap != NULL)
+    override_bootstrap (config, opt_bootstrap);
 
   if (!tally_run_service (config, &error))
     {

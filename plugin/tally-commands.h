@@ -11,6 +11,8 @@
 
 #include <glib.h>
 
+#include "tally-config.h"
+
 G_BEGIN_DECLS
 
 /* Exit statuses shared by every subcommand (see sysexits.h). */
@@ -18,6 +20,22 @@ G_BEGIN_DECLS
 #define TALLY_EXIT_FAILURE 1
 #define TALLY_EXIT_USAGE 2
 #define TALLY_EXIT_CONFIG 78
+
+/**
+ * tally_cmd_load_config:
+ * @path: (nullable): the file named by --config (or check-config's PATH), or %NULL to look
+ *   it up as tally_config_load() says ($TALLY_CONFIG, then the standard places)
+ *
+ * Loads the configuration exactly as tally_config_load() does, with the TALLY_<GROUP>_<KEY>
+ * environment overrides applied. On failure it prints `<prgname>: <message>` (the message
+ * names the file and line or the variable, the group and the key) on standard error and
+ * returns %NULL; the caller then returns %TALLY_EXIT_CONFIG. No GError reaches the caller.
+ * Main thread (it reads the process environment and writes standard error).
+ *
+ * Returns: (transfer full) (nullable): the effective configuration, free with
+ *   tally_config_free() (or g_autoptr (TallyConfig)), or %NULL after printing the error.
+ */
+TallyConfig *tally_cmd_load_config (const char *path);
 
 typedef int (*TallyCommandFunc) (int argc, char **argv);
 
