@@ -375,6 +375,13 @@ tally_cmd_snapshot (int argc, char **argv)
       g_autoptr (GError) part_error = NULL;
       Ask *ask = NULL;
 
+      if (left_ms <= 0 && asks->len == 0)
+        {
+          g_printerr ("%s: timed out after %d ms before a request could be sent to %s\n",
+                      g_get_prgname (), timeout_ms, config->requests.topic);
+          status = TALLY_EXIT_FAILURE;
+          goto out;
+        }
       if (left_ms <= 0)
         {
           /* Report the request with the most replies (the first on a tie). */

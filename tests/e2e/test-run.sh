@@ -321,6 +321,15 @@ test_start() {
   start_broker
   streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
   embedded_conf
+  # Out of time before any request was sent, or while sending it: exit 1, never a crash.
+  local t
+  for t in 1 2 3 5 8 13; do
+    status=0
+    "$tally" snapshot -b "$bootstrap" --config "$work/tally.conf" --timeout "$t" \
+      >/dev/null 2>>"$work/short.log" || status=$?
+    [ "$status" = 1 ] || fail "tally snapshot --timeout $t exited with status $status, expected 1"
+  done
+  ok "tally snapshot with a timeout of 1 to 13 ms: exit 1 every time"
   "$tally" snapshot -b "$bootstrap" --config "$work/tally.conf" --timeout 60000 \
     >"$work/early.out" 2>"$work/early.log" &
   local snapshot_pid=$!
