@@ -18,6 +18,10 @@
 #                                answer exits at once (status 0); `tally snapshot` started
 #                                before `tally run` asks again until it is answered
 #   test-run.sh bad-config       a bad key exits with status 78 and names the key
+#   test-run.sh bootstrap-server `tally run -b HOST:PORT` overrides [kafka] bootstrap.servers
+#                                (a port nothing listens on): no embedded broker, and the
+#                                Kafka Streams example lines are counted from `tally broker`;
+#                                an empty -b exits 2, a bad configuration with -b exits 78
 #   test-run.sh restart-term     SIGTERM in the middle of the input, then a restart against
 #                                the same broker (`tally broker`): counts equal the reference
 #   test-run.sh restart-kill     the same with kill -9: no word is missing and none is below
@@ -349,6 +353,51 @@ test_start() {
   snapshot_caught_up "$work/actual"
   expect_file "then the counts equal the reference" "$work/reference" "$work/actual"
   stop_tally TERM
+}
+
+test_bootstrap_server() {
+  # Usage and configuration errors come before any broker is looked for.
+  local status=0
+  "$tally" run --bootstrap-server '' >"$work/empty.out" 2>"$work/empty.err" || status=$?
+  [ "$status" = 2 ] || fail "an empty --bootstrap-server exits $status, not 2"
+  grep -qx 'tally run: --bootstrap-server must not be empty' "$work/empty.err" \
+    || fail "an empty --bootstrap-server is not named"
+  ok "an empty --bootstrap-server exits 2"
+  printf '[input]\ntopic=tally-input\n' >"$work/bad.conf"
+  status=0
+  "$tally" run -b 127.0.0.1:9 --config "$work/bad.conf" >"$work/bad.out" 2>"$work/bad.err" || status=$?
+  [ "$status" = 78 ] || fail "a bad configuration with -b exits $status, not 78"
+  grep -q "^tally run: $work/bad.conf:2: \[input\] topic: unknown key" "$work/bad.err" \
+    || fail "the bad key is not named with the tally run: prefix"
+  ok "a bad configuration with -b exits 78, prefixed and naming the key"
+
+  # The broker, and a configuration whose bootstrap.servers points nowhere.
+  start_broker
+  embedded_conf "[kafka]" "bootstrap.servers=127.0.0.1:9"
+  "$tally" run --config "$work/tally.conf" -b "$bootstrap" >"$work/run.out" 2>"$work/run.log" &
+  tally_pid=$!
+  pids+=("$tally_pid")
+  wait_for_line "$work/run.log" 'source: assigned' 60 >/dev/null \
+    || fail "tally run -b never got its partitions from $bootstrap"
+  ok "tally run -b $bootstrap got its partitions"
+  grep -q 'embedded broker' "$work/run.log" && fail "tally run -b started an embedded broker"
+  [ -s "$work/run.out" ] && fail "tally run -b printed on standard output: $(head -n1 "$work/run.out")"
+  ok "no embedded broker: nothing on standard output, none in the log"
+
+  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  streams_lines | $reference --chunk-lines >"$work/expected"
+  # A snapshot may come before the records are consumed: ask until the counts are all there
+  # (at most 60 tries); the assertion is on the exact counts, not on the time taken.
+  local i
+  for ((i = 0; i < 60; i++)); do
+    "$tally" snapshot --config "$work/tally.conf" -b "$bootstrap" --timeout 10000 \
+      >"$work/actual" 2>>"$work/snapshot.log" || fail "tally snapshot -b exited $?"
+    cmp -s "$work/expected" "$work/actual" && break
+    sleep 1
+  done
+  expect_file "consumed from $bootstrap: the Kafka Streams example counts" "$work/expected" "$work/actual"
+  stop_tally TERM
+  ok "clean exit after SIGTERM"
 }
 
 # [snapshot] interval_ms: snapshots appear on the output topic without any request.
@@ -827,6 +876,7 @@ case "$mode" in
   bad-config) test_bad_config ;;
   interval) test_interval ;;
   start) test_start ;;
+  bootstrap-server) test_bootstrap_server ;;
   restart-term) test_restart_embedded TERM ;;
   restart-kill) test_restart_embedded KILL ;;
   two-instances) test_two_instances ;;
