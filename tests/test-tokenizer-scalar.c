@@ -6,4 +6,4 @@
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #define TALLY_TOKENIZER_NO_BLOCKS 1
-#include "../actors/tally-tokenizer.c"
+#include "../actors/wordcount/tally-tokenizer.c"

@@ -239,7 +239,7 @@ else
   echo "raw -" >>"$work/results"
   say "the raw consumer failed: $(tail -n 1 "$work/raw.log")"
 fi
-# The same floor with the queue setting Tally gives its own consumer (plugin/tally-source.c:
+# The same floor with the queue setting Tally gives its own consumer (plugin/kafka/tally-source.c:
 # queued.min.messages=1000000), so that the ratio does not come from that setting alone
 if "$raw_consumer" -b "$bootstrap" -t "$input_topic" -X queued.min.messages=1000000 \
   >"$work/raw-tuned.out" 2>>"$work/raw.log"; then
