@@ -128,7 +128,7 @@ produce (Fixture *f, const char *const *values, const gsize *lens, guint n, gint
 typedef struct
 {
   Fixture *f;
-  TallySourceCut *cut;
+  TallySnapshotCut *cut;
   gboolean done;
 } CutWait;
 
@@ -143,7 +143,7 @@ on_cut (GObject *object, GAsyncResult *result, gpointer user_data)
   w->done = TRUE;
 }
 
-static TallySourceCut *
+static TallySnapshotCut *
 take_cut (Fixture *f)
 {
   CutWait w = { f, NULL, FALSE };
@@ -155,7 +155,7 @@ take_cut (Fixture *f)
 }
 
 static gint64
-cut_records (TallySourceCut *cut)
+cut_records (TallySnapshotCut *cut)
 {
   gint64 n = 0;
 
@@ -167,21 +167,21 @@ cut_records (TallySourceCut *cut)
 
 /* Takes cuts until they reflect @records records (the sum of the offsets: every
  * partition starts at 0), and returns that cut. */
-static TallySourceCut *
+static TallySnapshotCut *
 cut_after (Fixture *f, gint64 records)
 {
   gint64 deadline = g_get_monotonic_time () + 60 * G_TIME_SPAN_SECOND;
 
   for (;;)
     {
-      TallySourceCut *cut = take_cut (f);
+      TallySnapshotCut *cut = take_cut (f);
 
       if (cut_records (cut) >= records)
         {
           g_assert_cmpint (cut_records (cut), ==, records);
           return cut;
         }
-      tally_source_cut_free (cut);
+      tally_snapshot_cut_free (cut);
       g_assert_cmpint (g_get_monotonic_time (), <, deadline);
       g_usleep (50 * 1000);
     }
@@ -210,7 +210,7 @@ assert_streams_counts (TallyCounts *counts, guint64 times)
 static void
 test_streams_example (Fixture *f, gconstpointer data)
 {
-  g_autoptr (TallySourceCut) cut = NULL;
+  g_autoptr (TallySnapshotCut) cut = NULL;
 
   start_source (f, 64, FALSE);
   produce (f, (const char *const *)streams_lines, NULL, 3, -1);
@@ -227,8 +227,8 @@ static void
 test_idle_member (Fixture *f, gconstpointer data)
 {
   rd_kafka_conf_t *conf = base_conf (f);
-  g_autoptr (TallySourceCut) first = NULL;
-  g_autoptr (TallySourceCut) second = NULL;
+  g_autoptr (TallySnapshotCut) first = NULL;
+  g_autoptr (TallySnapshotCut) second = NULL;
 
   g_assert_cmpint (rd_kafka_conf_set (conf, "max.poll.interval.ms", "6000", NULL, 0), ==,
                    RD_KAFKA_CONF_OK);
@@ -254,7 +254,7 @@ test_bad_values (Fixture *f, gconstpointer data)
                                         "\0",
                                         "ok" };
   static const gsize lens[] = { 0, 0, 8, 8, 1, 2 };
-  g_autoptr (TallySourceCut) cut = NULL;
+  g_autoptr (TallySnapshotCut) cut = NULL;
 
   start_source (f, 64, FALSE);
   produce (f, values, lens, G_N_ELEMENTS (values), 0);
@@ -272,7 +272,7 @@ static void
 test_backpressure (Fixture *f, gconstpointer data)
 {
   g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (TallySourceCut) cut = NULL;
+  g_autoptr (TallySnapshotCut) cut = NULL;
   const guint n = 3000;
 
   for (guint i = 0; i < n; i++)
@@ -292,8 +292,8 @@ test_backpressure (Fixture *f, gconstpointer data)
 static void
 test_restore (Fixture *f, gconstpointer data)
 {
-  g_autoptr (TallySourceCut) cut = NULL;
-  g_autoptr (TallySourceCut) cut2 = NULL;
+  g_autoptr (TallySnapshotCut) cut = NULL;
+  g_autoptr (TallySnapshotCut) cut2 = NULL;
 
   start_source (f, 64, TRUE);
   produce (f, (const char *const *)streams_lines, NULL, 3, -1);
@@ -313,8 +313,8 @@ test_restore (Fixture *f, gconstpointer data)
 static void
 test_checkpoint_failure (Fixture *f, gconstpointer data)
 {
-  g_autoptr (TallySourceCut) cut = NULL;
-  g_autoptr (TallySourceCut) cut2 = NULL;
+  g_autoptr (TallySnapshotCut) cut = NULL;
+  g_autoptr (TallySnapshotCut) cut2 = NULL;
   rd_kafka_mock_cluster_t *mock = tally_broker_get_mock_cluster (f->broker);
 
   /* The failures provoked here are logged as warnings, which g_test_init() made fatal. */

@@ -1,25 +1,21 @@
-/* tally-run.c — the Tally service: broker, shards, source, publisher and requests wired.
+/* tally-run.c — the Tally service: broker, shards, source, publisher and snapshots wired.
  *
  * Threads and contexts:
  *
- *   main thread    the global default main context: signals (g_unix_signal_add()), the
- *                  snapshot timer, the request reader's fd watch, and the glue below
+ *   main thread    the global default main context: signals (g_unix_signal_add()) and the
+ *                  shutdown steps below
  *   tally-source   the source actor (consumer, tokenizer, checkpoints)
- *   tally-publish  the publisher actor (snapshot producer)
+ *   tally-publish  the publisher actor and the snapshot coordinator (request reader,
+ *                  interval timer): a snapshot goes coordinator -> source (barrier) ->
+ *                  coordinator -> publisher, see tally-snapshot-coordinator.h
  *   tally-agg-<i>  one aggregator shard each (tally-aggregator-handle.h)
  *   librdkafka's   the embedded broker, when there is one, and every client's I/O
  *
- * A snapshot, whatever triggered it (request record, SIGUSR1, timer, shutdown), goes:
- * main -> source (barrier: flush AddWords, then GetCounts of the owned stores, recording
- * the offsets) -> main -> publisher (encode, produce, wait for delivery) -> main (log).
- *
- * Shutdown on SIGINT/SIGTERM: the request reader and the timer go; the source stops
- * consuming and sends its last batches; the final snapshot is taken and published once;
- * the main loop quits; the source actor is stopped, which checkpoints, commits, closes
- * and destroys the consumer; the publisher is stopped, which flushes its producer; the
- * shards and the broker go last. A watchdog thread ends the process with status 1 if all
- * of that takes longer than [shutdown] timeout_ms. A second signal during shutdown is
- * logged and otherwise ignored.
+ * Shutdown on SIGINT/SIGTERM: the snapshot triggers stop; the source stops consuming; the
+ * coordinator publishes the final snapshot and then quits the main loop; the source is
+ * stopped (checkpoint, commit, close), then the publisher (flush), the shards and the
+ * broker. A watchdog thread ends the process with status 1 if that overruns
+ * [shutdown] timeout_ms; a second signal meanwhile is logged and ignored.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -28,7 +24,7 @@
 #include "tally-aggregator-handle.h"
 #include "tally-broker.h"
 #include "tally-publisher.h"
-#include "tally-request-reader.h"
+#include "tally-snapshot-coordinator.h"
 #include "tally-kafka-log.h"
 #include "tally-source.h"
 #include "tally-topics.h"
@@ -63,15 +59,12 @@ typedef struct
   TallyArbiter *publisher_arbiter;
   TallyAddress *source;
   TallyAddress *publisher;
-  TallyRequestReader *requests;
+  TallySnapshotCoordinator *snapshots; /* on the publisher's arbiter */
 
   guint signal_ids[3];
-  guint interval_id;
   gboolean starting; /* waiting for the broker in ensure_topics(), on the start thread */
   char *bootstrap;   /* bootstrap.servers, for messages */
   gboolean shutting_down;
-  gboolean final_published;
-  guint in_flight; /* snapshots between trigger and report */
 
   /* Watchdog: ends the process if the shutdown overruns. */
   GMutex watchdog_lock;
@@ -81,106 +74,16 @@ typedef struct
   GThread *watchdog;
 } TallyRun;
 
-typedef struct
-{
-  TallyRun *run;
-  TallySnapshotRequest *request;
-  gboolean final;
-} SnapshotJob;
-
-static void shutdown_step_quit (TallyRun *run);
-
-static void
-snapshot_job_free (SnapshotJob *job)
-{
-  tally_snapshot_request_free (job->request);
-  g_free (job);
-}
-
-static void
-on_published (GObject *object, GAsyncResult *result, gpointer user_data)
-{
-  SnapshotJob *job = user_data;
-  TallyRun *run = job->run;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (TallyPublishReport) report = NULL;
-
-  report = tally_publisher_publish_finish (run->publisher, result, &error);
-  if (report == NULL)
-    g_warning ("snapshot for request %s not published: %s", job->request->request_id,
-               error->message);
-  else
-    g_message ("snapshot %s for request %s published in %u part(s)", report->snapshot_id,
-               job->request->request_id, report->parts);
-  run->in_flight--;
-  if (job->final)
-    shutdown_step_quit (run);
-  snapshot_job_free (job);
-}
-
-static void
-on_cut (GObject *object, GAsyncResult *result, gpointer user_data)
-{
-  SnapshotJob *job = user_data;
-  TallyRun *run = job->run;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (TallySourceCut) cut = NULL;
-
-  cut = tally_source_snapshot_finish (run->source, result, &error);
-  if (cut == NULL)
-    {
-      g_warning ("snapshot for request %s failed: %s", job->request->request_id, error->message);
-      /* Answer with an error snapshot, so a requester need not wait for a timeout. */
-      job->request->error = g_error_copy (error);
-      tally_publisher_publish_async (run->publisher, job->request, NULL, NULL, NULL, 0, NULL,
-                                     on_published, job);
-      return;
-    }
-  tally_publisher_publish_async (
-      run->publisher, job->request, g_steal_pointer (&cut->counts), g_steal_pointer (&cut->offsets),
-      g_steal_pointer (&cut->partitions), cut->taken_ms, NULL, on_published, job);
-}
-
-static void
-take_snapshot (TallyRun *run, TallySnapshotRequest *request, gboolean final)
-{
-  SnapshotJob *job = g_new0 (SnapshotJob, 1);
-
-  job->run = run;
-  job->request = request;
-  job->final = final;
-  run->in_flight++;
-  if (request->error != NULL)
-    {
-      g_warning ("bad snapshot request %s: %s", request->request_id, request->error->message);
-      tally_publisher_publish_async (run->publisher, request, NULL, NULL, NULL, 0, NULL,
-                                     on_published, job);
-      return;
-    }
-  g_info ("snapshot requested: %s", request->request_id);
-  tally_source_snapshot_async (run->source, NULL, on_cut, job);
-}
-
-static void
-on_request (const TallySnapshotRequest *request, gpointer user_data)
-{
-  TallyRun *run = user_data;
-
-  if (run->shutting_down)
-    return;
-  take_snapshot (run, tally_snapshot_request_copy (request), FALSE);
-}
-
-/* SIGUSR1 and the [snapshot] interval timer: a snapshot with a generated request id. */
+/* SIGUSR1: a snapshot with a generated request id. */
 static gboolean
-on_snapshot_trigger (gpointer user_data)
+on_snapshot_signal (gpointer user_data)
 {
   TallyRun *run = user_data;
 
-  if (run->starting)
+  if (run->snapshots == NULL)
     g_message ("not started yet: no snapshot");
-  else if (!run->shutting_down)
-    take_snapshot (run, tally_snapshot_request_new (NULL), FALSE);
+  else
+    tally_snapshot_coordinator_trigger (run->snapshots);
   return G_SOURCE_CONTINUE;
 }
 
@@ -210,9 +113,12 @@ watchdog_thread (gpointer data)
   return NULL;
 }
 
+/* The coordinator's context (the publisher's arbiter): the final snapshot is out. */
 static void
-shutdown_step_quit (TallyRun *run)
+on_snapshots_closed (gpointer user_data)
 {
+  TallyRun *run = user_data;
+
   g_main_loop_quit (run->loop);
 }
 
@@ -225,16 +131,7 @@ on_stopped_consuming (GObject *object, GAsyncResult *result, gpointer user_data)
   tally_address_ask_finish (run->source, result, &error);
   if (error != NULL)
     g_warning ("stopping the source: %s", error->message);
-  if (!run->final_published)
-    {
-      TallySnapshotRequest *request = tally_snapshot_request_new (NULL);
-
-      run->final_published = TRUE;
-      g_message ("publishing the final snapshot");
-      take_snapshot (run, request, TRUE);
-    }
-  else
-    shutdown_step_quit (run);
+  tally_snapshot_coordinator_close (run->snapshots, on_snapshots_closed, run);
 }
 
 static gboolean
@@ -262,12 +159,7 @@ on_stop_signal (gpointer user_data)
                            + (gint64)run->config->shutdown.timeout_ms * G_TIME_SPAN_MILLISECOND;
   run->watchdog = g_thread_new ("tally-watchdog", watchdog_thread, run);
 
-  if (run->interval_id != 0)
-    {
-      g_source_remove (run->interval_id);
-      run->interval_id = 0;
-    }
-  g_clear_pointer (&run->requests, tally_request_reader_free);
+  tally_snapshot_coordinator_stop_triggers (run->snapshots);
   tally_source_stop_consuming_async (run->source, NULL, on_stopped_consuming, run);
   return G_SOURCE_CONTINUE;
 }
@@ -475,13 +367,15 @@ make_base_conf (TallyRun *run, GError **error)
 static void
 run_clear (TallyRun *run)
 {
+  /* The request reader goes on the publisher's arbiter, which still runs. */
+  if (run->snapshots != NULL)
+    tally_snapshot_coordinator_stop_triggers (run->snapshots);
   if (run->source != NULL)
     {
       tally_address_stop (run->source);
       if (!tally_address_wait_stopped (run->source, run->config->shutdown.timeout_ms))
         g_warning ("the source did not stop in time");
     }
-  g_clear_pointer (&run->requests, tally_request_reader_free);
   if (run->publisher != NULL)
     {
       tally_address_stop (run->publisher);
@@ -496,6 +390,7 @@ run_clear (TallyRun *run)
   g_clear_pointer (&run->publisher, tally_address_unref);
   g_clear_pointer (&run->source_arbiter, tally_arbiter_unref);
   g_clear_pointer (&run->publisher_arbiter, tally_arbiter_unref);
+  g_clear_pointer (&run->snapshots, tally_snapshot_coordinator_unref);
   if (run->handle != NULL)
     tally_aggregator_handle_stop (run->handle);
   g_clear_pointer (&run->handle, tally_aggregator_handle_unref);
@@ -503,8 +398,6 @@ run_clear (TallyRun *run)
   for (guint i = 0; i < G_N_ELEMENTS (run->signal_ids); i++)
     if (run->signal_ids[i] != 0)
       g_source_remove (run->signal_ids[i]);
-  if (run->interval_id != 0)
-    g_source_remove (run->interval_id);
   g_clear_pointer (&run->loop, g_main_loop_unref);
 }
 
@@ -557,7 +450,7 @@ tally_run_service (const TallyConfig *config, GError **error)
   /* Signals first, so that a SIGTERM during the start is not fatal. */
   run.signal_ids[0] = g_unix_signal_add (SIGINT, on_stop_signal, &run);
   run.signal_ids[1] = g_unix_signal_add (SIGTERM, on_stop_signal, &run);
-  run.signal_ids[2] = g_unix_signal_add (SIGUSR1, on_snapshot_trigger, &run);
+  run.signal_ids[2] = g_unix_signal_add (SIGUSR1, on_snapshot_signal, &run);
 
   if (!config->kafka.has_bootstrap && !start_broker (&run, error))
     goto out;
@@ -623,14 +516,15 @@ tally_run_service (const TallyConfig *config, GError **error)
     }
   run.source = tally_actor_start (actor, run.source_arbiter, 16);
 
-  /* Requests, on this thread's main context. */
-  run.requests = tally_request_reader_new (rd_kafka_conf_dup (base), config->requests.topic,
-                                           start_ms, NULL, on_request, &run, NULL, 10000, error);
-  if (run.requests == NULL)
+  /* Snapshots: triggers, cuts of the source's stores, publishing; on the publisher's
+   * arbiter. */
+  run.snapshots = tally_snapshot_coordinator_new (
+      "", tally_arbiter_get_context (run.publisher_arbiter), run.publisher, config->output.topic,
+      tally_source_cutter (), tally_address_ref (run.source), (GDestroyNotify)tally_address_unref,
+      config->snapshot.interval_ms);
+  if (!tally_snapshot_coordinator_read_requests (run.snapshots, rd_kafka_conf_dup (base),
+                                                 config->requests.topic, start_ms, 10000, error))
     goto out;
-
-  if (config->snapshot.interval_ms > 0)
-    run.interval_id = g_timeout_add (config->snapshot.interval_ms, on_snapshot_trigger, &run);
 
   g_message ("running: input %s, output %s, requests %s, %u shard(s)", config->input.topics[0],
              config->output.topic, config->requests.topic, config->aggregator.shards);

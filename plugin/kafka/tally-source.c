@@ -949,26 +949,15 @@ simple_message_free (gpointer p)
 }
 
 static const TallyMessageType snapshot_type
-    = { "SourceSnapshot", simple_message_free, (GDestroyNotify)tally_source_cut_free };
+    = { "SourceSnapshot", simple_message_free, (GDestroyNotify)tally_snapshot_cut_free };
 static const TallyMessageType stop_consuming_type
     = { "SourceStopConsuming", simple_message_free, NULL };
-
-void
-tally_source_cut_free (TallySourceCut *cut)
-{
-  if (cut == NULL)
-    return;
-  g_clear_pointer (&cut->counts, tally_counts_unref);
-  g_clear_pointer (&cut->offsets, rd_kafka_topic_partition_list_destroy);
-  g_clear_pointer (&cut->partitions, rd_kafka_topic_partition_list_destroy);
-  g_free (cut);
-}
 
 typedef struct
 {
   TallyMessage *message; /* deferred */
   TallyAggregatorHandle *handle;
-  TallySourceCut *cut;
+  TallySnapshotCut *cut;
   gint64 started_us;
 } PendingCut;
 
@@ -985,7 +974,7 @@ on_cut_counts (GObject *object, GAsyncResult *result, gpointer user_data)
   pending->cut->taken_ms = (g_get_monotonic_time () - pending->started_us) / 1000;
   if (error != NULL)
     {
-      tally_source_cut_free (pending->cut);
+      tally_snapshot_cut_free (pending->cut);
       g_warning ("source: snapshot failed: %s", error->message);
       g_error_free (error);
       tally_message_reply (pending->message, NULL);
@@ -1014,7 +1003,7 @@ handle_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
 
   pending = g_new0 (PendingCut, 1);
   pending->started_us = g_get_monotonic_time ();
-  pending->cut = g_new0 (TallySourceCut, 1);
+  pending->cut = g_new0 (TallySnapshotCut, 1);
   pending->cut->offsets = owned_list (self, TRUE, TRUE);
   pending->cut->partitions = owned_list (self, FALSE, TRUE);
 
@@ -1073,11 +1062,31 @@ tally_source_snapshot_async (TallyAddress *source, GCancellable *cancellable,
   tally_address_ask_async (source, &m->parent, cancellable, callback, user_data);
 }
 
-TallySourceCut *
+static void
+cutter_cut_async (gpointer source, gboolean final, GAsyncReadyCallback callback, gpointer user_data)
+{
+  tally_source_snapshot_async (source, NULL, callback, user_data);
+}
+
+static TallySnapshotCut *
+cutter_cut_finish (gpointer source, GAsyncResult *result, GError **error)
+{
+  return tally_source_snapshot_finish (source, result, error);
+}
+
+const TallySnapshotCutter *
+tally_source_cutter (void)
+{
+  static const TallySnapshotCutter cutter = { cutter_cut_async, cutter_cut_finish };
+
+  return &cutter;
+}
+
+TallySnapshotCut *
 tally_source_snapshot_finish (TallyAddress *source, GAsyncResult *result, GError **error)
 {
   GError *local_error = NULL;
-  TallySourceCut *cut = tally_address_ask_finish (source, result, &local_error);
+  TallySnapshotCut *cut = tally_address_ask_finish (source, result, &local_error);
 
   if (local_error != NULL)
     {

@@ -27,6 +27,7 @@
 #include "tally-aggregator-handle.h"
 #include "tally-config.h"
 #include "tally-counts.h"
+#include "tally-snapshot-coordinator.h"
 #include "tally-tokenizer.h"
 
 G_BEGIN_DECLS
@@ -58,31 +59,6 @@ GQuark tally_source_error_quark (void);
 
 #define TALLY_TYPE_SOURCE (tally_source_get_type ())
 G_DECLARE_FINAL_TYPE (TallySource, tally_source, TALLY, SOURCE, TallyActor)
-
-/**
- * TallySourceCut:
- * @counts: the counts summed over the stores (input partitions) the source owns
- * @offsets: per owned input topic-partition, the offset of the next record not reflected
- *   in @counts (Kafka commit semantics); %RD_KAFKA_OFFSET_INVALID when nothing of it was
- *   consumed and no offset was committed
- * @partitions: the input topic-partitions the source owns
- * @taken_ms: milliseconds between the barrier and the last shard's answer
- *
- * A consistent cut: what a snapshot publishes. Owned by whoever finished the ask.
- */
-typedef struct
-{
-  TallyCounts *counts;
-  rd_kafka_topic_partition_list_t *offsets;
-  rd_kafka_topic_partition_list_t *partitions;
-  gint64 taken_ms;
-} TallySourceCut;
-
-/**
- * tally_source_cut_free:
- * @cut: (transfer full) (nullable): a cut; its fields may have been stolen (set to %NULL)
- */
-void tally_source_cut_free (TallySourceCut *cut);
 
 /**
  * tally_source_new:
@@ -132,8 +108,19 @@ void tally_source_snapshot_async (TallyAddress *source, GCancellable *cancellabl
  * Returns: (transfer full) (nullable): the cut
  */
 G_GNUC_WARN_UNUSED_RESULT
-TallySourceCut *tally_source_snapshot_finish (TallyAddress *source, GAsyncResult *result,
-                                              GError **error);
+TallySnapshotCut *tally_source_snapshot_finish (TallyAddress *source, GAsyncResult *result,
+                                                GError **error);
+
+/**
+ * tally_source_cutter:
+ *
+ * The source as the owner of the stores for a #TallySnapshotCoordinator: give it this and
+ * the source's #TallyAddress as cutter data. A cut is tally_source_snapshot_async(); the
+ * final one too (after tally_source_stop_consuming_async()). Any thread.
+ *
+ * Returns: (transfer none): a static cutter
+ */
+const TallySnapshotCutter *tally_source_cutter (void);
 
 /**
  * tally_source_stop_consuming_async:
@@ -170,7 +157,5 @@ guint64 tally_source_get_records (TallySource *self);
  * Any thread.
  */
 void tally_source_tokenizer_options (const TallyConfig *config, TallyTokenizerOptions *options);
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallySourceCut, tally_source_cut_free)
 
 G_END_DECLS

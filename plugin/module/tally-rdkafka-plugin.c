@@ -1,52 +1,19 @@
 /* tally-rdkafka-plugin.c — the librdkafka plugin: Tally's word counting inside any consumer.
  *
  * librdkafka loads this module when a configuration sets `plugin.library.paths` and calls
- * conf_init(), which registers four configuration interceptors named "tally":
+ * conf_init(), which registers configuration interceptors named "tally": on_conf_set
+ * validates the `tally.*` properties and reads the key-file (config/), on_conf_dup and
+ * on_conf_destroy copy and free them, on_new attaches a Plugin to each consumer.
  *
- *   on_conf_set      handles the `tally.*` properties (tally-rdkafka-plugin.h lists them):
- *                    values are validated at once, the key-file is read and validated by
- *                    config/ (tally_config_load_from_data()) and its text kept
- *   on_conf_dup      gives the copy its own PluginConf (librdkafka then loads the plugin
- *                    into the copy again, which conf_init() recognises, and re-applies the
- *                    `tally.*` values)
- *   on_conf_destroy  frees the PluginConf
- *   on_new           attaches a Plugin to each consumer; producers are left alone
+ * A Plugin owns aggregator shards, a tokenizer and one batcher per partition used on the
+ * host's threads inside on_consume (under `lock`; the host never waits for Tally: a full
+ * mailbox drops the record or waits `tally.full.wait.ms`, and drops are counted), and an
+ * arbiter thread with the publisher and the snapshot coordinator, the same one `tally run`
+ * uses. Its only part of a snapshot is the cut (plugin_cut_async()). on_destroy publishes
+ * the final snapshot and stops everything.
  *
- * A Plugin (one per consumer instance) owns:
- *
- *   aggregator shards   tally_aggregator_handle_new(), one arbiter thread each
- *   tokenizer, batchers used on the host's threads inside on_consume, under `lock`: one
- *                       TallyWordBatcher per partition (the aggregators' store), flushed
- *                       without blocking once FLUSH_WORDS words are pending and by a tick
- *   "tally-plugin"      an arbiter thread with the publisher actor (its own producer) and
- *                       the request reader (its own consumer, outside any group); the tick,
- *                       the [snapshot] interval timer and the snapshot jobs run there
- *
- * The host's thread never waits for Tally: when a shard's mailbox is full the batch stays
- * pending and the plugin is "blocked"; the next record first retries the flush and, if the
- * mailboxes are still full, is dropped whole (`tally.full=drop`) or after retrying for up
- * to `tally.full.wait.ms` (`tally.full=wait`). Dropped records are counted and logged.
- *
- * A snapshot (request record, interval, or final) runs on the arbiter: under `lock` it
- * flushes every batcher without blocking (retrying every RETRY_CUT_MS while a mailbox is
- * full), copies the consumed positions and sends GetCounts to every shard before letting
- * go of the lock, so the counts are exactly those of the records up to those positions
- * (mailboxes are FIFO); then it hands counts and offsets to the publisher. A snapshot
- * covers every partition it has a position for and, besides, every partition assigned to
- * the host consumer when the snapshot was triggered (rd_kafka_assignment(), asked on the
- * arbiter before the cut): one the plugin has no position for has counted no word, and
- * its offset is unknown, so it is listed among the snapshot's partitions without an offset,
- * as `tally run` lists an assigned partition it has never read. `tally snapshot` then
- * completes while an assigned input partition is empty.
- *
- * on_destroy (librdkafka's main thread, after the consumer was closed) stops the request
- * reader and the timers, publishes the final snapshot, waits for every snapshot in flight
- * (bounded by [shutdown] timeout_ms), stops the publisher (which flushes its producer), the
- * arbiter and the shards.
- *
- * The module is linked with -z nodelete: librdkafka dlclose()s plugins when their
- * configuration goes, but GLib types, the GLib worker thread and interceptors still
- * registered on other configurations need the code to stay mapped.
+ * Linked with -z nodelete: librdkafka dlclose()s plugins while GLib types and threads of
+ * theirs are still alive.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -55,7 +22,7 @@
 #include "tally-aggregator-handle.h"
 #include "tally-config.h"
 #include "tally-publisher.h"
-#include "tally-request-reader.h"
+#include "tally-snapshot-coordinator.h"
 #include "tally-source.h"
 #include "tally-tokenizer.h"
 
@@ -335,27 +302,23 @@ typedef struct
 
   TallyAggregatorHandle *handle;
   TallyArbiter *arbiter;
-  TallyAddress *publisher;      /* NULL when it could not be created */
-  rd_kafka_conf_t *reader_conf; /* consumed on the arbiter when the reader starts */
+  TallyAddress *publisher;
+  TallySnapshotCoordinator *snapshots; /* on the arbiter; NULL after on_destroy() */
+  rd_kafka_conf_t *reader_conf;        /* consumed on the arbiter when the reader starts */
   gint64 created_ms;
+  GSource *tick;
 
   /* Arbiter thread only. */
-  TallyRequestReader *requests;
-  GSource *tick;
-  GSource *interval;
   gint64 last_drop_report_us;
-  gboolean inputs_stopped;
 
   /* Under lock: the host's threads (on_consume) and the arbiter. */
   GMutex lock;
-  GCond cond; /* signalled when in_flight drops */
   TallyTokenizer *tokenizer;
   GHashTable *batchers;  /* partition -> TallyWordBatcher */
   GHashTable *positions; /* Position -> itself */
   gsize unflushed_words;
   gboolean blocked; /* a flush was refused: a mailbox is full */
   gboolean closing; /* on_destroy began: records are no longer counted */
-  guint in_flight;  /* snapshots between trigger and publisher's report */
   guint64 records;
   guint64 words;
   guint64 dropped_records;
@@ -400,6 +363,7 @@ plugin_unref (Plugin *plugin)
   if (!g_atomic_int_dec_and_test (&plugin->ref_count))
     return;
   /* Everything with a thread was stopped by on_destroy(). */
+  g_clear_pointer (&plugin->tick, g_source_unref);
   g_clear_pointer (&plugin->handle, tally_aggregator_handle_unref);
   g_clear_pointer (&plugin->publisher, tally_address_unref);
   g_clear_pointer (&plugin->arbiter, tally_arbiter_unref);
@@ -409,7 +373,6 @@ plugin_unref (Plugin *plugin)
   g_clear_pointer (&plugin->tokenizer, tally_tokenizer_free);
   g_clear_pointer (&plugin->config, tally_config_free);
   g_mutex_clear (&plugin->lock);
-  g_cond_clear (&plugin->cond);
   g_free (plugin->name);
   g_free (plugin);
 }
@@ -535,41 +498,28 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------------
- * Snapshots, on the arbiter
+ * The cut, on the arbiter: this module's part of the snapshot coordinator
  * ------------------------------------------------------------------------------------- */
 
 typedef struct
 {
-  Plugin *plugin; /* ref */
-  TallySnapshotRequest *request;
-  rd_kafka_topic_partition_list_t *offsets;
+  Plugin *plugin;                            /* ref */
   rd_kafka_topic_partition_list_t *assigned; /* the host's assignment; NULL: none known */
+  rd_kafka_topic_partition_list_t *offsets;
   gint64 cut_us;
-  gboolean final;
-} Job;
+} CutData;
 
 static void
-job_free (Job *job)
+cut_data_free (gpointer data)
 {
-  tally_snapshot_request_free (job->request);
-  if (job->offsets != NULL)
-    rd_kafka_topic_partition_list_destroy (job->offsets);
-  if (job->assigned != NULL)
-    rd_kafka_topic_partition_list_destroy (job->assigned);
-  plugin_unref (job->plugin);
-  g_free (job);
-}
+  CutData *cut = data;
 
-static void
-job_done (Job *job)
-{
-  Plugin *plugin = job->plugin;
-
-  g_mutex_lock (&plugin->lock);
-  plugin->in_flight--;
-  g_cond_broadcast (&plugin->cond);
-  g_mutex_unlock (&plugin->lock);
-  job_free (job);
+  if (cut->assigned != NULL)
+    rd_kafka_topic_partition_list_destroy (cut->assigned);
+  if (cut->offsets != NULL)
+    rd_kafka_topic_partition_list_destroy (cut->offsets);
+  plugin_unref (cut->plugin);
+  g_free (cut);
 }
 
 static void
@@ -598,24 +548,6 @@ log_drops (Plugin *plugin, gboolean final)
     g_message ("tally plugin (%s): %" G_GUINT64_FORMAT " record(s), %" G_GUINT64_FORMAT
                " word(s) counted, 0 records dropped",
                plugin->name, records, words);
-}
-
-static void
-on_published (GObject *object, GAsyncResult *result, gpointer user_data)
-{
-  Job *job = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (TallyPublishReport) report = NULL;
-
-  report = tally_publisher_publish_finish (job->plugin->publisher, result, &error);
-  if (report == NULL)
-    g_warning ("tally plugin (%s): snapshot for request %s not published: %s", job->plugin->name,
-               job->request->request_id, error->message);
-  else
-    g_message ("tally plugin (%s): %ssnapshot %s for request %s published in %u part(s) to %s",
-               job->plugin->name, job->final ? "final " : "", report->snapshot_id,
-               job->request->request_id, report->parts, job->plugin->config->output.topic);
-  job_done (job);
 }
 
 static rd_kafka_topic_partition_list_t *
@@ -686,34 +618,26 @@ partitions_of (const rd_kafka_topic_partition_list_t *offsets)
 }
 
 static void
-publish_error (Job *job, const GError *error)
-{
-  job->request->error = g_error_copy (error);
-  tally_publisher_publish_async (job->plugin->publisher, job->request, NULL, NULL, NULL, 0, NULL,
-                                 on_published, job);
-}
-
-static void
 on_counts (GObject *object, GAsyncResult *result, gpointer user_data)
 {
-  Job *job = user_data;
-  Plugin *plugin = job->plugin;
-  g_autoptr (GError) error = NULL;
+  g_autoptr (GTask) task = user_data;
+  CutData *data = g_task_get_task_data (task);
+  GError *error = NULL;
   TallyCounts *counts;
-  rd_kafka_topic_partition_list_t *offsets = g_steal_pointer (&job->offsets);
+  TallySnapshotCut *cut;
 
-  counts = tally_aggregator_handle_get_counts_finish (plugin->handle, result, &error);
-  g_debug ("tally plugin (%s): cut taken in %" G_GINT64_FORMAT " us", plugin->name,
-           g_get_monotonic_time () - job->cut_us);
+  counts = tally_aggregator_handle_get_counts_finish (data->plugin->handle, result, &error);
   if (counts == NULL)
     {
-      rd_kafka_topic_partition_list_destroy (offsets);
-      publish_error (job, error);
+      g_task_return_error (task, error);
       return;
     }
-  tally_publisher_publish_async (
-      plugin->publisher, job->request, counts, offsets, partitions_of (offsets),
-      (g_get_monotonic_time () - job->cut_us) / 1000, NULL, on_published, job);
+  cut = g_new0 (TallySnapshotCut, 1);
+  cut->counts = counts;
+  cut->offsets = g_steal_pointer (&data->offsets);
+  cut->partitions = partitions_of (cut->offsets);
+  cut->taken_ms = (g_get_monotonic_time () - data->cut_us) / 1000;
+  g_task_return_pointer (task, cut, (GDestroyNotify)tally_snapshot_cut_free);
 }
 
 static gboolean try_cut (gpointer user_data);
@@ -725,13 +649,16 @@ retry_cut (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-/* The barrier: flush, note the positions and ask the shards, all under the lock. */
+/* The barrier: flush, note the positions and ask the shards, all under the lock, so the
+ * counts are exactly those of the records up to the positions (mailboxes are FIFO).
+ * Takes the reference to @user_data (a GTask). */
 static gboolean
 try_cut (gpointer user_data)
 {
-  Job *job = user_data;
-  Plugin *plugin = job->plugin;
-  g_autoptr (GError) error = NULL;
+  GTask *task = user_data;
+  CutData *data = g_task_get_task_data (task);
+  Plugin *plugin = data->plugin;
+  GError *error = NULL;
 
   g_mutex_lock (&plugin->lock);
   if (!flush_locked (plugin, &error))
@@ -741,72 +668,50 @@ try_cut (gpointer user_data)
         {
           GSource *source = g_timeout_source_new (RETRY_CUT_MS);
 
-          g_source_set_callback (source, retry_cut, job, NULL);
+          g_error_free (error);
+          g_source_set_callback (source, retry_cut, task, NULL);
           g_source_attach (source, tally_arbiter_get_context (plugin->arbiter));
           g_source_unref (source);
         }
       else
-        publish_error (job, error);
+        {
+          g_task_return_error (task, error);
+          g_object_unref (task);
+        }
       return G_SOURCE_REMOVE;
     }
-  job->offsets = positions_to_list_locked (plugin);
-  cover_assigned (job->offsets, job->assigned);
-  job->cut_us = g_get_monotonic_time ();
-  tally_aggregator_handle_get_counts_async (plugin->handle, NULL, NULL, on_counts, job);
+  data->offsets = positions_to_list_locked (plugin);
+  cover_assigned (data->offsets, data->assigned);
+  data->cut_us = g_get_monotonic_time ();
+  tally_aggregator_handle_get_counts_async (plugin->handle, NULL, NULL, on_counts, task);
   g_mutex_unlock (&plugin->lock);
   return G_SOURCE_REMOVE;
 }
 
-/* Starts a snapshot; arbiter thread. Takes @request. */
 static void
-take_snapshot (Plugin *plugin, TallySnapshotRequest *request, gboolean final)
+plugin_cut_async (gpointer cutter_data, gboolean final, GAsyncReadyCallback callback,
+                  gpointer user_data)
 {
-  Job *job;
+  Plugin *plugin = cutter_data;
+  GTask *task = g_task_new (NULL, NULL, callback, user_data);
+  CutData *data = g_new0 (CutData, 1);
 
-  if (plugin->publisher == NULL)
-    {
-      tally_snapshot_request_free (request);
-      return;
-    }
-  job = g_new0 (Job, 1);
-  job->plugin = plugin_ref (plugin);
-  job->request = request;
-  job->final = final;
-  g_mutex_lock (&plugin->lock);
-  plugin->in_flight++;
-  g_mutex_unlock (&plugin->lock);
-  if (request->error != NULL)
-    {
-      g_warning ("tally plugin (%s): bad snapshot request %s: %s", plugin->name,
-                 request->request_id, request->error->message);
-      tally_publisher_publish_async (plugin->publisher, request, NULL, NULL, NULL, 0, NULL,
-                                     on_published, job);
-      return;
-    }
+  data->plugin = plugin_ref (plugin);
   /* The final snapshot comes after the host closed its consumer: nothing is assigned, and
    * librdkafka is shutting the client down, so it is not asked. */
   if (!final)
-    job->assigned = host_assignment (plugin);
-  try_cut (job);
+    data->assigned = host_assignment (plugin);
+  g_task_set_task_data (task, data, cut_data_free);
+  try_cut (task);
 }
 
-static void
-on_request (const TallySnapshotRequest *request, gpointer user_data)
+static TallySnapshotCut *
+plugin_cut_finish (gpointer cutter_data, GAsyncResult *result, GError **error)
 {
-  Plugin *plugin = user_data;
-
-  if (!plugin->inputs_stopped)
-    take_snapshot (plugin, tally_snapshot_request_copy (request), FALSE);
+  return g_task_propagate_pointer (G_TASK (result), error);
 }
 
-static gboolean
-on_interval (gpointer user_data)
-{
-  Plugin *plugin = user_data;
-
-  take_snapshot (plugin, tally_snapshot_request_new (NULL), FALSE);
-  return G_SOURCE_CONTINUE;
-}
+static const TallySnapshotCutter plugin_cutter = { plugin_cut_async, plugin_cut_finish };
 
 static gboolean
 on_tick (gpointer user_data)
@@ -826,49 +731,6 @@ on_tick (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
-static GSource *
-add_timer (Plugin *plugin, guint interval_ms, GSourceFunc func)
-{
-  GSource *source = g_timeout_source_new (interval_ms);
-
-  g_source_set_callback (source, func, plugin, NULL);
-  g_source_attach (source, tally_arbiter_get_context (plugin->arbiter));
-  return source;
-}
-
-/* Runs @func on the arbiter and waits for it to return. */
-typedef struct
-{
-  Plugin *plugin;
-  void (*func) (Plugin *plugin);
-  gboolean done; /* under plugin->lock */
-} SyncCall;
-
-static gboolean
-sync_call_dispatch (gpointer user_data)
-{
-  SyncCall *call = user_data;
-
-  call->func (call->plugin);
-  g_mutex_lock (&call->plugin->lock);
-  call->done = TRUE;
-  g_cond_broadcast (&call->plugin->cond);
-  g_mutex_unlock (&call->plugin->lock);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-run_on_arbiter (Plugin *plugin, void (*func) (Plugin *plugin))
-{
-  SyncCall call = { plugin, func, FALSE };
-
-  g_main_context_invoke (tally_arbiter_get_context (plugin->arbiter), sync_call_dispatch, &call);
-  g_mutex_lock (&plugin->lock);
-  while (!call.done)
-    g_cond_wait (&plugin->cond, &plugin->lock);
-  g_mutex_unlock (&plugin->lock);
-}
-
 /* The arbiter's part of the start: the request reader may wait for metadata. */
 static gboolean
 start_on_arbiter (gpointer user_data)
@@ -876,38 +738,12 @@ start_on_arbiter (gpointer user_data)
   Plugin *plugin = user_data;
   g_autoptr (GError) error = NULL;
 
-  if (plugin->inputs_stopped)
-    return G_SOURCE_REMOVE;
-  plugin->tick = add_timer (plugin, TICK_MS, on_tick);
-  if (plugin->config->snapshot.interval_ms > 0)
-    plugin->interval = add_timer (plugin, plugin->config->snapshot.interval_ms, on_interval);
-  plugin->requests = tally_request_reader_new (g_steal_pointer (&plugin->reader_conf),
-                                               plugin->config->requests.topic, plugin->created_ms,
-                                               tally_arbiter_get_context (plugin->arbiter),
-                                               on_request, plugin, NULL, READER_TIMEOUT_MS, &error);
-  if (plugin->requests == NULL)
+  if (!tally_snapshot_coordinator_read_requests (
+          plugin->snapshots, g_steal_pointer (&plugin->reader_conf), plugin->config->requests.topic,
+          plugin->created_ms, READER_TIMEOUT_MS, &error))
     g_warning ("tally plugin (%s): snapshot requests on %s will not be answered: %s", plugin->name,
                plugin->config->requests.topic, error->message);
   return G_SOURCE_REMOVE;
-}
-
-static void
-stop_inputs (Plugin *plugin)
-{
-  plugin->inputs_stopped = TRUE;
-  g_clear_pointer (&plugin->requests, tally_request_reader_free);
-  if (plugin->tick != NULL)
-    g_source_destroy (plugin->tick);
-  g_clear_pointer (&plugin->tick, g_source_unref);
-  if (plugin->interval != NULL)
-    g_source_destroy (plugin->interval);
-  g_clear_pointer (&plugin->interval, g_source_unref);
-}
-
-static void
-start_final_snapshot (Plugin *plugin)
-{
-  take_snapshot (plugin, tally_snapshot_request_new (NULL), TRUE);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -983,10 +819,13 @@ static rd_kafka_resp_err_t
 on_destroy (rd_kafka_t *rk, void *ic_opaque)
 {
   Plugin *plugin = ic_opaque;
-  gint64 deadline;
   gint64 start_us = g_get_monotonic_time ();
+  TallySnapshotCoordinator *snapshots;
 
-  run_on_arbiter (plugin, stop_inputs);
+  /* After start_on_arbiter(), which was queued on the arbiter before. */
+  tally_snapshot_coordinator_stop_triggers (plugin->snapshots);
+  snapshots = g_steal_pointer (&plugin->snapshots);
+  g_source_destroy (plugin->tick);
   g_mutex_lock (&plugin->lock);
   plugin->closing = TRUE;
   g_mutex_unlock (&plugin->lock);
@@ -994,25 +833,15 @@ on_destroy (rd_kafka_t *rk, void *ic_opaque)
            (g_get_monotonic_time () - start_us) / 1000);
 
   /* The final snapshot: every record consumed is in it. */
-  run_on_arbiter (plugin, start_final_snapshot);
-  deadline = g_get_monotonic_time ()
-             + (gint64)plugin->config->shutdown.timeout_ms * G_TIME_SPAN_MILLISECOND;
-  g_mutex_lock (&plugin->lock);
-  while (plugin->in_flight > 0)
-    if (!g_cond_wait_until (&plugin->cond, &plugin->lock, deadline))
-      break;
-  if (plugin->in_flight > 0)
-    g_warning ("tally plugin (%s): %u snapshot(s) still in flight after %u ms, abandoned",
-               plugin->name, plugin->in_flight, plugin->config->shutdown.timeout_ms);
-  g_mutex_unlock (&plugin->lock);
+  tally_snapshot_coordinator_close (snapshots, NULL, NULL);
+  tally_snapshot_coordinator_wait_closed (snapshots, plugin->config->shutdown.timeout_ms);
+  /* Snapshots abandoned by the wait keep the coordinator, and through it the plugin. */
+  tally_snapshot_coordinator_unref (snapshots);
   log_drops (plugin, TRUE);
 
-  if (plugin->publisher != NULL)
-    {
-      tally_address_stop (plugin->publisher);
-      if (!tally_address_wait_stopped (plugin->publisher, plugin->config->shutdown.timeout_ms))
-        g_warning ("tally plugin (%s): the publisher did not stop in time", plugin->name);
-    }
+  tally_address_stop (plugin->publisher);
+  if (!tally_address_wait_stopped (plugin->publisher, plugin->config->shutdown.timeout_ms))
+    g_warning ("tally plugin (%s): the publisher did not stop in time", plugin->name);
   tally_arbiter_stop (plugin->arbiter);
   tally_aggregator_handle_stop (plugin->handle);
   plugin_unref (plugin);
@@ -1028,6 +857,7 @@ plugin_new (const PluginConf *pc, rd_kafka_t *host, const rd_kafka_conf_t *host_
   rd_kafka_conf_t *client_conf;
   TallyActor *publisher;
   Plugin *plugin;
+  g_autofree char *prefix = NULL;
   char name[256];
   size_t size = sizeof name;
 
@@ -1057,7 +887,6 @@ plugin_new (const PluginConf *pc, rd_kafka_t *host, const rd_kafka_conf_t *host_
   plugin->full_wait_ms = pc->full_wait_ms;
   plugin->created_ms = g_get_real_time () / 1000;
   g_mutex_init (&plugin->lock);
-  g_cond_init (&plugin->cond);
   tally_source_tokenizer_options (config, &tokenizer_options);
   plugin->tokenizer = tally_tokenizer_new (&tokenizer_options);
   plugin->batchers = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
@@ -1070,6 +899,14 @@ plugin_new (const PluginConf *pc, rd_kafka_t *host, const rd_kafka_conf_t *host_
   plugin->reader_conf = client_conf;
   plugin->config = g_steal_pointer (&config);
   plugin->last_drop_report_us = g_get_monotonic_time ();
+  prefix = g_strdup_printf ("tally plugin (%s): ", plugin->name);
+  plugin->snapshots = tally_snapshot_coordinator_new (
+      prefix, tally_arbiter_get_context (plugin->arbiter), plugin->publisher,
+      plugin->config->output.topic, &plugin_cutter, plugin_ref (plugin),
+      (GDestroyNotify)plugin_unref, plugin->config->snapshot.interval_ms);
+  plugin->tick = g_timeout_source_new (TICK_MS);
+  g_source_set_callback (plugin->tick, on_tick, plugin, NULL);
+  g_source_attach (plugin->tick, tally_arbiter_get_context (plugin->arbiter));
   g_main_context_invoke_full (tally_arbiter_get_context (plugin->arbiter), G_PRIORITY_DEFAULT,
                               start_on_arbiter, plugin_ref (plugin), (GDestroyNotify)plugin_unref);
   return plugin;
