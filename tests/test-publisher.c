@@ -429,6 +429,69 @@ test_delivery_failed (Fixture *f, gconstpointer data)
   g_assert_cmpuint (report->retries, ==, 0);
 }
 
+/* A supervised publisher whose producer hits a fatal error (the broker answers with an
+ * out-of-order sequence, which the idempotent producer cannot recover from, KIP-98) fails
+ * that Publish with TALLY_PUBLISHER_ERROR_FATAL and is replaced behind the same address:
+ * the next Publish goes through a new producer with a new instance id. */
+static void
+test_supervised_restart (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyBroker) broker = NULL;
+  g_autoptr (TallySupervisor) supervisor = tally_supervisor_new (NULL, 3, 60000);
+  g_autoptr (TallyArbiter) arbiter = tally_arbiter_new ("test-publisher");
+  g_autoptr (TallyCounts) counts = make_counts (10);
+  g_autoptr (TallySnapshotRequest) request = tally_snapshot_request_new ("req-F");
+  g_autoptr (TallyPublishReport) report = NULL;
+  g_autoptr (TallyAddress) publisher = NULL;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+  g_autofree char *first_id = NULL;
+
+  broker = tally_broker_new (0, 1, &error);
+  g_assert_no_error (error);
+  g_assert_true (tally_broker_create_topic (broker, "snapshots", 1, &error));
+  g_assert_cmpint (rd_kafka_conf_set (conf, "bootstrap.servers",
+                                      tally_broker_get_bootstrap_servers (broker), NULL, 0),
+                   ==, RD_KAFKA_CONF_OK);
+  publisher = tally_publisher_start_supervised (supervisor, conf, "snapshots", 1000000, 5000,
+                                                arbiter, 8, &error);
+  g_assert_no_error (error);
+  report = tally_publisher_publish_sync (publisher, request, tally_counts_ref (counts), NULL, NULL,
+                                         0, WAIT_MS, &error);
+  g_assert_no_error (error);
+  first_id = g_strdup (report->snapshot_id);
+  g_clear_pointer (&report, tally_publish_report_free);
+
+  rd_kafka_mock_push_request_errors (tally_broker_get_mock_cluster (broker), KAFKA_API_PRODUCE, 1,
+                                     RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+  report = tally_publisher_publish_sync (publisher, request, tally_counts_ref (counts), NULL, NULL,
+                                         0, WAIT_MS, &error);
+  g_assert_null (report);
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  g_assert_cmpuint (tally_supervisor_get_restarts (supervisor), ==, 0);
+
+  /* The producer is fatally broken now: this Publish fails the actor, and it restarts. */
+  report = tally_publisher_publish_sync (publisher, request, tally_counts_ref (counts), NULL, NULL,
+                                         0, WAIT_MS, &error);
+  g_assert_error (error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_FATAL);
+  g_assert_null (report);
+  g_clear_error (&error);
+  g_assert_cmpuint (tally_supervisor_get_restarts (supervisor), ==, 1);
+
+  report = tally_publisher_publish_sync (publisher, request, tally_counts_ref (counts), NULL, NULL,
+                                         0, WAIT_MS, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (report->parts, ==, 1);
+  g_assert_cmpuint (report->delivered, ==, 1);
+  g_assert_false (tally_supervisor_is_escalated (supervisor));
+  take_warnings ("");
+
+  tally_address_stop (publisher);
+  g_assert_true (tally_address_wait_stopped (publisher, WAIT_MS));
+  tally_arbiter_stop (arbiter);
+}
+
 static void
 store_result (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -1080,6 +1143,7 @@ main (int argc, char **argv)
   ADD ("/command/snapshot-bad-reply", test_snapshot_command_bad_reply, 1000000);
   ADD ("/command/snapshot-write-error", test_snapshot_command_write_error, 1000000);
 #undef ADD
+  g_test_add_func ("/publisher/supervised-restart", test_supervised_restart);
   g_test_add_func ("/broker/fixed-port", test_broker_fixed_port);
   g_test_add_func ("/command/broker", test_broker_command);
   g_test_add_func ("/command/usage-errors", test_command_usage_errors);

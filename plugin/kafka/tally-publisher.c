@@ -320,7 +320,8 @@ error_cb (rd_kafka_t *rk, int err, const char *reason, void *opaque)
     {
       rd_kafka_resp_err_t orig = rd_kafka_fatal_error (rk, fatal, sizeof fatal);
 
-      g_critical ("publisher: fatal producer error: %s: %s", rd_kafka_err2name (orig), fatal);
+      g_warning ("publisher: fatal producer error: %s: %s (the next snapshot restarts it)",
+                 rd_kafka_err2name (orig), fatal);
     }
   else
     g_message ("publisher: producer error: %s: %s", rd_kafka_err2name (err), reason);
@@ -412,7 +413,21 @@ handle_publish (TallyActor *actor, TallyMessage *message, GError **error)
   g_autoptr (GError) encode_error = NULL;
   gsize limit = value_limit (self, snapshot);
   Job *job;
+  char reason[512];
 
+  if (self->rk == NULL)
+    {
+      g_set_error (error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_FATAL,
+                   "the snapshot producer could not be created");
+      return FALSE;
+    }
+  if (rd_kafka_fatal_error (self->rk, reason, sizeof reason) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      /* Fails the actor: a supervisor puts a new producer behind the address. */
+      g_set_error (error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_FATAL,
+                   "the snapshot producer cannot produce after a fatal error: %s", reason);
+      return FALSE;
+    }
   values = tally_snapshot_encode (snapshot, limit, &encode_error);
   if (values == NULL && snapshot->error == NULL)
     {
@@ -493,6 +508,8 @@ tally_publisher_started (TallyActor *actor)
 {
   TallyPublisher *self = TALLY_PUBLISHER (actor);
 
+  if (self->rk == NULL)
+    return;
   self->watch = g_unix_fd_source_new (self->pipe_fds[0], G_IO_IN);
   g_source_set_callback (self->watch, G_SOURCE_FUNC (on_readable), self, NULL);
   g_source_set_static_name (self->watch, "tally publisher");
@@ -722,6 +739,82 @@ tally_publisher_new (rd_kafka_conf_t *conf, const char *output_topic, gsize max_
       return NULL;
     }
   return TALLY_ACTOR (g_steal_pointer (&self));
+}
+
+/* What each instance of a supervised publisher is made from. */
+typedef struct
+{
+  rd_kafka_conf_t *conf;
+  char *topic;
+  gsize max_record_bytes;
+  guint flush_timeout_ms;
+  TallyActor *first; /* made by tally_publisher_start_supervised(), taken by the factory */
+} PublisherRecipe;
+
+static void
+publisher_recipe_free (gpointer data)
+{
+  PublisherRecipe *recipe = data;
+
+  rd_kafka_conf_destroy (recipe->conf);
+  g_clear_object (&recipe->first);
+  g_free (recipe->topic);
+  g_free (recipe);
+}
+
+/* The supervisor's factory: the first instance, then a new producer for each restart
+ * (on the publisher's arbiter). */
+static TallyActor *
+publisher_factory (gpointer data)
+{
+  PublisherRecipe *recipe = data;
+  g_autoptr (GError) error = NULL;
+  TallyActor *actor;
+
+  if (recipe->first != NULL)
+    return g_steal_pointer (&recipe->first);
+  actor = tally_publisher_new (rd_kafka_conf_dup (recipe->conf), recipe->topic,
+                               recipe->max_record_bytes, &error);
+  if (actor == NULL)
+    {
+      /* It answers every Publish with an error, and the supervisor gives up in time. */
+      g_warning ("publisher: cannot restart the snapshot producer: %s", error->message);
+      actor = g_object_new (TALLY_TYPE_PUBLISHER, NULL);
+      TALLY_PUBLISHER (actor)->topic = g_strdup (recipe->topic);
+      TALLY_PUBLISHER (actor)->instance_id = g_strdup ("none");
+    }
+  else
+    g_message ("publisher: restarted with a new producer, instance %s",
+               TALLY_PUBLISHER (actor)->instance_id);
+  tally_publisher_set_flush_timeout (TALLY_PUBLISHER (actor), recipe->flush_timeout_ms);
+  return actor;
+}
+
+TallyAddress *
+tally_publisher_start_supervised (TallySupervisor *supervisor, rd_kafka_conf_t *conf,
+                                  const char *output_topic, gsize max_record_bytes,
+                                  guint flush_timeout_ms, TallyArbiter *arbiter,
+                                  guint mailbox_capacity, GError **error)
+{
+  PublisherRecipe *recipe;
+  TallyActor *first;
+
+  g_return_val_if_fail (TALLY_IS_SUPERVISOR (supervisor), NULL);
+  first = tally_publisher_new (rd_kafka_conf_dup (conf), output_topic, max_record_bytes, error);
+  if (first == NULL)
+    {
+      rd_kafka_conf_destroy (conf);
+      return NULL;
+    }
+  tally_publisher_set_flush_timeout (TALLY_PUBLISHER (first), flush_timeout_ms);
+  recipe = g_new0 (PublisherRecipe, 1);
+  recipe->conf = conf;
+  recipe->topic = g_strdup (output_topic);
+  recipe->max_record_bytes = max_record_bytes;
+  recipe->flush_timeout_ms = flush_timeout_ms;
+  recipe->first = first;
+  return tally_supervisor_start_child (supervisor, publisher_factory, recipe, publisher_recipe_free,
+                                       arbiter, mailbox_capacity);
 }
 
 const char *

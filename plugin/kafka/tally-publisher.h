@@ -23,6 +23,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "tally-actor.h"
+#include "tally-supervisor.h"
 #include "tally-counts.h"
 #include "tally-snapshot-format.h"
 
@@ -41,6 +42,9 @@ G_BEGIN_DECLS
  *   create the producer (rd_kafka_new()); the message carries librdkafka's text.
  * @TALLY_PUBLISHER_ERROR_DELIVERY: some parts were not delivered after every retry; the
  *   message names how many and librdkafka's last error for them.
+ * @TALLY_PUBLISHER_ERROR_FATAL: the producer hit a fatal error (rd_kafka_fatal_error(),
+ *   for example an out-of-order sequence of the idempotent producer, KIP-98) and cannot
+ *   produce again; a supervised publisher is restarted with a new producer.
  *
  * Errors of the publisher. Encoding errors are reported as #TallySnapshotFormatError.
  */
@@ -48,6 +52,7 @@ typedef enum
 {
   TALLY_PUBLISHER_ERROR_CONFIG,
   TALLY_PUBLISHER_ERROR_DELIVERY,
+  TALLY_PUBLISHER_ERROR_FATAL,
 } TallyPublisherError;
 
 /**
@@ -95,6 +100,32 @@ G_DECLARE_FINAL_TYPE (TallyPublisher, tally_publisher, TALLY, PUBLISHER, TallyAc
 G_GNUC_WARN_UNUSED_RESULT
 TallyActor *tally_publisher_new (rd_kafka_conf_t *conf, const char *output_topic,
                                  gsize max_record_bytes, GError **error);
+
+/**
+ * tally_publisher_start_supervised:
+ * @supervisor: the supervisor that restarts the publisher when it fails
+ * @conf: (transfer full): producer configuration, as for tally_publisher_new(); kept, and
+ *   copied for each new instance
+ * @output_topic: the snapshot topic ([output] topic)
+ * @max_record_bytes: as for tally_publisher_new()
+ * @flush_timeout_ms: as for tally_publisher_set_flush_timeout()
+ * @arbiter: where the publisher runs
+ * @mailbox_capacity: its mailbox capacity in messages
+ * @error: return location for %TALLY_PUBLISHER_ERROR_CONFIG
+ *
+ * Creates the publisher and starts it as a child of @supervisor. A publisher whose
+ * producer hit a fatal error answers the next Publish with %TALLY_PUBLISHER_ERROR_FATAL
+ * and fails, and the supervisor puts a new instance with a new producer (and a new
+ * instance id) behind the same address: snapshots need no state, so nothing is lost but
+ * that one answer. Any thread.
+ *
+ * Returns: (transfer full) (nullable): the publisher's address, or %NULL with @error set
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyAddress *tally_publisher_start_supervised (TallySupervisor *supervisor, rd_kafka_conf_t *conf,
+                                                const char *output_topic, gsize max_record_bytes,
+                                                guint flush_timeout_ms, TallyArbiter *arbiter,
+                                                guint mailbox_capacity, GError **error);
 
 /**
  * tally_publisher_get_instance_id:
@@ -168,7 +199,7 @@ void tally_publisher_publish_async (TallyAddress *publisher, const TallySnapshot
  * tally_publisher_publish_finish:
  * @publisher: the publisher's address
  * @result: the result given to the callback
- * @error: return location for %TALLY_PUBLISHER_ERROR_DELIVERY,
+ * @error: return location for %TALLY_PUBLISHER_ERROR_DELIVERY, %TALLY_PUBLISHER_ERROR_FATAL,
  *   %TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE (then an error snapshot was published
  *   instead), %TALLY_ACTOR_ERROR_CLOSED or %G_IO_ERROR_CANCELLED
  *

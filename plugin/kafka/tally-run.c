@@ -45,6 +45,11 @@ G_DEFINE_QUARK (tally - run - error - quark, tally_run_error)
  * leader for each partition (docs/running.md). */
 #define TOPICS_TIMEOUT_MS 30000
 
+/* The publisher is restarted at most this many times within the period (OTP's intensity
+ * and period), then given up. */
+#define PUBLISHER_MAX_RESTARTS 5
+#define PUBLISHER_RESTART_PERIOD_MS 60000
+
 /* Kafka's default max.message.bytes of a topic (1 MiB + 12 bytes of framing). */
 #define KAFKA_DEFAULT_MAX_MESSAGE_BYTES 1048588
 
@@ -59,6 +64,7 @@ typedef struct
   TallyArbiter *publisher_arbiter;
   TallyAddress *source;
   TallyAddress *publisher;
+  TallySupervisor *supervisor;         /* the publisher's */
   TallySnapshotCoordinator *snapshots; /* on the publisher's arbiter */
 
   guint signal_ids[3];
@@ -73,6 +79,16 @@ typedef struct
   gint64 watchdog_deadline;
   GThread *watchdog;
 } TallyRun;
+
+/* The publisher failed more than PUBLISHER_MAX_RESTARTS times within the period: it stays
+ * closed, so no snapshot can be published; counting and checkpoints go on. */
+static void
+on_escalated (TallySupervisor *supervisor, gpointer user_data)
+{
+  g_critical ("the snapshot publisher failed %u times and is not restarted again: no snapshot "
+              "will be published until Tally is restarted",
+              tally_supervisor_get_restarts (supervisor));
+}
 
 /* SIGUSR1: a snapshot with a generated request id. */
 static gboolean
@@ -390,6 +406,7 @@ run_clear (TallyRun *run)
   g_clear_pointer (&run->publisher, tally_address_unref);
   g_clear_pointer (&run->source_arbiter, tally_arbiter_unref);
   g_clear_pointer (&run->publisher_arbiter, tally_arbiter_unref);
+  g_clear_object (&run->supervisor);
   g_clear_pointer (&run->snapshots, tally_snapshot_coordinator_unref);
   if (run->handle != NULL)
     tally_aggregator_handle_stop (run->handle);
@@ -479,10 +496,14 @@ tally_run_service (const TallyConfig *config, GError **error)
   /* Without the consumer-only properties of [kafka] (session.timeout.ms, ...), which a
    * producer would warn about at every start. */
   conf = tally_topics_producer_conf (base, error);
-  actor = conf != NULL ? tally_publisher_new (conf, config->output.topic,
-                                              config->output.max_record_bytes, error)
-                       : NULL;
-  if (actor == NULL)
+  /* Supervised: a producer that hit a fatal error is replaced (tally-publisher.h). */
+  run.supervisor = tally_supervisor_new (NULL, PUBLISHER_MAX_RESTARTS, PUBLISHER_RESTART_PERIOD_MS);
+  g_signal_connect (run.supervisor, "escalated", G_CALLBACK (on_escalated), NULL);
+  run.publisher = conf != NULL ? tally_publisher_start_supervised (
+                      run.supervisor, conf, config->output.topic, config->output.max_record_bytes,
+                      MIN (config->shutdown.timeout_ms, 10000), run.publisher_arbiter, 64, error)
+                               : NULL;
+  if (run.publisher == NULL)
     {
       if (error != NULL
           && g_error_matches (*error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_CONFIG))
@@ -492,9 +513,6 @@ tally_run_service (const TallyConfig *config, GError **error)
         }
       goto out;
     }
-  tally_publisher_set_flush_timeout (TALLY_PUBLISHER (actor),
-                                     MIN (config->shutdown.timeout_ms, 10000));
-  run.publisher = tally_actor_start (actor, run.publisher_arbiter, 64);
 
   /* The source. With the embedded broker a shorter session timeout lets a restarted
    * instance take over a dead member's partitions in seconds. */

@@ -47,10 +47,10 @@ typedef struct
   TallySnapshotCoordinator *self; /* ref */
   TallySnapshotRequest *request;
   gboolean final;
+  gboolean retried; /* once, after the publisher was restarted */
 } Job;
 
-static void take_snapshot (TallySnapshotCoordinator *self, TallySnapshotRequest *request,
-                           gboolean final);
+static void start_job (Job *job);
 
 TallySnapshotCoordinator *
 tally_snapshot_coordinator_ref (TallySnapshotCoordinator *self)
@@ -159,6 +159,16 @@ on_published (GObject *object, GAsyncResult *result, gpointer user_data)
   g_autoptr (TallyPublishReport) report = NULL;
 
   report = tally_publisher_publish_finish (self->publisher, result, &error);
+  if (report == NULL && !job->retried
+      && g_error_matches (error, TALLY_PUBLISHER_ERROR, TALLY_PUBLISHER_ERROR_FATAL))
+    {
+      /* The supervisor restarts the publisher with a new producer: ask once more. */
+      g_message ("%ssnapshot for request %s: %s; taking it again", self->log_prefix,
+                 job->request->request_id, error->message);
+      job->retried = TRUE;
+      start_job (job);
+      return;
+    }
   if (report == NULL)
     g_warning ("%ssnapshot for request %s not published: %s", self->log_prefix,
                job->request->request_id, error->message);
@@ -220,14 +230,23 @@ take_snapshot (TallySnapshotCoordinator *self, TallySnapshotRequest *request, gb
   g_mutex_unlock (&self->lock);
 
   if (request->error != NULL)
-    {
-      g_warning ("%sbad snapshot request %s: %s", self->log_prefix, request->request_id,
-                 request->error->message);
-      publish_error (job, request->error);
-      return;
-    }
-  g_info ("%ssnapshot requested: %s", self->log_prefix, request->request_id);
-  self->cutter->cut_async (self->cutter_data, final, on_cut, job);
+    g_warning ("%sbad snapshot request %s: %s", self->log_prefix, request->request_id,
+               request->error->message);
+  else
+    g_info ("%ssnapshot requested: %s", self->log_prefix, request->request_id);
+  start_job (job);
+}
+
+/* Cuts and publishes, or answers a bad request with an error snapshot. */
+static void
+start_job (Job *job)
+{
+  TallySnapshotCoordinator *self = job->self;
+
+  if (job->request->error != NULL)
+    publish_error (job, job->request->error);
+  else
+    self->cutter->cut_async (self->cutter_data, job->final, on_cut, job);
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ G_DEFINE_QUARK (tally - rdkafka - plugin - error - quark, tally_rdkafka_plugin_e
 #define DROP_REPORT_MS 10000
 /* A snapshot waiting for room in a full mailbox tries again after this long. */
 #define RETRY_CUT_MS 2
+/* The publisher is restarted at most this many times within the period, then given up. */
+#define PUBLISHER_MAX_RESTARTS 5
+#define PUBLISHER_RESTART_PERIOD_MS 60000
 /* How long creating the request reader may wait for the topic's metadata. */
 #define READER_TIMEOUT_MS 10000
 #define DEFAULT_FULL_WAIT_MS 100
@@ -303,6 +306,7 @@ typedef struct
   TallyAggregatorHandle *handle;
   TallyArbiter *arbiter;
   TallyAddress *publisher;
+  TallySupervisor *supervisor;         /* the publisher's */
   TallySnapshotCoordinator *snapshots; /* on the arbiter; NULL after on_destroy() */
   rd_kafka_conf_t *reader_conf;        /* consumed on the arbiter when the reader starts */
   gint64 created_ms;
@@ -366,6 +370,7 @@ plugin_unref (Plugin *plugin)
   g_clear_pointer (&plugin->tick, g_source_unref);
   g_clear_pointer (&plugin->handle, tally_aggregator_handle_unref);
   g_clear_pointer (&plugin->publisher, tally_address_unref);
+  g_clear_object (&plugin->supervisor);
   g_clear_pointer (&plugin->arbiter, tally_arbiter_unref);
   g_clear_pointer (&plugin->reader_conf, rd_kafka_conf_destroy);
   g_clear_pointer (&plugin->batchers, g_hash_table_unref);
@@ -855,7 +860,9 @@ plugin_new (const PluginConf *pc, rd_kafka_t *host, const rd_kafka_conf_t *host_
   g_autoptr (TallyConfig) config = NULL;
   TallyTokenizerOptions tokenizer_options;
   rd_kafka_conf_t *client_conf;
-  TallyActor *publisher;
+  TallyArbiter *arbiter;
+  TallySupervisor *supervisor;
+  TallyAddress *publisher;
   Plugin *plugin;
   g_autofree char *prefix = NULL;
   char name[256];
@@ -867,15 +874,21 @@ plugin_new (const PluginConf *pc, rd_kafka_t *host, const rd_kafka_conf_t *host_
   client_conf = make_client_conf (host_conf, config, error);
   if (client_conf == NULL)
     return NULL;
-  publisher = tally_publisher_new (rd_kafka_conf_dup (client_conf), config->output.topic,
-                                   config->output.max_record_bytes, error);
+  /* Supervised: a producer that hit a fatal error is replaced (tally-publisher.h). */
+  arbiter = tally_arbiter_new ("tally-plugin");
+  supervisor = tally_supervisor_new (NULL, PUBLISHER_MAX_RESTARTS, PUBLISHER_RESTART_PERIOD_MS);
+  publisher = tally_publisher_start_supervised (
+      supervisor, rd_kafka_conf_dup (client_conf), config->output.topic,
+      config->output.max_record_bytes, MIN (config->shutdown.timeout_ms, 10000), arbiter, 64,
+      error);
   if (publisher == NULL)
     {
+      tally_arbiter_stop (arbiter);
+      tally_arbiter_unref (arbiter);
+      g_object_unref (supervisor);
       rd_kafka_conf_destroy (client_conf);
       return NULL;
     }
-  tally_publisher_set_flush_timeout (TALLY_PUBLISHER (publisher),
-                                     MIN (config->shutdown.timeout_ms, 10000));
 
   plugin = g_new0 (Plugin, 1);
   plugin->ref_count = 1;
@@ -894,8 +907,9 @@ plugin_new (const PluginConf *pc, rd_kafka_t *host, const rd_kafka_conf_t *host_
   plugin->positions = g_hash_table_new_full (position_hash, position_equal, position_free, NULL);
   plugin->handle = tally_aggregator_handle_new (config->aggregator.shards,
                                                 config->aggregator.mailbox_capacity);
-  plugin->arbiter = tally_arbiter_new ("tally-plugin");
-  plugin->publisher = tally_actor_start (publisher, plugin->arbiter, 64);
+  plugin->arbiter = arbiter;
+  plugin->supervisor = supervisor;
+  plugin->publisher = publisher;
   plugin->reader_conf = client_conf;
   plugin->config = g_steal_pointer (&config);
   plugin->last_drop_report_us = g_get_monotonic_time ();
