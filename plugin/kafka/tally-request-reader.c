@@ -29,7 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
-G_DEFINE_QUARK (tally - request - reader - error - quark, tally_request_reader_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-request-reader-error-quark, tally_request_reader_error) /* clang-format on */
 
 struct _TallyRequestReader
 {

@@ -21,7 +21,7 @@
 #include <json-glib/json-glib.h>
 #include <string.h>
 
-G_DEFINE_QUARK (tally - snapshot - format - error - quark, tally_snapshot_format_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-snapshot-format-error-quark, tally_snapshot_format_error) /* clang-format on */
 
 /* ---------------------------------------------------------------------------------------
  * Small JSON helpers
