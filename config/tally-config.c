@@ -34,7 +34,7 @@
 #include <stdio.h>
 #include <string.h>
 
-G_DEFINE_QUARK (tally - config - error - quark, tally_config_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-config-error-quark, tally_config_error) /* clang-format on */
 
 /* Bytes of a record that [output] max_record_bytes leaves below message.max.bytes for the
  * record framing that librdkafka counts against that limit. */

@@ -8,6 +8,7 @@
 #include "tally-broker.h"
 #include "tally-publisher.h"
 #include "tally-request-reader.h"
+#include "tally-snapshot-assembler.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>

@@ -19,7 +19,7 @@
 
 #include <time.h>
 
-G_DEFINE_QUARK (tally - actor - error - quark, tally_actor_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-actor-error-quark, tally_actor_error) /* clang-format on */
 
 /* ---------------------------------------------------------------------------------------
  * Messages

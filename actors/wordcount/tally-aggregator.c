@@ -26,7 +26,7 @@
 
 #include <string.h>
 
-G_DEFINE_QUARK (tally - aggregator - error - quark, tally_aggregator_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-aggregator-error-quark, tally_aggregator_error) /* clang-format on */
 
 struct _TallyAggregator
 {

@@ -39,7 +39,7 @@
 #include <emmintrin.h>
 #endif
 
-G_DEFINE_QUARK (tally - tokenizer - error - quark, tally_tokenizer_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-tokenizer-error-quark, tally_tokenizer_error) /* clang-format on */
 
 struct _TallyTokenizer
 {

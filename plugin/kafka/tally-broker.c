@@ -36,7 +36,7 @@
 #include <gio/gio.h>
 #include <string.h>
 
-G_DEFINE_QUARK (tally - broker - error - quark, tally_broker_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-broker-error-quark, tally_broker_error) /* clang-format on */
 
 typedef struct
 {

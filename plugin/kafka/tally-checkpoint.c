@@ -36,7 +36,7 @@
 #include <errno.h>
 #include <string.h>
 
-G_DEFINE_QUARK (tally - checkpoint - error - quark, tally_checkpoint_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-checkpoint-error-quark, tally_checkpoint_error) /* clang-format on */
 
 #define MARKER_HEADER "tally.kind"
 /* How long a restore keeps asking for a changelog topic the broker says is unknown. */

@@ -39,7 +39,7 @@
  * otherwise the freed heap stays in the process (RSS) until a later allocation reuses it. */
 #define TRIM_AFTER_BYTES (1024 * 1024)
 
-G_DEFINE_QUARK (tally - publisher - error - quark, tally_publisher_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-publisher-error-quark, tally_publisher_error) /* clang-format on */
 
 typedef struct _Job Job;
 

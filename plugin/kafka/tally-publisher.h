@@ -25,7 +25,8 @@
 #include "tally-actor.h"
 #include "tally-supervisor.h"
 #include "tally-counts.h"
-#include "tally-snapshot-format.h"
+#include "tally-snapshot-request.h"
+#include "tally-snapshot.h"
 
 G_BEGIN_DECLS
 

@@ -13,7 +13,7 @@
  * caller's context, drains the pipe and then the queue with rd_kafka_consumer_poll(rk, 0),
  * which never blocks. Each record becomes a TallySnapshotRequest for the callback. A bad
  * request value is logged and handed on with its error set, so it is answered with an
- * error snapshot (see tally-snapshot-format.h for the decision).
+ * error snapshot (see tally-snapshot-request.h for the decision).
  *
  * Life cycle, as in librdkafka's examples/consumer.c: configure (caller's conf + ours),
  * create (rd_kafka_new), learn partitions and assign, use (the fd source), close
@@ -29,7 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
-G_DEFINE_QUARK (tally - request - reader - error - quark, tally_request_reader_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-request-reader-error-quark, tally_request_reader_error) /* clang-format on */
 
 struct _TallyRequestReader
 {

@@ -23,7 +23,7 @@
 #include <glib.h>
 #include <librdkafka/rdkafka.h>
 
-#include "tally-snapshot-format.h"
+#include "tally-snapshot-request.h"
 
 G_BEGIN_DECLS
 

@@ -34,7 +34,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-G_DEFINE_QUARK (tally - run - error - quark, tally_run_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-run-error-quark, tally_run_error) /* clang-format on */
 
 /* The session timeout used with the embedded broker unless [kafka] sets one: a member
  * that died (kill -9) leaves the group after this long, so a restart gets its partitions

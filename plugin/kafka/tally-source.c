@@ -61,7 +61,7 @@
 #include <malloc.h>
 #endif
 
-G_DEFINE_QUARK (tally - source - error - quark, tally_source_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-source-error-quark, tally_source_error) /* clang-format on */
 
 /* How long a blocked flush waits before trying again, and how long blocking
  * operations on the changelog and the group coordinator may take. */

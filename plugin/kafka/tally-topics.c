@@ -23,7 +23,7 @@
  */
 #include "tally-topics.h"
 
-G_DEFINE_QUARK (tally - topics - error - quark, tally_topics_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-topics-error-quark, tally_topics_error) /* clang-format on */
 
 /* Between two Metadata requests while waiting for a topic or its leaders. */
 #define POLL_INTERVAL_MS 100

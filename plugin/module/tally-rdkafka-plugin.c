@@ -28,7 +28,7 @@
 
 #include <string.h>
 
-G_DEFINE_QUARK (tally - rdkafka - plugin - error - quark, tally_rdkafka_plugin_error)
+/* clang-format off */ G_DEFINE_QUARK (tally-rdkafka-plugin-error-quark, tally_rdkafka_plugin_error) /* clang-format on */
 
 /* The interceptors' name (librdkafka refuses a second one of the same name). */
 #define IC_NAME "tally"

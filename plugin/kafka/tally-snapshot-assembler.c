@@ -1,0 +1,290 @@
+/* tally-snapshot-assembler.c — parts into snapshots, snapshots of one request merged.
+ *
+ * Parts wait in a slot array per snapshot id until all `parts` of them are in; then the
+ * snapshot is built by adding every part's entries to one #TallyCountsBuilder. Merging
+ * several instances' snapshots of one request sums counts word by word, which is exact
+ * because their input partitions are disjoint: a snapshot overlapping an already merged
+ * one is refused rather than counted twice. Snapshot ids once complete are remembered, so
+ * a part produced again later is ignored.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-snapshot-assembler.h"
+#include "tally-snapshot-private.h"
+
+typedef struct
+{
+  guint parts;
+  guint received;
+  TallySnapshotPart **slots; /* parts[i] or NULL */
+} Pending;
+
+static void
+pending_free (gpointer data)
+{
+  Pending *pending = data;
+
+  for (guint i = 0; i < pending->parts; i++)
+    tally_snapshot_part_free (pending->slots[i]);
+  g_free (pending->slots);
+  g_free (pending);
+}
+
+struct _TallySnapshotAssembler
+{
+  char *request_id;                          /* nullable */
+  rd_kafka_topic_partition_list_t *expected; /* nullable */
+  GHashTable *pending;                       /* snapshot id -> Pending */
+  GHashTable *finished;                      /* snapshot ids done (merged or refused) */
+  GPtrArray *merged;                         /* TallySnapshot, in completion order */
+  GQueue untaken;                            /* TallySnapshot copies not yet taken */
+  rd_kafka_topic_partition_list_t *covered;
+};
+
+TallySnapshotAssembler *
+tally_snapshot_assembler_new (const char *request_id,
+                              const rd_kafka_topic_partition_list_t *expected)
+{
+  TallySnapshotAssembler *self = g_new0 (TallySnapshotAssembler, 1);
+
+  self->request_id = g_strdup (request_id);
+  if (expected != NULL)
+    self->expected = rd_kafka_topic_partition_list_copy (expected);
+  self->pending = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, pending_free);
+  self->finished = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->merged = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_snapshot_free);
+  self->covered = rd_kafka_topic_partition_list_new (8);
+  return self;
+}
+
+void
+tally_snapshot_assembler_free (TallySnapshotAssembler *self)
+{
+  if (self == NULL)
+    return;
+  g_free (self->request_id);
+  g_clear_pointer (&self->expected, rd_kafka_topic_partition_list_destroy);
+  g_hash_table_unref (self->pending);
+  g_hash_table_unref (self->finished);
+  g_ptr_array_unref (self->merged);
+  g_queue_clear_full (&self->untaken, (GDestroyNotify)tally_snapshot_free);
+  rd_kafka_topic_partition_list_destroy (self->covered);
+  g_free (self);
+}
+
+/* Builds the snapshot of a complete set of parts. */
+static TallySnapshot *
+assemble (Pending *pending)
+{
+  TallySnapshot *snapshot = tally_snapshot_copy_header (pending->slots[0]->header);
+  g_autoptr (TallyCountsBuilder) builder = NULL;
+
+  if (snapshot->error != NULL)
+    return snapshot;
+  builder = tally_counts_builder_new ();
+  for (guint i = 0; i < pending->parts; i++)
+    tally_snapshot_part_add_to_builder (pending->slots[i], builder);
+  snapshot->counts = tally_counts_builder_end (builder);
+  return snapshot;
+}
+
+static gboolean
+check_same_snapshot (const TallySnapshotPart *a, const TallySnapshotPart *b, GError **error)
+{
+  if (a->parts != b->parts || g_strcmp0 (a->header->request_id, b->header->request_id) != 0
+      || g_strcmp0 (a->header->instance_id, b->header->instance_id) != 0)
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_MISMATCH,
+                   "snapshot %s: part %u (of %u, request %s, instance %s) disagrees with part %u "
+                   "(of %u, request %s, instance %s)",
+                   a->header->snapshot_id, b->part, b->parts, b->header->request_id,
+                   b->header->instance_id, a->part, a->parts, a->header->request_id,
+                   a->header->instance_id);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+tally_snapshot_assembler_add_part (TallySnapshotAssembler *self, TallySnapshotPart *part,
+                                   GError **error)
+{
+  g_autoptr (TallySnapshotPart) owned = part;
+  g_autoptr (TallySnapshot) snapshot = NULL;
+  const char *id;
+  Pending *pending;
+
+  g_return_val_if_fail (self != NULL && part != NULL, FALSE);
+
+  id = part->header->snapshot_id;
+  if (self->request_id != NULL && g_strcmp0 (self->request_id, part->header->request_id) != 0)
+    return FALSE;
+  if (g_hash_table_contains (self->finished, id))
+    return FALSE;
+
+  pending = g_hash_table_lookup (self->pending, id);
+  if (pending == NULL)
+    {
+      pending = g_new0 (Pending, 1);
+      pending->parts = part->parts;
+      pending->slots = g_new0 (TallySnapshotPart *, part->parts);
+      g_hash_table_insert (self->pending, g_strdup (id), pending);
+    }
+  else
+    {
+      for (guint i = 0; i < pending->parts; i++)
+        if (pending->slots[i] != NULL)
+          {
+            if (!check_same_snapshot (pending->slots[i], part, error))
+              return FALSE;
+            break;
+          }
+    }
+  if (pending->slots[part->part] != NULL)
+    return FALSE; /* a duplicate, e.g. a part produced again after a lost report */
+  pending->slots[part->part] = g_steal_pointer (&owned);
+  if (++pending->received < pending->parts)
+    return FALSE;
+
+  snapshot = assemble (pending);
+  g_hash_table_add (self->finished, g_strdup (snapshot->snapshot_id));
+  g_hash_table_remove (self->pending, snapshot->snapshot_id);
+
+  if (snapshot->error != NULL)
+    {
+      g_queue_push_tail (&self->untaken, tally_snapshot_copy (snapshot));
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE,
+                   "instance %s answered request %s with an error: %s", snapshot->instance_id,
+                   snapshot->request_id, snapshot->error);
+      return FALSE;
+    }
+  for (int i = 0; snapshot->partitions != NULL && i < snapshot->partitions->cnt; i++)
+    {
+      const rd_kafka_topic_partition_t *tp = &snapshot->partitions->elems[i];
+
+      if (rd_kafka_topic_partition_list_find (self->covered, tp->topic, tp->partition) != NULL)
+        {
+          g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_OVERLAP,
+                       "snapshot %s of instance %s claims %s [%" G_GINT32_FORMAT
+                       "], already covered by another snapshot of request %s; not merged",
+                       snapshot->snapshot_id, snapshot->instance_id, tp->topic, tp->partition,
+                       snapshot->request_id);
+          return FALSE;
+        }
+    }
+  for (int i = 0; snapshot->partitions != NULL && i < snapshot->partitions->cnt; i++)
+    rd_kafka_topic_partition_list_add (self->covered, snapshot->partitions->elems[i].topic,
+                                       snapshot->partitions->elems[i].partition);
+  g_queue_push_tail (&self->untaken, tally_snapshot_copy (snapshot));
+  g_ptr_array_add (self->merged, g_steal_pointer (&snapshot));
+  return TRUE;
+}
+
+TallySnapshot *
+tally_snapshot_assembler_take_snapshot (TallySnapshotAssembler *self)
+{
+  g_return_val_if_fail (self != NULL, NULL);
+  return g_queue_pop_head (&self->untaken);
+}
+
+rd_kafka_topic_partition_list_t *
+tally_snapshot_assembler_dup_missing (TallySnapshotAssembler *self)
+{
+  rd_kafka_topic_partition_list_t *missing = rd_kafka_topic_partition_list_new (4);
+
+  for (int i = 0; self->expected != NULL && i < self->expected->cnt; i++)
+    {
+      const rd_kafka_topic_partition_t *tp = &self->expected->elems[i];
+
+      if (rd_kafka_topic_partition_list_find (self->covered, tp->topic, tp->partition) == NULL)
+        rd_kafka_topic_partition_list_add (missing, tp->topic, tp->partition);
+    }
+  return missing;
+}
+
+gboolean
+tally_snapshot_assembler_is_complete (TallySnapshotAssembler *self)
+{
+  rd_kafka_topic_partition_list_t *missing;
+  gboolean complete;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  if (self->expected == NULL)
+    return self->merged->len > 0;
+  missing = tally_snapshot_assembler_dup_missing (self);
+  complete = missing->cnt == 0;
+  rd_kafka_topic_partition_list_destroy (missing);
+  return complete;
+}
+
+guint
+tally_snapshot_assembler_get_n_incomplete (TallySnapshotAssembler *self)
+{
+  return g_hash_table_size (self->pending);
+}
+
+static void
+append_list (rd_kafka_topic_partition_list_t **into, const rd_kafka_topic_partition_list_t *list)
+{
+  if (list == NULL)
+    return;
+  if (*into == NULL)
+    *into = rd_kafka_topic_partition_list_new (list->cnt);
+  for (int i = 0; i < list->cnt; i++)
+    rd_kafka_topic_partition_list_add (*into, list->elems[i].topic, list->elems[i].partition)
+        ->offset
+        = list->elems[i].offset;
+}
+
+TallySnapshot *
+tally_snapshot_assembler_dup_merged (TallySnapshotAssembler *self)
+{
+  g_autoptr (TallyCountsBuilder) builder = NULL;
+  TallySnapshot *first, *merged;
+  TallyCountsOptions options = { 0 };
+  gboolean any_filtered = FALSE;
+  guint64 distinct_sum = 0;
+
+  g_return_val_if_fail (self != NULL, NULL);
+  if (self->merged->len == 0)
+    return NULL;
+
+  first = g_ptr_array_index (self->merged, 0);
+  if (self->merged->len == 1)
+    return tally_snapshot_copy (first);
+
+  merged = tally_snapshot_new ();
+  merged->snapshot_id = g_strdup ("merged");
+  merged->instance_id = g_strdup ("merged");
+  merged->request_id = g_strdup (first->request_id);
+  merged->created_at_ms = first->created_at_ms;
+  merged->top = first->top;
+  merged->prefix = g_strdup (first->prefix);
+  merged->min_count = first->min_count;
+  builder = tally_counts_builder_new ();
+  for (guint i = 0; i < self->merged->len; i++)
+    {
+      TallySnapshot *s = g_ptr_array_index (self->merged, i);
+
+      merged->created_at_ms = MIN (merged->created_at_ms, s->created_at_ms);
+      merged->taken_ms = MAX (merged->taken_ms, s->taken_ms);
+      /* Saturates at G_MAXINT64 like tally_counts_get_total(): JSON numbers are gint64. */
+      merged->total_words = MIN (merged->total_words + MIN (s->total_words, (guint64)G_MAXINT64),
+                                 (guint64)G_MAXINT64);
+      distinct_sum += s->distinct_words;
+      if (tally_counts_get_n_words (s->counts) != s->distinct_words)
+        any_filtered = TRUE;
+      append_list (&merged->offsets, s->offsets);
+      append_list (&merged->partitions, s->partitions);
+      tally_counts_builder_add_counts (builder, s->counts);
+    }
+  if (!any_filtered)
+    merged->distinct_words = tally_counts_builder_get_n_words (builder);
+  else
+    merged->distinct_words = distinct_sum;
+  options.top = merged->top;
+  options.prefix = merged->prefix;
+  options.min_count = merged->min_count;
+  merged->counts = tally_counts_builder_end_filtered (builder, &options);
+  return merged;
+}

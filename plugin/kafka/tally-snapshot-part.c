@@ -1,0 +1,235 @@
+/* tally-snapshot-part.c — decoding one record of a snapshot.
+ *
+ * Decoding validates every member a reader uses (types, ranges, `part` below `parts`,
+ * every `counts` entry a ["word", count >= 1] pair) and keeps the part's parsed `counts`
+ * array rather than building counts per part: the assembler adds the arrays of a complete
+ * snapshot to one #TallyCountsBuilder (tally_snapshot_part_add_to_builder()).
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-snapshot-part.h"
+#include "tally-snapshot-private.h"
+
+#include <string.h>
+
+static gboolean
+partition_list_from_json (JsonObject *object, const char *name, gboolean with_offsets,
+                          rd_kafka_topic_partition_list_t **out, GError **error)
+{
+  JsonNode *node = json_object_get_member (object, name);
+  JsonArray *array;
+  rd_kafka_topic_partition_list_t *list;
+  guint n;
+
+  if (node == NULL || !JSON_NODE_HOLDS_ARRAY (node))
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "snapshot part: member \"%s\" must be an array", name);
+      return FALSE;
+    }
+  array = json_node_get_array (node);
+  n = json_array_get_length (array);
+  list = rd_kafka_topic_partition_list_new ((int)n);
+  for (guint i = 0; i < n; i++)
+    {
+      JsonNode *element = json_array_get_element (array, i);
+      JsonObject *item;
+      JsonNode *offset;
+      const char *topic;
+      guint64 partition = 0;
+
+      if (!JSON_NODE_HOLDS_OBJECT (element))
+        goto bad;
+      item = json_node_get_object (element);
+      if (!tally_snapshot_json_get_string_member (item, "snapshot part", "topic", FALSE, &topic,
+                                                  NULL)
+          || !tally_snapshot_json_get_uint_member (item, "snapshot part", "partition", TRUE,
+                                                   &partition, NULL)
+          || partition > G_MAXINT32)
+        goto bad;
+      offset = json_object_get_member (item, "offset");
+      if (with_offsets && !tally_snapshot_json_node_is_int (offset))
+        goto bad;
+      rd_kafka_topic_partition_list_add (list, topic, (int32_t)partition)->offset
+          = with_offsets ? json_node_get_int (offset) : RD_KAFKA_OFFSET_INVALID;
+    }
+  *out = list;
+  return TRUE;
+
+bad:
+  rd_kafka_topic_partition_list_destroy (list);
+  g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+               "snapshot part: member \"%s\" must hold {\"topic\",\"partition\"%s} objects", name,
+               with_offsets ? ",\"offset\"" : "");
+  return FALSE;
+}
+
+TallySnapshotPart *
+tally_snapshot_part_decode (const void *value, gsize len, GError **error)
+{
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (TallySnapshotPart) part = NULL;
+  g_autoptr (TallySnapshot) header = tally_snapshot_new ();
+  const char *what = "snapshot part";
+  JsonObject *object;
+  JsonNode *counts;
+  const char *s_snapshot, *s_request, *s_instance, *s_prefix, *s_error;
+  guint64 part_no = 0, parts = 0, created = 0, taken = 0;
+  guint n;
+
+  if (value == NULL || len == 0)
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "snapshot part: empty value");
+      return NULL;
+    }
+  root = tally_snapshot_json_parse_object (value, len, what, error);
+  if (root == NULL)
+    return NULL;
+  object = json_node_get_object (root);
+
+  if (!tally_snapshot_json_get_string_member (object, what, "snapshot_id", FALSE, &s_snapshot,
+                                              error)
+      || !tally_snapshot_json_get_string_member (object, what, "request_id", FALSE, &s_request,
+                                                 error)
+      || !tally_snapshot_json_get_string_member (object, what, "instance_id", FALSE, &s_instance,
+                                                 error)
+      || !tally_snapshot_json_get_string_member (object, what, "prefix", TRUE, &s_prefix, error)
+      || !tally_snapshot_json_get_string_member (object, what, "error", TRUE, &s_error, error)
+      || !tally_snapshot_json_get_uint_member (object, what, "created_at_ms", TRUE, &created, error)
+      || !tally_snapshot_json_get_uint_member (object, what, "taken_ms", TRUE, &taken, error)
+      || !tally_snapshot_json_get_uint_member (object, what, "total_words", TRUE,
+                                               &header->total_words, error)
+      || !tally_snapshot_json_get_uint_member (object, what, "distinct_words", TRUE,
+                                               &header->distinct_words, error)
+      || !tally_snapshot_json_get_uint_member (object, what, "top", TRUE, &header->top, error)
+      || !tally_snapshot_json_get_uint_member (object, what, "min_count", TRUE, &header->min_count,
+                                               error)
+      || !tally_snapshot_json_get_uint_member (object, what, "part", TRUE, &part_no, error)
+      || !tally_snapshot_json_get_uint_member (object, what, "parts", TRUE, &parts, error)
+      || !partition_list_from_json (object, "offsets", TRUE, &header->offsets, error)
+      || !partition_list_from_json (object, "partitions", FALSE, &header->partitions, error))
+    return NULL;
+
+  if (*s_snapshot == '\0' || parts == 0 || parts > G_MAXUINT || part_no >= parts)
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "%s: bad snapshot_id, part or parts (part %" G_GUINT64_FORMAT
+                   " of %" G_GUINT64_FORMAT ")",
+                   what, part_no, parts);
+      return NULL;
+    }
+
+  counts = json_object_get_member (object, "counts");
+  if (counts == NULL || !JSON_NODE_HOLDS_ARRAY (counts))
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "%s: member \"counts\" must be an array", what);
+      return NULL;
+    }
+  n = json_array_get_length (json_node_get_array (counts));
+  for (guint i = 0; i < n; i++)
+    {
+      JsonNode *pair = json_array_get_element (json_node_get_array (counts), i);
+      JsonArray *array;
+      JsonNode *word, *count;
+
+      if (!JSON_NODE_HOLDS_ARRAY (pair)
+          || json_array_get_length (array = json_node_get_array (pair)) != 2
+          || !tally_snapshot_json_node_is_string (word = json_array_get_element (array, 0))
+          || *json_node_get_string (word) == '\0'
+          || !tally_snapshot_json_node_is_int (count = json_array_get_element (array, 1))
+          || json_node_get_int (count) < 1)
+        {
+          g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                       "%s: counts[%u] must be a [\"word\", count >= 1] pair", what, i);
+          return NULL;
+        }
+    }
+
+  header->snapshot_id = g_strdup (s_snapshot);
+  header->request_id = g_strdup (s_request);
+  header->instance_id = g_strdup (s_instance);
+  header->prefix = g_strdup (s_prefix);
+  header->error = g_strdup (s_error);
+  header->created_at_ms = (gint64)created;
+  header->taken_ms = (gint64)taken;
+
+  part = g_new0 (TallySnapshotPart, 1);
+  part->header = g_steal_pointer (&header);
+  part->part = (guint)part_no;
+  part->parts = (guint)parts;
+  if (!tally_snapshot_json_get_uint_member (object, what, "entries", FALSE, &part->entries, error))
+    return NULL;
+  part->counts = json_array_ref (json_node_get_array (counts));
+  part->root = g_steal_pointer (&root);
+  return g_steal_pointer (&part);
+}
+
+const char *
+tally_snapshot_part_get_snapshot_id (const TallySnapshotPart *part)
+{
+  return part->header->snapshot_id;
+}
+
+const char *
+tally_snapshot_part_get_request_id (const TallySnapshotPart *part)
+{
+  return part->header->request_id;
+}
+
+const char *
+tally_snapshot_part_get_instance_id (const TallySnapshotPart *part)
+{
+  return part->header->instance_id;
+}
+
+guint
+tally_snapshot_part_get_part (const TallySnapshotPart *part)
+{
+  return part->part;
+}
+
+guint
+tally_snapshot_part_get_parts (const TallySnapshotPart *part)
+{
+  return part->parts;
+}
+
+gsize
+tally_snapshot_part_get_n_entries (const TallySnapshotPart *part)
+{
+  return json_array_get_length (part->counts);
+}
+
+const char *
+tally_snapshot_part_get_error (const TallySnapshotPart *part)
+{
+  return part->header->error;
+}
+
+void
+tally_snapshot_part_free (TallySnapshotPart *part)
+{
+  if (part == NULL)
+    return;
+  tally_snapshot_free (part->header);
+  g_clear_pointer (&part->counts, json_array_unref);
+  g_clear_pointer (&part->root, json_node_unref);
+  g_free (part);
+}
+
+void
+tally_snapshot_part_add_to_builder (const TallySnapshotPart *part, TallyCountsBuilder *builder)
+{
+  guint n = json_array_get_length (part->counts);
+
+  for (guint i = 0; i < n; i++)
+    {
+      JsonArray *pair = json_array_get_array_element (part->counts, i);
+      const char *word = json_array_get_string_element (pair, 0);
+
+      tally_counts_builder_add (builder, word, strlen (word),
+                                (guint64)json_array_get_int_element (pair, 1));
+    }
+}

@@ -1,0 +1,162 @@
+/* tally-snapshot-request.c — snapshot requests: parsed from a request record, written
+ * back as one, and copied.
+ *
+ * Parsing never fails: a request whose key or value is bad comes back with its error set
+ * and no filters, so the instance answers it with an error snapshot rather than leaving
+ * the requester to time out. Unknown members are errors too, so a typo is noticed. The
+ * JSON readers are shared with the part decoder (tally-snapshot-private.h).
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-snapshot-request.h"
+#include "tally-snapshot-private.h"
+
+#include <string.h>
+
+TallySnapshotRequest *
+tally_snapshot_request_new (const char *request_id)
+{
+  TallySnapshotRequest *request = g_new0 (TallySnapshotRequest, 1);
+
+  request->request_id = request_id != NULL ? g_strdup (request_id) : g_uuid_string_random ();
+  request->requested_at_ms = g_get_real_time () / 1000;
+  return request;
+}
+
+static gboolean
+parse_request_value (TallySnapshotRequest *request, const void *value, gsize value_len,
+                     GError **error)
+{
+  g_autoptr (JsonNode) root = NULL;
+  JsonObject *object;
+  JsonObjectIter iter;
+  const char *name;
+  JsonNode *node;
+  const char *prefix = NULL;
+
+  root = tally_snapshot_json_parse_object (value, value_len, "request value", error);
+  if (root == NULL)
+    return FALSE;
+  object = json_node_get_object (root);
+
+  json_object_iter_init (&iter, object);
+  while (json_object_iter_next (&iter, &name, &node))
+    if (strcmp (name, "top") != 0 && strcmp (name, "prefix") != 0
+        && strcmp (name, "min_count") != 0)
+      {
+        g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                     "request value: unknown member \"%s\" (known: top, prefix, min_count)", name);
+        return FALSE;
+      }
+
+  if (!tally_snapshot_json_get_uint_member (object, "request value", "top", FALSE, &request->top,
+                                            error)
+      || !tally_snapshot_json_get_uint_member (object, "request value", "min_count", FALSE,
+                                               &request->min_count, error)
+      || !tally_snapshot_json_get_string_member (object, "request value", "prefix", TRUE, &prefix,
+                                                 error))
+    return FALSE;
+  request->prefix = prefix != NULL && *prefix != '\0' ? g_strdup (prefix) : NULL;
+  return TRUE;
+}
+
+TallySnapshotRequest *
+tally_snapshot_request_parse (const void *key, gsize key_len, const void *value, gsize value_len,
+                              gint64 timestamp_ms)
+{
+  TallySnapshotRequest *request = g_new0 (TallySnapshotRequest, 1);
+  g_autoptr (GError) error = NULL;
+
+  request->requested_at_ms = timestamp_ms >= 0 ? timestamp_ms : g_get_real_time () / 1000;
+
+  if (key != NULL && key_len > 0 && g_utf8_validate_len (key, key_len, NULL)
+      && memchr (key, '\0', key_len) == NULL)
+    request->request_id = g_strndup (key, key_len);
+  else
+    {
+      request->request_id = g_uuid_string_random ();
+      if (key != NULL && key_len > 0)
+        g_set_error (&error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                     "request key: not valid UTF-8 text (%" G_GSIZE_FORMAT " bytes)", key_len);
+    }
+
+  if (error == NULL && value != NULL && value_len > 0)
+    parse_request_value (request, value, value_len, &error);
+
+  if (error != NULL)
+    {
+      /* A bad request asks for nothing in particular: only its error matters. */
+      request->top = 0;
+      request->min_count = 0;
+      g_clear_pointer (&request->prefix, g_free);
+      request->error = g_steal_pointer (&error);
+    }
+  return request;
+}
+
+GBytes *
+tally_snapshot_request_to_json (const TallySnapshotRequest *request)
+{
+  g_autoptr (JsonNode) root = NULL;
+  JsonObject *object;
+  gsize len = 0;
+  char *data;
+
+  g_return_val_if_fail (request != NULL, NULL);
+
+  object = json_object_new ();
+  if (request->top > 0)
+    json_object_set_int_member (object, "top", (gint64)request->top);
+  if (request->prefix != NULL && *request->prefix != '\0')
+    json_object_set_string_member (object, "prefix", request->prefix);
+  if (request->min_count > 0)
+    json_object_set_int_member (object, "min_count", (gint64)request->min_count);
+
+  if (json_object_get_size (object) == 0)
+    {
+      json_object_unref (object);
+      return g_bytes_new (NULL, 0);
+    }
+  root = json_node_init_object (json_node_alloc (), object);
+  json_object_unref (object);
+  data = json_to_string (root, FALSE);
+  len = strlen (data);
+  return g_bytes_new_take (data, len);
+}
+
+void
+tally_snapshot_request_get_options (const TallySnapshotRequest *request,
+                                    TallyCountsOptions *options)
+{
+  g_return_if_fail (request != NULL && options != NULL);
+  options->top = request->top;
+  options->prefix = request->prefix;
+  options->min_count = request->min_count;
+}
+
+TallySnapshotRequest *
+tally_snapshot_request_copy (const TallySnapshotRequest *request)
+{
+  TallySnapshotRequest *copy;
+
+  g_return_val_if_fail (request != NULL, NULL);
+  copy = g_new0 (TallySnapshotRequest, 1);
+  copy->request_id = g_strdup (request->request_id);
+  copy->top = request->top;
+  copy->prefix = g_strdup (request->prefix);
+  copy->min_count = request->min_count;
+  copy->requested_at_ms = request->requested_at_ms;
+  copy->error = request->error != NULL ? g_error_copy (request->error) : NULL;
+  return copy;
+}
+
+void
+tally_snapshot_request_free (TallySnapshotRequest *request)
+{
+  if (request == NULL)
+    return;
+  g_free (request->request_id);
+  g_free (request->prefix);
+  g_clear_error (&request->error);
+  g_free (request);
+}

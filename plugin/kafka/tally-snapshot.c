@@ -1,0 +1,572 @@
+/* tally-snapshot.c — a snapshot, and its encoding into records of a size limit.
+ *
+ * Encoding splits a snapshot into parts greedily: it first measures a part with no entries
+ * (with the widest possible `part`/`parts` numbers), then adds entries while an upper
+ * bound of their serialized size fits under the limit. The bound follows the JSON grammar
+ * as json-glib writes it (`"` and `\` take two bytes, control characters and DEL up to
+ * six, every other byte one), so a part never exceeds the limit; each generated part is
+ * still checked. Entries keep #TallyCounts order, so the concatenation of the parts in
+ * order is the snapshot.
+ *
+ * The format's error domain and the JSON readers shared by the request parser and the part
+ * decoder (tally-snapshot-private.h) live here too, beside the format they read.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-snapshot.h"
+#include "tally-snapshot-private.h"
+
+#include <string.h>
+
+/* clang-format off */ G_DEFINE_QUARK (tally-snapshot-format-error-quark, tally_snapshot_format_error) /* clang-format on */
+
+/* ---------------------------------------------------------------------------------------
+ * Reading JSON (shared with tally-snapshot-request.c and tally-snapshot-part.c)
+ * ------------------------------------------------------------------------------------- */
+
+gboolean
+tally_snapshot_json_node_is_int (JsonNode *node)
+{
+  return node != NULL && JSON_NODE_HOLDS_VALUE (node)
+         && json_node_get_value_type (node) == G_TYPE_INT64;
+}
+
+gboolean
+tally_snapshot_json_node_is_string (JsonNode *node)
+{
+  return node != NULL && JSON_NODE_HOLDS_VALUE (node)
+         && json_node_get_value_type (node) == G_TYPE_STRING;
+}
+
+/* Reads an integer member >= 0. A missing member leaves *out as it is when !required. */
+gboolean
+tally_snapshot_json_get_uint_member (JsonObject *object, const char *what, const char *name,
+                                     gboolean required, guint64 *out, GError **error)
+{
+  JsonNode *node = json_object_get_member (object, name);
+  gint64 value;
+
+  if (node == NULL && !required)
+    return TRUE;
+  if (!tally_snapshot_json_node_is_int (node))
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "%s: member \"%s\" must be an integer", what, name);
+      return FALSE;
+    }
+  value = json_node_get_int (node);
+  if (value < 0)
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "%s: member \"%s\" must not be negative (%" G_GINT64_FORMAT ")", what, name,
+                   value);
+      return FALSE;
+    }
+  *out = (guint64)value;
+  return TRUE;
+}
+
+/* Reads a string member; with nullable, a JSON null or a missing member gives NULL. */
+gboolean
+tally_snapshot_json_get_string_member (JsonObject *object, const char *what, const char *name,
+                                       gboolean nullable, const char **out, GError **error)
+{
+  JsonNode *node = json_object_get_member (object, name);
+
+  if (nullable && (node == NULL || JSON_NODE_HOLDS_NULL (node)))
+    {
+      *out = NULL;
+      return TRUE;
+    }
+  if (!tally_snapshot_json_node_is_string (node))
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "%s: member \"%s\" must be a string", what, name);
+      return FALSE;
+    }
+  *out = json_node_get_string (node);
+  return TRUE;
+}
+
+/* The deepest nesting of arrays and objects accepted in a request value or a snapshot
+ * part. A part needs 3 (the part object, its `counts` or `offsets` array, a pair or a
+ * partition object), a request 1. json-glib's parser recurses once per level with no limit
+ * of its own, so 100000 `[` overflowed the stack: deeper input is refused by a byte scan
+ * (strings and their escapes skipped) before json-glib sees it. */
+#define MAX_JSON_DEPTH 8
+
+static gboolean
+check_json_depth (const char *data, gsize len, const char *what, GError **error)
+{
+  gboolean in_string = FALSE;
+  guint depth = 0;
+
+  for (gsize i = 0; i < len; i++)
+    if (in_string)
+      {
+        if (data[i] == '\\')
+          i++;
+        else if (data[i] == '"')
+          in_string = FALSE;
+      }
+    else if (data[i] == '"')
+      in_string = TRUE;
+    else if (data[i] == '[' || data[i] == '{')
+      {
+        if (++depth > MAX_JSON_DEPTH)
+          {
+            g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                         "%s: arrays and objects nested deeper than %d", what, MAX_JSON_DEPTH);
+            return FALSE;
+          }
+      }
+    else if ((data[i] == ']' || data[i] == '}') && depth > 0)
+      depth--;
+  return TRUE;
+}
+
+JsonNode *
+tally_snapshot_json_parse_object (const void *data, gsize len, const char *what, GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+  g_autoptr (GError) local_error = NULL;
+  JsonNode *root;
+
+  if (!g_utf8_validate_len (data, len, NULL))
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "%s: not valid UTF-8", what);
+      return NULL;
+    }
+  if (!check_json_depth (data, len, what, error))
+    return NULL;
+  if (!json_parser_load_from_data (parser, data, (gssize)len, &local_error))
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "%s: not JSON: %s", what, local_error->message);
+      return NULL;
+    }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "%s: not a JSON object", what);
+      return NULL;
+    }
+  return json_node_ref (root);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Snapshots
+ * ------------------------------------------------------------------------------------- */
+
+TallySnapshot *
+tally_snapshot_new (void)
+{
+  return g_new0 (TallySnapshot, 1);
+}
+
+void
+tally_snapshot_free (TallySnapshot *snapshot)
+{
+  if (snapshot == NULL)
+    return;
+  g_free (snapshot->snapshot_id);
+  g_free (snapshot->request_id);
+  g_free (snapshot->instance_id);
+  g_free (snapshot->prefix);
+  g_clear_pointer (&snapshot->offsets, rd_kafka_topic_partition_list_destroy);
+  g_clear_pointer (&snapshot->partitions, rd_kafka_topic_partition_list_destroy);
+  g_clear_pointer (&snapshot->counts, tally_counts_unref);
+  g_free (snapshot->error);
+  g_free (snapshot);
+}
+
+/* Copies the members other than the counts. */
+TallySnapshot *
+tally_snapshot_copy_header (const TallySnapshot *snapshot)
+{
+  TallySnapshot *copy = tally_snapshot_new ();
+
+  copy->snapshot_id = g_strdup (snapshot->snapshot_id);
+  copy->request_id = g_strdup (snapshot->request_id);
+  copy->instance_id = g_strdup (snapshot->instance_id);
+  copy->created_at_ms = snapshot->created_at_ms;
+  copy->taken_ms = snapshot->taken_ms;
+  copy->total_words = snapshot->total_words;
+  copy->distinct_words = snapshot->distinct_words;
+  copy->top = snapshot->top;
+  copy->prefix = g_strdup (snapshot->prefix);
+  copy->min_count = snapshot->min_count;
+  if (snapshot->offsets != NULL)
+    copy->offsets = rd_kafka_topic_partition_list_copy (snapshot->offsets);
+  if (snapshot->partitions != NULL)
+    copy->partitions = rd_kafka_topic_partition_list_copy (snapshot->partitions);
+  copy->error = g_strdup (snapshot->error);
+  return copy;
+}
+
+TallySnapshot *
+tally_snapshot_copy (const TallySnapshot *snapshot)
+{
+  TallySnapshot *copy = tally_snapshot_copy_header (snapshot);
+
+  if (snapshot->counts != NULL)
+    copy->counts = tally_counts_ref (snapshot->counts);
+  return copy;
+}
+
+static JsonArray *
+partition_list_to_json (const rd_kafka_topic_partition_list_t *list, gboolean with_offsets)
+{
+  JsonArray *array = json_array_new ();
+
+  for (int i = 0; list != NULL && i < list->cnt; i++)
+    {
+      JsonObject *object = json_object_new ();
+
+      json_object_set_string_member (object, "topic", list->elems[i].topic);
+      json_object_set_int_member (object, "partition", list->elems[i].partition);
+      if (with_offsets)
+        json_object_set_int_member (object, "offset", list->elems[i].offset);
+      json_array_add_object_element (array, object);
+    }
+  return array;
+}
+
+/* Builds one part's object; `counts` is left for the caller to add. */
+static JsonObject *
+build_part_header (const TallySnapshot *snapshot, gsize n_entries, guint part, guint parts)
+{
+  JsonObject *object = json_object_new ();
+
+  json_object_set_string_member (object, "snapshot_id", snapshot->snapshot_id);
+  json_object_set_string_member (object, "request_id", snapshot->request_id);
+  json_object_set_string_member (object, "instance_id", snapshot->instance_id);
+  json_object_set_int_member (object, "created_at_ms", snapshot->created_at_ms);
+  json_object_set_int_member (object, "taken_ms", snapshot->taken_ms);
+  json_object_set_int_member (object, "total_words", (gint64)snapshot->total_words);
+  json_object_set_int_member (object, "distinct_words", (gint64)snapshot->distinct_words);
+  json_object_set_int_member (object, "entries", (gint64)n_entries);
+  json_object_set_int_member (object, "top", (gint64)snapshot->top);
+  if (snapshot->prefix != NULL)
+    json_object_set_string_member (object, "prefix", snapshot->prefix);
+  else
+    json_object_set_null_member (object, "prefix");
+  json_object_set_int_member (object, "min_count", (gint64)snapshot->min_count);
+  json_object_set_array_member (object, "offsets",
+                                partition_list_to_json (snapshot->offsets, TRUE));
+  json_object_set_array_member (object, "partitions",
+                                partition_list_to_json (snapshot->partitions, FALSE));
+  json_object_set_int_member (object, "part", part);
+  json_object_set_int_member (object, "parts", parts);
+  if (snapshot->error != NULL)
+    json_object_set_string_member (object, "error", snapshot->error);
+  return object;
+}
+
+static char *
+object_to_data (JsonObject *object, gsize *len)
+{
+  g_autoptr (JsonNode) root = json_node_init_object (json_node_alloc (), object);
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+
+  json_generator_set_root (generator, root);
+  return json_generator_to_data (generator, len);
+}
+
+static gsize
+decimal_digits (guint64 value)
+{
+  gsize n = 1;
+
+  while (value >= 10)
+    {
+      value /= 10;
+      n++;
+    }
+  return n;
+}
+
+/* Bytes of `["word",count]` in a compact array: an upper bound of what json-glib writes
+ * (`"` and `\` take two bytes, control characters and DEL up to six, every other byte
+ * one). Sets @verbatim when json-glib writes the word unchanged between its quotes (no `"`,
+ * `\`, byte below 0x20 or DEL: json-glib copies the bytes of UTF-8 characters as they
+ * are; a NUL, which json_node_set_string() would cut, is below 0x20) and the count is a
+ * JSON integer json-glib writes as it is. One pass over the word decides both. */
+static gsize
+entry_bound (const TallyWordCount *entry, gboolean *verbatim)
+{
+  gsize n = 2 + entry->len;
+  gboolean escaped = FALSE;
+
+  for (gsize i = 0; i < entry->len; i++)
+    {
+      guchar c = (guchar)entry->word[i];
+
+      if (G_UNLIKELY (c == '"' || c == '\\'))
+        {
+          n += 1;
+          escaped = TRUE;
+        }
+      else if (G_UNLIKELY (c < 0x20 || c == 0x7f))
+        {
+          n += 5;
+          escaped = TRUE;
+        }
+    }
+  *verbatim = !escaped && entry->count <= G_MAXINT64;
+  return 3 + n + decimal_digits (entry->count);
+}
+
+/* Streaming the entries. A part is `{...header...,"counts":[` + entries + `]}`. Both halves
+ * of the frame come from json-glib: the header is generated with an empty `counts` array as
+ * its last member (json-glib keeps members in insertion order), and the output is cut just
+ * inside that array. An entry `["word",count]` whose word json-glib may escape is generated
+ * by json-glib too, from one reused two-element array whose string and integer nodes are
+ * overwritten entry by entry and appended with json_generator_to_gstring(), so no tree of
+ * 100,000 nodes is built, and freed, per part. An entry whose word json-glib copies as it
+ * is (no `"`, `\`, control character or DEL; see entry_bound()) is appended directly:
+ * the same bytes, `[`, `"`, the word, `"`, `,`, the count in decimal, `]`, without the
+ * generator's per-call cost (about 130 ns an entry, most of a 100,000-word snapshot's
+ * encoding time). test-snapshot-format checks both paths against json-glib's own output. */
+#define PART_TAIL "]}"
+
+typedef struct
+{
+  JsonArray *pair;
+  JsonNode *word;  /* borrowed from pair */
+  JsonNode *count; /* borrowed from pair */
+  JsonGenerator *generator;
+} EntryWriter;
+
+static void
+entry_writer_init (EntryWriter *writer)
+{
+  JsonNode *root;
+
+  writer->pair = json_array_sized_new (2);
+  json_array_add_string_element (writer->pair, "");
+  json_array_add_int_element (writer->pair, 0);
+  writer->word = json_array_get_element (writer->pair, 0);
+  writer->count = json_array_get_element (writer->pair, 1);
+  /* The generator keeps a copy of the root node that shares the array, so the element
+   * nodes set below are the ones it writes. */
+  root = json_node_init_array (json_node_alloc (), writer->pair);
+  writer->generator = json_generator_new ();
+  json_generator_set_root (writer->generator, root);
+  json_node_unref (root);
+}
+
+static void
+entry_writer_clear (EntryWriter *writer)
+{
+  g_clear_object (&writer->generator);
+  g_clear_pointer (&writer->pair, json_array_unref);
+}
+
+/* Appends one entry; @verbatim from entry_bound(). */
+static void
+entry_writer_append (EntryWriter *writer, const TallyWordCount *entry, gboolean verbatim,
+                     GString *out)
+{
+  if (verbatim)
+    {
+      char digits[24];
+      gsize n = sizeof digits;
+      guint64 count = entry->count;
+      gsize at = out->len;
+
+      do
+        {
+          digits[--n] = (char)('0' + count % 10);
+          count /= 10;
+        }
+      while (count > 0);
+      /* One size change, then plain stores: `["` word `",` digits `]`. */
+      g_string_set_size (out, at + 2 + entry->len + 2 + (sizeof digits - n) + 1);
+      out->str[at++] = '[';
+      out->str[at++] = '"';
+      memcpy (out->str + at, entry->word, entry->len);
+      at += entry->len;
+      out->str[at++] = '"';
+      out->str[at++] = ',';
+      memcpy (out->str + at, digits + n, sizeof digits - n);
+      at += sizeof digits - n;
+      out->str[at] = ']';
+      return;
+    }
+  json_node_set_string (writer->word, entry->word);
+  json_node_set_int (writer->count, (gint64)entry->count);
+  json_generator_to_gstring (writer->generator, out);
+}
+
+/* Generates part @part's header with json-glib and returns it cut just inside its empty
+ * `counts` array, ready for the entries and then PART_TAIL; %NULL if json-glib did not
+ * end it as expected. */
+static GString *
+part_begin (const TallySnapshot *snapshot, gsize n_entries, guint part, guint parts, gsize reserve)
+{
+  JsonObject *object = build_part_header (snapshot, n_entries, part, parts);
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  GString *data = g_string_sized_new (reserve);
+
+  json_object_set_array_member (object, "counts", json_array_new ());
+  root = json_node_init_object (json_node_alloc (), object);
+  json_object_unref (object);
+  json_generator_set_root (generator, root);
+  json_generator_to_gstring (generator, data);
+  if (!g_str_has_suffix (data->str, "[" PART_TAIL))
+    {
+      g_string_free (data, TRUE);
+      return NULL;
+    }
+  g_string_truncate (data, data->len - strlen (PART_TAIL));
+  return data;
+}
+
+GPtrArray *
+tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_record_bytes, GError **error)
+{
+  const TallyWordCount *entries = NULL;
+  gsize n_entries = 0;
+  g_autoptr (GArray) starts = g_array_new (FALSE, FALSE, sizeof (gsize));
+  g_autofree guint8 *verbatim = NULL; /* per entry, from entry_bound() */
+  g_autoptr (GPtrArray) parts = g_ptr_array_new_with_free_func ((GDestroyNotify)g_bytes_unref);
+  gsize base, used, in_part = 0, zero = 0;
+
+  g_return_val_if_fail (snapshot != NULL, NULL);
+  g_return_val_if_fail (snapshot->snapshot_id != NULL && snapshot->request_id != NULL
+                            && snapshot->instance_id != NULL,
+                        NULL);
+  g_return_val_if_fail (snapshot->counts != NULL || snapshot->error != NULL, NULL);
+
+  if (snapshot->counts != NULL)
+    entries = tally_counts_get_entries (snapshot->counts, &n_entries);
+
+  /* The size of a part without entries, with the widest part numbers. */
+  {
+    JsonObject *object = build_part_header (snapshot, n_entries, G_MAXUINT, G_MAXUINT);
+    g_autofree char *data = NULL;
+
+    json_object_set_array_member (object, "counts", json_array_new ());
+    data = object_to_data (object, &base);
+    json_object_unref (object);
+  }
+  if (base > max_record_bytes)
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
+                   "a snapshot part without words takes %" G_GSIZE_FORMAT
+                   " bytes, more than the record limit of %" G_GSIZE_FORMAT " bytes",
+                   base, max_record_bytes);
+      return NULL;
+    }
+
+  /* Greedy split: starts[p] is the index of part p's first entry. */
+  verbatim = g_new (guint8, MAX (n_entries, 1));
+  g_array_append_val (starts, zero);
+  used = base;
+  for (gsize i = 0; i < n_entries; i++)
+    {
+      gboolean plain;
+      gsize cost = entry_bound (&entries[i], &plain);
+
+      verbatim[i] = (guint8)plain;
+      if (used + cost + (in_part > 0 ? 1 : 0) > max_record_bytes)
+        {
+          if (in_part == 0 || base + cost > max_record_bytes)
+            {
+              g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                           TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
+                           "the word of %" G_GUINT32_FORMAT " bytes at rank %" G_GSIZE_FORMAT
+                           " does not fit in a record of %" G_GSIZE_FORMAT " bytes",
+                           entries[i].len, i + 1, max_record_bytes);
+              return NULL;
+            }
+          g_array_append_val (starts, i);
+          used = base;
+          in_part = 0;
+        }
+      used += cost + (in_part > 0 ? 1 : 0);
+      in_part++;
+    }
+
+  {
+    EntryWriter writer;
+
+    entry_writer_init (&writer);
+    for (guint p = 0; p < starts->len; p++)
+      {
+        gsize first = g_array_index (starts, gsize, p);
+        gsize end = p + 1 < starts->len ? g_array_index (starts, gsize, p + 1) : n_entries;
+        GString *data = part_begin (snapshot, n_entries, p, starts->len, (end - first) * 16 + base);
+        gsize len;
+
+        if (data == NULL)
+          {
+            entry_writer_clear (&writer);
+            g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
+                         "part %u: json-glib did not end the empty counts array as expected", p);
+            return NULL;
+          }
+        for (gsize i = first; i < end; i++)
+          {
+            if (i > first)
+              g_string_append_c (data, ',');
+            entry_writer_append (&writer, &entries[i], verbatim[i], data);
+          }
+        g_string_append (data, PART_TAIL);
+        len = data->len;
+        /* The bound above makes this impossible; a record over the limit would be refused
+         * by the broker much later, so fail here where the cause is clear. */
+        if (len > max_record_bytes)
+          {
+            g_string_free (data, TRUE);
+            entry_writer_clear (&writer);
+            g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
+                         "part %u takes %" G_GSIZE_FORMAT
+                         " bytes, over the limit of %" G_GSIZE_FORMAT,
+                         p, len, max_record_bytes);
+            return NULL;
+          }
+        g_ptr_array_add (parts, g_string_free_to_bytes (data));
+      }
+    entry_writer_clear (&writer);
+  }
+  return g_steal_pointer (&parts);
+}
+
+char *
+tally_snapshot_to_json (const TallySnapshot *snapshot, gboolean pretty)
+{
+  gsize n_entries = 0;
+  const TallyWordCount *entries = NULL;
+  JsonObject *object;
+  JsonArray *counts;
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+
+  g_return_val_if_fail (snapshot != NULL, NULL);
+
+  if (snapshot->counts != NULL)
+    entries = tally_counts_get_entries (snapshot->counts, &n_entries);
+  object = build_part_header (snapshot, n_entries, 0, 1);
+  json_object_remove_member (object, "part");
+  json_object_remove_member (object, "parts");
+  counts = json_array_sized_new ((guint)n_entries);
+  for (gsize i = 0; i < n_entries; i++)
+    {
+      JsonArray *pair = json_array_sized_new (2);
+
+      json_array_add_string_element (pair, entries[i].word);
+      json_array_add_int_element (pair, (gint64)entries[i].count);
+      json_array_add_array_element (counts, pair);
+    }
+  json_object_set_array_member (object, "counts", counts);
+  root = json_node_init_object (json_node_alloc (), object);
+  json_object_unref (object);
+  json_generator_set_root (generator, root);
+  json_generator_set_pretty (generator, pretty);
+  return json_generator_to_data (generator, NULL);
+}
