@@ -132,21 +132,26 @@ job_done (Job *job)
   TallySnapshotClosedFunc closed = NULL;
   gpointer closed_data = NULL;
 
+  /* The closed callback runs before the last job is uncounted, so that a thread in
+   * tally_snapshot_coordinator_wait_closed() sees its effects. */
   g_mutex_lock (&self->lock);
-  self->in_flight--;
-  if (self->in_flight == 0 && self->closing && self->closed != NULL)
+  if (self->in_flight == 1 && self->closing && self->closed != NULL)
     {
       closed = self->closed;
       closed_data = self->closed_data;
       self->closed = NULL;
     }
+  g_mutex_unlock (&self->lock);
+  if (closed != NULL)
+    closed (closed_data);
+
+  g_mutex_lock (&self->lock);
+  self->in_flight--;
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
 
   tally_snapshot_request_free (job->request);
   g_free (job);
-  if (closed != NULL)
-    closed (closed_data);
   tally_snapshot_coordinator_unref (self);
 }
 
