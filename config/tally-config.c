@@ -90,6 +90,12 @@ static const Choice format_choices[] = {
   { NULL, 0 },
 };
 
+static const Choice guarantee_choices[] = {
+  { "exactly_once", TALLY_CONFIG_GUARANTEE_EXACTLY_ONCE },
+  { "at_least_once", TALLY_CONFIG_GUARANTEE_AT_LEAST_ONCE },
+  { NULL, 0 },
+};
+
 static const Choice tokenizer_mode_choices[] = {
   { "unicode", TALLY_CONFIG_TOKENIZER_UNICODE },
   { "whitespace", TALLY_CONFIG_TOKENIZER_WHITESPACE },
@@ -137,6 +143,8 @@ static const KeySpec schema[] = {
   { "checkpoint", "enabled", TYPE_BOOL, OFF (checkpoint.enabled) },
   { "checkpoint", "changelog_topic", TYPE_TOPIC, OFF (checkpoint.changelog_topic) },
   { "checkpoint", "interval_ms", TYPE_UINT, OFF (checkpoint.interval_ms), 1, 3600000, "ms" },
+  { "checkpoint", "guarantee", TYPE_ENUM, OFF (checkpoint.guarantee), 0, 0, NULL,
+    guarantee_choices },
   { "aggregator", "shards", TYPE_UINT, OFF (aggregator.shards), 0, MAX_SHARDS, "shards" },
   { "aggregator", "mailbox_capacity", TYPE_UINT, OFF (aggregator.mailbox_capacity), 1, 1048576,
     "messages" },
@@ -354,6 +362,7 @@ tally_config_new_default (void)
   c->checkpoint.enabled = TRUE;
   c->checkpoint.changelog_topic = g_strdup ("tally-changelog");
   c->checkpoint.interval_ms = 1000;
+  c->checkpoint.guarantee = TALLY_CONFIG_GUARANTEE_EXACTLY_ONCE;
 
   c->aggregator.shards = processors_as_shards ();
   c->aggregator.mailbox_capacity = 1024;

@@ -104,6 +104,24 @@ typedef enum
 } TallyConfigFormat;
 
 /**
+ * TallyConfigGuarantee:
+ * @TALLY_CONFIG_GUARANTEE_EXACTLY_ONCE: `exactly_once`: each checkpoint is one Kafka
+ *   transaction holding the changelog records and the input offsets (KIP-98, KIP-447), so
+ *   a member of an old group generation can never write and nothing is counted twice.
+ * @TALLY_CONFIG_GUARANTEE_AT_LEAST_ONCE: `at_least_once`: changelog records, then the
+ *   offsets once the broker acknowledged them; after a crash in between some records are
+ *   counted again.
+ *
+ * The processing guarantee of checkpoints ([checkpoint] guarantee), as Kafka Streams'
+ * processing.guarantee.
+ */
+typedef enum
+{
+  TALLY_CONFIG_GUARANTEE_EXACTLY_ONCE,
+  TALLY_CONFIG_GUARANTEE_AT_LEAST_ONCE,
+} TallyConfigGuarantee;
+
+/**
  * TallyConfigTokenizerMode:
  * @TALLY_CONFIG_TOKENIZER_UNICODE: `unicode`: maximal runs of letters, marks and digits,
  *   apostrophe or hyphen kept between two letters, Unicode case folding.
@@ -241,6 +259,9 @@ typedef struct
     /* [checkpoint] interval_ms: milliseconds, 1..3600000; how often changed counts are
      * checkpointed (and offsets stored after them). Default 1000. */
     guint interval_ms;
+    /* [checkpoint] guarantee: exactly_once or at_least_once (#TallyConfigGuarantee).
+     * Default exactly_once. */
+    TallyConfigGuarantee guarantee;
   } checkpoint;
 
   struct

@@ -68,7 +68,7 @@ start_source_conf (Fixture *f, guint capacity, gboolean checkpoint, rd_kafka_con
 
   f->handle = tally_aggregator_handle_new (2, capacity);
   f->arbiter = tally_arbiter_new ("test-source");
-  actor = tally_source_new (config, conf, f->handle, &error);
+  actor = tally_source_new (config, TALLY_CONFIG_GUARANTEE_AT_LEAST_ONCE, conf, f->handle, &error);
   g_assert_no_error (error);
   f->source = tally_actor_start (actor, f->arbiter, 16);
 }
@@ -354,7 +354,7 @@ test_changelog_format (Fixture *f, gconstpointer data)
   rd_kafka_conf_t *conf = base_conf (f);
   gint64 offset = 17;
 
-  checkpoint = tally_checkpoint_new (conf, f->changelog, &error);
+  checkpoint = tally_checkpoint_new (conf, f->changelog, NULL, 0, &error);
   rd_kafka_conf_destroy (conf);
   g_assert_no_error (error);
   g_assert_true (tally_checkpoint_ensure_topic (checkpoint, 2, 10000, &error));

@@ -42,6 +42,10 @@
 /* How long a restore keeps asking for a changelog topic the broker says is unknown. */
 #define UNKNOWN_TOPIC_GRACE_MS 2000
 #define MARKER_HEADER_VALUE "offset"
+/* transaction.timeout.ms of the transactional producer unless [kafka] sets it. */
+#define TRANSACTION_TIMEOUT_MS "10000"
+/* The longest wait for aborting a transaction. */
+#define ABORT_TIMEOUT_MS 10000
 
 struct _TallyCheckpoint
 {
@@ -50,6 +54,9 @@ struct _TallyCheckpoint
   rd_kafka_conf_t *consumer_conf; /* kept for the lazily created restore consumer */
   rd_kafka_t *producer;
   rd_kafka_t *restorer;
+  char *transactional_id; /* NULL: at least once */
+  int init_timeout_ms;
+  gboolean in_transaction;
 
   /* Delivery reports since the last flush; only touched on the checkpoint's thread
    * (delivery callbacks run inside rd_kafka_poll/rd_kafka_flush there). */
@@ -89,19 +96,58 @@ conf_set (rd_kafka_conf_t *conf, const char *name, const char *value, GError **e
   return TRUE;
 }
 
+/* Creates self->producer from producer_conf (transfer full, consumed) and, when
+ * transactional, initialises its transactions. */
+static gboolean
+create_producer (TallyCheckpoint *self, rd_kafka_conf_t *conf, GError **error)
+{
+  char errstr[512];
+  rd_kafka_error_t *txn_error;
+
+  /* Create it; rd_kafka_new() takes ownership of the conf only on success. */
+  self->producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  if (self->producer == NULL)
+    {
+      rd_kafka_conf_destroy (conf);
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_CONFIG,
+                   "cannot create the changelog producer: %s", errstr);
+      return FALSE;
+    }
+  if (self->transactional_id == NULL)
+    return TRUE;
+  /* InitProducerId: fences any earlier producer of this transactional.id and aborts its
+   * open transaction (KIP-98). */
+  txn_error = rd_kafka_init_transactions (self->producer, self->init_timeout_ms);
+  if (txn_error != NULL)
+    {
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TRANSACTIONS,
+                   "the broker cannot run the transactions of [checkpoint] "
+                   "guarantee=exactly_once (%s: %s); use a broker with transactions (Apache "
+                   "Kafka 2.5 or newer) or set [checkpoint] guarantee=at_least_once",
+                   rd_kafka_err2name (rd_kafka_error_code (txn_error)),
+                   rd_kafka_error_string (txn_error));
+      rd_kafka_error_destroy (txn_error);
+      g_clear_pointer (&self->producer, rd_kafka_destroy);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 TallyCheckpoint *
-tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, GError **error)
+tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, const char *transactional_id,
+                      int timeout_ms, GError **error)
 {
   g_autoptr (TallyCheckpoint) self = NULL;
   g_autoptr (GError) local_error = NULL;
   rd_kafka_conf_t *producer_conf;
-  char errstr[512];
 
   g_return_val_if_fail (conf != NULL, NULL);
   g_return_val_if_fail (topic != NULL && *topic != '\0', NULL);
 
   self = g_new0 (TallyCheckpoint, 1);
   self->topic = g_strdup (topic);
+  self->transactional_id = g_strdup (transactional_id);
+  self->init_timeout_ms = timeout_ms;
 
   /* Configure the producer: idempotent so that the records of one partition keep their
    * order through retries (markers must follow the words they cover). */
@@ -124,21 +170,38 @@ tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, GError **e
   rd_kafka_conf_set_dr_msg_cb (producer_conf, on_delivery);
   rd_kafka_conf_set_opaque (producer_conf, self);
 
-  self->producer_conf = rd_kafka_conf_dup (producer_conf);
-
-  /* Create it; rd_kafka_new() takes ownership of the conf only on success. */
-  self->producer = rd_kafka_new (RD_KAFKA_PRODUCER, producer_conf, errstr, sizeof errstr);
-  if (self->producer == NULL)
+  if (transactional_id != NULL)
     {
-      rd_kafka_conf_destroy (producer_conf);
-      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_CONFIG,
-                   "cannot create the changelog producer: %s", errstr);
-      return NULL;
+      char value[32];
+      size_t size = sizeof value;
+
+      if (!conf_set (producer_conf, "transactional.id", transactional_id, error))
+        {
+          rd_kafka_conf_destroy (producer_conf);
+          return NULL;
+        }
+      /* A member that dies inside a transaction blocks read_committed readers of its
+       * partitions until the broker aborts it: 10 s instead of librdkafka's 60 s, unless
+       * [kafka] chose a value. */
+      if (rd_kafka_conf_get (producer_conf, "transaction.timeout.ms", value, &size)
+              == RD_KAFKA_CONF_OK
+          && strcmp (value, "60000") == 0
+          && !conf_set (producer_conf, "transaction.timeout.ms", TRANSACTION_TIMEOUT_MS, error))
+        {
+          rd_kafka_conf_destroy (producer_conf);
+          return NULL;
+        }
     }
+
+  self->producer_conf = rd_kafka_conf_dup (producer_conf);
+  if (!create_producer (self, producer_conf, error))
+    return NULL;
 
   /* The restore consumer reads by assignment, outside any consumer group. */
   self->consumer_conf = rd_kafka_conf_dup (conf);
   if (!conf_set (self->consumer_conf, "enable.auto.commit", "false", error)
+      /* Records of aborted transactions (a fenced member's) are never read back. */
+      || !conf_set (self->consumer_conf, "isolation.level", "read_committed", error)
       || !conf_set (self->consumer_conf, "enable.partition.eof", "true", error)
       || !conf_set (self->consumer_conf, "auto.offset.reset", "earliest", error)
       /* A restore reads to the end and stops: do not let the broker hold a fetch. */
@@ -161,6 +224,8 @@ tally_checkpoint_free (TallyCheckpoint *self)
 {
   if (self == NULL)
     return;
+  if (self->producer != NULL && self->in_transaction)
+    tally_checkpoint_abort (self);
   if (self->producer != NULL)
     {
       rd_kafka_resp_err_t err = rd_kafka_flush (self->producer, 10000);
@@ -180,6 +245,7 @@ tally_checkpoint_free (TallyCheckpoint *self)
   if (self->producer_conf != NULL)
     rd_kafka_conf_destroy (self->producer_conf);
   g_free (self->topic);
+  g_free (self->transactional_id);
   g_free (self);
 }
 
@@ -305,21 +371,20 @@ tally_checkpoint_write (TallyCheckpoint *self, gint32 partition, TallyCounts *ch
 static void
 replace_producer (TallyCheckpoint *self, const char *why)
 {
-  char errstr[512];
-  rd_kafka_conf_t *conf;
+  g_autoptr (GError) error = NULL;
 
   g_warning ("changelog %s: replacing the producer (%s)", self->topic, why);
   rd_kafka_purge (self->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   rd_kafka_poll (self->producer, 0);
   rd_kafka_destroy (self->producer);
-  conf = rd_kafka_conf_dup (self->producer_conf);
-  self->producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-  if (self->producer == NULL)
-    {
-      rd_kafka_conf_destroy (conf);
-      g_error ("changelog %s: cannot create a new producer: %s", self->topic, errstr);
-    }
+  self->producer = NULL;
+  self->in_transaction = FALSE;
   self->pending = 0;
+  self->failed = 0;
+  /* A new producer of the same transactional.id fences the old one's epoch and aborts
+   * what it left open. */
+  if (!create_producer (self, rd_kafka_conf_dup (self->producer_conf), &error))
+    g_error ("changelog %s: cannot create a new producer: %s", self->topic, error->message);
 }
 
 gboolean
@@ -356,6 +421,123 @@ tally_checkpoint_flush (TallyCheckpoint *self, int timeout_ms, GError **error)
   self->pending = 0;
   self->first_error = RD_KAFKA_RESP_ERR_NO_ERROR;
   return ok;
+}
+
+gboolean
+tally_checkpoint_is_transactional (TallyCheckpoint *self)
+{
+  return self->transactional_id != NULL;
+}
+
+gboolean
+tally_checkpoint_begin (TallyCheckpoint *self, GError **error)
+{
+  rd_kafka_error_t *txn_error;
+
+  g_return_val_if_fail (self->transactional_id != NULL, FALSE);
+  g_return_val_if_fail (!self->in_transaction, FALSE);
+  txn_error = rd_kafka_begin_transaction (self->producer);
+  if (txn_error != NULL)
+    {
+      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_PRODUCE,
+                   "changelog %s: cannot begin a transaction: %s", self->topic,
+                   rd_kafka_error_string (txn_error));
+      if (rd_kafka_error_is_fatal (txn_error))
+        replace_producer (self, rd_kafka_error_string (txn_error));
+      rd_kafka_error_destroy (txn_error);
+      return FALSE;
+    }
+  self->in_transaction = TRUE;
+  self->failed = 0;
+  self->pending = 0;
+  return TRUE;
+}
+
+void
+tally_checkpoint_abort (TallyCheckpoint *self)
+{
+  rd_kafka_error_t *txn_error;
+
+  if (!self->in_transaction)
+    return;
+  self->in_transaction = FALSE;
+  txn_error = rd_kafka_abort_transaction (self->producer, ABORT_TIMEOUT_MS);
+  if (txn_error != NULL)
+    {
+      /* A new producer aborts it for us (InitProducerId bumps the epoch). */
+      g_autofree char *why
+          = g_strdup_printf ("abort failed: %s", rd_kafka_error_string (txn_error));
+
+      rd_kafka_error_destroy (txn_error);
+      replace_producer (self, why);
+    }
+  self->failed = 0;
+  self->pending = 0;
+}
+
+/* Whether @code says that this instance may no longer write: a member of an old group
+ * generation (KIP-447) or a producer whose transactional.id was taken over. */
+static gboolean
+is_fencing (rd_kafka_resp_err_t code)
+{
+  switch (code)
+    {
+    case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
+    case RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID:
+    case RD_KAFKA_RESP_ERR__FENCED:
+    case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
+    case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+      return TRUE;
+    default:
+      return FALSE;
+    }
+}
+
+/* A step of the commit failed: abort (or replace a fatally failed producer) and say why. */
+static gboolean
+transaction_failed (TallyCheckpoint *self, rd_kafka_error_t *txn_error, const char *step,
+                    GError **error)
+{
+  rd_kafka_resp_err_t code = rd_kafka_error_code (txn_error);
+  int kind = is_fencing (code)                      ? TALLY_CHECKPOINT_ERROR_FENCED
+             : code == RD_KAFKA_RESP_ERR__TIMED_OUT ? TALLY_CHECKPOINT_ERROR_TIMEOUT
+                                                    : TALLY_CHECKPOINT_ERROR_PRODUCE;
+
+  g_set_error (error, TALLY_CHECKPOINT_ERROR, kind,
+               "changelog %s: %s failed, transaction aborted: %s: %s", self->topic, step,
+               rd_kafka_err2name (code), rd_kafka_error_string (txn_error));
+  if (rd_kafka_error_is_fatal (txn_error))
+    replace_producer (self, rd_kafka_error_string (txn_error));
+  else
+    tally_checkpoint_abort (self);
+  rd_kafka_error_destroy (txn_error);
+  return FALSE;
+}
+
+gboolean
+tally_checkpoint_commit (TallyCheckpoint *self, const rd_kafka_topic_partition_list_t *offsets,
+                         const rd_kafka_consumer_group_metadata_t *group_metadata, int timeout_ms,
+                         GError **error)
+{
+  rd_kafka_error_t *txn_error;
+
+  g_return_val_if_fail (self->in_transaction, FALSE);
+  if (offsets != NULL && offsets->cnt > 0)
+    {
+      txn_error = rd_kafka_send_offsets_to_transaction (self->producer, offsets, group_metadata,
+                                                        timeout_ms);
+      if (txn_error != NULL)
+        return transaction_failed (self, txn_error, "sending the input offsets", error);
+    }
+  txn_error = rd_kafka_commit_transaction (self->producer, timeout_ms);
+  if (txn_error != NULL)
+    return transaction_failed (self, txn_error, "committing", error);
+  self->in_transaction = FALSE;
+  self->failed = 0;
+  self->pending = 0;
+  self->first_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+  return TRUE;
 }
 
 static gboolean

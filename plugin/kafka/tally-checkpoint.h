@@ -51,6 +51,12 @@ G_BEGIN_DECLS
  * @TALLY_CHECKPOINT_ERROR_TIMEOUT: the broker did not acknowledge, or a restore did not
  *   reach the high watermark, in the time allowed.
  * @TALLY_CHECKPOINT_ERROR_RESTORE: a changelog partition could not be read back.
+ * @TALLY_CHECKPOINT_ERROR_TRANSACTIONS: the broker cannot do transactions
+ *   (InitProducerId failed); the message says what to set instead.
+ * @TALLY_CHECKPOINT_ERROR_FENCED: the transaction was aborted because this instance may no
+ *   longer write: its consumer group generation is old (KIP-447: ILLEGAL_GENERATION,
+ *   UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) or another producer took over its
+ *   transactional.id. Nothing of it is visible to read_committed readers.
  *
  * Errors of the changelog.
  */
@@ -61,6 +67,8 @@ typedef enum
   TALLY_CHECKPOINT_ERROR_PRODUCE,
   TALLY_CHECKPOINT_ERROR_TIMEOUT,
   TALLY_CHECKPOINT_ERROR_RESTORE,
+  TALLY_CHECKPOINT_ERROR_TRANSACTIONS,
+  TALLY_CHECKPOINT_ERROR_FENCED,
 } TallyCheckpointError;
 
 GQuark tally_checkpoint_error_quark (void);
@@ -72,18 +80,80 @@ typedef struct _TallyCheckpoint TallyCheckpoint;
  * @conf: (transfer none): client properties (bootstrap.servers, security, any `[kafka]`
  *   property); duplicated twice, for the changelog producer and the restore consumer
  * @topic: (not nullable): the changelog topic's name
- * @error: return location for %TALLY_CHECKPOINT_ERROR_CONFIG
+ * @transactional_id: (nullable): the producer's `transactional.id` for exactly-once
+ *   checkpoints (unique to this instance while it lives); %NULL for at-least-once
+ * @timeout_ms: with @transactional_id, the longest wait for InitProducerId, in ms
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_CONFIG or
+ *   %TALLY_CHECKPOINT_ERROR_TRANSACTIONS
  *
  * Creates the changelog's idempotent producer (enable.idempotence=true, so records of one
  * partition keep their order through retries) and, lazily, a consumer outside any consumer
- * group for restores. Any thread; the checkpoint is then used from one thread at a time
- * (the source actor's).
+ * group for restores, which reads with isolation.level=read_committed. With
+ * @transactional_id the producer is transactional (KIP-98) and initialised here
+ * (rd_kafka_init_transactions(), which blocks); then every write must sit between
+ * tally_checkpoint_begin() and tally_checkpoint_commit(). Any thread; the checkpoint is
+ * then used from one thread at a time (the source actor's).
  *
  * Returns: (transfer full) (nullable): the checkpoint, or %NULL with @error set
  */
 G_GNUC_WARN_UNUSED_RESULT
 TallyCheckpoint *tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic,
+                                       const char *transactional_id, int timeout_ms,
                                        GError **error);
+
+/**
+ * tally_checkpoint_is_transactional:
+ * @checkpoint: a checkpoint
+ *
+ * Returns: %TRUE when checkpoints are Kafka transactions (exactly once)
+ */
+gboolean tally_checkpoint_is_transactional (TallyCheckpoint *checkpoint);
+
+/**
+ * tally_checkpoint_begin:
+ * @checkpoint: a transactional checkpoint
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_PRODUCE
+ *
+ * Begins a transaction (rd_kafka_begin_transaction()). Checkpoint's thread.
+ *
+ * Returns: %TRUE when the transaction is open
+ */
+gboolean tally_checkpoint_begin (TallyCheckpoint *checkpoint, GError **error);
+
+/**
+ * tally_checkpoint_commit:
+ * @checkpoint: a transactional checkpoint with an open transaction
+ * @offsets: (transfer none): the input offsets the transaction's counts cover (the next
+ *   offset of each input topic-partition, Kafka commit semantics)
+ * @group_metadata: (transfer none): the input consumer's group metadata
+ *   (rd_kafka_consumer_group_metadata()), which lets the group coordinator refuse a
+ *   member of an old generation (KIP-447)
+ * @timeout_ms: the longest wait, in milliseconds
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_FENCED,
+ *   %TALLY_CHECKPOINT_ERROR_PRODUCE or %TALLY_CHECKPOINT_ERROR_TIMEOUT
+ *
+ * Adds @offsets to the transaction (rd_kafka_send_offsets_to_transaction()) and commits it:
+ * the changelog records written since tally_checkpoint_begin() and the consumer group's
+ * offsets become visible together, or not at all. On failure the transaction is aborted
+ * (a producer that failed fatally is replaced) and nothing of it is visible to
+ * read_committed readers; write the same changes again in a later transaction.
+ * Checkpoint's thread; blocks.
+ *
+ * Returns: %TRUE when committed
+ */
+gboolean tally_checkpoint_commit (TallyCheckpoint *checkpoint,
+                                  const rd_kafka_topic_partition_list_t *offsets,
+                                  const rd_kafka_consumer_group_metadata_t *group_metadata,
+                                  int timeout_ms, GError **error);
+
+/**
+ * tally_checkpoint_abort:
+ * @checkpoint: a transactional checkpoint
+ *
+ * Aborts the open transaction, if any (after a failed tally_checkpoint_write()).
+ * Checkpoint's thread; blocks for at most 10 s.
+ */
+void tally_checkpoint_abort (TallyCheckpoint *checkpoint);
 
 /**
  * tally_checkpoint_free:

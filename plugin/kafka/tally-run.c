@@ -260,7 +260,7 @@ start_broker (TallyRun *run, GError **error)
   printf ("bootstrap.servers=%s\n", tally_broker_get_bootstrap_servers (run->broker));
   fflush (stdout);
   g_message ("embedded broker at %s (librdkafka mock cluster: no compaction, no "
-             "transactions, data lost when tally stops)",
+             "exactly-once transactions, data lost when tally stops)",
              tally_broker_get_bootstrap_servers (run->broker));
   return TRUE;
 
@@ -450,6 +450,7 @@ tally_run_service (const TallyConfig *config, GError **error)
   rd_kafka_conf_t *base = NULL;
   rd_kafka_conf_t *conf;
   TallyActor *actor;
+  TallyConfigGuarantee guarantee;
   char buf[64];
   size_t size = sizeof buf;
   gboolean ok = FALSE;
@@ -521,7 +522,17 @@ tally_run_service (const TallyConfig *config, GError **error)
       && rd_kafka_conf_get (conf, "session.timeout.ms", buf, &size) == RD_KAFKA_CONF_OK)
     rd_kafka_conf_set (conf, "session.timeout.ms", EMBEDDED_SESSION_TIMEOUT_MS, NULL, 0);
   run.source_arbiter = tally_arbiter_new ("tally-source");
-  actor = tally_source_new (config, conf, run.handle, error);
+  guarantee = config->checkpoint.guarantee;
+  if (run.broker != NULL && config->checkpoint.enabled
+      && guarantee == TALLY_CONFIG_GUARANTEE_EXACTLY_ONCE)
+    {
+      /* Its mock cluster takes transactions but shows aborted records to read_committed
+       * readers (it keeps no aborted-transaction index): no exactly once there. */
+      g_message ("embedded broker: checkpoints run at_least_once; exactly_once needs a real "
+                 "Kafka broker (bootstrap.servers)");
+      guarantee = TALLY_CONFIG_GUARANTEE_AT_LEAST_ONCE;
+    }
+  actor = tally_source_new (config, guarantee, conf, run.handle, error);
   if (actor == NULL)
     {
       /* librdkafka refused a combination of [kafka] properties: a configuration error. */

@@ -74,6 +74,9 @@
 #define CHECKPOINT_TIMEOUT_MS 10000
 #define RESTORE_TIMEOUT_MS 60000
 #define COMMIT_TIMEOUT_MS 10000
+/* How long the start may wait for the broker to initialise the changelog producer's
+ * transactions (InitProducerId). */
+#define INIT_TRANSACTIONS_TIMEOUT_MS 30000
 /* librdkafka counts a member as failed, and leaves the group, when the application has
  * not called rd_kafka_consumer_poll() for max.poll.interval.ms (KIP-62). The io event
  * wakes this thread only when records or events arrive, so an idle source polls on this
@@ -504,6 +507,113 @@ on_readable (int fd, GIOCondition condition, gpointer user_data)
  * Checkpoints
  * ------------------------------------------------------------------------------------- */
 
+/* Keeps @changes (transfer full) in store->unwritten until the changelog acknowledged
+ * them, merged with what an earlier failed checkpoint left there: the newer count of each
+ * word wins (counts are totals, so a sum would be wrong). */
+static void
+store_keep_changes (Store *store, TallyCounts *changes)
+{
+  g_autoptr (TallyCountsBuilder) builder = NULL;
+  gsize n_old = 0, n_new = 0;
+  const TallyWordCount *old_entries, *new_entries;
+
+  if (changes == NULL)
+    return;
+  if (store->unwritten == NULL)
+    {
+      store->unwritten = changes;
+      return;
+    }
+  builder = tally_counts_builder_new ();
+  old_entries = tally_counts_get_entries (store->unwritten, &n_old);
+  new_entries = tally_counts_get_entries (changes, &n_new);
+  for (gsize k = 0; k < n_new; k++)
+    tally_counts_builder_add (builder, new_entries[k].word, new_entries[k].len,
+                              new_entries[k].count);
+  for (gsize k = 0; k < n_old; k++)
+    if (tally_counts_lookup (changes, old_entries[k].word, old_entries[k].len) == 0)
+      tally_counts_builder_add (builder, old_entries[k].word, old_entries[k].len,
+                                old_entries[k].count);
+  g_clear_pointer (&store->unwritten, tally_counts_unref);
+  tally_counts_unref (changes);
+  store->unwritten = tally_counts_builder_end (builder);
+}
+
+/* The stores of @stores (every store when NULL) must be checkpointed again. */
+static void
+mark_dirty (TallySource *self, GPtrArray *stores)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  if (stores != NULL)
+    {
+      for (guint i = 0; i < stores->len; i++)
+        ((Store *)g_ptr_array_index (stores, i))->dirty = TRUE;
+      return;
+    }
+  g_hash_table_iter_init (&iter, self->stores);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    ((Store *)value)->dirty = TRUE;
+}
+
+/* Exactly once: commits the open transaction with the input offsets of the @written
+ * stores and the consumer's group metadata, so that the group coordinator refuses a
+ * member of an old generation (KIP-447) and the changelog records and the offsets become
+ * visible together or not at all. */
+static gboolean
+commit_transaction (TallySource *self, GPtrArray *written)
+{
+  g_autoptr (GError) error = NULL;
+  rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new (0);
+  rd_kafka_consumer_group_metadata_t *group_metadata;
+  gboolean ok;
+
+  for (guint i = 0; i < written->len; i++)
+    {
+      Store *store = g_ptr_array_index (written, i);
+
+      for (guint j = 0; j < self->owned->len; j++)
+        {
+          Owned *o = g_ptr_array_index (self->owned, j);
+
+          if ((guint32)o->partition == store->id && o->position >= 0)
+            rd_kafka_topic_partition_list_add (list, o->topic, o->partition)->offset = o->position;
+        }
+    }
+  group_metadata = rd_kafka_consumer_group_metadata (self->consumer);
+  ok = tally_checkpoint_commit (self->checkpoint, list, group_metadata, CHECKPOINT_TIMEOUT_MS,
+                                &error);
+  rd_kafka_consumer_group_metadata_destroy (group_metadata);
+  if (!ok)
+    {
+      if (g_error_matches (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_FENCED))
+        g_warning ("source: fenced, checkpoint aborted: %s; this instance's partitions are "
+                   "restored from the changelog when it is assigned them again",
+                   error->message);
+      else
+        g_warning ("source: checkpoint aborted, tried again at the next one: %s", error->message);
+      mark_dirty (self, written);
+    }
+  else
+    for (guint i = 0; i < written->len; i++)
+      {
+        Store *store = g_ptr_array_index (written, i);
+
+        g_clear_pointer (&store->unwritten, tally_counts_unref);
+        for (int k = 0; k < list->cnt; k++)
+          if ((guint32)list->elems[k].partition == store->id)
+            {
+              Owned *o = find_owned (self, list->elems[k].topic, list->elems[k].partition);
+
+              if (o != NULL)
+                o->stored = list->elems[k].offset;
+            }
+      }
+  rd_kafka_topic_partition_list_destroy (list);
+  return ok;
+}
+
 /* Checkpoints @store_ids (all owned stores when NULL); when @commit, commits the stored
  * offsets synchronously afterwards. Returns FALSE if any store could not be checkpointed
  * (its changes are kept for the next attempt and its offsets are not stored). */
@@ -514,6 +624,8 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
   g_autoptr (GArray) ids = NULL;
   g_autoptr (GPtrArray) written = g_ptr_array_new ();
   gboolean ok = TRUE;
+  gboolean transactional = FALSE;
+  gboolean begun = FALSE;
   gsize n_changed = 0;
 
   if (self->consumer == NULL)
@@ -527,11 +639,21 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
     }
   unblock (self);
 
+  /* A member whose assignment was lost (its session expired, a long pause) no longer owns
+   * its partitions: another member may be counting them already. It never writes. */
+  if (rd_kafka_assignment_lost (self->consumer))
+    {
+      g_message ("source: assignment lost: no checkpoint; the partitions' new owner restores "
+                 "them from the changelog");
+      return FALSE;
+    }
+
   if (self->checkpoint == NULL)
     {
       store_offsets_unchecked (self);
       goto commit;
     }
+  transactional = tally_checkpoint_is_transactional (self->checkpoint);
 
   if (store_ids == NULL)
     {
@@ -576,6 +698,19 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
           if ((guint32)o->partition == id && o->position >= 0)
             g_hash_table_insert (offsets, o->topic, g_memdup2 (&o->position, sizeof (gint64)));
         }
+      /* Exactly once: every store of this checkpoint in one transaction, begun when the
+       * first one has something to write. */
+      if (transactional && !begun)
+        {
+          if (!tally_checkpoint_begin (self->checkpoint, &error))
+            {
+              g_warning ("source: checkpoint not written: %s", error->message);
+              store_keep_changes (store, g_steal_pointer (&changes));
+              mark_dirty (self, NULL);
+              return FALSE;
+            }
+          begun = TRUE;
+        }
       /* Changes of a failed checkpoint go first: the newer counts then win on restore. */
       if ((store->unwritten != NULL
            && !tally_checkpoint_write (self->checkpoint, (gint32)id, store->unwritten, NULL,
@@ -588,28 +723,14 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
           ok_store = FALSE;
         }
       /* Until acknowledged, the changes stay in store->unwritten for the next attempt. */
-      if (store->unwritten != NULL)
+      store_keep_changes (store, g_steal_pointer (&changes));
+      if (transactional && !ok_store)
         {
-          g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
-
-          /* Keep both until acknowledged; a merge by sum would be wrong, so keep the newer
-           * count of each word. */
-          gsize n_old = 0, n_new = 0;
-          const TallyWordCount *old_entries = tally_counts_get_entries (store->unwritten, &n_old);
-          const TallyWordCount *new_entries = tally_counts_get_entries (changes, &n_new);
-
-          for (gsize k = 0; k < n_new; k++)
-            tally_counts_builder_add (builder, new_entries[k].word, new_entries[k].len,
-                                      new_entries[k].count);
-          for (gsize k = 0; k < n_old; k++)
-            if (tally_counts_lookup (changes, old_entries[k].word, old_entries[k].len) == 0)
-              tally_counts_builder_add (builder, old_entries[k].word, old_entries[k].len,
-                                        old_entries[k].count);
-          g_clear_pointer (&store->unwritten, tally_counts_unref);
-          store->unwritten = tally_counts_builder_end (builder);
+          /* Nothing of a transaction with a missing store may commit. */
+          tally_checkpoint_abort (self->checkpoint);
+          mark_dirty (self, NULL);
+          return FALSE;
         }
-      else
-        store->unwritten = g_steal_pointer (&changes);
       /* A store whose records were not all queued has no complete checkpoint: its offsets
        * must not be stored, even if what was queued gets acknowledged. */
       if (ok_store)
@@ -619,7 +740,12 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
         }
     }
 
-  if (written->len > 0)
+  if (transactional && begun)
+    {
+      if (!commit_transaction (self, written))
+        return FALSE;
+    }
+  else if (written->len > 0)
     {
       rd_kafka_topic_partition_list_t *list;
       rd_kafka_resp_err_t err;
@@ -673,7 +799,8 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
 #endif
 
 commit:
-  if (commit)
+  /* Exactly once: the offsets were committed with the transaction. */
+  if (commit && !transactional)
     {
       rd_kafka_resp_err_t err = rd_kafka_commit (self->consumer, NULL, 0);
 
@@ -846,8 +973,13 @@ on_revoke (TallySource *self, rd_kafka_topic_partition_list_t *partitions, gbool
     }
 
   /* Checkpoint what is revoked, commit synchronously, then let the counts go with the
-   * partitions. */
-  checkpoint_stores (self, ids, TRUE);
+   * partitions. A lost assignment is not checkpointed (checkpoint_stores() refuses): its
+   * partitions may have a new owner already, which restores them from the changelog. */
+  if (rd_kafka_assignment_lost (self->consumer))
+    g_message ("source: %u store(s) dropped without a checkpoint: the assignment was lost",
+               ids->len);
+  else
+    checkpoint_stores (self, ids, TRUE);
   for (guint j = 0; j < ids->len; j++)
     {
       guint32 id = g_array_index (ids, guint32, j);
@@ -1301,8 +1433,8 @@ tally_source_tokenizer_options (const TallyConfig *config, TallyTokenizerOptions
 }
 
 TallyActor *
-tally_source_new (const TallyConfig *config, rd_kafka_conf_t *conf, TallyAggregatorHandle *handle,
-                  GError **error)
+tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_kafka_conf_t *conf,
+                  TallyAggregatorHandle *handle, GError **error)
 {
   g_autoptr (TallySource) self = NULL;
   TallyTokenizerOptions tokenizer_options;
@@ -1336,8 +1468,16 @@ tally_source_new (const TallyConfig *config, rd_kafka_conf_t *conf, TallyAggrega
   /* The changelog clients share the caller's properties, before the consumer's own. */
   if (config->checkpoint.enabled)
     {
+      g_autofree char *transactional_id = NULL;
+
+      /* Unique to this process: fencing of a stale member comes from the consumer group
+       * generation sent with the offsets (KIP-447), as Kafka Streams' exactly_once_v2. */
+      if (guarantee == TALLY_CONFIG_GUARANTEE_EXACTLY_ONCE)
+        transactional_id = g_strdup_printf ("tally-%s-%s-%d-%08x", config->input.group_id,
+                                            g_get_host_name (), (int)getpid (), g_random_int ());
       self->checkpoint
-          = tally_checkpoint_new (conf, config->checkpoint.changelog_topic, &local_error);
+          = tally_checkpoint_new (conf, config->checkpoint.changelog_topic, transactional_id,
+                                  INIT_TRANSACTIONS_TIMEOUT_MS, &local_error);
       if (self->checkpoint == NULL)
         {
           g_set_error (error, TALLY_SOURCE_ERROR, TALLY_SOURCE_ERROR_CONFIG, "%s",
@@ -1356,7 +1496,13 @@ tally_source_new (const TallyConfig *config, rd_kafka_conf_t *conf, TallyAggrega
                             : "earliest",
                         error)
       || !set_property (conf, "enable.auto.offset.store", "false", error)
-      || !set_property (conf, "enable.auto.commit", "true", error)
+      /* At least once: the auto-commit commits what checkpoints stored. Exactly once: the
+       * offsets go with each transaction, and nothing else commits. */
+      || !set_property (
+          conf, "enable.auto.commit",
+          self->checkpoint != NULL && tally_checkpoint_is_transactional (self->checkpoint) ? "false"
+                                                                                           : "true",
+          error)
       || (tally_config_kafka_get (config, "partition.assignment.strategy") == NULL
           && !set_property (conf, "partition.assignment.strategy", "range", error))
       || (tally_config_kafka_get (config, "queued.min.messages") == NULL

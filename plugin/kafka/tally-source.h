@@ -65,10 +65,16 @@ G_DECLARE_FINAL_TYPE (TallySource, tally_source, TALLY, SOURCE, TallyActor)
  * @config: the configuration: [input] topics, group_id, auto_offset_reset,
  *   max_batch_records; [checkpoint] enabled, changelog_topic, interval_ms; [tokenizer]
  *   options; read now, not kept
+ * @guarantee: the checkpoints' guarantee: %TALLY_CONFIG_GUARANTEE_EXACTLY_ONCE makes
+ *   each checkpoint one Kafka transaction with the input offsets (a transactional.id
+ *   unique to this process; enable.auto.commit=false), which needs a broker with
+ *   transactions; usually [checkpoint] guarantee, but `tally run` passes at_least_once for
+ *   the embedded broker
  * @conf: (transfer full): client properties (bootstrap.servers and every [kafka]
  *   property, as from tally_config_apply_kafka()); consumed whatever happens
  * @handle: the aggregator shards; a reference is taken
- * @error: return location for %TALLY_SOURCE_ERROR_CONFIG
+ * @error: return location for %TALLY_SOURCE_ERROR_CONFIG (also when the broker cannot do
+ *   the transactions of exactly once; the message says what to set)
  *
  * Configures and creates the consumer (group.id from [input] group_id,
  * enable.auto.offset.store=false, enable.auto.commit=true so that only offsets stored
@@ -81,8 +87,8 @@ G_DECLARE_FINAL_TYPE (TallySource, tally_source, TALLY, SOURCE, TallyActor)
  * Returns: (transfer full) (nullable): the actor, or %NULL with @error set
  */
 G_GNUC_WARN_UNUSED_RESULT
-TallyActor *tally_source_new (const TallyConfig *config, rd_kafka_conf_t *conf,
-                              TallyAggregatorHandle *handle, GError **error);
+TallyActor *tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee,
+                              rd_kafka_conf_t *conf, TallyAggregatorHandle *handle, GError **error);
 
 /**
  * tally_source_snapshot_async:
