@@ -94,4 +94,3 @@ tally_message_take_deferred (TallyMessage *message)
   message->next = NULL;
   return TRUE;
 }
-
