@@ -16,9 +16,9 @@
  * the noise of a shared machine; the tokenizers, not the copy, bound the speed.
  * Slices go through a FIFO queue to J worker threads (`--jobs`, by default as many as
  * shards), each with its own TallyTokenizer and its own combining table (see "Combining"
- * below): a worker counts its words there, then tells each distinct word with its count,
- * in AddWords batches, to the aggregator shard that owns it (one arbiter thread per shard,
- * tally-aggregator-handle.h).
+ * below): a worker counts its words there, then adds each distinct word with its count to
+ * its TallyWordBatcher, which tells them in AddWords batches to the aggregator shards that
+ * own them (one arbiter thread per shard, tally-aggregator-handle.h).
  * When every worker has flushed its last batch and stopped, one GetCounts ask per shard
  * (tally_aggregator_handle_get_counts()) yields the counts sorted most frequent first, ties
  * in byte order of the word, which are printed as text, JSON or CSV.
@@ -52,6 +52,7 @@
 #include "tally-config.h"
 #include "tally-counts.h"
 #include "tally-tokenizer.h"
+#include "tally-word-batcher.h"
 #include "tally-word-table.h"
 
 #include <errno.h>
@@ -112,8 +113,7 @@ typedef struct
   GThread *thread;
   TallyTokenizer *tokenizer; /* made on the main thread, then used by this worker only */
   TallyWordTable *combined;  /* words counted here, not yet told to the shards */
-  TallyMessage **pending;    /* per shard: the AddWords batch being filled, or NULL */
-  guint n_shards;
+  TallyWordBatcher *batcher; /* the combined words' way to the shards (store 0) */
   TallyTokenizerStats stats;
   GError *error; /* a failed flush: the shards stopped */
 } CountWorker;
@@ -156,11 +156,12 @@ struct _CountJob
  * ------------------------------------------------------------------------------------- */
 
 /* Combining. A worker counts the words of its slices in a table of its own (a combiner, as
- * in MapReduce), and tells the shards each distinct word once with its count, in AddWords
- * batches (one per shard), when that table holds COUNT_COMBINE_MAX_BYTES or more, and when
- * the input ends. Text repeats its words: the KJV x10 has 8.2 M words but 28 k distinct
- * ones, so the shards count a few hundred thousand records instead of every word, and no
- * word is copied into a batch or hashed twice on its way. Each shard's counts stay exact:
+ * in MapReduce), and when that table holds COUNT_COMBINE_MAX_BYTES or more, and when the
+ * input ends, adds each distinct word once with its count to its batcher
+ * (tally_word_batcher_add_count()), which tells the shards one AddWords batch each. Text
+ * repeats its words: the KJV x10 has 8.2 M words but 28 k distinct ones, so the shards
+ * count a few hundred thousand records instead of every word, and only distinct words are
+ * copied into a batch. Each shard's counts stay exact:
  * a word's count reaches its shard as one or more partial sums. The shards own the counts;
  * a worker's table is only ever read and emptied by its own thread.
  * On the KJV x10, whitespace mode (median of 10, task-clock), CPU went from 0.30 s to
@@ -180,32 +181,18 @@ count_on_word (const char *word, gsize len, gpointer user_data)
 static void
 count_on_combined (const char *word, gsize len, guint64 count, gpointer user_data)
 {
-  CountWorker *worker = user_data;
-  guint64 hash = tally_word_hash (word, len);
-  guint shard = tally_aggregator_handle_shard_for_hash (hash, worker->n_shards);
-
-  if (G_UNLIKELY (worker->pending[shard] == NULL))
-    worker->pending[shard] = tally_aggregator_add_words_new (0);
-  tally_aggregator_add_words_append_count (worker->pending[shard], word, len, hash, count);
+  tally_word_batcher_add_count (user_data, word, len, count);
 }
 
-/* Tells every shard the words of the worker's table (then emptied), in shard order,
- * waiting for room in full mailboxes (backpressure). Fails with
- * %TALLY_ACTOR_ERROR_CLOSED if a shard stopped. */
+/* Tells every shard the words of the worker's table (then emptied) with their counts,
+ * through the worker's batcher, in shard order, waiting for room in full mailboxes
+ * (backpressure). Fails with %TALLY_ACTOR_ERROR_CLOSED if a shard stopped. */
 static gboolean
 count_worker_flush (CountWorker *worker, GError **error)
 {
-  tally_word_table_foreach (worker->combined, count_on_combined, worker);
+  tally_word_table_foreach (worker->combined, count_on_combined, worker->batcher);
   tally_word_table_remove_all (worker->combined);
-  for (guint i = 0; i < worker->n_shards; i++)
-    if (worker->pending[i] != NULL)
-      {
-        TallyAddress *shard = tally_aggregator_handle_get_shard_address (worker->job->handle, i);
-
-        if (!tally_address_tell (shard, g_steal_pointer (&worker->pending[i]), error))
-          return FALSE;
-      }
-  return TRUE;
+  return tally_word_batcher_flush (worker->batcher, TRUE, error);
 }
 
 /* Reader side: queues a slice for the workers. */
@@ -761,8 +748,7 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
        * happens on this thread. */
       worker->job = job;
       worker->tokenizer = tally_tokenizer_new (&job->tokenizer_options);
-      worker->n_shards = tally_aggregator_handle_get_n_shards (job->handle);
-      worker->pending = g_new0 (TallyMessage *, worker->n_shards);
+      worker->batcher = tally_word_batcher_new (job->handle, 0);
       worker->combined = tally_word_table_new ();
       worker->thread = g_thread_new (name, count_worker_run, worker);
     }
@@ -798,9 +784,7 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
 
       g_thread_join (worker->thread);
       g_clear_pointer (&worker->tokenizer, tally_tokenizer_free);
-      for (guint s = 0; s < worker->n_shards; s++)
-        g_clear_pointer (&worker->pending[s], tally_message_free);
-      g_clear_pointer (&worker->pending, g_free);
+      g_clear_pointer (&worker->batcher, tally_word_batcher_free);
       g_clear_pointer (&worker->combined, tally_word_table_free);
     }
   count_progress_update (job, TRUE);
