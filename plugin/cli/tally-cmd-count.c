@@ -702,21 +702,6 @@ count_usage_error (GOptionContext *context, const char *message)
   return TALLY_EXIT_USAGE;
 }
 
-static TallyTokenizerMode
-count_mode_from_config (TallyConfigTokenizerMode mode)
-{
-  switch (mode)
-    {
-    case TALLY_CONFIG_TOKENIZER_WHITESPACE:
-      return TALLY_TOKENIZER_WHITESPACE;
-    case TALLY_CONFIG_TOKENIZER_RECORD:
-      return TALLY_TOKENIZER_RECORD;
-    case TALLY_CONFIG_TOKENIZER_UNICODE:
-    default:
-      return TALLY_TOKENIZER_UNICODE;
-    }
-}
-
 /* Counts every input into @job's shards, skipping those that could not be opened (fd -1).
  * An input that fails part way is named on stderr, counted up to where it failed, and
  * sets job->read_failed; the next one is read all the same. Returns %FALSE with @error
@@ -947,20 +932,7 @@ tally_cmd_count (int argc, char **argv)
   if (config == NULL)
     return TALLY_EXIT_CONFIG;
 
-  tally_tokenizer_options_init (&job.tokenizer_options);
-  job.tokenizer_options.mode = count_mode_from_config (config->tokenizer.mode);
-  job.tokenizer_options.nfkc = config->tokenizer.nfkc;
-  job.tokenizer_options.max_word_bytes = config->tokenizer.max_word_bytes;
-  job.tokenizer_options.long_words = config->tokenizer.long_words == TALLY_CONFIG_LONG_WORDS_DROP
-                                         ? TALLY_TOKENIZER_LONG_DROP
-                                         : TALLY_TOKENIZER_LONG_TRUNCATE;
-  if (!tally_tokenizer_options_validate (&job.tokenizer_options, &error))
-    {
-      g_printerr ("%s: %s: [tokenizer]: %s\n", g_get_prgname (),
-                  config->source_path != NULL ? config->source_path : "configuration",
-                  error->message);
-      return TALLY_EXIT_CONFIG;
-    }
+  tally_config_tokenizer_options (config, &job.tokenizer_options);
   if (opt_tokenizer != NULL
       && !tally_tokenizer_mode_from_string (opt_tokenizer, &job.tokenizer_options.mode, &error))
     return count_usage_error (context, error->message);
