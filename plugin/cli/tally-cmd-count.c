@@ -1,47 +1,18 @@
 /* tally-cmd-count.c — `tally count [FILE...]`: counts the words of files or standard input
  * with the same tokenizer and aggregator shards as the Kafka service, without Kafka.
  *
- * How it works. The main thread opens every input first (an input that cannot be opened is
- * named on stderr before anything is counted, and skipped: like wc, tally count prints the
- * counts of the inputs it could read and exits with status 1), then cuts the input into *slices* of
- * about 2 MiB, each ending just after a separator byte, because tally_tokenizer_feed() needs
- * complete chunks in which no word spans two calls. Every input, regular file, pipe or terminal, is
- * read with read(2) into a small pool of buffers, the bytes after the last separator being carried
- * over into the next buffer. Files are not mapped: a mapped file that shrinks while it is read
- * (another program truncating it) kills the process with SIGBUS, while read(2) just reaches the
- * file's new end, so such a file is counted up to where it ends, as cat would print it.
- * Reading costs no measurable speed: on the KJV x10 (41 MB, page cache warm, whitespace
- * mode, 12 interleaved runs on 2 cores), median wall 0.39 s read vs 0.41 s mapped with one
- * shard, 0.40 s vs 0.37 s with two, CPU 0.30 s vs 0.31 s and 0.36 s vs 0.33 s: within
- * the noise of a shared machine; the tokenizers, not the copy, bound the speed.
- * Slices go through a FIFO queue to J worker threads (`--jobs`, by default as many as
- * shards), each with its own TallyTokenizer and its own combining table (see "Combining"
- * below): a worker counts its words there, then adds each distinct word with its count to
- * its TallyWordBatcher, which tells them in AddWords batches to the aggregator shards that
- * own them (one arbiter thread per shard, tally-aggregator-handle.h).
- * When every worker has flushed its last batch and stopped, one GetCounts ask per shard
- * (tally_aggregator_handle_get_counts()) yields the counts sorted most frequent first, ties
- * in byte order of the word, which are printed as text, JSON or CSV.
- *
- * Where a slice may end. A control byte (line feed and the rest of C0, and DEL) separates
- * words in every mode, and so does a space in the unicode and whitespace modes (see
- * docs/tokenizer.md). A slice ends after the last line feed of its window, else after the
- * last such separator. A window of 1 MiB with no separator at all holds part of one
- * over-long word (longer than any allowed max_word_bytes) in the whitespace and record
- * modes: the window is fed whole, so the tokenizer truncates or drops that word as
- * configured, and the rest of the run up to the next separator is skipped. In unicode mode,
- * where such a run can hold several words, the window is cut after its last ASCII
- * punctuation byte other than ' and - (never part of a word); a window of ASCII letters
- * and digits only is one over-long word, fed whole and its rest (up to the next byte that
- * is not an ASCII letter or digit) skipped; any other window (a MiB of text with no ASCII
- * separator at all) is cut at a UTF-8 character boundary, and only there, or where a
- * skipped ASCII run goes on with a hyphen or a non-ASCII letter, can an over-long word
- * give more than one word.
- *
- * Memory stays bounded: at most 2 J + 2 stream buffers; one combining table per worker,
- * flushed once it holds COUNT_COMBINE_MAX_BYTES (it can pass that by the distinct words of
- * one slice); and each shard's mailbox holds at most 4 J batches (fewer if [aggregator]
- * mailbox_capacity is lower), so a fast reader waits for slow shards instead of buffering.
+ * The main thread opens every input first (one that cannot be opened is named on stderr
+ * and skipped; as with wc, the rest is counted and the exit status is 1), then reads each
+ * with read(2) into a small pool of buffers and cuts it into *slices* of up to 2 MiB that
+ * end just after a separator byte, since tally_tokenizer_feed() needs chunks in which no
+ * word spans two calls ("Slicing" below). Slices go through a FIFO queue to J worker
+ * threads (`--jobs`, by default as many as shards), each with its own tokenizer and
+ * combining table; a worker sends each distinct word with its count through its
+ * TallyWordBatcher to the aggregator shards ("Combining" below). Once every worker has
+ * flushed and stopped, one GetCounts per shard yields the counts, printed as text, JSON or
+ * CSV. Memory stays bounded: 2 J + 2 buffers, one table of about COUNT_COMBINE_MAX_BYTES
+ * per worker, and at most 4 J batches in each shard's mailbox, so a fast reader waits for
+ * slow shards instead of buffering.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -163,11 +134,10 @@ struct _CountJob
  * count a few hundred thousand records instead of every word, and only distinct words are
  * copied into a batch. Each shard's counts stay exact:
  * a word's count reaches its shard as one or more partial sums. The shards own the counts;
- * a worker's table is only ever read and emptied by its own thread.
- * On the KJV x10, whitespace mode (median of 10, task-clock), CPU went from 0.30 s to
- * 0.20 s with one shard and from 0.30 s to 0.22 s with two, against one AddWords record
- * per word told after every slice. A text with few repeats gains nothing and pays for
- * counting twice; COUNT_COMBINE_MAX_BYTES bounds the extra memory per worker. */
+ * a worker's table is only ever read and emptied by its own thread. It takes about a third
+ * of the CPU time off the KJV x10 (tests/bench/README.md); a text with few repeats gains
+ * nothing and pays for counting twice; COUNT_COMBINE_MAX_BYTES bounds the extra memory per
+ * worker. */
 #define COUNT_COMBINE_MAX_BYTES (8 * 1024 * 1024)
 
 static void
@@ -325,7 +295,22 @@ count_progress_update (CountJob *job, gboolean final)
  * Slicing
  * ------------------------------------------------------------------------------------- */
 
-/* Whether a slice may end just after byte @c: see the top of this file. */
+/* Where a slice may end. A control byte (line feed and the rest of C0, and DEL) separates
+ * words in every mode, and so does a space in the unicode and whitespace modes (see
+ * docs/tokenizer.md). A slice ends after the last line feed of its window, else after the
+ * last such separator. A window of 1 MiB with no separator at all holds part of one
+ * over-long word (longer than any allowed max_word_bytes) in the whitespace and record
+ * modes: the window is fed whole, so the tokenizer truncates or drops that word as
+ * configured, and the rest of the run up to the next separator is skipped. In unicode mode,
+ * where such a run can hold several words, the window is cut after its last ASCII
+ * punctuation byte other than ' and - (never part of a word); a window of ASCII letters
+ * and digits only is one over-long word, fed whole and its rest (up to the next byte that
+ * is not an ASCII letter or digit) skipped; any other window (a MiB of text with no ASCII
+ * separator at all) is cut at a UTF-8 character boundary, and only there, or where a
+ * skipped ASCII run goes on with a hyphen or a non-ASCII letter, can an over-long word
+ * give more than one word. */
+
+/* Whether a slice may end just after byte @c. */
 static inline gboolean
 count_is_cut_byte (guchar c, TallyTokenizerMode mode)
 {
@@ -450,8 +435,13 @@ count_take_buffer (CountJob *job)
   return buffer != NULL ? buffer : g_malloc (COUNT_BUFFER_BYTES);
 }
 
-/* Reads an input to its end (the end it has when read(2) reaches it), pushing slices.
- * Returns %FALSE with @error set on a read error. */
+/* Reads an input to its end (the end it has when read(2) reaches it), pushing slices: the
+ * bytes after a buffer's last separator are carried over into the next buffer. Inputs are
+ * read, never mapped: a mapped file that shrinks while it is read (another program
+ * truncating it) kills the process with SIGBUS, while read(2) just reaches the file's new
+ * end, so such a file is counted up to where it ends, as cat would print it; reading costs
+ * no measurable speed (tests/bench/README.md). Returns %FALSE with @error set on a read
+ * error. */
 static gboolean
 count_produce_stream (CountJob *job, CountInput *input, GError **error)
 {
