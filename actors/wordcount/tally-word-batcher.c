@@ -78,16 +78,24 @@ append_word (TallyWordBatcher *batcher, const char *word, gsize len, guint64 has
     tally_aggregator_add_words_append_count (batcher->pending[shard], word, len, hash, count);
 }
 
+/* The preconditions of a word added (programmer errors, see tally_word_batcher_add()). */
+static inline gboolean
+word_ok (TallyWordBatcher *batcher, const char *word, gsize len)
+{
+  g_return_val_if_fail (batcher != NULL, FALSE);
+  g_return_val_if_fail (word != NULL, FALSE);
+  g_return_val_if_fail (len > 0 && len < ((gsize)1 << 31), FALSE);
+#ifdef G_ENABLE_DEBUG
+  g_return_val_if_fail (word_is_valid (word, len), FALSE);
+#endif
+  return TRUE;
+}
+
 void
 tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize len)
 {
-  g_return_if_fail (batcher != NULL);
-  g_return_if_fail (word != NULL);
-  g_return_if_fail (len > 0 && len < ((gsize)1 << 31));
-#ifdef G_ENABLE_DEBUG
-  g_return_if_fail (word_is_valid (word, len));
-#endif
-
+  if (!word_ok (batcher, word, len))
+    return;
   batcher->n_pending++;
   append_word (batcher, word, len, tally_word_hash (word, len), 1);
 }
@@ -95,14 +103,7 @@ tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize len)
 void
 tally_word_batcher_add_count (TallyWordBatcher *batcher, const char *word, gsize len, guint64 count)
 {
-  g_return_if_fail (batcher != NULL);
-  g_return_if_fail (word != NULL);
-  g_return_if_fail (len > 0 && len < ((gsize)1 << 31));
-#ifdef G_ENABLE_DEBUG
-  g_return_if_fail (word_is_valid (word, len));
-#endif
-
-  if (count == 0)
+  if (!word_ok (batcher, word, len) || count == 0)
     return;
   batcher->n_pending
       = count > G_MAXSIZE - batcher->n_pending ? G_MAXSIZE : batcher->n_pending + (gsize)count;
