@@ -150,7 +150,8 @@ static const KeySpec schema[] = {
     "messages" },
   { "tokenizer", "mode", TYPE_ENUM, OFF (tokenizer.mode), 0, 0, NULL, tokenizer_mode_choices },
   { "tokenizer", "nfkc", TYPE_BOOL, OFF (tokenizer.nfkc) },
-  { "tokenizer", "max_word_bytes", TYPE_UINT, OFF (tokenizer.max_word_bytes), 4, 1048576, "bytes" },
+  { "tokenizer", "max_word_bytes", TYPE_UINT, OFF (tokenizer.max_word_bytes),
+    TALLY_TOKENIZER_MIN_WORD_BYTES, TALLY_TOKENIZER_MAX_WORD_BYTES_LIMIT, "bytes" },
   { "tokenizer", "long_words", TYPE_ENUM, OFF (tokenizer.long_words), 0, 0, NULL,
     long_words_choices },
   { "broker", "port", TYPE_UINT, OFF (broker.port), 0, 65535, "port" },
@@ -369,7 +370,7 @@ tally_config_new_default (void)
 
   c->tokenizer.mode = TALLY_CONFIG_TOKENIZER_UNICODE;
   c->tokenizer.nfkc = FALSE;
-  c->tokenizer.max_word_bytes = 256;
+  c->tokenizer.max_word_bytes = TALLY_TOKENIZER_DEFAULT_MAX_WORD_BYTES;
   c->tokenizer.long_words = TALLY_CONFIG_LONG_WORDS_TRUNCATE;
 
   c->broker.port = 0;
@@ -1568,6 +1569,34 @@ tally_config_kafka_get (const TallyConfig *config, const char *name)
         return p->value;
     }
   return NULL;
+}
+
+void
+tally_config_tokenizer_options (const TallyConfig *config, TallyTokenizerOptions *options)
+{
+  g_return_if_fail (config != NULL);
+  g_return_if_fail (options != NULL);
+
+  tally_tokenizer_options_init (options);
+  switch (config->tokenizer.mode)
+    {
+    case TALLY_CONFIG_TOKENIZER_WHITESPACE:
+      options->mode = TALLY_TOKENIZER_WHITESPACE;
+      break;
+    case TALLY_CONFIG_TOKENIZER_RECORD:
+      options->mode = TALLY_TOKENIZER_RECORD;
+      break;
+    case TALLY_CONFIG_TOKENIZER_UNICODE:
+    default:
+      options->mode = TALLY_TOKENIZER_UNICODE;
+      break;
+    }
+  options->nfkc = config->tokenizer.nfkc;
+  options->max_word_bytes = CLAMP (config->tokenizer.max_word_bytes, TALLY_TOKENIZER_MIN_WORD_BYTES,
+                                   TALLY_TOKENIZER_MAX_WORD_BYTES_LIMIT);
+  options->long_words = config->tokenizer.long_words == TALLY_CONFIG_LONG_WORDS_DROP
+                            ? TALLY_TOKENIZER_LONG_DROP
+                            : TALLY_TOKENIZER_LONG_TRUNCATE;
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@
 #include <glib.h>
 #include <librdkafka/rdkafka.h>
 
+#include "tally-tokenizer.h"
+
 G_BEGIN_DECLS
 
 /**
@@ -421,6 +423,27 @@ gboolean tally_config_apply_kafka (const TallyConfig *config, rd_kafka_conf_t *c
  * Returns: (transfer none) (nullable): its value, or %NULL when not set.
  */
 const char *tally_config_kafka_get (const TallyConfig *config, const char *name);
+
+/**
+ * tally_config_tokenizer_options:
+ * @config: a configuration, as tally_config_load() returns it.
+ * @options: (out caller-allocates): the tokenizer options it means.
+ *
+ * The one translation of the [tokenizer] group into #TallyTokenizerOptions, used by the
+ * Kafka source, the librdkafka plugin and `tally count`, so that all three split words
+ * alike: `mode` unicode/whitespace/record to %TALLY_TOKENIZER_UNICODE,
+ * %TALLY_TOKENIZER_WHITESPACE and %TALLY_TOKENIZER_RECORD; `nfkc` as it is;
+ * `max_word_bytes` in bytes as it is; `long_words` truncate/drop to
+ * %TALLY_TOKENIZER_LONG_TRUNCATE and %TALLY_TOKENIZER_LONG_DROP. Everything else keeps
+ * tally_tokenizer_options_init()'s defaults.
+ *
+ * A loaded configuration's values are always in range (the loader checks max_word_bytes
+ * against %TALLY_TOKENIZER_MIN_WORD_BYTES and %TALLY_TOKENIZER_MAX_WORD_BYTES_LIMIT). For a
+ * #TallyConfig changed by hand, a max_word_bytes out of that range is clamped into it and
+ * an unknown mode means unicode, so @options always pass tally_tokenizer_options_validate()
+ * and can go to tally_tokenizer_new() as they are. Cannot fail; any thread.
+ */
+void tally_config_tokenizer_options (const TallyConfig *config, TallyTokenizerOptions *options);
 
 /**
  * tally_config_check_topic_name:

@@ -159,16 +159,19 @@ test_shard_for (void)
       guint s = tally_aggregator_handle_shard_for (handle, w, len);
       g_assert_cmpuint (s, <, 2);
       g_assert_cmpuint (s, ==, tally_aggregator_handle_shard_for (handle, w, len));
-      g_assert_cmpuint (s, ==,
-                        tally_aggregator_handle_shard_for_hash (tally_word_hash (w, len), 2));
+      g_assert_cmpuint (s, ==, tally_word_shard (tally_word_hash (w, len), 2));
       per_shard[s]++;
     }
   /* A fixed hash: balanced within 5% on these words. */
   g_assert_cmpuint (per_shard[0], >, 4500);
   g_assert_cmpuint (per_shard[1], >, 4500);
   for (guint n = 1; n <= 7; n++)
-    g_assert_cmpuint (tally_aggregator_handle_shard_for_hash (G_MAXUINT64, n), ==, n - 1);
-  g_assert_cmpuint (tally_aggregator_handle_shard_for_hash (0, 7), ==, 0);
+    g_assert_cmpuint (tally_word_shard (G_MAXUINT64, n), ==, n - 1);
+  g_assert_cmpuint (tally_word_shard (0, 7), ==, 0);
+  /* The high 32 bits decide, scaled: 2^31 of 2^32 is the middle of 4 shards. */
+  g_assert_cmpuint (tally_word_shard (G_GUINT64_CONSTANT (0x80000000) << 32, 4), ==, 2);
+  g_assert_cmpuint (tally_word_shard (G_GUINT64_CONSTANT (0x7fffffff) << 32 | 0xffffffffu, 4), ==,
+                    1);
 }
 
 /* ----- many senders at once ------------------------------------------------------- */
@@ -674,7 +677,7 @@ test_stores (void)
  * waiting in its mailbox of one message), so the batcher's flush right after finds the
  * mailbox full. */
 static void
-test_batcher_full (gconstpointer combining)
+test_batcher_full (void)
 {
   g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (1, 1);
   g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 0);
@@ -684,8 +687,6 @@ test_batcher_full (gconstpointer combining)
   guint64 x_words = 0, y_words = 0;
   guint n_full = 0;
   char w[32];
-
-  tally_word_batcher_set_combining (batcher, GPOINTER_TO_INT (combining));
 
   for (guint attempt = 0; attempt < 100 && n_full == 0; attempt++)
     {
@@ -745,11 +746,9 @@ test_batcher_full (gconstpointer combining)
   g_assert_cmpuint (count_of (counts, "y99999"), ==, y_words / 100000);
 }
 
-/* Over flushes of very different numbers of distinct words (when combining: from fewer
- * than the cache holds, where every word is combined, to many more, where words evict
- * each other), with words over 16 bytes and one over a 1 MiB key chunk in between, every
- * word's count comes out as if each word had been sent, and pending counts words, with
- * combining off and on (and turned off and on again with words cached). */
+/* Over flushes of very different numbers of distinct words, with words over 16 bytes and
+ * one over a 1 MiB key chunk in between, every word's count comes out as if each word had
+ * been sent, and pending counts words. */
 /* Adds @word to @batcher and one to its count in @expected. */
 static void
 add_expected (TallyWordBatcher *batcher, GHashTable *expected, const char *word, gsize len)
@@ -761,7 +760,7 @@ add_expected (TallyWordBatcher *batcher, GHashTable *expected, const char *word,
 }
 
 static void
-test_batcher_counts (gconstpointer combining)
+test_batcher_counts (void)
 {
   g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (3, 0);
   g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 4);
@@ -777,7 +776,6 @@ test_batcher_counts (gconstpointer combining)
 
   while (big->len < 1100 * 1024)
     g_string_append (big, "long");
-  tally_word_batcher_set_combining (batcher, GPOINTER_TO_INT (combining));
 
   for (guint r = 0; r < G_N_ELEMENTS (distinct); r++)
     {
@@ -800,13 +798,6 @@ test_batcher_counts (gconstpointer combining)
                             (gsize)g_snprintf (w, sizeof w, "longer-than-16-bytes-%u", n));
               added++;
             }
-        }
-      if (r == 5 && GPOINTER_TO_INT (combining))
-        {
-          /* Turned off with words in the cache: they move to the batches. */
-          tally_word_batcher_set_combining (batcher, FALSE);
-          g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, added);
-          tally_word_batcher_set_combining (batcher, TRUE);
         }
       if (r == 2)
         {
@@ -831,6 +822,59 @@ test_batcher_counts (gconstpointer combining)
     g_assert_cmpuint (count_of (counts, key), ==, GPOINTER_TO_SIZE (value));
   /* "w0" is added when d divides i, for i below 2 d + 5: 4 + 3 + 3 + 7 + 3 + 5 + 3 + 3. */
   g_assert_cmpuint (count_of (counts, "w0"), ==, 31);
+}
+
+/* tally_word_batcher_add_count(): a word with a count is counted that many times, exactly
+ * as that many adds, in its own shard; count 1 and plain adds mix with it; count 0 adds
+ * nothing; pending grows by the count; a count above 2^32 survives the batch. */
+static void
+test_batcher_add_count (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (3, 0);
+  g_autoptr (TallyWordBatcher) batcher = tally_word_batcher_new (handle, 9);
+  g_autoptr (TallyCounts) counts = NULL;
+  g_autoptr (TallyCounts) other = NULL;
+  g_autoptr (GError) error = NULL;
+  const guint64 huge = G_GUINT64_CONSTANT (5000000000);
+  const char *accents = "caf\xc3\xa9";
+  char long_word[40];
+  char w[32];
+
+  memset (long_word, 'q', sizeof long_word);
+  tally_word_batcher_add_count (batcher, "the", 3, 41);
+  tally_word_batcher_add (batcher, "the", 3);
+  tally_word_batcher_add_count (batcher, "ox", 2, 1);
+  tally_word_batcher_add_count (batcher, "unused", 6, 0);
+  tally_word_batcher_add_count (batcher, accents, strlen (accents), 3);
+  tally_word_batcher_add_count (batcher, long_word, sizeof long_word, 7);
+  g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 41 + 1 + 1 + 3 + 7);
+  for (guint i = 0; i < 300; i++)
+    tally_word_batcher_add_count (batcher, w, (gsize)g_snprintf (w, sizeof w, "n%u", i), i + 1);
+  g_assert_true (tally_word_batcher_flush (batcher, TRUE, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, 0);
+
+  /* Again after the flush, into the same words: the shards add up. */
+  tally_word_batcher_add_count (batcher, "ox", 2, huge);
+  g_assert_cmpuint (tally_word_batcher_get_pending_words (batcher), ==, huge);
+  g_assert_true (tally_word_batcher_flush (batcher, FALSE, &error));
+  g_assert_no_error (error);
+
+  counts = tally_aggregator_handle_get_store_counts (handle, (guint32[]){ 9 }, 1, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (count_of (counts, "the"), ==, 42);
+  g_assert_cmpuint (count_of (counts, "ox"), ==, huge + 1);
+  g_assert_cmpuint (count_of (counts, accents), ==, 3);
+  g_assert_cmpuint (tally_counts_lookup (counts, long_word, sizeof long_word), ==, 7);
+  g_assert_cmpuint (count_of (counts, "unused"), ==, 0);
+  g_assert_cmpuint (count_of (counts, "n0"), ==, 1);
+  g_assert_cmpuint (count_of (counts, "n299"), ==, 300);
+  g_assert_cmpuint (tally_counts_get_n_words (counts), ==, 4 + 300);
+  g_assert_cmpuint (tally_counts_get_total (counts), ==, 42 + huge + 1 + 3 + 7 + 300 * 301 / 2);
+  /* Nothing leaked into another store. */
+  other = tally_aggregator_handle_get_store_counts (handle, (guint32[]){ 0 }, 1, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_counts_get_total (other), ==, 0);
 }
 
 /* AddWord and AddWords sent straight to a shard's address. */
@@ -922,14 +966,9 @@ main (int argc, char **argv)
   g_test_add_func ("/aggregator/merge-matches-builder", test_merge_matches_builder);
   g_test_add_func ("/aggregator/counts-shared-between-threads", test_counts_shared_between_threads);
   g_test_add_func ("/aggregator/stores", test_stores);
-  g_test_add_data_func ("/aggregator/batcher-full/plain", GINT_TO_POINTER (FALSE),
-                        test_batcher_full);
-  g_test_add_data_func ("/aggregator/batcher-full/combining", GINT_TO_POINTER (TRUE),
-                        test_batcher_full);
-  g_test_add_data_func ("/aggregator/batcher-counts/plain", GINT_TO_POINTER (FALSE),
-                        test_batcher_counts);
-  g_test_add_data_func ("/aggregator/batcher-counts/combining", GINT_TO_POINTER (TRUE),
-                        test_batcher_counts);
+  g_test_add_func ("/aggregator/batcher-full", test_batcher_full);
+  g_test_add_func ("/aggregator/batcher-counts", test_batcher_counts);
+  g_test_add_func ("/aggregator/batcher-add-count", test_batcher_add_count);
   g_test_add_func ("/aggregator/messages-direct", test_messages_direct);
   g_test_add_func ("/aggregator/messages-counted", test_messages_counted);
 

@@ -399,6 +399,105 @@ test_good_small_cases (void)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * [tokenizer] → TallyTokenizerOptions (the one translation the source, the plugin and
+ * `tally count` share)
+ * ------------------------------------------------------------------------------------- */
+
+static void
+tokenizer_options_of (const char *text, TallyTokenizerOptions *options)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyConfig) c = tally_config_load_from_data (text, -1, "tokenizer", &error);
+
+  g_assert_no_error (error);
+  memset (options, 0xa5, sizeof *options);
+  tally_config_tokenizer_options (c, options);
+  g_assert_true (tally_tokenizer_options_validate (options, NULL));
+}
+
+/* Each [tokenizer] key maps to its own field exactly, and no other field moves. */
+static void
+test_tokenizer_options (void)
+{
+  TallyTokenizerOptions o, init;
+  static const struct
+  {
+    const char *text;
+    TallyTokenizerMode mode;
+    gboolean nfkc;
+    guint max_word_bytes;
+    TallyTokenizerLongWords long_words;
+  } cases[] = {
+    { "", TALLY_TOKENIZER_UNICODE, FALSE, 256, TALLY_TOKENIZER_LONG_TRUNCATE },
+    { "[tokenizer]\nmode=unicode\n", TALLY_TOKENIZER_UNICODE, FALSE, 256,
+      TALLY_TOKENIZER_LONG_TRUNCATE },
+    { "[tokenizer]\nmode=whitespace\n", TALLY_TOKENIZER_WHITESPACE, FALSE, 256,
+      TALLY_TOKENIZER_LONG_TRUNCATE },
+    { "[tokenizer]\nmode=record\n", TALLY_TOKENIZER_RECORD, FALSE, 256,
+      TALLY_TOKENIZER_LONG_TRUNCATE },
+    { "[tokenizer]\nnfkc=true\n", TALLY_TOKENIZER_UNICODE, TRUE, 256,
+      TALLY_TOKENIZER_LONG_TRUNCATE },
+    { "[tokenizer]\nnfkc=false\n", TALLY_TOKENIZER_UNICODE, FALSE, 256,
+      TALLY_TOKENIZER_LONG_TRUNCATE },
+    { "[tokenizer]\nmax_word_bytes=4\n", TALLY_TOKENIZER_UNICODE, FALSE, 4,
+      TALLY_TOKENIZER_LONG_TRUNCATE },
+    { "[tokenizer]\nmax_word_bytes=77\n", TALLY_TOKENIZER_UNICODE, FALSE, 77,
+      TALLY_TOKENIZER_LONG_TRUNCATE },
+    { "[tokenizer]\nmax_word_bytes=1048576\n[output]\nmax_record_bytes=4000000\n"
+      "[kafka]\nmessage.max.bytes=10000000\n",
+      TALLY_TOKENIZER_UNICODE, FALSE, 1048576, TALLY_TOKENIZER_LONG_TRUNCATE },
+    { "[tokenizer]\nlong_words=truncate\n", TALLY_TOKENIZER_UNICODE, FALSE, 256,
+      TALLY_TOKENIZER_LONG_TRUNCATE },
+    { "[tokenizer]\nlong_words=drop\n", TALLY_TOKENIZER_UNICODE, FALSE, 256,
+      TALLY_TOKENIZER_LONG_DROP },
+    { "[tokenizer]\nmode=record\nnfkc=true\nmax_word_bytes=9\nlong_words=drop\n",
+      TALLY_TOKENIZER_RECORD, TRUE, 9, TALLY_TOKENIZER_LONG_DROP },
+  };
+
+  /* The defaults of both sides agree. */
+  tally_tokenizer_options_init (&init);
+  tokenizer_options_of ("", &o);
+  g_assert_cmpint (o.mode, ==, init.mode);
+  g_assert_cmpint (o.nfkc, ==, init.nfkc);
+  g_assert_cmpuint (o.max_word_bytes, ==, init.max_word_bytes);
+  g_assert_cmpint (o.long_words, ==, init.long_words);
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_test_message ("case %u: %s", i, cases[i].text);
+      tokenizer_options_of (cases[i].text, &o);
+      g_assert_cmpint (o.mode, ==, cases[i].mode);
+      g_assert_cmpint (o.nfkc, ==, cases[i].nfkc);
+      g_assert_cmpuint (o.max_word_bytes, ==, cases[i].max_word_bytes);
+      g_assert_cmpint (o.long_words, ==, cases[i].long_words);
+    }
+}
+
+/* A TallyConfig changed by hand past the loader's ranges still gives options that
+ * tally_tokenizer_new() accepts: max_word_bytes clamped to the tokenizer's limits, an
+ * unknown mode read as unicode. */
+static void
+test_tokenizer_options_clamped (void)
+{
+  g_autoptr (TallyConfig) c = tally_config_new_default ();
+  TallyTokenizerOptions o;
+
+  c->tokenizer.max_word_bytes = 0;
+  tally_config_tokenizer_options (c, &o);
+  g_assert_cmpuint (o.max_word_bytes, ==, TALLY_TOKENIZER_MIN_WORD_BYTES);
+  c->tokenizer.max_word_bytes = 3;
+  tally_config_tokenizer_options (c, &o);
+  g_assert_cmpuint (o.max_word_bytes, ==, TALLY_TOKENIZER_MIN_WORD_BYTES);
+  c->tokenizer.max_word_bytes = TALLY_TOKENIZER_MAX_WORD_BYTES_LIMIT + 1;
+  tally_config_tokenizer_options (c, &o);
+  g_assert_cmpuint (o.max_word_bytes, ==, TALLY_TOKENIZER_MAX_WORD_BYTES_LIMIT);
+  c->tokenizer.mode = (TallyConfigTokenizerMode)99;
+  tally_config_tokenizer_options (c, &o);
+  g_assert_cmpint (o.mode, ==, TALLY_TOKENIZER_UNICODE);
+  g_assert_true (tally_tokenizer_options_validate (&o, NULL));
+}
+
+/* ---------------------------------------------------------------------------------------
  * The example config/tally.conf
  * ------------------------------------------------------------------------------------- */
 
@@ -1147,6 +1246,8 @@ main (int argc, char **argv)
   g_test_add_func ("/config/cli/help", test_cli_help);
   g_test_add_func ("/config/cli/write-error", test_cli_write_error);
   g_test_add_func ("/config/check-topic-name", test_check_topic_name);
+  g_test_add_func ("/config/tokenizer-options", test_tokenizer_options);
+  g_test_add_func ("/config/tokenizer-options-clamped", test_tokenizer_options_clamped);
 
   status = g_test_run ();
 

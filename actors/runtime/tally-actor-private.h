@@ -1,8 +1,9 @@
 /* tally-actor-private.h — internals shared by the actor runtime's files.
  *
- * tally-actor.c (the TallyActor class, handlers, timers, messages), tally-address.c (the
- * mailbox GSource, tell/ask and replies) and tally-arbiter.c (threads and contexts) share
- * the structs below. Nothing outside actors/tally-*.c of the runtime includes this file.
+ * tally-actor.c (the TallyActor class, handlers, timers), tally-message.c (the message
+ * header's helpers), tally-address.c (the mailbox GSource, tell/ask and replies) and
+ * tally-arbiter.c (threads and contexts) share the structs below. Nothing outside those
+ * files of actors/runtime/ includes this header.
  *
  * Locking: every field that more than one thread touches is either written under the
  * struct's pthread mutex or accessed with g_atomic_*; "owner" fields are touched only on
@@ -128,6 +129,8 @@ TallyAddress *tally_actor_start_supervised (TallyActor *actor, TallyArbiter *arb
 void tally_actor_bind (TallyActor *self, TallyAddress *address);
 TallyHandlerFunc tally_actor_lookup_handler (TallyActor *self, const TallyMessageType *type);
 void tally_actor_remove_timers (TallyActor *self);
+
+/* tally-message.c */
 gboolean tally_message_take_deferred (TallyMessage *message);
 void tally_message_mark_handling (TallyMessage *message);
 

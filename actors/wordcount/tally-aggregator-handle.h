@@ -2,9 +2,9 @@
  * three verbs (new, add_word, get_counts), plus what the Kafka source needs.
  *
  * tally_aggregator_handle_new() starts N TallyAggregator actors, each on its own arbiter
- * (thread). A word always goes to the same shard: tally_aggregator_handle_shard_for()
- * picks it from a fixed 64-bit hash of the word's bytes (tally_word_hash()), whose value
- * the shard's table reuses, so a word is hashed once on its way to a shard.
+ * (thread). A word always goes to the same shard, picked from a fixed 64-bit hash of its
+ * bytes that the shard's table reuses (tally-word-hash.h), so a word is hashed once on its
+ * way to a shard. Words in bulk go through a #TallyWordBatcher (tally-word-batcher.h).
  *
  * Consistent cut. Messages from one sender thread to one actor are handled in the order
  * sent (see tally-actor.h). get_counts asks every shard, so the snapshot it returns
@@ -35,12 +35,16 @@
 #include "tally-actor.h"
 #include "tally-aggregator.h"
 #include "tally-counts.h"
+#include "tally-word-hash.h"
 #include "tally-word-table.h"
+/* Not needed here: included so that code that uses the handle with a batcher (the Kafka
+ * source, the librdkafka plugin) gets both, as before the batcher had a header of its own.
+ * tally-word-batcher.h does not include this header, so there is no cycle. */
+#include "tally-word-batcher.h"
 
 G_BEGIN_DECLS
 
 typedef struct _TallyAggregatorHandle TallyAggregatorHandle;
-typedef struct _TallyWordBatcher TallyWordBatcher;
 
 /**
  * tally_aggregator_handle_new:
@@ -96,25 +100,13 @@ guint tally_aggregator_handle_get_n_shards (TallyAggregatorHandle *handle);
  * @word: a word (need not be NUL-terminated)
  * @len: its length in bytes
  *
- * Says which shard counts @word: the high 32 bits of tally_word_hash() scaled to the
- * number of shards (the low bits index the shard's table). Fixed for a given number of
- * shards; any thread.
+ * Says which shard counts @word: tally_word_shard() of its tally_word_hash()
+ * (tally-word-hash.h). Fixed for a given number of shards; any thread.
  *
  * Returns: a shard index below tally_aggregator_handle_get_n_shards()
  */
 guint tally_aggregator_handle_shard_for (TallyAggregatorHandle *handle, const char *word,
                                          gsize len);
-
-/**
- * tally_aggregator_handle_shard_for_hash:
- * @hash: a value of tally_word_hash()
- * @n_shards: number of shards, at least 1
- *
- * The shard a word of hash @hash goes to, for code that already hashed it.
- *
- * Returns: a shard index below @n_shards
- */
-guint tally_aggregator_handle_shard_for_hash (guint64 hash, guint n_shards);
 
 /**
  * tally_aggregator_handle_get_shard_address:
@@ -339,135 +331,6 @@ void tally_aggregator_handle_take_changes_async (TallyAggregatorHandle *handle, 
                                                  GCancellable *cancellable,
                                                  GAsyncReadyCallback callback, gpointer user_data);
 
-/* ---------------------------------------------------------------------------------------
- * Batching words for throughput
- * ------------------------------------------------------------------------------------- */
-
-/**
- * tally_word_batcher_new:
- * @handle: the shards to count into; a reference is taken
- * @store: the store the words count into (an input partition; 0 for `tally words`)
- *
- * A batcher collects words into one pending AddWords batch per shard and tells them on
- * flush: one message per shard per flush, not one per word. With
- * tally_word_batcher_set_combining() it also combines repeated words before they reach
- * the shards. A batcher belongs to one thread at a time; its sends keep that thread's
- * order.
- *
- * Returns: (transfer full): the batcher
- */
-G_GNUC_WARN_UNUSED_RESULT
-TallyWordBatcher *tally_word_batcher_new (TallyAggregatorHandle *handle, guint32 store);
-
-/**
- * tally_word_batcher_free:
- * @batcher: (transfer full) (nullable): a batcher; words still pending are not sent
- */
-void tally_word_batcher_free (TallyWordBatcher *batcher);
-
-/**
- * tally_word_batcher_add:
- * @batcher: a batcher
- * @word: a word: valid UTF-8, no NUL byte, not empty (need not be NUL-terminated)
- * @len: its length in bytes, at least 1 and below 2^31
- *
- * Hashes @word and appends it to its shard's pending batch (len + 12 bytes). When
- * combining, a word of up to 16 bytes is instead counted in the batcher's cache if it is
- * there (found by its bytes, without hashing); if not, it is hashed and takes the cache
- * slot with the lower count, whose word and count go to its shard's batch (len + 12
- * bytes, or len + 20 with a count above 1). The next successful flush sends it.
- *
- * Precondition, not checked on this hot path: @word is valid UTF-8 with no NUL byte, as
- * a #TallyTokenizer's words always are; a word from elsewhere must be checked by the
- * caller first (g_utf8_validate_len(), as tally_aggregator_handle_add_word() does).
- * Builds with G_ENABLE_DEBUG defined check it with g_return_if_fail. An empty or
- * over-long word is a programmer error (g_return_if_fail). The thread that owns the
- * batcher.
- */
-void tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize len);
-
-/**
- * tally_word_batcher_flush:
- * @batcher: a batcher
- * @may_block: %TRUE to wait for room in full mailboxes (tally_address_tell()); %FALSE to
- *   fail at once instead (tally_address_try_tell())
- * @error: return location for %TALLY_ACTOR_ERROR_FULL (only when @may_block is %FALSE) or
- *   %TALLY_ACTOR_ERROR_CLOSED
- *
- * When combining, moves the words counted in the cache into their shards' batches (each
- * once, with its count; into a batch an earlier flush could not send if there is one).
- * Then tells every shard with pending words its batch, in shard order. With @may_block %FALSE, a
- * shard whose mailbox is full keeps its batch (later adds and the next flush add to it) and the
- * flush returns %FALSE with %TALLY_ACTOR_ERROR_FULL after trying every shard: the caller
- * (the Kafka source) pauses its partitions and flushes again later; batches that were
- * sent stay sent. With @may_block %FALSE a closed shard's batch is kept too; with
- * @may_block %TRUE the batch told to a closed shard is dropped, since a stopped shard
- * counts nothing.
- *
- * Returns: %TRUE if nothing is pending any more
- */
-gboolean tally_word_batcher_flush (TallyWordBatcher *batcher, gboolean may_block, GError **error);
-
-/**
- * tally_word_batcher_flush_async:
- * @batcher: a batcher
- * @cancellable: (nullable): cancels the wait for room
- * @callback: called on the caller's thread-default main context once every pending batch
- *   is enqueued (or a shard stopped)
- * @user_data: data for @callback
- *
- * When combining, moves the words counted in the cache into the batches as
- * tally_word_batcher_flush() does. Then sends every pending batch with tally_address_tell_async():
- * waits for room without blocking the thread. Until @callback runs, words may be added but flushing
- * again is a programmer error. Finish with tally_word_batcher_flush_finish().
- */
-void tally_word_batcher_flush_async (TallyWordBatcher *batcher, GCancellable *cancellable,
-                                     GAsyncReadyCallback callback, gpointer user_data);
-
-/**
- * tally_word_batcher_flush_finish:
- * @batcher: a batcher
- * @result: the result given to the callback
- * @error: return location for %TALLY_ACTOR_ERROR_CLOSED or %G_IO_ERROR_CANCELLED
- *
- * Returns: %TRUE if every batch was enqueued
- */
-gboolean tally_word_batcher_flush_finish (TallyWordBatcher *batcher, GAsyncResult *result,
-                                          GError **error);
-
-/**
- * tally_word_batcher_set_combining:
- * @batcher: a batcher
- * @combining: %TRUE to combine repeated words
- *
- * Turns combining on or off (it is off when a batcher is created). While on, the words
- * added are counted in a cache of 512 words (16 KiB, allocated when turned on); a
- * frequent word goes to its shard once per flush with its count (or when a word with a
- * higher count takes its slot), so the shards count fewer, larger records, at about the
- * same cost per word to the calling thread as without (tests/bench/bench-word-table.c
- * --sender-only compares them). Counts come out the same either way. Turning it off moves
- * the cached words into the batches. The thread that owns the batcher.
- */
-void tally_word_batcher_set_combining (TallyWordBatcher *batcher, gboolean combining);
-
-/**
- * tally_word_batcher_get_pending_words:
- * @batcher: a batcher
- *
- * Returns: the number of words added and not yet enqueued, over all shards: words, a word
- *   added n times counting n (not distinct words)
- */
-gsize tally_word_batcher_get_pending_words (TallyWordBatcher *batcher);
-
-/**
- * tally_word_batcher_get_store:
- * @batcher: a batcher
- *
- * Returns: the store its words count into
- */
-guint32 tally_word_batcher_get_store (TallyWordBatcher *batcher);
-
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyAggregatorHandle, tally_aggregator_handle_unref)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyWordBatcher, tally_word_batcher_free)
 
 G_END_DECLS

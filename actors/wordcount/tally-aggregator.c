@@ -20,8 +20,8 @@
  */
 #include "tally-aggregator.h"
 
-#include "tally-aggregator-handle.h"
 #include "tally-counts-private.h"
+#include "tally-word-hash.h"
 #include "tally-word-table.h"
 
 #include <string.h>
@@ -480,7 +480,7 @@ handle_restore_store (TallyActor *actor, TallyMessage *message, GError **error)
   for (gsize i = 0; i < n; i++)
     {
       guint64 hash = tally_word_hash (e[i].word, e[i].len);
-      if (tally_aggregator_handle_shard_for_hash (hash, self->n_shards) == self->shard)
+      if (tally_word_shard (hash, self->n_shards) == self->shard)
         tally_word_table_set (table, e[i].word, e[i].len, hash, e[i].count);
     }
   forget_table (self, m->store);

@@ -11,7 +11,7 @@
  *   O(n log n) sort, done while the shard's other messages wait).
  * - DropStore (ask or tell): forget a store.
  * - RestoreStore (ask or tell): replace a store with the words of a TallyCounts that this
- *   shard owns (by tally_aggregator_handle_shard_for_hash()), not marked changed.
+ *   shard owns (by tally_word_shard()), not marked changed.
  * - TakeChanges (ask): replies with a TallyCounts of the current counts of the words of a
  *   store changed since the last TakeChanges, and clears the changed set.
  *

@@ -60,115 +60,6 @@ struct _TallyWordTable
 };
 
 /* ---------------------------------------------------------------------------------------
- * Hash: after wyhash final 4 by Wang Yi (public domain), seed 0, read little-endian.
- * ------------------------------------------------------------------------------------- */
-
-static const guint64 wy_secret[4] = {
-  G_GUINT64_CONSTANT (0xa0761d6478bd642f),
-  G_GUINT64_CONSTANT (0xe7037ed1a0b428db),
-  G_GUINT64_CONSTANT (0x8ebc6af09c88c6e3),
-  G_GUINT64_CONSTANT (0x589965cc75374cc3),
-};
-
-static inline void
-wy_mum (guint64 *a, guint64 *b)
-{
-  unsigned __int128 r = (unsigned __int128)*a * *b;
-  *a = (guint64)r;
-  *b = (guint64)(r >> 64);
-}
-
-static inline guint64
-wy_mix (guint64 a, guint64 b)
-{
-  wy_mum (&a, &b);
-  return a ^ b;
-}
-
-static inline guint64
-wy_r8 (const guint8 *p)
-{
-  guint64 v;
-  memcpy (&v, p, 8);
-  return GUINT64_FROM_LE (v);
-}
-
-static inline guint64
-wy_r4 (const guint8 *p)
-{
-  guint32 v;
-  memcpy (&v, p, 4);
-  return GUINT32_FROM_LE (v);
-}
-
-static inline guint64
-wy_r3 (const guint8 *p, gsize k)
-{
-  return (((guint64)p[0]) << 16) | (((guint64)p[k >> 1]) << 8) | p[k - 1];
-}
-
-static inline G_ALWAYS_INLINE guint64
-word_hash (const char *word, gsize len)
-{
-  const guint8 *p = (const guint8 *)word;
-  guint64 seed = 0;
-  guint64 a, b;
-
-  seed ^= wy_mix (seed ^ wy_secret[0], wy_secret[1]);
-  if (G_LIKELY (len <= 16))
-    {
-      if (G_LIKELY (len >= 4))
-        {
-          a = (wy_r4 (p) << 32) | wy_r4 (p + ((len >> 3) << 2));
-          b = (wy_r4 (p + len - 4) << 32) | wy_r4 (p + len - 4 - ((len >> 3) << 2));
-        }
-      else if (G_LIKELY (len > 0))
-        {
-          a = wy_r3 (p, len);
-          b = 0;
-        }
-      else
-        a = b = 0;
-    }
-  else
-    {
-      gsize i = len;
-      if (G_UNLIKELY (i > 48))
-        {
-          guint64 see1 = seed, see2 = seed;
-          do
-            {
-              seed = wy_mix (wy_r8 (p) ^ wy_secret[1], wy_r8 (p + 8) ^ seed);
-              see1 = wy_mix (wy_r8 (p + 16) ^ wy_secret[2], wy_r8 (p + 24) ^ see1);
-              see2 = wy_mix (wy_r8 (p + 32) ^ wy_secret[3], wy_r8 (p + 40) ^ see2);
-              p += 48;
-              i -= 48;
-            }
-          while (G_LIKELY (i > 48));
-          seed ^= see1 ^ see2;
-        }
-      while (G_UNLIKELY (i > 16))
-        {
-          seed = wy_mix (wy_r8 (p) ^ wy_secret[1], wy_r8 (p + 8) ^ seed);
-          i -= 16;
-          p += 16;
-        }
-      a = wy_r8 (p + i - 16);
-      b = wy_r8 (p + i - 8);
-    }
-  a ^= wy_secret[1];
-  b ^= seed;
-  wy_mum (&a, &b);
-  return wy_mix (a ^ wy_secret[0] ^ len, b ^ wy_secret[1]);
-}
-
-guint64
-tally_word_hash (const char *word, gsize len)
-{
-  return word_hash (word, len);
-}
-
-/* ---------------------------------------------------------------------------------------
  * Arena
  * ------------------------------------------------------------------------------------- */
 
@@ -480,7 +371,7 @@ tally_word_table_count (TallyWordTable *table, const char *word, gsize len, guin
   g_return_val_if_fail (table != NULL, 0);
   g_return_val_if_fail (len < ((gsize)1 << 31), 0);
 
-  return add (table, word, len, word_hash (word, len), delta);
+  return add (table, word, len, tally_word_hash (word, len), delta);
 }
 
 void

@@ -1,11 +1,11 @@
 /* tally-word-table.h — the counting table: distinct words to 64-bit counts, compactly.
  *
  * Open addressing with linear probing over 16-byte slots { count, key offset, 32 hash
- * bits }, keyed by a 64-bit hash of the word's bytes (tally_word_hash()); the words are
- * interned once, length-prefixed, in a chunked arena whose bytes never move. The table
- * doubles when it is 80% full. At a million distinct words that is about 35 bytes per word
- * on top of the word's own bytes, against about 66 for a GHashTable with g_strdup'd keys
- * (tests/bench/bench-word-table.c measures both).
+ * bits }, keyed by a 64-bit hash of the word's bytes (tally_word_hash() of
+ * tally-word-hash.h, taken by the caller); the words are interned once, length-prefixed, in a
+ * chunked arena whose bytes never move. The table doubles when it is 80% full. At a million
+ * distinct words that is about 35 bytes per word on top of the word's own bytes, against about 66
+ * for a GHashTable with g_strdup'd keys (tests/bench/bench-word-table.c measures both).
  *
  * A table also remembers which words changed since the last tally_word_table_take_changes()
  * (one bit per slot), for checkpoints of partition-owned state.
@@ -18,22 +18,11 @@
 
 #include <glib.h>
 
+#include "tally-word-hash.h"
+
 G_BEGIN_DECLS
 
 typedef struct _TallyWordTable TallyWordTable;
-
-/**
- * tally_word_hash:
- * @word: bytes (need not be NUL-terminated)
- * @len: their number
- *
- * A fixed 64-bit hash of the bytes (a wyhash-style multiply-mix, seed 0), the same on
- * every run and machine of the same byte order. Shards use its high 32 bits, tables its
- * low bits. Any thread.
- *
- * Returns: the hash
- */
-guint64 tally_word_hash (const char *word, gsize len);
 
 /**
  * tally_word_table_new:

@@ -1,47 +1,18 @@
 /* tally-cmd-count.c — `tally count [FILE...]`: counts the words of files or standard input
  * with the same tokenizer and aggregator shards as the Kafka service, without Kafka.
  *
- * How it works. The main thread opens every input first (an input that cannot be opened is
- * named on stderr before anything is counted, and skipped: like wc, tally count prints the
- * counts of the inputs it could read and exits with status 1), then cuts the input into *slices* of
- * about 2 MiB, each ending just after a separator byte, because tally_tokenizer_feed() needs
- * complete chunks in which no word spans two calls. Every input, regular file, pipe or terminal, is
- * read with read(2) into a small pool of buffers, the bytes after the last separator being carried
- * over into the next buffer. Files are not mapped: a mapped file that shrinks while it is read
- * (another program truncating it) kills the process with SIGBUS, while read(2) just reaches the
- * file's new end, so such a file is counted up to where it ends, as cat would print it.
- * Reading costs no measurable speed: on the KJV x10 (41 MB, page cache warm, whitespace
- * mode, 12 interleaved runs on 2 cores), median wall 0.39 s read vs 0.41 s mapped with one
- * shard, 0.40 s vs 0.37 s with two, CPU 0.30 s vs 0.31 s and 0.36 s vs 0.33 s: within
- * the noise of a shared machine; the tokenizers, not the copy, bound the speed.
- * Slices go through a FIFO queue to J worker threads (`--jobs`, by default as many as
- * shards), each with its own TallyTokenizer and its own combining table (see "Combining"
- * below): a worker counts its words there, then tells each distinct word with its count,
- * in AddWords batches, to the aggregator shard that owns it (one arbiter thread per shard,
- * tally-aggregator-handle.h).
- * When every worker has flushed its last batch and stopped, one GetCounts ask per shard
- * (tally_aggregator_handle_get_counts()) yields the counts sorted most frequent first, ties
- * in byte order of the word, which are printed as text, JSON or CSV.
- *
- * Where a slice may end. A control byte (line feed and the rest of C0, and DEL) separates
- * words in every mode, and so does a space in the unicode and whitespace modes (see
- * docs/tokenizer.md). A slice ends after the last line feed of its window, else after the
- * last such separator. A window of 1 MiB with no separator at all holds part of one
- * over-long word (longer than any allowed max_word_bytes) in the whitespace and record
- * modes: the window is fed whole, so the tokenizer truncates or drops that word as
- * configured, and the rest of the run up to the next separator is skipped. In unicode mode,
- * where such a run can hold several words, the window is cut after its last ASCII
- * punctuation byte other than ' and - (never part of a word); a window of ASCII letters
- * and digits only is one over-long word, fed whole and its rest (up to the next byte that
- * is not an ASCII letter or digit) skipped; any other window (a MiB of text with no ASCII
- * separator at all) is cut at a UTF-8 character boundary, and only there, or where a
- * skipped ASCII run goes on with a hyphen or a non-ASCII letter, can an over-long word
- * give more than one word.
- *
- * Memory stays bounded: at most 2 J + 2 stream buffers; one combining table per worker,
- * flushed once it holds COUNT_COMBINE_MAX_BYTES (it can pass that by the distinct words of
- * one slice); and each shard's mailbox holds at most 4 J batches (fewer if [aggregator]
- * mailbox_capacity is lower), so a fast reader waits for slow shards instead of buffering.
+ * The main thread opens every input first (one that cannot be opened is named on stderr
+ * and skipped; as with wc, the rest is counted and the exit status is 1), then reads each
+ * with read(2) into a small pool of buffers and cuts it into *slices* of up to 2 MiB that
+ * end just after a separator byte, since tally_tokenizer_feed() needs chunks in which no
+ * word spans two calls ("Slicing" below). Slices go through a FIFO queue to J worker
+ * threads (`--jobs`, by default as many as shards), each with its own tokenizer and
+ * combining table; a worker sends each distinct word with its count through its
+ * TallyWordBatcher to the aggregator shards ("Combining" below). Once every worker has
+ * flushed and stopped, one GetCounts per shard yields the counts, printed as text, JSON or
+ * CSV. Memory stays bounded: 2 J + 2 buffers, one table of about COUNT_COMBINE_MAX_BYTES
+ * per worker, and at most 4 J batches in each shard's mailbox, so a fast reader waits for
+ * slow shards instead of buffering.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -52,6 +23,7 @@
 #include "tally-config.h"
 #include "tally-counts.h"
 #include "tally-tokenizer.h"
+#include "tally-word-batcher.h"
 #include "tally-word-table.h"
 
 #include <errno.h>
@@ -112,8 +84,7 @@ typedef struct
   GThread *thread;
   TallyTokenizer *tokenizer; /* made on the main thread, then used by this worker only */
   TallyWordTable *combined;  /* words counted here, not yet told to the shards */
-  TallyMessage **pending;    /* per shard: the AddWords batch being filled, or NULL */
-  guint n_shards;
+  TallyWordBatcher *batcher; /* the combined words' way to the shards (store 0) */
   TallyTokenizerStats stats;
   GError *error; /* a failed flush: the shards stopped */
 } CountWorker;
@@ -156,17 +127,17 @@ struct _CountJob
  * ------------------------------------------------------------------------------------- */
 
 /* Combining. A worker counts the words of its slices in a table of its own (a combiner, as
- * in MapReduce), and tells the shards each distinct word once with its count, in AddWords
- * batches (one per shard), when that table holds COUNT_COMBINE_MAX_BYTES or more, and when
- * the input ends. Text repeats its words: the KJV x10 has 8.2 M words but 28 k distinct
- * ones, so the shards count a few hundred thousand records instead of every word, and no
- * word is copied into a batch or hashed twice on its way. Each shard's counts stay exact:
+ * in MapReduce), and when that table holds COUNT_COMBINE_MAX_BYTES or more, and when the
+ * input ends, adds each distinct word once with its count to its batcher
+ * (tally_word_batcher_add_count()), which tells the shards one AddWords batch each. Text
+ * repeats its words: the KJV x10 has 8.2 M words but 28 k distinct ones, so the shards
+ * count a few hundred thousand records instead of every word, and only distinct words are
+ * copied into a batch. Each shard's counts stay exact:
  * a word's count reaches its shard as one or more partial sums. The shards own the counts;
- * a worker's table is only ever read and emptied by its own thread.
- * On the KJV x10, whitespace mode (median of 10, task-clock), CPU went from 0.30 s to
- * 0.20 s with one shard and from 0.30 s to 0.22 s with two, against one AddWords record
- * per word told after every slice. A text with few repeats gains nothing and pays for
- * counting twice; COUNT_COMBINE_MAX_BYTES bounds the extra memory per worker. */
+ * a worker's table is only ever read and emptied by its own thread. It takes about a third
+ * of the CPU time off the KJV x10 (tests/bench/README.md); a text with few repeats gains
+ * nothing and pays for counting twice; COUNT_COMBINE_MAX_BYTES bounds the extra memory per
+ * worker. */
 #define COUNT_COMBINE_MAX_BYTES (8 * 1024 * 1024)
 
 static void
@@ -180,32 +151,18 @@ count_on_word (const char *word, gsize len, gpointer user_data)
 static void
 count_on_combined (const char *word, gsize len, guint64 count, gpointer user_data)
 {
-  CountWorker *worker = user_data;
-  guint64 hash = tally_word_hash (word, len);
-  guint shard = tally_aggregator_handle_shard_for_hash (hash, worker->n_shards);
-
-  if (G_UNLIKELY (worker->pending[shard] == NULL))
-    worker->pending[shard] = tally_aggregator_add_words_new (0);
-  tally_aggregator_add_words_append_count (worker->pending[shard], word, len, hash, count);
+  tally_word_batcher_add_count (user_data, word, len, count);
 }
 
-/* Tells every shard the words of the worker's table (then emptied), in shard order,
- * waiting for room in full mailboxes (backpressure). Fails with
- * %TALLY_ACTOR_ERROR_CLOSED if a shard stopped. */
+/* Tells every shard the words of the worker's table (then emptied) with their counts,
+ * through the worker's batcher, in shard order, waiting for room in full mailboxes
+ * (backpressure). Fails with %TALLY_ACTOR_ERROR_CLOSED if a shard stopped. */
 static gboolean
 count_worker_flush (CountWorker *worker, GError **error)
 {
-  tally_word_table_foreach (worker->combined, count_on_combined, worker);
+  tally_word_table_foreach (worker->combined, count_on_combined, worker->batcher);
   tally_word_table_remove_all (worker->combined);
-  for (guint i = 0; i < worker->n_shards; i++)
-    if (worker->pending[i] != NULL)
-      {
-        TallyAddress *shard = tally_aggregator_handle_get_shard_address (worker->job->handle, i);
-
-        if (!tally_address_tell (shard, g_steal_pointer (&worker->pending[i]), error))
-          return FALSE;
-      }
-  return TRUE;
+  return tally_word_batcher_flush (worker->batcher, TRUE, error);
 }
 
 /* Reader side: queues a slice for the workers. */
@@ -338,7 +295,22 @@ count_progress_update (CountJob *job, gboolean final)
  * Slicing
  * ------------------------------------------------------------------------------------- */
 
-/* Whether a slice may end just after byte @c: see the top of this file. */
+/* Where a slice may end. A control byte (line feed and the rest of C0, and DEL) separates
+ * words in every mode, and so does a space in the unicode and whitespace modes (see
+ * docs/tokenizer.md). A slice ends after the last line feed of its window, else after the
+ * last such separator. A window of 1 MiB with no separator at all holds part of one
+ * over-long word (longer than any allowed max_word_bytes) in the whitespace and record
+ * modes: the window is fed whole, so the tokenizer truncates or drops that word as
+ * configured, and the rest of the run up to the next separator is skipped. In unicode mode,
+ * where such a run can hold several words, the window is cut after its last ASCII
+ * punctuation byte other than ' and - (never part of a word); a window of ASCII letters
+ * and digits only is one over-long word, fed whole and its rest (up to the next byte that
+ * is not an ASCII letter or digit) skipped; any other window (a MiB of text with no ASCII
+ * separator at all) is cut at a UTF-8 character boundary, and only there, or where a
+ * skipped ASCII run goes on with a hyphen or a non-ASCII letter, can an over-long word
+ * give more than one word. */
+
+/* Whether a slice may end just after byte @c. */
 static inline gboolean
 count_is_cut_byte (guchar c, TallyTokenizerMode mode)
 {
@@ -463,8 +435,13 @@ count_take_buffer (CountJob *job)
   return buffer != NULL ? buffer : g_malloc (COUNT_BUFFER_BYTES);
 }
 
-/* Reads an input to its end (the end it has when read(2) reaches it), pushing slices.
- * Returns %FALSE with @error set on a read error. */
+/* Reads an input to its end (the end it has when read(2) reaches it), pushing slices: the
+ * bytes after a buffer's last separator are carried over into the next buffer. Inputs are
+ * read, never mapped: a mapped file that shrinks while it is read (another program
+ * truncating it) kills the process with SIGBUS, while read(2) just reaches the file's new
+ * end, so such a file is counted up to where it ends, as cat would print it; reading costs
+ * no measurable speed (tests/bench/README.md). Returns %FALSE with @error set on a read
+ * error. */
 static gboolean
 count_produce_stream (CountJob *job, CountInput *input, GError **error)
 {
@@ -715,21 +692,6 @@ count_usage_error (GOptionContext *context, const char *message)
   return TALLY_EXIT_USAGE;
 }
 
-static TallyTokenizerMode
-count_mode_from_config (TallyConfigTokenizerMode mode)
-{
-  switch (mode)
-    {
-    case TALLY_CONFIG_TOKENIZER_WHITESPACE:
-      return TALLY_TOKENIZER_WHITESPACE;
-    case TALLY_CONFIG_TOKENIZER_RECORD:
-      return TALLY_TOKENIZER_RECORD;
-    case TALLY_CONFIG_TOKENIZER_UNICODE:
-    default:
-      return TALLY_TOKENIZER_UNICODE;
-    }
-}
-
 /* Counts every input into @job's shards, skipping those that could not be opened (fd -1).
  * An input that fails part way is named on stderr, counted up to where it failed, and
  * sets job->read_failed; the next one is read all the same. Returns %FALSE with @error
@@ -761,8 +723,7 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
        * happens on this thread. */
       worker->job = job;
       worker->tokenizer = tally_tokenizer_new (&job->tokenizer_options);
-      worker->n_shards = tally_aggregator_handle_get_n_shards (job->handle);
-      worker->pending = g_new0 (TallyMessage *, worker->n_shards);
+      worker->batcher = tally_word_batcher_new (job->handle, 0);
       worker->combined = tally_word_table_new ();
       worker->thread = g_thread_new (name, count_worker_run, worker);
     }
@@ -798,9 +759,7 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
 
       g_thread_join (worker->thread);
       g_clear_pointer (&worker->tokenizer, tally_tokenizer_free);
-      for (guint s = 0; s < worker->n_shards; s++)
-        g_clear_pointer (&worker->pending[s], tally_message_free);
-      g_clear_pointer (&worker->pending, g_free);
+      g_clear_pointer (&worker->batcher, tally_word_batcher_free);
       g_clear_pointer (&worker->combined, tally_word_table_free);
     }
   count_progress_update (job, TRUE);
@@ -963,20 +922,7 @@ tally_cmd_count (int argc, char **argv)
   if (config == NULL)
     return TALLY_EXIT_CONFIG;
 
-  tally_tokenizer_options_init (&job.tokenizer_options);
-  job.tokenizer_options.mode = count_mode_from_config (config->tokenizer.mode);
-  job.tokenizer_options.nfkc = config->tokenizer.nfkc;
-  job.tokenizer_options.max_word_bytes = config->tokenizer.max_word_bytes;
-  job.tokenizer_options.long_words = config->tokenizer.long_words == TALLY_CONFIG_LONG_WORDS_DROP
-                                         ? TALLY_TOKENIZER_LONG_DROP
-                                         : TALLY_TOKENIZER_LONG_TRUNCATE;
-  if (!tally_tokenizer_options_validate (&job.tokenizer_options, &error))
-    {
-      g_printerr ("%s: %s: [tokenizer]: %s\n", g_get_prgname (),
-                  config->source_path != NULL ? config->source_path : "configuration",
-                  error->message);
-      return TALLY_EXIT_CONFIG;
-    }
+  tally_config_tokenizer_options (config, &job.tokenizer_options);
   if (opt_tokenizer != NULL
       && !tally_tokenizer_mode_from_string (opt_tokenizer, &job.tokenizer_options.mode, &error))
     return count_usage_error (context, error->message);

@@ -1408,30 +1408,6 @@ conf_int (const rd_kafka_conf_t *conf, const char *name)
   return g_ascii_strtoll (buf, NULL, 10);
 }
 
-void
-tally_source_tokenizer_options (const TallyConfig *config, TallyTokenizerOptions *options)
-{
-  tally_tokenizer_options_init (options);
-  switch (config->tokenizer.mode)
-    {
-    case TALLY_CONFIG_TOKENIZER_WHITESPACE:
-      options->mode = TALLY_TOKENIZER_WHITESPACE;
-      break;
-    case TALLY_CONFIG_TOKENIZER_RECORD:
-      options->mode = TALLY_TOKENIZER_RECORD;
-      break;
-    case TALLY_CONFIG_TOKENIZER_UNICODE:
-    default:
-      options->mode = TALLY_TOKENIZER_UNICODE;
-      break;
-    }
-  options->nfkc = config->tokenizer.nfkc;
-  options->max_word_bytes = MAX (config->tokenizer.max_word_bytes, TALLY_TOKENIZER_MIN_WORD_BYTES);
-  options->long_words = config->tokenizer.long_words == TALLY_CONFIG_LONG_WORDS_DROP
-                            ? TALLY_TOKENIZER_LONG_DROP
-                            : TALLY_TOKENIZER_LONG_TRUNCATE;
-}
-
 TallyActor *
 tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_kafka_conf_t *conf,
                   TallyAggregatorHandle *handle, GError **error)
@@ -1451,7 +1427,7 @@ tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_
   self->max_batch_records = MAX (config->input.max_batch_records, 1);
   self->checkpoint_interval_ms = config->checkpoint.enabled ? config->checkpoint.interval_ms : 0;
 
-  tally_source_tokenizer_options (config, &tokenizer_options);
+  tally_config_tokenizer_options (config, &tokenizer_options);
   self->tokenizer = tally_tokenizer_new (&tokenizer_options);
 
   if (!g_unix_open_pipe (self->wake_fds, FD_CLOEXEC, &local_error)

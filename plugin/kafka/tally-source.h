@@ -153,15 +153,5 @@ void tally_source_stop_consuming_async (TallyAddress *source, GCancellable *canc
  */
 guint64 tally_source_get_records (TallySource *self);
 
-/**
- * tally_source_tokenizer_options:
- * @config: the configuration: its [tokenizer] group
- * @options: (out caller-allocates): the tokenizer options it means
- *
- * Translates [tokenizer] mode, nfkc, max_word_bytes and long_words into
- * #TallyTokenizerOptions, as the source does (the librdkafka plugin tokenizes the same way).
- * Any thread.
- */
-void tally_source_tokenizer_options (const TallyConfig *config, TallyTokenizerOptions *options);
 
 G_END_DECLS

@@ -900,7 +900,7 @@ plugin_new (const PluginConf *pc, rd_kafka_t *host, const rd_kafka_conf_t *host_
   plugin->full_wait_ms = pc->full_wait_ms;
   plugin->created_ms = g_get_real_time () / 1000;
   g_mutex_init (&plugin->lock);
-  tally_source_tokenizer_options (config, &tokenizer_options);
+  tally_config_tokenizer_options (config, &tokenizer_options);
   plugin->tokenizer = tally_tokenizer_new (&tokenizer_options);
   plugin->batchers = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
                                             (GDestroyNotify)tally_word_batcher_free);

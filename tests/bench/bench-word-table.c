@@ -18,15 +18,16 @@
  * 4. The time of a get_counts (an owned, sorted copy) over N distinct words, 1 and 2 shards.
  * 5. The sending thread's cost per word (its CPU time, CLOCK_THREAD_CPUTIME_ID) and the
  *    whole process's (the shards' work included), 2 shards, flushing every 65536 words as
- *    `tally run`'s source does: the TallyWordBatcher, plain and combining (its 512-word
- *    cache), against a peer that builds per-shard AddWords batches by hand. Words come from --text
- * FILE (split on anything but letters, digits and bytes >= 0x80, lowercased ASCII) or else from the
- * skewed stream.
+ *    `tally run`'s source does: the TallyWordBatcher against a peer that builds per-shard
+ *    AddWords batches by hand. Words come from --text FILE (split on anything but letters,
+ *    digits and bytes >= 0x80, lowercased ASCII) or else from the skewed stream.
  *    --sender-only runs this part alone.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-aggregator-handle.h"
+#include "tally-word-batcher.h"
+#include "tally-word-hash.h"
 #include "tally-word-table.h"
 
 #include <malloc.h>
@@ -222,8 +223,8 @@ process_cpu_s (void)
 #define SENDER_FLUSH_WORDS 65536
 
 /* Feeds @n words into 2 shards from this thread: @mode 0 builds AddWords batches by hand,
- * 1 uses a batcher, 2 a combining batcher; gives the thread's and the process's CPU seconds up to
- * the get_counts after the last batch, and checks the total. */
+ * 1 uses a batcher; gives the thread's and the process's CPU seconds up to the get_counts
+ * after the last batch, and checks the total. */
 static gboolean
 sender_cost (const char *const *words, const guint32 *lengths, gsize n, guint mode,
              double *thread_s, double *process_s)
@@ -237,8 +238,6 @@ sender_cost (const char *const *words, const guint32 *lengths, gsize n, guint mo
   gsize since_flush = 0;
   gboolean combine = mode > 0;
 
-  tally_word_batcher_set_combining (batcher, mode == 2);
-
   for (gsize i = 0; i < n; i++)
     {
       if (combine)
@@ -246,7 +245,7 @@ sender_cost (const char *const *words, const guint32 *lengths, gsize n, guint mo
       else
         {
           guint64 hash = tally_word_hash (words[i], lengths[i]);
-          guint shard = tally_aggregator_handle_shard_for_hash (hash, 2);
+          guint shard = tally_word_shard (hash, 2);
           if (pending[shard] == NULL)
             pending[shard] = tally_aggregator_add_words_new (0);
           tally_aggregator_add_words_append (pending[shard], words[i], lengths[i], hash);
@@ -306,13 +305,13 @@ main (int argc, char **argv)
   make_vocabulary (&v, (gsize)n_words);
   stream = make_stream (v.n, (gsize)n_stream);
 
-  /* 5. The sending thread's cost per word: the combining batcher against plain batches. */
+  /* 5. The sending thread's cost per word: the batcher against batches built by hand. */
   {
     g_autoptr (GPtrArray) starts = g_ptr_array_new ();
     g_autoptr (GArray) lengths = g_array_new (FALSE, FALSE, sizeof (guint32));
     g_autofree char *contents = NULL;
-    double sender[3][3], process[3][3]; /* [mode][round] */
-    double best_sender[3], best_process[3];
+    double sender[2][3], process[2][3]; /* [mode][round] */
+    double best_sender[2], best_process[2];
 
     if (text_path != NULL)
       text_words (text_path, starts, lengths, &contents);
@@ -324,30 +323,26 @@ main (int argc, char **argv)
         }
     /* Interleaved rounds; the best of 3 of each. */
     for (guint round = 0; round < 3; round++)
-      for (guint mode = 0; mode < 3; mode++)
+      for (guint mode = 0; mode < 2; mode++)
         if (!sender_cost ((const char *const *)starts->pdata, (const guint32 *)lengths->data,
                           starts->len, mode, &sender[mode][round], &process[mode][round]))
           {
             fprintf (stderr, "bench-word-table: part 5 failed or counted wrong\n");
             return 1;
           }
-    for (guint mode = 0; mode < 3; mode++)
+    for (guint mode = 0; mode < 2; mode++)
       {
         best_sender[mode] = MIN (MIN (sender[mode][0], sender[mode][1]), sender[mode][2]);
         best_process[mode] = MIN (MIN (process[mode][0], process[mode][1]), process[mode][2]);
       }
     printf ("Sending %u words (%s) into 2 shards, flush every %d words, best of 3\n", starts->len,
             text_path != NULL ? text_path : "skewed stream", SENDER_FLUSH_WORDS);
-    printf ("%-32s %9s %10s %9s %9s %9s\n", "CPU ns per word", "batcher", "combining", "peer",
-            "b./peer", "c./peer");
-    printf ("%-32s %9.1f %10.1f %9.1f %9.2f %9.2f\n", "sending thread",
-            best_sender[1] * 1e9 / starts->len, best_sender[2] * 1e9 / starts->len,
-            best_sender[0] * 1e9 / starts->len, best_sender[1] / best_sender[0],
-            best_sender[2] / best_sender[0]);
-    printf ("%-32s %9.1f %10.1f %9.1f %9.2f %9.2f\n", "whole process (shards included)",
-            best_process[1] * 1e9 / starts->len, best_process[2] * 1e9 / starts->len,
-            best_process[0] * 1e9 / starts->len, best_process[1] / best_process[0],
-            best_process[2] / best_process[0]);
+    printf ("%-32s %9s %9s %9s\n", "CPU ns per word", "batcher", "peer", "b./peer");
+    printf ("%-32s %9.1f %9.1f %9.2f\n", "sending thread", best_sender[1] * 1e9 / starts->len,
+            best_sender[0] * 1e9 / starts->len, best_sender[1] / best_sender[0]);
+    printf ("%-32s %9.1f %9.1f %9.2f\n", "whole process (shards included)",
+            best_process[1] * 1e9 / starts->len, best_process[0] * 1e9 / starts->len,
+            best_process[1] / best_process[0]);
     if (sender_only)
       {
         g_free (v.bytes);
