@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# Exactly once on the real Apache Kafka broker ([checkpoint] guarantee=exactly_once, the
+# default): whatever happens to an instance, the counts equal the reference word for word
+# (tests/reference/wordcount.py on the records the producer had acknowledged), live and
+# again after every instance restarted from the changelog.
+#
+#   test-eos.sh paused-running N  N instances in one group (4 input partitions,
+#                                 session.timeout.ms=6000, max.poll.interval.ms=10000,
+#                                 checkpoints every 500 ms), a producer writing 1,000
+#                                 records/s for 36 s; 8 s in, the first instance is stopped
+#                                 (SIGSTOP) for 20 s and continued while the stream runs
+#   test-eos.sh paused-stopped N  the same with a 12 s stream: the paused instance is
+#                                 continued after the stream ended
+#   test-eos.sh kill-loop         one instance killed (-9) at random moments while it
+#                                 counts, TALLY_TEST_KILLS times (default 30), each life
+#                                 restarted, a producer running throughout (TALLY_TEST_SEED
+#                                 replays the delays)
+#   test-eos.sh at-least-once     [checkpoint] guarantee=at_least_once: a kill -9 and a
+#                                 restart lose nothing (no word below the reference)
+#
+# Skipped (77) without TALLY_TEST_KAFKA_BOOTSTRAP; failed when TALLY_TEST_REQUIRE_KAFKA=1.
+set -euo pipefail
+
+mode=${1:-}
+n_instances=${2:-2}
+root=${TALLY_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+tally=${TALLY_EXE:-$root/build/tally}
+py=/usr/bin/python3
+client="$py $root/tests/e2e/tally_client.py"
+reference="$py $root/tests/reference/wordcount.py"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tally-e2e-eos.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; done
+  if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$work"/*.log; do
+    [ -f "$f" ] || continue
+    echo "--- $f (last 25 lines)" >&2
+    tail -n 25 "$f" >&2
+  done
+  exit 1
+}
+ok() { echo "ok: $*"; }
+
+if [ -z "${TALLY_TEST_KAFKA_BOOTSTRAP:-}" ]; then
+  [ "${TALLY_TEST_REQUIRE_KAFKA:-0}" = 1 ] && fail "TALLY_TEST_REQUIRE_KAFKA=1 but TALLY_TEST_KAFKA_BOOTSTRAP is not set"
+  echo "skip: no real broker (TALLY_TEST_KAFKA_BOOTSTRAP is not set; scripts/check starts one)"
+  exit 77
+fi
+bootstrap=$TALLY_TEST_KAFKA_BOOTSTRAP
+id="eos-$$-$(date +%s%N)"
+input_topic=$id-input output_topic=$id-snapshots requests_topic=$id-requests
+"$py" - "$bootstrap" "$input_topic" "$output_topic" "$requests_topic" <<'EOF' || fail "cannot create the topics"
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+bs, inp, out, req = sys.argv[1:5]
+admin = AdminClient({"bootstrap.servers": bs})
+for f in admin.create_topics([NewTopic(inp, 4, 1), NewTopic(out, 1, 1), NewTopic(req, 1, 1)]).values():
+    f.result(30)
+EOF
+
+# write_conf GUARANTEE
+write_conf() {
+  cat >"$work/tally.conf" <<EOF
+[input]
+topics=$input_topic
+group_id=$id
+[output]
+topic=$output_topic
+[requests]
+topic=$requests_topic
+[checkpoint]
+changelog_topic=$id-changelog
+interval_ms=500
+guarantee=$1
+[aggregator]
+shards=2
+[kafka]
+bootstrap.servers=$bootstrap
+session.timeout.ms=6000
+max.poll.interval.ms=10000
+EOF
+}
+
+# start_instance NAME: `tally run` in the background; its pid in $instance_pid
+start_instance() {
+  "$tally" run --config "$work/tally.conf" >"$work/$1.out" 2>"$work/$1.log" &
+  instance_pid=$!
+  pids+=("$instance_pid")
+}
+
+# wait_assigned NAME SECONDS
+wait_assigned() {
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    grep -q 'source: assigned' "$work/$1.log" && return 0
+    sleep 0.1
+  done
+  fail "$1 never got its partitions"
+}
+
+# produce RATE SECONDS: RATE records/s of two words (w<i mod 200> and marker); the lines
+# the broker acknowledged go to $work/produced
+produce() {
+  "$py" - "$bootstrap" "$input_topic" "$1" "$2" "$work/produced" <<'EOF'
+import sys, time
+from confluent_kafka import Producer
+bs, topic, rate, seconds, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+p = Producer({"bootstrap.servers": bs, "linger.ms": 5, "enable.idempotence": True})
+acked = []
+def report(err, msg):
+    if err is None:
+        acked.append(msg.value())
+start = time.monotonic()
+i = 0
+while time.monotonic() - start < seconds:
+    due = int((time.monotonic() - start) * rate)
+    while i < due:
+        p.produce(topic, value=b"w%d marker" % (i % 200), on_delivery=report)
+        i += 1
+    p.poll(0)
+    time.sleep(0.01)
+if p.flush(60) != 0:
+    sys.exit("records not delivered")
+with open(out, "wb") as f:
+    for v in acked:
+        f.write(v + b"\n")
+print("produced %d records" % len(acked))
+EOF
+}
+
+# expect_exact NAME: a caught-up snapshot equals the reference word for word
+expect_exact() {
+  $reference --chunk-lines "$work/produced" >"$work/expected"
+  $client snapshot -b "$bootstrap" --input "$input_topic" --requests "$requests_topic" \
+    --output "$output_topic" --caught-up --timeout 120 >"$work/actual" 2>>"$work/client.log" \
+    || fail "$1: no caught-up snapshot"
+  if ! cmp -s "$work/expected" "$work/actual"; then
+    "$py" - "$work/expected" "$work/actual" <<'EOF' >&2 || true
+import sys
+def load(p):
+    d = {}
+    for line in open(p, "rb"):
+        w, n = line.rstrip(b"\n").rsplit(b" ", 1)
+        d[w] = int(n)
+    return d
+e, a = load(sys.argv[1]), load(sys.argv[2])
+over = {w: a.get(w, 0) - e.get(w, 0) for w in set(e) | set(a) if a.get(w, 0) > e.get(w, 0)}
+under = {w: e.get(w, 0) - a.get(w, 0) for w in set(e) | set(a) if a.get(w, 0) < e.get(w, 0)}
+print("words over-counted: %d (by %d), under-counted: %d (by %d)"
+      % (len(over), sum(over.values()), len(under), sum(under.values())))
+EOF
+    fail "$1: the counts differ from the reference"
+  fi
+  ok "$1: $(wc -l <"$work/produced") records, $(wc -l <"$work/expected") words, every count exact"
+}
+
+# stop_all: SIGTERM to every instance still running; each must exit 0
+stop_all() {
+  local p status
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    status=0
+    wait "$p" 2>/dev/null || status=$?
+    [ "$status" = 0 ] || [ "$status" = 127 ] || fail "an instance exited with status $status after SIGTERM"
+  done
+  pids=()
+}
+
+# restart_exact NAME: every instance stops, one starts again from the changelog alone
+restart_exact() {
+  stop_all
+  start_instance restarted
+  wait_assigned restarted 60
+  expect_exact "$1"
+}
+
+test_paused() { # SECONDS_OF_STREAM
+  local stream=$1 i first
+  write_conf exactly_once
+  for ((i = 1; i <= n_instances; i++)); do
+    start_instance "member$i"
+    [ "$i" = 1 ] && first=$instance_pid
+    wait_assigned "member$i" 60
+  done
+  produce 1000 "$stream" >"$work/producer.out" 2>"$work/producer.log" &
+  local producer=$!
+  pids+=("$producer")
+  sleep 8
+  kill -STOP "$first"
+  echo "member1 stopped (SIGSTOP) 8 s into the stream"
+  sleep 20
+  kill -CONT "$first"
+  echo "member1 continued after 20 s"
+  wait "$producer" || fail "the producer failed"
+  cat "$work/producer.out"
+  grep -q 'assignment lost\|fenced' "$work/member1.log" \
+    || echo "note: member1 did not log a lost assignment or a fencing"
+  expect_exact "paused member ($n_instances instances, ${stream} s stream), live"
+  restart_exact "paused member ($n_instances instances, ${stream} s stream), after a restart from the changelog"
+}
+
+test_kill_loop() {
+  local lives=${TALLY_TEST_KILLS:-30} seed=${TALLY_TEST_SEED:-$((($(date +%s) + $$) % 32768))}
+  local life delay_ms delays=() killed_counting=0
+  write_conf exactly_once
+  RANDOM=$seed
+  echo "seed $seed (TALLY_TEST_SEED=$seed replays these kill delays)"
+  produce 300 $((lives * 2 + 10)) >"$work/producer.out" 2>"$work/producer.log" &
+  local producer=$!
+  pids+=("$producer")
+  for ((life = 1; life <= lives; life++)); do
+    start_instance "life$life"
+    wait_assigned "life$life" 60
+    # 0.1 to 2 s after the assignment: restoring, catching up, counting or checkpointing.
+    delay_ms=$((100 + RANDOM % 1901))
+    delays+=("$delay_ms")
+    sleep "$((delay_ms / 1000)).$(printf '%03d' $((delay_ms % 1000)))"
+    kill -0 "$instance_pid" 2>/dev/null || fail "life $life exited before it was killed"
+    grep -q 'starts at checkpointed offset\|restored store' "$work/life$life.log" && killed_counting=$((killed_counting + 1))
+    kill -KILL "$instance_pid"
+    wait "$instance_pid" 2>/dev/null || true
+    pids=("$producer")
+  done
+  echo "kills after ${delays[*]} ms"
+  wait "$producer" || fail "the producer failed"
+  cat "$work/producer.out"
+  start_instance last
+  wait_assigned last 60
+  expect_exact "$lives kill -9 ($killed_counting after the state was restored), then a last life"
+  restart_exact "$lives kill -9, after a clean restart from the changelog"
+}
+
+test_at_least_once() {
+  write_conf at_least_once
+  start_instance first
+  wait_assigned first 60
+  grep -q 'guarantee\|transaction' "$work/first.log" && true
+  produce 1000 6 >"$work/producer.out" 2>"$work/producer.log" &
+  local producer=$!
+  pids+=("$producer")
+  sleep 3
+  kill -KILL "$instance_pid"
+  pids=("$producer")
+  start_instance second
+  wait_assigned second 60
+  wait "$producer" || fail "the producer failed"
+  $reference --chunk-lines "$work/produced" >"$work/expected"
+  $client snapshot -b "$bootstrap" --input "$input_topic" --requests "$requests_topic" \
+    --output "$output_topic" --caught-up --timeout 120 >"$work/actual" 2>>"$work/client.log" \
+    || fail "at_least_once: no caught-up snapshot"
+  "$py" - "$work/expected" "$work/actual" <<'EOF' || fail "at_least_once: a word is below the reference"
+import sys
+def load(p):
+    d = {}
+    for line in open(p, "rb"):
+        w, n = line.rstrip(b"\n").rsplit(b" ", 1)
+        d[w] = int(n)
+    return d
+e, a = load(sys.argv[1]), load(sys.argv[2])
+below = [w for w in e if a.get(w, 0) < e[w]]
+extra = [w for w in a if w not in e]
+print("at_least_once: %d words, %d below the reference, %d unknown, %d over-counted"
+      % (len(e), len(below), len(extra), sum(1 for w in e if a.get(w, 0) > e[w])))
+sys.exit(1 if below or extra else 0)
+EOF
+  ok "at_least_once: a kill -9 and a restart lose nothing"
+  stop_all
+}
+
+case "$mode" in
+  paused-running) test_paused 36 ;;
+  paused-stopped) test_paused 12 ;;
+  kill-loop) test_kill_loop ;;
+  at-least-once) test_at_least_once ;;
+  *) echo "usage: $0 paused-running|paused-stopped [N] | kill-loop | at-least-once" >&2; exit 2 ;;
+esac
