@@ -8,6 +8,7 @@
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-actor.h"
+#include "tally-test-util.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -33,16 +34,8 @@ typedef struct
 
 typedef struct
 {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  gboolean entered;
-  gboolean open;
-} Gate;
-
-typedef struct
-{
   TallyMessage parent;
-  Gate *gate;
+  TallyTestGate *gate;
 } Block;
 
 typedef struct
@@ -97,7 +90,7 @@ new_plain (const TallyMessageType *type)
 }
 
 static TallyMessage *
-new_block (Gate *gate)
+new_block (TallyTestGate *gate)
 {
   Block *m = g_new0 (Block, 1);
 
@@ -114,40 +107,6 @@ new_ask_other (const TallyMessageType *type, TallyAddress *other)
   tally_message_init (&m->parent, type);
   m->other = tally_address_ref (other);
   return &m->parent;
-}
-
-static void
-gate_init (Gate *gate)
-{
-  pthread_mutex_init (&gate->lock, NULL);
-  pthread_cond_init (&gate->cond, NULL);
-  gate->entered = FALSE;
-  gate->open = FALSE;
-}
-
-static void
-gate_open (Gate *gate)
-{
-  pthread_mutex_lock (&gate->lock);
-  gate->open = TRUE;
-  pthread_cond_broadcast (&gate->cond);
-  pthread_mutex_unlock (&gate->lock);
-}
-
-static void
-gate_wait_entered (Gate *gate)
-{
-  pthread_mutex_lock (&gate->lock);
-  while (!gate->entered)
-    pthread_cond_wait (&gate->cond, &gate->lock);
-  pthread_mutex_unlock (&gate->lock);
-}
-
-static void
-gate_clear (Gate *gate)
-{
-  pthread_cond_destroy (&gate->cond);
-  pthread_mutex_destroy (&gate->lock);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -240,14 +199,7 @@ handle_fail (TallyActor *actor, TallyMessage *message, GError **error)
 static gboolean
 handle_block (TallyActor *actor, TallyMessage *message, GError **error)
 {
-  Gate *gate = ((Block *)message)->gate;
-
-  pthread_mutex_lock (&gate->lock);
-  gate->entered = TRUE;
-  pthread_cond_broadcast (&gate->cond);
-  while (!gate->open)
-    pthread_cond_wait (&gate->cond, &gate->lock);
-  pthread_mutex_unlock (&gate->lock);
+  tally_test_gate_enter (((Block *)message)->gate);
   return TRUE;
 }
 
@@ -707,15 +659,15 @@ test_arbiter_stop (void)
   g_autoptr (TallyAddress) b = tally_actor_start (counter_new (FALSE), arbiter, 0);
   g_autoptr (TallyAddress) late = NULL;
   g_autoptr (GError) error = NULL;
-  Gate gate;
+  TallyTestGate gate;
 
-  gate_init (&gate);
+  tally_test_gate_init (&gate);
   g_assert_true (tally_address_tell (a, new_block (&gate), NULL));
-  gate_wait_entered (&gate);
+  tally_test_gate_wait_entered (&gate);
   for (guint i = 0; i < 10; i++)
     g_assert_true (tally_address_tell (a, new_add (0, i), NULL));
   g_assert_true (tally_address_tell (b, new_add (0, 0), NULL));
-  gate_open (&gate);
+  tally_test_gate_open (&gate);
   tally_arbiter_stop (arbiter);
   g_assert_true (tally_address_wait_stopped (a, 0));
   g_assert_true (tally_address_wait_stopped (b, 0));
@@ -727,7 +679,7 @@ test_arbiter_stop (void)
   g_assert_true (tally_address_is_closed (late));
   g_assert_false (tally_address_tell (late, new_add (0, 0), &error));
   g_assert_error (error, TALLY_ACTOR_ERROR, TALLY_ACTOR_ERROR_CLOSED);
-  gate_clear (&gate);
+  tally_test_gate_clear (&gate);
 }
 
 /* FULL: try_tell on a full mailbox keeps the message with the caller; a tell from the
@@ -845,11 +797,11 @@ test_tell_async (void)
   g_autoptr (GError) error = NULL;
   AsyncResult told = { .address = address }, asked = { .address = address };
   TallyMessage *extra = new_add (0, 9);
-  Gate gate;
+  TallyTestGate gate;
 
-  gate_init (&gate);
+  tally_test_gate_init (&gate);
   g_assert_true (tally_address_tell (address, new_block (&gate), NULL));
-  gate_wait_entered (&gate);
+  tally_test_gate_wait_entered (&gate);
 
   tally_address_tell_async (address, new_add (0, 0), NULL, tell_done, &told);
   tally_address_ask_async (address, new_plain (&get_type), NULL, ask_done, &asked);
@@ -863,7 +815,7 @@ test_tell_async (void)
   g_clear_error (&error);
   tally_message_free (extra);
 
-  gate_open (&gate);
+  tally_test_gate_open (&gate);
   iterate_until (NULL, &told.done);
   g_assert_no_error (told.error);
   g_assert_true (GPOINTER_TO_INT (told.reply));
@@ -873,7 +825,7 @@ test_tell_async (void)
   g_free (asked.reply);
 
   tally_arbiter_stop (arbiter);
-  gate_clear (&gate);
+  tally_test_gate_clear (&gate);
 }
 
 /* tell_async waiting for room when the actor stops: CLOSED; cancelled: CANCELLED. */

@@ -3,6 +3,7 @@
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-aggregator-handle.h"
+#include "tally-test-util.h"
 
 #include <string.h>
 
@@ -10,18 +11,6 @@ static guint64
 count_of (TallyCounts *counts, const char *word)
 {
   return tally_counts_lookup (counts, word, strlen (word));
-}
-
-static void
-assert_entries (TallyCounts *counts, const char *expected)
-{
-  g_autoptr (GString) s = g_string_new (NULL);
-  gsize n;
-  const TallyWordCount *e = tally_counts_get_entries (counts, &n);
-
-  for (gsize i = 0; i < n; i++)
-    g_string_append_printf (s, "%s=%" G_GUINT64_FORMAT " ", e[i].word, e[i].count);
-  g_assert_cmpstr (s->str, ==, expected);
 }
 
 static void
@@ -42,7 +31,7 @@ test_add_word_returns_count (void)
 
   counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
   g_assert_no_error (error);
-  assert_entries (counts, "hello=3 héllo wörld=1 world=1 日本=1 ");
+  tally_test_assert_entries (counts, "hello=3 héllo wörld=1 world=1 日本=1 ");
   g_assert_cmpuint (tally_counts_get_total (counts), ==, 6);
 }
 
@@ -397,7 +386,7 @@ test_async_forms (void)
   tally_aggregator_handle_get_counts_async (handle, &top1, NULL, got_counts, &d);
   g_main_loop_run (loop);
   g_assert_no_error (d.error);
-  assert_entries (d.counts, "top=201 ");
+  tally_test_assert_entries (d.counts, "top=201 ");
   g_clear_pointer (&d.counts, tally_counts_unref);
 
   tally_aggregator_handle_take_changes_async (handle, 7, NULL, got_counts, &d);
@@ -437,7 +426,7 @@ test_async_forms (void)
   tally_aggregator_handle_get_counts_async (handle, NULL, NULL, got_counts, &d);
   g_main_loop_run (loop);
   g_assert_no_error (d.error);
-  assert_entries (d.counts, "restored=40 again=2 ");
+  tally_test_assert_entries (d.counts, "restored=40 again=2 ");
   g_clear_pointer (&d.counts, tally_counts_unref);
 
   g_main_context_pop_thread_default (context);
@@ -561,57 +550,57 @@ test_stores (void)
   g_assert_no_error (error);
 
   c = tally_aggregator_handle_get_counts (handle, NULL, &error);
-  assert_entries (c, "a=5 c=5 b=1 ");
+  tally_test_assert_entries (c, "a=5 c=5 b=1 ");
   tally_counts_unref (c);
   c = tally_aggregator_handle_get_counts (handle, &min3, &error);
-  assert_entries (c, "a=5 c=5 ");
+  tally_test_assert_entries (c, "a=5 c=5 ");
   tally_counts_unref (c);
   c = tally_aggregator_handle_get_store_counts (handle, only1, 1, NULL, &error);
-  assert_entries (c, "a=3 b=1 ");
+  tally_test_assert_entries (c, "a=3 b=1 ");
   tally_counts_unref (c);
   c = tally_aggregator_handle_get_store_counts (handle, only2, 1, NULL, &error);
-  assert_entries (c, "c=5 a=2 ");
+  tally_test_assert_entries (c, "c=5 a=2 ");
   tally_counts_unref (c);
   c = tally_aggregator_handle_get_store_counts (handle, twice1, 2, NULL, &error);
-  assert_entries (c, "a=3 b=1 ");
+  tally_test_assert_entries (c, "a=3 b=1 ");
   tally_counts_unref (c);
   c = tally_aggregator_handle_get_store_counts (handle, one_and_9, 2, &min3, &error);
-  assert_entries (c, "a=3 ");
+  tally_test_assert_entries (c, "a=3 ");
   tally_counts_unref (c);
   c = tally_aggregator_handle_get_store_counts (handle, only1, 0, NULL, &error);
-  assert_entries (c, "");
+  tally_test_assert_entries (c, "");
   tally_counts_unref (c);
   g_assert_no_error (error);
 
   /* take_changes: the current counts of words changed since the last take. */
   c = tally_aggregator_handle_take_changes (handle, 1, &error);
-  assert_entries (c, "a=3 b=1 ");
+  tally_test_assert_entries (c, "a=3 b=1 ");
   tally_counts_unref (c);
   c = tally_aggregator_handle_take_changes (handle, 1, &error);
-  assert_entries (c, "");
+  tally_test_assert_entries (c, "");
   tally_counts_unref (c);
   add_n (p1, "a", 1);
   add_n (p2, "b", 1);
   tally_word_batcher_flush (p1, TRUE, &error);
   tally_word_batcher_flush (p2, TRUE, &error);
   c = tally_aggregator_handle_take_changes (handle, 1, &error);
-  assert_entries (c, "a=4 ");
+  tally_test_assert_entries (c, "a=4 ");
   tally_counts_unref (c);
   c = tally_aggregator_handle_take_changes (handle, 2, &error);
-  assert_entries (c, "c=5 a=2 b=1 ");
+  tally_test_assert_entries (c, "c=5 a=2 b=1 ");
   tally_counts_unref (c);
   c = tally_aggregator_handle_take_changes (handle, 42, &error);
-  assert_entries (c, "");
+  tally_test_assert_entries (c, "");
   tally_counts_unref (c);
   g_assert_no_error (error);
 
   /* drop_store: revoke forgets the partition's share, nothing else. */
   g_assert_true (tally_aggregator_handle_drop_store (handle, 1, &error));
   c = tally_aggregator_handle_get_counts (handle, NULL, &error);
-  assert_entries (c, "c=5 a=2 b=1 ");
+  tally_test_assert_entries (c, "c=5 a=2 b=1 ");
   tally_counts_unref (c);
   c = tally_aggregator_handle_take_changes (handle, 1, &error);
-  assert_entries (c, "");
+  tally_test_assert_entries (c, "");
   tally_counts_unref (c);
   /* Words told before the drop by this thread are dropped; later ones start afresh. */
   add_n (p1, "gone", 4);
@@ -620,7 +609,7 @@ test_stores (void)
   add_n (p1, "fresh", 1);
   tally_word_batcher_flush (p1, TRUE, &error);
   c = tally_aggregator_handle_get_store_counts (handle, only1, 1, NULL, &error);
-  assert_entries (c, "fresh=1 ");
+  tally_test_assert_entries (c, "fresh=1 ");
   tally_counts_unref (c);
   g_assert_no_error (error);
 
@@ -652,13 +641,13 @@ test_stores (void)
       }
     tally_counts_unref (c);
     c = tally_aggregator_handle_take_changes (handle, 3, &error);
-    assert_entries (c, "");
+    tally_test_assert_entries (c, "");
     tally_counts_unref (c);
     add_n (p3, "r9", 1);
     add_n (p3, "new", 1);
     tally_word_batcher_flush (p3, TRUE, &error);
     c = tally_aggregator_handle_take_changes (handle, 3, &error);
-    assert_entries (c, "r9=11 new=1 ");
+    tally_test_assert_entries (c, "r9=11 new=1 ");
     tally_counts_unref (c);
   }
   c = tally_aggregator_handle_get_counts (handle, NULL, &error);
@@ -899,7 +888,7 @@ test_messages_direct (void)
   counts = tally_address_ask_sync (address, tally_aggregator_get_counts_new (NULL, 0, NULL), 0,
                                    &error);
   g_assert_no_error (error);
-  assert_entries (counts, "long=3 ");
+  tally_test_assert_entries (counts, "long=3 ");
 
   tally_address_stop (address);
   g_assert_true (tally_address_wait_stopped (address, 0));

@@ -14,6 +14,7 @@
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-config.h"
+#include "tally-test-util.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -956,23 +957,9 @@ test_lookup_relative_xdg (void)
  * The `tally` program
  * ------------------------------------------------------------------------------------- */
 
-typedef struct
-{
-  int status;
-  char *out;
-  char *err;
-} Run;
-
-static void
-run_clear (Run *r)
-{
-  g_free (r->out);
-  g_free (r->err);
-}
-
 /* Runs $TALLY_EXE with @args in the temporary directory; @env: NULL or "VAR=value" pairs;
  * standard output to @stdout_path, or to a pipe (returned in out) when %NULL. */
-static Run
+static TallyTestRun
 run_tally_to (const char *const *args, const char *const *env, const char *stdout_path)
 {
   const char *exe = g_getenv ("TALLY_EXE");
@@ -980,7 +967,7 @@ run_tally_to (const char *const *args, const char *const *env, const char *stdou
   g_autoptr (GSubprocess) proc = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  Run r = { 0 };
+  TallyTestRun r = { 0 };
 
   g_assert_nonnull (exe);
   launcher = g_subprocess_launcher_new (
@@ -1011,7 +998,7 @@ run_tally_to (const char *const *args, const char *const *env, const char *stdou
   return r;
 }
 
-static Run
+static TallyTestRun
 run_tally (const char *const *args, const char *const *env)
 {
   return run_tally_to (args, env, NULL);
@@ -1031,39 +1018,39 @@ test_cli_check_config (void)
       = g_strdup_printf ("%s/none.conf: no such file (named by the command line)\n", tmp_root);
   g_autofree char *missing = g_strdup_printf ("%s/none.conf", tmp_root);
   g_autofree char *env_good = g_strdup_printf ("TALLY_CONFIG=%s", good);
-  Run r;
+  TallyTestRun r;
 
   r = run_tally ((const char *[]){ "check-config", good, NULL }, NULL);
   g_assert_cmpint (r.status, ==, 0);
   g_assert_cmpstr (r.out, ==, ok_line);
   g_assert_cmpstr (r.err, ==, "");
-  run_clear (&r);
+  tally_test_run_clear (&r);
 
   r = run_tally ((const char *[]){ "check-config", "--config", good, NULL }, NULL);
   g_assert_cmpint (r.status, ==, 0);
   g_assert_cmpstr (r.out, ==, ok_line);
-  run_clear (&r);
+  tally_test_run_clear (&r);
 
   r = run_tally ((const char *[]){ "check-config", NULL }, (const char *[]){ env_good, NULL });
   g_assert_cmpint (r.status, ==, 0);
   g_assert_cmpstr (r.out, ==, ok_line);
-  run_clear (&r);
+  tally_test_run_clear (&r);
 
   r = run_tally ((const char *[]){ "check-config", example, NULL }, NULL);
   g_assert_cmpint (r.status, ==, 0);
   g_assert_cmpstr (r.out, ==, example_ok);
-  run_clear (&r);
+  tally_test_run_clear (&r);
 
   r = run_tally ((const char *[]){ "check-config", bad, NULL }, NULL);
   g_assert_cmpint (r.status, ==, 78);
   g_assert_cmpstr (r.out, ==, "");
   g_assert_cmpstr (r.err, ==, bad_line);
-  run_clear (&r);
+  tally_test_run_clear (&r);
 
   r = run_tally ((const char *[]){ "check-config", missing, NULL }, NULL);
   g_assert_cmpint (r.status, ==, 78);
   g_assert_cmpstr (r.err, ==, missing_line);
-  run_clear (&r);
+  tally_test_run_clear (&r);
 
   /* A bad environment override is a configuration error too. */
   r = run_tally ((const char *[]){ "check-config", good, NULL },
@@ -1072,18 +1059,18 @@ test_cli_check_config (void)
   g_assert_cmpstr (r.err, ==,
                    "TALLY_LOG_LEVEL (environment): [log] level: “loud” is not one of: error, "
                    "critical, warning, message, info, debug\n");
-  run_clear (&r);
+  tally_test_run_clear (&r);
 
   /* Usage errors: two files, an unknown option. */
   r = run_tally ((const char *[]){ "check-config", good, bad, NULL }, NULL);
   g_assert_cmpint (r.status, ==, 2);
-  run_clear (&r);
+  tally_test_run_clear (&r);
   r = run_tally ((const char *[]){ "check-config", "--config", good, bad, NULL }, NULL);
   g_assert_cmpint (r.status, ==, 2);
-  run_clear (&r);
+  tally_test_run_clear (&r);
   r = run_tally ((const char *[]){ "check-config", "--frobnicate", NULL }, NULL);
   g_assert_cmpint (r.status, ==, 2);
-  run_clear (&r);
+  tally_test_run_clear (&r);
 }
 
 static void
@@ -1094,14 +1081,14 @@ test_cli_print_config (void)
   g_autofree char *env_bad = g_strdup_printf ("TALLY_CONFIG=%s", bad);
   g_autoptr (TallyConfig) expected_config = load_corpus ("good-full.conf");
   g_autofree char *expected = tally_config_to_string (expected_config, TRUE);
-  Run r;
+  TallyTestRun r;
 
   r = run_tally ((const char *[]){ "print-config", "--config", good, NULL }, NULL);
   g_assert_cmpint (r.status, ==, 0);
   g_assert_cmpstr (r.out, ==, expected);
   g_assert_null (strstr (r.out, "hunter2-secret"));
   g_assert_nonnull (strstr (r.out, "\nsasl.password=<redacted>\n"));
-  run_clear (&r);
+  tally_test_run_clear (&r);
 
   r = run_tally (
       (const char *[]){ "print-config", "--config", good, NULL },
@@ -1111,18 +1098,18 @@ test_cli_print_config (void)
       strstr (r.out, "# Environment overrides: TALLY_KAFKA_SASL_PASSWORD, TALLY_LOG_LEVEL\n"));
   g_assert_true (g_str_has_suffix (r.out, "\n[log]\nlevel=info\n"));
   g_assert_null (strstr (r.out, "from-env"));
-  run_clear (&r);
+  tally_test_run_clear (&r);
 
   r = run_tally ((const char *[]){ "print-config", NULL }, (const char *[]){ env_bad, NULL });
   g_assert_cmpint (r.status, ==, 78);
   g_assert_cmpstr (r.out, ==, "");
   g_assert_true (g_str_has_prefix (r.err, bad));
   g_assert_nonnull (strstr (r.err, ":2: [input] topics: "));
-  run_clear (&r);
+  tally_test_run_clear (&r);
 
   r = run_tally ((const char *[]){ "print-config", good, NULL }, NULL);
   g_assert_cmpint (r.status, ==, 2);
-  run_clear (&r);
+  tally_test_run_clear (&r);
 }
 
 /* The topic-name check the loader applies, public for `tally broker --topics`. */
@@ -1164,20 +1151,20 @@ static void
 test_cli_write_error (void)
 {
   g_autofree char *good = corpus_path ("good-full.conf");
-  Run r;
+  TallyTestRun r;
 
   r = run_tally_to ((const char *[]){ "print-config", "--config", good, NULL }, NULL, "/dev/full");
   g_assert_cmpint (r.status, ==, 1);
   g_assert_cmpstr (r.err, ==,
                    "tally print-config: could not write the configuration: No space left on "
                    "device\n");
-  run_clear (&r);
+  tally_test_run_clear (&r);
 
   r = run_tally_to ((const char *[]){ "check-config", good, NULL }, NULL, "/dev/full");
   g_assert_cmpint (r.status, ==, 1);
   g_assert_cmpstr (r.err, ==,
                    "tally check-config: could not write the result: No space left on device\n");
-  run_clear (&r);
+  tally_test_run_clear (&r);
 }
 
 static void
@@ -1187,14 +1174,14 @@ test_cli_help (void)
 
   for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
     {
-      Run r = run_tally ((const char *[]){ commands[i], "--help", NULL }, NULL);
+      TallyTestRun r = run_tally ((const char *[]){ commands[i], "--help", NULL }, NULL);
       g_assert_cmpint (r.status, ==, 0);
       g_assert_nonnull (strstr (r.out, "--config"));
       g_assert_nonnull (strstr (r.out, "$TALLY_CONFIG"));
       g_assert_nonnull (strstr (r.out, "/etc/tally/tally.conf"));
       g_assert_nonnull (strstr (r.out, "TALLY_<GROUP>_<KEY>"));
       g_assert_nonnull (strstr (r.out, "78 (EX_CONFIG)"));
-      run_clear (&r);
+      tally_test_run_clear (&r);
     }
 }
 

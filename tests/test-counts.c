@@ -4,18 +4,9 @@
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-counts-private.h"
+#include "tally-test-util.h"
 
 #include <string.h>
-
-static TallyCounts *
-build (const char *const *words, const guint64 *counts, gsize n)
-{
-  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
-
-  for (gsize i = 0; i < n; i++)
-    tally_counts_builder_add (builder, words[i], strlen (words[i]), counts[i]);
-  return tally_counts_builder_end (builder);
-}
 
 /* "word=count " for every entry, in order. */
 static char *
@@ -101,9 +92,9 @@ test_merge_outlives_parts (void)
   g_autoptr (TallyCounts) merged = NULL;
   g_autofree char *text = NULL;
 
-  parts[0] = build (w0, c0, G_N_ELEMENTS (w0));
-  parts[1] = build (w1, c1, G_N_ELEMENTS (w1));
-  parts[2] = build (w2, c2, G_N_ELEMENTS (w2));
+  parts[0] = tally_test_counts_new (w0, c0, G_N_ELEMENTS (w0));
+  parts[1] = tally_test_counts_new (w1, c1, G_N_ELEMENTS (w1));
+  parts[2] = tally_test_counts_new (w2, c2, G_N_ELEMENTS (w2));
   merged = tally_counts_merge_disjoint (parts, 3, NULL);
   for (guint k = 0; k < 3; k++)
     tally_counts_unref (parts[k]);
@@ -136,8 +127,8 @@ test_merge_filters (void)
   g_autofree char *tb = NULL;
   g_autofree char *tc = NULL;
 
-  parts[0] = build (w0, c0, G_N_ELEMENTS (w0));
-  parts[1] = build (w1, c1, G_N_ELEMENTS (w1));
+  parts[0] = tally_test_counts_new (w0, c0, G_N_ELEMENTS (w0));
+  parts[1] = tally_test_counts_new (w1, c1, G_N_ELEMENTS (w1));
   a = tally_counts_merge_disjoint (parts, 2, &prefix);
   b = tally_counts_merge_disjoint (parts, 2, &top);
   c = tally_counts_merge_disjoint (parts, 2, &everything);
@@ -168,9 +159,9 @@ test_merge_of_merges (void)
   g_autoptr (TallyCounts) merged = NULL;
   g_autofree char *text = NULL;
 
-  inner[0] = build (w0, c0, 1);
+  inner[0] = tally_test_counts_new (w0, c0, 1);
   inner[1] = tally_counts_new_empty ();
-  inner[2] = build (w1, c1, 1);
+  inner[2] = tally_test_counts_new (w1, c1, 1);
   outer[0] = tally_counts_merge_disjoint (inner, 2, NULL);
   outer[1] = tally_counts_merge_disjoint (inner + 1, 2, NULL);
   for (guint k = 0; k < 3; k++)
@@ -195,8 +186,8 @@ test_merge_total_saturates (void)
   TallyCounts *parts[2];
   g_autoptr (TallyCounts) merged = NULL;
 
-  parts[0] = build (w0, c0, 1);
-  parts[1] = build (w1, c1, 1);
+  parts[0] = tally_test_counts_new (w0, c0, 1);
+  parts[1] = tally_test_counts_new (w1, c1, 1);
   merged = tally_counts_merge_disjoint (parts, 2, NULL);
   tally_counts_unref (parts[0]);
   tally_counts_unref (parts[1]);

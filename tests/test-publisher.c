@@ -9,6 +9,7 @@
 #include "tally-publisher.h"
 #include "tally-request-reader.h"
 #include "tally-snapshot-assembler.h"
+#include "tally-test-util.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -79,17 +80,6 @@ typedef struct
   char *instance_id;
 } Fixture;
 
-static rd_kafka_conf_t *
-base_conf (Fixture *f)
-{
-  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
-
-  g_assert_cmpint (rd_kafka_conf_set (conf, "bootstrap.servers",
-                                      tally_broker_get_bootstrap_servers (f->broker), NULL, 0),
-                   ==, RD_KAFKA_CONF_OK);
-  return conf;
-}
-
 static void
 fixture_set_up (Fixture *f, gconstpointer data)
 {
@@ -103,7 +93,8 @@ fixture_set_up (Fixture *f, gconstpointer data)
   g_assert_true (tally_broker_create_topic (f->broker, "requests", 2, &error));
   g_assert_no_error (error);
 
-  actor = tally_publisher_new (base_conf (f), "snapshots", max_record_bytes, &error);
+  actor = tally_publisher_new (tally_test_broker_conf (f->broker), "snapshots", max_record_bytes,
+                               &error);
   g_assert_no_error (error);
   f->instance_id = g_strdup (tally_publisher_get_instance_id (TALLY_PUBLISHER (actor)));
   f->arbiter = tally_arbiter_new ("test-publisher");
@@ -174,7 +165,7 @@ read_back (Fixture *f, const char *snapshot_id, const char *request_id, guint pa
 {
   g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new (request_id, NULL);
   g_autoptr (rd_kafka_topic_partition_list_t) assignment = rd_kafka_topic_partition_list_new (3);
-  rd_kafka_conf_t *conf = base_conf (f);
+  rd_kafka_conf_t *conf = tally_test_broker_conf (f->broker);
   gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
   TallySnapshot *snapshot = NULL;
   guint records = 0;
@@ -239,21 +230,6 @@ read_back (Fixture *f, const char *snapshot_id, const char *request_id, guint pa
   return snapshot;
 }
 
-static void
-assert_counts_equal (TallyCounts *a, TallyCounts *b)
-{
-  gsize na, nb;
-  const TallyWordCount *ea = tally_counts_get_entries (a, &na);
-  const TallyWordCount *eb = tally_counts_get_entries (b, &nb);
-
-  g_assert_cmpuint (na, ==, nb);
-  for (gsize i = 0; i < na; i++)
-    {
-      g_assert_cmpmem (ea[i].word, ea[i].len, eb[i].word, eb[i].len);
-      g_assert_cmpuint (ea[i].count, ==, eb[i].count);
-    }
-}
-
 /* ---------------------------------------------------------------------------------------
  * Tests
  * ------------------------------------------------------------------------------------- */
@@ -293,7 +269,7 @@ test_publish_read_back (Fixture *f, gconstpointer data)
   g_assert_cmpint (back->offsets->elems[1].offset, ==, 1001);
   g_assert_cmpint (back->partitions->cnt, ==, 3);
   g_assert_cmpint (back->partitions->elems[2].partition, ==, 2);
-  assert_counts_equal (back->counts, counts);
+  tally_test_assert_counts_equal (back->counts, counts);
   g_assert_cmpuint (take_warnings (""), ==, 0);
 }
 
@@ -316,7 +292,7 @@ test_publish_full_records (Fixture *f, gconstpointer data)
   g_assert_cmpuint (report->parts, ==, 3);
   g_assert_cmpuint (report->retries, ==, 0);
   back = read_back (f, report->snapshot_id, long_id, report->parts);
-  assert_counts_equal (back->counts, counts);
+  tally_test_assert_counts_equal (back->counts, counts);
 }
 
 static void
@@ -395,7 +371,7 @@ test_delivery_retried (Fixture *f, gconstpointer data)
   g_assert_cmpuint (report->delivered, ==, 1);
   g_assert_cmpuint (report->retries, ==, 2);
   back = read_back (f, report->snapshot_id, "req-R", 1);
-  assert_counts_equal (back->counts, counts);
+  tally_test_assert_counts_equal (back->counts, counts);
 }
 
 static void
@@ -566,7 +542,7 @@ test_stop_while_retrying (Fixture *f, gconstpointer data)
   g_assert_cmpuint (report->retries, ==, 1);
   g_assert_true (tally_address_wait_stopped (f->publisher, WAIT_MS));
   back = read_back (f, report->snapshot_id, "req-stop", 1);
-  assert_counts_equal (back->counts, counts);
+  tally_test_assert_counts_equal (back->counts, counts);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -601,7 +577,8 @@ test_request_reader (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
   gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
   char errstr[256];
-  rd_kafka_t *producer = rd_kafka_new (RD_KAFKA_PRODUCER, base_conf (f), errstr, sizeof errstr);
+  rd_kafka_t *producer
+      = rd_kafka_new (RD_KAFKA_PRODUCER, tally_test_broker_conf (f->broker), errstr, sizeof errstr);
   TallySnapshotRequest *r;
 
   g_assert_nonnull (producer);
@@ -609,9 +586,9 @@ test_request_reader (Fixture *f, gconstpointer data)
   produce_request (producer, "old", NULL);
   g_assert_cmpint (rd_kafka_flush (producer, WAIT_MS), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
 
-  reader = tally_request_reader_new (base_conf (f), "requests", -1, context, on_request,
-                                     g_ptr_array_ref (seen), (GDestroyNotify)g_ptr_array_unref,
-                                     WAIT_MS, &error);
+  reader = tally_request_reader_new (tally_test_broker_conf (f->broker), "requests", -1, context,
+                                     on_request, g_ptr_array_ref (seen),
+                                     (GDestroyNotify)g_ptr_array_unref, WAIT_MS, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (tally_request_reader_get_n_partitions (reader), ==, 2);
 
@@ -756,7 +733,8 @@ produce_bad_reply (Fixture *f, const char *request_id)
 {
   static const char value[] = "{\"snapshot_id\":1}";
   char errstr[256];
-  rd_kafka_t *producer = rd_kafka_new (RD_KAFKA_PRODUCER, base_conf (f), errstr, sizeof errstr);
+  rd_kafka_t *producer
+      = rd_kafka_new (RD_KAFKA_PRODUCER, tally_test_broker_conf (f->broker), errstr, sizeof errstr);
   rd_kafka_headers_t *headers = rd_kafka_headers_new (1);
 
   g_assert_nonnull (producer);
@@ -769,16 +747,6 @@ produce_bad_reply (Fixture *f, const char *request_id)
       ==, RD_KAFKA_RESP_ERR_NO_ERROR);
   g_assert_cmpint (rd_kafka_flush (producer, WAIT_MS), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_destroy (producer);
-}
-
-static TallyCounts *
-counts_from (const char *const *words, const guint64 *values, gsize n)
-{
-  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
-
-  for (gsize i = 0; i < n; i++)
-    tally_counts_builder_add (builder, words[i], strlen (words[i]), values[i]);
-  return tally_counts_builder_end (builder);
 }
 
 static rd_kafka_topic_partition_list_t *
@@ -810,11 +778,12 @@ answer_request (const TallySnapshotRequest *request, gpointer user_data)
   if (instances->bad_reply)
     produce_bad_reply (instances->f, request->request_id);
   tally_publisher_publish_async (instances->f->publisher, request,
-                                 counts_from (words_a, values_a, 3), owned (0, 1), owned (0, 1), 1,
-                                 NULL, NULL, NULL);
+                                 tally_test_counts_new (words_a, values_a, 3), owned (0, 1),
+                                 owned (0, 1), 1, NULL, NULL, NULL);
   if (instances->with_b)
-    tally_publisher_publish_async (instances->second, request, counts_from (words_b, values_b, 3),
-                                   owned (2, 3), owned (2, 3), 1, NULL, NULL, NULL);
+    tally_publisher_publish_async (instances->second, request,
+                                   tally_test_counts_new (words_b, values_b, 3), owned (2, 3),
+                                   owned (2, 3), 1, NULL, NULL, NULL);
   instances->answered++;
 }
 
@@ -845,13 +814,13 @@ run_snapshot_command (Fixture *f, gboolean with_b, gboolean bad_reply, const cha
                                       "[output]\ntopic=snapshots\n"
                                       "[requests]\ntopic=requests\n",
                                       -1, &error));
-  actor = tally_publisher_new (base_conf (f), "snapshots", 1000000, &error);
+  actor = tally_publisher_new (tally_test_broker_conf (f->broker), "snapshots", 1000000, &error);
   g_assert_no_error (error);
   instances.second = tally_actor_start (actor, arbiter, 8);
 
   g_main_context_push_thread_default (context);
-  reader = tally_request_reader_new (base_conf (f), "requests", -1, context, answer_request,
-                                     &instances, NULL, WAIT_MS, &error);
+  reader = tally_request_reader_new (tally_test_broker_conf (f->broker), "requests", -1, context,
+                                     answer_request, &instances, NULL, WAIT_MS, &error);
   g_assert_no_error (error);
 
   g_ptr_array_add (argv, (char *)g_getenv ("TALLY_EXE"));

@@ -4,6 +4,7 @@
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-snapshot-format.h"
+#include "tally-test-util.h"
 
 #include <json-glib/json-glib.h>
 #include <string.h>
@@ -37,32 +38,6 @@ make_snapshot (const char *snapshot_id, const char *instance_id, TallyCounts *co
   return snapshot;
 }
 
-static TallyCounts *
-counts_of (const char *const *words, const guint64 *counts, gsize n)
-{
-  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
-
-  for (gsize i = 0; i < n; i++)
-    tally_counts_builder_add (builder, words[i], strlen (words[i]), counts[i]);
-  return tally_counts_builder_end (builder);
-}
-
-static void
-assert_counts_equal (TallyCounts *a, TallyCounts *b)
-{
-  gsize na, nb;
-  const TallyWordCount *ea = tally_counts_get_entries (a, &na);
-  const TallyWordCount *eb = tally_counts_get_entries (b, &nb);
-
-  g_assert_cmpuint (na, ==, nb);
-  for (gsize i = 0; i < na; i++)
-    {
-      g_assert_cmpuint (ea[i].len, ==, eb[i].len);
-      g_assert_cmpmem (ea[i].word, ea[i].len, eb[i].word, eb[i].len);
-      g_assert_cmpuint (ea[i].count, ==, eb[i].count);
-    }
-}
-
 static void
 assert_lists_equal (const rd_kafka_topic_partition_list_t *a,
                     const rd_kafka_topic_partition_list_t *b)
@@ -94,7 +69,7 @@ test_round_trip (void)
 {
   static const char *const words[] = { "kafka", "streams", "apache", "\"quoted\\\"", "é\t€" };
   static const guint64 values[] = { 3, 2, 1, 1, G_GUINT64_CONSTANT (9007199254740993) };
-  g_autoptr (TallyCounts) counts = counts_of (words, values, G_N_ELEMENTS (words));
+  g_autoptr (TallyCounts) counts = tally_test_counts_new (words, values, G_N_ELEMENTS (words));
   g_autoptr (TallySnapshot) snapshot = make_snapshot ("snap-1", "inst-a", counts, 0, 2);
   g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new ("req-1", NULL);
   g_autoptr (TallySnapshot) back = NULL;
@@ -140,7 +115,7 @@ test_round_trip (void)
   g_assert_cmpint (back->partitions->cnt, ==, 3);
   g_assert_cmpint (back->partitions->elems[2].partition, ==, 2);
   g_assert_cmpint (back->partitions->elems[2].offset, ==, RD_KAFKA_OFFSET_INVALID);
-  assert_counts_equal (back->counts, counts);
+  tally_test_assert_counts_equal (back->counts, counts);
 
   /* The whole-snapshot JSON of `tally snapshot --json`: no part numbers, every entry. */
   {
@@ -225,7 +200,7 @@ test_split_200k (void)
   back = tally_snapshot_assembler_dup_merged (assembler);
   g_assert_cmpuint (tally_counts_get_n_words (back->counts), ==, 200000);
   g_assert_cmpuint (tally_counts_get_total (back->counts), ==, tally_counts_get_total (counts));
-  assert_counts_equal (back->counts, counts);
+  tally_test_assert_counts_equal (back->counts, counts);
   g_assert_cmpuint (tally_snapshot_assembler_get_n_incomplete (assembler), ==, 0);
 }
 
@@ -362,7 +337,7 @@ test_word_too_large (void)
     g_assert_true (tally_snapshot_assembler_add_part (
         assembler, decode_bytes (g_ptr_array_index (parts, 0)), &error));
     back = tally_snapshot_assembler_dup_merged (assembler);
-    assert_counts_equal (back->counts, counts);
+    tally_test_assert_counts_equal (back->counts, counts);
   }
 }
 
@@ -416,7 +391,7 @@ test_duplicates_and_foreign (void)
       g_assert_no_error (error);
     }
   back = tally_snapshot_assembler_dup_merged (assembler);
-  assert_counts_equal (back->counts, counts);
+  tally_test_assert_counts_equal (back->counts, counts);
   g_assert_cmpuint (tally_snapshot_assembler_get_n_incomplete (assembler), ==, 0);
 }
 
@@ -427,8 +402,8 @@ test_merge_instances (void)
   static const guint64 values_a[] = { 2, 1, 1 };
   static const char *const words_b[] = { "kafka", "streams", "topic" };
   static const guint64 values_b[] = { 1, 1, 5 };
-  g_autoptr (TallyCounts) counts_a = counts_of (words_a, values_a, 3);
-  g_autoptr (TallyCounts) counts_b = counts_of (words_b, values_b, 3);
+  g_autoptr (TallyCounts) counts_a = tally_test_counts_new (words_a, values_a, 3);
+  g_autoptr (TallyCounts) counts_b = tally_test_counts_new (words_b, values_b, 3);
   g_autoptr (TallySnapshot) a = make_snapshot ("snap-a", "inst-a", counts_a, 0, 1);
   g_autoptr (TallySnapshot) b = make_snapshot ("snap-b", "inst-b", counts_b, 2, 3);
   g_autoptr (TallySnapshot) c = make_snapshot ("snap-c", "inst-c", counts_b, 3, 3);
@@ -731,7 +706,7 @@ test_total_saturates (void)
   static const guint64 values_b[] = { 1 };
   g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
   g_autoptr (TallyCounts) counts_a = NULL;
-  g_autoptr (TallyCounts) counts_b = counts_of (words_b, values_b, 1);
+  g_autoptr (TallyCounts) counts_b = tally_test_counts_new (words_b, values_b, 1);
   g_autoptr (TallySnapshot) a = NULL;
   g_autoptr (TallySnapshot) b = NULL;
   g_autoptr (rd_kafka_topic_partition_list_t) expected = rd_kafka_topic_partition_list_new (4);

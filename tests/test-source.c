@@ -9,6 +9,7 @@
 #include "tally-checkpoint.h"
 #include "tally-config.h"
 #include "tally-source.h"
+#include "tally-test-util.h"
 
 #include <string.h>
 
@@ -35,17 +36,6 @@ fixture_set_up (Fixture *f, gconstpointer data)
   f->changelog = g_strdup_printf ("source-changelog-%d", topic_serial++);
   g_assert_true (tally_broker_create_topic (f->broker, f->input, 2, &error));
   g_assert_no_error (error);
-}
-
-static rd_kafka_conf_t *
-base_conf (Fixture *f)
-{
-  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
-
-  g_assert_cmpint (rd_kafka_conf_set (conf, "bootstrap.servers",
-                                      tally_broker_get_bootstrap_servers (f->broker), NULL, 0),
-                   ==, RD_KAFKA_CONF_OK);
-  return conf;
 }
 
 /* Starts a source with its own shards and the consumer properties @conf (consumed);
@@ -76,7 +66,7 @@ start_source_conf (Fixture *f, guint capacity, gboolean checkpoint, rd_kafka_con
 static void
 start_source (Fixture *f, guint capacity, gboolean checkpoint)
 {
-  start_source_conf (f, capacity, checkpoint, base_conf (f));
+  start_source_conf (f, capacity, checkpoint, tally_test_broker_conf (f->broker));
 }
 
 static void
@@ -106,7 +96,8 @@ static void
 produce (Fixture *f, const char *const *values, const gsize *lens, guint n, gint32 partition)
 {
   char errstr[256];
-  rd_kafka_t *producer = rd_kafka_new (RD_KAFKA_PRODUCER, base_conf (f), errstr, sizeof errstr);
+  rd_kafka_t *producer
+      = rd_kafka_new (RD_KAFKA_PRODUCER, tally_test_broker_conf (f->broker), errstr, sizeof errstr);
 
   g_assert_nonnull (producer);
   for (guint i = 0; i < n; i++)
@@ -226,7 +217,7 @@ test_streams_example (Fixture *f, gconstpointer data)
 static void
 test_idle_member (Fixture *f, gconstpointer data)
 {
-  rd_kafka_conf_t *conf = base_conf (f);
+  rd_kafka_conf_t *conf = tally_test_broker_conf (f->broker);
   g_autoptr (TallySnapshotCut) first = NULL;
   g_autoptr (TallySnapshotCut) second = NULL;
 
@@ -351,7 +342,7 @@ test_changelog_format (Fixture *f, gconstpointer data)
   g_autoptr (TallyCounts) restored = NULL;
   g_autoptr (GHashTable) offsets = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
   g_autoptr (GHashTable) markers = NULL;
-  rd_kafka_conf_t *conf = base_conf (f);
+  rd_kafka_conf_t *conf = tally_test_broker_conf (f->broker);
   gint64 offset = 17;
 
   checkpoint = tally_checkpoint_new (conf, f->changelog, NULL, 0, &error);

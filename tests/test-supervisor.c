@@ -8,21 +8,14 @@
  */
 #include "tally-actor.h"
 #include "tally-supervisor.h"
+#include "tally-test-util.h"
 
 #include <pthread.h>
 
 typedef struct
 {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  gboolean entered;
-  gboolean open;
-} Gate;
-
-typedef struct
-{
   TallyMessage parent;
-  Gate *gate;
+  TallyTestGate *gate;
 } Msg;
 
 static void
@@ -37,46 +30,13 @@ static const TallyMessageType fail_type = { "Fail", msg_free, NULL };
 static const TallyMessageType block_type = { "Block", msg_free, NULL };
 
 static TallyMessage *
-new_msg (const TallyMessageType *type, Gate *gate)
+new_msg (const TallyMessageType *type, TallyTestGate *gate)
 {
   Msg *m = g_new0 (Msg, 1);
 
   tally_message_init (&m->parent, type);
   m->gate = gate;
   return &m->parent;
-}
-
-static void
-gate_init (Gate *gate)
-{
-  pthread_mutex_init (&gate->lock, NULL);
-  pthread_cond_init (&gate->cond, NULL);
-  gate->entered = gate->open = FALSE;
-}
-
-static void
-gate_wait_entered (Gate *gate)
-{
-  pthread_mutex_lock (&gate->lock);
-  while (!gate->entered)
-    pthread_cond_wait (&gate->cond, &gate->lock);
-  pthread_mutex_unlock (&gate->lock);
-}
-
-static void
-gate_open (Gate *gate)
-{
-  pthread_mutex_lock (&gate->lock);
-  gate->open = TRUE;
-  pthread_cond_broadcast (&gate->cond);
-  pthread_mutex_unlock (&gate->lock);
-}
-
-static void
-gate_clear (Gate *gate)
-{
-  pthread_cond_destroy (&gate->cond);
-  pthread_mutex_destroy (&gate->lock);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -124,14 +84,7 @@ handle_fail (TallyActor *actor, TallyMessage *message, GError **error)
 static gboolean
 handle_block (TallyActor *actor, TallyMessage *message, GError **error)
 {
-  Gate *gate = ((Msg *)message)->gate;
-
-  pthread_mutex_lock (&gate->lock);
-  gate->entered = TRUE;
-  pthread_cond_broadcast (&gate->cond);
-  while (!gate->open)
-    pthread_cond_wait (&gate->cond, &gate->lock);
-  pthread_mutex_unlock (&gate->lock);
+  tally_test_gate_enter (((Msg *)message)->gate);
   return TRUE;
 }
 
@@ -256,22 +209,22 @@ test_restart (void)
   g_autoptr (TallyAddress) address = NULL;
   gint made = 0;
   Asked failed = { 0 }, counted = { 0 };
-  Gate gate;
+  TallyTestGate gate;
 
   g_atomic_int_set (&starts, 0);
   g_atomic_int_set (&timer_runs, 0);
   address = tally_supervisor_start_child (supervisor, worker_factory, &made, NULL, arbiter, 0);
   failed.address = counted.address = address;
-  gate_init (&gate);
+  tally_test_gate_init (&gate);
   g_assert_true (tally_address_tell (address, new_msg (&block_type, &gate), NULL));
-  gate_wait_entered (&gate);
+  tally_test_gate_wait_entered (&gate);
   g_assert_true (tally_address_tell (address, new_msg (&add_type, NULL), NULL));
   g_assert_true (tally_address_tell (address, new_msg (&add_type, NULL), NULL));
   tally_address_ask_async (address, new_msg (&fail_type, NULL), NULL, ask_done, &failed);
   for (guint i = 0; i < 3; i++)
     g_assert_true (tally_address_tell (address, new_msg (&add_type, NULL), NULL));
   tally_address_ask_async (address, new_msg (&get_type, NULL), NULL, ask_done, &counted);
-  gate_open (&gate);
+  tally_test_gate_open (&gate);
 
   wait_asked (&failed);
   g_assert_error (failed.error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
@@ -291,7 +244,7 @@ test_restart (void)
   g_assert_true (tally_address_wait_stopped (address, 0));
   g_assert_cmpint (g_atomic_int_get (&timer_runs), ==, 0);
   tally_arbiter_stop (arbiter);
-  gate_clear (&gate);
+  tally_test_gate_clear (&gate);
 }
 
 /* More than max_restarts failures within the period: escalate, close every child. */
@@ -308,11 +261,11 @@ test_intensity (void)
   g_autoptr (GError) error = NULL;
   Escalations escalations = { .count = 0 };
   Asked failed = { .address = a }, queued = { .address = a };
-  Gate gate;
+  TallyTestGate gate;
 
   pthread_mutex_init (&escalations.lock, NULL);
   g_signal_connect (supervisor, "escalated", G_CALLBACK (on_escalated), &escalations);
-  gate_init (&gate);
+  tally_test_gate_init (&gate);
 
   fail_sync (a);
   fail_sync (a);
@@ -321,10 +274,10 @@ test_intensity (void)
 
   /* The third failure within the period, with an ask queued behind it. */
   g_assert_true (tally_address_tell (a, new_msg (&block_type, &gate), NULL));
-  gate_wait_entered (&gate);
+  tally_test_gate_wait_entered (&gate);
   tally_address_ask_async (a, new_msg (&fail_type, NULL), NULL, ask_done, &failed);
   tally_address_ask_async (a, new_msg (&get_type, NULL), NULL, ask_done, &queued);
-  gate_open (&gate);
+  tally_test_gate_open (&gate);
 
   wait_asked (&failed);
   g_assert_error (failed.error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
@@ -355,7 +308,7 @@ test_intensity (void)
   tally_arbiter_stop (arbiter);
   g_free (escalations.message);
   pthread_mutex_destroy (&escalations.lock);
-  gate_clear (&gate);
+  tally_test_gate_clear (&gate);
 }
 
 /* Failures further apart than the period never add up. */

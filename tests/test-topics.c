@@ -6,6 +6,7 @@
  */
 #include "tally-broker.h"
 #include "tally-topics.h"
+#include "tally-test-util.h"
 
 #include <librdkafka/rdkafka_mock.h>
 #include <string.h>
@@ -26,13 +27,11 @@ static void
 fixture_set_up (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+  rd_kafka_conf_t *conf;
 
   f->broker = tally_broker_new (0, 1, &error);
   g_assert_no_error (error);
-  g_assert_cmpint (rd_kafka_conf_set (conf, "bootstrap.servers",
-                                      tally_broker_get_bootstrap_servers (f->broker), NULL, 0),
-                   ==, RD_KAFKA_CONF_OK);
+  conf = tally_test_broker_conf (f->broker);
   /* A consumer property, which the admin client's configuration drops. */
   g_assert_cmpint (rd_kafka_conf_set (conf, "group.id", "tally", NULL, 0), ==, RD_KAFKA_CONF_OK);
   f->rk = tally_topics_client_new (conf, &error);

@@ -4,6 +4,7 @@
  */
 #include "tally-counts.h"
 #include "tally-word-table.h"
+#include "tally-test-util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -333,28 +334,16 @@ test_table_saturates (void)
 
 /* ----- TallyCounts ---------------------------------------------------------------- */
 
-static TallyCounts *
-build (const char *const *words, const guint64 *counts, guint n)
-{
-  g_autoptr (TallyCountsBuilder) b = tally_counts_builder_new ();
-  for (guint i = 0; i < n; i++)
-    tally_counts_builder_add (b, words[i], strlen (words[i]), counts[i]);
-  return tally_counts_builder_end (b);
-}
-
+/* tally_test_assert_entries, and every entry's word is NUL-terminated at its length. */
 static void
 assert_entries (TallyCounts *counts, const char *expected)
 {
-  g_autoptr (GString) s = g_string_new (NULL);
   gsize n;
   const TallyWordCount *e = tally_counts_get_entries (counts, &n);
 
   for (gsize i = 0; i < n; i++)
-    {
-      g_assert_cmpuint (strlen (e[i].word), ==, e[i].len);
-      g_string_append_printf (s, "%s=%" G_GUINT64_FORMAT " ", e[i].word, e[i].count);
-    }
-  g_assert_cmpstr (s->str, ==, expected);
+    g_assert_cmpuint (strlen (e[i].word), ==, e[i].len);
+  tally_test_assert_entries (counts, expected);
 }
 
 /* Count descending, then bytes ascending as memcmp orders them, a prefix first. */
@@ -363,7 +352,7 @@ test_counts_order (void)
 {
   const char *words[] = { "b", "ab", "a\xc3\xa9", "a", "zz", "A", "é", "a" };
   const guint64 counts[] = { 2, 2, 2, 1, 5, 2, 2, 1 };
-  g_autoptr (TallyCounts) c = build (words, counts, G_N_ELEMENTS (words));
+  g_autoptr (TallyCounts) c = tally_test_counts_new (words, counts, G_N_ELEMENTS (words));
 
   assert_entries (c, "zz=5 A=2 a=2 ab=2 aé=2 b=2 é=2 ");
   g_assert_cmpuint (tally_counts_get_n_words (c), ==, 7);
@@ -378,8 +367,8 @@ test_counts_builder_merges (void)
   const guint64 c1[] = { 2, 1, 1 };
   const char *w2[] = { "kafka", "streams", "utils" };
   const guint64 c2[] = { 1, 1, 1 };
-  g_autoptr (TallyCounts) part1 = build (w1, c1, 3);
-  g_autoptr (TallyCounts) part2 = build (w2, c2, 3);
+  g_autoptr (TallyCounts) part1 = tally_test_counts_new (w1, c1, 3);
+  g_autoptr (TallyCounts) part2 = tally_test_counts_new (w2, c2, 3);
   g_autoptr (TallyCounts) merged = NULL;
   g_autoptr (TallyCounts) again = NULL;
 
@@ -433,7 +422,7 @@ test_counts_filters (void)
 {
   const char *words[] = { "kafka", "kafkaesque", "stream", "streams", "ka", "k" };
   const guint64 counts[] = { 5, 1, 3, 4, 2, 2 };
-  g_autoptr (TallyCounts) c = build (words, counts, G_N_ELEMENTS (words));
+  g_autoptr (TallyCounts) c = tally_test_counts_new (words, counts, G_N_ELEMENTS (words));
   TallyCountsOptions top2 = { .top = 2 };
   TallyCountsOptions pre = { .prefix = "ka" };
   TallyCountsOptions min3 = { .min_count = 3 };

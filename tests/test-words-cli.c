@@ -4,6 +4,8 @@
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
+#include "tally-test-util.h"
+
 #include <glib.h>
 #include <glib/gstdio.h>
 
@@ -11,22 +13,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-typedef struct
-{
-  int status;
-  char *out;
-  char *err;
-} Run;
-
-static void
-run_clear (Run *run)
-{
-  g_free (run->out);
-  g_free (run->err);
-}
-
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Run, run_clear)
 
 /* The child's standard input comes from this file (opened in the child, after fork), or
  * is closed when %NULL; its standard output goes to @output_path instead of the pipe when
@@ -55,7 +41,7 @@ redirect_stdin (gpointer user_data)
  * rather than GSubprocess: it waits on the calling thread, so no GLib worker thread is
  * involved and the suite stays clean under ThreadSanitizer. */
 static void
-run_words (Run *run, const char *input, gsize len, const char *const *args)
+run_words (TallyTestRun *run, const char *input, gsize len, const char *const *args)
 {
   const char *exe = g_getenv ("TALLY_EXE");
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
@@ -100,7 +86,7 @@ run_words (Run *run, const char *input, gsize len, const char *const *args)
 static void
 test_crlf (void)
 {
-  g_auto (Run) run = { 0 };
+  g_auto (TallyTestRun) run = { 0 };
 
   RUN (&run, "hello\r\nworld\r\nhello\r\nquit\r\n", NULL);
   g_assert_cmpstr (run.out, ==,
@@ -121,7 +107,7 @@ test_crlf (void)
 static void
 test_quit_without_newline (void)
 {
-  g_auto (Run) run = { 0 };
+  g_auto (TallyTestRun) run = { 0 };
 
   RUN (&run, "b\na\nb\nquit", NULL);
   g_assert_cmpstr (run.out, ==,
@@ -143,7 +129,7 @@ test_quit_without_newline (void)
 static void
 test_no_quit (void)
 {
-  g_auto (Run) run = { 0 };
+  g_auto (TallyTestRun) run = { 0 };
 
   RUN (&run, "x\ny\nx", NULL);
   g_assert_cmpstr (run.out, ==,
@@ -164,7 +150,7 @@ test_no_quit (void)
 static void
 test_empty_input (void)
 {
-  g_auto (Run) run = { 0 };
+  g_auto (TallyTestRun) run = { 0 };
 
   RUN (&run, "", NULL);
   g_assert_cmpstr (run.out, ==, "Enter a word:\nFinal counts:\n");
@@ -177,7 +163,7 @@ test_empty_input (void)
 static void
 test_blank_lines_and_trimming (void)
 {
-  g_auto (Run) run = { 0 };
+  g_auto (TallyTestRun) run = { 0 };
 
   RUN (&run, "\n\n  \t \r\n  kafka \t\nkafka\rnew york\n\n kafka\nquit\nnever\n", "--quiet");
   g_assert_cmpstr (run.out, ==, "kafka 3\nnew york 1\n");
@@ -189,7 +175,7 @@ test_blank_lines_and_trimming (void)
 static void
 test_quit_exact (void)
 {
-  g_auto (Run) run = { 0 };
+  g_auto (TallyTestRun) run = { 0 };
 
   RUN (&run, "quitter\nQuit\n  quit  \nlater\n", "-q", "--shards", "1");
   g_assert_cmpstr (run.out, ==, "Quit 1\nquitter 1\n");
@@ -201,7 +187,7 @@ test_quit_exact (void)
 static void
 test_order_and_utf8 (void)
 {
-  g_auto (Run) run = { 0 };
+  g_auto (TallyTestRun) run = { 0 };
 
   RUN (&run, "zebra\nétoile\napple\nzebra\nApple\n日本\nétoile\n", "--quiet", "--shards", "3");
   g_assert_cmpstr (run.out, ==, "zebra 2\nétoile 2\nApple 1\napple 1\n日本 1\n");
@@ -212,7 +198,7 @@ test_order_and_utf8 (void)
 static void
 test_invalid_utf8 (void)
 {
-  g_auto (Run) run = { 0 };
+  g_auto (TallyTestRun) run = { 0 };
 
   RUN (&run, "ok\n\xff\xfe\nbad\0nul\nok\n", "--quiet");
   g_assert_cmpstr (run.out, ==, "ok 2\n");
@@ -225,9 +211,9 @@ test_invalid_utf8 (void)
 static void
 test_usage_errors (void)
 {
-  g_auto (Run) zero = { 0 };
-  g_auto (Run) extra = { 0 };
-  g_auto (Run) unknown = { 0 };
+  g_auto (TallyTestRun) zero = { 0 };
+  g_auto (TallyTestRun) extra = { 0 };
+  g_auto (TallyTestRun) unknown = { 0 };
 
   RUN (&zero, "", "--shards", "0");
   g_assert_cmpint (zero.status, ==, 2);
@@ -243,8 +229,8 @@ test_usage_errors (void)
 static void
 test_write_error (void)
 {
-  g_auto (Run) quiet = { 0 };
-  g_auto (Run) prompts = { 0 };
+  g_auto (TallyTestRun) quiet = { 0 };
+  g_auto (TallyTestRun) prompts = { 0 };
 
   output_path = "/dev/full";
   RUN (&quiet, "a\n", "--quiet");
@@ -264,7 +250,7 @@ test_write_error (void)
 static void
 test_stdin_closed (void)
 {
-  g_auto (Run) run = { 0 };
+  g_auto (TallyTestRun) run = { 0 };
 
   run_words (&run, NULL, 0, (const char *const[]){ "--quiet", NULL });
   g_assert_cmpstr (run.out, ==, "");

@@ -53,11 +53,11 @@
 # mvn, gnuplot and Debian's python3-confluent-kafka (scripts/setup installs them).
 set -euo pipefail
 
-root=${TALLY_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-tally=${TALLY_EXE:-$root/build/tally}
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/../e2e/lib.sh"
+fail_tail_lines=20
 raw_consumer=$(dirname "$tally")/tests/bench/bench-raw-consumer
-py=/usr/bin/python3
-client="$py $root/tests/bench/e2e_client.py"
+bench_client="$py $root/tests/bench/e2e_client.py"
 kafka_version=3.9.2
 sentinel=zzbenchsentinelzz
 
@@ -75,37 +75,12 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-if [ "$smoke" = 1 ]; then
-  bootstrap=${bootstrap:-${TALLY_TEST_KAFKA_BOOTSTRAP:-}}
-  if [ -z "$bootstrap" ]; then
-    if [ "${TALLY_TEST_REQUIRE_KAFKA:-0}" = 1 ]; then
-      echo "FAIL: TALLY_TEST_REQUIRE_KAFKA=1 but TALLY_TEST_KAFKA_BOOTSTRAP is not set" >&2
-      exit 1
-    fi
-    echo "skipped: no real broker (TALLY_TEST_KAFKA_BOOTSTRAP is not set)"
-    exit 77
-  fi
+if [ "$smoke" = 1 ] && [ -z "$bootstrap" ]; then
+  need_real_kafka
+  bootstrap=$TALLY_TEST_KAFKA_BOOTSTRAP
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/tally-bench-e2e.XXXXXX")
-pids=()
-started_broker=0
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  if [ "$started_broker" = 1 ]; then "$root/deploy/kafka-local" stop >/dev/null 2>&1 || true; fi
-  if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$work"/*.log; do
-    [ -f "$f" ] || continue
-    echo "--- $f (last 20 lines)" >&2
-    tail -n 20 "$f" >&2
-  done
-  exit 1
-}
+e2e_init tally-bench-e2e
 say() { echo "e2e: $*" >&2; }
 
 for tool in kcat java mvn gnuplot /usr/bin/time; do
@@ -120,7 +95,7 @@ if [ -z "$bootstrap" ]; then
   export KAFKA_LOCAL_CONTROLLER_PORT=${KAFKA_LOCAL_CONTROLLER_PORT:-19293}
   export KAFKA_LOCAL_STATE=$work/kafka
   say "starting Apache Kafka $kafka_version on 127.0.0.1:$KAFKA_LOCAL_PORT"
-  started_broker=1
+  own_broker=1
   "$root/deploy/kafka-local" start >"$work/kafka-local.log" 2>&1 || fail "deploy/kafka-local start failed"
   bootstrap=$("$root/deploy/kafka-local" bootstrap)
   broker_pid=$(cat "$KAFKA_LOCAL_STATE/broker.pid")
@@ -148,8 +123,7 @@ else
   min_records=1000000 latency_words=100000 latency_requests=50 memory_words=1000000 control_words=1000
 fi
 
-sotu=$("$root/scripts/fetch-corpus" sotu)
-for f in "$sotu"/*.txt; do cat "$f"; echo; done | fold -s -w 72 | sed 's/ *$//' | grep -v '^$' >"$work/sotu.txt"
+sotu_lines | fold -s -w 72 | sed 's/ *$//' | grep -v '^$' >"$work/sotu.txt"
 if [ "$smoke" = 1 ]; then
   head -n "$min_records" "$work/sotu.txt" >"$work/input.txt"
 else
@@ -166,7 +140,7 @@ words=$("$tally" count -f csv "$work/input.txt" | awk -F, 'NR > 1 { s += $NF } E
 
 run_id="bench-e2e-$$-$(date +%s)"
 input_topic=$run_id-input
-$client topics -b "$bootstrap" "$input_topic:4" 2>>"$work/client.log" || fail "cannot create $input_topic"
+$bench_client topics -b "$bootstrap" "$input_topic:4" 2>>"$work/client.log" || fail "cannot create $input_topic"
 say "producing $records records ($bytes bytes, $words words) to $input_topic"
 head -n -4 "$work/input.txt" | split -n r/4 - "$work/part."
 p=0
@@ -178,7 +152,7 @@ for f in "$work"/part.*; do
   p=$((p + 1))
 done
 rm -f "$work"/part.*
-produced=$($client ends -b "$bootstrap" "$input_topic" | awk '{ s += $2 } END { print s }')
+produced=$($bench_client ends -b "$bootstrap" "$input_topic" | awk '{ s += $2 } END { print s }')
 [ "$produced" = "$records" ] || fail "the input topic holds $produced records, expected $records"
 
 clk_tck=$(getconf CLK_TCK)
@@ -209,11 +183,7 @@ now() { date +%s.%N; }
 # stop PID: SIGTERM, then SIGKILL after 20 s
 stop() {
   kill -TERM "$1" 2>/dev/null || return 0
-  local i
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$1" 2>/dev/null || break
-    sleep 0.1
-  done
+  wait_exit "$1" 200 || true
   kill -9 "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
 }
@@ -253,7 +223,7 @@ fi
 # tally_conf NAME INPUT_TOPIC: writes $work/NAME.conf for a fresh group and fresh topics
 tally_conf() {
   local id=$run_id-$1
-  $client topics -b "$bootstrap" "$id-snapshots:1" "$id-requests:1" "$id-changelog:4:compact" \
+  $bench_client topics -b "$bootstrap" "$id-snapshots:1" "$id-requests:1" "$id-changelog:4:compact" \
     2>>"$work/client.log" || fail "cannot create the topics of $1"
   cat >"$work/$1.conf" <<EOF
 [kafka]
@@ -270,12 +240,12 @@ changelog_topic=$id-changelog
 EOF
 }
 
-# start_tally NAME INPUT_TOPIC: starts the caught-up helper, waits until it is connected,
-# then starts `tally run` ($tally_pid, started at $start); the helper's pid is $helper_pid
-# and it writes its line to $work/NAME.caught
-start_tally() {
+# start_measured NAME INPUT_TOPIC: starts the caught-up helper, waits until it is
+# connected, then starts `tally run` ($tally_pid, started at $start); the helper's pid is
+# $helper_pid and it writes its line to $work/NAME.caught
+start_measured() {
   local i
-  $client caught-up -b "$bootstrap" --input "$2" --requests "$run_id-$1-requests" \
+  $bench_client caught-up -b "$bootstrap" --input "$2" --requests "$run_id-$1-requests" \
     --output "$run_id-$1-snapshots" --ready "$work/$1.ready" --log "$work/$1.log" --timeout 900 \
     >"$work/$1.caught" 2>>"$work/client.log" &
   helper_pid=$!
@@ -287,16 +257,14 @@ start_tally() {
   done
   [ -f "$work/$1.ready" ] || fail "$1: the caught-up helper never got ready"
   start=$(now)
-  "$tally" run --config "$work/$1.conf" >"$work/$1.out" 2>"$work/$1.log" &
-  tally_pid=$!
-  pids+=("$tally_pid")
+  spawn_tally "$1" "$work/$1.conf"
 }
 
 # 2. tally run
 say "tally run"
 tally_conf tally "$input_topic"
 before=$(broker_cpu)
-start_tally tally "$input_topic"
+start_measured tally "$input_topic"
 if wait "$helper_pid"; then
   figures="$(proc_figures "$tally_pid") $(broker_used "$before")"
   read -r _ done_at _ total_words _ <"$work/tally.caught"
@@ -313,7 +281,7 @@ stop "$tally_pid"
 # 3. Kafka Streams
 say "Kafka Streams"
 streams_out=$run_id-streams-output
-$client topics -b "$bootstrap" "$streams_out:4" 2>>"$work/client.log" || fail "cannot create $streams_out"
+$bench_client topics -b "$bootstrap" "$streams_out:4" 2>>"$work/client.log" || fail "cannot create $streams_out"
 kcat -C -u -b "$bootstrap" -t "$streams_out" -o beginning -s value=q -f '%k %s\n' \
   >"$work/streams.counts" 2>>"$work/kcat.log" &
 pids+=("$!")
@@ -353,12 +321,12 @@ kill "$kcat_pid" 2>/dev/null || true
 # caught-up snapshot holds DISTINCT distinct words
 synthetic_run() {
   local topic=$run_id-$1-input distinct
-  $client topics -b "$bootstrap" "$topic:4" 2>>"$work/client.log" || fail "cannot create $topic"
-  $client words --distinct "$2" --words "$3" \
+  $bench_client topics -b "$bootstrap" "$topic:4" 2>>"$work/client.log" || fail "cannot create $topic"
+  $bench_client words --distinct "$2" --words "$3" \
     | kcat -P -b "$bootstrap" -t "$topic" -X linger.ms=50 -X batch.num.messages=10000 \
       -X queue.buffering.max.messages=1000000 2>>"$work/kcat.log" || fail "cannot produce to $topic"
   tally_conf "$1" "$topic"
-  start_tally "$1" "$topic"
+  start_measured "$1" "$topic"
   wait "$helper_pid" || fail "$1: tally run did not catch up"
   read -r _ _ _ _ _ distinct _ <"$work/$1.caught"
   [ "$distinct" = "$2" ] || fail "$1: $distinct distinct words counted, expected $2"
@@ -366,7 +334,7 @@ synthetic_run() {
 
 say "snapshot latency ($latency_words distinct words, $latency_requests requests)"
 synthetic_run latency "$latency_words" "$latency_words"
-latency=$($client latency -b "$bootstrap" --requests "$run_id-latency-requests" \
+latency=$($bench_client latency -b "$bootstrap" --requests "$run_id-latency-requests" \
   --output "$run_id-latency-snapshots" -n "$latency_requests" 2>>"$work/client.log") \
   || fail "latency: no complete reply"
 stop "$tally_pid"

@@ -4,7 +4,8 @@
 Debian's python3 with python3-confluent-kafka (librdkafka underneath), run by e2e.sh:
 
   e2e_client.py topics -b HOST:PORT NAME:PARTITIONS[:compact]...
-      create topics (replication factor 1); an existing topic is an error
+      create topics (replication factor 1); an existing topic is an error (the same as
+      tests/e2e/tally_client.py topics)
   e2e_client.py ends -b HOST:PORT TOPIC
       print `PARTITION END_OFFSET` per partition (the high watermarks)
   e2e_client.py caught-up -b HOST:PORT --input T --requests R --output O [--ready FILE]
@@ -35,12 +36,15 @@ Debian's python3 with python3-confluent-kafka (librdkafka underneath), run by e2
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from tally_client import create_topics  # noqa: E402
 
 
 def die(*args):
@@ -49,30 +53,7 @@ def die(*args):
 
 
 def topics(args):
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
-    new = []
-    for spec in args.specs:
-        parts = spec.split(":")
-        config = {"cleanup.policy": "compact"} if parts[2:] == ["compact"] else {}
-        new.append(NewTopic(parts[0], int(parts[1]), 1, config=config))
-    for name, future in admin.create_topics(new).items():
-        try:
-            future.result(30)
-        except KafkaException as e:
-            die("cannot create topic", name + ":", e)
-    # Wait until every partition has a leader, so that no client sees "not leader".
-    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "unused"})
-    deadline = time.time() + 30
-    for topic in new:
-        while True:
-            md = consumer.list_topics(topic.topic, timeout=10).topics[topic.topic]
-            if md.error is None and len(md.partitions) == topic.num_partitions and all(
-                    p.leader >= 0 for p in md.partitions.values()):
-                break
-            if time.time() > deadline:
-                die("topic", topic.topic, "has no leader for every partition")
-            time.sleep(0.1)
-    consumer.close()
+    create_topics(args.bootstrap, args.specs, die)
     return 0
 
 

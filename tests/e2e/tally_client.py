@@ -23,6 +23,19 @@ implementation of the protocol).
         is reflected.
         --json prints the reassembled snapshot's metadata and counts as JSON instead.
 
+    tally_client.py topics -b BOOTSTRAP NAME:PARTITIONS[:compact]...
+        Creates the topics (replication factor 1; an existing topic is an error) and waits
+        until every partition has a leader.
+
+    tally_client.py assemble [--not-requested] [--exactly-one] [FILE]
+        Reads snapshot parts, one JSON record value a line (an output topic read with
+        `kcat -C -e -D '\\n'`), and prints the last complete snapshot as `word count` lines.
+        --not-requested skips the replies to this client's requests (request ids "e2e-...");
+        --exactly-one fails unless the parts left belong to one snapshot.
+
+The functions format_counts(), Assembler and create_topics() are also imported by
+tests/e2e/test-plugin-python.py and tests/bench/e2e_client.py.
+
 Exit status: 0 on success, 1 on a timeout or a bad snapshot.
 """
 
@@ -34,8 +47,77 @@ import time
 import uuid
 
 
+# Request ids of this client's snapshot requests start with this.
+REQUEST_PREFIX = "e2e-"
+
+
 def log(*args):
     print("tally_client:", *args, file=sys.stderr, flush=True)
+
+
+def format_counts(counts):
+    """`word count` lines (bytes) of @counts (a mapping or (word, count) pairs), most
+    frequent first, ties in byte order of the word, as tests/reference/wordcount.py."""
+    items = counts.items() if hasattr(counts, "items") else counts
+    ordered = sorted(((w.encode("utf-8"), n) for w, n in items), key=lambda kv: (-kv[1], kv[0]))
+    return b"".join(b"%s %d\n" % (w, n) for w, n in ordered)
+
+
+def merge_counts(snapshot):
+    """The counts of a list of parts (or of several snapshots' parts), summed per word."""
+    counts = collections.Counter()
+    for p in snapshot:
+        for w, n in p["counts"]:
+            counts[w] += n
+    return counts
+
+
+class Assembler:
+    """Collects the parts of snapshots (decoded JSON) by snapshot id."""
+
+    def __init__(self):
+        self.pending = {}
+
+    def add(self, part):
+        """Returns the snapshot's parts in order once @part completes it, else None."""
+        parts = self.pending.setdefault(part["snapshot_id"], {})
+        parts[part["part"]] = part
+        if len(parts) < part["parts"]:
+            return None
+        del self.pending[part["snapshot_id"]]
+        return [parts[i] for i in range(part["parts"])]
+
+
+def create_topics(bootstrap, specs, die):
+    """Creates topics from NAME:PARTITIONS[:compact] @specs (replication factor 1) and waits
+    until every partition has a leader, so that no client sees "not leader"; calls @die
+    with a message on failure."""
+    from confluent_kafka import Consumer, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = []
+    for spec in specs:
+        parts = spec.split(":")
+        config = {"cleanup.policy": "compact"} if parts[2:] == ["compact"] else {}
+        new.append(NewTopic(parts[0], int(parts[1]), 1, config=config))
+    for name, future in admin.create_topics(new).items():
+        try:
+            future.result(30)
+        except KafkaException as e:
+            die("cannot create topic", name + ":", e)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused"})
+    deadline = time.time() + 30
+    for topic in new:
+        while True:
+            md = consumer.list_topics(topic.topic, timeout=10).topics[topic.topic]
+            if md.error is None and len(md.partitions) == topic.num_partitions and all(
+                    p.leader >= 0 for p in md.partitions.values()):
+                break
+            if time.time() > deadline:
+                die("topic", topic.topic, "has no leader for every partition")
+            time.sleep(0.1)
+    consumer.close()
 
 
 def read_values(args):
@@ -189,7 +271,7 @@ def ask(io, args, request_id, wanted, timeout):
     snapshots whose partitions together cover @wanted (a set of (topic, partition))."""
     value = json.dumps({"top": args.top}).encode() if args.top else b""
     io.request(args.requests, request_id, value)
-    pending = {}
+    assembler = Assembler()
     complete = []
     covered = set()
     deadline = time.time() + timeout
@@ -202,24 +284,17 @@ def ask(io, args, request_id, wanted, timeout):
             continue
         if "error" in part and part["error"]:
             raise RuntimeError("error snapshot: " + str(part["error"]))
-        parts = pending.setdefault(part["snapshot_id"], {})
-        parts[part["part"]] = part
-        if len(parts) < part["parts"]:
+        snap = assembler.add(part)
+        if snap is None:
             continue
         mine = {(p["topic"], p["partition"]) for p in part["partitions"]}
         if mine & covered:
             raise Overlap("two instances claim %s" % sorted(mine & covered))
         covered |= mine
-        complete.append([parts[i] for i in range(part["parts"])])
-        del pending[part["snapshot_id"]]
+        complete.append(snap)
         if wanted <= covered:
-            counts = collections.Counter()
-            offsets = []
-            for snap in complete:
-                offsets.extend(snap[0]["offsets"])
-                for p in snap:
-                    for w, n in p["counts"]:
-                        counts[w] += n
+            counts = merge_counts(p for snap in complete for p in snap)
+            offsets = [o for snap in complete for o in snap[0]["offsets"]]
             return {"request_id": request_id, "instances": len(complete), "offsets": offsets,
                     "counts": sorted(counts.items())}
     raise TimeoutError("no complete reply to request %s (covered %d of %d partitions)"
@@ -233,7 +308,7 @@ def snapshot(args):
     while True:
         ends = io.high_watermarks(args.input)
         try:
-            snap = ask(io, args, "e2e-" + uuid.uuid4().hex, {(args.input, p) for p in ends},
+            snap = ask(io, args, REQUEST_PREFIX + uuid.uuid4().hex, {(args.input, p) for p in ends},
                        min(15.0, max(deadline - time.time(), 1.0)))
         except (Overlap, TimeoutError) as e:
             if time.time() > deadline:
@@ -257,10 +332,37 @@ def snapshot(args):
         json.dump(snap, sys.stdout)
         sys.stdout.write("\n")
         return 0
-    counts = sorted(((w.encode("utf-8"), n) for w, n in snap["counts"]), key=lambda kv: (-kv[1], kv[0]))
-    out = sys.stdout.buffer
-    for w, n in counts:
-        out.write(b"%s %d\n" % (w, n))
+    sys.stdout.buffer.write(format_counts(snap["counts"]))
+    return 0
+
+
+def topics(args):
+    def die(*words):
+        raise RuntimeError(" ".join(str(w) for w in words))
+
+    create_topics(args.bootstrap, args.specs, die)
+    return 0
+
+
+def assemble(args):
+    f = open(args.file, encoding="utf-8") if args.file != "-" else sys.stdin
+    assembler = Assembler()
+    ids = set()
+    last = None
+    for line in f:
+        if not line.strip():
+            continue
+        part = json.loads(line)
+        if args.not_requested and part["request_id"].startswith(REQUEST_PREFIX):
+            continue
+        ids.add(part["snapshot_id"])
+        last = assembler.add(part) or last
+    if args.exactly_one and len(ids) != 1:
+        raise RuntimeError("%d snapshots, expected exactly one" % len(ids))
+    if last is None:
+        raise RuntimeError("no complete snapshot")
+    log("last snapshot:", last[0]["snapshot_id"], "request", last[0].get("request_id"))
+    sys.stdout.buffer.write(format_counts(merge_counts(last)))
     return 0
 
 
@@ -283,9 +385,17 @@ def main():
     s.add_argument("--timeout", type=float, default=60)
     s.add_argument("--top", type=int, default=0)
     s.add_argument("--json", action="store_true")
+    t = sub.add_parser("topics")
+    t.add_argument("-b", "--bootstrap", required=True)
+    t.add_argument("specs", nargs="+")
+    a = sub.add_parser("assemble")
+    a.add_argument("--not-requested", action="store_true")
+    a.add_argument("--exactly-one", action="store_true")
+    a.add_argument("file", nargs="?", default="-")
     args = ap.parse_args()
     try:
-        return produce(args) if args.command == "produce" else snapshot(args)
+        return {"produce": produce, "snapshot": snapshot, "topics": topics,
+                "assemble": assemble}[args.command](args)
     except (TimeoutError, RuntimeError) as e:
         log(e)
         return 1

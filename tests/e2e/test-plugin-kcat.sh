@@ -15,49 +15,10 @@
 set -euo pipefail
 
 mode=${1:-}
-root=${TALLY_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-tally=${TALLY_EXE:-$root/build/tally}
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
 plugin=${TALLY_RDKAFKA_PLUGIN:-$root/build/libtally-rdkafka.so}
-py=/usr/bin/python3 # Debian's, with python3-confluent-kafka
-client="$py $root/tests/e2e/tally_client.py"
-reference="$py $root/tests/reference/wordcount.py"
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/tally-e2e-plugin.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$work"/*.log; do
-    [ -f "$f" ] || continue
-    echo "--- $f (last 30 lines)" >&2
-    tail -n 30 "$f" >&2
-  done
-  exit 1
-}
-ok() { echo "ok: $*"; }
-
-expect_file() { # NAME EXPECTED ACTUAL
-  if ! cmp -s "$2" "$3"; then
-    echo "--- diff expected actual (first 20 lines)" >&2
-    diff "$2" "$3" | head -n 20 >&2 || true
-    fail "$1"
-  fi
-  ok "$1"
-}
-
-wait_for_line() { # FILE REGEX SECONDS
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    if grep -m1 -E "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
+e2e_init tally-e2e-plugin
 
 command -v kcat >/dev/null || fail "kcat is not installed (scripts/setup installs it)"
 [ -f "$plugin" ] || fail "no plugin module at $plugin"
@@ -67,26 +28,13 @@ input=$id-input output=$id-snapshots requests=$id-requests
 
 case "$mode" in
 embedded)
-  "$tally" broker --partitions 2 -t "$input,$output,$requests" >"$work/broker.out" 2>"$work/broker.log" &
-  pids+=("$!")
-  line=$(wait_for_line "$work/broker.out" '^bootstrap.servers=' 30) || fail "tally broker printed no address"
-  bootstrap=${line#bootstrap.servers=}
+  start_broker --partitions 2 -t "$input,$output,$requests"
   ;;
 real)
-  if [ -z "${TALLY_TEST_KAFKA_BOOTSTRAP:-}" ]; then
-    [ "${TALLY_TEST_REQUIRE_KAFKA:-0}" = 1 ] && fail "TALLY_TEST_REQUIRE_KAFKA=1 but TALLY_TEST_KAFKA_BOOTSTRAP is not set"
-    echo "skip: no real broker (TALLY_TEST_KAFKA_BOOTSTRAP is not set; scripts/check starts one)"
-    exit 77
-  fi
+  need_real_kafka
   bootstrap=$TALLY_TEST_KAFKA_BOOTSTRAP
-  "$py" - "$bootstrap" "$input" "$output" "$requests" <<'EOF' || fail "cannot create the topics"
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-bs, inp, out, req = sys.argv[1:5]
-admin = AdminClient({"bootstrap.servers": bs})
-for f in admin.create_topics([NewTopic(inp, 2, 1), NewTopic(out, 1, 1), NewTopic(req, 1, 1)]).values():
-    f.result(30)
-EOF
+  $client topics -b "$bootstrap" "$input:2" "$output:1" "$requests:1" 2>>"$work/client.log" \
+    || fail "cannot create the topics"
   ;;
 *)
   sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -122,8 +70,7 @@ pids+=("$kcat_pid")
 wait_for_line "$work/kcat.log" 'tally plugin .*counting words' 30 >/dev/null || fail "the plugin did not attach to kcat"
 ok "the plugin attached to kcat's consumer"
 
-$client snapshot -b "$bootstrap" --input "$input" --requests "$requests" --output "$output" \
-  --caught-up --timeout 120 >"$work/actual" 2>>"$work/client.log" || fail "no caught-up snapshot"
+snapshot_caught_up "$work/actual" --input "$input" --requests "$requests" --output "$output"
 expect_file "snapshot on request equals the reference counts of the $records input lines kcat consumed" \
   "$work/expected" "$work/actual"
 # kcat's own output is untouched (empty values aside, which it prints as empty lines).
@@ -137,26 +84,7 @@ status=0
 wait "$kcat_pid" || status=$?
 [ "$status" = 0 ] || [ "$status" = 143 ] || fail "kcat exited with status $status"
 grep -q 'tally plugin .*final snapshot .* published' "$work/kcat.log" || fail "no final snapshot was published"
-kcat -C -b "$bootstrap" -t "$output" -o beginning -e -q -D '\n' >"$work/snapshots" 2>>"$work/kcat-read.log"
-"$py" - "$work/snapshots" >"$work/final" <<'EOF' || fail "cannot read the final snapshot"
-import collections, json, sys
-parts = collections.defaultdict(dict)
-for line in open(sys.argv[1], encoding="utf-8"):
-    if not line.strip():
-        continue
-    p = json.loads(line)
-    # Requests from tally_client.py have ids "e2e-..."; the final snapshot's is generated.
-    if not p["request_id"].startswith("e2e-"):
-        parts[p["snapshot_id"]][p["part"]] = p
-assert len(parts) == 1, "%d final snapshots" % len(parts)
-last = next(iter(parts.values()))
-assert len(last) == next(iter(last.values()))["parts"], "final snapshot incomplete"
-counts = collections.Counter()
-for p in last.values():
-    for w, n in p["counts"]:
-        counts[w] += n
-for w, n in sorted(((w.encode(), n) for w, n in counts.items()), key=lambda kv: (-kv[1], kv[0])):
-    sys.stdout.buffer.write(b"%s %d\n" % (w, n))
-EOF
+# The final snapshot: the parts that reply to no request of tally_client.py, one snapshot.
+last_snapshot "$work/final" "$output" --not-requested --exactly-one || fail "cannot read the final snapshot"
 expect_file "the final snapshot published when kcat exited equals the reference counts" \
   "$work/expected" "$work/final"

@@ -16,13 +16,14 @@ consumed.
 Needs TALLY_EXE and TALLY_RDKAFKA_PLUGIN (set by meson test). Exit 0: every check passed.
 """
 
-import collections
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+
+from tally_client import REQUEST_PREFIX, Assembler, create_topics, format_counts, merge_counts
 
 ROOT = os.environ.get("TALLY_SOURCE_ROOT", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TALLY = os.environ.get("TALLY_EXE", os.path.join(ROOT, "build", "tally"))
@@ -44,11 +45,6 @@ def reference(path):
                           check=True, capture_output=True).stdout
 
 
-def format_counts(counts):
-    items = sorted(((w.encode("utf-8"), n) for w, n in counts.items()), key=lambda kv: (-kv[1], kv[0]))
-    return b"".join(b"%s %d\n" % (w, n) for w, n in items)
-
-
 def main():
     if len(sys.argv) != 2 or sys.argv[1] not in ("embedded", "real"):
         print(__doc__, file=sys.stderr)
@@ -56,7 +52,6 @@ def main():
     mode = sys.argv[1]
     try:
         from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING
-        from confluent_kafka.admin import AdminClient, NewTopic
     except ImportError:
         fail("python3-confluent-kafka is not installed (scripts/setup installs it)")
     if not os.path.exists(PLUGIN):
@@ -81,9 +76,8 @@ def main():
                     fail("TALLY_TEST_REQUIRE_KAFKA=1 but TALLY_TEST_KAFKA_BOOTSTRAP is not set")
                 print("skip: no real broker (TALLY_TEST_KAFKA_BOOTSTRAP is not set; scripts/check starts one)")
                 return 77
-            admin = AdminClient({"bootstrap.servers": bootstrap})
-            for f in admin.create_topics([NewTopic(inp, 2, 1), NewTopic(out, 1, 1), NewTopic(req, 1, 1)]).values():
-                f.result(30)
+            create_topics(bootstrap, [inp + ":2", out + ":1", req + ":1"],
+                          lambda *words: fail(" ".join(str(w) for w in words)))
 
         # The input: tests/data/tricky.txt twice and numbered lines, one record per line,
         # alternately to partitions 0 and 1.
@@ -144,7 +138,7 @@ def main():
                            "enable.auto.commit": False})
         md = reader.list_topics(out, timeout=10)
         reader.assign([TopicPartition(out, p, OFFSET_BEGINNING) for p in md.topics[out].partitions])
-        parts = collections.defaultdict(dict)
+        assembler = Assembler()
         deadline = time.time() + 60
         final = None
         while final is None:
@@ -154,17 +148,11 @@ def main():
             if m is None or m.error():
                 continue
             p = json.loads(m.value())
-            if p["request_id"].startswith("e2e-"):
+            if p["request_id"].startswith(REQUEST_PREFIX):
                 continue
-            parts[p["snapshot_id"]][p["part"]] = p
-            if len(parts[p["snapshot_id"]]) == p["parts"]:
-                final = parts[p["snapshot_id"]]
+            final = assembler.add(p)
         reader.close()
-        counts = collections.Counter()
-        for p in final.values():
-            for w, n in p["counts"]:
-                counts[w] += n
-        if format_counts(counts) != expected:
+        if format_counts(merge_counts(final)) != expected:
             fail("the final snapshot differs from the reference")
         ok("the final snapshot published on close() equals the reference counts")
         return 0

@@ -52,99 +52,14 @@
 #                                equal the reference exactly
 #
 # Needs TALLY_EXE (set by meson test) or a build in ./build. Exit 0 means every check passed.
+# (start_broker takes optional arguments of tally broker, none here)
+# shellcheck disable=SC2119
 set -euo pipefail
 
 mode=${1:-}
-root=${TALLY_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-tally=${TALLY_EXE:-$root/build/tally}
-# Debian's python3, which has python3-confluent-kafka and python3-kafka.
-py=/usr/bin/python3
-client="$py $root/tests/e2e/tally_client.py"
-reference="$py $root/tests/reference/wordcount.py"
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/tally-e2e-run.XXXXXX")
-pids=()
-own_broker=0 # 1 while a kafka-local of this script's own runs (KAFKA_LOCAL_* exported)
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  if [ "$own_broker" = 1 ]; then "$root/deploy/kafka-local" stop >>"$work/kafka-local.log" 2>&1 || true; fi
-  if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$work"/*.log; do
-    [ -f "$f" ] || continue
-    echo "--- $f (last 30 lines)" >&2
-    tail -n 30 "$f" >&2
-  done
-  exit 1
-}
-ok() { echo "ok: $*"; }
-
-# expect_file NAME EXPECTED_FILE ACTUAL_FILE
-expect_file() {
-  if ! cmp -s "$2" "$3"; then
-    echo "--- diff expected actual (first 20 lines)" >&2
-    diff "$2" "$3" | head -n 20 >&2 || true
-    fail "$1"
-  fi
-  ok "$1"
-}
-
-# wait_for_line FILE REGEX SECONDS: prints the first matching line
-wait_for_line() {
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    if grep -m1 -E "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
-
-# start_tally NAME CONF: starts `tally run`, sets $tally_pid (and $bootstrap when the
-# embedded broker is used)
-start_tally() {
-  "$tally" run --config "$2" >"$work/$1.out" 2>"$work/$1.log" &
-  tally_pid=$!
-  pids+=("$tally_pid")
-  if ! grep -q '^bootstrap.servers' "$2"; then
-    local line
-    line=$(wait_for_line "$work/$1.out" '^bootstrap.servers=' 30) || fail "$1: no bootstrap address printed"
-    bootstrap=${line#bootstrap.servers=}
-  fi
-  local i
-  for ((i = 0; i < 600; i++)); do
-    grep -q 'source: assigned' "$work/$1.log" && return 0
-    kill -0 "$tally_pid" 2>/dev/null || fail "$1: tally exited while starting"
-    sleep 0.1
-  done
-  fail "$1: never got its partitions"
-}
-
-# stop_tally SIGNAL: signals tally and waits; fails unless it exits 0 within 20 s
-stop_tally() {
-  kill "-$1" "$tally_pid"
-  local i
-  for ((i = 0; i < 200; i++)); do
-    if ! kill -0 "$tally_pid" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  kill -0 "$tally_pid" 2>/dev/null && fail "tally did not exit within 20 s of SIG$1"
-  local status=0
-  wait "$tally_pid" || status=$?
-  [ "$status" = 0 ] || fail "tally exited with status $status after SIG$1"
-}
-
-# start_broker: a `tally broker` that outlives the Tally processes; sets $bootstrap
-start_broker() {
-  "$tally" broker >"$work/broker.out" 2>"$work/broker.log" &
-  pids+=("$!")
-  local line
-  line=$(wait_for_line "$work/broker.out" '^bootstrap.servers=' 30) || fail "tally broker printed no address"
-  bootstrap=${line#bootstrap.servers=}
-}
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+e2e_init tally-e2e-run
 
 embedded_conf() {
   cat >"$work/tally.conf" <<EOF
@@ -156,35 +71,12 @@ EOF
   printf '%s\n' "$@" >>"$work/tally.conf"
 }
 
-snapshot_caught_up() { # OUT [client options...]
-  local out=$1
-  shift
-  $client snapshot -b "$bootstrap" --input tally-input --caught-up --timeout 120 "$@" >"$out" \
-    2>>"$work/client.log" || fail "no caught-up snapshot"
-}
-
-streams_lines() {
-  printf 'Apache   Kafka Streams   Example\nUsing  \t\t Kafka   Streams\tTest Utils\nReading and Writing Kafka Topic\n'
-}
-
 test_streams_example() {
   embedded_conf
   start_tally run "$work/tally.conf"
-  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  streams_lines | kcat_produce tally-input
   snapshot_caught_up "$work/actual"
-  cat >"$work/expected" <<'EOF'
-kafka 3
-streams 2
-and 1
-apache 1
-example 1
-reading 1
-test 1
-topic 1
-using 1
-utils 1
-writing 1
-EOF
+  streams_counts >"$work/expected"
   expect_file "Kafka Streams example: kafka 3, streams 2, 1 each other word" "$work/expected" "$work/actual"
   streams_lines | $reference --chunk-lines >"$work/reference"
   expect_file "the reference counter agrees" "$work/reference" "$work/actual"
@@ -198,7 +90,7 @@ test_clients() {
   printf 'the kcat line\nanother kcat line with the words\n' >"$work/in-kcat"
   printf 'the confluent line\nÉcole Ünïcode straße\n' >"$work/in-confluent"
   printf 'the kafka-python line\n' >"$work/in-kp"
-  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input <"$work/in-kcat" 2>>"$work/kcat.log"
+  kcat_produce tally-input <"$work/in-kcat"
   $client produce -b "$bootstrap" -t tally-input --client confluent "$work/in-confluent" 2>>"$work/client.log"
   $client produce -b "$bootstrap" -t tally-input --client kafka-python "$work/in-kp" 2>>"$work/client.log"
   cat "$work/in-kcat" "$work/in-confluent" "$work/in-kp" | $reference --chunk-lines >"$work/expected"
@@ -210,21 +102,12 @@ test_clients() {
   ok "clean exit after SIGINT"
 }
 
-sotu_lines() { # every address, one record per line
-  local dir
-  dir=$("$root/scripts/fetch-corpus" sotu)
-  for f in "$dir"/*.txt; do
-    cat "$f"
-    echo
-  done
-}
-
 test_sotu() {
   embedded_conf
   sotu_lines >"$work/sotu.txt"
   $reference --chunk-lines "$work/sotu.txt" >"$work/expected"
   start_tally run "$work/tally.conf"
-  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input <"$work/sotu.txt" 2>>"$work/kcat.log"
+  kcat_produce tally-input <"$work/sotu.txt"
   snapshot_caught_up "$work/actual"
   expect_file "State of the Union, $(wc -l <"$work/sotu.txt") records, $(awk '{s+=$2} END {print s}' "$work/expected") words: equal to the reference" \
     "$work/expected" "$work/actual"
@@ -273,7 +156,7 @@ EOF
 test_signals() {
   embedded_conf
   start_tally run "$work/tally.conf"
-  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  streams_lines | kcat_produce tally-input
   snapshot_caught_up "$work/first" # everything consumed
   kill -USR1 "$tally_pid"
   wait_for_line "$work/run.log" 'published' 30 >/dev/null || fail "no snapshot published after SIGUSR1"
@@ -286,12 +169,7 @@ test_signals() {
   sleep 0.05
   kill -TERM "$tally_pid" 2>/dev/null || true
   kill -INT "$tally_pid" 2>/dev/null || true
-  local i
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$tally_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$tally_pid" 2>/dev/null && fail "tally hung after repeated signals"
+  wait_exit "$tally_pid" 200 || fail "tally hung after repeated signals"
   local status=0
   wait "$tally_pid" || status=$?
   [ "$status" = 0 ] || fail "exit status $status after repeated signals"
@@ -303,17 +181,11 @@ test_signals() {
 test_start() {
   # Nothing listens on port 1: the start waits for the broker (up to 30 s) until SIGINT.
   printf '[kafka]\nbootstrap.servers=127.0.0.1:1\n' >"$work/nobroker.conf"
-  "$tally" run --config "$work/nobroker.conf" >"$work/nobroker.out" 2>"$work/nobroker.log" &
-  tally_pid=$!
-  pids+=("$tally_pid")
+  spawn_tally nobroker "$work/nobroker.conf"
   wait_for_line "$work/nobroker.log" 'Connection refused' 20 >/dev/null || fail "no connection attempt logged"
   kill -INT "$tally_pid"
-  local i status=0
-  for ((i = 0; i < 30; i++)); do
-    kill -0 "$tally_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$tally_pid" 2>/dev/null && fail "tally run still waits for the broker 3 s after SIGINT"
+  local status=0
+  wait_exit "$tally_pid" 30 || fail "tally run still waits for the broker 3 s after SIGINT"
   wait "$tally_pid" || status=$?
   [ "$status" = 0 ] || fail "exit status $status after SIGINT during the start"
   grep -q 'stopped while waiting for the broker at 127.0.0.1:1' "$work/nobroker.log" \
@@ -323,7 +195,7 @@ test_start() {
   # A request sent before any instance reads requests is never answered: tally snapshot
   # must ask again. The records are there first, so every answer counts at most them.
   start_broker
-  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  streams_lines | kcat_produce tally-input
   embedded_conf
   # Out of time before any request was sent, or while sending it: exit 1, never a crash.
   local t
@@ -374,9 +246,7 @@ test_bootstrap_server() {
   # The broker, and a configuration whose bootstrap.servers points nowhere.
   start_broker
   embedded_conf "[kafka]" "bootstrap.servers=127.0.0.1:9"
-  "$tally" run --config "$work/tally.conf" -b "$bootstrap" >"$work/run.out" 2>"$work/run.log" &
-  tally_pid=$!
-  pids+=("$tally_pid")
+  spawn_tally run "$work/tally.conf" -b "$bootstrap"
   wait_for_line "$work/run.log" 'source: assigned' 60 >/dev/null \
     || fail "tally run -b never got its partitions from $bootstrap"
   ok "tally run -b $bootstrap got its partitions"
@@ -384,7 +254,7 @@ test_bootstrap_server() {
   [ -s "$work/run.out" ] && fail "tally run -b printed on standard output: $(head -n1 "$work/run.out")"
   ok "no embedded broker: nothing on standard output, none in the log"
 
-  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  streams_lines | kcat_produce tally-input
   streams_lines | $reference --chunk-lines >"$work/expected"
   # A snapshot may come before the records are consumed: ask until the counts are all there
   # (at most 60 tries); the assertion is on the exact counts, not on the time taken.
@@ -404,7 +274,7 @@ test_bootstrap_server() {
 test_interval() {
   embedded_conf "[snapshot]" "interval_ms=300"
   start_tally run "$work/tally.conf"
-  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  streams_lines | kcat_produce tally-input
   snapshot_caught_up "$work/actual" # every record consumed
   local before after
   before=$(grep -c 'published' "$work/run.log")
@@ -491,7 +361,7 @@ restart() {
   start_tally run1 "$conf"
   # Produce everything in the background, slowly enough to stop in the middle.
   (split -n l/20 "$work/sotu.txt" "$work/chunk."; for c in "$work"/chunk.*; do
-    kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t "$input_topic" <"$c"; sleep 0.3; done) 2>>"$work/kcat.log" &
+    kcat_produce "$input_topic" <"$c"; sleep 0.3; done) 2>>"$work/kcat.log" &
   local producer=$!
   pids+=("$producer")
   wait_for_line "$work/run1.log" 'source: restored|source: assigned' 30 >/dev/null
@@ -531,12 +401,12 @@ two_instances() {
 
   start_tally a "$conf"
   local a_pid=$tally_pid
-  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t "$input_topic" <"$work/first" 2>>"$work/kcat.log"
+  kcat_produce "$input_topic" <"$work/first"
   snapshot_caught_up "$work/after-first" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
   start_tally b "$conf"
   local b_pid=$tally_pid
   wait_for_line "$work/a.log" 'source: revoked' 60 >/dev/null || fail "the first instance gave nothing up"
-  kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t "$input_topic" <"$work/second" 2>>"$work/kcat.log"
+  kcat_produce "$input_topic" <"$work/second"
   snapshot_caught_up "$work/actual" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
   expect_file "two instances, a rebalance in the middle: merged replies equal the reference" "$work/expected" "$work/actual"
 
@@ -564,18 +434,6 @@ test_restart_embedded() {
   restart "$1"
 }
 
-# need_real_kafka: exits 77 (skipped) unless the real-broker suites were asked for
-# (TALLY_TEST_KAFKA_BOOTSTRAP set); fails when TALLY_TEST_REQUIRE_KAFKA=1 and it is not
-need_real_kafka() {
-  if [ -z "${TALLY_TEST_KAFKA_BOOTSTRAP:-}" ]; then
-    if [ "${TALLY_TEST_REQUIRE_KAFKA:-0}" = 1 ]; then
-      fail "TALLY_TEST_REQUIRE_KAFKA=1 but TALLY_TEST_KAFKA_BOOTSTRAP is not set"
-    fi
-    echo "skip: no real broker (TALLY_TEST_KAFKA_BOOTSTRAP is not set; scripts/check starts one)"
-    exit 77
-  fi
-}
-
 # real_setup: fresh topic names on the real broker; creates input, output and request
 # topics (the changelog is Tally's to create)
 real_setup() {
@@ -585,15 +443,8 @@ real_setup() {
   id="e2e-$$-$(date +%s%N)"
   input_topic=$id-input group=$id output_topic=$id-snapshots requests_topic=$id-requests
   changelog_topic=$id-changelog
-  "$py" - "$bootstrap" "$input_topic" "$output_topic" "$requests_topic" <<'EOF'
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-bs, inp, out, req = sys.argv[1:5]
-admin = AdminClient({"bootstrap.servers": bs})
-fs = admin.create_topics([NewTopic(inp, 4, 1), NewTopic(out, 1, 1), NewTopic(req, 1, 1)])
-for f in fs.values():
-    f.result(30)
-EOF
+  $client topics -b "$bootstrap" "$input_topic:4" "$output_topic:1" "$requests_topic:1" 2>>"$work/client.log" \
+    || fail "cannot create the topics"
 }
 
 test_real_restart() {
@@ -630,44 +481,9 @@ produce_paced() {
   local first=$1 last=$2 prefix=$3 k
   shift 3
   for ((k = first; k <= last; k++)); do
-    kcat -P -X sticky.partitioning.linger.ms=0 "$@" -b "$bootstrap" -t "$input_topic" \
-      <"$(printf '%s.%03d' "$prefix" "$k")" || return 1
+    kcat_produce "$input_topic" "$@" <"$(printf '%s.%03d' "$prefix" "$k")" || return 1
     sleep 0.3
   done
-}
-
-# last_snapshot OUT: the last complete snapshot on $output_topic (after a clean stop, the
-# final one), as `word count` lines ordered like the reference's
-last_snapshot() {
-  "$py" - "$bootstrap" "$output_topic" >"$1" 2>>"$work/client.log" <<'EOF'
-import json, sys
-from confluent_kafka import Consumer, KafkaError, TopicPartition, OFFSET_BEGINNING
-c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "e2e-last-snapshot",
-              "enable.auto.commit": False, "enable.partition.eof": True})
-c.assign([TopicPartition(sys.argv[2], 0, OFFSET_BEGINNING)])
-pending, last = {}, None
-while True:
-    m = c.poll(30)
-    if m is None:
-        sys.exit("no end of the output topic within 30 s")
-    if m.error():
-        if m.error().code() == KafkaError._PARTITION_EOF:
-            break
-        sys.exit(str(m.error()))
-    part = json.loads(m.value())
-    parts = pending.setdefault(part["snapshot_id"], {})
-    parts[part["part"]] = part
-    if len(parts) == part["parts"]:
-        last = [parts[i] for i in range(part["parts"])]
-        del pending[part["snapshot_id"]]
-c.close()
-if last is None:
-    sys.exit("no complete snapshot on the output topic")
-print("last snapshot:", last[0]["snapshot_id"], "request", last[0].get("request_id"), file=sys.stderr)
-counts = sorted(((w.encode("utf-8"), n) for p in last for w, n in p["counts"]), key=lambda kv: (-kv[1], kv[0]))
-for w, n in counts:
-    sys.stdout.buffer.write(b"%s %d\n" % (w, n))
-EOF
 }
 
 # kill -9 at a random point of each of $TALLY_TEST_KILLS (10) lives, each fed its own
@@ -741,9 +557,8 @@ existing = admin.list_topics(timeout=30).topics
 assert not any(t in existing for t in owned), "a topic Tally owns exists already"
 EOF
   group_conf "$conf"
-  "$tally" run --config "$conf" >"$work/b.out" 2>"$work/b.log" &
-  local b_pid=$!
-  pids+=("$b_pid")
+  spawn_tally b "$conf"
+  local b_pid=$tally_pid
   start_tally a "$conf"
   wait_for_line "$work/b.log" 'source: (assigned|consuming)' 60 >/dev/null || fail "the second instance did not start"
   kill -0 "$b_pid" 2>/dev/null || fail "the second instance exited"
@@ -768,7 +583,7 @@ EOF
   local want="requests 1 snapshots 1 changelog 4 cleanup.policy=compact"
   [ "$(cat "$work/topics")" = "$want" ] || fail "topics: $(cat "$work/topics"), expected $want"
   ok "partitions and configs: $want"
-  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t "$input_topic" 2>>"$work/kcat.log"
+  streams_lines | kcat_produce "$input_topic"
   streams_lines | $reference --chunk-lines >"$work/expected"
   snapshot_caught_up "$work/caught-up" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
   "$tally" snapshot --config "$conf" >"$work/actual" 2>>"$work/client.log" || fail "tally snapshot failed"
@@ -857,7 +672,7 @@ print(*(x.getsockname()[1] for x in s))')
   echo "during the outages: $(grep -c 'checkpoint not acknowledged' "$work/run.log" || true) checkpoints" \
     "not acknowledged in time, $(grep -c 'source: revoked' "$work/run.log" || true) revocations (session timeouts)"
   stop_tally TERM
-  last_snapshot "$work/final" || fail "cannot read the final snapshot"
+  last_snapshot "$work/final" "$output_topic" || fail "cannot read the final snapshot"
   expect_file "the final snapshot after SIGTERM equals the reference" "$work/expected" "$work/final"
   start_tally run2 "$conf"
   snapshot_caught_up "$work/actual2" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
