@@ -380,7 +380,7 @@ replace_producer (TallyCheckpoint *self, const char *why)
   self->producer = NULL;
   self->in_transaction = FALSE;
   self->pending = 0;
-  self->failed = 0;
+  /* `failed` stays: tally_checkpoint_flush() reports the records lost with the old one. */
   /* A new producer of the same transactional.id fences the old one's epoch and aborts
    * what it left open. */
   if (!create_producer (self, rd_kafka_conf_dup (self->producer_conf), &error))
