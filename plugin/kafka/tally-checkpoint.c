@@ -266,6 +266,7 @@ tally_checkpoint_ensure_topic (TallyCheckpoint *self, int n_partitions, int time
     .partitions = n_partitions,
     .min_partitions = n_partitions,
     .configs = configs,
+    .grow = TRUE,
   };
   g_autoptr (GError) local_error = NULL;
 

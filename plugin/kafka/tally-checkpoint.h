@@ -183,8 +183,10 @@ const char *tally_checkpoint_get_topic (TallyCheckpoint *checkpoint);
  * @n_partitions partitions, cleanup.policy=compact, replication factor the broker's
  * default; then waits until every partition has a leader (tally_topics_ensure(), which
  * also says what happens when the broker forbids creation). A topic that exists already
- * is accepted when it has at least @n_partitions partitions. Checkpoint's thread; blocks
- * for at most about @timeout_ms.
+ * with fewer than @n_partitions partitions is grown to @n_partitions (CreatePartitions,
+ * KIP-195): partition p keeps store p's records, new partitions are appended for input
+ * partitions that appeared (a topic matched by a regex, or given more partitions).
+ * Checkpoint's thread; blocks for at most about @timeout_ms.
  *
  * Returns: %TRUE when the topic exists with enough partitions, each with a leader
  */

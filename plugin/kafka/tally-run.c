@@ -343,7 +343,8 @@ ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
                                          .role = "changelog topic",
                                          .partitions = n_input,
                                          .min_partitions = n_input,
-                                         .configs = compact };
+                                         .configs = compact,
+                                         .grow = TRUE };
 
   ok = tally_topics_ensure (
       rk, specs, n_specs, (int)MAX ((deadline - g_get_monotonic_time ()) / 1000, 1), &local_error);

@@ -133,7 +133,7 @@ struct _TallySource
   char **topics;
   guint max_batch_records;
   guint checkpoint_interval_ms;
-  gboolean changelog_ready;
+  int changelog_partitions; /* known to exist, each with a leader */
 
   rd_kafka_t *consumer;
   rd_kafka_queue_t *queue; /* the consumer queue; io events go to wake_fds[1] */
@@ -854,15 +854,26 @@ on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
   g_autoptr (GError) error = NULL;
   rd_kafka_topic_partition_list_t *committed = NULL;
 
-  if (self->checkpoint != NULL && !self->changelog_ready && partitions->cnt > 0)
+  /* Changelog partition p holds store p: it needs a partition for every assigned input
+   * partition, also one of a topic that appeared (regex) or grew while Tally runs. */
+  if (self->checkpoint != NULL && partitions->cnt > 0)
     {
-      if (tally_checkpoint_ensure_topic (self->checkpoint, input_partition_count (self, partitions),
-                                         CHECKPOINT_TIMEOUT_MS, &error))
-        self->changelog_ready = TRUE;
-      else
+      int needed = 0;
+
+      for (int i = 0; i < partitions->cnt; i++)
+        needed = MAX (needed, partitions->elems[i].partition + 1);
+      if (needed > self->changelog_partitions)
         {
-          g_warning ("source: %s", error->message);
-          g_clear_error (&error);
+          needed = MAX (needed, input_partition_count (self, partitions));
+          if (tally_checkpoint_ensure_topic (self->checkpoint, needed, CHECKPOINT_TIMEOUT_MS,
+                                             &error))
+            self->changelog_partitions = needed;
+          else
+            {
+              g_critical ("source: %s; input partitions %d and above stay paused", error->message,
+                          self->changelog_partitions);
+              g_clear_error (&error);
+            }
         }
     }
 
@@ -879,6 +890,13 @@ on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
       store->batcher = tally_word_batcher_new (self->handle, id);
       g_hash_table_insert (self->stores, GUINT_TO_POINTER (id), store);
 
+      if (self->checkpoint != NULL && (gint)id >= self->changelog_partitions)
+        {
+          /* No changelog partition to checkpoint it to: never consumed, never looping on
+           * failed writes. */
+          store->broken = TRUE;
+          continue;
+        }
       if (self->checkpoint != NULL)
         {
           g_autoptr (TallyCounts) counts = NULL;

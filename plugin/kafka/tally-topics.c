@@ -446,12 +446,75 @@ wait_for_leaders (rd_kafka_t *rk, const TallyTopicSpec *spec, int min, gboolean 
     }
 }
 
+/* Gives @spec's existing topic @total partitions in all (CreatePartitions, KIP-195). */
+static gboolean
+grow_topic (rd_kafka_t *rk, const TallyTopicSpec *spec, int from, int total, gint64 deadline,
+            GError **error)
+{
+  char errstr[512];
+  int timeout_ms = remaining_ms (deadline);
+  rd_kafka_NewPartitions_t *np
+      = rd_kafka_NewPartitions_new (spec->name, (size_t)total, errstr, sizeof errstr);
+  rd_kafka_AdminOptions_t *options;
+  rd_kafka_queue_t *queue;
+  rd_kafka_event_t *event;
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+  const char *why = "no answer from the broker";
+
+  if (np == NULL)
+    {
+      g_set_error (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_PARTITIONS, "%s %s: %s",
+                   spec->role, spec->name, errstr);
+      return FALSE;
+    }
+  options = rd_kafka_AdminOptions_new (rk, RD_KAFKA_ADMIN_OP_CREATEPARTITIONS);
+  rd_kafka_AdminOptions_set_operation_timeout (options, timeout_ms, NULL, 0);
+  rd_kafka_AdminOptions_set_request_timeout (options, timeout_ms, NULL, 0);
+  queue = rd_kafka_queue_new (rk);
+  rd_kafka_CreatePartitions (rk, &np, 1, options, queue);
+  event = rd_kafka_queue_poll (queue, timeout_ms + 1000);
+  if (event != NULL)
+    {
+      err = rd_kafka_event_error (event);
+      why = rd_kafka_event_error_string (event);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        {
+          size_t n = 0;
+          const rd_kafka_topic_result_t **results = rd_kafka_CreatePartitions_result_topics (
+              rd_kafka_event_CreatePartitions_result (event), &n);
+
+          if (n > 0)
+            {
+              err = rd_kafka_topic_result_error (results[0]);
+              why = rd_kafka_topic_result_error_string (results[0]);
+            }
+        }
+    }
+  /* INVALID_PARTITIONS: another instance grew it first (to this count or more). */
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS)
+    g_message ("%s %s: grown from %d to %d partitions for the input's new partitions", spec->role,
+               spec->name, from, total);
+  else
+    g_set_error (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_PARTITIONS,
+                 "%s %s has %d partition(s), Tally needs %d and cannot add them (%s: %s): add "
+                 "them by hand (kafka-topics.sh --alter --topic %s --partitions %d)",
+                 spec->role, spec->name, from, total, rd_kafka_err2name (err),
+                 why != NULL ? why : rd_kafka_err2str (err), spec->name, total);
+  if (event != NULL)
+    rd_kafka_event_destroy (event);
+  rd_kafka_queue_destroy (queue);
+  rd_kafka_AdminOptions_destroy (options);
+  rd_kafka_NewPartitions_destroy (np);
+  return err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS;
+}
+
 gboolean
 tally_topics_ensure (rd_kafka_t *rk, const TallyTopicSpec *specs, guint n_specs, int timeout_ms,
                      GError **error)
 {
   gint64 deadline = g_get_monotonic_time () + (gint64)timeout_ms * G_TIME_SPAN_MILLISECOND;
   g_autoptr (GArray) missing = g_array_new (FALSE, FALSE, sizeof (guint));
+  g_autoptr (GArray) grown = g_array_new (FALSE, FALSE, sizeof (guint));
 
   g_return_val_if_fail (rk != NULL, FALSE);
   g_return_val_if_fail (n_specs == 0 || specs != NULL, FALSE);
@@ -466,6 +529,13 @@ tally_topics_ensure (rd_kafka_t *rk, const TallyTopicSpec *specs, guint n_specs,
         return FALSE;
       if (is_unknown (state.err))
         g_array_append_val (missing, i);
+      else if (specs[i].grow && state.partitions > 0 && state.partitions < specs[i].min_partitions)
+        {
+          if (!grow_topic (rk, &specs[i], state.partitions, specs[i].min_partitions, deadline,
+                           error))
+            return FALSE;
+          g_array_append_val (grown, i);
+        }
       else
         g_info ("%s %s exists: %d partition(s)", specs[i].role, specs[i].name, state.partitions);
     }
@@ -482,6 +552,9 @@ tally_topics_ensure (rd_kafka_t *rk, const TallyTopicSpec *specs, guint n_specs,
 
       for (guint j = 0; j < missing->len; j++)
         created |= g_array_index (missing, guint, j) == i;
+      /* A grown topic's new partitions may take a moment to show in the metadata. */
+      for (guint j = 0; j < grown->len; j++)
+        created |= g_array_index (grown, guint, j) == i;
       if (!wait_for_leaders (rk, &specs[i],
                              created ? MAX (specs[i].partitions, specs[i].min_partitions)
                                      : specs[i].min_partitions,

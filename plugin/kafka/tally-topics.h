@@ -65,6 +65,10 @@ GQuark tally_topics_error_quark (void);
  * @configs: (nullable) (array zero-terminated=1): topic configs to create it with, as
  *   name, value pairs ("cleanup.policy", "compact", NULL); never applied to a topic that
  *   exists already
+ * @grow: an existing topic with fewer than @min_partitions partitions is given more
+ *   (CreatePartitions, KIP-195) instead of being an error: new partitions are appended,
+ *   so partition p keeps its records (the changelog, whose partition p is input partition
+ *   p's store)
  *
  * A topic Tally owns. Plain data; the strings are borrowed for the call.
  */
@@ -75,6 +79,7 @@ typedef struct
   int partitions;
   int min_partitions;
   const char *const *configs;
+  gboolean grow;
 } TallyTopicSpec;
 
 /**
@@ -136,7 +141,8 @@ int tally_topics_get_partition_count (rd_kafka_t *rk, const char *topic, int tim
  * Makes every topic of @specs exist and usable:
  *
  * 1. describes each; a topic that exists is kept as it is (its configs are not changed)
- *    and must have at least @min_partitions partitions;
+ *    and must have at least @min_partitions partitions, or is given that many when its
+ *    spec says @grow (CreatePartitions);
  * 2. creates the missing ones in one CreateTopics request (KIP-4) with @partitions
  *    partitions, replication factor -1 (the broker's `default.replication.factor`,
  *    KIP-464) and @configs. TOPIC_ALREADY_EXISTS is success (another instance was

@@ -17,6 +17,9 @@
 #                                 replays the delays)
 #   test-eos.sh at-least-once     [checkpoint] guarantee=at_least_once: a kill -9 and a
 #                                 restart lose nothing (no word below the reference)
+#   test-eos.sh grow              input partitions beyond the changelog's while running: a
+#                                 ^regex topic with more partitions appears, a topic is
+#                                 given more; the changelog is grown, counts exact
 #
 # Skipped (77) without TALLY_TEST_KAFKA_BOOTSTRAP; failed when TALLY_TEST_REQUIRE_KAFKA=1.
 set -euo pipefail
@@ -66,19 +69,21 @@ start_instance() {
 wait_assigned() {
   local i
   for ((i = 0; i < $2 * 10; i++)); do
-    grep -q 'source: assigned' "$work/$1.log" && return 0
+    grep -qs 'source: assigned' "$work/$1.log" && return 0
     sleep 0.1
   done
   fail "$1 never got its partitions"
 }
 
-# produce RATE SECONDS: RATE records/s of two words (w<i mod 200> and marker); the lines
-# the broker acknowledged go to $work/produced
+# produce RATE SECONDS [TOPIC [PARTITIONS]]: RATE records/s of two words (w<i mod 200> and
+# marker) to TOPIC (the input topic), round robin over PARTITIONS when given; the lines
+# the broker acknowledged are appended to $work/produced
 produce() {
-  "$py" - "$bootstrap" "$input_topic" "$1" "$2" "$work/produced" <<'EOF'
+  "$py" - "$bootstrap" "${3:-$input_topic}" "$1" "$2" "$work/produced" "${4:-0}" <<'EOF'
 import sys, time
 from confluent_kafka import Producer
 bs, topic, rate, seconds, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+partitions = int(sys.argv[6])
 p = Producer({"bootstrap.servers": bs, "linger.ms": 5, "enable.idempotence": True})
 acked = []
 def report(err, msg):
@@ -89,23 +94,28 @@ i = 0
 while time.monotonic() - start < seconds:
     due = int((time.monotonic() - start) * rate)
     while i < due:
-        p.produce(topic, value=b"w%d marker" % (i % 200), on_delivery=report)
+        if partitions:
+            p.produce(topic, value=b"w%d marker" % (i % 200), partition=i % partitions,
+                      on_delivery=report)
+        else:
+            p.produce(topic, value=b"w%d marker" % (i % 200), on_delivery=report)
         i += 1
     p.poll(0)
     time.sleep(0.01)
 if p.flush(60) != 0:
     sys.exit("records not delivered")
-with open(out, "wb") as f:
+with open(out, "ab") as f:
     for v in acked:
         f.write(v + b"\n")
 print("produced %d records" % len(acked))
 EOF
 }
 
-# expect_exact NAME: a caught-up snapshot equals the reference word for word
+# expect_exact NAME [INPUT_TOPIC]: a snapshot caught up with INPUT_TOPIC (the input topic)
+# equals the reference word for word
 expect_exact() {
   $reference --chunk-lines "$work/produced" >"$work/expected"
-  snapshot_caught_up "$work/actual" --input "$input_topic" --requests "$requests_topic" \
+  snapshot_caught_up "$work/actual" --input "${2:-$input_topic}" --requests "$requests_topic" \
     --output "$output_topic"
   if ! cmp -s "$work/expected" "$work/actual"; then
     "$py" - "$work/expected" "$work/actual" <<'EOF' >&2 || true
@@ -139,17 +149,19 @@ stop_all() {
   pids=()
 }
 
-# restart_exact NAME: every instance stops, one starts again from the changelog alone
+# restart_exact NAME [INPUT_TOPIC]: every instance stops, one starts again from the
+# changelog alone
 restart_exact() {
   stop_all
   start_instance restarted
   wait_assigned restarted 60
-  expect_exact "$1"
+  expect_exact "$@"
 }
 
 test_paused() { # SECONDS_OF_STREAM
   local stream=$1 i first
-  write_conf exactly_once
+  # TALLY_TEST_GUARANTEE=at_least_once shows what exactly_once prevents.
+  write_conf "${TALLY_TEST_GUARANTEE:-exactly_once}"
   for ((i = 1; i <= n_instances; i++)); do
     start_instance "member$i"
     [ "$i" = 1 ] && first=$instance_pid
@@ -171,6 +183,7 @@ test_paused() { # SECONDS_OF_STREAM
     || fail "the paused member did not drop its lost assignment"
   echo "the paused member: $(grep -c 'fenced, checkpoint aborted' "$work/member1.log" || true) checkpoint(s) fenced and aborted, lost assignment dropped"
   restart_exact "paused member ($n_instances instances, ${stream} s stream), after a restart from the changelog"
+  stop_all
 }
 
 test_kill_loop() {
@@ -202,6 +215,7 @@ test_kill_loop() {
   wait_assigned last 60
   expect_exact "$lives kill -9 ($killed_counting after the state was restored), then a last life"
   restart_exact "$lives kill -9, after a clean restart from the changelog"
+  stop_all
 }
 
 test_at_least_once() {
@@ -239,10 +253,45 @@ EOF
   stop_all
 }
 
+# Input partitions beyond the changelog's, while Tally runs: a topic matched by the
+# ^regex subscription (2 partitions, so Tally creates a changelog of 2), then a second one
+# with 6 partitions appears, then the first is given 8. Tally grows the changelog each time
+# (CreatePartitions) instead of failing checkpoints; counts are exact.
+test_grow() {
+  local rx=$id-rx
+  write_conf exactly_once
+  sed -i "s|^topics=.*|topics=^$rx-.*|; s|^\[kafka\]|[kafka]\ntopic.metadata.refresh.interval.ms=1000|" "$work/tally.conf"
+  $client topics -b "$bootstrap" "$rx-a:2" 2>>"$work/client.log" || fail "cannot create $rx-a"
+  start_instance grow
+  wait_assigned grow 60
+  produce 500 2 "$rx-a" 2 >>"$work/producer.out" 2>>"$work/producer.log" || fail "the producer failed"
+  $client topics -b "$bootstrap" "$rx-c:6" 2>>"$work/client.log" || fail "cannot create $rx-c"
+  produce 500 3 "$rx-c" 6 >>"$work/producer.out" 2>>"$work/producer.log" || fail "the producer failed"
+  wait_for_line "$work/grow.log" 'grown from 2 to 6 partitions' 60 >/dev/null \
+    || fail "the changelog was not grown for $rx-c"
+  snapshot_caught_up "$work/rx-c" --input "$rx-c" --requests "$requests_topic" --output "$output_topic"
+  "$py" - "$bootstrap" "$rx-a" <<'PYEOF' || fail "cannot add partitions to $rx-a"
+import sys
+from confluent_kafka.admin import AdminClient, NewPartitions
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+for f in admin.create_partitions([NewPartitions(sys.argv[2], 8)]).values():
+    f.result(30)
+PYEOF
+  produce 500 3 "$rx-a" 8 >>"$work/producer.out" 2>>"$work/producer.log" || fail "the producer failed"
+  wait_for_line "$work/grow.log" 'grown from 6 to 8 partitions' 60 >/dev/null \
+    || fail "the changelog was not grown for $rx-a's new partitions"
+  expect_exact "a topic with more partitions than the changelog appeared, another grew" "$rx-a"
+  [ "$(grep -c 'Unknown partition\|replacing the producer\|aborted' "$work/grow.log" || true)" = 0 ] \
+    || fail "checkpoints failed on the new partitions"
+  restart_exact "partitions beyond the changelog, after a restart from the changelog" "$rx-a"
+  stop_all
+}
+
 case "$mode" in
   paused-running) test_paused 36 ;;
   paused-stopped) test_paused 12 ;;
   kill-loop) test_kill_loop ;;
   at-least-once) test_at_least_once ;;
+  grow) test_grow ;;
   *) echo "usage: $0 paused-running|paused-stopped [N] | kill-loop | at-least-once" >&2; exit 2 ;;
 esac
