@@ -627,6 +627,7 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
   gboolean transactional = FALSE;
   gboolean begun = FALSE;
   gsize n_changed = 0;
+  gint64 started_us = g_get_monotonic_time ();
 
   if (self->consumer == NULL)
     return TRUE;
@@ -797,6 +798,11 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
       self->trim_due = FALSE;
     }
 #endif
+  if (written->len > 0)
+    g_debug ("source: checkpoint of %u store(s), %" G_GSIZE_FORMAT " changed word(s) %s in "
+             "%.1f ms",
+             written->len, n_changed, transactional ? "committed" : "acknowledged",
+             (double)(g_get_monotonic_time () - started_us) / 1000);
 
 commit:
   /* Exactly once: the offsets were committed with the transaction. */
