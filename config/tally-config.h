@@ -109,7 +109,8 @@ typedef enum
  *   apostrophe or hyphen kept between two letters, Unicode case folding.
  * @TALLY_CONFIG_TOKENIZER_WHITESPACE: `whitespace`: split on whitespace, ASCII lowercase,
  *   punctuation kept (the "countwords" benchmark definition).
- * @TALLY_CONFIG_TOKENIZER_RECORD: `record`: the whole trimmed record is one word.
+ * @TALLY_CONFIG_TOKENIZER_RECORD: `record`: each line of a record (text between control
+ *   characters), trimmed of spaces, is one word.
  *
  * How record values are split into words. The rules themselves are the tokenizer's (README).
  */
@@ -258,8 +259,8 @@ typedef struct
   {
     /* [tokenizer] mode: `unicode` | `whitespace` | `record`. Default `unicode`. */
     TallyConfigTokenizerMode mode;
-    /* [tokenizer] nfkc: boolean; NFKC-normalise words (unicode mode only; Unicode UAX
-     * #15). Default false. */
+    /* [tokenizer] nfkc: boolean; NFKC-normalise the text before splitting, in every mode (Unicode
+     * UAX #15). Default false. */
     gboolean nfkc;
     /* [tokenizer] max_word_bytes: bytes of UTF-8, 4..1048576 (the tokenizer's limits); the
      * longest word kept. Default 256. */
