@@ -188,6 +188,14 @@ check_json_depth (const char *data, gsize len, const char *what, GError **error)
       }
     else if ((data[i] == ']' || data[i] == '}') && depth > 0)
       ended = --depth == 0;
+    else if (data[i] == '\0' || strchr (" \t\n\r:,]}-+.0123456789eEtrufalsn", data[i]) == NULL)
+      {
+        /* Outside strings JSON has only these bytes; json-glib 1.6 leaks a string buffer on
+         * some others (`/"/"\uddu\u`, found by tests/fuzz/fuzz-request). */
+        g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                     "%s: not JSON: unexpected character outside a string", what);
+        return FALSE;
+      }
     else if (depth == 0 && !g_ascii_isspace (data[i]))
       started = TRUE;
   return TRUE;
