@@ -1556,6 +1556,206 @@ tally_config_apply_kafka (const TallyConfig *config, rd_kafka_conf_t *conf, GErr
   return TRUE;
 }
 
+/* Checks @name=@value as the loader checks a [kafka] key: not a property Tally owns, not
+ * empty, accepted by rd_kafka_conf_set() (plugin.library.paths only when applied). */
+static gboolean
+check_kafka_property (const char *name, const char *value, const char *where, GError **error)
+{
+  rd_kafka_conf_t *scratch;
+  gboolean ok;
+
+  for (gsize k = 0; k < G_N_ELEMENTS (kafka_owned); k++)
+    if (strcmp (name, kafka_owned[k].property) == 0)
+      {
+        config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, where, "kafka", name,
+                      "Tally sets this property from %s; set that instead", kafka_owned[k].instead);
+        return FALSE;
+      }
+  if (value[0] == '\0')
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, "kafka", name,
+                    "empty value; leave it out to use librdkafka's default");
+      return FALSE;
+    }
+  if (strcmp (name, "plugin.library.paths") == 0)
+    return TRUE;
+  scratch = rd_kafka_conf_new ();
+  ok = kafka_set (scratch, name, value, where, error);
+  rd_kafka_conf_destroy (scratch);
+  return ok;
+}
+
+gboolean
+tally_config_set_kafka (TallyConfig *config, const char *name, const char *value,
+                        const char *origin, GError **error)
+{
+  TallyConfigKafkaProperty *p;
+  const char *mmb;
+  guint64 limit = RDKAFKA_DEFAULT_MESSAGE_MAX_BYTES;
+
+  g_return_val_if_fail (config != NULL, FALSE);
+  g_return_val_if_fail (name != NULL && value != NULL && origin != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!check_kafka_property (name, value, origin, error))
+    return FALSE;
+  if (strcmp (name, "message.max.bytes") == 0)
+    {
+      mmb = value;
+      limit = g_ascii_strtoull (mmb, NULL, 10); /* librdkafka accepted it: a number */
+      if ((guint64)config->output.max_record_bytes + RECORD_FRAMING_BYTES > limit)
+        {
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, origin, "kafka", name,
+                        "%" G_GUINT64_FORMAT " leaves less than %d bytes of record framing above "
+                        "[output] max_record_bytes (%" G_GSIZE_FORMAT ")",
+                        limit, RECORD_FRAMING_BYTES, config->output.max_record_bytes);
+          return FALSE;
+        }
+    }
+
+  /* The last setting wins: drop earlier ones of the same name, append this one. */
+  for (guint i = config->kafka.properties->len; i > 0; i--)
+    {
+      p = g_ptr_array_index (config->kafka.properties, i - 1);
+      if (strcmp (p->name, name) == 0)
+        g_ptr_array_remove_index (config->kafka.properties, i - 1);
+    }
+  p = g_new0 (TallyConfigKafkaProperty, 1);
+  p->name = g_strdup (name);
+  p->value = g_strdup (value);
+  p->origin = g_strdup (origin);
+  g_ptr_array_add (config->kafka.properties, p);
+  if (strcmp (name, "bootstrap.servers") == 0 || strcmp (name, "metadata.broker.list") == 0)
+    config->kafka.has_bootstrap = TRUE;
+  return TRUE;
+}
+
+/* librdkafka logs nothing while a client is made only to be checked. */
+static void
+silent_log (const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+}
+
+/* Whether @p is left out of the client check: it would connect (bootstrap servers) or load
+ * code (plugins), and neither changes whether librdkafka accepts the configuration. */
+static gboolean
+skipped_in_check (const TallyConfigKafkaProperty *p)
+{
+  return strcmp (p->name, "bootstrap.servers") == 0 || strcmp (p->name, "metadata.broker.list") == 0
+         || strcmp (p->name, "plugin.library.paths") == 0;
+}
+
+/* Makes and destroys a client of @type from the first @n [kafka] properties and @extra
+ * (name, value pairs, NULL-terminated), set after them as the service sets its own. Returns
+ * %TRUE when rd_kafka_new() accepts it, else %FALSE with librdkafka's reason in @errstr. */
+static gboolean
+try_client (const TallyConfig *config, guint n, rd_kafka_type_t type, const char *const *extra,
+            char *errstr, gsize errstr_size)
+{
+  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+  rd_kafka_t *rk;
+
+  rd_kafka_conf_set_log_cb (conf, silent_log);
+  for (guint i = 0; i < n; i++)
+    {
+      const TallyConfigKafkaProperty *p = g_ptr_array_index (config->kafka.properties, i);
+      if (!skipped_in_check (p))
+        rd_kafka_conf_set (conf, p->name, p->value, NULL, 0); /* accepted when loaded */
+    }
+  for (guint i = 0; extra[i] != NULL; i += 2)
+    if (rd_kafka_conf_set (conf, extra[i], extra[i + 1], errstr, errstr_size) != RD_KAFKA_CONF_OK)
+      {
+        rd_kafka_conf_destroy (conf);
+        return FALSE;
+      }
+  /* rd_kafka_new() takes ownership of conf only on success. */
+  rk = rd_kafka_new (type, conf, errstr, errstr_size);
+  if (rk == NULL)
+    {
+      rd_kafka_conf_destroy (conf);
+      return FALSE;
+    }
+  rd_kafka_destroy (rk);
+  return TRUE;
+}
+
+gboolean
+tally_config_check_clients (const TallyConfig *config, GError **error)
+{
+  const char *consumer[] = {
+    "group.id",
+    config->input.group_id,
+    "auto.offset.reset",
+    config->input.auto_offset_reset == TALLY_CONFIG_OFFSET_RESET_LATEST ? "latest" : "earliest",
+    "enable.auto.offset.store",
+    "false",
+    "enable.auto.commit",
+    "true",
+    NULL,
+  };
+  static const char *const producer[] = { "enable.idempotence", "true", NULL };
+  const struct
+  {
+    const char *what;
+    rd_kafka_type_t type;
+    const char *const *extra;
+  } clients[] = {
+    { "consumer", RD_KAFKA_CONSUMER, consumer },
+    { "producer", RD_KAFKA_PRODUCER, producer },
+  };
+  GPtrArray *props;
+
+  g_return_val_if_fail (config != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  props = config->kafka.properties;
+  for (gsize c = 0; c < G_N_ELEMENTS (clients); c++)
+    {
+      char errstr[512] = "";
+      char scratch[512];
+      g_autofree char *why = NULL;
+      const TallyConfigKafkaProperty *blamed = NULL;
+
+      if (try_client (config, props->len, clients[c].type, clients[c].extra, errstr, sizeof errstr))
+        continue;
+
+      /* Which property to name: one whose name librdkafka's message quotes, else one whose
+       * value it quotes (not a secret), else the first whose addition makes it fail. */
+      for (guint i = props->len; i > 0 && blamed == NULL; i--)
+        {
+          const TallyConfigKafkaProperty *p = g_ptr_array_index (props, i - 1);
+          if (!skipped_in_check (p) && strstr (errstr, p->name) != NULL)
+            blamed = p;
+        }
+      for (guint i = props->len; i > 0 && blamed == NULL; i--)
+        {
+          const TallyConfigKafkaProperty *p = g_ptr_array_index (props, i - 1);
+          if (!skipped_in_check (p) && !tally_config_key_is_secret (p->name)
+              && strlen (p->value) >= 2 && strstr (errstr, p->value) != NULL)
+            blamed = p;
+        }
+      for (guint i = 1; i <= props->len && blamed == NULL; i++)
+        if (!try_client (config, i, clients[c].type, clients[c].extra, scratch, sizeof scratch))
+          blamed = g_ptr_array_index (props, i - 1);
+
+      if (blamed != NULL)
+        {
+          why = clean_errstr (errstr, blamed->name, blamed->value);
+          config_error (error, TALLY_CONFIG_ERROR_KAFKA, blamed->origin, "kafka", blamed->name,
+                        "librdkafka refuses the %s configuration: %s", clients[c].what, why);
+        }
+      else
+        {
+          why = g_strchomp (g_strdup (errstr));
+          config_error (error, TALLY_CONFIG_ERROR_KAFKA,
+                        config->source_path != NULL ? config->source_path : "<defaults>", "kafka",
+                        NULL, "librdkafka refuses the %s configuration: %s", clients[c].what, why);
+        }
+      return FALSE;
+    }
+  return TRUE;
+}
+
 const char *
 tally_config_kafka_get (const TallyConfig *config, const char *name)
 {

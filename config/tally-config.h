@@ -129,7 +129,8 @@ typedef enum
  *   apostrophe or hyphen kept between two letters, Unicode case folding.
  * @TALLY_CONFIG_TOKENIZER_WHITESPACE: `whitespace`: split on whitespace, ASCII lowercase,
  *   punctuation kept (the "countwords" benchmark definition).
- * @TALLY_CONFIG_TOKENIZER_RECORD: `record`: the whole trimmed record is one word.
+ * @TALLY_CONFIG_TOKENIZER_RECORD: `record`: each line of a record (text between control
+ *   characters), trimmed of spaces, is one word.
  *
  * How record values are split into words. The rules themselves are the tokenizer's (README).
  */
@@ -281,8 +282,8 @@ typedef struct
   {
     /* [tokenizer] mode: `unicode` | `whitespace` | `record`. Default `unicode`. */
     TallyConfigTokenizerMode mode;
-    /* [tokenizer] nfkc: boolean; NFKC-normalise words (unicode mode only; Unicode UAX
-     * #15). Default false. */
+    /* [tokenizer] nfkc: boolean; NFKC-normalise the text before splitting, in every mode (Unicode
+     * UAX #15). Default false. */
     gboolean nfkc;
     /* [tokenizer] max_word_bytes: bytes of UTF-8, 4..1048576 (the tokenizer's limits); the
      * longest word kept. Default 256. */
@@ -411,6 +412,54 @@ char **tally_config_search_paths (const char *explicit_path);
  */
 gboolean tally_config_apply_kafka (const TallyConfig *config, rd_kafka_conf_t *conf,
                                    GError **error);
+
+/**
+ * tally_config_set_kafka:
+ * @config: a loaded configuration, changed in place.
+ * @name: a librdkafka property name, such as `security.protocol`.
+ * @value: its value.
+ * @origin: where the setting comes from, for error messages, such as `-X` (the
+ *   command-line option of `tally run` and `tally snapshot`).
+ * @error: return location for a #GError, or %NULL.
+ *
+ * Sets one [kafka] property after loading, with the same checks a [kafka] key of the file
+ * gets (a property Tally owns such as `group.id` is %TALLY_CONFIG_ERROR_UNKNOWN_KEY, an
+ * empty value %TALLY_CONFIG_ERROR_INVALID_VALUE, a value rd_kafka_conf_set() refuses
+ * %TALLY_CONFIG_ERROR_KAFKA, a `message.max.bytes` too small for [output]
+ * max_record_bytes %TALLY_CONFIG_ERROR_INVALID_VALUE). The new setting wins over the file
+ * and the environment: earlier settings of @name are removed and it is appended, so it is
+ * applied last by tally_config_apply_kafka(). Setting `bootstrap.servers` (or
+ * `metadata.broker.list`) sets `has_bootstrap`. Main thread, before the configuration is
+ * shared.
+ *
+ * Returns: %TRUE when set; %FALSE with @error set and @config unchanged.
+ */
+gboolean tally_config_set_kafka (TallyConfig *config, const char *name, const char *value,
+                                 const char *origin, GError **error);
+
+/**
+ * tally_config_check_clients:
+ * @config: a configuration.
+ * @error: return location for a #GError, or %NULL.
+ *
+ * Builds the client configurations `tally run` builds from @config: a consumer (the
+ * [kafka] properties, then the group.id, auto.offset.reset and offset-commit settings of
+ * the source) and an idempotent producer (the publisher's and the checkpoint's), and
+ * makes a client of each with rd_kafka_new(), then destroys it. That is where librdkafka
+ * checks what rd_kafka_conf_set() cannot: combinations of properties, such as a
+ * `sasl.mechanisms` the build does not support once `security.protocol` is SASL_*.
+ * Nothing connects: `bootstrap.servers` and `metadata.broker.list` are left out, and so
+ * is `plugin.library.paths` (a plugin is loaded only by the clients that use it).
+ * librdkafka logs nothing meanwhile. `tally check-config`, `tally run` and `tally
+ * snapshot` call it after loading. Any thread; it starts and joins librdkafka's threads.
+ *
+ * Returns: %TRUE when librdkafka accepts both; otherwise %FALSE with @error set to
+ *   %TALLY_CONFIG_ERROR_KAFKA, naming the origin (file and line, environment variable or
+ *   option), the group and the property librdkafka blames (the one its message quotes by
+ *   name or value, else the first whose addition makes it fail), then librdkafka's
+ *   reason.
+ */
+gboolean tally_config_check_clients (const TallyConfig *config, GError **error);
 
 /**
  * tally_config_kafka_get:

@@ -239,6 +239,16 @@ test_corpus_file (gconstpointer data)
 
   read_expectation (path, &e);
   config = tally_config_load (path, &error);
+  /* bad-kafka-client-*: the loader accepts each property; librdkafka refuses the
+   * combination when it makes a client, which tally_config_check_clients() does. */
+  if (g_str_has_prefix (data, "bad-kafka-client-"))
+    {
+      g_assert_no_error (error);
+      g_assert_false (tally_config_check_clients (config, &error));
+      g_clear_pointer (&config, tally_config_free);
+    }
+  else if (config != NULL)
+    g_assert_true (tally_config_check_clients (config, NULL));
   if (g_str_has_prefix (data, "good-"))
     {
       g_assert_cmpint (e.code, ==, -1);
@@ -1019,6 +1029,11 @@ test_cli_check_config (void)
       = g_strdup_printf ("%s/none.conf: no such file (named by the command line)\n", tmp_root);
   g_autofree char *missing = g_strdup_printf ("%s/none.conf", tmp_root);
   g_autofree char *env_good = g_strdup_printf ("TALLY_CONFIG=%s", good);
+  g_autofree char *sasl = corpus_path ("bad-kafka-client-sasl-mechanism.conf");
+  g_autofree char *sasl_line
+      = g_strdup_printf ("%s:3: [kafka] sasl.mechanisms: librdkafka refuses the consumer "
+                         "configuration: Unsupported SASL mechanism: NOPE\n",
+                         sasl);
   TallyTestRun r;
 
   r = run_tally ((const char *[]){ "check-config", good, NULL }, NULL);
@@ -1060,6 +1075,14 @@ test_cli_check_config (void)
   g_assert_cmpstr (r.err, ==,
                    "TALLY_LOG_LEVEL (environment): [log] level: “loud” is not one of: error, "
                    "critical, warning, message, info, debug\n");
+  tally_test_run_clear (&r);
+
+  /* What librdkafka refuses only when it makes a client fails check-config as it fails
+   * `tally run` (issue 13, item 11: check-config printed ok). */
+  r = run_tally ((const char *[]){ "check-config", sasl, NULL }, NULL);
+  g_assert_cmpint (r.status, ==, 78);
+  g_assert_cmpstr (r.out, ==, "");
+  g_assert_cmpstr (r.err, ==, sasl_line);
   tally_test_run_clear (&r);
 
   /* Usage errors: two files, an unknown option. */

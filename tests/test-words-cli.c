@@ -10,6 +10,7 @@
 #include <glib/gstdio.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -259,6 +260,80 @@ test_stdin_closed (void)
   g_assert_cmpint (run.status, ==, 1);
 }
 
+/* The child of the signal tests starts with SIGINT and SIGTERM at their defaults and
+ * unblocked, whatever the test runner left them as. */
+static void
+default_signals (gpointer user_data)
+{
+  sigset_t set;
+
+  signal (SIGINT, SIG_DFL);
+  signal (SIGTERM, SIG_DFL);
+  sigemptyset (&set);
+  sigprocmask (SIG_SETMASK, &set, NULL);
+}
+
+/* Reads @fd until @out ends with @wanted (or the end of output). */
+static void
+read_until (int fd, GString *out, const char *wanted)
+{
+  char buf[256];
+  ssize_t n;
+
+  while ((wanted == NULL || !g_str_has_suffix (out->str, wanted))
+         && (n = read (fd, buf, sizeof buf)) > 0)
+    g_string_append_len (out, buf, n);
+}
+
+/* SIGINT or SIGTERM while waiting for a word ends it as `quit` does: the final counts and
+ * exit status 0 (issue 13, item 3; it used to die by the signal and print nothing more).
+ * Standard input stays open, so only the signal can end it. */
+static void
+test_signal (gconstpointer data)
+{
+  int signo = GPOINTER_TO_INT (data);
+  const char *exe = g_getenv ("TALLY_EXE");
+  const char *argv[] = { exe, "words", "--shards", "2", NULL };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GString) out = g_string_new (NULL);
+  g_autoptr (GString) err = g_string_new (NULL);
+  GPid pid;
+  int in_fd, out_fd, err_fd, wait_status;
+  static const char input[] = "a\nb\na\n";
+
+  g_assert_nonnull (exe);
+  g_assert_true (g_spawn_async_with_pipes (NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+                                           default_signals, NULL, &pid, &in_fd, &out_fd, &err_fd,
+                                           &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (write (in_fd, input, sizeof input - 1), ==, (gssize)sizeof input - 1);
+  read_until (out_fd, out, "a: 2\nEnter a word:\n");
+  g_assert_cmpint (kill (pid, signo), ==, 0);
+  read_until (out_fd, out, NULL);
+  read_until (err_fd, err, NULL);
+  g_assert_cmpint (waitpid (pid, &wait_status, 0), ==, pid);
+  close (in_fd);
+  close (out_fd);
+  close (err_fd);
+  g_spawn_close_pid (pid);
+
+  g_assert_cmpstr (out->str, ==,
+                   "Enter a word:\n"
+                   "a: 1\n"
+                   "Enter a word:\n"
+                   "b: 1\n"
+                   "Enter a word:\n"
+                   "a: 2\n"
+                   "Enter a word:\n"
+                   "Final counts:\n"
+                   "a 2\n"
+                   "b 1\n");
+  g_assert_cmpstr (err->str, ==, "");
+  g_assert_false (WIFSIGNALED (wait_status));
+  g_assert_true (WIFEXITED (wait_status));
+  g_assert_cmpint (WEXITSTATUS (wait_status), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -275,6 +350,8 @@ main (int argc, char **argv)
   g_test_add_func ("/words-cli/usage-errors", test_usage_errors);
   g_test_add_func ("/words-cli/write-error", test_write_error);
   g_test_add_func ("/words-cli/stdin-closed", test_stdin_closed);
+  g_test_add_data_func ("/words-cli/sigint", GINT_TO_POINTER (SIGINT), test_signal);
+  g_test_add_data_func ("/words-cli/sigterm", GINT_TO_POINTER (SIGTERM), test_signal);
 
   return g_test_run ();
 }

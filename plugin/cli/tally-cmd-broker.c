@@ -54,7 +54,7 @@ tally_cmd_broker (int argc, char **argv)
   const GOptionEntry entries[] = {
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
       "Read topic names and [broker] settings from PATH", "PATH" },
-    { "port", 'p', 0, G_OPTION_ARG_INT, &port,
+    { "port", 0, 0, G_OPTION_ARG_INT, &port,
       "Listen for bootstrap connections on 127.0.0.1:N (0: any free port; default [broker] "
       "port)",
       "N" },

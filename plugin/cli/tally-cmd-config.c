@@ -1,9 +1,11 @@
 /* tally-cmd-config.c — `tally check-config [PATH]` and `tally print-config`.
  *
  * Both load the configuration exactly as `tally run` does (tally_config_load(): the
- * lookup order, strict validation, environment overrides). check-config says "PATH: ok"
- * or prints the error and exits 78 (EX_CONFIG); print-config prints the effective
- * configuration as a key-file, every default filled in and secrets redacted.
+ * lookup order, strict validation, environment overrides). check-config then has
+ * librdkafka build the consumer and producer configurations run builds
+ * (tally_config_check_clients(): combinations of [kafka] properties that only client
+ * creation refuses) and says "PATH: ok", or prints the error and exits 78 (EX_CONFIG); print-config
+ * prints the effective configuration as a key-file, every default filled in and secrets redacted.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -79,9 +81,10 @@ parse_options (int *argc, char ***argv, const char *parameter, const char *summa
  * @argc: number of arguments in @argv.
  * @argv: `tally check-config` and its arguments: `[--config PATH] [PATH]`.
  *
- * Validates the configuration and prints `PATH: ok` on stdout (or, with no file found,
- * that the defaults are ok). On an invalid configuration prints the error on stderr.
- * Main thread.
+ * Validates the configuration (the file, the environment overrides, and the client
+ * configurations librdkafka builds from it, as `tally run` does) and prints `PATH: ok` on stdout
+ * (or, with no file found, that the defaults are ok). On an invalid configuration prints the error
+ * on stderr. Main thread.
  *
  * Returns: %TALLY_EXIT_OK, %TALLY_EXIT_USAGE, %TALLY_EXIT_CONFIG, or %TALLY_EXIT_FAILURE when
  *   standard output cannot be written.
@@ -109,7 +112,7 @@ tally_cmd_check_config (int argc, char **argv)
   path = argc == 2 ? argv[1] : config_path;
 
   config = tally_config_load (path, &error);
-  if (config == NULL)
+  if (config == NULL || !tally_config_check_clients (config, &error))
     {
       fprintf (stderr, "%s\n", error->message);
       return TALLY_EXIT_CONFIG;

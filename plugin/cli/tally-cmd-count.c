@@ -849,7 +849,7 @@ tally_cmd_count (int argc, char **argv)
       "Print only the N most frequent words; 0 (the default) prints all words", "N" },
     { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
       "Output format: text (\"word count\" lines, the default), json or csv", "FORMAT" },
-    { "tokenizer", 't', 0, G_OPTION_ARG_STRING, &opt_tokenizer,
+    { "tokenizer", 0, 0, G_OPTION_ARG_STRING, &opt_tokenizer,
       "How text is split into words: unicode, whitespace or record (default: [tokenizer] "
       "mode)",
       "MODE" },

@@ -1,10 +1,11 @@
-/* tally-cmd-run.c — `tally run [--config PATH] [--bootstrap-server HOST:PORT]`: the Tally
- * service.
+/* tally-cmd-run.c — `tally run [--config PATH] [-X NAME=VALUE]... [--bootstrap-server
+ * HOST:PORT]`: the Tally service.
  *
- * Loads the configuration (exit status 78 with the message when it is bad), applies
- * --bootstrap-server to its [kafka] properties as if the file set bootstrap.servers (so the
- * embedded broker is not started), and hands it to tally_run_service() (plugin/tally-run.c),
- * which runs until SIGINT or SIGTERM.
+ * Loads the configuration (exit status 78 with the message when it is bad), applies the -X
+ * librdkafka properties and then --bootstrap-server to its [kafka] properties as if the
+ * file set them (bootstrap.servers means the embedded broker is not started), has
+ * librdkafka check the client configurations (exit 78, as check-config), and hands it to
+ * tally_run_service() (plugin/kafka/tally-run.c), which runs until SIGINT or SIGTERM.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -73,12 +74,17 @@ tally_cmd_run (int argc, char **argv)
 {
   g_autofree char *opt_config = NULL;
   g_autofree char *opt_bootstrap = NULL;
+  g_auto (GStrv) opt_kafka = NULL;
   const GOptionEntry option_entries[] = {
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
       "Read the configuration from PATH (default: see docs/configuration.md)", "PATH" },
     { "bootstrap-server", 'b', 0, G_OPTION_ARG_STRING, &opt_bootstrap,
       "Kafka bootstrap servers (overrides [kafka] bootstrap.servers; no embedded broker)",
       "HOST:PORT" },
+    { "property", 'X', 0, G_OPTION_ARG_STRING_ARRAY, &opt_kafka,
+      "Set a librdkafka property, as in [kafka] (wins over the file and TALLY_KAFKA_*; "
+      "repeatable)",
+      "NAME=VALUE" },
     { NULL },
   };
   g_autoptr (GOptionContext) context = g_option_context_new (NULL);
@@ -96,12 +102,17 @@ tally_cmd_run (int argc, char **argv)
                "                   within [shutdown] timeout_ms (a second signal is ignored)\n"
                "  SIGUSR1          publish a snapshot now\n"
                "\n"
+               "Precedence of librdkafka properties, lowest first: [kafka] in the file,\n"
+               "TALLY_KAFKA_* variables, -X NAME=VALUE (in order), --bootstrap-server.\n"
+               "A secret on the command line (-X sasl.password=...) is visible to other\n"
+               "users of the machine: tally warns; keep secrets in the file.\n"
+               "\n"
                "Exit status:\n"
                "  0   stopped by a signal after a clean shutdown\n"
                "  1   a failure at run time (the broker unreachable at the start, a topic\n"
                "      that cannot be created, a shutdown past [shutdown] timeout_ms, ...);\n"
                "      the message says which\n"
-               "  2   bad command-line usage\n"
+               "  2   bad command-line usage (a -X property librdkafka refuses, ...)\n"
                "  78  a bad configuration (file, group and key named)\n"
                "\n"
                "Guides: docs/running.md (running it, snapshots, state, shutdown) and\n"
@@ -144,8 +155,14 @@ tally_cmd_run (int argc, char **argv)
   config = tally_cmd_load_config (opt_config);
   if (config == NULL)
     return TALLY_EXIT_CONFIG;
+  if (!tally_cmd_apply_kafka_options (config, opt_kafka))
+    return TALLY_EXIT_USAGE;
   if (opt_bootstrap != NULL)
     override_bootstrap (config, opt_bootstrap);
+  /* What librdkafka refuses only when a client is made, refused before anything starts,
+   * with the file, group and key named (as check-config does). */
+  if (!tally_cmd_check_clients (config))
+    return TALLY_EXIT_CONFIG;
 
   if (!tally_run_service (config, &error))
     {

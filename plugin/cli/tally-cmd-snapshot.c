@@ -221,6 +221,7 @@ tally_cmd_snapshot (int argc, char **argv)
 {
   g_autofree char *config_path = NULL;
   g_autofree char *bootstrap = NULL;
+  g_auto (GStrv) kafka_options = NULL;
   g_autofree char *prefix = NULL;
   gint64 top = 0, min_count = 0;
   gint timeout_ms = G_MININT; /* not given: [snapshot] timeout_ms */
@@ -230,14 +231,18 @@ tally_cmd_snapshot (int argc, char **argv)
       "PATH" },
     { "bootstrap-server", 'b', 0, G_OPTION_ARG_STRING, &bootstrap,
       "Kafka bootstrap servers (overrides [kafka] bootstrap.servers)", "HOST:PORT" },
+    { "property", 'X', 0, G_OPTION_ARG_STRING_ARRAY, &kafka_options,
+      "Set a librdkafka property, as in [kafka] (wins over the file and TALLY_KAFKA_*; "
+      "repeatable)",
+      "NAME=VALUE" },
     { "top", 'n', 0, G_OPTION_ARG_INT64, &top, "Print only the N most frequent words", "N" },
     /* FILENAME: the bytes as given, so that invalid UTF-8 is reported here, naming the option
      * (a STRING conversion error would not say which option). */
     { "prefix", 'p', 0, G_OPTION_ARG_FILENAME, &prefix, "Only words starting with P (bytes)", "P" },
     { "min-count", 'm', 0, G_OPTION_ARG_INT64, &min_count, "Only words counted at least N times",
       "N" },
-    { "json", 'j', 0, G_OPTION_ARG_NONE, &json, "Print the merged snapshot as JSON", NULL },
-    { "timeout", 't', 0, G_OPTION_ARG_INT, &timeout_ms,
+    { "json", 'J', 0, G_OPTION_ARG_NONE, &json, "Print the merged snapshot as JSON", NULL },
+    { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout_ms,
       "Wait at most MS milliseconds for every reply (default [snapshot] timeout_ms)", "MS" },
     { NULL },
   };
@@ -290,6 +295,10 @@ tally_cmd_snapshot (int argc, char **argv)
 
   config = tally_cmd_load_config (config_path);
   if (config == NULL)
+    return TALLY_EXIT_CONFIG;
+  if (!tally_cmd_apply_kafka_options (config, kafka_options))
+    return TALLY_EXIT_USAGE;
+  if (!tally_cmd_check_clients (config))
     return TALLY_EXIT_CONFIG;
   if (timeout_ms == G_MININT)
     timeout_ms = (gint)config->snapshot.timeout_ms;

@@ -13,6 +13,12 @@
  * after trimming is skipped. A line that is not valid UTF-8 (or holds a NUL byte) is
  * reported on standard error and skipped. Nothing here depends on the locale.
  *
+ * SIGINT and SIGTERM end it like `quit` does: the final counts are printed and the exit
+ * status is 0. Both signals are blocked before the shard threads start (threads inherit the
+ * mask, so no shard is ever interrupted) and read from a signalfd that the line reader
+ * polls together with standard input, so a signal that arrives while a word is being
+ * counted is seen before the next read, never lost.
+ *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-commands.h"
@@ -22,8 +28,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #define WORDS_MAX_SHARDS 256
 
@@ -32,25 +42,84 @@ typedef enum
   LINE_OK,
   LINE_EOF,
   LINE_ERROR,
+  LINE_SIGNAL,
 } LineStatus;
 
 typedef struct
 {
-  FILE *in;
+  int fd;           /* standard input */
+  int signal_fd;    /* signalfd for SIGINT and SIGTERM, or -1 */
+  int signal;       /* the signal that ended reading after LINE_SIGNAL */
   gboolean skip_lf; /* the previous line ended with CR: a LF right after it is part of it */
   int error;        /* errno of the failed read after LINE_ERROR */
+  gboolean eof;
+  char buf[4096];
+  gsize start, end; /* unread bytes of buf */
 } LineReader;
 
-/* Reads one line into @line (without its terminator). LINE_EOF only when nothing was read. */
+/* Next byte of input, EOF at its end, or -2 after an error or a signal (status set). */
+static int
+next_byte (LineReader *reader, LineStatus *status)
+{
+  while (reader->start == reader->end && !reader->eof)
+    {
+      struct pollfd fds[2] = { { reader->fd, POLLIN, 0 }, { reader->signal_fd, POLLIN, 0 } };
+      ssize_t n;
+
+      if (poll (fds, reader->signal_fd >= 0 ? 2 : 1, -1) < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          reader->error = errno;
+          *status = LINE_ERROR;
+          return -2;
+        }
+      if (reader->signal_fd >= 0 && (fds[1].revents & POLLIN))
+        {
+          struct signalfd_siginfo info;
+
+          if (read (reader->signal_fd, &info, sizeof info) == (ssize_t)sizeof info)
+            {
+              reader->signal = (int)info.ssi_signo;
+              *status = LINE_SIGNAL;
+              return -2;
+            }
+        }
+      if (fds[0].revents == 0)
+        continue;
+      n = read (reader->fd, reader->buf, sizeof reader->buf);
+      if (n < 0)
+        {
+          if (errno == EINTR || errno == EAGAIN)
+            continue;
+          reader->error = errno;
+          *status = LINE_ERROR;
+          return -2;
+        }
+      reader->start = 0;
+      reader->end = (gsize)n;
+      reader->eof = n == 0;
+    }
+  if (reader->start == reader->end)
+    return EOF;
+  return (guchar)reader->buf[reader->start++];
+}
+
+/* Reads one line into @line (without its terminator). LINE_EOF only when nothing was read;
+ * LINE_SIGNAL when SIGINT or SIGTERM came before the line was complete (the partial line is
+ * dropped, as a terminal drops what was typed). */
 static LineStatus
 read_line (LineReader *reader, GString *line)
 {
+  LineStatus status = LINE_OK;
   int c;
 
   g_string_truncate (line, 0);
   for (;;)
     {
-      c = getc (reader->in);
+      c = next_byte (reader, &status);
+      if (c == -2)
+        return status;
       if (c == '\n' && reader->skip_lf)
         {
           reader->skip_lf = FALSE;
@@ -58,14 +127,7 @@ read_line (LineReader *reader, GString *line)
         }
       reader->skip_lf = FALSE;
       if (c == EOF)
-        {
-          if (ferror (reader->in))
-            {
-              reader->error = errno;
-              return LINE_ERROR;
-            }
-          return line->len > 0 ? LINE_OK : LINE_EOF;
-        }
+        return line->len > 0 ? LINE_OK : LINE_EOF;
       if (c == '\n')
         return LINE_OK;
       if (c == '\r')
@@ -133,14 +195,15 @@ tally_cmd_words (int argc, char **argv)
   g_autoptr (TallyAggregatorHandle) handle = NULL;
   g_autoptr (TallyCounts) counts = NULL;
   g_autoptr (GString) line = g_string_new (NULL);
-  LineReader reader = { stdin, FALSE, 0 };
+  LineReader reader = { .fd = 0, .signal_fd = -1 };
+  sigset_t stop_signals;
   guint64 line_number = 0;
   gboolean read_failed = FALSE;
 
   g_option_context_set_summary (
       context, "Counts words typed one per line, as the actor-model article's CLI does.\n"
-               "A line 'quit', or the end of input, ends it and prints the final counts,\n"
-               "one 'WORD COUNT' line each, most frequent first.");
+               "A line 'quit', the end of input, SIGINT or SIGTERM ends it and prints the\n"
+               "final counts, one 'WORD COUNT' line each, most frequent first (exit 0).");
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
@@ -167,6 +230,18 @@ tally_cmd_words (int argc, char **argv)
                g_strerror (errno));
       return TALLY_EXIT_FAILURE;
     }
+  /* SIGINT and SIGTERM: blocked here, before the shard threads inherit the mask, and read
+   * from a signalfd by read_line(). */
+  sigemptyset (&stop_signals);
+  sigaddset (&stop_signals, SIGINT);
+  sigaddset (&stop_signals, SIGTERM);
+  if (pthread_sigmask (SIG_BLOCK, &stop_signals, NULL) != 0
+      || (reader.signal_fd = signalfd (-1, &stop_signals, SFD_CLOEXEC)) < 0)
+    {
+      fprintf (stderr, "%s: cannot watch SIGINT and SIGTERM: %s\n", g_get_prgname (),
+               g_strerror (errno));
+      return TALLY_EXIT_FAILURE;
+    }
   handle = tally_aggregator_handle_new ((guint)shards, 0);
 
   for (;;)
@@ -189,7 +264,7 @@ tally_cmd_words (int argc, char **argv)
           read_failed = TRUE;
           break;
         }
-      if (status == LINE_EOF)
+      if (status == LINE_EOF || status == LINE_SIGNAL)
         break;
       line_number++;
       word = trim (line, &len);
@@ -218,6 +293,7 @@ tally_cmd_words (int argc, char **argv)
         }
     }
 
+  close (reader.signal_fd);
   counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
   if (counts == NULL)
     {

@@ -37,6 +37,37 @@ G_BEGIN_DECLS
  */
 TallyConfig *tally_cmd_load_config (const char *path);
 
+/**
+ * tally_cmd_apply_kafka_options:
+ * @config: the loaded configuration, changed in place
+ * @options: (nullable) (array zero-terminated=1): the arguments of the `-X` options, each
+ *   `name=value` (a librdkafka property, as kcat's `-X`), in command-line order
+ *
+ * Sets each property with tally_config_set_kafka(): the same checks as a [kafka] key of the
+ * file, and the option wins over the file and the TALLY_KAFKA_* environment (a later `-X`
+ * of the same name wins over an earlier one). For a name that looks like a secret
+ * (tally_config_key_is_secret(): *password*, *secret*, ssl.key*, ...) it warns on standard
+ * error that the command line is visible to other users. On a bad option it prints
+ * `<prgname>: <message>` (naming `-X NAME`, the group and the key) and returns %FALSE; the
+ * caller then returns %TALLY_EXIT_USAGE. Main thread.
+ *
+ * Returns: %TRUE when every option was applied
+ */
+gboolean tally_cmd_apply_kafka_options (TallyConfig *config, char **options);
+
+/**
+ * tally_cmd_check_clients:
+ * @config: the effective configuration
+ *
+ * Runs tally_config_check_clients() (librdkafka builds the consumer and producer
+ * configurations `tally run` uses, without connecting) and on failure prints
+ * `<prgname>: <message>` on standard error; the caller then returns %TALLY_EXIT_CONFIG.
+ * Main thread.
+ *
+ * Returns: %TRUE when librdkafka accepts the configurations
+ */
+gboolean tally_cmd_check_clients (const TallyConfig *config);
+
 typedef int (*TallyCommandFunc) (int argc, char **argv);
 
 typedef struct

@@ -1,7 +1,14 @@
 /* tally-main.c — the `tally` program: finds the subcommand and runs it.
  *
  * Every subcommand parses its own options with GOptionContext; this file only dispatches
- * and prints the overview for `tally`, `tally --help` and `tally help`.
+ * and prints the overview for `tally`, `tally --help` and `tally help`; `tally help COMMAND`
+ * runs `tally COMMAND --help`.
+ *
+ * Short options mean one thing in every command (long options are always there):
+ *   -b --bootstrap-server  -c --config  -f --format  -j --jobs  -J --json  -m --min-count
+ *   -n --top  -p --prefix  -q --quiet  -s --shards  -t --topics (as kcat's -t)
+ *   -X NAME=VALUE (a librdkafka property, as kcat's -X)
+ * Options with no short form: --timeout, --tokenizer, --port, --partitions.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -36,7 +43,8 @@ print_overview (FILE *out)
   for (const TallyCommand *c = commands; c->name != NULL; c++)
     fprintf (out, "  %-14s %s\n", c->name, c->summary);
   fprintf (out, "\n"
-                "Run 'tally COMMAND --help' for the options of one command.\n"
+                "Run 'tally help COMMAND' or 'tally COMMAND --help' for the options of one "
+                "command.\n"
                 "Version " TALLY_VERSION ".\n");
 }
 
@@ -46,6 +54,28 @@ main (int argc, char **argv)
   /* Messages may be translated, but word handling never depends on the locale. */
   setlocale (LC_ALL, "");
 
+  /* tally help COMMAND: that command's --help. */
+  if (argc == 3 && strcmp (argv[1], "help") == 0)
+    {
+      for (const TallyCommand *c = commands; c->name != NULL; c++)
+        if (strcmp (argv[2], c->name) == 0)
+          {
+            g_autofree char *prgname = g_strdup_printf ("tally %s", c->name);
+            char *help_argv[] = { prgname, (char *)"--help", NULL };
+
+            g_set_prgname (prgname);
+            return c->run (2, help_argv);
+          }
+      fprintf (stderr,
+               "tally: unknown command '%s'\nRun 'tally --help' for the list of commands.\n",
+               argv[2]);
+      return TALLY_EXIT_USAGE;
+    }
+  if (argc > 3 && strcmp (argv[1], "help") == 0)
+    {
+      fprintf (stderr, "tally: help takes one COMMAND\n");
+      return TALLY_EXIT_USAGE;
+    }
   if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0
       || strcmp (argv[1], "help") == 0)
     {

@@ -16,7 +16,7 @@
  * through the relay, then connect to the brokers at the addresses the metadata
  * advertises, which are also on 127.0.0.1.
  *
- * Limits of the mock cluster in librdkafka 2.0.2 (also in DESIGN.md): no real
+ * Limits of the mock cluster in librdkafka 2.0.2 (also in README.md, Brokers): no real
  * transactions and no read_committed isolation; no log compaction; size retention of
  * about 5 MiB per partition (older records are dropped); topics not created here are
  * auto-created with 4 partitions; consumer group rebalances are slow unless

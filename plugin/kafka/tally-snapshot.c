@@ -95,24 +95,87 @@ tally_snapshot_json_get_string_member (JsonObject *object, const char *what, con
  * (strings and their escapes skipped) before json-glib sees it. */
 #define MAX_JSON_DEPTH 8
 
+/* Reads 4 hex digits at @p into *@value. */
+static gboolean
+hex4 (const char *p, guint *value)
+{
+  *value = 0;
+  for (int i = 0; i < 4; i++)
+    {
+      if (!g_ascii_isxdigit (p[i]))
+        return FALSE;
+      *value = *value * 16 + (guint)g_ascii_xdigit_value (p[i]);
+    }
+  return TRUE;
+}
+
+/* Length of the JSON escape at @p (RFC 8259, section 7: a backslash then one of " \\ / b f n r t,
+ * or uXXXX; a UTF-16 surrogate only as a high-low pair), or 0 when it is not one. */
+static gsize
+json_escape_length (const char *p, gsize len)
+{
+  guint high, low;
+
+  if (len >= 2 && strchr ("\"\\/bfnrt", p[1]) != NULL && p[1] != '\0')
+    return 2;
+  if (len < 6 || p[1] != 'u' || !hex4 (p + 2, &high))
+    return 0;
+  if (high >= 0xDC00 && high <= 0xDFFF)
+    return 0;
+  if (high < 0xD800 || high > 0xDBFF)
+    return 6;
+  if (len < 12 || p[6] != '\\' || p[7] != 'u' || !hex4 (p + 8, &low) || low < 0xDC00
+      || low > 0xDFFF)
+    return 0;
+  return 12;
+}
+
 static gboolean
 check_json_depth (const char *data, gsize len, const char *what, GError **error)
 {
   gboolean in_string = FALSE;
   guint depth = 0;
+  gboolean started = FALSE; /* something seen outside every array and object */
+  gboolean ended = FALSE;   /* the outermost array or object closed */
 
   for (gsize i = 0; i < len; i++)
-    if (in_string)
+    if (!in_string && depth == 0 && !g_ascii_isspace (data[i])
+        && (ended || (started && (data[i] == '[' || data[i] == '{'))))
+      {
+        /* json-glib 1.6 parses a second top-level value and leaks it (found by
+         * tests/fuzz/fuzz-request with LeakSanitizer: `5{"a":1}`, `{} {}`). */
+        g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                     "%s: not JSON: more than one value", what);
+        return FALSE;
+      }
+    else if (in_string)
       {
         if (data[i] == '\\')
-          i++;
+          {
+            /* json-glib 1.6 also reads escapes JSON does not have (\615 as octal, a lone
+             * surrogate), giving strings that are not UTF-8: refuse them (found by
+             * tests/fuzz/fuzz-request). */
+            gsize n = json_escape_length (data + i, len - i);
+            if (n == 0)
+              {
+                g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                             TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                             "%s: not JSON: invalid escape in a string", what);
+                return FALSE;
+              }
+            i += n - 1;
+          }
         else if (data[i] == '"')
           in_string = FALSE;
       }
     else if (data[i] == '"')
-      in_string = TRUE;
+      {
+        in_string = TRUE;
+        started |= depth == 0;
+      }
     else if (data[i] == '[' || data[i] == '{')
       {
+        started = TRUE;
         if (++depth > MAX_JSON_DEPTH)
           {
             g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
@@ -121,7 +184,17 @@ check_json_depth (const char *data, gsize len, const char *what, GError **error)
           }
       }
     else if ((data[i] == ']' || data[i] == '}') && depth > 0)
-      depth--;
+      ended = --depth == 0;
+    else if (data[i] == '\0' || strchr (" \t\n\r:,]}-+.0123456789eEtrufalsn", data[i]) == NULL)
+      {
+        /* Outside strings JSON has only these bytes; json-glib 1.6 leaks a string buffer on
+         * some others (`/"/"\uddu\u`, found by tests/fuzz/fuzz-request). */
+        g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                     "%s: not JSON: unexpected character outside a string", what);
+        return FALSE;
+      }
+    else if (depth == 0 && !g_ascii_isspace (data[i]))
+      started = TRUE;
   return TRUE;
 }
 

@@ -83,7 +83,7 @@ say 1
 the-end 1
 EOF
 expect "unicode text (the default mode)" 0 "$tmp/want" -- count "$tmp/small.txt"
-expect "unicode text (--tokenizer unicode)" 0 "$tmp/want" -- count -t unicode "$tmp/small.txt"
+expect "unicode text (--tokenizer unicode)" 0 "$tmp/want" -- count --tokenizer unicode "$tmp/small.txt"
 
 printf 'New York\nnew york\n  New York  \nBoston\n' >"$tmp/records.txt"
 cat >"$tmp/want" <<'EOF'
@@ -102,10 +102,10 @@ expect "ties in byte order" 0 "$tmp/want" -- count --tokenizer whitespace "$tmp/
 printf 'the 3\n"hi" 1\n' >"$tmp/want"
 expect "--top 2" 0 "$tmp/want" -- count --tokenizer whitespace --top 2 "$tmp/small.txt"
 printf 'the 3\n' >"$tmp/want"
-expect "-n 1" 0 "$tmp/want" -- count -t whitespace -n 1 "$tmp/small.txt"
+expect "-n 1" 0 "$tmp/want" -- count --tokenizer whitespace -n 1 "$tmp/small.txt"
 count --tokenizer whitespace "$tmp/small.txt" >"$tmp/want"
-expect "--top 0 is everything" 0 "$tmp/want" -- count -t whitespace --top 0 "$tmp/small.txt"
-expect "--top larger than the words" 0 "$tmp/want" -- count -t whitespace --top 100 "$tmp/small.txt"
+expect "--top 0 is everything" 0 "$tmp/want" -- count --tokenizer whitespace --top 0 "$tmp/small.txt"
+expect "--top larger than the words" 0 "$tmp/want" -- count --tokenizer whitespace --top 100 "$tmp/small.txt"
 checks=$((checks + 1))
 if "$tally" count --help | grep -qF -- '0 (the default) prints all words'; then
   echo "ok --help says --top 0 prints all words"
@@ -129,12 +129,12 @@ expect "csv with quoting" 0 "$tmp/want" -- count --tokenizer whitespace --format
 printf 'word,count\n"a, b ""c""",2\n' >"$tmp/want"
 printf 'a, b "c"\na, b "c"\n' >"$tmp/quoted.txt"
 expect "csv of a record with comma and quotes" 0 "$tmp/want" -- \
-  count -t record -f csv "$tmp/quoted.txt"
+  count --tokenizer record -f csv "$tmp/quoted.txt"
 
 # --- json ---------------------------------------------------------------------------------
 printf '%s\n' '{"total":9,"distinct":7,"words":[{"word":"the","count":3},{"word":"\"hi\"","count":1}]}' \
   >"$tmp/want"
-expect "json --top 2" 0 "$tmp/want" -- count -t whitespace --format json --top 2 "$tmp/small.txt"
+expect "json --top 2" 0 "$tmp/want" -- count --tokenizer whitespace --format json --top 2 "$tmp/small.txt"
 printf '%s\n' '{"total":0,"distinct":0,"words":[]}' >"$tmp/want"
 : >"$tmp/empty.txt"
 expect "json of an empty file" 0 "$tmp/want" -- count --format json "$tmp/empty.txt"
@@ -153,11 +153,11 @@ fi
 
 # --- inputs: stdin, several files, empty ----------------------------------------------------
 count --tokenizer whitespace "$tmp/small.txt" >"$tmp/want"
-expect "stdin as -" 0 "$tmp/want" -- sh -c '"$0" count --config "$1" -t whitespace - <"$2"' \
+expect "stdin as -" 0 "$tmp/want" -- sh -c '"$0" count --config "$1" --tokenizer whitespace - <"$2"' \
   "$tally" "$tmp/empty.conf" "$tmp/small.txt"
-expect "stdin with no FILE" 0 "$tmp/want" -- sh -c '"$0" count --config "$1" -t whitespace <"$2"' \
+expect "stdin with no FILE" 0 "$tmp/want" -- sh -c '"$0" count --config "$1" --tokenizer whitespace <"$2"' \
   "$tally" "$tmp/empty.conf" "$tmp/small.txt"
-expect "stdin from a pipe" 0 "$tmp/want" -- sh -c 'cat "$2" | "$0" count --config "$1" -t whitespace' \
+expect "stdin from a pipe" 0 "$tmp/want" -- sh -c 'cat "$2" | "$0" count --config "$1" --tokenizer whitespace' \
   "$tally" "$tmp/empty.conf" "$tmp/small.txt"
 # Standard input is read from where it stands, as cat reads it: a file the shell has
 # already read a line of, and the same file named twice as "-" (the second reads nothing).
@@ -167,7 +167,7 @@ expect "stdin file read from its current offset" 0 "$tmp/want" -- \
   sh -c '{ read -r line; "$0" count --config "$1"; } <"$2"' "$tally" "$tmp/empty.conf" "$tmp/two.txt"
 count --tokenizer whitespace "$tmp/small.txt" >"$tmp/want"
 expect "stdin file named twice as - is counted once" 0 "$tmp/want" -- \
-  sh -c '"$0" count --config "$1" -t whitespace - - <"$2"' "$tally" "$tmp/empty.conf" "$tmp/small.txt"
+  sh -c '"$0" count --config "$1" --tokenizer whitespace - - <"$2"' "$tally" "$tmp/empty.conf" "$tmp/small.txt"
 
 printf 'foo' >"$tmp/f1.txt"
 printf 'bar foo' >"$tmp/f2.txt"
@@ -228,9 +228,9 @@ sys.stdout.write("x" * (3 << 20) + " tail end\nnext line\n")' >"$tmp/long-word.t
   printf '%0256d 1\n' 0 | tr 0 x
 } >"$tmp/want.sorted"
 expect "over-long word, regular file, whitespace" 0 "$tmp/want.sorted" -- \
-  count -t whitespace "$tmp/long-word.txt"
+  count --tokenizer whitespace "$tmp/long-word.txt"
 expect "over-long word, pipe, whitespace" 0 "$tmp/want.sorted" -- \
-  sh -c 'cat "$2" | "$0" count --config "$1" -t whitespace' "$tally" "$tmp/empty.conf" "$tmp/long-word.txt"
+  sh -c 'cat "$2" | "$0" count --config "$1" --tokenizer whitespace' "$tally" "$tmp/empty.conf" "$tmp/long-word.txt"
 expect "over-long word, regular file, unicode" 0 "$tmp/want.sorted" -- \
   count "$tmp/long-word.txt"
 
@@ -246,7 +246,7 @@ expect "3 MiB line without spaces, pipe, unicode" 0 "$tmp/want" -- \
 if [ -f "$ref" ]; then
   python3 "$ref" --mode whitespace "$tmp/long-line.txt" >"$tmp/want"
   expect "3 MiB line without spaces, whitespace, = reference" 0 "$tmp/want" -- \
-    count -t whitespace "$tmp/long-line.txt"
+    count --tokenizer whitespace "$tmp/long-line.txt"
 fi
 
 # --- invalid UTF-8 and long words: counted by the rules, and noted on stderr -----------------
@@ -266,12 +266,12 @@ else
 fi
 
 # --- shards and jobs do not change the result -------------------------------------------------
-count -t whitespace "$tmp/long-line.txt" "$tmp/small.txt" >"$tmp/want"
+count --tokenizer whitespace "$tmp/long-line.txt" "$tmp/small.txt" >"$tmp/want"
 for s in 1 2 3 8; do
-  expect "--shards $s" 0 "$tmp/want" -- count -t whitespace --shards "$s" "$tmp/long-line.txt" "$tmp/small.txt"
+  expect "--shards $s" 0 "$tmp/want" -- count --tokenizer whitespace --shards "$s" "$tmp/long-line.txt" "$tmp/small.txt"
 done
 expect "--jobs 3 --shards 2" 0 "$tmp/want" -- \
-  count -t whitespace --jobs 3 --shards 2 "$tmp/long-line.txt" "$tmp/small.txt"
+  count --tokenizer whitespace --jobs 3 --shards 2 "$tmp/long-line.txt" "$tmp/small.txt"
 
 # --- many distinct words: each worker's combining table is flushed to the shards part way ---
 # (at 8 MiB, about 210,000 distinct words), and a word's count then reaches its shard in
@@ -282,19 +282,19 @@ tr -s ' \n' '\n\n' <"$tmp/distinct.txt" | tr 'A-Z' 'a-z' | sort | uniq -c |
   awk '$2 != "" { print $2, $1 }' | sort -t' ' -k2,2nr -k1,1 >"$tmp/want-distinct"
 for s in 1 2; do
   expect "many distinct words, --shards $s" 0 "$tmp/want-distinct" -- \
-    count -t whitespace --shards "$s" "$tmp/distinct.txt"
+    count --tokenizer whitespace --shards "$s" "$tmp/distinct.txt"
 done
 expect "many distinct words, --jobs 3 --shards 2" 0 "$tmp/want-distinct" -- \
-  count -t whitespace --jobs 3 --shards 2 "$tmp/distinct.txt"
+  count --tokenizer whitespace --jobs 3 --shards 2 "$tmp/distinct.txt"
 
 # --- failures ---------------------------------------------------------------------------------
 # An input that cannot be read is named on stderr and skipped; the rest is counted and
 # printed, and the exit status is 1 (as wc does).
 expect_error "missing file" 1 "$tmp/no-such-file" -- count "$tmp/no-such-file"
 expect_error "directory" 1 "$tmp" -- count "$tmp"
-count -t whitespace "$tmp/small.txt" "$tmp/f2.txt" >"$tmp/want"
+count --tokenizer whitespace "$tmp/small.txt" "$tmp/f2.txt" >"$tmp/want"
 expect "missing file among others: the rest is counted" 1 "$tmp/want" -- \
-  count -t whitespace "$tmp/small.txt" "$tmp/no-such-file" "$tmp/f2.txt" "$tmp"
+  count --tokenizer whitespace "$tmp/small.txt" "$tmp/no-such-file" "$tmp/f2.txt" "$tmp"
 checks=$((checks + 1))
 if grep -qF "$tmp/no-such-file: No such file or directory" "$tmp/err" \
   && grep -qF "$tmp: Is a directory" "$tmp/err"; then
@@ -325,7 +325,7 @@ expect_error "bad configuration" 78 "tokenizr" -- "$tally" count --config "$tmp/
 expect_error "missing configuration" 78 "$tmp/no-such.conf" -- \
   "$tally" count --config "$tmp/no-such.conf" "$tmp/small.txt"
 printf '[tokenizer]\nmode=whitespace\n' >"$tmp/ws.conf"
-count -t whitespace "$tmp/small.txt" >"$tmp/want"
+count --tokenizer whitespace "$tmp/small.txt" >"$tmp/want"
 expect "[tokenizer] mode from the configuration" 0 "$tmp/want" -- \
   "$tally" count --config "$tmp/ws.conf" "$tmp/small.txt"
 count "$tmp/small.txt" >"$tmp/want"

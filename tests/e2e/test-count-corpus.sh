@@ -117,11 +117,11 @@ head -n 25 "$tmp/sotu.uni.want" >"$tmp/want"
 count --top 25 --shards 4 "${sotu_files[@]}" >"$tmp/got"
 same "SOTU, unicode, --top 25" "$tmp/want" "$tmp/got"
 head -n 1000 "$tmp/kjv.ws.want" >"$tmp/want"
-count -t whitespace --top 1000 "$kjv" >"$tmp/got"
+count --tokenizer whitespace --top 1000 "$kjv" >"$tmp/got"
 same "KJV, whitespace, --top 1000" "$tmp/want" "$tmp/got"
 
 # --- csv and json carry the same counts ----------------------------------------------------
-count -t whitespace --format csv "$kjv" >"$tmp/kjv.csv"
+count --tokenizer whitespace --format csv "$kjv" >"$tmp/kjv.csv"
 python3 - "$tmp/kjv.csv" >"$tmp/got" <<'EOF'
 import csv, sys
 with open(sys.argv[1], newline="", encoding="utf-8") as f:
