@@ -1,31 +1,17 @@
 /* tally-address.c — addresses and mailboxes: tell, ask, replies, stop.
  *
- * A TallyAddress is an actor's mailbox. Senders on any thread append messages to a singly
- * linked queue under the address's mutex (one lock and no allocation per tell: the link
- * lives in the TallyMessage header). The receiving side is a custom GSource attached to
- * the actor's context on its own thread: each dispatch takes the whole queue in one locked
- * swap and handles up to BATCH_MAX messages without holding any lock. A sender wakes the
- * context (g_main_context_wakeup) only when it makes the queue go from empty to non-empty;
- * the source's prepare/check read the atomic `pending` flag, so a busy mailbox costs one
- * wakeup per batch rather than one per message.
+ * A TallyAddress is an actor's mailbox: any thread sends to it, and the actor's own
+ * thread handles what arrives, one message at a time. Every batch of words Tally counts
+ * crosses a mailbox, so a tell must be cheap: one lock and no allocation (the queue's link lives in
+ * the TallyMessage header), a wakeup of the receiver only when its queue goes from empty
+ * to non-empty, and a receiver that takes the whole queue at once and handles it without
+ * holding any lock. A bounded mailbox pushes back on its senders instead of growing.
  *
- * Capacity: `length` counts messages queued plus those taken by the receiver and not yet
- * handled. The receiver subtracts what it handled under the lock once per batch (or every
- * quarter of the capacity, at least RELEASE_MIN, while someone waits for room) and then lets
- * waiters in: first the tell_async/ask_async waiters in FIFO order, which it enqueues itself, then
- * blocked tellers. A sender whose thread runs the receiver's own context never blocks.
- *
- * Asks: an ask links a TallyOp to the message (message->reply_to). The reply (or an error,
- * or CLOSED when the message is freed unhandled) completes the op exactly once; later
- * completions are freed. ask_sync waits on the op's condition variable with a timeout;
- * the async forms attach a small "notify" GSource to the caller's thread-default context
- * when they are called, and completion sets its atomic flag and wakes that context, whose
- * dispatch then returns the GTask on the caller's own thread.
- *
- * Threads: pthread mutexes and condition variables and g_atomic_* are used rather than
- * GMutex/GCond. On Linux GLib implements those directly with futexes, which
- * ThreadSanitizer cannot see, so every hand-off through them would be reported as a race;
- * with pthreads TSan checks this file's synchronisation for real.
+ * The receiving side is a custom GSource (mailbox_dispatch()); asks are TallyOps that a
+ * reply completes exactly once. pthread mutexes, condition variables and g_atomic_* are
+ * used rather than GMutex/GCond: on Linux GLib implements those directly with futexes,
+ * which ThreadSanitizer cannot see, so every hand-off would be reported as a race; with
+ * pthreads TSan checks this file's synchronisation for real.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -88,6 +74,13 @@ typedef struct
 
 /* ---------------------------------------------------------------------------------------
  * Ops: one pending reply (ask) or one pending enqueue (tell_async)
+ *
+ * An ask links a TallyOp to the message (message->reply_to). The reply (or an error, or
+ * CLOSED when the message is freed unhandled) completes the op exactly once; later
+ * completions are freed. ask_sync waits on the op's condition variable with a timeout.
+ * The async forms attach a small "notify" GSource to the caller's thread-default context
+ * when they are called; completion sets the op's atomic `fired` flag and wakes that
+ * context, whose dispatch then returns the GTask on the caller's own thread.
  * ------------------------------------------------------------------------------------- */
 
 static TallyOp *
@@ -335,7 +328,12 @@ update_waiting_locked (TallyAddress *self)
   g_atomic_int_set (&self->n_waiting, (gint)(self->waiters.length + self->n_blocked));
 }
 
-/* Appends @message; returns whether the context must be woken (the queue was empty). */
+/* Appends @message; returns whether the context must be woken (the queue was empty).
+ * Senders on any thread append to this singly linked queue under the address's mutex; the
+ * link is the message's own `next`, so a tell allocates nothing. Waking the context
+ * (g_main_context_wakeup) only on the empty to non-empty step, with the source's
+ * prepare/check reading the atomic `pending` flag, makes a busy mailbox cost one wakeup
+ * per batch rather than one per message. */
 static inline gboolean
 enqueue_locked (TallyAddress *self, TallyMessage *message)
 {
@@ -407,7 +405,14 @@ succeed_waiters (GQueue *admitted)
 }
 
 /* Receiver side: gives back the room of handled messages and lets waiters in. The tell
- * ops admitted are moved to @admitted, to be completed once the lock is released. */
+ * ops admitted are moved to @admitted, to be completed once the lock is released.
+ *
+ * Capacity: `length` counts messages queued plus those taken by the receiver and not yet
+ * handled. The receiver calls this under the lock once per batch (or every quarter of the
+ * capacity, at least RELEASE_MIN, while someone waits for room): it subtracts what it
+ * handled, then lets waiters in: first the tell_async/ask_async waiters in FIFO order,
+ * which it enqueues itself, then blocked tellers. (A sender whose thread runs the
+ * receiver's own context never blocks; see push().) */
 static void
 release_locked (TallyAddress *self, GQueue *admitted)
 {
@@ -745,6 +750,9 @@ mailbox_prepare (GSource *source, gint *timeout)
   return mailbox_ready (source);
 }
 
+/* The receiving side, on the actor's own thread: each round takes the whole shared queue
+ * in one locked swap (giving back room in the same critical section) and handles it
+ * without holding any lock, up to BATCH_MAX messages per dispatch. */
 static gboolean
 mailbox_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {

@@ -4,21 +4,12 @@
  * thread with the context pushed as that thread's thread-default. A wrapped arbiter
  * (tally_arbiter_new_for_context()) only borrows a context that someone else iterates.
  *
- * Every arbiter attaches one "control" GSource to its context. tally_actor_start(), on
- * any thread, only records the new actor's address in the arbiter's `starting` list and
- * wakes the context; the control source then creates and attaches the actor's mailbox
- * source on the owner thread, so GLib sources are only ever created and attached by the
- * thread that runs them. A stop request goes the same way: the control source stops every
- * running actor, and once the last one has run its `stopped` hook the loop quits and
- * tally_arbiter_stop() joins the thread.
- *
- * Wakeups: a thread arbiter installs its own poll function. Before blocking in poll() it
- * spins for up to SPIN_US microseconds watching its TallyWaker's `work` flag (unless it
- * was preempted while spinning lately: on a busy machine sleeping is faster), and while it
- * spins senders skip the eventfd write of g_main_context_wakeup()
- * (see TallyWaker in tally-actor-private.h). A busy pair of actors on two arbiters then hands
- * messages over through shared memory instead of a sleep/wake round trip through the kernel; an
- * idle arbiter costs SPIN_US of CPU once per idle period and then sleeps as usual.
+ * Two choices shape this file. GLib sources are only ever created and attached by the
+ * thread that runs them: starting and stopping actors, from any thread, goes through one
+ * "control" GSource per arbiter (control_dispatch()). And a busy pair of actors on two
+ * arbiters should hand messages over through shared memory rather than a sleep/wake round
+ * trip through the kernel: a thread arbiter spins briefly before it sleeps
+ * (arbiter_poll()).
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -78,7 +69,14 @@ cpu_relax (void)
 #endif
 }
 
-/* The GPollFunc of thread arbiters: spin on `work`, then sleep in poll(). */
+/* The GPollFunc of thread arbiters: spin on `work`, then sleep in poll().
+ *
+ * Before blocking in poll() it spins for up to SPIN_US microseconds watching its
+ * TallyWaker's `work` flag (unless it was preempted while spinning lately: on a busy
+ * machine sleeping is faster), and while it spins senders skip the eventfd write of
+ * g_main_context_wakeup() (see TallyWaker in tally-actor-private.h). A busy pair of actors
+ * on two arbiters then hands messages over through shared memory; an idle arbiter costs
+ * SPIN_US of CPU once per idle period and then sleeps as usual. */
 static gint
 arbiter_poll (GPollFD *fds, guint n_fds, gint timeout)
 {
@@ -189,6 +187,12 @@ maybe_quit (TallyArbiter *self)
     g_main_loop_quit (loop);
 }
 
+/* The control source, on the owner thread. tally_actor_start(), on any thread, only
+ * records the new actor's address in the arbiter's `starting` list and wakes the context;
+ * this creates and attaches the actor's mailbox source, so GLib sources are only ever
+ * created and attached by the thread that runs them. A stop request goes the same way:
+ * this stops every running actor, and once the last one has run its `stopped` hook the
+ * loop quits (maybe_quit()) and tally_arbiter_stop() joins the thread. */
 static gboolean
 control_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {

@@ -1,20 +1,11 @@
 /* tally-supervisor.h — supervisors: restart failed actors, give up and escalate as OTP does.
  *
  * A TallySupervisor watches the actors started through it (its children). When a child's
- * handler fails (returns %FALSE with a GError), the asker of that message gets the error
- * and the supervisor restarts the child under a one-for-one policy: a fresh instance from
- * the child's factory takes over behind the same address, with the messages still queued
- * for it, and its `started` hook runs again. The failed instance's timers are removed and
- * it is released (its dispose/finalize run; its `stopping`/`stopped` hooks do not, since
- * its mailbox lives on).
- *
- * Intensity: as with OTP's `intensity` and `period`, if more than @max_restarts restarts
- * would happen within @period_ms the supervisor gives up. It then closes every child
- * (messages still queued are dropped and their asks answered with
- * %TALLY_ACTOR_ERROR_CLOSED; later sends fail with %TALLY_ACTOR_ERROR_CLOSED), emits
- * #TallySupervisor::escalated and reports the failure to its parent supervisor, if any,
- * which counts it against its own intensity (and may escalate in turn). Children of an
- * escalated supervisor are not restarted.
+ * handler fails, the supervisor restarts it behind the same address, so senders keep the
+ * address and the messages queued for it; when failures come too often it gives up,
+ * closes its children and escalates to its parent supervisor, as OTP's one-for-one
+ * strategy with `intensity` and `period` does. tally_supervisor_new() describes a restart
+ * and an escalation step by step.
  *
  * An actor started with plain tally_actor_start() has no supervisor: when its handler
  * fails the runtime logs a warning and the same instance keeps running.
@@ -49,6 +40,20 @@ G_DECLARE_FINAL_TYPE (TallySupervisor, tally_supervisor, TALLY, SUPERVISOR, GObj
  * @period_ms: the sliding window for @max_restarts, in milliseconds (OTP's `period`)
  *
  * Creates a one-for-one supervisor. Any thread.
+ *
+ * When a child's handler fails (returns %FALSE with a GError), the asker of that message
+ * gets the error and the supervisor restarts the child: a fresh instance from the child's
+ * factory takes over behind the same address, with the messages still queued for it, and
+ * its `started` hook runs again. The failed instance's timers are removed and it is
+ * released (its dispose/finalize run; its `stopping`/`stopped` hooks do not, since its
+ * mailbox lives on).
+ *
+ * If more than @max_restarts restarts would happen within @period_ms the supervisor gives
+ * up. It then closes every child (messages still queued are dropped and their asks
+ * answered with %TALLY_ACTOR_ERROR_CLOSED; later sends fail with
+ * %TALLY_ACTOR_ERROR_CLOSED), emits #TallySupervisor::escalated and reports the failure to
+ * @parent, if any, which counts it against its own intensity (and may escalate in turn).
+ * Children of an escalated supervisor are not restarted.
  *
  * Returns: (transfer full): the supervisor
  */

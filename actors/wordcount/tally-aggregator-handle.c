@@ -6,12 +6,9 @@
  *
  * How it works: each shard is a TallyAggregator on its own arbiter; a word goes to the
  * shard tally_word_shard() picks from its hash (tally-word-hash.h). Operations on all
- * shards (GetCounts, DropStore, RestoreStore, TakeChanges) fan out: one ask_async per
- * shard, all sent before the call returns, then one GTask completes when every shard
- * answered; the sorted replies of GetCounts and TakeChanges are merged (shards own
- * disjoint words, so nothing needs summing or re-sorting) and cut to the top N again. The
- * synchronous forms run that same fan-out on a private GMainContext pushed as the
- * thread-default one, so shards work in parallel even for a blocking caller.
+ * shards fan out, one ask per shard, and complete once every shard answered (fan_out());
+ * the synchronous forms run that same fan-out on a private context (run_sync()), so the
+ * shards work in parallel even for a blocking caller.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -229,6 +226,10 @@ shard_ask_done (GObject *source, GAsyncResult *result, gpointer user_data)
     g_task_return_boolean (task, TRUE);
 }
 
+/* Operations on all shards (GetCounts, DropStore, RestoreStore, TakeChanges): one
+ * ask_async per shard, all sent before this returns, then one GTask completes when every
+ * shard answered. The sorted replies of GetCounts and TakeChanges are merged (shards own
+ * disjoint words, so nothing needs summing or re-sorting) and cut to the top N again. */
 static void
 fan_out (TallyAggregatorHandle *handle, MakeMessageFunc make, gpointer make_data,
          gboolean merge_counts, const TallyCountsOptions *options, gpointer source_tag,
@@ -268,7 +269,8 @@ store_result (GObject *source, GAsyncResult *result, gpointer user_data)
   *out = g_object_ref (result);
 }
 
-/* Runs an async operation to completion on a private context. */
+/* Runs an async operation to completion on a private GMainContext pushed as the
+ * thread-default one, so the shards answer in parallel while the caller blocks. */
 typedef void (*StartFunc) (gpointer data, GAsyncReadyCallback callback, gpointer user_data);
 
 static GAsyncResult *

@@ -2,29 +2,16 @@
  * three verbs (new, add_word, get_counts), plus what the Kafka source needs.
  *
  * tally_aggregator_handle_new() starts N TallyAggregator actors, each on its own arbiter
- * (thread). A word always goes to the same shard, picked from a fixed 64-bit hash of its
- * bytes that the shard's table reuses (tally-word-hash.h), so a word is hashed once on its
- * way to a shard. Words in bulk go through a #TallyWordBatcher (tally-word-batcher.h).
+ * (thread), so counting runs on several cores while each table has one owner and no lock.
+ * A word always goes to the same shard, picked from a fixed hash of its bytes that the
+ * shard's table reuses (tally-word-hash.h). Words in bulk go through a #TallyWordBatcher.
  *
- * Consistent cut. Messages from one sender thread to one actor are handled in the order
- * sent (see tally-actor.h). get_counts asks every shard, so the snapshot it returns
- * reflects every word that the calling thread told (add_word, or a batcher flush that
- * succeeded) before the call, in every shard. Words told by other threads are included if
- * their messages reached the shard first; for a cut across several senders, have each
- * sender send its words then its own barrier.
- *
- * State owned by input partitions (see the issue on Kafka state): each shard keeps one
- * counting table per *store*, a 32-bit id chosen by the caller (the Kafka source uses the
- * input partition; `tally words` and `tally count` use store 0). Words are added to one
- * store; drop_store forgets a store (partition revoked), restore_store loads a store from
- * restored counts before consuming (partition assigned), take_changes returns the current
- * counts of the words of a store changed since the last take_changes (what a checkpoint
- * writes to the changelog), and get_counts sums over all stores or a chosen set.
- *
- * Every synchronous function blocks the calling thread until every shard answered, so it
- * must not be called from a shard's own thread (it fails with
- * %TALLY_ACTOR_ERROR_WOULD_DEADLOCK); code running in a main loop uses the _async forms,
- * whose callbacks run on the caller's thread-default main context, as GTask's do.
+ * Counts belong to *stores*, 32-bit ids chosen by the caller (the Kafka source uses the
+ * input partition; `tally words` and `tally count` use store 0), so one partition's counts
+ * can be dropped, restored and checkpointed on their own. Synchronous functions block until
+ * every shard answered and fail with %TALLY_ACTOR_ERROR_WOULD_DEADLOCK on a shard's own
+ * thread; main-loop code uses the _async forms, whose callbacks run on the caller's
+ * thread-default main context, as GTask's do.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -38,8 +25,8 @@
 #include "tally-word-hash.h"
 #include "tally-word-table.h"
 /* Not needed here: included so that code that uses the handle with a batcher (the Kafka
- * source, the librdkafka plugin) gets both, as before the batcher had a header of its own.
- * tally-word-batcher.h does not include this header, so there is no cycle. */
+ * source, the librdkafka plugin) gets both. tally-word-batcher.h does not include this
+ * header, so there is no cycle. */
 #include "tally-word-batcher.h"
 
 G_BEGIN_DECLS
@@ -144,7 +131,14 @@ guint64 tally_aggregator_handle_add_word (TallyAggregatorHandle *handle, const c
  * @error: return location for an error of tally_address_ask_sync()
  *
  * The article's `get_counts()`: asks every shard for GetCounts over all stores and merges
- * the replies. A consistent cut for the calling thread (see the top of this file).
+ * the replies.
+ *
+ * Consistent cut: messages from one sender thread to one actor are handled in the order
+ * sent (see tally-actor.h), and every shard is asked, so the snapshot reflects every word
+ * that the calling thread told (add_word, or a batcher flush that succeeded) before the
+ * call, in every shard. Words told by other threads are included if their messages reached
+ * the shard first; for a cut across several senders, have each sender send its words then
+ * its own barrier.
  *
  * Cost: the snapshot is an owned copy, not a view. Each shard copies its counts into a
  * #TallyCounts (24 bytes per entry plus each word and its NUL; O(n log n) to sort) while

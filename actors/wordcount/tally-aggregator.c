@@ -4,17 +4,12 @@
  * message handlers, which the actor runtime runs one at a time on the shard's arbiter
  * thread, so no lock guards them.
  *
- * How it works: the actor keeps a GHashTable from store id (an input partition) to a
- * TallyWordTable, and remembers the last store used, since a batch of words almost always
- * goes to the same store as the one before. AddWords carries its words packed in one
- * buffer as { 64-bit hash, 32-bit length, bytes } records (or, for a word counted
- * several times already by the sender, { hash, length with bit 31 set, 64-bit count,
- * bytes }), hashed once by the sender
- * (tally_word_hash()), so the shard never hashes a word it is told, and can prefetch the
- * table slot of the word 8 records ahead while it counts the current one. GetCounts and
- * TakeChanges copy the words they answer with into a new TallyCounts, which is immutable
- * and can be sent to another thread; that copy and its sort are the price of a snapshot
- * (O(n log n) in the distinct words of the shard, while the shard's other messages wait).
+ * Why it is built as it is: the shard's thread does nothing for a word but count it.
+ * Words arrive in batches (AddWords) already hashed by the sender, the table of the last
+ * store used is kept at hand, and table slots are prefetched ahead of the word being
+ * counted (handle_add_words()). Snapshots are owned, immutable TallyCounts, so they can be
+ * sent to another thread; their copy and sort are paid while the shard's other messages
+ * wait (handle_get_counts()).
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -35,6 +30,7 @@ struct _TallyAggregator
   guint shard;
   guint n_shards;
   GHashTable *stores; /* GUINT_TO_POINTER (store) -> TallyWordTable */
+  /* A batch of words almost always goes to the same store as the one before. */
   guint32 last_store;
   TallyWordTable *last_table; /* the table of last_store, or NULL */
 };
@@ -53,6 +49,10 @@ typedef struct
   char word[];
 } AddWordMessage;
 
+/* AddWords carries its words packed in one buffer as { 64-bit hash, 32-bit length, bytes }
+ * records (or, for a word counted several times already by the sender, { hash, length
+ * with bit 31 set, 64-bit count, bytes }), hashed once by the sender (tally_word_hash()),
+ * so the shard never hashes a word it is told. */
 typedef struct
 {
   TallyMessage parent;
@@ -334,6 +334,8 @@ prefetch_record (TallyWordTable *table, const guint8 *p)
   return p + 12 + len;
 }
 
+/* Counts every record of the batch, prefetching the table slot of the word
+ * PREFETCH_AHEAD records ahead while it counts the current one. */
 static gboolean
 handle_add_words (TallyActor *actor, TallyMessage *message, GError **error)
 {
@@ -411,6 +413,10 @@ sum_one (const char *word, gsize len, guint64 count, gpointer user_data)
   g_array_append_val (data->entries, e);
 }
 
+/* Copies the words it answers with into a new TallyCounts, which is immutable and can be
+ * sent to another thread; that copy and its sort are the price of a snapshot (O(n log n)
+ * in the distinct words of the shard, while the shard's other messages wait).
+ * TakeChanges pays the same for the changed words. */
 static gboolean
 handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
 {

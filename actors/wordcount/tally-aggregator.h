@@ -2,21 +2,13 @@
  *
  * A TallyAggregator is one shard: it owns one TallyWordTable per *store* (a store is the
  * state of one input partition; store 0 for the CLI) and changes them only in its message
- * handlers, on its arbiter's thread, so the tables need no locks. Its messages:
- *
- * - AddWord (ask): count one word in a store; replies with the new count (a guint64 *).
- * - AddWords (tell): count a batch of pre-hashed words in a store; no reply.
- * - GetCounts (ask): replies with a TallyCounts summed over all stores or a chosen set,
- *   filtered by TallyCountsOptions: an owned copy (O(distinct words) copy plus an
- *   O(n log n) sort, done while the shard's other messages wait).
- * - DropStore (ask or tell): forget a store.
- * - RestoreStore (ask or tell): replace a store with the words of a TallyCounts that this
- *   shard owns (by tally_word_shard()), not marked changed.
- * - TakeChanges (ask): replies with a TallyCounts of the current counts of the words of a
- *   store changed since the last TakeChanges, and clears the changed set.
+ * handlers, on its arbiter's thread, so the tables need no locks. Its messages count words
+ * (AddWord, AddWords), answer snapshots (GetCounts), and move a partition's state in and
+ * out (DropStore, RestoreStore, TakeChanges); each constructor below says what its
+ * message does and replies.
  *
  * Most code uses TallyAggregatorHandle (tally-aggregator-handle.h), which shards words
- * over several aggregators and never shows these structs.
+ * over several aggregators and never shows these messages.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -75,8 +67,8 @@ TallyAggregator *tally_aggregator_new (guint shard, guint n_shards);
  * @word: the word (valid UTF-8, not empty; need not be NUL-terminated)
  * @len: its length in bytes
  *
- * An AddWord message. Its reply (to an ask) is a `guint64 *` holding the new count,
- * freed with g_free().
+ * An AddWord message (ask): counts one word in @store. Its reply is a `guint64 *` holding
+ * the new count, freed with g_free().
  *
  * Returns: (transfer full): the message
  */
@@ -86,8 +78,9 @@ TallyMessage *tally_aggregator_add_word_new (guint32 store, const char *word, gs
  * tally_aggregator_add_words_new:
  * @store: the store to count into
  *
- * An empty AddWords message; fill it with tally_aggregator_add_words_append(). Telling it
- * counts every word it holds, in order. No reply.
+ * An empty AddWords message (tell); fill it with tally_aggregator_add_words_append().
+ * Telling it counts every word it holds, in order, in @store; the words are hashed by the
+ * sender, so the shard never hashes them again. No reply.
  *
  * Returns: (transfer full): the message
  */
@@ -135,7 +128,10 @@ gsize tally_aggregator_add_words_get_n_words (TallyMessage *message);
  * @n_stores: the number of entries of @stores
  * @options: (nullable): filters, copied
  *
- * A GetCounts message. Its reply is a #TallyCounts (free with tally_counts_unref()).
+ * A GetCounts message (ask). Its reply is a #TallyCounts (free with tally_counts_unref())
+ * of the counts summed over @stores, filtered by @options: an owned copy (an
+ * O(distinct words) copy plus an O(n log n) sort, done while the shard's other messages
+ * wait).
  *
  * Returns: (transfer full): the message
  */
@@ -146,7 +142,7 @@ TallyMessage *tally_aggregator_get_counts_new (const guint32 *stores, guint n_st
  * tally_aggregator_drop_store_new:
  * @store: the store to forget
  *
- * A DropStore message. No reply value.
+ * A DropStore message (ask or tell): forgets @store. No reply value.
  *
  * Returns: (transfer full): the message
  */
@@ -157,7 +153,8 @@ TallyMessage *tally_aggregator_drop_store_new (guint32 store);
  * @store: the store to replace
  * @counts: the restored counts; a reference is taken
  *
- * A RestoreStore message. No reply value.
+ * A RestoreStore message (ask or tell): replaces @store with the words of @counts that
+ * this shard owns (by tally_word_shard()), not marked changed. No reply value.
  *
  * Returns: (transfer full): the message
  */
@@ -167,7 +164,9 @@ TallyMessage *tally_aggregator_restore_store_new (guint32 store, TallyCounts *co
  * tally_aggregator_take_changes_new:
  * @store: the store
  *
- * A TakeChanges message. Its reply is a #TallyCounts (free with tally_counts_unref()).
+ * A TakeChanges message (ask). Its reply is a #TallyCounts (free with tally_counts_unref())
+ * of the current counts of the words of @store changed since the last TakeChanges; the
+ * changed set is cleared.
  *
  * Returns: (transfer full): the message
  */

@@ -4,18 +4,12 @@
  * TallyCounts, passed between actors on different threads. Once built a snapshot never
  * changes, so only its reference count is shared state (atomic).
  *
- * How it works: a snapshot is one array of TallyWordCount entries in snapshot order (count
- * descending, then word bytes ascending, a prefix before its extensions) and one block of
- * NUL-terminated word bytes the entries point into. Building one from borrowed entries
- * filters (prefix, min_count), sorts (a radix sort on keys of the count and the first 8
- * word bytes, at most 16 passes of O(n); a top N of fewer than n / 4 entries
- * is first selected with a heap, O(n log N)), cuts to the top N and copies the
- * kept words; sorted parts with disjoint words (the replies of shards) are merged in
- * O(n x parts) instead, into entries that point into the parts' word bytes (the merged
- * snapshot holds a reference to each part instead of a block of its own). A lookup index (open
- * addressing over entry numbers, keyed by tally_word_hash()) is built on the first lookup and
- * published atomically, since most snapshots are only iterated. The builder sums duplicate words in
- * a TallyWordTable.
+ * Why it is built as it is: a snapshot is taken while a shard's other messages wait, and
+ * most snapshots are only iterated once, in order. So a snapshot is stored in the order it
+ * is read (struct _TallyCounts), sorted with a radix sort rather than comparisons
+ * (sort_entries()), merged from shard replies without copying a word
+ * (tally_counts_merge_disjoint()), and given a lookup index only when first asked
+ * (tally_counts_lookup()).
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -31,6 +25,13 @@ typedef struct
   guint32 slots[];
 } LookupIndex;
 
+/* A snapshot: one array of TallyWordCount entries in snapshot order (count descending,
+ * then word bytes ascending, a prefix before its extensions) and one block of
+ * NUL-terminated word bytes the entries point into. A merged snapshot has no block of its
+ * own: its entries point into the parts' word bytes and it holds a reference to each part.
+ * The lookup index (open addressing over entry numbers, keyed by tally_word_hash()) is
+ * built on the first lookup and published atomically, since most snapshots are only
+ * iterated. */
 struct _TallyCounts
 {
   gint ref_count; /* atomic, with g_atomic_int_* inlined here so TSan sees it */
@@ -43,6 +44,7 @@ struct _TallyCounts
   guint n_parts;
 };
 
+/* The builder sums duplicate words in a TallyWordTable. */
 struct _TallyCountsBuilder
 {
   TallyWordTable *table;
@@ -291,6 +293,9 @@ counts_from_sorted (const TallyWordCount *entries, gsize n)
   return counts;
 }
 
+/* Filters (prefix, min_count), sorts (sort_entries(): at most 16 passes of O(n); a top N
+ * of fewer than n / 4 entries is first selected with a heap, O(n log N)), cuts to the top
+ * N and copies the kept words. */
 TallyCounts *
 tally_counts_new_from_entries (TallyWordCount *entries, gsize n_entries,
                                const TallyCountsOptions *options)
@@ -339,6 +344,8 @@ merge_head_before (const MergeHead *a, const MergeHead *b)
   return compare_entries (a->entry, b->entry) < 0;
 }
 
+/* Sorted parts with disjoint words (the replies of shards) are merged in O(n x parts)
+ * instead of sorted again, into entries that point into the parts' word bytes. */
 TallyCounts *
 tally_counts_merge_disjoint (TallyCounts *const *parts, guint n_parts,
                              const TallyCountsOptions *options)

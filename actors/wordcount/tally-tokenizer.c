@@ -1,33 +1,16 @@
 /* tally-tokenizer.c — splits record values into words; the hot loop of Tally.
  *
- * The rules are in docs/tokenizer.md. How it works:
+ * The rules are in docs/tokenizer.md; this file makes them fast. Every byte Tally counts
+ * passes through here, so the design spends nothing per byte that it can avoid:
  *
- * - One pass over the bytes per mode, in steps. Where the next 16 bytes are all ASCII (and
- *   SSE2 is there: every x86-64), one step classifies them at once into bit masks and finds
- *   the word boundaries with count-trailing-zeros. Elsewhere a step goes one character at
- *   a time: ASCII bytes through a 256-entry class table per mode, other bytes through the
- *   strict UTF-8 decoder below and, in unicode mode, a 64 Ki-entry class table for the
- *   Basic Multilingual Plane (built once per process from GLib's Unicode data) or
- *   g_unichar_type() above it. Both kinds of step carry the same state (where the word in
- *   progress starts, whether its last character was a letter), so words cross steps.
- * - While a word is delimited we note whether its bytes are already
- *   its final form ("pure": no ASCII capital, no character that case folding changes, no
- *   U+2019/U+2010 joiner to normalise). A pure word is handed to the callback as a pointer
- *   into the caller's text: no copy. Other words are folded into a scratch buffer owned by
- *   the tokenizer, which never grows beyond max_word_bytes plus one folded character, so a
- *   huge token costs no memory.
- * - Case folding uses a table of every code point whose full case folding (CaseFolding.txt,
- *   status C and F) is not itself, built once with g_utf8_casefold(), which does not look at
- *   the locale. GLib 2.74 folds Cherokee capitals U+13A0..U+13F5 to small letters, the
- *   opposite of CaseFolding.txt (which folds small to capital); the table corrects that so
- *   folding stays idempotent.
- * - Invalid UTF-8 is decided byte by byte: a byte that does not start a complete, shortest
- *   form, non-surrogate sequence of at most U+10FFFF is invalid; it separates words and is
- *   counted. This classifies exactly the bytes that Python's "surrogateescape" decoder
- *   escapes, which the reference implementation relies on.
- * - NFKC, when asked for, is a pre-pass over the chunk with g_utf8_normalize() on each run
- *   of valid, non-NUL, non-ASCII-only text, into a reusable buffer; invalid bytes become NUL
- *   there (a separator in every mode) after being counted.
+ * - one pass over the bytes per mode, 16 ASCII bytes at a time where SSE2 allows, one
+ *   character at a time elsewhere, with the word in progress carried across steps;
+ * - a word already in its final form is handed to the callback as a pointer into the
+ *   caller's text, with no copy; only words that need folding go through a scratch buffer
+ *   whose size is bounded by max_word_bytes;
+ * - the Unicode data (classes, case folding) is turned into tables once per process.
+ *
+ * How each step works is described beside its function below.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -45,7 +28,9 @@ struct _TallyTokenizer
 {
   TallyTokenizerOptions options;
   TallyTokenizerStats stats;
-  /* Folded or lowercased word; max_word_bytes + 8 bytes. */
+  /* Folded or lowercased word; max_word_bytes + 8 bytes. Folding stops once more than
+   * max_word_bytes are written, so the buffer never grows beyond max_word_bytes plus one
+   * folded character and a huge token costs no memory. */
   guchar *scratch;
   /* NFKC output of the current chunk. */
   GString *normalized;
@@ -106,7 +91,8 @@ typedef struct
 } FoldEntry;
 
 /* Classes of the ASCII bytes (and WS_HIGH, U_HIGH, R_HIGH for the rest) in each mode, with GNU C
- * range designators. */
+ * range designators. A character-at-a-time step looks an ASCII byte up here; other bytes go
+ * through decode_utf8() and, in unicode mode, char_class(). */
 static const guint8 uni_ascii[256] = {
   ['a' ... 'z'] = U_LOWER, ['A' ... 'Z'] = U_UPPER, ['0' ... '9'] = U_DIGIT,
   ['\''] = U_APOS,         ['-'] = U_HYPHEN,        [0x80 ... 0xff] = U_HIGH,
@@ -162,6 +148,16 @@ type_may_fold (GUnicodeType type)
          && type != G_UNICODE_OTHER_NUMBER;
 }
 
+/* Builds, once per process, the two tables of unicode mode from GLib's Unicode data:
+ *
+ * - bmp_class: the class of every code point of the Basic Multilingual Plane (64 Ki
+ *   entries); char_class() asks g_unichar_type() above it.
+ * - folds: every code point whose full case folding (CaseFolding.txt, status C and F) is
+ *   not itself, with its folded UTF-8, sorted by code point. It is built with
+ *   g_utf8_casefold(), which does not look at the locale. GLib 2.74 folds Cherokee
+ *   capitals U+13A0..U+13F5 to small letters, the opposite of CaseFolding.txt (which folds
+ *   small to capital); leaving that range out of the table corrects it, so folding stays
+ *   idempotent. */
 static void
 unicode_tables_init (void)
 {
@@ -252,7 +248,12 @@ char_class (gunichar c)
 }
 
 /* Decodes one non-ASCII character of strict UTF-8 (RFC 3629: shortest form, no surrogates,
- * at most U+10FFFF). Returns its length in bytes, or 0 when the byte at @p is invalid. */
+ * at most U+10FFFF). Returns its length in bytes, or 0 when the byte at @p is invalid.
+ *
+ * Invalid UTF-8 is decided byte by byte: a byte that does not start a complete, shortest
+ * form, non-surrogate sequence of at most U+10FFFF is invalid; the callers count it and
+ * let it separate words. This classifies exactly the bytes that Python's
+ * "surrogateescape" decoder escapes, which the reference implementation relies on. */
 static inline guint
 decode_utf8 (const guchar *p, const guchar *end, gunichar *out)
 {
@@ -629,6 +630,11 @@ emit_unicode (TallyTokenizer *self, const guchar *word, const guchar *end, gbool
   return emit (self, self->scratch, fold_word (self, word, end), FALSE, func, user_data);
 }
 
+/* Tokenizes [p, end) in unicode mode. While a word is delimited it notes whether the word's
+ * bytes are already its final form ("pure": no ASCII capital, no character that case
+ * folding changes, no U+2019/U+2010 joiner to normalise). A pure word is handed to @func
+ * as a pointer into the caller's text, with no copy; any other word is folded into the
+ * scratch buffer first (emit_unicode(), fold_word()). */
 static gsize
 feed_unicode (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWordFunc func,
               gpointer user_data)
@@ -1041,6 +1047,9 @@ append_nfkc (GString *out, const guchar *p, const guchar *end)
 }
 
 /* Writes the NFKC form of [p, end) to self->normalized, invalid bytes (counted) as NUL.
+ * When NFKC is asked for, this is a pre-pass over the whole chunk, into a buffer reused
+ * from chunk to chunk; the mode's scan then runs over its output, where NUL separates
+ * words in every mode.
  *
  * ASCII text is already in NFKC, and an ASCII character never composes with what precedes
  * it (no canonical composition has an ASCII second character), nor does canonical

@@ -1,24 +1,14 @@
 /* tally-word-table.c — the counting table behind every aggregator shard.
  *
- * What it is for: mapping each distinct word to a 64-bit count with as few bytes per
- * word as possible, because an aggregator holds every distinct word of its input.
+ * What it is for: mapping each distinct word to a 64-bit count with as few bytes per word
+ * as possible, because an aggregator holds every distinct word of its input, and with as
+ * few cache misses per counted word as possible, because every word goes through it.
  *
- * How it works:
- * - Keys are interned in an arena of 1 MiB chunks, each key stored once as a LEB128
- *   length followed by its bytes (no NUL, no padding). Chunks are never moved or
- *   reallocated; a key is named by a 32-bit offset, (chunk index << 20) | position. A key
- *   too long for a chunk gets a chunk of its own. Offset 0 is never used, so it marks an
- *   empty slot.
- * - Slots are 16 bytes: { count (bit 63 = changed since the last take_changes), key
- *   offset, low 32 bits of the key's hash }. The slot array is a power of two; a word's
- *   home slot is hash & mask and collisions probe linearly. Comparing the stored hash bits
- *   first means a key's bytes are read only on a (nearly certain) match. Growing doubles
- *   the array at 80% load and re-places slots from their stored hash bits, never touching
- *   the keys.
- * - There is no removal of single words (counts only grow); remove_all drops everything.
- *
- * Cost at n distinct words: 16 bytes x (n / 0.4 .. n / 0.8) slots + (1 + len) bytes per key
- * + under 1 MiB of unused chunk tail.
+ * Why it is built as it is: keys are interned once in an arena whose chunks never move,
+ * so a slot names its key with a 32-bit offset instead of a pointer; slots are 16 bytes
+ * and carry hash bits, so probing and growing rarely touch the keys. Counts only grow,
+ * so there is no removal of single words, only remove_all. The arena is described above
+ * intern_key(), the slots above Slot, probing above find_slot() and growth above grow().
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -33,6 +23,12 @@
 #define COUNT_MASK (~CHANGED_BIT)
 #define INITIAL_SLOTS 16
 
+/* A slot: { count (bit 63 = changed since the last take_changes), key offset, low 32 bits
+ * of the key's hash }. Offset 0 is never a key, so it marks an empty slot. The slot array
+ * is a power of two; a word's home slot is hash & mask and collisions probe linearly.
+ *
+ * Cost at n distinct words: 16 bytes x (n / 0.4 .. n / 0.8) slots + (1 + len) bytes per
+ * key + under 1 MiB of unused chunk tail. */
 typedef struct
 {
   guint64 count; /* bit 63: changed */
@@ -111,7 +107,12 @@ new_chunk (TallyWordTable *table, gsize size)
   return chunk;
 }
 
-/* Copies a key into the arena and returns its offset (never 0). */
+/* Copies a key into the arena and returns its offset (never 0).
+ *
+ * The arena is a list of 1 MiB chunks; each key is stored once as a LEB128 length followed
+ * by its bytes (no NUL, no padding). Chunks are never moved or reallocated, and a key is
+ * named by a 32-bit offset, (chunk index << 20) | position. A key too long for a chunk
+ * gets a chunk of its own. */
 static guint32
 intern_key (TallyWordTable *table, const char *word, gsize len)
 {
@@ -207,6 +208,8 @@ tally_word_table_remove_all (TallyWordTable *table)
   table->total = 0;
 }
 
+/* Doubles the slot array (at 80% load, see insert()) and re-places every slot from its
+ * stored hash bits, never touching the keys. */
 static void
 grow (TallyWordTable *table)
 {
@@ -281,7 +284,8 @@ key_is (TallyWordTable *table, guint32 offset, const char *word, gsize len)
 
 /* Finds the slot of a word, or the empty slot where it would go. The stored hash bits
  * are compared first: an empty slot (offset 0) has hash bits 0 too, so the offset is
- * only looked at when they match, or to stop. */
+ * only looked at when they match, or to stop, and a key's bytes are read only on a
+ * (nearly certain) match. */
 static inline G_ALWAYS_INLINE Slot *
 find_slot (TallyWordTable *table, const char *word, gsize len, guint64 hash)
 {

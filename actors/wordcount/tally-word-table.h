@@ -3,9 +3,9 @@
  * Open addressing with linear probing over 16-byte slots { count, key offset, 32 hash
  * bits }, keyed by a 64-bit hash of the word's bytes (tally_word_hash() of
  * tally-word-hash.h, taken by the caller); the words are interned once, length-prefixed, in a
- * chunked arena whose bytes never move. The table doubles when it is 80% full. At a million
- * distinct words that is about 35 bytes per word on top of the word's own bytes, against about 66
- * for a GHashTable with g_strdup'd keys (tests/bench/bench-word-table.c measures both).
+ * chunked arena whose bytes never move. The table doubles when it is 80% full.
+ * tests/bench/bench-word-table.c measures its bytes per word against a GHashTable's
+ * (figures in tests/bench/README.md).
  *
  * A table also remembers which words changed since the last tally_word_table_take_changes()
  * (one bit per slot), for checkpoints of partition-owned state.
