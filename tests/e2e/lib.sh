@@ -10,7 +10,8 @@
 #   fail, ok        a failure prints the last $fail_tail_lines (30) lines of $work/*.log
 #   expect_file, wait_for_line, wait_exit
 #   need_real_kafka, start_broker, spawn_tally, start_tally, stop_tally
-#   kcat_produce, snapshot_caught_up, last_snapshot, streams_lines, streams_counts, sotu_lines
+#   kcat_produce, snapshot_caught_up, last_snapshot, at_least_reference, streams_lines,
+#   streams_counts, sotu_lines
 #
 # Paths: $root (the source tree), $tally (TALLY_EXE), $py (Debian's python3, which has
 # python3-confluent-kafka and python3-kafka), $client (tests/e2e/tally_client.py) and
@@ -166,6 +167,29 @@ last_snapshot() {
   shift 2
   kcat -C -b "$bootstrap" -t "$topic" -o beginning -e -q -D '\n' >"$work/$topic.parts" 2>>"$work/kcat-read.log" \
     && $client assemble "$@" "$work/$topic.parts" >"$out" 2>>"$work/client.log"
+}
+
+# at_least_reference EXPECTED ACTUAL: succeeds when every word of EXPECTED is in ACTUAL at
+# least as often and ACTUAL has no other word; prints how many words are over-counted and
+# by how much in all
+at_least_reference() {
+  "$py" - "$1" "$2" <<'EOF'
+import sys
+def load(p):
+    d = {}
+    for line in open(p, "rb"):
+        w, n = line.rstrip(b"\n").rsplit(b" ", 1)
+        d[w] = int(n)
+    return d
+exp, act = load(sys.argv[1]), load(sys.argv[2])
+missing = [w for w in exp if act.get(w, 0) < exp[w]]
+extra = [w for w in act if w not in exp]
+over = [w for w in exp if act.get(w, 0) > exp[w]]
+print("words=%d counted=%d expected=%d below=%d unknown=%d over_counted_words=%d over_by=%d"
+      % (len(exp), sum(act.values()), sum(exp.values()), len(missing), len(extra), len(over),
+         sum(act[w] - exp[w] for w in over)))
+sys.exit(1 if missing or extra else 0)
+EOF
 }
 
 # The Kafka Streams word-count example's lines (its WordCountDemo test input) and the

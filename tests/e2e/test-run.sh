@@ -329,29 +329,6 @@ session.timeout.ms=6000
 EOF
 }
 
-# at_least_reference EXPECTED ACTUAL: succeeds when every word of EXPECTED is in ACTUAL at
-# least as often and ACTUAL has no other word; prints how many words are over-counted and
-# by how much in all
-at_least_reference() {
-  "$py" - "$1" "$2" <<'EOF'
-import sys
-def load(p):
-    d = {}
-    for line in open(p, "rb"):
-        w, n = line.rstrip(b"\n").rsplit(b" ", 1)
-        d[w] = int(n)
-    return d
-exp, act = load(sys.argv[1]), load(sys.argv[2])
-missing = [w for w in exp if act.get(w, 0) < exp[w]]
-extra = [w for w in act if w not in exp]
-over = [w for w in exp if act.get(w, 0) > exp[w]]
-print("words=%d counted=%d expected=%d below=%d unknown=%d over_counted_words=%d over_by=%d"
-      % (len(exp), sum(act.values()), sum(exp.values()), len(missing), len(extra), len(over),
-         sum(act[w] - exp[w] for w in over)))
-sys.exit(1 if missing or extra else 0)
-EOF
-}
-
 # restart SIGNAL: stop mid-input with SIGNAL, restart, compare with the reference
 restart() {
   local sig=$1 conf=$work/tally.conf
