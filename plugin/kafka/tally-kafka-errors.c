@@ -18,6 +18,8 @@
  */
 #include "tally-kafka-errors.h"
 
+#include <string.h>
+
 static TallyKafkaFatalFunc fatal_func;
 static gpointer fatal_data;
 static gint reported; /* atomic: the fatal function was called */
@@ -94,6 +96,29 @@ tally_kafka_errors_check (rd_kafka_resp_err_t err, const char *client, const cha
   else
     g_warning ("%s", message);
   return TRUE;
+}
+
+gboolean
+tally_kafka_errors_check_txn (const rd_kafka_error_t *txn_error, const char *client,
+                              const char *resource)
+{
+  static const rd_kafka_resp_err_t causes[] = {
+    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+    RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+    RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED,
+  };
+  rd_kafka_resp_err_t code = rd_kafka_error_code (txn_error);
+  const char *text = rd_kafka_error_string (txn_error);
+
+  if (!tally_kafka_error_is_config (code) && text != NULL)
+    for (gsize i = 0; i < G_N_ELEMENTS (causes); i++)
+      if (strstr (text, rd_kafka_err2str (causes[i])) != NULL)
+        {
+          code = causes[i];
+          break;
+        }
+  return tally_kafka_errors_check (code, client, resource, text);
 }
 
 void

@@ -65,6 +65,23 @@ gboolean tally_kafka_errors_check (rd_kafka_resp_err_t err, const char *client,
                                    const char *resource, const char *detail);
 
 /**
+ * tally_kafka_errors_check_txn:
+ * @txn_error: an error of librdkafka's transactional API
+ * @client: (nullable): as for tally_kafka_errors_check()
+ * @resource: (nullable): as for tally_kafka_errors_check()
+ *
+ * tally_kafka_errors_check() for a transaction step. A step after an abortable error
+ * (such as sending the offsets after AddPartitionsToTxn was refused) fails with
+ * `RD_KAFKA_RESP_ERR__STATE` and the first error only in its text; librdkafka 2.0.2 has
+ * no getter for that first error, so its code is recognised by its text
+ * (rd_kafka_err2str()) in the error string.
+ *
+ * Returns: %TRUE when @txn_error was, or was caused by, a configuration error.
+ */
+gboolean tally_kafka_errors_check_txn (const rd_kafka_error_t *txn_error, const char *client,
+                                       const char *resource);
+
+/**
  * tally_kafka_error_cb:
  * @rk: the client
  * @err: the error code
