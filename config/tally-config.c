@@ -29,6 +29,8 @@
 #include "tally-build-config.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
+#include <sys/stat.h>
 #include <regex.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1146,16 +1148,73 @@ kafka_set (rd_kafka_conf_t *conf, const char *name, const char *value, const cha
   return FALSE;
 }
 
+/* `[kafka] NAME.file = PATH`, NAME a secret property (tally_config_key_is_secret(), such
+ * as sasl.password): NAME's value is read from PATH, so the secret is neither in the
+ * key-file nor in the environment. PATH (relative to the working directory) must be a
+ * regular file that only its owner may read or write (mode 0600 or 0400), like ssh's
+ * private keys; one trailing line feed is dropped. Returns the secret, or NULL with
+ * @error naming PATH and never quoting its content. */
+static char *
+read_secret_file (const char *name, const char *path, const char *where, GError **error)
+{
+  g_autofree char *data = NULL;
+  g_autoptr (GError) local = NULL;
+  gsize len = 0;
+  GStatBuf st;
+
+  if (g_stat (path, &st) != 0)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, "kafka", name,
+                    "cannot read the secret file %s: %s", path, g_strerror (errno));
+      return NULL;
+    }
+  if (!S_ISREG (st.st_mode))
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, "kafka", name,
+                    "the secret file %s is not a regular file", path);
+      return NULL;
+    }
+  if ((st.st_mode & 077) != 0)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, "kafka", name,
+                    "the secret file %s may be read or written by others (mode %04o); make "
+                    "it private: chmod 600 %s",
+                    path, (guint)(st.st_mode & 07777), path);
+      return NULL;
+    }
+  if (!g_file_get_contents (path, &data, &len, &local))
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, "kafka", name,
+                    "cannot read the secret file %s: %s", path, local->message);
+      return NULL;
+    }
+  if (len > 0 && data[len - 1] == '\n')
+    data[--len] = '\0';
+  if (len > 0 && data[len - 1] == '\r')
+    data[--len] = '\0';
+  if (len == 0 || strlen (data) != len || strchr (data, '\n') != NULL)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, "kafka", name,
+                    "the secret file %s must hold one line (the secret), not %s", path,
+                    len == 0 ? "nothing" : "several lines or NUL bytes");
+      memset (data, 0, len);
+      return NULL;
+    }
+  return g_steal_pointer (&data);
+}
+
 static gboolean
 parse_kafka (TallyConfig *config, GKeyFile *kf, Origins *o, GError **error)
 {
   g_auto (GStrv) keys = g_key_file_get_keys (kf, "kafka", NULL, NULL);
   rd_kafka_conf_t *scratch = NULL;
+  g_autoptr (GPtrArray) file_names = NULL; /* names of secrets read from a NAME.file */
   gboolean ok = TRUE;
 
   if (keys == NULL)
     return TRUE;
   scratch = rd_kafka_conf_new ();
+  file_names = g_ptr_array_new_with_free_func (g_free);
   for (guint i = 0; ok && keys[i] != NULL; i++)
     {
       const char *name = keys[i];
@@ -1187,6 +1246,33 @@ parse_kafka (TallyConfig *config, GKeyFile *kf, Origins *o, GError **error)
                         "empty value; remove the line to use librdkafka's default");
           ok = FALSE;
           break;
+        }
+      if (g_str_has_suffix (name, ".file"))
+        {
+          g_autofree char *secret_name = g_strndup (name, strlen (name) - strlen (".file"));
+          char *secret;
+
+          if (tally_config_key_is_secret (secret_name))
+            {
+              if (g_key_file_has_key (kf, "kafka", secret_name, NULL))
+                {
+                  config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, "kafka", name,
+                                "%s is set too; set only one of them", secret_name);
+                  ok = FALSE;
+                  break;
+                }
+              secret = read_secret_file (name, value, where, error);
+              if (secret == NULL)
+                {
+                  ok = FALSE;
+                  break;
+                }
+              /* From here on the property is secret_name, its value the file's content. */
+              g_free (value);
+              value = secret;
+              name = g_steal_pointer (&secret_name);
+              g_ptr_array_add (file_names, (gpointer)name);
+            }
         }
       /* Setting plugin.library.paths loads the plugins at once: leave that to apply time. */
       if (strcmp (name, "plugin.library.paths") != 0

@@ -342,6 +342,51 @@ kafka_at (const TallyConfig *c, guint i)
   return g_ptr_array_index (c->kafka.properties, i);
 }
 
+/* [kafka] sasl.password.file: the password comes from a private file, is redacted like
+ * any secret, and a file others may read is refused without quoting its content. */
+static void
+test_secret_file (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("tally-test-secret.XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "password", NULL);
+  g_autofree char *data = g_strdup_printf ("[kafka]\nsasl.username=tally\n"
+                                           "sasl.password.file=%s\n",
+                                           path);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyConfig) c = NULL;
+  g_autofree char *printed = NULL;
+
+  g_assert_true (g_file_set_contents (path, "file-secret-42\n", -1, NULL));
+  g_assert_cmpint (g_chmod (path, 0644), ==, 0);
+  c = tally_config_load_from_data (data, -1, "t.conf", &error);
+  g_assert_null (c);
+  g_assert_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE);
+  g_assert_nonnull (strstr (error->message, "(mode 0644)"));
+  g_assert_null (strstr (error->message, "file-secret-42"));
+  g_clear_error (&error);
+
+  g_assert_cmpint (g_chmod (path, 0600), ==, 0);
+  c = tally_config_load_from_data (data, -1, "t.conf", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (tally_config_kafka_get (c, "sasl.password"), ==, "file-secret-42");
+  g_assert_null (tally_config_kafka_get (c, "sasl.password.file"));
+  printed = tally_config_to_string (c, TRUE);
+  g_assert_nonnull (strstr (printed, "\nsasl.password=<redacted>\n"));
+  g_assert_null (strstr (printed, "file-secret-42"));
+  g_clear_pointer (&c, tally_config_free);
+
+  /* Two lines are not a password. */
+  g_assert_true (g_file_set_contents (path, "a\nb\n", -1, NULL));
+  g_assert_cmpint (g_chmod (path, 0600), ==, 0);
+  c = tally_config_load_from_data (data, -1, "t.conf", &error);
+  g_assert_null (c);
+  g_assert_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE);
+  g_clear_error (&error);
+
+  g_unlink (path);
+  g_rmdir (dir);
+}
+
 static void
 test_good_full (void)
 {
@@ -1255,6 +1300,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/cli/check-config", test_cli_check_config);
   g_test_add_func ("/config/cli/print-config", test_cli_print_config);
   g_test_add_func ("/config/cli/help", test_cli_help);
+  g_test_add_func ("/config/secret-file", test_secret_file);
   g_test_add_func ("/config/cli/write-error", test_cli_write_error);
   g_test_add_func ("/config/check-topic-name", test_check_topic_name);
   g_test_add_func ("/config/tokenizer-options", test_tokenizer_options);

@@ -31,6 +31,7 @@
  */
 #include "tally-checkpoint.h"
 
+#include "tally-kafka-errors.h"
 #include "tally-topics.h"
 
 #include <errno.h>
@@ -74,6 +75,8 @@ on_delivery (rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque)
     self->pending--;
   if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
     {
+      tally_kafka_errors_check (message->err, "changelog producer", self->topic,
+                                rd_kafka_err2str (message->err));
       if (self->failed == 0)
         self->first_error = message->err;
       self->failed++;
@@ -120,6 +123,7 @@ create_producer (TallyCheckpoint *self, rd_kafka_conf_t *conf, GError **error)
   txn_error = rd_kafka_init_transactions (self->producer, self->init_timeout_ms);
   if (txn_error != NULL)
     {
+      tally_kafka_errors_check_txn (txn_error, "changelog producer", self->transactional_id);
       g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TRANSACTIONS,
                    "the broker cannot run the transactions of [checkpoint] "
                    "guarantee=exactly_once (%s: %s); use a broker with transactions (Apache "
@@ -505,6 +509,7 @@ transaction_failed (TallyCheckpoint *self, rd_kafka_error_t *txn_error, const ch
              : code == RD_KAFKA_RESP_ERR__TIMED_OUT ? TALLY_CHECKPOINT_ERROR_TIMEOUT
                                                     : TALLY_CHECKPOINT_ERROR_PRODUCE;
 
+  tally_kafka_errors_check_txn (txn_error, "changelog producer", self->topic);
   g_set_error (error, TALLY_CHECKPOINT_ERROR, kind,
                "changelog %s: %s failed, transaction aborted: %s: %s", self->topic, step,
                rd_kafka_err2name (code), rd_kafka_error_string (txn_error));

@@ -26,6 +26,8 @@
  */
 #include "tally-publisher.h"
 
+#include "tally-kafka-errors.h"
+
 #include <errno.h>
 #include <glib-unix.h>
 #include <string.h>
@@ -303,6 +305,10 @@ dr_msg_cb (rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque)
 {
   Part *part = message->_private;
 
+  if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    tally_kafka_errors_check (message->err, "snapshot publisher",
+                              message->rkt != NULL ? rd_kafka_topic_name (message->rkt) : NULL,
+                              rd_kafka_err2str (message->err));
   if (part == NULL || part->done)
     return;
   if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -320,10 +326,12 @@ error_cb (rd_kafka_t *rk, int err, const char *reason, void *opaque)
     {
       rd_kafka_resp_err_t orig = rd_kafka_fatal_error (rk, fatal, sizeof fatal);
 
+      if (tally_kafka_errors_check (orig, "snapshot publisher", NULL, fatal))
+        return;
       g_warning ("publisher: fatal producer error: %s: %s (the next snapshot restarts it)",
                  rd_kafka_err2name (orig), fatal);
     }
-  else
+  else if (!tally_kafka_errors_check (err, "snapshot publisher", NULL, reason))
     g_message ("publisher: producer error: %s: %s", rd_kafka_err2name (err), reason);
 }
 

@@ -25,6 +25,7 @@
 #include "tally-broker.h"
 #include "tally-publisher.h"
 #include "tally-snapshot-coordinator.h"
+#include "tally-kafka-errors.h"
 #include "tally-kafka-log.h"
 #include "tally-source.h"
 #include "tally-topics.h"
@@ -32,6 +33,7 @@
 #include <glib-unix.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 /* clang-format off */ G_DEFINE_QUARK (tally-run-error-quark, tally_run_error) /* clang-format on */
@@ -180,6 +182,18 @@ on_stop_signal (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* A client met an error no retry fixes (wrong credentials, untrusted certificate, missing
+ * ACL): exit at once with EX_CONFIG. No graceful shutdown: its checkpoint and final
+ * snapshot would need the same broker access; what was counted but not checkpointed is
+ * counted again by the next run, as after kill -9. Any thread. */
+static void
+on_kafka_config_error (const char *message, gpointer user_data)
+{
+  g_printerr ("%s: %s\n", g_get_prgname (), message);
+  fflush (stderr);
+  _exit (EX_CONFIG);
+}
+
 /* ---------------------------------------------------------------------------------------
  * Start
  * ------------------------------------------------------------------------------------- */
@@ -270,6 +284,17 @@ failed:
   return FALSE;
 }
 
+/* A topic Tally may not describe, or may not create when it is missing, is a
+ * configuration problem (ACLs), exit status 78; anything else a failure at run time. */
+static int
+topics_error_code (const GError *error)
+{
+  return g_error_matches (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_NOT_AUTHORIZED)
+                 || g_error_matches (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_CREATE)
+             ? TALLY_RUN_ERROR_CONFIG
+             : TALLY_RUN_ERROR_FAILED;
+}
+
 /* The topics Tally owns exist, each partition with a leader, before any client uses
  * them: request and output topics with 1 partition; the changelog compacted, with as many
  * partitions as the input topics have (when they exist; else the source creates it when
@@ -311,7 +336,7 @@ ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
           rk, *t, (int)MAX ((deadline - g_get_monotonic_time ()) / 1000, 1), &local_error);
       if (n < 0)
         {
-          g_set_error (error, TALLY_RUN_ERROR, TALLY_RUN_ERROR_FAILED, "input: %s",
+          g_set_error (error, TALLY_RUN_ERROR, topics_error_code (local_error), "input: %s",
                        local_error->message);
           rd_kafka_destroy (rk);
           return FALSE;
@@ -350,7 +375,8 @@ ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
       rk, specs, n_specs, (int)MAX ((deadline - g_get_monotonic_time ()) / 1000, 1), &local_error);
   rd_kafka_destroy (rk);
   if (!ok)
-    g_set_error (error, TALLY_RUN_ERROR, TALLY_RUN_ERROR_FAILED, "%s", local_error->message);
+    g_set_error (error, TALLY_RUN_ERROR, topics_error_code (local_error), "%s",
+                 local_error->message);
   return ok;
 }
 
@@ -361,8 +387,10 @@ make_base_conf (TallyRun *run, GError **error)
   char errstr[512];
   g_autoptr (GError) local_error = NULL;
 
-  /* Every client made from this conf logs through GLib (copies keep the callback). */
+  /* Every client made from this conf logs through GLib (copies keep the callback), and
+   * its authentication, TLS and authorization errors end the run (tally-kafka-errors.h). */
   tally_kafka_conf_set_log (conf);
+  rd_kafka_conf_set_error_cb (conf, tally_kafka_error_cb);
   if (run->broker != NULL
       && rd_kafka_conf_set (conf, "bootstrap.servers",
                             tally_broker_get_bootstrap_servers (run->broker), errstr, sizeof errstr)
@@ -465,6 +493,8 @@ tally_run_service (const TallyConfig *config, GError **error)
     g_log_set_debug_enabled (TRUE);
   g_mutex_init (&run.watchdog_lock);
   g_cond_init (&run.watchdog_cond);
+
+  tally_kafka_errors_set_fatal_func (on_kafka_config_error, &run);
 
   /* Signals first, so that a SIGTERM during the start is not fatal. */
   run.signal_ids[0] = g_unix_signal_add (SIGINT, on_stop_signal, &run);

@@ -50,6 +50,7 @@
 #include "tally-source.h"
 
 #include "tally-checkpoint.h"
+#include "tally-kafka-errors.h"
 #include "tally-tokenizer.h"
 
 #include <errno.h>
@@ -415,6 +416,9 @@ handle_record (TallySource *self, rd_kafka_message_t *m)
     {
       /* An event, not a record: never counted as text. */
       self->error_events++;
+      if (tally_kafka_errors_check (m->err, "input consumer", m->rkt != NULL ? topic : NULL,
+                                    rd_kafka_message_errstr (m)))
+        return; /* a missing ACL or bad credentials: fatal in `tally run` */
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         g_debug ("source: %s [%" G_GINT32_FORMAT "] reached the end at offset %" G_GINT64_FORMAT,
                  topic, m->partition, m->offset);

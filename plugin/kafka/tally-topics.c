@@ -157,10 +157,14 @@ describe (rd_kafka_t *rk, const char *topic, const char *role, gint64 deadline, 
 {
   for (;;)
     {
-      describe_once (rk, topic, remaining_ms (deadline), state);
+      /* At most a second per request, and the error callback served between them: it
+       * reports a failed authentication or TLS handshake (tally-kafka-errors.h) where the
+       * metadata request only sees no broker. */
+      describe_once (rk, topic, MIN (remaining_ms (deadline), 1000), state);
+      rd_kafka_poll (rk, 0);
       if (state->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
         {
-          g_set_error (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_DESCRIBE,
+          g_set_error (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_NOT_AUTHORIZED,
                        "%s %s: not authorized to describe it (%s): grant Tally's principal "
                        "Describe, Read and Write on the topic",
                        role, topic, rd_kafka_err2name (state->err));

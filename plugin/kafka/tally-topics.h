@@ -31,12 +31,14 @@ G_BEGIN_DECLS
  * @TALLY_TOPICS_ERROR_CONFIG: librdkafka refused a property or could not create the
  *   client (the message is librdkafka's).
  * @TALLY_TOPICS_ERROR_DESCRIBE: the broker did not describe a topic (metadata request
- *   failed until the deadline, or the principal may not Describe it).
+ *   failed until the deadline).
  * @TALLY_TOPICS_ERROR_CREATE: a topic is missing and the broker refused to create it
  *   (authorization, policy, bad config); the message says how to create it by hand.
  * @TALLY_TOPICS_ERROR_PARTITIONS: a topic exists with fewer partitions than needed.
  * @TALLY_TOPICS_ERROR_TIMEOUT: the broker did not answer the CreateTopics request, or a
  *   partition had no leader, within the time allowed.
+ * @TALLY_TOPICS_ERROR_NOT_AUTHORIZED: the principal may not Describe a topic
+ *   (TOPIC_AUTHORIZATION_FAILED: an ACL is missing).
  *
  * Errors of topic creation. Every message names the topic.
  */
@@ -47,6 +49,7 @@ typedef enum
   TALLY_TOPICS_ERROR_CREATE,
   TALLY_TOPICS_ERROR_PARTITIONS,
   TALLY_TOPICS_ERROR_TIMEOUT,
+  TALLY_TOPICS_ERROR_NOT_AUTHORIZED,
 } TallyTopicsError;
 
 /**
