@@ -92,8 +92,10 @@ tally_cmd_run (int argc, char **argv)
                                 "address.");
   g_option_context_set_description (
       context, "Signals:\n"
-               "  SIGINT, SIGTERM  stop consuming, checkpoint, publish a final snapshot and exit\n"
-               "                   within [shutdown] timeout_ms (a second signal is ignored)\n"
+               "  SIGINT, SIGTERM, SIGHUP\n"
+               "                   stop consuming, checkpoint, publish a final snapshot and exit\n"
+               "                   within [shutdown] timeout_ms (a second signal is ignored);\n"
+               "                   SIGHUP does not reload the configuration\n"
                "  SIGUSR1          publish a snapshot now\n"
                "\n"
                "Exit status:\n"
