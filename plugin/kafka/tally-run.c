@@ -547,8 +547,12 @@ tally_run_service (const TallyConfig *config, GError **error)
                                                  config->requests.topic, start_ms, 10000, error))
     goto out;
 
-  g_message ("running: input %s, output %s, requests %s, %u shard(s)", config->input.topics[0],
-             config->output.topic, config->requests.topic, config->aggregator.shards);
+  {
+    g_autofree char *inputs = g_strjoinv (", ", config->input.topics);
+
+    g_message ("running: input %s; output %s, requests %s, %u shard(s)", inputs,
+               config->output.topic, config->requests.topic, config->aggregator.shards);
+  }
   g_main_loop_run (run.loop);
   ok = TRUE;
 
