@@ -87,9 +87,9 @@ tally_cmd_run (int argc, char **argv)
 
   g_option_context_set_summary (context,
                                 "Consume the input topics, count their words and publish "
-                                "snapshots\nuntil SIGINT or SIGTERM. Without --bootstrap-server or "
-                                "bootstrap.servers, start the\nembedded broker and print its "
-                                "address.");
+                                "snapshots\nuntil SIGINT, SIGTERM or SIGHUP. Without "
+                                "--bootstrap-server or bootstrap.servers, start\nthe embedded "
+                                "broker and print its address.");
   g_option_context_set_description (
       context, "Signals:\n"
                "  SIGINT, SIGTERM, SIGHUP\n"
