@@ -39,7 +39,7 @@ struct _TallyRequestReader
   guint n_partitions;
   int pipe_fds[2]; /* [0] read end (watched), [1] written by librdkafka */
   GSource *watch;
-  gint64 *next_offsets; /* per partition: the next offset to read, -1 while unknown */
+  gint64 *next_offsets; /* per partition: the next offset to read (from the assignment) */
   TallyRequestFunc func;
   gpointer user_data;
   GDestroyNotify destroy;
@@ -167,10 +167,20 @@ assign_partitions (TallyRequestReader *self, gint64 start_time_ms, guint timeout
     }
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR && start_time_ms >= 0)
     err = rd_kafka_offsets_for_times (self->rk, list, (int)timeout_ms);
-  /* A partition with no record that new gets offset -1: start at its end. */
+  /* A partition with no record that new gets offset -1: start at its end, as an explicit
+   * offset, so that tally_request_reader_drain() knows where reading starts. */
   for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; i++)
     if (list->elems[i].offset < 0)
-      list->elems[i].offset = RD_KAFKA_OFFSET_END;
+      {
+        int64_t low, high;
+
+        err = rd_kafka_query_watermark_offsets (self->rk, self->topic, list->elems[i].partition,
+                                                &low, &high, (int)timeout_ms);
+        list->elems[i].offset = high;
+      }
+  for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; i++)
+    if (list->elems[i].partition >= 0 && (guint)list->elems[i].partition < self->n_partitions)
+      self->next_offsets[list->elems[i].partition] = list->elems[i].offset;
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
     err = rd_kafka_assign (self->rk, list);
   rd_kafka_topic_partition_list_destroy (list);
