@@ -600,6 +600,57 @@ test_requests (void)
   }
 }
 
+/* json-glib cuts a string at an escaped NUL (\u0000) and turns an integer beyond gint64
+ * into -1: {"prefix":"al\u0000zzz"} asked for "al", {"prefix":"\u0000a"} for every word,
+ * and a 23-digit top was reported as "must not be negative (-1)" (issue 13, items 6 and
+ * 7). Such requests are refused with an error that says what is wrong. */
+static void
+test_request_nul_and_range (void)
+{
+  static const struct
+  {
+    const char *value;
+    const char *message;
+  } cases[] = {
+    { "{\"prefix\":\"al\\u0000zzz\"}",
+      "request value: member \"prefix\" holds a NUL character (\\u0000); words never do" },
+    { "{\"prefix\":\"\\u0000a\"}",
+      "request value: member \"prefix\" holds a NUL character (\\u0000); words never do" },
+    { "{\"top\":10000000000000000000000}",
+      "request value: member \"top\" is too large: 10000000000000000000000 (at most "
+      "9223372036854775807)" },
+    { "{\"min_count\":9223372036854775808}",
+      "request value: member \"min_count\" is too large: 9223372036854775808 (at most "
+      "9223372036854775807)" },
+    { "{\"top\":-99999999999999999999}",
+      "request value: member \"top\" must not be negative (-99999999999999999999)" },
+  };
+  /* Near misses that stay valid: an escaped backslash before u0000, the bound itself. */
+  const char *slash = "{\"prefix\":\"a\\\\u0000\"}";
+  const char *max = "{\"top\":9223372036854775807,\"min_count\":0}";
+  g_autoptr (TallySnapshotRequest) ok_slash = NULL;
+  g_autoptr (TallySnapshotRequest) ok_max = NULL;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (TallySnapshotRequest) request
+          = tally_snapshot_request_parse ("r", 1, cases[i].value, strlen (cases[i].value), -1);
+
+      g_assert_error (request->error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                      TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
+      g_assert_cmpstr (request->error->message, ==, cases[i].message);
+      g_assert_null (request->prefix);
+      g_assert_cmpuint (request->top, ==, 0);
+    }
+
+  ok_slash = tally_snapshot_request_parse ("r", 1, slash, strlen (slash), -1);
+  g_assert_no_error (ok_slash->error);
+  g_assert_cmpstr (ok_slash->prefix, ==, "a\\u0000");
+  ok_max = tally_snapshot_request_parse ("r", 1, max, strlen (max), -1);
+  g_assert_no_error (ok_max->error);
+  g_assert_cmpuint (ok_max->top, ==, G_MAXINT64);
+}
+
 /* json-glib's parser recurses once per nesting level without a limit: 100000 `[` in a
  * request or a part overflowed the stack (SIGSEGV in tally run and tally snapshot). */
 static void
@@ -763,6 +814,7 @@ main (int argc, char **argv)
   g_test_add_func ("/snapshot-format/error-snapshot", test_error_snapshot);
   g_test_add_func ("/snapshot-format/bad-parts", test_bad_parts);
   g_test_add_func ("/snapshot-format/requests", test_requests);
+  g_test_add_func ("/snapshot-format/request-nul-and-range", test_request_nul_and_range);
   g_test_add_func ("/snapshot-format/deep-nesting", test_deep_nesting);
   g_test_add_func ("/snapshot-format/longest-word-fits", test_longest_word_fits);
   g_test_add_func ("/snapshot-format/total-saturates", test_total_saturates);

@@ -93,13 +93,15 @@ tally_cmd_run (int argc, char **argv)
 
   g_option_context_set_summary (context,
                                 "Consume the input topics, count their words and publish "
-                                "snapshots\nuntil SIGINT or SIGTERM. Without --bootstrap-server or "
-                                "bootstrap.servers, start the\nembedded broker and print its "
-                                "address.");
+                                "snapshots\nuntil SIGINT, SIGTERM or SIGHUP. Without "
+                                "--bootstrap-server or bootstrap.servers, start\nthe embedded "
+                                "broker and print its address.");
   g_option_context_set_description (
       context, "Signals:\n"
-               "  SIGINT, SIGTERM  stop consuming, checkpoint, publish a final snapshot and exit\n"
-               "                   within [shutdown] timeout_ms (a second signal is ignored)\n"
+               "  SIGINT, SIGTERM, SIGHUP\n"
+               "                   stop consuming, checkpoint, publish a final snapshot and exit\n"
+               "                   within [shutdown] timeout_ms (a second signal is ignored);\n"
+               "                   SIGHUP does not reload the configuration\n"
                "  SIGUSR1          publish a snapshot now\n"
                "\n"
                "Precedence of librdkafka properties, lowest first: [kafka] in the file,\n"

@@ -34,6 +34,8 @@
 #include "tally-kafka-log.h"
 
 #include <gio/gio.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 
 /* clang-format off */ G_DEFINE_QUARK (tally-broker-error-quark, tally_broker_error) /* clang-format on */
@@ -203,6 +205,26 @@ relay_new (guint port, const char *target, GError **error)
  * The broker
  * ------------------------------------------------------------------------------------- */
 
+/* rd_kafka_mock_cluster_new() starts the cluster's thread with the caller's signal mask
+ * (librdkafka 2.0.2 blocks signals only for the threads rd_kafka_new() creates). A signal
+ * delivered to that thread interrupts its poll(), which the mock cluster treats as fatal
+ * ("Mock cluster failed to poll N fds: -1: Interrupted system call"): every client then
+ * gets "Connection refused". So the thread is created with every signal blocked, as
+ * rd_kafka_new() does for its own; the caller's mask is restored, so g_unix_signal_add()
+ * still gets SIGINT, SIGTERM, SIGHUP and SIGUSR1 on the threads that do not block them. */
+static rd_kafka_mock_cluster_t *
+mock_cluster_new_signals_blocked (rd_kafka_t *rk, guint n_brokers)
+{
+  rd_kafka_mock_cluster_t *mcluster;
+  sigset_t all, saved;
+
+  sigfillset (&all);
+  pthread_sigmask (SIG_SETMASK, &all, &saved);
+  mcluster = rd_kafka_mock_cluster_new (rk, (int)n_brokers);
+  pthread_sigmask (SIG_SETMASK, &saved, NULL);
+  return mcluster;
+}
+
 TallyBroker *
 tally_broker_new (guint port, guint n_brokers, GError **error)
 {
@@ -227,7 +249,7 @@ tally_broker_new (guint port, guint n_brokers, GError **error)
                    "cannot create the embedded broker's handle: %s", errstr);
       return NULL;
     }
-  self->mcluster = rd_kafka_mock_cluster_new (self->rk, (int)n_brokers);
+  self->mcluster = mock_cluster_new_signals_blocked (self->rk, n_brokers);
   if (self->mcluster == NULL)
     {
       g_set_error (error, TALLY_BROKER_ERROR, TALLY_BROKER_ERROR_FAILED,

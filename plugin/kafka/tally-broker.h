@@ -56,8 +56,9 @@ typedef struct _TallyBroker TallyBroker;
  * @error: return location for a #TallyBrokerError
  *
  * Starts a mock cluster on a dedicated rd_kafka_t handle (librdkafka runs it on its own
- * threads; no main loop is needed). With a nonzero @port a small TCP relay on
- * 127.0.0.1:@port forwards bootstrap connections to the first mock broker (librdkafka
+ * threads, which are created with every signal blocked, so that a signal to the process
+ * never interrupts the cluster's poll(); no main loop is needed). With a nonzero @port a small TCP
+ * relay on 127.0.0.1:@port forwards bootstrap connections to the first mock broker (librdkafka
  * 2.0.2 always binds its mock brokers to ephemeral ports); clients then talk to the
  * brokers at the addresses the metadata advertises, also on 127.0.0.1. The relay runs on
  * its own thread. Any thread.

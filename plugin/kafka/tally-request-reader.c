@@ -39,6 +39,7 @@ struct _TallyRequestReader
   guint n_partitions;
   int pipe_fds[2]; /* [0] read end (watched), [1] written by librdkafka */
   GSource *watch;
+  gint64 *next_offsets; /* per partition: the next offset to read (from the assignment) */
   TallyRequestFunc func;
   gpointer user_data;
   GDestroyNotify destroy;
@@ -52,6 +53,13 @@ handle_message (TallyRequestReader *self, rd_kafka_message_t *message)
   rd_kafka_timestamp_type_t ts_type;
   gint64 timestamp;
 
+  /* At the end of a partition (enable.partition.eof) the offset is the end offset. */
+  if ((message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF
+       || message->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+      && message->partition >= 0 && (guint)message->partition < self->n_partitions)
+    self->next_offsets[message->partition]
+        = MAX (self->next_offsets[message->partition],
+               (gint64)message->offset + (message->err == RD_KAFKA_RESP_ERR_NO_ERROR ? 1 : 0));
   if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
     return;
   if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -159,10 +167,20 @@ assign_partitions (TallyRequestReader *self, gint64 start_time_ms, guint timeout
     }
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR && start_time_ms >= 0)
     err = rd_kafka_offsets_for_times (self->rk, list, (int)timeout_ms);
-  /* A partition with no record that new gets offset -1: start at its end. */
+  /* A partition with no record that new gets offset -1: start at its end, as an explicit
+   * offset, so that tally_request_reader_drain() knows where reading starts. */
   for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; i++)
     if (list->elems[i].offset < 0)
-      list->elems[i].offset = RD_KAFKA_OFFSET_END;
+      {
+        int64_t low, high;
+
+        err = rd_kafka_query_watermark_offsets (self->rk, self->topic, list->elems[i].partition,
+                                                &low, &high, (int)timeout_ms);
+        list->elems[i].offset = high;
+      }
+  for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; i++)
+    if (list->elems[i].partition >= 0 && (guint)list->elems[i].partition < self->n_partitions)
+      self->next_offsets[list->elems[i].partition] = list->elems[i].offset;
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
     err = rd_kafka_assign (self->rk, list);
   rd_kafka_topic_partition_list_destroy (list);
@@ -199,6 +217,9 @@ tally_request_reader_new (rd_kafka_conf_t *conf, const char *topic, gint64 start
       || rd_kafka_conf_set (conf, "enable.auto.commit", "false", errstr, sizeof errstr)
              != RD_KAFKA_CONF_OK
       || rd_kafka_conf_set (conf, "enable.auto.offset.store", "false", errstr, sizeof errstr)
+             != RD_KAFKA_CONF_OK
+      /* An end-of-partition event tells tally_request_reader_drain() it read everything. */
+      || rd_kafka_conf_set (conf, "enable.partition.eof", "true", errstr, sizeof errstr)
              != RD_KAFKA_CONF_OK)
     {
       rd_kafka_conf_destroy (conf);
@@ -221,8 +242,12 @@ tally_request_reader_new (rd_kafka_conf_t *conf, const char *topic, gint64 start
   rd_kafka_poll_set_consumer (self->rk);
   self->queue = rd_kafka_queue_get_consumer (self->rk);
 
-  if (!learn_partitions (self, timeout_ms, error)
-      || !assign_partitions (self, start_time_ms, timeout_ms, error))
+  if (!learn_partitions (self, timeout_ms, error))
+    return NULL;
+  self->next_offsets = g_new (gint64, self->n_partitions);
+  for (guint p = 0; p < self->n_partitions; p++)
+    self->next_offsets[p] = -1;
+  if (!assign_partitions (self, start_time_ms, timeout_ms, error))
     return NULL;
 
   /* Wire the queue into the GLib context. */
@@ -246,6 +271,63 @@ tally_request_reader_new (rd_kafka_conf_t *conf, const char *topic, gint64 start
   if (write (self->pipe_fds[1], "1", 1) < 0 && errno != EAGAIN)
     g_warning ("request reader: cannot write its wake-up pipe: %s", g_strerror (errno));
   return g_steal_pointer (&self);
+}
+
+/* Whether every partition was read up to @high (next offsets known and at least it). */
+static gboolean
+reached (TallyRequestReader *self, const gint64 *high)
+{
+  for (guint p = 0; p < self->n_partitions; p++)
+    if (self->next_offsets[p] < high[p])
+      return FALSE;
+  return TRUE;
+}
+
+guint
+tally_request_reader_drain (TallyRequestReader *self, guint timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64)timeout_ms * G_TIME_SPAN_MILLISECOND;
+  g_autofree gint64 *high = g_new0 (gint64, self->n_partitions);
+  guint n = 0;
+
+  g_return_val_if_fail (self != NULL, 0);
+
+  for (guint p = 0; p < self->n_partitions; p++)
+    {
+      int64_t low, hi;
+      rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets (
+          self->rk, self->topic, (int32_t)p, &low, &hi, (int)MAX (timeout_ms, 1));
+
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        {
+          g_warning ("request reader: %s [%u]: cannot learn its end offset: %s; requests not "
+                     "read yet are not answered",
+                     self->topic, p, rd_kafka_err2str (err));
+          return 0;
+        }
+      high[p] = hi;
+    }
+  while (!reached (self, high))
+    {
+      gint64 left_ms = (deadline - g_get_monotonic_time ()) / 1000;
+      rd_kafka_message_t *message;
+
+      if (left_ms <= 0)
+        {
+          g_warning ("request reader: %s not read to its end within %u ms; requests not read "
+                     "yet are not answered",
+                     self->topic, timeout_ms);
+          break;
+        }
+      message = rd_kafka_consumer_poll (self->rk, (int)MIN (left_ms, 100));
+      if (message == NULL)
+        continue;
+      if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        n++;
+      handle_message (self, message);
+      rd_kafka_message_destroy (message);
+    }
+  return n;
 }
 
 guint
@@ -281,6 +363,7 @@ tally_request_reader_free (TallyRequestReader *self)
       close (self->pipe_fds[i]);
   if (self->destroy != NULL)
     self->destroy (self->user_data);
+  g_free (self->next_offsets);
   g_free (self->topic);
   g_free (self);
 }

@@ -112,6 +112,24 @@ TallyRequestReader *tally_request_reader_new (rd_kafka_conf_t *conf, const char 
 guint tally_request_reader_get_n_partitions (TallyRequestReader *self);
 
 /**
+ * tally_request_reader_drain:
+ * @self: a reader
+ * @timeout_ms: the longest wait, in ms
+ *
+ * Reads every request record produced so far: learns the end offset of each partition of
+ * the request topic (rd_kafka_query_watermark_offsets()) and polls the consumer until each
+ * partition is read up to it (record offsets and end-of-partition events,
+ * `enable.partition.eof`), calling the reader's #TallyRequestFunc for each request, on
+ * this thread. Used at shutdown, before the final snapshot, so a request produced after
+ * SIGTERM is still answered. Logs a warning when @timeout_ms passes first. Blocks for at
+ * most about twice @timeout_ms (the watermark query, then the reads). Call from the thread
+ * that runs the reader's context.
+ *
+ * Returns: how many request records it handed over
+ */
+guint tally_request_reader_drain (TallyRequestReader *self, guint timeout_ms);
+
+/**
  * tally_request_reader_free:
  * @self: (transfer full) (nullable): a reader
  *

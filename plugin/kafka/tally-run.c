@@ -11,10 +11,12 @@
  *   tally-agg-<i>  one aggregator shard each (tally-aggregator-handle.h)
  *   librdkafka's   the embedded broker, when there is one, and every client's I/O
  *
- * Shutdown on SIGINT/SIGTERM: the snapshot triggers stop; the source stops consuming; the
- * coordinator publishes the final snapshot and then quits the main loop; the source is
- * stopped (checkpoint, commit, close), then the publisher (flush), the shards and the
- * broker. A watchdog thread ends the process with status 1 if that overruns
+ * Shutdown on SIGINT/SIGTERM/SIGHUP (SIGHUP as daemons without a reload do: a `tally run &`
+ * whose terminal closes still publishes its final snapshot): the timer and SIGUSR1 stop;
+ * the source stops consuming; the coordinator answers the requests produced until then
+ * (the request topic read to its end), publishes the final snapshot and then quits the
+ * main loop; the source is stopped (checkpoint, commit, close), then the publisher (flush), the
+ * shards and the broker. A watchdog thread ends the process with status 1 if that overruns
  * [shutdown] timeout_ms; a second signal meanwhile is logged and ignored.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
@@ -69,7 +71,7 @@ typedef struct
   TallySupervisor *supervisor;         /* the publisher's */
   TallySnapshotCoordinator *snapshots; /* on the publisher's arbiter */
 
-  guint signal_ids[3];
+  guint signal_ids[4];
   gboolean starting; /* waiting for the broker in ensure_topics(), on the start thread */
   char *bootstrap;   /* bootstrap.servers, for messages */
   gboolean shutting_down;
@@ -499,7 +501,8 @@ tally_run_service (const TallyConfig *config, GError **error)
   /* Signals first, so that a SIGTERM during the start is not fatal. */
   run.signal_ids[0] = g_unix_signal_add (SIGINT, on_stop_signal, &run);
   run.signal_ids[1] = g_unix_signal_add (SIGTERM, on_stop_signal, &run);
-  run.signal_ids[2] = g_unix_signal_add (SIGUSR1, on_snapshot_signal, &run);
+  run.signal_ids[2] = g_unix_signal_add (SIGHUP, on_stop_signal, &run);
+  run.signal_ids[3] = g_unix_signal_add (SIGUSR1, on_snapshot_signal, &run);
 
   if (!config->kafka.has_bootstrap && !start_broker (&run, error))
     goto out;
@@ -586,8 +589,12 @@ tally_run_service (const TallyConfig *config, GError **error)
                                                  config->requests.topic, start_ms, 10000, error))
     goto out;
 
-  g_message ("running: input %s, output %s, requests %s, %u shard(s)", config->input.topics[0],
-             config->output.topic, config->requests.topic, config->aggregator.shards);
+  {
+    g_autofree char *inputs = g_strjoinv (", ", config->input.topics);
+
+    g_message ("running: input %s; output %s, requests %s, %u shard(s)", inputs,
+               config->output.topic, config->requests.topic, config->aggregator.shards);
+  }
   g_main_loop_run (run.loop);
   ok = TRUE;
 

@@ -8,7 +8,10 @@
  * calls the closed callback (`tally run` quits its main loop there).
  *
  * A request that does not parse, or a cut that fails, is still answered: an error
- * snapshot, so a requester need not wait for its timeout.
+ * snapshot, so a requester need not wait for its timeout. For the same reason requests
+ * are answered through the shutdown: stop_triggers() stops only the timer and explicit
+ * triggers; close() reads the request topic to its end (tally_request_reader_drain()),
+ * answers what it found, and only then closes the reader and takes the final snapshot.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -16,6 +19,10 @@
 
 #include "tally-publisher.h"
 #include "tally-request-reader.h"
+
+/* The longest close() reads the request topic for requests produced before the final
+ * snapshot (each of the end-offset query and the reads). */
+#define REQUEST_DRAIN_TIMEOUT_MS 2000
 
 struct _TallySnapshotCoordinator
 {
@@ -64,8 +71,9 @@ tally_snapshot_coordinator_unref (TallySnapshotCoordinator *self)
 {
   if (self == NULL || !g_atomic_int_dec_and_test (&self->ref_count))
     return;
-  /* The reader must have been freed on the context (stop_triggers). */
-  g_warn_if_fail (self->requests == NULL);
+  /* close() frees the reader on the context; without close() (a start that failed) the
+   * last reference goes when the context no longer runs. */
+  g_clear_pointer (&self->requests, tally_request_reader_free);
   if (self->interval != NULL)
     {
       g_source_destroy (self->interval);
@@ -264,10 +272,8 @@ on_request (const TallySnapshotRequest *request, gpointer user_data)
   TallySnapshotCoordinator *self = user_data;
 
   if (self->triggers_stopped)
-    {
-      g_message ("%srequest %s not answered: shutting down", self->log_prefix, request->request_id);
-      return;
-    }
+    g_message ("%srequest %s while shutting down: answered before the final snapshot",
+               self->log_prefix, request->request_id);
   take_snapshot (self, tally_snapshot_request_copy (request), FALSE);
 }
 
@@ -358,16 +364,13 @@ tally_snapshot_coordinator_trigger (TallySnapshotCoordinator *self)
                               (GDestroyNotify)tally_snapshot_coordinator_unref);
 }
 
+/* The timer and explicit triggers; the request reader goes on until close(). */
 static void
 stop_triggers (TallySnapshotCoordinator *self)
 {
-  TallyRequestReader *reader;
-
   g_mutex_lock (&self->lock);
   self->triggers_stopped = TRUE;
-  reader = g_steal_pointer (&self->requests);
   g_mutex_unlock (&self->lock);
-  g_clear_pointer (&reader, tally_request_reader_free);
   if (self->interval != NULL)
     {
       g_source_destroy (self->interval);
@@ -400,7 +403,23 @@ close_dispatch (gpointer data)
   g_mutex_unlock (&self->lock);
   if (!closing)
     {
+      TallyRequestReader *reader;
+
       stop_triggers (self);
+      g_mutex_lock (&self->lock);
+      reader = g_steal_pointer (&self->requests);
+      g_mutex_unlock (&self->lock);
+      if (reader != NULL)
+        {
+          /* Requests produced until now are answered (before the final snapshot, which
+           * waits for them); later ones are not read by this instance. */
+          guint n = tally_request_reader_drain (reader, REQUEST_DRAIN_TIMEOUT_MS);
+
+          tally_request_reader_free (reader);
+          g_message ("%srequest reader closed: %u request(s) read at shutdown answered; "
+                     "requests produced from now on are not read by this instance",
+                     self->log_prefix, n);
+        }
       self->closed = call->closed;
       self->closed_data = call->user_data;
       g_message ("%spublishing the final snapshot", self->log_prefix);

@@ -91,9 +91,10 @@ TallySnapshotCoordinator *tally_snapshot_coordinator_ref (TallySnapshotCoordinat
  * tally_snapshot_coordinator_unref:
  * @self: (transfer full): a coordinator
  *
- * Drops a reference. Snapshots in flight hold their own. The last reference must go after
- * tally_snapshot_coordinator_stop_triggers() (the request reader is freed there, on the
- * coordinator's context). Any thread.
+ * Drops a reference. Snapshots in flight hold their own. tally_snapshot_coordinator_close()
+ * frees the request reader on the coordinator's context; without it, the last reference
+ * must go on that context's thread or once that context no longer runs (the reader is
+ * freed then). Any thread otherwise.
  */
 void tally_snapshot_coordinator_unref (TallySnapshotCoordinator *self);
 
@@ -133,9 +134,11 @@ void tally_snapshot_coordinator_trigger (TallySnapshotCoordinator *self);
  * tally_snapshot_coordinator_stop_triggers:
  * @self: a coordinator
  *
- * Stops and frees the request reader and the interval timer: the first step of a
- * shutdown, before the input stops. Snapshots in flight go on. Any thread; runs on the
- * coordinator's context and returns when done there.
+ * Stops the interval timer and explicit triggers (tally_snapshot_coordinator_trigger()):
+ * the first step of a shutdown, before the input stops. The request reader keeps answering
+ * requests until tally_snapshot_coordinator_close(), so a request produced during the
+ * shutdown is answered rather than left to time out. Snapshots in flight go on. Any
+ * thread; runs on the coordinator's context and returns when done there.
  */
 void tally_snapshot_coordinator_stop_triggers (TallySnapshotCoordinator *self);
 
@@ -146,9 +149,12 @@ void tally_snapshot_coordinator_stop_triggers (TallySnapshotCoordinator *self);
  *   snapshot and every earlier one were published or failed
  * @user_data: data for @closed
  *
- * Stops the triggers, then takes and publishes the final snapshot (cut with @final
- * %TRUE). Call once, after the input stopped, so the final snapshot holds every record
- * consumed. Any thread; returns at once. A second call is ignored.
+ * Stops the triggers; reads the request topic to its end (tally_request_reader_drain(), at
+ * most about 2 s each for the end offsets and the reads), answers every request found and
+ * closes the request reader; then takes and publishes the final snapshot (cut with @final
+ * %TRUE); @closed comes after those answers too. Requests produced later are not read. Call once,
+ * after the input stopped, so the final snapshot holds every record consumed. Any thread; returns
+ * at once. A second call is ignored.
  */
 void tally_snapshot_coordinator_close (TallySnapshotCoordinator *self,
                                        TallySnapshotClosedFunc closed, gpointer user_data);

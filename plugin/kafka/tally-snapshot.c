@@ -198,6 +198,111 @@ check_json_depth (const char *data, gsize len, const char *what, GError **error)
   return TRUE;
 }
 
+/* A second scan refuses what json-glib would silently change (issue 13):
+ * - an escaped NUL (\u0000) in a string: json-glib keeps strings as C strings, so
+ *   {"prefix":"al\u0000zzz"} became "al". Words never hold NUL, nor do ids or topics.
+ * - an integer beyond gint64: json-glib's scanner saturates it and a 23-digit `top` read
+ *   as -1. Every integer member of a request or a part is unsigned, so one below
+ *   G_MININT64 is reported as negative.
+ * Errors name the member: the last string followed by ':' before the value. Runs after
+ * check_json_depth(), on text it accepted. */
+static gboolean
+check_json_values (const char *data, gsize len, const char *what, GError **error)
+{
+  static const char max_digits[] = "9223372036854775807";
+  gboolean in_string = FALSE;
+  gsize string_start = 0, key_start = 0, key_len = 0;
+  gboolean have_key = FALSE;
+
+  for (gsize i = 0; i < len; i++)
+    if (in_string)
+      {
+        if (data[i] == '\\')
+          {
+            if (i + 5 < len && data[i + 1] == 'u' && memcmp (data + i + 2, "0000", 4) == 0)
+              {
+                g_autofree char *key = NULL;
+                gsize j = i;
+
+                /* Is this string itself a member name (its end followed by ':')? */
+                while (j < len && data[j] != '"')
+                  j += data[j] == '\\' ? 2 : 1;
+                for (j++; j < len && g_ascii_isspace (data[j]); j++)
+                  ;
+                if (!have_key || (j < len && data[j] == ':'))
+                  key = g_strdup ("name");
+                else
+                  key = g_strdup_printf ("\"%.*s\"", (int)key_len, data + key_start);
+                g_set_error (
+                    error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                    "%s: member %s holds a NUL character (\\u0000); words never do", what, key);
+                return FALSE;
+              }
+            i++;
+          }
+        else if (data[i] == '"')
+          {
+            gsize j = i + 1;
+
+            in_string = FALSE;
+            while (j < len && g_ascii_isspace (data[j]))
+              j++;
+            if (j < len && data[j] == ':')
+              {
+                have_key = TRUE;
+                key_start = string_start;
+                key_len = i - string_start;
+              }
+          }
+      }
+    else if (data[i] == '"')
+      {
+        in_string = TRUE;
+        string_start = i + 1;
+      }
+    else if (data[i] == '-' || g_ascii_isdigit (data[i]))
+      {
+        gsize begin = i, digits;
+        gboolean negative = data[i] == '-';
+
+        if (negative)
+          i++;
+        digits = i;
+        while (i < len && g_ascii_isdigit (data[i]))
+          i++;
+        digits = i - digits;
+        if (i < len && (data[i] == '.' || data[i] == 'e' || data[i] == 'E'))
+          {
+            /* A fraction or an exponent: not an integer, json-glib says so. */
+            while (i < len
+                   && (g_ascii_isalnum (data[i]) || data[i] == '.' || data[i] == '+'
+                       || data[i] == '-'))
+              i++;
+          }
+        else if (digits > sizeof max_digits - 1
+                 || (digits == sizeof max_digits - 1
+                     && memcmp (data + i - digits, max_digits, digits) > 0 && !negative)
+                 || (digits == sizeof max_digits - 1 && negative
+                     && memcmp (data + i - digits, "9223372036854775808", digits) > 0))
+          {
+            const char *name = have_key ? data + key_start : "";
+            int name_len = have_key ? (int)key_len : 0;
+
+            if (negative)
+              g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                           "%s: member \"%.*s\" must not be negative (%.*s)", what, name_len, name,
+                           (int)(i - begin), data + begin);
+            else
+              g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                           "%s: member \"%.*s\" is too large: %.*s (at most %s)", what, name_len,
+                           name, (int)(i - begin), data + begin, max_digits);
+            return FALSE;
+          }
+        i--; /* the loop's i++ */
+      }
+  return TRUE;
+}
+
 JsonNode *
 tally_snapshot_json_parse_object (const void *data, gsize len, const char *what, GError **error)
 {
@@ -211,7 +316,7 @@ tally_snapshot_json_parse_object (const void *data, gsize len, const char *what,
                    "%s: not valid UTF-8", what);
       return NULL;
     }
-  if (!check_json_depth (data, len, what, error))
+  if (!check_json_depth (data, len, what, error) || !check_json_values (data, len, what, error))
     return NULL;
   if (!json_parser_load_from_data (parser, data, (gssize)len, &local_error))
     {

@@ -92,6 +92,12 @@
  * about 280 bytes per queued record beyond its value, up to queued.max.messages.kbytes
  * of values (the bound librdkafka keeps either way). */
 #define QUEUED_MIN_MESSAGES "1000000"
+
+/* topic.metadata.refresh.interval.ms with a ^regex among the input topics, unless [kafka]
+ * sets it: librdkafka matches a pattern subscription against the topics of each periodic
+ * metadata refresh, so with its default (300000) a topic created to match was consumed
+ * only up to 5 minutes later. 10 s costs one metadata request every 10 s. */
+#define PATTERN_METADATA_REFRESH_MS "10000"
 /* While more records are waiting, a wake-up's words stay in the batchers until this many
  * are pending, so that shards get fewer, larger AddWords messages and are woken less
  * often (every tell to an idle shard is a write() and, on a busy machine, a context
@@ -1325,7 +1331,11 @@ tally_source_started (TallyActor *actor)
                                                        on_checkpoint_timer, self, NULL);
   self->keepalive_timer
       = tally_actor_run_interval (actor, self->keepalive_ms, on_keepalive, self, NULL);
-  g_message ("source: consuming %s as consumer group member", self->topics[0]);
+  {
+    g_autofree char *topics = g_strjoinv (", ", self->topics);
+
+    g_message ("source: consuming %s as consumer group member", topics);
+  }
   schedule_poll (self);
 }
 
@@ -1333,6 +1343,7 @@ static void
 tally_source_stopping (TallyActor *actor)
 {
   TallySource *self = TALLY_SOURCE (actor);
+  TallyTokenizerStats stats;
   rd_kafka_resp_err_t err;
 
   if (self->watch != NULL)
@@ -1355,9 +1366,14 @@ tally_source_stopping (TallyActor *actor)
   self->closed = TRUE;
   g_clear_pointer (&self->queue, rd_kafka_queue_destroy);
   g_clear_pointer (&self->consumer, rd_kafka_destroy);
+  tally_tokenizer_get_stats (self->tokenizer, &stats);
   g_message ("source: closed; %" G_GUINT64_FORMAT " records, %" G_GUINT64_FORMAT
-             " words, %" G_GUINT64_FORMAT " error events",
-             (guint64)g_atomic_pointer_get (&self->records), self->words, self->error_events);
+             " words, %" G_GUINT64_FORMAT " error events, %" G_GUINT64_FORMAT
+             " invalid UTF-8 bytes skipped, %" G_GUINT64_FORMAT
+             " words truncated and %" G_GUINT64_FORMAT
+             " dropped (longer than [tokenizer] max_word_bytes)",
+             (guint64)g_atomic_pointer_get (&self->records), self->words, self->error_events,
+             stats.invalid_bytes, stats.truncated, stats.dropped);
 }
 
 static void
@@ -1436,6 +1452,33 @@ conf_int (const rd_kafka_conf_t *conf, const char *name)
   return g_ascii_strtoll (buf, NULL, 10);
 }
 
+gboolean
+tally_source_configure_consumer (const TallyConfig *config, rd_kafka_conf_t *conf, GError **error)
+{
+  gboolean pattern = FALSE;
+
+  g_return_val_if_fail (config != NULL && conf != NULL, FALSE);
+
+  for (char **t = config->input.topics; t != NULL && *t != NULL; t++)
+    pattern = pattern || (*t)[0] == '^';
+  return set_property (conf, "group.id", config->input.group_id, error)
+         && set_property (conf, "auto.offset.reset",
+                          config->input.auto_offset_reset == TALLY_CONFIG_OFFSET_RESET_LATEST
+                              ? "latest"
+                              : "earliest",
+                          error)
+         && set_property (conf, "enable.auto.offset.store", "false", error)
+         && set_property (conf, "enable.auto.commit", "true", error)
+         && (tally_config_kafka_get (config, "partition.assignment.strategy") != NULL
+             || set_property (conf, "partition.assignment.strategy", "range", error))
+         && (tally_config_kafka_get (config, "queued.min.messages") != NULL
+             || set_property (conf, "queued.min.messages", QUEUED_MIN_MESSAGES, error))
+         && (!pattern
+             || tally_config_kafka_get (config, "topic.metadata.refresh.interval.ms") != NULL
+             || set_property (conf, "topic.metadata.refresh.interval.ms",
+                              PATTERN_METADATA_REFRESH_MS, error));
+}
+
 TallyActor *
 tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_kafka_conf_t *conf,
                   TallyAggregatorHandle *handle, GError **error)
@@ -1493,24 +1536,11 @@ tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_
     }
 
   /* Configure the consumer. */
-  if (!set_property (conf, "group.id", config->input.group_id, error)
-      || !set_property (conf, "auto.offset.reset",
-                        config->input.auto_offset_reset == TALLY_CONFIG_OFFSET_RESET_LATEST
-                            ? "latest"
-                            : "earliest",
-                        error)
-      || !set_property (conf, "enable.auto.offset.store", "false", error)
-      /* At least once: the auto-commit commits what checkpoints stored. Exactly once: the
-       * offsets go with each transaction, and nothing else commits. */
-      || !set_property (
-          conf, "enable.auto.commit",
-          self->checkpoint != NULL && tally_checkpoint_is_transactional (self->checkpoint) ? "false"
-                                                                                           : "true",
-          error)
-      || (tally_config_kafka_get (config, "partition.assignment.strategy") == NULL
-          && !set_property (conf, "partition.assignment.strategy", "range", error))
-      || (tally_config_kafka_get (config, "queued.min.messages") == NULL
-          && !set_property (conf, "queued.min.messages", QUEUED_MIN_MESSAGES, error)))
+  /* At least once: the auto-commit commits what checkpoints stored. Exactly once: the
+   * offsets go with each transaction, and nothing else commits. */
+  if (!tally_source_configure_consumer (config, conf, error)
+      || (self->checkpoint != NULL && tally_checkpoint_is_transactional (self->checkpoint)
+          && !set_property (conf, "enable.auto.commit", "false", error)))
     {
       rd_kafka_conf_destroy (conf);
       return NULL;

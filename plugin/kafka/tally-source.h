@@ -91,6 +91,28 @@ TallyActor *tally_source_new (const TallyConfig *config, TallyConfigGuarantee gu
                               rd_kafka_conf_t *conf, TallyAggregatorHandle *handle, GError **error);
 
 /**
+ * tally_source_configure_consumer:
+ * @config: the configuration: [input] topics, group_id, auto_offset_reset, and which
+ *   [kafka] properties it sets; read now, not kept
+ * @conf: the consumer's properties, with [kafka] already applied
+ *   (tally_config_apply_kafka()); changed in place
+ * @error: return location for %TALLY_SOURCE_ERROR_CONFIG (librdkafka refused a value)
+ *
+ * Sets the consumer properties Tally chooses, as tally_source_new() does: group.id,
+ * auto.offset.reset, enable.auto.offset.store=false, enable.auto.commit=true (tally_source_new()
+ * then sets false for exactly-once checkpoints, whose offsets go with each transaction); unless
+ * [kafka] sets them, partition.assignment.strategy=range, queued.min.messages=1000000 and,
+ * when an input topic is a `^regex`, topic.metadata.refresh.interval.ms=10000
+ * (librdkafka's default of 300000 ms let a topic created to match the pattern wait up to
+ * 5 minutes: a pattern subscription is matched against each periodic metadata refresh).
+ * Any thread.
+ *
+ * Returns: %TRUE when every property was accepted
+ */
+gboolean tally_source_configure_consumer (const TallyConfig *config, rd_kafka_conf_t *conf,
+                                          GError **error);
+
+/**
  * tally_source_snapshot_async:
  * @source: the source's address
  * @cancellable: (nullable): abandons the wait for the reply

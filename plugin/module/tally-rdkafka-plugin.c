@@ -834,10 +834,11 @@ on_destroy (rd_kafka_t *rk, void *ic_opaque)
   g_mutex_lock (&plugin->lock);
   plugin->closing = TRUE;
   g_mutex_unlock (&plugin->lock);
-  g_debug ("tally plugin (%s): request reader stopped in %" G_GINT64_FORMAT " ms", plugin->name,
+  g_debug ("tally plugin (%s): snapshot timer stopped in %" G_GINT64_FORMAT " ms", plugin->name,
            (g_get_monotonic_time () - start_us) / 1000);
 
-  /* The final snapshot: every record consumed is in it. */
+  /* Requests produced until now are answered, then the final snapshot: every record
+   * consumed is in it. */
   tally_snapshot_coordinator_close (snapshots, NULL, NULL);
   tally_snapshot_coordinator_wait_closed (snapshots, plugin->config->shutdown.timeout_ms);
   /* Snapshots abandoned by the wait keep the coordinator, and through it the plugin. */

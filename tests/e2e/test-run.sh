@@ -10,9 +10,13 @@
 #   test-run.sh sotu             every State of the Union address, line by line with kcat:
 #                                the snapshot equals the reference word for word
 #   test-run.sh bad-records      tombstones, empty values, NUL bytes, invalid UTF-8, a
-#                                record at the raised size limit and an error event
+#                                record at the raised size limit and an error event; the
+#                                tokenizer's statistics and every input topic logged
 #   test-run.sh signals          SIGUSR1 publishes a snapshot; a second SIGTERM during the
-#                                shutdown neither hangs nor crashes; exit status 0
+#                                shutdown neither hangs nor crashes; exit status 0; SIGHUP
+#                                stops as SIGTERM does; requests produced right after
+#                                SIGTERM are answered; 20 runs of signal bursts while
+#                                records are consumed (20 SIGUSR1, then TERM,TERM,USR1,TERM)
 #   test-run.sh interval         [snapshot] interval_ms publishes snapshots by itself
 #   test-run.sh start            SIGINT while the start waits for a broker that does not
 #                                answer exits at once (status 0); `tally snapshot` started
@@ -151,6 +155,17 @@ EOF
   events=$(sed -n 's/.*source: closed; .* words, \([0-9]*\) error events.*/\1/p' "$work/run.log")
   [ "${events:-0}" -gt 0 ] || fail "no error event was seen (enable.partition.eof)"
   ok "$events error events (partition EOF) logged, none counted as text"
+  # The tokenizer's statistics at shutdown (issue 13 item 13): ff, fe, c3, e2 82 and ff of
+  # the invalid UTF-8 record are skipped; no word is longer than max_word_bytes.
+  grep -q 'source: closed; .* error events, 6 invalid UTF-8 bytes skipped, 0 words truncated and 0 dropped' "$work/run.log" \
+    || fail "the tokenizer's statistics at shutdown: $(grep 'source: closed' "$work/run.log")"
+  ok "6 invalid UTF-8 bytes, 0 words truncated and 0 dropped, logged at shutdown"
+  # Every input topic is named, the pattern too.
+  grep -qF 'running: input tally-input, ^tally-input-none-[0-9]+$; output tally-snapshots' "$work/run.log" \
+    || fail "the running line does not name both input topics: $(grep 'running:' "$work/run.log")"
+  grep -qF 'source: consuming tally-input, ^tally-input-none-[0-9]+$ as consumer group member' "$work/run.log" \
+    || fail "the source does not name both input topics: $(grep 'source: consuming' "$work/run.log")"
+  ok "both input topics named in the log"
 }
 
 test_signals() {
@@ -176,6 +191,126 @@ test_signals() {
   grep -q 'publishing the final snapshot' "$work/run.log" || fail "no final snapshot"
   [ "$(grep -c 'publishing the final snapshot' "$work/run.log")" = 1 ] || fail "final snapshot published more than once"
   ok "a second SIGTERM and a SIGINT during shutdown: one final snapshot, exit 0"
+
+  signals_hup
+  signals_requests_at_shutdown
+  signals_bursts
+}
+
+# SIGHUP is a graceful stop, as SIGTERM (issue 13 item 2: it ended tally run with status
+# 129 and no final snapshot).
+signals_hup() {
+  embedded_conf
+  start_tally hup "$work/tally.conf"
+  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  snapshot_caught_up "$work/hup-first"
+  stop_tally HUP
+  [ "$(grep -c 'final snapshot .* published' "$work/hup.log")" = 1 ] || fail "SIGHUP: no final snapshot published"
+  ok "SIGHUP: exit 0 after one final snapshot"
+}
+
+# Requests produced right after SIGTERM are answered before the final snapshot (issue 13
+# item 8: the request reader was closed at once, and they were neither answered nor
+# logged). A `tally broker` outlives Tally so the replies can be read afterwards; the
+# request producer is connected before SIGTERM, so its records follow it within
+# milliseconds.
+signals_requests_at_shutdown() {
+  start_broker
+  local broker_pid=${pids[-1]}
+  embedded_conf "[kafka]" "bootstrap.servers=$bootstrap"
+  start_tally late "$work/tally.conf"
+  streams_lines | kcat -P -X sticky.partitioning.linger.ms=0 -b "$bootstrap" -t tally-input 2>>"$work/kcat.log"
+  snapshot_caught_up "$work/late-first"
+  rm -f "$work/requests.fifo"
+  mkfifo "$work/requests.fifo"
+  kcat -P -b "$bootstrap" -t tally-requests -K '|' -X linger.ms=0 <"$work/requests.fifo" 2>>"$work/kcat.log" &
+  local producer=$!
+  pids+=("$producer")
+  exec 7>"$work/requests.fifo"
+  sleep 1 # kcat has its metadata
+  kill -TERM "$tally_pid"
+  printf 'late-1|{"top":1}\nlate-2|{"top":2}\nlate-3|{"prefix":"st"}\n' >&7
+  exec 7>&-
+  wait "$producer" || fail "kcat could not produce the requests"
+  local i status=0
+  for ((i = 0; i < 200; i++)); do
+    kill -0 "$tally_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  wait "$tally_pid" || status=$?
+  [ "$status" = 0 ] || fail "exit status $status after SIGTERM with requests at shutdown"
+  kcat -C -b "$bootstrap" -t tally-snapshots -o beginning -e -q \
+    -f '%s\n' 2>>"$work/kcat.log" >"$work/late-outputs"
+  "$py" - "$work/late-outputs" <<'PYEOF' || fail "requests produced after SIGTERM were not answered exactly"
+import json, sys
+replies = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    part = json.loads(line)
+    replies.setdefault(part["request_id"], []).extend(map(tuple, part["counts"]))
+expected = {
+    "late-1": [("kafka", 3)],
+    "late-2": [("kafka", 3), ("streams", 2)],
+    "late-3": [("streams", 2)],
+}
+for rid, counts in expected.items():
+    assert sorted(replies.get(rid, [])) == sorted(counts), (rid, replies.get(rid))
+PYEOF
+  [ "$(grep -c 'while shutting down: answered before the final snapshot' "$work/late.log")" = 3 ] \
+    || fail "the three late requests are not logged as answered during the shutdown"
+  grep -q 'request reader closed: 3 request(s) read at shutdown answered' "$work/late.log" \
+    || fail "the request reader did not report the 3 requests it read at shutdown"
+  [ "$(grep -c 'final snapshot .* published' "$work/late.log")" = 1 ] || fail "no final snapshot after the late requests"
+  ok "3 requests produced right after SIGTERM: each answered exactly (kafka 3, streams 2), then the final snapshot, exit 0"
+  kill "$broker_pid"
+  wait "$broker_pid" 2>/dev/null || true
+}
+
+# Bursts of signals while records are consumed (issue 13 item 1: a signal delivered to
+# the embedded broker's thread interrupted its poll and killed it: 5 of 10 runs with
+# TERM,TERM,USR1,TERM, 2 of 6 with 20 SIGUSR1). Each run: 20 SIGUSR1 back to back, a
+# snapshot published for them, then TERM,TERM,USR1,TERM back to back: exit 0 and one final
+# snapshot. TALLY_TEST_BURST_RUNS sets the number of runs (20 by default).
+signals_bursts() {
+  local runs=${TALLY_TEST_BURST_RUNS:-20} run i status
+  "$py" -c '
+import random, sys
+random.seed(13)
+words = "alpha beta gamma delta kafka streams word count tally signal".split()
+out = sys.stdout
+for _ in range(150000):
+    out.write(" ".join(random.choice(words) for _ in range(8)) + "\n")
+' >"$work/burst-input"
+  embedded_conf
+  for ((run = 1; run <= runs; run++)); do
+    start_tally "burst$run" "$work/tally.conf"
+    kcat -P -b "$bootstrap" -t tally-input <"$work/burst-input" 2>>"$work/kcat-burst.log" &
+    local producer=$!
+    pids+=("$producer")
+    sleep 0.3
+    for ((i = 0; i < 20; i++)); do kill -USR1 "$tally_pid"; done
+    wait_for_line "$work/burst$run.log" 'snapshot .* for request .* published' 20 >/dev/null \
+      || fail "burst run $run: no snapshot published after 20 SIGUSR1"
+    kill -TERM "$tally_pid"
+    kill -TERM "$tally_pid" 2>/dev/null || true
+    kill -USR1 "$tally_pid" 2>/dev/null || true
+    kill -TERM "$tally_pid" 2>/dev/null || true
+    for ((i = 0; i < 200; i++)); do
+      kill -0 "$tally_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$tally_pid" 2>/dev/null && fail "burst run $run: tally hung after TERM,TERM,USR1,TERM"
+    status=0
+    wait "$tally_pid" || status=$?
+    kill "$producer" 2>/dev/null || true
+    wait "$producer" 2>/dev/null || true
+    grep -q 'Interrupted system call' "$work/burst$run.log" && fail "burst run $run: $(grep -m1 'Interrupted system call' "$work/burst$run.log")"
+    [ "$status" = 0 ] || fail "burst run $run: exit status $status after TERM,TERM,USR1,TERM"
+    [ "$(grep -c 'final snapshot .* published' "$work/burst$run.log")" = 1 ] \
+      || fail "burst run $run: the final snapshot was not published exactly once"
+    grep -q 'not published' "$work/burst$run.log" && fail "burst run $run: $(grep -m1 'not published' "$work/burst$run.log")"
+    rm -f "$work/burst$run.log" "$work/burst$run.out"
+  done
+  ok "$runs of $runs runs: 20 SIGUSR1 while consuming published a snapshot, then TERM,TERM,USR1,TERM exited 0 after one final snapshot"
 }
 
 test_start() {
