@@ -46,8 +46,8 @@ test_partitions (void)
   tally_metrics_partition_add_record (b1, 10, 3);
   tally_metrics_partition_add_record (b1, 5, 0);
   tally_metrics_partition_add_record (a10, 7, 2);
-  tally_metrics_partition_set_position (b1, TRUE, 42);
-  tally_metrics_partition_set_position (a2, FALSE, -1);
+  tally_metrics_partition_set_position (b1, TRUE, 42, 40);
+  tally_metrics_partition_set_position (a2, FALSE, -1, -1);
   text = render (metrics, NULL, 0, NULL, 0);
 
   /* Sorted by topic, then partition number (2 before 10); labels escaped. */
@@ -68,7 +68,11 @@ test_partitions (void)
   /* Unknown positions and lags are left out, not -1. */
   assert_contains (text, "# TYPE tally_partition_position_offset gauge\n"
                          "tally_partition_position_offset{topic=\"b\",partition=\"1\"} 42\n"
+                         "# HELP tally_partition_committed_offset");
+  assert_contains (text, "# TYPE tally_partition_committed_offset gauge\n"
+                         "tally_partition_committed_offset{topic=\"b\",partition=\"1\"} 40\n"
                          "# HELP tally_consumer_lag_records");
+  /* No statistics yet: no lag. */
   assert_contains (text, "# TYPE tally_consumer_lag_records gauge\n"
                          "# HELP tally_partition_high_watermark_offset");
 }
@@ -152,13 +156,16 @@ static const char statistics[]
       "\"brokers\":{"
       "\"127.0.0.1:39092/bootstrap\":{\"name\":\"127.0.0.1:39092/bootstrap\",\"nodeid\":-1,"
       "\"state\":\"INIT\"},"
+      "\"GroupCoordinator\":{\"name\":\"GroupCoordinator\",\"nodeid\":1,\"source\":\"logical\","
+      "\"state\":\"UP\"},"
       "\"127.0.0.1:39092/1\":{\"name\":\"127.0.0.1:39092/1\",\"nodeid\":1,\"state\":\"UP\","
       "\"txerrs\":2,\"rxerrs\":1,\"req_timeouts\":0,\"rtt\":{\"min\":10,\"max\":900,\"avg\":1250}}}"
       ","
       "\"topics\":{\"words\":{\"topic\":\"words\",\"partitions\":{"
-      "\"0\":{\"partition\":0,\"fetch_state\":\"active\",\"hi_offset\":100,"
-      "\"committed_offset\":60,\"consumer_lag\":40},"
-      "\"1\":{\"partition\":1,\"fetch_state\":\"none\",\"hi_offset\":5,\"consumer_lag\":5},"
+      "\"0\":{\"partition\":0,\"fetch_state\":\"active\",\"hi_offset\":100,\"ls_offset\":95,"
+      "\"committed_offset\":-1001,\"consumer_lag\":-1},"
+      "\"1\":{\"partition\":1,\"fetch_state\":\"active\",\"hi_offset\":5,\"ls_offset\":5},"
+      "\"2\":{\"partition\":2,\"fetch_state\":\"none\",\"hi_offset\":5,\"ls_offset\":5},"
       "\"-1\":{\"partition\":-1,\"fetch_state\":\"none\",\"consumer_lag\":-1}}}}}";
 
 static void
@@ -168,19 +175,30 @@ test_statistics (void)
   g_autoptr (GError) error = NULL;
   g_autofree char *text = NULL;
 
-  tally_metrics_partition (metrics, "words", 0);
-  tally_metrics_partition (metrics, "words", 1);
+  TallyMetricsPartition *p0 = tally_metrics_partition (metrics, "words", 0);
+  TallyMetricsPartition *p1 = tally_metrics_partition (metrics, "words", 1);
+  TallyMetricsPartition *p2 = tally_metrics_partition (metrics, "words", 2);
+
+  tally_metrics_partition_set_position (p0, TRUE, 70, 60);
+  /* Committed beyond the statistics' end offset (they are older): lag 0, not negative. */
+  tally_metrics_partition_set_position (p1, TRUE, 9, 9);
+  /* Revoked: no lag of ours. */
+  tally_metrics_partition_set_position (p2, FALSE, -1, -1);
   g_assert_true (
       tally_metrics_update_statistics (metrics, statistics, strlen (statistics), &error));
   g_assert_no_error (error);
   g_assert_cmpuint (tally_metrics_get (metrics, TALLY_METRICS_STATISTICS), ==, 1);
   text = render (metrics, NULL, 0, NULL, 0);
+  /* Lag: the last stable offset (95) minus the committed offset (60). */
   assert_contains (text, "# TYPE tally_consumer_lag_records gauge\n"
-                         "tally_consumer_lag_records{topic=\"words\",partition=\"0\"} 40\n"
+                         "tally_consumer_lag_records{topic=\"words\",partition=\"0\"} 35\n"
+                         "tally_consumer_lag_records{topic=\"words\",partition=\"1\"} 0\n"
                          "# HELP");
-  assert_contains (text, "tally_partition_high_watermark_offset{topic=\"words\",partition=\"0\"} "
-                         "100\n# HELP");
-  assert_contains (text, "tally_partition_committed_offset{topic=\"words\",partition=\"0\"} 60\n");
+  assert_contains (text, "# TYPE tally_partition_high_watermark_offset gauge\n"
+                         "tally_partition_high_watermark_offset{topic=\"words\",partition=\"0\"} "
+                         "100\n"
+                         "tally_partition_high_watermark_offset{topic=\"words\",partition=\"1\"} "
+                         "5\n# HELP");
   assert_contains (text, "# TYPE tally_broker_up gauge\n"
                          "tally_broker_up{broker=\"127.0.0.1:39092/1\",node_id=\"1\"} 1\n"
                          "# HELP tally_broker_rtt_seconds");
@@ -397,6 +415,9 @@ test_listen_errors (void)
 int
 main (int argc, char **argv)
 {
+  /* No libproxy or dconf lookups in the HTTP client: it talks to 127.0.0.1 only. */
+  g_setenv ("GIO_USE_PROXY_RESOLVER", "dummy", TRUE);
+  g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/metrics/partitions", test_partitions);
   g_test_add_func ("/metrics/counters-histograms", test_counters_and_histograms);

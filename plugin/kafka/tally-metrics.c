@@ -35,10 +35,10 @@ struct _TallyMetricsPartition
   guint64 bytes;
   guint64 words;
   gint assigned;
-  gint64 position;  /* -1 unknown */
-  gint64 lag;       /* consumer_lag of the statistics; -1 unknown */
-  gint64 hi_offset; /* -1 unknown */
-  gint64 committed; /* -1 unknown */
+  gint64 position;   /* the source's; -1 unknown */
+  gint64 committed;  /* the source's (checkpointed and committed); -1 unknown */
+  gint64 hi_offset;  /* statistics; -1 unknown */
+  gint64 end_offset; /* statistics: ls_offset, else hi_offset; -1 unknown */
 };
 
 typedef struct
@@ -169,7 +169,7 @@ find_partition_locked (TallyMetrics *metrics, const char *topic, gint32 partitio
       e = g_new0 (TallyMetricsPartition, 1);
       e->topic = g_strdup (topic);
       e->partition = partition;
-      e->position = e->lag = e->hi_offset = e->committed = -1;
+      e->position = e->committed = e->hi_offset = e->end_offset = -1;
       g_ptr_array_add (metrics->partitions, e);
       g_hash_table_insert (metrics->by_key, g_steal_pointer (&key), e);
     }
@@ -197,10 +197,11 @@ tally_metrics_partition_add_record (TallyMetricsPartition *partition, gsize byte
 
 void
 tally_metrics_partition_set_position (TallyMetricsPartition *partition, gboolean assigned,
-                                      gint64 position)
+                                      gint64 position, gint64 committed)
 {
   STORE (&partition->assigned, assigned ? 1 : 0);
   STORE (&partition->position, position);
+  STORE (&partition->committed, committed);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -254,6 +255,7 @@ tally_metrics_update_statistics (TallyMetrics *metrics, const char *json, gsize 
             {
               JsonObject *stats = json_object_get_object_member (partitions, p->data);
               gint64 number = g_ascii_strtoll (p->data, NULL, 10);
+              gint64 hi, ls;
               TallyMetricsPartition *e;
 
               /* -1 is librdkafka's internal UA partition; only fetched ones have a lag. */
@@ -267,9 +269,13 @@ tally_metrics_update_statistics (TallyMetrics *metrics, const char *json, gsize 
               g_mutex_unlock (&metrics->lock);
               if (e == NULL)
                 continue;
-              STORE (&e->lag, member_int (stats, "consumer_lag", -1));
-              STORE (&e->hi_offset, member_int (stats, "hi_offset", -1));
-              STORE (&e->committed, member_int (stats, "committed_offset", -1));
+              /* Not consumer_lag: it is measured from the offset this consumer committed
+               * itself, and exactly-once checkpoints commit through the changelog
+               * producer's transaction, which the consumer's statistics never see. */
+              hi = member_int (stats, "hi_offset", -1);
+              ls = member_int (stats, "ls_offset", -1);
+              STORE (&e->hi_offset, hi);
+              STORE (&e->end_offset, ls >= 0 ? ls : hi);
             }
         }
     }
@@ -289,9 +295,16 @@ tally_metrics_update_statistics (TallyMetrics *metrics, const char *json, gsize 
           JsonObject *rtt;
           Broker broker = { 0 };
 
-          /* Bootstrap entries (nodeid -1) and the internal :0/internal broker are not
-           * brokers of the cluster. */
-          if (stats == NULL || member_int (stats, "nodeid", -1) < 0)
+          /* Bootstrap entries (nodeid -1), the internal :0/internal broker and the
+           * logical GroupCoordinator (a second name for a real broker) are not brokers of
+           * the cluster. */
+          if (stats == NULL || member_int (stats, "nodeid", -1) < 0
+              || g_strcmp0 (json_object_get_string_member_with_default (stats, "source", ""),
+                            "logical")
+                     == 0
+              || g_strcmp0 (json_object_get_string_member_with_default (stats, "source", ""),
+                            "internal")
+                     == 0)
             continue;
           broker.name = g_strdup (b->data);
           broker.node_id = (gint32)member_int (stats, "nodeid", -1);
@@ -431,9 +444,9 @@ typedef enum
   F_WORDS,
   F_ASSIGNED,
   F_POSITION,
+  F_COMMITTED,
   F_LAG,
   F_HI,
-  F_COMMITTED,
 } PartitionField;
 
 static void
@@ -464,7 +477,12 @@ partition_family (GString *out, GPtrArray *partitions, const char *name, const c
           v = LOAD (&e->position);
           break;
         case F_LAG:
-          v = LOAD (&e->lag);
+          {
+            gint64 end = LOAD (&e->end_offset), committed = LOAD (&e->committed);
+
+            /* Statistics a few seconds old may trail the commit: never below 0. */
+            v = LOAD (&e->assigned) && end >= 0 && committed >= 0 ? MAX (end - committed, 0) : -1;
+          }
           break;
         case F_HI:
           v = LOAD (&e->hi_offset);
@@ -559,15 +577,18 @@ tally_metrics_write (TallyMetrics *metrics, const TallyMetricsShard *shards, gui
   partition_family (out, partitions, "tally_partition_position_offset", "gauge",
                     "Offset of the next record to count, per owned input topic-partition.",
                     F_POSITION);
+  partition_family (out, partitions, "tally_partition_committed_offset", "gauge",
+                    "Offset committed for the group with the counts' checkpoint, per owned input "
+                    "topic-partition.",
+                    F_COMMITTED);
   partition_family (out, partitions, "tally_consumer_lag_records", "gauge",
-                    "Consumer lag in records (high watermark minus committed offset), from "
-                    "librdkafka's statistics.",
+                    "Records not yet checkpointed: the log end offset of librdkafka's statistics "
+                    "(last stable offset) minus the committed offset, per owned input "
+                    "topic-partition.",
                     F_LAG);
   partition_family (out, partitions, "tally_partition_high_watermark_offset", "gauge",
                     "High watermark of the input topic-partition, from librdkafka's statistics.",
                     F_HI);
-  partition_family (out, partitions, "tally_partition_committed_offset", "gauge",
-                    "Offset committed for the group, from librdkafka's statistics.", F_COMMITTED);
 
   counter (out, metrics, "tally_invalid_bytes_total", "Input bytes that were not UTF-8 (skipped).",
            TALLY_METRICS_INVALID_BYTES);

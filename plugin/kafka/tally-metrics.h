@@ -228,11 +228,14 @@ void tally_metrics_partition_add_record (TallyMetricsPartition *partition, gsize
  * @partition: an entry from tally_metrics_partition()
  * @assigned: whether this member owns the partition now
  * @position: the offset of the next record to count, or -1 when unknown
+ * @committed: the offset committed with the last checkpoint (what the group resumes
+ *   from), or -1 when unknown
  *
- * Records the partition's state, for the lag figures. Any thread; lock-free.
+ * Records the partition's state; the lag is the log end offset of the statistics minus
+ * @committed. Any thread; lock-free.
  */
 void tally_metrics_partition_set_position (TallyMetricsPartition *partition, gboolean assigned,
-                                           gint64 position);
+                                           gint64 position, gint64 committed);
 
 /**
  * tally_metrics_update_statistics:
@@ -242,10 +245,11 @@ void tally_metrics_partition_set_position (TallyMetricsPartition *partition, gbo
  * @len: its length in bytes
  * @error: return location for a json-glib parse error
  *
- * Takes the consumer lag (`consumer_lag`, `hi_offset`, `committed_offset` of each
- * `topics.*.partitions.*`) and the broker figures (`brokers.*`: `state`, `rtt.avg` in
- * microseconds, `txerrs`, `rxerrs`, `req_timeouts`) of one statistics document
- * (librdkafka's STATISTICS.md). Any thread; takes the lock for the brokers only.
+ * Takes the log end offsets (`hi_offset`, and `ls_offset`, the last stable offset that
+ * read_committed consumers stop at, of each `topics.*.partitions.*`) and the broker figures
+ * (`brokers.*`: `state`, `rtt.avg` in microseconds, `txerrs`, `rxerrs`, `req_timeouts`) of one
+ * statistics document (librdkafka's STATISTICS.md). Any thread; takes the lock for the brokers
+ * only.
  *
  * Returns: %TRUE if the document parsed
  */

@@ -852,6 +852,7 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
       else
         tally_metrics_add (self->metrics, TALLY_METRICS_CHECKPOINT_FAILURES, 1);
     }
+  publish_metrics (self); /* the committed offsets moved */
   return ok;
 }
 
@@ -1070,7 +1071,7 @@ on_revoke (TallySource *self, rd_kafka_topic_partition_list_t *partitions, gbool
       if (o != NULL)
         {
           if (o->metrics != NULL)
-            tally_metrics_partition_set_position (o->metrics, FALSE, -1);
+            tally_metrics_partition_set_position (o->metrics, FALSE, -1, -1);
           g_ptr_array_remove (self->owned, o);
         }
     }
@@ -1081,7 +1082,7 @@ on_revoke (TallySource *self, rd_kafka_topic_partition_list_t *partitions, gbool
           Owned *o = g_ptr_array_index (self->owned, i);
 
           if (o->metrics != NULL)
-            tally_metrics_partition_set_position (o->metrics, FALSE, -1);
+            tally_metrics_partition_set_position (o->metrics, FALSE, -1, -1);
         }
       g_ptr_array_set_size (self->owned, 0);
     }
@@ -1364,7 +1365,7 @@ publish_metrics (TallySource *self)
       Owned *o = g_ptr_array_index (self->owned, i);
 
       if (o->metrics != NULL)
-        tally_metrics_partition_set_position (o->metrics, TRUE, o->position);
+        tally_metrics_partition_set_position (o->metrics, TRUE, o->position, o->stored);
     }
   g_hash_table_iter_init (&iter, self->stores);
   while (g_hash_table_iter_next (&iter, NULL, &value))
