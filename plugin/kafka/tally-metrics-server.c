@@ -5,7 +5,8 @@
  * TALLY_METRICS_SERVER_HEALTH_TIMEOUT_MS. Everything of a probe runs on the server's
  * context (the ask replies come to the thread-default context of the asker; the main
  * loop's ping comes back with g_main_context_invoke()), so it needs no lock; it is
- * reference-counted because answers may come after the response went out.
+ * reference-counted (atomically: a ping the main context never ran is dropped on the
+ * thread that frees that context) because answers may come after the response went out.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -49,7 +50,7 @@ typedef enum
 
 typedef struct
 {
-  gint ref_count; /* the server's context only */
+  gint ref_count; /* atomic */
   TallyMetricsServer *server;
   SoupServerMessage *message; /* NULL once answered */
   ProbeKind kind;
@@ -64,16 +65,19 @@ typedef struct
 static Probe *
 probe_ref (Probe *probe)
 {
-  probe->ref_count++;
+  g_atomic_int_inc (&probe->ref_count);
   return probe;
 }
 
 static void
-probe_unref (Probe *probe)
+probe_unref (gpointer data)
 {
-  if (--probe->ref_count > 0)
+  Probe *probe = data;
+
+  if (!g_atomic_int_dec_and_test (&probe->ref_count))
     return;
-  g_assert (probe->message == NULL);
+  /* Unanswered only when the server went away first. */
+  g_clear_object (&probe->message);
   g_free (probe->shard_answered);
   g_hash_table_unref (probe->store_words);
   g_free (probe);
@@ -173,7 +177,6 @@ on_probe_timeout (gpointer user_data)
 {
   Probe *probe = user_data;
 
-  g_clear_pointer (&probe->timeout, g_source_unref);
   probe_finish (probe);
   return G_SOURCE_REMOVE;
 }
@@ -226,14 +229,31 @@ on_main_pong (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-/* On the main context: hands the probe back to the server's context. */
+typedef struct
+{
+  Probe *probe; /* NULL once handed back */
+} Ping;
+
+/* On the main context: hands the probe (and its reference) back to the server's context. */
 static gboolean
 on_main_ping (gpointer user_data)
 {
-  Probe *probe = user_data;
+  Ping *ping = user_data;
+  Probe *probe = g_steal_pointer (&ping->probe);
 
   g_main_context_invoke (probe->server->context, on_main_pong, probe);
   return G_SOURCE_REMOVE;
+}
+
+/* A ping the main context dropped without running it (its loop is gone). */
+static void
+ping_free (gpointer data)
+{
+  Ping *ping = data;
+
+  if (ping->probe != NULL)
+    probe_unref (ping->probe);
+  g_free (ping);
 }
 
 static void
@@ -253,7 +273,7 @@ probe_start (TallyMetricsServer *self, SoupServerMessage *message, ProbeKind kin
   soup_server_message_pause (message);
 
   probe->timeout = g_timeout_source_new (TALLY_METRICS_SERVER_HEALTH_TIMEOUT_MS);
-  g_source_set_callback (probe->timeout, on_probe_timeout, probe, NULL);
+  g_source_set_callback (probe->timeout, on_probe_timeout, probe_ref (probe), probe_unref);
   g_source_attach (probe->timeout, self->context);
 
   for (guint i = 0; i < n_shards; i++)
@@ -268,8 +288,12 @@ probe_start (TallyMetricsServer *self, SoupServerMessage *message, ProbeKind kin
     }
   if (kind == PROBE_HEALTH)
     {
+      Ping *ping = g_new0 (Ping, 1);
+
+      ping->probe = probe_ref (probe);
       probe->pending++;
-      g_main_context_invoke (self->main_context, on_main_ping, probe_ref (probe));
+      g_main_context_invoke_full (self->main_context, G_PRIORITY_DEFAULT, on_main_ping, ping,
+                                  ping_free);
     }
   else
     probe->main_answered = TRUE;
