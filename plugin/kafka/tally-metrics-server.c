@@ -31,7 +31,8 @@ struct _TallyMetricsServer
   GThread *thread;
   GMainContext *context;
   GMainLoop *loop;
-  SoupServer *server; /* the server's context only */
+  SoupServer *server;        /* the server's context only */
+  GCancellable *cancellable; /* the shard asks; cancelled when the server stops */
   guint16 port;
 
   /* Start-up handshake with tally_metrics_server_new(). */
@@ -284,7 +285,8 @@ probe_start (TallyMetricsServer *self, SoupServerMessage *message, ProbeKind kin
       ask->shard = i;
       probe->pending++;
       tally_address_ask_async (tally_aggregator_handle_get_shard_address (self->handle, i),
-                               tally_aggregator_get_stats_new (), NULL, on_shard_stats, ask);
+                               tally_aggregator_get_stats_new (), self->cancellable, on_shard_stats,
+                               ask);
     }
   if (kind == PROBE_HEALTH)
     {
@@ -379,7 +381,7 @@ server_thread (gpointer data)
 {
   TallyMetricsServer *self = data;
   GError *error = NULL;
-  GSList *uris;
+  GSList *listeners;
 
   g_main_context_push_thread_default (self->context);
   self->server = soup_server_new ("server-header", "tally/" TALLY_VERSION " ", NULL);
@@ -392,10 +394,16 @@ server_thread (gpointer data)
 
   if (soup_server_listen (self->server, self->address, 0, &error))
     {
-      uris = soup_server_get_uris (self->server);
-      if (uris != NULL)
-        self->port = (guint16)g_uri_get_port (uris->data);
-      g_slist_free_full (uris, (GDestroyNotify)g_uri_unref);
+      /* Not soup_server_get_uris(): libsoup 3.2 leaks an address in it. */
+      listeners = soup_server_get_listeners (self->server);
+      if (listeners != NULL)
+        {
+          g_autoptr (GSocketAddress) local = g_socket_get_local_address (listeners->data, NULL);
+
+          if (G_IS_INET_SOCKET_ADDRESS (local))
+            self->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local));
+        }
+      g_slist_free (listeners);
     }
   g_mutex_lock (&self->lock);
   self->error = error;
@@ -405,6 +413,10 @@ server_thread (gpointer data)
 
   if (error == NULL)
     g_main_loop_run (self->loop);
+  /* Asks a stuck shard has not answered end now, and with them their probes. */
+  g_cancellable_cancel (self->cancellable);
+  while (g_main_context_iteration (self->context, FALSE))
+    ;
   soup_server_disconnect (self->server);
   g_clear_object (&self->server);
   /* Replies of asks still in flight, timeouts: let them run out. */
@@ -487,6 +499,7 @@ tally_metrics_server_new (const char *listen, TallyMetrics *metrics, TallyAggreg
   self->test_hooks = g_strcmp0 (g_getenv ("TALLY_TEST_HOOKS"), "1") == 0;
   self->address = address;
   self->context = g_main_context_new ();
+  self->cancellable = g_cancellable_new ();
   self->loop = g_main_loop_new (self->context, FALSE);
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
@@ -527,6 +540,7 @@ tally_metrics_server_free (TallyMetricsServer *server)
   g_main_context_unref (server->context);
   g_main_context_unref (server->main_context);
   g_clear_object (&server->address);
+  g_clear_object (&server->cancellable);
   g_clear_pointer (&server->handle, tally_aggregator_handle_unref);
   tally_metrics_unref (server->metrics);
   g_mutex_clear (&server->lock);
