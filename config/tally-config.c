@@ -125,8 +125,8 @@ static const Choice log_level_choices[] = {
 
 /* Groups in documented order; [kafka] has no table entries (any librdkafka property). */
 static const char *const known_groups[] = {
-  "kafka",      "input",     "output", "requests", "snapshot", "checkpoint",
-  "aggregator", "tokenizer", "broker", "shutdown", "log",      NULL,
+  "kafka",     "input",  "output",   "requests", "snapshot", "checkpoint", "aggregator",
+  "tokenizer", "broker", "shutdown", "log",      "metrics",  NULL,
 };
 
 static const KeySpec schema[] = {
@@ -161,6 +161,7 @@ static const KeySpec schema[] = {
   { "broker", "partitions", TYPE_UINT, OFF (broker.partitions), 1, 1000, "partitions" },
   { "shutdown", "timeout_ms", TYPE_UINT, OFF (shutdown.timeout_ms), 1, 600000, "ms" },
   { "log", "level", TYPE_ENUM, OFF (log.level), 0, 0, NULL, log_level_choices },
+  { "metrics", "listen", TYPE_STRING, OFF (metrics.listen) },
 };
 
 #define FIELD(config, spec, type) ((type *)(gpointer)((char *)(config) + (spec)->offset))

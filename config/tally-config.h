@@ -320,6 +320,14 @@ typedef struct
      * bit of that level: a message of level L is printed when L <= this value. */
     GLogLevelFlags level;
   } log;
+
+  struct
+  {
+    /* [metrics] listen: `HOST:PORT` (IPv6 hosts in brackets) where `tally run` serves
+     * /metrics (Prometheus text format), /healthz and /readyz over HTTP; a bare `PORT`
+     * means 127.0.0.1:PORT. Default unset: no listener. */
+    char *listen;
+  } metrics;
 } TallyConfig;
 
 /**

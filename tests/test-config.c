@@ -635,7 +635,7 @@ test_example_and_docs_cover_every_key (void)
       g_assert_nonnull (strstr (docs, as_doc));
       keys++;
     }
-  g_assert_cmpuint (keys, ==, 25);
+  g_assert_cmpuint (keys, ==, 26);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -812,7 +812,7 @@ test_to_string_shape (void)
   g_assert_nonnull (strstr (text, "\n[input]\ntopics=news;^logs-[0-9]{1,3}$;tweets;\n"
                                   "group_id=word counters\nauto_offset_reset=latest\n"
                                   "max_batch_records=250\n\n[output]\n"));
-  g_assert_true (g_str_has_suffix (text, "\n[log]\nlevel=debug\n"));
+  g_assert_true (g_str_has_suffix (text, "\n[log]\nlevel=debug\n\n[metrics]\n#listen=\n"));
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1165,7 +1165,7 @@ test_cli_print_config (void)
   g_assert_cmpint (r.status, ==, 0);
   g_assert_nonnull (
       strstr (r.out, "# Environment overrides: TALLY_KAFKA_SASL_PASSWORD, TALLY_LOG_LEVEL\n"));
-  g_assert_true (g_str_has_suffix (r.out, "\n[log]\nlevel=info\n"));
+  g_assert_true (g_str_has_suffix (r.out, "\n[log]\nlevel=info\n\n[metrics]\n#listen=\n"));
   g_assert_null (strstr (r.out, "from-env"));
   tally_test_run_clear (&r);
 

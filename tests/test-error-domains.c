@@ -13,6 +13,7 @@
 #include "tally-broker.h"
 #include "tally-checkpoint.h"
 #include "tally-config.h"
+#include "tally-metrics-server.h"
 #include "tally-publisher.h"
 #include "tally-request-reader.h"
 #include "tally-run.h"
@@ -36,6 +37,7 @@ test_libtally_domains (void)
     { tally_broker_error_quark, "tally-broker-error-quark" },
     { tally_checkpoint_error_quark, "tally-checkpoint-error-quark" },
     { tally_config_error_quark, "tally-config-error-quark" },
+    { tally_metrics_server_error_quark, "tally-metrics-server-error-quark" },
     { tally_publisher_error_quark, "tally-publisher-error-quark" },
     { tally_request_reader_error_quark, "tally-request-reader-error-quark" },
     { tally_run_error_quark, "tally-run-error-quark" },

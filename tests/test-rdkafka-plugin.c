@@ -616,7 +616,7 @@ test_bad_properties (Fixture *f, gconstpointer data)
   assert_invalid (conf, "tally.bogus", "1",
                   "tally.bogus: unknown property of the Tally plugin (known: tally.config, "
                   "tally.output.topic, tally.requests.topic, tally.tokenizer, tally.shards, "
-                  "tally.full, tally.full.wait.ms)");
+                  "tally.full, tally.full.wait.ms, tally.metrics.listen)");
   assert_invalid (conf, "tally.full", "sometimes",
                   "tally.full: expected \"drop\" or \"wait\", not \"sometimes\"");
   assert_invalid (conf, "tally.full.wait.ms", "60001",

@@ -117,6 +117,9 @@ static const TallyMessageType get_counts_type
     = { "GetCounts", get_counts_free, (GDestroyNotify)tally_counts_unref };
 static const TallyMessageType drop_store_type = { "DropStore", g_free, NULL };
 static const TallyMessageType restore_store_type = { "RestoreStore", restore_store_free, NULL };
+static const TallyMessageType get_stats_type
+    = { "GetStats", g_free, (GDestroyNotify)g_array_unref };
+static const TallyMessageType stall_type = { "Stall", g_free, NULL };
 static const TallyMessageType take_changes_type
     = { "TakeChanges", g_free, (GDestroyNotify)tally_counts_unref };
 
@@ -522,6 +525,60 @@ handle_take_changes (TallyActor *actor, TallyMessage *message, GError **error)
   return TRUE;
 }
 
+/* GetStats: a few integers per store, O(stores); the health check's ask and the metrics'
+ * distinct words, so it must stay cheap whatever the number of words. */
+static gboolean
+handle_get_stats (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  GArray *stats = g_array_sized_new (FALSE, FALSE, sizeof (TallyAggregatorStoreStats),
+                                     g_hash_table_size (self->stores));
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_hash_table_iter_init (&iter, self->stores);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      TallyAggregatorStoreStats s = { GPOINTER_TO_UINT (key), tally_word_table_get_size (value),
+                                      tally_word_table_get_total (value) };
+      g_array_append_val (stats, s);
+    }
+  tally_message_reply (message, stats);
+  return TRUE;
+}
+
+typedef struct
+{
+  TallyMessage parent;
+  guint ms;
+} StallMessage;
+
+static gboolean
+handle_stall (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  g_usleep ((gulong)((StallMessage *)message)->ms * 1000);
+  return TRUE;
+}
+
+TallyMessage *
+tally_aggregator_get_stats_new (void)
+{
+  TallyMessage *m = g_new0 (TallyMessage, 1);
+
+  tally_message_init (m, &get_stats_type);
+  return m;
+}
+
+TallyMessage *
+tally_aggregator_stall_new (guint ms)
+{
+  StallMessage *m = g_new0 (StallMessage, 1);
+
+  tally_message_init (&m->parent, &stall_type);
+  m->ms = ms;
+  return &m->parent;
+}
+
 /* ---------------------------------------------------------------------------------------
  * Class
  * ------------------------------------------------------------------------------------- */
@@ -548,6 +605,8 @@ tally_aggregator_class_init (TallyAggregatorClass *klass)
   tally_actor_class_add_handler (actor_class, &drop_store_type, handle_drop_store);
   tally_actor_class_add_handler (actor_class, &restore_store_type, handle_restore_store);
   tally_actor_class_add_handler (actor_class, &take_changes_type, handle_take_changes);
+  tally_actor_class_add_handler (actor_class, &get_stats_type, handle_get_stats);
+  tally_actor_class_add_handler (actor_class, &stall_type, handle_stall);
 }
 
 static void

@@ -172,4 +172,41 @@ TallyMessage *tally_aggregator_restore_store_new (guint32 store, TallyCounts *co
  */
 TallyMessage *tally_aggregator_take_changes_new (guint32 store);
 
+/**
+ * TallyAggregatorStoreStats:
+ * @store: the store (input partition number)
+ * @words: distinct words of the store held by this shard
+ * @total: the sum of their counts
+ *
+ * One shard's figures for one store, the reply of GetStats.
+ */
+typedef struct
+{
+  guint32 store;
+  guint64 words;
+  guint64 total;
+} TallyAggregatorStoreStats;
+
+/**
+ * tally_aggregator_get_stats_new:
+ *
+ * A GetStats message: costs O(stores), not O(words), so health checks and metrics may
+ * send it at any time. Its reply is a #GArray of #TallyAggregatorStoreStats, one per
+ * store the shard holds (free with g_array_unref()).
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_get_stats_new (void);
+
+/**
+ * tally_aggregator_stall_new:
+ * @ms: how long the shard's thread sleeps, in milliseconds
+ *
+ * A Stall message, for tests only: the shard handles nothing else for @ms, as a stuck
+ * shard would (the health check must then fail). No reply value.
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_stall_new (guint ms);
+
 G_END_DECLS

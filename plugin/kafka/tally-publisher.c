@@ -193,6 +193,8 @@ job_finish (Job *job)
       reply->report->parts = job->n_parts;
       reply->report->delivered = job->delivered;
       reply->report->retries = job->retries;
+      for (guint i = 0; job->values != NULL && i < job->values->len; i++)
+        reply->report->bytes += g_bytes_get_size (g_ptr_array_index (job->values, i));
     }
   if (reply->error != NULL)
     g_warning ("publisher: %s", reply->error->message);

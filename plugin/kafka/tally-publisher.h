@@ -149,6 +149,7 @@ void tally_publisher_set_flush_timeout (TallyPublisher *self, guint timeout_ms);
  * @parts: how many parts (records) it was split into
  * @delivered: how many were acknowledged by the broker
  * @retries: how many times parts were produced again after a failed delivery report
+ * @bytes: the size of the parts' values together, in bytes
  *
  * What tally_publisher_publish_finish() returns when every part was delivered.
  */
@@ -158,6 +159,7 @@ typedef struct
   guint parts;
   guint delivered;
   guint retries;
+  guint64 bytes;
 } TallyPublishReport;
 
 /**

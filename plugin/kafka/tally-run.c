@@ -29,6 +29,8 @@
 #include "tally-snapshot-coordinator.h"
 #include "tally-kafka-errors.h"
 #include "tally-kafka-log.h"
+#include "tally-metrics-server.h"
+#include "tally-notify.h"
 #include "tally-source.h"
 #include "tally-topics.h"
 
@@ -70,6 +72,8 @@ typedef struct
   TallyAddress *publisher;
   TallySupervisor *supervisor;         /* the publisher's */
   TallySnapshotCoordinator *snapshots; /* on the publisher's arbiter */
+  TallyMetrics *metrics;               /* tally-metrics.h; served when [metrics] listen */
+  TallyMetricsServer *metrics_server;
 
   guint signal_ids[4];
   gboolean starting; /* waiting for the broker in ensure_topics(), on the start thread */
@@ -174,6 +178,7 @@ on_stop_signal (gpointer user_data)
     }
   run->shutting_down = TRUE;
   g_message ("shutting down");
+  tally_notify_stopping ();
 
   run->watchdog_deadline = g_get_monotonic_time ()
                            + (gint64)run->config->shutdown.timeout_ms * G_TIME_SPAN_MILLISECOND;
@@ -417,6 +422,7 @@ run_clear (TallyRun *run)
   /* The request reader goes on the publisher's arbiter, which still runs. */
   if (run->snapshots != NULL)
     tally_snapshot_coordinator_stop_triggers (run->snapshots);
+  g_clear_pointer (&run->metrics_server, tally_metrics_server_free);
   if (run->source != NULL)
     {
       tally_address_stop (run->source);
@@ -443,6 +449,7 @@ run_clear (TallyRun *run)
     tally_aggregator_handle_stop (run->handle);
   g_clear_pointer (&run->handle, tally_aggregator_handle_unref);
   g_clear_pointer (&run->broker, tally_broker_free);
+  g_clear_pointer (&run->metrics, tally_metrics_unref);
   for (guint i = 0; i < G_N_ELEMENTS (run->signal_ids); i++)
     if (run->signal_ids[i] != 0)
       g_source_remove (run->signal_ids[i]);
@@ -525,6 +532,8 @@ tally_run_service (const TallyConfig *config, GError **error)
 
   run.handle = tally_aggregator_handle_new (config->aggregator.shards,
                                             config->aggregator.mailbox_capacity);
+  run.metrics = tally_metrics_new ();
+  tally_metrics_set_ready_func (run.metrics, (TallyMetricsReadyFunc)tally_notify_ready, NULL);
 
   /* The publisher. */
   run.publisher_arbiter = tally_arbiter_new ("tally-publish");
@@ -577,6 +586,7 @@ tally_run_service (const TallyConfig *config, GError **error)
         }
       goto out;
     }
+  tally_source_set_metrics (TALLY_SOURCE (actor), run.metrics);
   run.source = tally_actor_start (actor, run.source_arbiter, 16);
 
   /* Snapshots: triggers, cuts of the source's stores, publishing; on the publisher's
@@ -585,9 +595,27 @@ tally_run_service (const TallyConfig *config, GError **error)
       "", tally_arbiter_get_context (run.publisher_arbiter), run.publisher, config->output.topic,
       tally_source_cutter (), tally_address_ref (run.source), (GDestroyNotify)tally_address_unref,
       config->snapshot.interval_ms);
+  tally_snapshot_coordinator_set_metrics (run.snapshots, run.metrics);
   if (!tally_snapshot_coordinator_read_requests (run.snapshots, rd_kafka_conf_dup (base),
                                                  config->requests.topic, start_ms, 10000, error))
     goto out;
+  if (config->metrics.listen != NULL)
+    {
+      g_autoptr (GError) local_error = NULL;
+
+      run.metrics_server = tally_metrics_server_new (config->metrics.listen, run.metrics,
+                                                     run.handle, NULL, &local_error);
+      if (run.metrics_server == NULL)
+        {
+          g_set_error (error, TALLY_RUN_ERROR,
+                       g_error_matches (local_error, TALLY_METRICS_SERVER_ERROR,
+                                        TALLY_METRICS_SERVER_ERROR_ADDRESS)
+                           ? TALLY_RUN_ERROR_CONFIG
+                           : TALLY_RUN_ERROR_FAILED,
+                       "[metrics] listen: %s", local_error->message);
+          goto out;
+        }
+    }
 
   {
     g_autofree char *inputs = g_strjoinv (", ", config->input.topics);

@@ -17,6 +17,7 @@
  */
 #include "tally-snapshot-coordinator.h"
 
+#include "tally-metrics.h"
 #include "tally-publisher.h"
 #include "tally-request-reader.h"
 
@@ -41,6 +42,7 @@ struct _TallySnapshotCoordinator
   gboolean triggers_stopped; /* set under lock; read on the context */
   TallySnapshotClosedFunc closed;
   gpointer closed_data;
+  TallyMetrics *metrics; /* nullable, set before the first trigger */
 
   /* Under lock: the context and waiting threads. */
   GMutex lock;
@@ -55,6 +57,7 @@ typedef struct
   TallySnapshotRequest *request;
   gboolean final;
   gboolean retried; /* once, after the publisher was restarted */
+  gint64 started_us;
 } Job;
 
 static void start_job (Job *job);
@@ -81,6 +84,7 @@ tally_snapshot_coordinator_unref (TallySnapshotCoordinator *self)
     }
   if (self->cutter_data_free != NULL)
     self->cutter_data_free (self->cutter_data);
+  g_clear_pointer (&self->metrics, tally_metrics_unref);
   tally_address_unref (self->publisher);
   g_main_context_unref (self->context);
   g_mutex_clear (&self->lock);
@@ -182,6 +186,15 @@ on_published (GObject *object, GAsyncResult *result, gpointer user_data)
       start_job (job);
       return;
     }
+  if (self->metrics != NULL && report == NULL)
+    tally_metrics_add (self->metrics, TALLY_METRICS_SNAPSHOT_FAILURES, 1);
+  else if (self->metrics != NULL)
+    {
+      tally_metrics_observe (self->metrics, TALLY_METRICS_SNAPSHOT_SECONDS,
+                             g_get_monotonic_time () - job->started_us);
+      tally_metrics_add (self->metrics, TALLY_METRICS_SNAPSHOT_PARTS, report->parts);
+      tally_metrics_add (self->metrics, TALLY_METRICS_SNAPSHOT_BYTES, report->bytes);
+    }
   if (report == NULL)
     g_warning ("%ssnapshot for request %s not published: %s", self->log_prefix,
                job->request->request_id, error->message);
@@ -235,6 +248,9 @@ take_snapshot (TallySnapshotCoordinator *self, TallySnapshotRequest *request, gb
   job->self = tally_snapshot_coordinator_ref (self);
   job->request = request;
   job->final = final;
+  job->started_us = g_get_monotonic_time ();
+  if (self->metrics != NULL)
+    tally_metrics_add (self->metrics, TALLY_METRICS_SNAPSHOT_REQUESTS, 1);
   g_mutex_lock (&self->lock);
   self->in_flight++;
   /* In the same section as the final job's count, for tally_snapshot_coordinator_wait_closed(). */
@@ -287,6 +303,13 @@ on_trigger (gpointer user_data)
   else
     take_snapshot (self, tally_snapshot_request_new (NULL), FALSE);
   return G_SOURCE_CONTINUE;
+}
+
+void
+tally_snapshot_coordinator_set_metrics (TallySnapshotCoordinator *self, TallyMetrics *metrics)
+{
+  g_clear_pointer (&self->metrics, tally_metrics_unref);
+  self->metrics = metrics != NULL ? tally_metrics_ref (metrics) : NULL;
 }
 
 TallySnapshotCoordinator *

@@ -16,6 +16,8 @@
  */
 #pragma once
 
+#include "tally-metrics.h"
+
 #include <gio/gio.h>
 #include <librdkafka/rdkafka.h>
 
@@ -78,6 +80,16 @@ tally_snapshot_coordinator_new (const char *log_prefix, GMainContext *context,
                                 TallyAddress *publisher, const char *output_topic,
                                 const TallySnapshotCutter *cutter, gpointer cutter_data,
                                 GDestroyNotify cutter_data_free, guint interval_ms);
+
+/**
+ * tally_snapshot_coordinator_set_metrics:
+ * @self: a coordinator, before its first trigger
+ * @metrics: (nullable): where snapshot requests, failures, durations, parts and bytes are
+ *   counted; a reference is taken
+ *
+ * From the thread that created @self, before tally_snapshot_coordinator_read_requests().
+ */
+void tally_snapshot_coordinator_set_metrics (TallySnapshotCoordinator *self, TallyMetrics *metrics);
 
 /**
  * tally_snapshot_coordinator_ref:

@@ -51,6 +51,7 @@
 
 #include "tally-checkpoint.h"
 #include "tally-kafka-errors.h"
+#include "tally-metrics.h"
 #include "tally-tokenizer.h"
 
 #include <errno.h>
@@ -110,6 +111,9 @@
  * checkpoint tick without changes, instead of staying in the process's RSS as free heap
  * of several malloc arenas. */
 #define TRIM_AFTER_WORDS 65536
+/* The statistics.interval.ms Tally sets when [metrics] listen is set and [kafka] does
+ * not set it: consumer lag and broker figures at most this old. */
+#define STATISTICS_INTERVAL_MS "5000"
 
 /* One owned store: an input partition number, whatever the topic. */
 typedef struct
@@ -128,6 +132,7 @@ typedef struct
   gint32 partition;
   gint64 position; /* next offset not yet in a batcher; RD_KAFKA_OFFSET_INVALID if unknown */
   gint64 stored;   /* last offset stored for the commit */
+  TallyMetricsPartition *metrics; /* NULL without a registry */
 } Owned;
 
 struct _TallySource
@@ -162,7 +167,8 @@ struct _TallySource
   gboolean trim_due; /* big checkpoints or snapshots since the last malloc_trim() */
 
   /* Statistics. */
-  gsize records; /* atomic (g_atomic_pointer_*), read from any thread */
+  TallyMetrics *metrics; /* nullable; tally-source-metrics below */
+  gsize records;         /* atomic (g_atomic_pointer_*), read from any thread */
   guint64 error_events;
   guint64 words;
 };
@@ -171,6 +177,7 @@ G_DEFINE_FINAL_TYPE (TallySource, tally_source, TALLY_TYPE_ACTOR)
 
 static void poll_batch (TallySource *self);
 static gboolean checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit);
+static void publish_metrics (TallySource *self);
 
 /* ---------------------------------------------------------------------------------------
  * Stores and positions
@@ -349,6 +356,9 @@ unblock (TallySource *self)
   if (!self->blocked)
     return;
   self->blocked = FALSE;
+  if (self->metrics != NULL)
+    tally_metrics_add (self->metrics, TALLY_METRICS_BACKPRESSURE_US,
+                       (guint64)(g_get_monotonic_time () - self->blocked_since_us));
   if (self->retry_timer != 0)
     {
       tally_actor_cancel_timer (TALLY_ACTOR (self), self->retry_timer);
@@ -385,6 +395,8 @@ on_retry_flush (gpointer user_data)
     {
       self->paused = TRUE;
       set_paused (self, TRUE);
+      if (self->metrics != NULL)
+        tally_metrics_add (self->metrics, TALLY_METRICS_PAUSES, 1);
       g_debug ("source: shard mailboxes full for %d ms, partitions paused", PAUSE_AFTER_MS);
     }
   return G_SOURCE_CONTINUE;
@@ -397,6 +409,8 @@ block (TallySource *self)
     return;
   self->blocked = TRUE;
   self->blocked_since_us = g_get_monotonic_time ();
+  if (self->metrics != NULL)
+    tally_metrics_add (self->metrics, TALLY_METRICS_MAILBOX_FULL, 1);
   self->retry_timer
       = tally_actor_run_interval (TALLY_ACTOR (self), RETRY_FLUSH_MS, on_retry_flush, self, NULL);
 }
@@ -417,11 +431,14 @@ handle_record (TallySource *self, rd_kafka_message_t *m)
   const char *topic = m->rkt != NULL ? rd_kafka_topic_name (m->rkt) : "?";
   Owned *owned;
   Store *store;
+  gsize n_words = 0;
 
   if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
     {
       /* An event, not a record: never counted as text. */
       self->error_events++;
+      if (self->metrics != NULL && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        tally_metrics_add (self->metrics, TALLY_METRICS_KAFKA_ERRORS, 1);
       if (tally_kafka_errors_check (m->err, "input consumer", m->rkt != NULL ? topic : NULL,
                                     rd_kafka_message_errstr (m)))
         return; /* a missing ACL or bad credentials: fatal in `tally run` */
@@ -448,8 +465,10 @@ handle_record (TallySource *self, rd_kafka_message_t *m)
   /* A null value (tombstone) or an empty one has no words; any bytes at all are safe to
    * feed (NUL and invalid UTF-8 separate words). */
   if (m->payload != NULL && m->len > 0)
-    self->words
-        += tally_tokenizer_feed (self->tokenizer, m->payload, m->len, on_word, store->batcher);
+    n_words = tally_tokenizer_feed (self->tokenizer, m->payload, m->len, on_word, store->batcher);
+  self->words += n_words;
+  if (owned->metrics != NULL)
+    tally_metrics_partition_add_record (owned->metrics, m->len, n_words);
   owned->position = m->offset + 1;
   store->dirty = TRUE;
   g_atomic_pointer_add (&self->records, 1);
@@ -476,6 +495,8 @@ poll_batch (TallySource *self)
       if (self->stopped_consuming)
         break;
     }
+  if (n > 0)
+    publish_metrics (self);
 
   if (n == self->max_batch_records && !self->stopped_consuming
       && pending_words (self) < COALESCE_WORDS)
@@ -595,6 +616,10 @@ commit_transaction (TallySource *self, GPtrArray *written)
   ok = tally_checkpoint_commit (self->checkpoint, list, group_metadata, CHECKPOINT_TIMEOUT_MS,
                                 &error);
   rd_kafka_consumer_group_metadata_destroy (group_metadata);
+  if (self->metrics != NULL)
+    tally_metrics_add (
+        self->metrics,
+        ok ? TALLY_METRICS_TRANSACTIONS_COMMITTED : TALLY_METRICS_TRANSACTIONS_ABORTED, 1);
   if (!ok)
     {
       if (g_error_matches (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_FENCED))
@@ -628,7 +653,7 @@ commit_transaction (TallySource *self, GPtrArray *written)
  * offsets synchronously afterwards. Returns FALSE if any store could not be checkpointed
  * (its changes are kept for the next attempt and its offsets are not stored). */
 static gboolean
-checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
+checkpoint_stores_untimed (TallySource *self, GArray *store_ids, gboolean commit)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GArray) ids = NULL;
@@ -739,6 +764,8 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
         {
           /* Nothing of a transaction with a missing store may commit. */
           tally_checkpoint_abort (self->checkpoint);
+          if (self->metrics != NULL)
+            tally_metrics_add (self->metrics, TALLY_METRICS_TRANSACTIONS_ABORTED, 1);
           mark_dirty (self, NULL);
           return FALSE;
         }
@@ -826,6 +853,25 @@ commit:
   return ok;
 }
 
+/* checkpoint_stores_untimed(), timed for tally_checkpoint_duration_seconds. */
+static gboolean
+checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
+{
+  gint64 started_us = g_get_monotonic_time ();
+  gboolean ok = checkpoint_stores_untimed (self, store_ids, commit);
+
+  if (self->metrics != NULL && self->checkpoint != NULL)
+    {
+      if (ok)
+        tally_metrics_observe (self->metrics, TALLY_METRICS_CHECKPOINT_SECONDS,
+                               g_get_monotonic_time () - started_us);
+      else
+        tally_metrics_add (self->metrics, TALLY_METRICS_CHECKPOINT_FAILURES, 1);
+    }
+  publish_metrics (self); /* the committed offsets moved */
+  return ok;
+}
+
 static gboolean
 on_checkpoint_timer (gpointer user_data)
 {
@@ -869,6 +915,10 @@ on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
       = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify)g_hash_table_unref);
   g_autoptr (GError) error = NULL;
   rd_kafka_topic_partition_list_t *committed = NULL;
+  gint64 started_us = g_get_monotonic_time ();
+
+  if (self->metrics != NULL)
+    tally_metrics_set_state (self->metrics, self->owned->len, TRUE, 0, FALSE);
 
   /* Changelog partition p holds store p: it needs a partition for every assigned input
    * partition, also one of a topic that appeared (regex) or grew while Tally runs. */
@@ -963,6 +1013,8 @@ on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
       o->partition = tp->partition;
       o->position = RD_KAFKA_OFFSET_INVALID;
       o->stored = RD_KAFKA_OFFSET_INVALID;
+      if (self->metrics != NULL)
+        o->metrics = tally_metrics_partition (self->metrics, tp->topic, tp->partition);
       if (marker != NULL)
         {
           tp->offset = *marker;
@@ -987,6 +1039,9 @@ on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
           o->position = o->stored = committed->elems[i].offset;
       }
   rd_kafka_topic_partition_list_destroy (committed);
+  if (self->metrics != NULL)
+    tally_metrics_observe (self->metrics, TALLY_METRICS_RESTORE_SECONDS,
+                           g_get_monotonic_time () - started_us);
 }
 
 static void
@@ -1030,10 +1085,23 @@ on_revoke (TallySource *self, rd_kafka_topic_partition_list_t *partitions, gbool
       Owned *o = find_owned (self, partitions->elems[i].topic, partitions->elems[i].partition);
 
       if (o != NULL)
-        g_ptr_array_remove (self->owned, o);
+        {
+          if (o->metrics != NULL)
+            tally_metrics_partition_set_position (o->metrics, FALSE, -1, -1);
+          g_ptr_array_remove (self->owned, o);
+        }
     }
   if (all)
-    g_ptr_array_set_size (self->owned, 0);
+    {
+      for (guint i = 0; i < self->owned->len; i++)
+        {
+          Owned *o = g_ptr_array_index (self->owned, i);
+
+          if (o->metrics != NULL)
+            tally_metrics_partition_set_position (o->metrics, FALSE, -1, -1);
+        }
+      g_ptr_array_set_size (self->owned, 0);
+    }
 }
 
 static void
@@ -1049,6 +1117,8 @@ on_rebalance (rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_
     {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
       g_message ("source: assigned %d partitions", partitions->cnt);
+      if (self->metrics != NULL)
+        tally_metrics_add (self->metrics, TALLY_METRICS_REBALANCE_ASSIGNS, 1);
       on_assign (self, partitions);
       if (cooperative)
         error = rd_kafka_incremental_assign (rk, partitions);
@@ -1074,6 +1144,8 @@ on_rebalance (rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_
 
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
       g_message ("source: revoked %d partitions", partitions->cnt);
+      if (self->metrics != NULL)
+        tally_metrics_add (self->metrics, TALLY_METRICS_REBALANCE_REVOKES, 1);
       on_revoke (self, partitions, !cooperative);
       if (cooperative)
         error = rd_kafka_incremental_unassign (rk, partitions);
@@ -1083,6 +1155,8 @@ on_rebalance (rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_
 
     default:
       g_warning ("source: rebalance failed: %s", rd_kafka_err2str (err));
+      if (self->metrics != NULL)
+        tally_metrics_add (self->metrics, TALLY_METRICS_REBALANCE_ERRORS, 1);
       on_revoke (self, partitions, TRUE);
       if (cooperative)
         error = rd_kafka_incremental_unassign (rk, partitions);
@@ -1097,6 +1171,7 @@ on_rebalance (rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_
     }
   else if (assign_err != RD_KAFKA_RESP_ERR_NO_ERROR)
     g_warning ("source: assign failed: %s", rd_kafka_err2str (assign_err));
+  publish_metrics (self);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1211,6 +1286,7 @@ handle_stop_consuming (TallyActor *actor, TallyMessage *message, GError **error)
         }
       g_message ("source: stopped consuming after %" G_GUINT64_FORMAT " records",
                  (guint64)g_atomic_pointer_get (&self->records));
+      publish_metrics (self);
     }
   if (!flush_batchers (self, TRUE, error))
     return FALSE;
@@ -1282,6 +1358,61 @@ tally_source_get_records (TallySource *self)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Metrics (tally-metrics.h): the per-record counters are updated in handle_record(); the
+ * rest once per poll batch, rebalance or statistics document, on this thread.
+ * ------------------------------------------------------------------------------------- */
+
+static void
+publish_metrics (TallySource *self)
+{
+  TallyTokenizerStats stats;
+  GHashTableIter iter;
+  gpointer value;
+  guint broken = 0;
+
+  if (self->metrics == NULL)
+    return;
+  tally_tokenizer_get_stats (self->tokenizer, &stats);
+  tally_metrics_set_total (self->metrics, TALLY_METRICS_INVALID_BYTES, stats.invalid_bytes);
+  tally_metrics_set_total (self->metrics, TALLY_METRICS_TRUNCATED_WORDS, stats.truncated);
+  tally_metrics_set_total (self->metrics, TALLY_METRICS_DROPPED_WORDS, stats.dropped);
+  for (guint i = 0; i < self->owned->len; i++)
+    {
+      Owned *o = g_ptr_array_index (self->owned, i);
+
+      if (o->metrics != NULL)
+        tally_metrics_partition_set_position (o->metrics, TRUE, o->position, o->stored);
+    }
+  g_hash_table_iter_init (&iter, self->stores);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    broken += ((Store *)value)->broken ? 1 : 0;
+  tally_metrics_set_state (self->metrics, self->owned->len, FALSE, broken,
+                           self->watch != NULL && !self->stopped_consuming);
+}
+
+/* librdkafka's stats_cb (statistics.interval.ms), served by rd_kafka_consumer_poll() on
+ * this thread. Returns 0: librdkafka frees @json. */
+static int
+on_statistics (rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+  TallySource *self = opaque;
+  g_autoptr (GError) error = NULL;
+
+  if (self->metrics != NULL
+      && !tally_metrics_update_statistics (self->metrics, json, json_len, &error))
+    g_warning ("source: librdkafka statistics not understood: %s", error->message);
+  return 0;
+}
+
+void
+tally_source_set_metrics (TallySource *self, TallyMetrics *metrics)
+{
+  g_return_if_fail (TALLY_IS_SOURCE (self));
+  g_clear_pointer (&self->metrics, tally_metrics_unref);
+  self->metrics = metrics != NULL ? tally_metrics_ref (metrics) : NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
  * Life cycle
  * ------------------------------------------------------------------------------------- */
 
@@ -1336,6 +1467,7 @@ tally_source_started (TallyActor *actor)
 
     g_message ("source: consuming %s as consumer group member", topics);
   }
+  publish_metrics (self);
   schedule_poll (self);
 }
 
@@ -1398,6 +1530,7 @@ tally_source_finalize (GObject *object)
   g_clear_pointer (&self->checkpoint, tally_checkpoint_free);
   g_clear_pointer (&self->tokenizer, tally_tokenizer_free);
   g_clear_pointer (&self->handle, tally_aggregator_handle_unref);
+  g_clear_pointer (&self->metrics, tally_metrics_unref);
   g_strfreev (self->topics);
   for (int i = 0; i < 2; i++)
     if (self->wake_fds[i] >= 0)
@@ -1545,6 +1678,14 @@ tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_
       rd_kafka_conf_destroy (conf);
       return NULL;
     }
+  if (config->metrics.listen != NULL
+      && tally_config_kafka_get (config, "statistics.interval.ms") == NULL
+      && !set_property (conf, "statistics.interval.ms", STATISTICS_INTERVAL_MS, error))
+    {
+      rd_kafka_conf_destroy (conf);
+      return NULL;
+    }
+  rd_kafka_conf_set_stats_cb (conf, on_statistics);
   rd_kafka_conf_set_rebalance_cb (conf, on_rebalance);
   rd_kafka_conf_set_opaque (conf, self);
   self->keepalive_ms

@@ -25,6 +25,7 @@
 
 #include "tally-actor.h"
 #include "tally-aggregator-handle.h"
+#include "tally-metrics.h"
 #include "tally-config.h"
 #include "tally-counts.h"
 #include "tally-snapshot-coordinator.h"
@@ -174,5 +175,14 @@ void tally_source_stop_consuming_async (TallyAddress *source, GCancellable *canc
  * Returns: the number of records consumed (error events excluded). Any thread (atomic).
  */
 guint64 tally_source_get_records (TallySource *self);
+
+/**
+ * tally_source_set_metrics:
+ * @self: a source not started yet
+ * @metrics: (nullable): the registry its figures go to; a reference is taken
+ *
+ * Before tally_actor_start() only, from the thread that created @self.
+ */
+void tally_source_set_metrics (TallySource *self, TallyMetrics *metrics);
 
 G_END_DECLS

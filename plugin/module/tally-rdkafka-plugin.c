@@ -21,6 +21,7 @@
 
 #include "tally-aggregator-handle.h"
 #include "tally-config.h"
+#include "tally-metrics-server.h"
 #include "tally-publisher.h"
 #include "tally-snapshot-coordinator.h"
 #include "tally-source.h"
@@ -69,13 +70,15 @@ static const struct
   { TALLY_RDKAFKA_PLUGIN_PROP_REQUESTS_TOPIC, "requests", "topic" },
   { TALLY_RDKAFKA_PLUGIN_PROP_TOKENIZER, "tokenizer", "mode" },
   { TALLY_RDKAFKA_PLUGIN_PROP_SHARDS, "aggregator", "shards" },
+  { TALLY_RDKAFKA_PLUGIN_PROP_METRICS_LISTEN, "metrics", "listen" },
 };
 
 #define KNOWN_PROPERTIES                                                                           \
   TALLY_RDKAFKA_PLUGIN_PROP_CONFIG                                                                 \
   ", " TALLY_RDKAFKA_PLUGIN_PROP_OUTPUT_TOPIC ", " TALLY_RDKAFKA_PLUGIN_PROP_REQUESTS_TOPIC        \
   ", " TALLY_RDKAFKA_PLUGIN_PROP_TOKENIZER ", " TALLY_RDKAFKA_PLUGIN_PROP_SHARDS                   \
-  ", " TALLY_RDKAFKA_PLUGIN_PROP_FULL ", " TALLY_RDKAFKA_PLUGIN_PROP_FULL_WAIT_MS
+  ", " TALLY_RDKAFKA_PLUGIN_PROP_FULL ", " TALLY_RDKAFKA_PLUGIN_PROP_FULL_WAIT_MS                  \
+  ", " TALLY_RDKAFKA_PLUGIN_PROP_METRICS_LISTEN
 
 typedef struct
 {
@@ -292,6 +295,7 @@ typedef struct
   char *topic;
   gint32 partition;
   gint64 next_offset;
+  TallyMetricsPartition *metrics; /* NULL without tally.metrics.listen */
 } Position;
 
 typedef struct
@@ -320,6 +324,8 @@ typedef struct
   TallyTokenizer *tokenizer;
   GHashTable *batchers;  /* partition -> TallyWordBatcher */
   GHashTable *positions; /* Position -> itself */
+  TallyMetrics *metrics; /* with tally.metrics.listen only; served by metrics_server */
+  TallyMetricsServer *metrics_server;
   gsize unflushed_words;
   gboolean blocked; /* a flush was refused: a mailbox is full */
   gboolean closing; /* on_destroy began: records are no longer counted */
@@ -375,6 +381,7 @@ plugin_unref (Plugin *plugin)
   g_clear_pointer (&plugin->reader_conf, rd_kafka_conf_destroy);
   g_clear_pointer (&plugin->batchers, g_hash_table_unref);
   g_clear_pointer (&plugin->positions, g_hash_table_unref);
+  g_clear_pointer (&plugin->metrics, tally_metrics_unref);
   g_clear_pointer (&plugin->tokenizer, tally_tokenizer_free);
   g_clear_pointer (&plugin->config, tally_config_free);
   g_mutex_clear (&plugin->lock);
@@ -443,7 +450,7 @@ on_word (const char *word, gsize len, gpointer user_data)
   tally_word_batcher_add (user_data, word, len);
 }
 
-static void
+static Position *
 note_position_locked (Plugin *plugin, const char *topic, gint32 partition, gint64 offset)
 {
   Position key = { (char *)topic, partition, 0 };
@@ -454,9 +461,12 @@ note_position_locked (Plugin *plugin, const char *topic, gint32 partition, gint6
       pos = g_new0 (Position, 1);
       pos->topic = g_strdup (topic);
       pos->partition = partition;
+      if (plugin->metrics != NULL)
+        pos->metrics = tally_metrics_partition (plugin->metrics, topic, partition);
       g_hash_table_add (plugin->positions, pos);
     }
   pos->next_offset = offset + 1;
+  return pos;
 }
 
 /* on_consume: the host's thread, inside its poll. Never blocks on the shards. */
@@ -466,6 +476,8 @@ on_consume (rd_kafka_t *rk, rd_kafka_message_t *m, void *ic_opaque)
   Plugin *plugin = ic_opaque;
   const char *topic;
   TallyWordBatcher *batcher;
+  Position *pos;
+  gsize n = 0;
 
   if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR || m->rkt == NULL || m->partition < 0)
     return RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -488,12 +500,16 @@ on_consume (rd_kafka_t *rk, rd_kafka_message_t *m, void *ic_opaque)
   /* A null or empty value has no words; any bytes are safe to feed. */
   if (m->payload != NULL && m->len > 0)
     {
-      gsize n = tally_tokenizer_feed (plugin->tokenizer, m->payload, m->len, on_word, batcher);
-
+      n = tally_tokenizer_feed (plugin->tokenizer, m->payload, m->len, on_word, batcher);
       plugin->unflushed_words += n;
       plugin->words += n;
     }
-  note_position_locked (plugin, topic, m->partition, m->offset);
+  pos = note_position_locked (plugin, topic, m->partition, m->offset);
+  if (pos->metrics != NULL)
+    {
+      tally_metrics_partition_add_record (pos->metrics, m->len, n);
+      tally_metrics_partition_set_position (pos->metrics, TRUE, pos->next_offset, -1);
+    }
   plugin->records++;
   if (plugin->unflushed_words >= FLUSH_WORDS)
     flush_locked (plugin, NULL);
@@ -727,6 +743,18 @@ on_tick (gpointer user_data)
   g_mutex_lock (&plugin->lock);
   if (plugin->unflushed_words > 0 || plugin->blocked)
     flush_locked (plugin, NULL);
+  /* The plugin sees no assignment: ready once it counts records of some partition. */
+  if (plugin->metrics != NULL)
+    {
+      TallyTokenizerStats stats;
+
+      tally_tokenizer_get_stats (plugin->tokenizer, &stats);
+      tally_metrics_set_total (plugin->metrics, TALLY_METRICS_INVALID_BYTES, stats.invalid_bytes);
+      tally_metrics_set_total (plugin->metrics, TALLY_METRICS_TRUNCATED_WORDS, stats.truncated);
+      tally_metrics_set_total (plugin->metrics, TALLY_METRICS_DROPPED_WORDS, stats.dropped);
+      tally_metrics_set_state (plugin->metrics, g_hash_table_size (plugin->positions), FALSE, 0,
+                               !plugin->closing);
+    }
   g_mutex_unlock (&plugin->lock);
   if (now - plugin->last_drop_report_us >= DROP_REPORT_MS * G_TIME_SPAN_MILLISECOND)
     {
@@ -831,6 +859,7 @@ on_destroy (rd_kafka_t *rk, void *ic_opaque)
   tally_snapshot_coordinator_stop_triggers (plugin->snapshots);
   snapshots = g_steal_pointer (&plugin->snapshots);
   g_source_destroy (plugin->tick);
+  g_clear_pointer (&plugin->metrics_server, tally_metrics_server_free);
   g_mutex_lock (&plugin->lock);
   plugin->closing = TRUE;
   g_mutex_unlock (&plugin->lock);
@@ -919,6 +948,19 @@ plugin_new (const PluginConf *pc, rd_kafka_t *host, const rd_kafka_conf_t *host_
       prefix, tally_arbiter_get_context (plugin->arbiter), plugin->publisher,
       plugin->config->output.topic, &plugin_cutter, plugin_ref (plugin),
       (GDestroyNotify)plugin_unref, plugin->config->snapshot.interval_ms);
+  if (plugin->config->metrics.listen != NULL)
+    {
+      g_autoptr (GError) local_error = NULL;
+
+      /* /healthz pings the plugin's arbiter (the host's own loop is not Tally's). */
+      plugin->metrics = tally_metrics_new ();
+      tally_snapshot_coordinator_set_metrics (plugin->snapshots, plugin->metrics);
+      plugin->metrics_server = tally_metrics_server_new (
+          plugin->config->metrics.listen, plugin->metrics, plugin->handle,
+          tally_arbiter_get_context (plugin->arbiter), &local_error);
+      if (plugin->metrics_server == NULL)
+        g_warning ("%sno metrics: %s", prefix, local_error->message);
+    }
   plugin->tick = g_timeout_source_new (TICK_MS);
   g_source_set_callback (plugin->tick, on_tick, plugin, NULL);
   g_source_attach (plugin->tick, tally_arbiter_get_context (plugin->arbiter));

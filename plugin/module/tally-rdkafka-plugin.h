@@ -92,6 +92,10 @@ GQuark tally_rdkafka_plugin_error_quark (void);
 /** TALLY_RDKAFKA_PLUGIN_PROP_SHARDS: `tally.shards`, overrides [aggregator] shards
  * (1..256; 0 = one per processor). */
 #define TALLY_RDKAFKA_PLUGIN_PROP_SHARDS "tally.shards"
+/** TALLY_RDKAFKA_PLUGIN_PROP_METRICS_LISTEN: `tally.metrics.listen`, overrides [metrics]
+ * listen: `HOST:PORT` (or `PORT` on 127.0.0.1) where the plugin serves /metrics, /healthz
+ * and /readyz for its host (docs/operations.md); unset (the default): nothing is served. */
+#define TALLY_RDKAFKA_PLUGIN_PROP_METRICS_LISTEN "tally.metrics.listen"
 /** TALLY_RDKAFKA_PLUGIN_PROP_FULL: `tally.full`, `drop` (default) or `wait`: what the host's
  * thread does with a record when the aggregators' mailboxes are full. `drop` counts none of
  * the record's words and adds one to a counter that is logged (a warning every 10 s while

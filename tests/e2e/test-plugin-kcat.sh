@@ -61,9 +61,12 @@ topic=$requests
 shards=2
 EOF
 
-# kcat with the plugin: plugin.library.paths first, then the tally.* properties.
+# kcat with the plugin: plugin.library.paths first, then the tally.* properties; the
+# plugin serves its metrics for kcat on a free port (tally.metrics.listen).
+metrics_port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 kcat -C -b "$bootstrap" -t "$input" -o beginning -q -u \
   -X plugin.library.paths="$plugin" -X tally.config="$work/tally.conf" \
+  -X tally.metrics.listen="127.0.0.1:$metrics_port" \
   >"$work/consumed" 2>"$work/kcat.log" &
 kcat_pid=$!
 pids+=("$kcat_pid")
@@ -77,6 +80,17 @@ expect_file "snapshot on request equals the reference counts of the $records inp
 grep -av '^$' "$work/input" | LC_ALL=C sort >"$work/input-sorted" || true
 grep -av '^$' "$work/consumed" | LC_ALL=C sort >"$work/consumed-sorted" || true
 expect_file "kcat itself printed every record as without the plugin" "$work/input-sorted" "$work/consumed-sorted"
+
+# The plugin's /metrics for its host: every record kcat consumed, the snapshot request.
+curl -s -m 20 "http://127.0.0.1:$metrics_port/metrics" >"$work/metrics.txt" || fail "no /metrics from the plugin"
+got=$(awk '/^tally_records_consumed_total\{/ { s += $2 } END { print s + 0 }' "$work/metrics.txt")
+# As many as kcat printed, one a line (kcat -P made no record of the input's empty lines).
+produced=$(wc -l <"$work/consumed")
+[ "$got" = "$produced" ] || fail "the plugin's tally_records_consumed_total is $got, not $produced"
+grep -q '^tally_snapshot_requests_total [1-9]' "$work/metrics.txt" || fail "no snapshot request in the plugin's metrics"
+[ "$(curl -s -m 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$metrics_port/healthz")" = 200 ] \
+  || fail "the plugin's /healthz"
+ok "the plugin serves /metrics ($got records, a snapshot request) and /healthz for kcat"
 
 # SIGTERM: kcat closes and destroys its consumer, the plugin publishes its final snapshot.
 kill -TERM "$kcat_pid"

@@ -1,0 +1,100 @@
+/* tally-metrics-server.h — /metrics, /healthz and /readyz over HTTP (libsoup-3).
+ *
+ * What it is for: Prometheus scrapes /metrics; an orchestrator (Docker's HEALTHCHECK,
+ * Kubernetes probes, a load balancer) asks /healthz whether the process works and /readyz
+ * whether it is counting. docs/operations.md describes every answer.
+ *
+ * How it works: a SoupServer on a thread of its own (`tally-metrics`, its own
+ * GMainContext and GMainLoop), so a slow scrape never delays the actors and a stuck
+ * actor never stops the server from saying so. A /metrics or /healthz request is a probe:
+ * it asks every aggregator shard for its GetStats (O(stores), not O(words)) and pings the
+ * main loop, pauses the HTTP message, and answers when every ask came back or the health
+ * bound (TALLY_METRICS_SERVER_HEALTH_TIMEOUT_MS) passed, whichever is first. /readyz reads
+ * the registry's readiness without asking anyone.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "tally-aggregator-handle.h"
+#include "tally-metrics.h"
+
+G_BEGIN_DECLS
+
+/**
+ * TALLY_METRICS_SERVER_ERROR:
+ *
+ * Error domain of the metrics server: #TallyMetricsServerError.
+ */
+#define TALLY_METRICS_SERVER_ERROR (tally_metrics_server_error_quark ())
+
+/**
+ * TallyMetricsServerError:
+ * @TALLY_METRICS_SERVER_ERROR_ADDRESS: the listen address does not parse ([metrics] listen)
+ * @TALLY_METRICS_SERVER_ERROR_LISTEN: the address could not be bound
+ */
+typedef enum
+{
+  TALLY_METRICS_SERVER_ERROR_ADDRESS,
+  TALLY_METRICS_SERVER_ERROR_LISTEN,
+} TallyMetricsServerError;
+
+GQuark tally_metrics_server_error_quark (void);
+
+/** TALLY_METRICS_SERVER_HEALTH_TIMEOUT_MS: how long the main loop and each shard may take
+ * to answer a probe before /healthz fails, in milliseconds. */
+#define TALLY_METRICS_SERVER_HEALTH_TIMEOUT_MS 5000
+
+typedef struct _TallyMetricsServer TallyMetricsServer;
+
+/**
+ * tally_metrics_server_parse_listen:
+ * @listen: `HOST:PORT`, `[IPV6]:PORT` or a bare `PORT` (then 127.0.0.1); HOST is an IP
+ *   address or `localhost`
+ * @error: return location for %TALLY_METRICS_SERVER_ERROR_ADDRESS
+ *
+ * Returns: (transfer full) (nullable): the socket address to bind. Any thread.
+ */
+GSocketAddress *tally_metrics_server_parse_listen (const char *listen, GError **error);
+
+/**
+ * tally_metrics_server_new:
+ * @listen: the listen address, as tally_metrics_server_parse_listen() takes it
+ * @metrics: the registry served; a reference is taken
+ * @handle: (nullable): the aggregator shards probed; a reference is taken
+ * @main_context: (nullable): the context whose loop /healthz pings (%NULL: the global
+ *   default context, the main loop of `tally run`)
+ * @error: return location for a #TallyMetricsServerError
+ *
+ * Starts the `tally-metrics` thread and binds @listen there; returns once it listens.
+ * With the environment variable `TALLY_TEST_HOOKS=1`, `/debug/stall?shard=N&ms=M` also
+ * makes shard N sleep M milliseconds (tally_aggregator_stall_new()), for tests of /healthz.
+ *
+ * Returns: (transfer full) (nullable): the server; stop it with tally_metrics_server_free()
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyMetricsServer *tally_metrics_server_new (const char *listen, TallyMetrics *metrics,
+                                              TallyAggregatorHandle *handle,
+                                              GMainContext *main_context, GError **error);
+
+/**
+ * tally_metrics_server_get_port:
+ * @server: a server
+ *
+ * Returns: the TCP port it listens on (useful with port 0). Any thread.
+ */
+guint16 tally_metrics_server_get_port (TallyMetricsServer *server);
+
+/**
+ * tally_metrics_server_free:
+ * @server: (transfer full) (nullable): a server
+ *
+ * Stops listening, quits and joins the thread. Not from the server's own thread.
+ */
+void tally_metrics_server_free (TallyMetricsServer *server);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyMetricsServer, tally_metrics_server_free)
+
+G_END_DECLS

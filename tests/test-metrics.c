@@ -1,0 +1,471 @@
+/* test-metrics.c — the metrics registry, its exposition text, and the metrics server.
+ *
+ * The exposition is checked as exact text, family by family (Prometheus text format
+ * 0.0.4: HELP and TYPE lines, label escaping, cumulative buckets, seconds with six
+ * decimals); librdkafka statistics are fed from a document shaped as its STATISTICS.md
+ * says; the server is asked over real HTTP (libsoup's client) on 127.0.0.1, including a
+ * stalled shard that must make /healthz fail.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-aggregator-handle.h"
+#include "tally-metrics-server.h"
+#include "tally-metrics.h"
+
+#include <libsoup/soup.h>
+#include <string.h>
+
+static void
+assert_contains (const char *text, const char *block)
+{
+  if (strstr (text, block) == NULL)
+    g_error ("expected block not found:\n%s\n--- in ---\n%s", block, text);
+}
+
+static char *
+render (TallyMetrics *metrics, const TallyMetricsShard *shards, guint n_shards,
+        const TallyMetricsStore *stores, guint n_stores)
+{
+  GString *out = g_string_new (NULL);
+
+  tally_metrics_write (metrics, shards, n_shards, stores, n_stores, out);
+  return g_string_free (out, FALSE);
+}
+
+static void
+test_partitions (void)
+{
+  g_autoptr (TallyMetrics) metrics = tally_metrics_new ();
+  TallyMetricsPartition *b1 = tally_metrics_partition (metrics, "b", 1);
+  TallyMetricsPartition *a10 = tally_metrics_partition (metrics, "a\"x\\y\nz", 10);
+  TallyMetricsPartition *a2 = tally_metrics_partition (metrics, "a\"x\\y\nz", 2);
+  g_autofree char *text = NULL;
+
+  /* The same entry every time. */
+  g_assert_true (tally_metrics_partition (metrics, "b", 1) == b1);
+  tally_metrics_partition_add_record (b1, 10, 3);
+  tally_metrics_partition_add_record (b1, 5, 0);
+  tally_metrics_partition_add_record (a10, 7, 2);
+  tally_metrics_partition_set_position (b1, TRUE, 42, 40);
+  tally_metrics_partition_set_position (a2, FALSE, -1, -1);
+  text = render (metrics, NULL, 0, NULL, 0);
+
+  /* Sorted by topic, then partition number (2 before 10); labels escaped. */
+  assert_contains (text,
+                   "# HELP tally_records_consumed_total Records consumed, per input "
+                   "topic-partition.\n"
+                   "# TYPE tally_records_consumed_total counter\n"
+                   "tally_records_consumed_total{topic=\"a\\\"x\\\\y\\nz\",partition=\"2\"} 0\n"
+                   "tally_records_consumed_total{topic=\"a\\\"x\\\\y\\nz\",partition=\"10\"} 1\n"
+                   "tally_records_consumed_total{topic=\"b\",partition=\"1\"} 2\n"
+                   "# HELP tally_bytes_consumed_total");
+  assert_contains (text, "tally_bytes_consumed_total{topic=\"b\",partition=\"1\"} 15\n");
+  assert_contains (text, "tally_words_consumed_total{topic=\"b\",partition=\"1\"} 3\n");
+  assert_contains (text, "# TYPE tally_partition_assigned gauge\n"
+                         "tally_partition_assigned{topic=\"a\\\"x\\\\y\\nz\",partition=\"2\"} 0\n"
+                         "tally_partition_assigned{topic=\"a\\\"x\\\\y\\nz\",partition=\"10\"} 0\n"
+                         "tally_partition_assigned{topic=\"b\",partition=\"1\"} 1\n");
+  /* Unknown positions and lags are left out, not -1. */
+  assert_contains (text, "# TYPE tally_partition_position_offset gauge\n"
+                         "tally_partition_position_offset{topic=\"b\",partition=\"1\"} 42\n"
+                         "# HELP tally_partition_committed_offset");
+  assert_contains (text, "# TYPE tally_partition_committed_offset gauge\n"
+                         "tally_partition_committed_offset{topic=\"b\",partition=\"1\"} 40\n"
+                         "# HELP tally_consumer_lag_records");
+  /* No statistics yet: no lag. */
+  assert_contains (text, "# TYPE tally_consumer_lag_records gauge\n"
+                         "# HELP tally_partition_high_watermark_offset");
+}
+
+static void
+test_counters_and_histograms (void)
+{
+  g_autoptr (TallyMetrics) metrics = tally_metrics_new ();
+  g_autofree char *text = NULL;
+  TallyMetricsShard shards[2] = { { 3, 1024, TRUE }, { 0, 1024, FALSE } };
+  TallyMetricsStore stores[2] = { { 7, 100 }, { 0, 5 } };
+
+  tally_metrics_add (metrics, TALLY_METRICS_SNAPSHOT_REQUESTS, 2);
+  tally_metrics_add (metrics, TALLY_METRICS_SNAPSHOT_REQUESTS, 1);
+  tally_metrics_set_total (metrics, TALLY_METRICS_INVALID_BYTES, 9);
+  tally_metrics_add (metrics, TALLY_METRICS_BACKPRESSURE_US, 1500000);
+  tally_metrics_add (metrics, TALLY_METRICS_REBALANCE_ASSIGNS, 4);
+  g_assert_cmpuint (tally_metrics_get (metrics, TALLY_METRICS_SNAPSHOT_REQUESTS), ==, 3);
+  /* 5 ms is in the 0.005 bucket (le is inclusive), 5001 µs in 0.01, 2 minutes in +Inf. */
+  tally_metrics_observe (metrics, TALLY_METRICS_CHECKPOINT_SECONDS, 5000);
+  tally_metrics_observe (metrics, TALLY_METRICS_CHECKPOINT_SECONDS, 5001);
+  tally_metrics_observe (metrics, TALLY_METRICS_CHECKPOINT_SECONDS, 120000000);
+  text = render (metrics, shards, 2, stores, 2);
+
+  assert_contains (text, "# HELP tally_snapshot_requests_total Snapshots asked for: request "
+                         "records, SIGUSR1, the interval timer, shutdown.\n"
+                         "# TYPE tally_snapshot_requests_total counter\n"
+                         "tally_snapshot_requests_total 3\n");
+  assert_contains (text, "\ntally_invalid_bytes_total 9\n");
+  assert_contains (text, "# TYPE tally_backpressure_seconds_total counter\n"
+                         "tally_backpressure_seconds_total 1.500000\n");
+  assert_contains (text, "# TYPE tally_checkpoint_duration_seconds histogram\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"0.005\"} 1\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"0.01\"} 2\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"0.025\"} 2\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"0.05\"} 2\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"0.1\"} 2\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"0.25\"} 2\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"0.5\"} 2\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"1\"} 2\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"2.5\"} 2\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"5\"} 2\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"10\"} 2\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"60\"} 2\n"
+                         "tally_checkpoint_duration_seconds_bucket{le=\"+Inf\"} 3\n"
+                         "tally_checkpoint_duration_seconds_sum 120.010001\n"
+                         "tally_checkpoint_duration_seconds_count 3\n");
+  assert_contains (text, "tally_snapshot_duration_seconds_bucket{le=\"+Inf\"} 0\n"
+                         "tally_snapshot_duration_seconds_sum 0.000000\n"
+                         "tally_snapshot_duration_seconds_count 0\n");
+  assert_contains (text, "tally_mailbox_depth_messages{shard=\"0\"} 3\n"
+                         "tally_mailbox_depth_messages{shard=\"1\"} 0\n");
+  assert_contains (text, "tally_shard_up{shard=\"0\"} 1\ntally_shard_up{shard=\"1\"} 0\n");
+  /* Stores sorted by number. */
+  assert_contains (text, "tally_store_distinct_words{store=\"0\"} 5\n"
+                         "tally_store_distinct_words{store=\"7\"} 100\n");
+  assert_contains (text, "tally_rebalances_total{kind=\"assign\"} 4\n"
+                         "tally_rebalances_total{kind=\"error\"} 0\n"
+                         "tally_rebalances_total{kind=\"revoke\"} 0\n");
+  /* Every line is a comment or "name[{labels}] value", and ends the text with a newline. */
+  g_assert_true (g_str_has_suffix (text, "\n"));
+  {
+    g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+    g_autoptr (GRegex) sample = g_regex_new (
+        "^[a-z_]+(\\{([a-z_]+=\"([^\"\\\\]|\\\\.)*\",?)+\\})? [0-9]+(\\.[0-9]{6})?$", 0, 0, NULL);
+    guint n_types = 0;
+
+    for (guint i = 0; lines[i] != NULL && lines[i][0] != '\0'; i++)
+      if (g_str_has_prefix (lines[i], "# TYPE "))
+        n_types++;
+      else if (!g_str_has_prefix (lines[i], "# HELP "))
+        g_assert_true (g_regex_match (sample, lines[i], 0, NULL));
+    g_assert_cmpuint (n_types, ==, 36);
+  }
+}
+
+/* Shaped as librdkafka 2.0.2 writes it (STATISTICS.md): an internal UA partition -1, a
+ * bootstrap broker entry with nodeid -1, a partition not fetched (fetch_state none). */
+static const char statistics[]
+    = "{\"name\":\"rdkafka#consumer-1\",\"type\":\"consumer\",\"ts\":1,"
+      "\"brokers\":{"
+      "\"127.0.0.1:39092/bootstrap\":{\"name\":\"127.0.0.1:39092/bootstrap\",\"nodeid\":-1,"
+      "\"state\":\"INIT\"},"
+      "\"GroupCoordinator\":{\"name\":\"GroupCoordinator\",\"nodeid\":1,\"source\":\"logical\","
+      "\"state\":\"UP\"},"
+      "\"127.0.0.1:39092/1\":{\"name\":\"127.0.0.1:39092/1\",\"nodeid\":1,\"state\":\"UP\","
+      "\"txerrs\":2,\"rxerrs\":1,\"req_timeouts\":0,\"rtt\":{\"min\":10,\"max\":900,\"avg\":1250}}}"
+      ","
+      "\"topics\":{\"words\":{\"topic\":\"words\",\"partitions\":{"
+      "\"0\":{\"partition\":0,\"fetch_state\":\"active\",\"hi_offset\":100,\"ls_offset\":95,"
+      "\"committed_offset\":-1001,\"consumer_lag\":-1},"
+      "\"1\":{\"partition\":1,\"fetch_state\":\"active\",\"hi_offset\":5,\"ls_offset\":5},"
+      "\"2\":{\"partition\":2,\"fetch_state\":\"none\",\"hi_offset\":5,\"ls_offset\":5},"
+      "\"-1\":{\"partition\":-1,\"fetch_state\":\"none\",\"consumer_lag\":-1}}}}}";
+
+static void
+test_statistics (void)
+{
+  g_autoptr (TallyMetrics) metrics = tally_metrics_new ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *text = NULL;
+
+  TallyMetricsPartition *p0 = tally_metrics_partition (metrics, "words", 0);
+  TallyMetricsPartition *p1 = tally_metrics_partition (metrics, "words", 1);
+  TallyMetricsPartition *p2 = tally_metrics_partition (metrics, "words", 2);
+
+  tally_metrics_partition_set_position (p0, TRUE, 70, 60);
+  /* Committed beyond the statistics' end offset (they are older): lag 0, not negative. */
+  tally_metrics_partition_set_position (p1, TRUE, 9, 9);
+  /* Revoked: no lag of ours. */
+  tally_metrics_partition_set_position (p2, FALSE, -1, -1);
+  g_assert_true (
+      tally_metrics_update_statistics (metrics, statistics, strlen (statistics), &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_metrics_get (metrics, TALLY_METRICS_STATISTICS), ==, 1);
+  text = render (metrics, NULL, 0, NULL, 0);
+  /* Lag: the last stable offset (95) minus the committed offset (60). */
+  assert_contains (text, "# TYPE tally_consumer_lag_records gauge\n"
+                         "tally_consumer_lag_records{topic=\"words\",partition=\"0\"} 35\n"
+                         "tally_consumer_lag_records{topic=\"words\",partition=\"1\"} 0\n"
+                         "# HELP");
+  assert_contains (text, "# TYPE tally_partition_high_watermark_offset gauge\n"
+                         "tally_partition_high_watermark_offset{topic=\"words\",partition=\"0\"} "
+                         "100\n"
+                         "tally_partition_high_watermark_offset{topic=\"words\",partition=\"1\"} "
+                         "5\n# HELP");
+  assert_contains (text, "# TYPE tally_broker_up gauge\n"
+                         "tally_broker_up{broker=\"127.0.0.1:39092/1\",node_id=\"1\"} 1\n"
+                         "# HELP tally_broker_rtt_seconds");
+  assert_contains (text, "tally_broker_rtt_seconds{broker=\"127.0.0.1:39092/1\",node_id=\"1\"} "
+                         "0.001250\n");
+  assert_contains (
+      text,
+      "tally_broker_errors_total{broker=\"127.0.0.1:39092/1\",node_id=\"1\",kind=\"rx\"} 1\n"
+      "tally_broker_errors_total{broker=\"127.0.0.1:39092/1\",node_id=\"1\",kind=\"timeout\"} 0\n"
+      "tally_broker_errors_total{broker=\"127.0.0.1:39092/1\",node_id=\"1\",kind=\"tx\"} 2\n");
+
+  /* Not JSON, or not an object: an error, and nothing changes. */
+  g_assert_false (tally_metrics_update_statistics (metrics, "[1]", 3, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  g_assert_false (tally_metrics_update_statistics (metrics, "{\"brokers\":", 11, &error));
+  g_assert_nonnull (error);
+  g_assert_cmpuint (tally_metrics_get (metrics, TALLY_METRICS_STATISTICS), ==, 1);
+}
+
+static void
+on_ready (gpointer user_data)
+{
+  (*(guint *)user_data)++;
+}
+
+static void
+test_readiness (void)
+{
+  g_autoptr (TallyMetrics) metrics = tally_metrics_new ();
+  g_autofree char *reason = NULL;
+  guint calls = 0;
+
+  tally_metrics_set_ready_func (metrics, on_ready, &calls);
+  g_assert_false (tally_metrics_is_ready (metrics, &reason));
+  g_assert_cmpstr (reason, ==, "not consuming (starting or stopping)");
+  g_clear_pointer (&reason, g_free);
+  tally_metrics_set_state (metrics, 0, FALSE, 0, TRUE);
+  g_assert_false (tally_metrics_is_ready (metrics, &reason));
+  g_assert_cmpstr (reason, ==, "no partitions assigned");
+  g_clear_pointer (&reason, g_free);
+  tally_metrics_set_state (metrics, 2, TRUE, 0, TRUE);
+  g_assert_false (tally_metrics_is_ready (metrics, &reason));
+  g_assert_cmpstr (reason, ==, "restoring stores from the changelog");
+  g_clear_pointer (&reason, g_free);
+  tally_metrics_set_state (metrics, 2, FALSE, 1, TRUE);
+  g_assert_false (tally_metrics_is_ready (metrics, NULL));
+  g_assert_cmpuint (calls, ==, 0);
+  tally_metrics_set_state (metrics, 2, FALSE, 0, TRUE);
+  g_assert_true (tally_metrics_is_ready (metrics, &reason));
+  g_assert_cmpstr (reason, ==, "ready: 2 partition(s) assigned, restored and consumed");
+  /* The ready function runs once, not at every ready state. */
+  tally_metrics_set_state (metrics, 3, FALSE, 0, TRUE);
+  g_assert_cmpuint (calls, ==, 1);
+}
+
+static void
+test_parse_listen (void)
+{
+  static const struct
+  {
+    const char *listen;
+    const char *address; /* NULL: an error */
+  } cases[] = {
+    { "9464", "127.0.0.1:9464" },
+    { "127.0.0.1:0", "127.0.0.1" }, /* GLib leaves port 0 out */
+    { "0.0.0.0:9464", "0.0.0.0:9464" },
+    { "localhost:80", "127.0.0.1:80" },
+    { "[::1]:9464", "[::1]:9464" },
+    { "", NULL },
+    { "70000", NULL },
+    { "127.0.0.1", NULL },
+    { "example.org:9464", NULL },
+    { "1.2.3.4:notaport", NULL },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (GSocketAddress) address
+          = tally_metrics_server_parse_listen (cases[i].listen, &error);
+
+      g_test_message ("%s", cases[i].listen);
+      if (cases[i].address == NULL)
+        {
+          g_assert_null (address);
+          g_assert_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ADDRESS);
+        }
+      else
+        {
+          g_autofree char *text = g_socket_connectable_to_string (G_SOCKET_CONNECTABLE (address));
+
+          g_assert_no_error (error);
+          g_assert_cmpstr (text, ==, cases[i].address);
+        }
+    }
+}
+
+/* GET http://127.0.0.1:port/path; returns the body, sets *status. */
+static char *
+get (SoupSession *session, guint16 port, const char *path, guint *status)
+{
+  g_autofree char *uri = g_strdup_printf ("http://127.0.0.1:%u%s", port, path);
+  g_autoptr (SoupMessage) message = soup_message_new ("GET", uri);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) body = soup_session_send_and_read (session, message, NULL, &error);
+
+  g_assert_no_error (error);
+  *status = soup_message_get_status (message);
+  return g_strndup (g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+}
+
+static void
+test_server (void)
+{
+  g_autoptr (TallyMetrics) metrics = tally_metrics_new ();
+  TallyAggregatorHandle *handle = tally_aggregator_handle_new (2, 64);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SoupSession) session = soup_session_new_with_options ("timeout", 30, NULL);
+  g_autoptr (GMainContext) main_context = g_main_context_new ();
+  TallyMetricsServer *server;
+  GThread *main_thread;
+  g_autoptr (GMainLoop) main_loop = g_main_loop_new (main_context, FALSE);
+  guint status;
+  g_autofree char *body = NULL;
+
+  /* A stand-in for `tally run`'s main loop, which /healthz pings. */
+  main_thread
+      = g_thread_new ("test-main", (GThreadFunc)(void (*) (void))g_main_loop_run, main_loop);
+  tally_aggregator_handle_add_word (handle, "alpha", NULL);
+  tally_aggregator_handle_add_word (handle, "beta", NULL);
+  tally_aggregator_handle_add_word (handle, "alpha", NULL);
+
+  server = tally_metrics_server_new ("127.0.0.1:0", metrics, handle, main_context, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_metrics_server_get_port (server), >, 0);
+
+  body = get (session, tally_metrics_server_get_port (server), "/metrics", &status);
+  g_assert_cmpuint (status, ==, 200);
+  assert_contains (body, "\ntally_store_distinct_words{store=\"0\"} 2\n");
+  assert_contains (body, "\ntally_shard_up{shard=\"0\"} 1\ntally_shard_up{shard=\"1\"} 1\n");
+  assert_contains (body, "\ntally_mailbox_capacity_messages{shard=\"0\"} 64\n");
+  g_clear_pointer (&body, g_free);
+
+  body = get (session, tally_metrics_server_get_port (server), "/healthz", &status);
+  g_assert_cmpuint (status, ==, 200);
+  g_assert_true (g_str_has_prefix (body, "ok: the main loop and 2 shard(s) answered in "));
+  g_clear_pointer (&body, g_free);
+
+  body = get (session, tally_metrics_server_get_port (server), "/readyz", &status);
+  g_assert_cmpuint (status, ==, 503);
+  g_assert_cmpstr (body, ==, "not consuming (starting or stopping)\n");
+  g_clear_pointer (&body, g_free);
+  tally_metrics_set_state (metrics, 1, FALSE, 0, TRUE);
+  body = get (session, tally_metrics_server_get_port (server), "/readyz", &status);
+  g_assert_cmpuint (status, ==, 200);
+  g_clear_pointer (&body, g_free);
+
+  body = get (session, tally_metrics_server_get_port (server), "/nope", &status);
+  g_assert_cmpuint (status, ==, 404);
+  g_clear_pointer (&body, g_free);
+  /* The stall hook exists only with TALLY_TEST_HOOKS=1. */
+  body = get (session, tally_metrics_server_get_port (server), "/debug/stall?shard=1&ms=10",
+              &status);
+  g_assert_cmpuint (status, ==, 404);
+  g_clear_pointer (&body, g_free);
+
+  /* A stuck shard: /healthz fails within the bound and names it; /metrics still answers. */
+  g_assert_true (tally_address_tell (
+      tally_aggregator_handle_get_shard_address (handle, 1),
+      tally_aggregator_stall_new (TALLY_METRICS_SERVER_HEALTH_TIMEOUT_MS + 3000), NULL));
+  {
+    gint64 started = g_get_monotonic_time ();
+
+    body = get (session, tally_metrics_server_get_port (server), "/healthz", &status);
+    g_assert_cmpuint (status, ==, 503);
+    g_assert_cmpstr (body, ==, "shard 1 did not answer within 5000 ms\n");
+    g_assert_cmpint (g_get_monotonic_time () - started, <,
+                     (TALLY_METRICS_SERVER_HEALTH_TIMEOUT_MS + 2000) * G_TIME_SPAN_MILLISECOND);
+    g_clear_pointer (&body, g_free);
+  }
+
+  /* The client's keep-alive connection closes first, so that the server's side of it is
+   * released while the server still runs. */
+  soup_session_abort (session);
+  g_usleep (200000);
+  tally_metrics_server_free (server);
+  g_main_loop_quit (main_loop);
+  g_thread_join (main_thread);
+  tally_aggregator_handle_stop (handle);
+  tally_aggregator_handle_unref (handle);
+}
+
+/* A stuck main loop makes /healthz fail, on a server of its own (with the stalled shard of
+ * test_server() on the same server, LeakSanitizer reports a socket libsoup accepted). */
+static void
+test_server_main_loop (void)
+{
+  g_autoptr (TallyMetrics) metrics = tally_metrics_new ();
+  TallyAggregatorHandle *handle = tally_aggregator_handle_new (2, 64);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SoupSession) session = soup_session_new_with_options ("timeout", 30, NULL);
+  g_autoptr (GMainContext) main_context = g_main_context_new ();
+  g_autoptr (GMainLoop) main_loop = g_main_loop_new (main_context, FALSE);
+  GThread *main_thread;
+  TallyMetricsServer *server;
+  guint status;
+  g_autofree char *body = NULL;
+
+  main_thread
+      = g_thread_new ("test-main", (GThreadFunc)(void (*) (void))g_main_loop_run, main_loop);
+  server = tally_metrics_server_new ("127.0.0.1:0", metrics, handle, main_context, &error);
+  g_assert_no_error (error);
+  body = get (session, tally_metrics_server_get_port (server), "/healthz", &status);
+  g_assert_cmpuint (status, ==, 200);
+  g_clear_pointer (&body, g_free);
+
+  /* A stuck main loop. */
+  g_main_loop_quit (main_loop);
+  g_thread_join (main_thread);
+  body = get (session, tally_metrics_server_get_port (server), "/healthz", &status);
+  g_assert_cmpuint (status, ==, 503);
+  assert_contains (body, "the main loop did not answer within 5000 ms\n");
+  g_clear_pointer (&body, g_free);
+  /* The ping the stuck loop owes is answered late; the server drops it. */
+  while (g_main_context_iteration (main_context, FALSE))
+    ;
+
+  soup_session_abort (session);
+  g_usleep (200000);
+  tally_metrics_server_free (server);
+  tally_aggregator_handle_stop (handle);
+  tally_aggregator_handle_unref (handle);
+}
+
+static void
+test_listen_errors (void)
+{
+  g_autoptr (TallyMetrics) metrics = tally_metrics_new ();
+  g_autoptr (GError) error = NULL;
+  TallyMetricsServer *first = tally_metrics_server_new ("127.0.0.1:0", metrics, NULL, NULL, &error);
+  g_autofree char *taken = NULL;
+
+  g_assert_no_error (error);
+  taken = g_strdup_printf ("127.0.0.1:%u", tally_metrics_server_get_port (first));
+  g_assert_null (tally_metrics_server_new (taken, metrics, NULL, NULL, &error));
+  g_assert_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_LISTEN);
+  g_clear_error (&error);
+  g_assert_null (tally_metrics_server_new ("nonsense", metrics, NULL, NULL, &error));
+  g_assert_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ADDRESS);
+  tally_metrics_server_free (first);
+}
+
+int
+main (int argc, char **argv)
+{
+  /* No libproxy or dconf lookups in the HTTP client: it talks to 127.0.0.1 only. */
+  g_setenv ("GIO_USE_PROXY_RESOLVER", "dummy", TRUE);
+  g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/metrics/partitions", test_partitions);
+  g_test_add_func ("/metrics/counters-histograms", test_counters_and_histograms);
+  g_test_add_func ("/metrics/statistics", test_statistics);
+  g_test_add_func ("/metrics/readiness", test_readiness);
+  g_test_add_func ("/metrics/parse-listen", test_parse_listen);
+  g_test_add_func ("/metrics/server", test_server);
+  g_test_add_func ("/metrics/server-main-loop", test_server_main_loop);
+  g_test_add_func ("/metrics/listen-errors", test_listen_errors);
+  return g_test_run ();
+}
