@@ -29,12 +29,14 @@
 #include "tally-build-config.h"
 
 #include <errno.h>
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <sys/stat.h>
 #include <regex.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* clang-format off */ G_DEFINE_QUARK (tally-config-error-quark, tally_config_error) /* clang-format on */
 
@@ -60,6 +62,8 @@ typedef enum
   TYPE_SIZE,       /* gsize in [min, max] */
   TYPE_BOOL,       /* true | false (also 1 | 0, as GKeyFile) */
   TYPE_ENUM,       /* one of choices[].nick, stored as an int-sized enum */
+  TYPE_FILE,       /* a string naming a readable regular file (relative: to the cwd) */
+  TYPE_USER_LIST,  /* `;`-separated USER:BCRYPT_HASH items, users distinct */
 } KeyType;
 
 typedef struct
@@ -162,6 +166,9 @@ static const KeySpec schema[] = {
   { "shutdown", "timeout_ms", TYPE_UINT, OFF (shutdown.timeout_ms), 1, 600000, "ms" },
   { "log", "level", TYPE_ENUM, OFF (log.level), 0, 0, NULL, log_level_choices },
   { "metrics", "listen", TYPE_STRING, OFF (metrics.listen) },
+  { "metrics", "tls_cert_file", TYPE_FILE, OFF (metrics.tls_cert_file) },
+  { "metrics", "tls_key_file", TYPE_FILE, OFF (metrics.tls_key_file) },
+  { "metrics", "basic_auth_users", TYPE_USER_LIST, OFF (metrics.basic_auth_users) },
 };
 
 #define FIELD(config, spec, type) ((type *)(gpointer)((char *)(config) + (spec)->offset))
@@ -300,7 +307,7 @@ tally_config_key_is_secret (const char *key)
 {
   static const char *const needles[] = {
     "password",  "secret",  "token",   "credential", "sasl.username", "sasl.oauthbearer.config",
-    "sasl.jaas", "ssl.key", "ssl_key",
+    "sasl.jaas", "ssl.key", "ssl_key", "basic_auth",
   };
   g_autofree char *lower = NULL;
 
@@ -397,9 +404,9 @@ tally_config_free (TallyConfig *config)
   for (gsize i = 0; i < G_N_ELEMENTS (schema); i++)
     {
       const KeySpec *spec = &schema[i];
-      if (spec->type == TYPE_STRING || spec->type == TYPE_TOPIC)
+      if (spec->type == TYPE_STRING || spec->type == TYPE_TOPIC || spec->type == TYPE_FILE)
         g_free (*FIELD (config, spec, char *));
-      else if (spec->type == TYPE_TOPIC_LIST)
+      else if (spec->type == TYPE_TOPIC_LIST || spec->type == TYPE_USER_LIST)
         g_strfreev (*FIELD (config, spec, char **));
     }
   g_free (config);
@@ -950,6 +957,78 @@ value_error (GError **error, const char *where, const char *group, const char *k
     config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, group, key, "%s", local->message);
 }
 
+/* A bcrypt hash as crypt(3) writes it: `$2a$`, `$2b$` or `$2y$`, a cost of 04..31, `$`,
+ * then 22 characters of salt and 31 of hash in bcrypt's base-64 alphabet. */
+static gboolean
+is_bcrypt_hash (const char *hash)
+{
+  static const char alphabet[] = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  int cost;
+
+  if (strlen (hash) != 60 || hash[0] != '$' || hash[1] != '2' || strchr ("aby", hash[2]) == NULL
+      || hash[2] == '\0' || hash[3] != '$' || !g_ascii_isdigit (hash[4])
+      || !g_ascii_isdigit (hash[5]) || hash[6] != '$')
+    return FALSE;
+  cost = (hash[4] - '0') * 10 + (hash[5] - '0');
+  return cost >= 4 && cost <= 31 && strspn (hash + 7, alphabet) == 53;
+}
+
+/* [metrics] basic_auth_users: USER:BCRYPT_HASH items, as exporter-toolkit's
+ * basic_auth_users map. Hashes are never quoted in a message (they are secrets). */
+static gboolean
+parse_user_list (TallyConfig *config, GKeyFile *kf, const KeySpec *spec, const char *where,
+                 GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  g_autoptr (GHashTable) users = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  gsize n = 0;
+  g_auto (GStrv) items = g_key_file_get_string_list (kf, spec->group, spec->key, &n, &local);
+
+  if (local != NULL)
+    {
+      value_error (error, where, spec->group, spec->key, local);
+      return FALSE;
+    }
+  if (n == 0)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                    "empty list; name at least one USER:BCRYPT_HASH, or remove the line for no "
+                    "authentication");
+      return FALSE;
+    }
+  for (gsize i = 0; i < n; i++)
+    {
+      const char *colon = strchr (items[i], ':');
+      g_autofree char *user = colon != NULL ? g_strndup (items[i], colon - items[i]) : NULL;
+
+      if (colon == NULL || colon == items[i])
+        {
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                        "item %" G_GSIZE_FORMAT " is not USER:BCRYPT_HASH", i + 1);
+          return FALSE;
+        }
+      if (!is_bcrypt_hash (colon + 1))
+        {
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                        "the hash of user “%s” is not a bcrypt hash ($2b$, 60 characters, as "
+                        "`htpasswd -nbBC 10 USER PASSWORD` makes); never a plain password",
+                        user);
+          return FALSE;
+        }
+      if (!g_hash_table_add (users, g_steal_pointer (&user)))
+        {
+          g_autofree char *again = g_strndup (items[i], colon - items[i]);
+
+          config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                        "user “%s” is listed twice", again);
+          return FALSE;
+        }
+    }
+  g_strfreev (*FIELD (config, spec, char **));
+  *FIELD (config, spec, char **) = g_steal_pointer (&items);
+  return TRUE;
+}
+
 static gboolean
 parse_typed (TallyConfig *config, GKeyFile *kf, const KeySpec *spec, const char *where,
              GError **error)
@@ -957,6 +1036,8 @@ parse_typed (TallyConfig *config, GKeyFile *kf, const KeySpec *spec, const char 
   g_autoptr (GError) local = NULL;
   g_autofree char *value = NULL;
 
+  if (spec->type == TYPE_USER_LIST)
+    return parse_user_list (config, kf, spec, where, error);
   if (spec->type == TYPE_TOPIC_LIST)
     {
       gsize n = 0;
@@ -1008,6 +1089,23 @@ parse_typed (TallyConfig *config, GKeyFile *kf, const KeySpec *spec, const char 
           {
             config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
                           "“%s” starts or ends with whitespace", value);
+            return FALSE;
+          }
+        g_free (*FIELD (config, spec, char *));
+        *FIELD (config, spec, char *) = g_steal_pointer (&value);
+        return TRUE;
+      }
+    case TYPE_FILE:
+      {
+        GStatBuf st;
+
+        if (g_stat (value, &st) != 0 || !S_ISREG (st.st_mode) || g_access (value, R_OK) != 0)
+          {
+            config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                          "%s: %s", value,
+                          g_stat (value, &st) != 0 ? g_strerror (errno)
+                          : !S_ISREG (st.st_mode)  ? "not a regular file"
+                                                   : "not readable");
             return FALSE;
           }
         g_free (*FIELD (config, spec, char *));
@@ -1070,6 +1168,7 @@ parse_typed (TallyConfig *config, GKeyFile *kf, const KeySpec *spec, const char 
         return FALSE;
       }
     case TYPE_TOPIC_LIST:
+    case TYPE_USER_LIST:
     default:
       g_assert_not_reached ();
     }
@@ -1492,6 +1591,47 @@ check_word_fits_record (TallyConfig *config, Origins *o, GError **error)
   return FALSE;
 }
 
+/* Cross-key rule: [metrics] tls_cert_file and tls_key_file come together (as
+ * exporter-toolkit's tls_server_config), and GIO loads them as a certificate and its key
+ * (g_tls_certificate_new_from_files(), the call the metrics server makes), so a bad PEM
+ * file is a configuration error here rather than a failure when the server starts. */
+static gboolean
+check_metrics_tls (TallyConfig *config, Origins *o, GError **error)
+{
+  const char *cert = config->metrics.tls_cert_file, *key = config->metrics.tls_key_file;
+  g_autoptr (GTlsCertificate) certificate = NULL;
+  g_autoptr (GError) local = NULL;
+
+  if (cert == NULL && key == NULL)
+    return TRUE;
+  if (cert == NULL || key == NULL)
+    {
+      const char *set = cert != NULL ? "tls_cert_file" : "tls_key_file";
+
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, origin_of (o, "metrics", set),
+                    "metrics", set, "set tls_cert_file and tls_key_file together, or neither");
+      return FALSE;
+    }
+  certificate = g_tls_certificate_new_from_file (cert, &local);
+  if (certificate == NULL)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                    origin_of (o, "metrics", "tls_cert_file"), "metrics", "tls_cert_file",
+                    "%s: not a PEM certificate: %s", cert, local->message);
+      return FALSE;
+    }
+  g_clear_object (&certificate);
+  certificate = g_tls_certificate_new_from_files (cert, key, &local);
+  if (certificate == NULL)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                    origin_of (o, "metrics", "tls_key_file"), "metrics", "tls_key_file",
+                    "%s: not a PEM private key: %s", key, local->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static TallyConfig *
 load_data (const char *data, gsize len, const char *name, GError **error)
 {
@@ -1532,7 +1672,7 @@ load_data (const char *data, gsize len, const char *name, GError **error)
           return NULL;
     }
   if (!check_cross (config, &o, error) || !check_topics_distinct (config, &o, error)
-      || !check_word_fits_record (config, &o, error))
+      || !check_word_fits_record (config, &o, error) || !check_metrics_tls (config, &o, error))
     return NULL;
 
   g_strfreev (config->env_overrides);
@@ -1908,6 +2048,7 @@ value_text (const TallyConfig *config, const KeySpec *spec, gboolean *unset)
     {
     case TYPE_STRING:
     case TYPE_TOPIC:
+    case TYPE_FILE:
       {
         const char *s = *FIELD (config, spec, char *);
         if (s == NULL)
@@ -1918,9 +2059,15 @@ value_text (const TallyConfig *config, const KeySpec *spec, gboolean *unset)
         return escape_string (s);
       }
     case TYPE_TOPIC_LIST:
+    case TYPE_USER_LIST:
       {
         g_autoptr (GKeyFile) tmp = g_key_file_new ();
         char **list = *FIELD (config, spec, char **);
+        if (list == NULL)
+          {
+            *unset = TRUE;
+            return g_strdup ("");
+          }
         g_key_file_set_string_list (tmp, "g", "k", (const char *const *)list, g_strv_length (list));
         return g_key_file_get_value (tmp, "g", "k", NULL);
       }
@@ -1983,6 +2130,11 @@ tally_config_to_string (const TallyConfig *config, gboolean redact_secrets)
           if (strcmp (schema[i].group, group) != 0)
             continue;
           v = value_text (config, &schema[i], &unset);
+          if (redact_secrets && !unset && tally_config_key_is_secret (schema[i].key))
+            {
+              g_free (v);
+              v = g_strdup ("<redacted>");
+            }
           g_string_append_printf (s, "%s%s=%s\n", unset ? "#" : "", schema[i].key, v);
         }
     }

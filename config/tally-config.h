@@ -325,8 +325,19 @@ typedef struct
   {
     /* [metrics] listen: `HOST:PORT` (IPv6 hosts in brackets) where `tally run` serves
      * /metrics (Prometheus text format), /healthz and /readyz over HTTP; a bare `PORT`
-     * means 127.0.0.1:PORT. Default unset: no listener. */
+     * means 127.0.0.1:PORT; no other form binds beyond loopback. Default unset: no
+     * listener. */
     char *listen;
+    /* [metrics] tls_cert_file, tls_key_file: paths of a PEM certificate (chain) and its
+     * PEM private key; both or neither. Set, the listener serves HTTPS only (as
+     * exporter-toolkit's tls_server_config cert_file, key_file). Default unset: HTTP. */
+    char *tls_cert_file;
+    char *tls_key_file;
+    /* [metrics] basic_auth_users: `USER:BCRYPT_HASH` items (`;`-separated in the file),
+     * each hash `$2a$`, `$2b$` or `$2y$`; set, every request needs HTTP basic
+     * authentication as one of them (exporter-toolkit's basic_auth_users). A secret:
+     * redacted by tally_config_to_string(). Default unset (NULL): no authentication. */
+    char **basic_auth_users;
   } metrics;
 } TallyConfig;
 
@@ -523,7 +534,9 @@ gboolean tally_config_check_topic_name (const char *topic, GError **error);
  *
  * Whether values of @key are secrets that must never be printed or logged: any key
  * containing (ASCII case-insensitively) `password`, `secret`, `token`, `credential`,
- * `sasl.username`, `sasl.oauthbearer.config`, `sasl.jaas`, `ssl.key` or `ssl_key`.
+ * `sasl.username`, `sasl.oauthbearer.config`, `sasl.jaas`, `ssl.key`, `ssl_key` or
+ * `basic_auth` (the bcrypt hashes of [metrics] basic_auth_users, which exporter-toolkit
+ * also treats as secrets).
  *
  * Returns: %TRUE for a secret.
  */

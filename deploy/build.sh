@@ -18,10 +18,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_packages=(gcc meson ninja-build pkg-config libglib2.0-dev libjson-glib-dev librdkafka-dev
-  libsoup-3.0-dev libsystemd-dev)
-# curl: the container's HEALTHCHECK asks /healthz.
+  libsoup-3.0-dev libsystemd-dev libcrypt-dev)
+# curl: the container's HEALTHCHECK asks /healthz. glib-networking: GIO's TLS, for
+# [metrics] tls_cert_file (libsoup only recommends it). libcrypt1: bcrypt for
+# [metrics] basic_auth_users.
 runtime_packages=(libglib2.0-0 libjson-glib-1.0-0 librdkafka1 libsoup-3.0-0 libsystemd0
-  ca-certificates curl)
+  glib-networking libcrypt1 ca-certificates curl)
 
 apt_install() {
   apt-get update -q

@@ -1,6 +1,7 @@
 /* tally-test-util.c: helpers the unit suites share (see tally-test-util.h). */
 #include "tally-test-util.h"
 
+#include <crypt.h>
 #include <string.h>
 
 void
@@ -102,4 +103,51 @@ tally_test_run_clear (TallyTestRun *run)
 {
   g_free (run->out);
   g_free (run->err);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Metrics access: certificates and bcrypt hashes
+ * ------------------------------------------------------------------------------------- */
+
+gboolean
+tally_test_make_certificate (const char *dir, char **cert_path, char **key_path)
+{
+  g_autofree char *openssl = g_find_program_in_path ("openssl");
+  g_autofree char *cert = g_build_filename (dir, "cert.pem", NULL);
+  g_autofree char *key = g_build_filename (dir, "key.pem", NULL);
+  g_autofree char *err = NULL;
+  g_autoptr (GError) error = NULL;
+  int status = 0;
+
+  if (openssl == NULL)
+    {
+      g_test_skip ("openssl is not installed (scripts/setup installs it)");
+      return FALSE;
+    }
+  g_spawn_sync (NULL,
+                (char *[]){ openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                            "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                            "-keyout", key, "-out", cert, NULL },
+                NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err, &status, &error);
+  g_assert_no_error (error);
+  if (!g_spawn_check_wait_status (status, NULL))
+    g_error ("openssl req failed: %s", err);
+  *cert_path = g_steal_pointer (&cert);
+  *key_path = g_steal_pointer (&key);
+  return TRUE;
+}
+
+char *
+tally_test_bcrypt (const char *password)
+{
+  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+  g_autofree struct crypt_data *data = g_new0 (struct crypt_data, 1);
+  const char *hash;
+
+  g_assert_nonnull (crypt_gensalt_rn ("$2b$", 4, NULL, 0, salt, sizeof salt));
+  hash = crypt_r (password, salt, data);
+  g_assert_nonnull (hash);
+  g_assert_true (g_str_has_prefix (hash, "$2b$04$"));
+  return g_strdup (hash);
 }

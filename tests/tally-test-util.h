@@ -6,6 +6,7 @@
  * - Counts: build a TallyCounts from literal words, and compare counts exactly.
  * - Kafka: a client configuration for an embedded broker (tally broker's mock cluster).
  * - TallyTestRun: the exit status and output of a `tally` program the suite started.
+ * - Metrics access: a self-signed certificate made with openssl, a bcrypt hash.
  */
 #pragma once
 
@@ -59,5 +60,14 @@ typedef struct
 
 void tally_test_run_clear (TallyTestRun *run);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (TallyTestRun, tally_test_run_clear)
+
+/* Writes a self-signed certificate for CN=localhost and IP 127.0.0.1 (an EC P-256 key,
+ * valid one day) to DIR/cert.pem and its key to DIR/key.pem with `openssl req`; sets the
+ * paths (transfer full). FALSE, and the test skipped, when openssl is not installed. */
+gboolean tally_test_make_certificate (const char *dir, char **cert_path, char **key_path);
+
+/* A `$2b$` bcrypt hash of @password at cost 4 (fast), from libcrypt's crypt_gensalt_rn()
+ * and crypt_r(), as `htpasswd -nbBC 4` would make. (transfer full) */
+char *tally_test_bcrypt (const char *password);
 
 G_END_DECLS

@@ -387,6 +387,9 @@ test_secret_file (void)
   g_rmdir (dir);
 }
 
+/* The bcrypt hash of "scrape-pass" in good-full.conf. */
+#define GOOD_FULL_HASH "$2b$04$WLGg6ZnAkjRdkR25AGswLengjFKCmhjH82WYRa13LE.5.n9bVJase"
+
 static void
 test_good_full (void)
 {
@@ -396,6 +399,7 @@ test_good_full (void)
   const char *const topics[] = { "news", "^logs-[0-9]{1,3}$", "tweets", NULL };
   const char *const names[] = { "bootstrap.servers", "client.id",     "compression.type",
                                 "message.max.bytes", "sasl.username", "sasl.password" };
+  const char *const users[] = { "prometheus:" GOOD_FULL_HASH, "grafana:" GOOD_FULL_HASH, NULL };
 
   g_assert_cmpuint (c->kafka.properties->len, ==, G_N_ELEMENTS (names));
   for (guint i = 0; i < G_N_ELEMENTS (names); i++)
@@ -431,6 +435,81 @@ test_good_full (void)
   g_assert_cmpuint (c->broker.partitions, ==, 8);
   g_assert_cmpuint (c->shutdown.timeout_ms, ==, 5000);
   g_assert_cmpint (c->log.level, ==, G_LOG_LEVEL_DEBUG);
+  g_assert_cmpstr (c->metrics.listen, ==, "0.0.0.0:9464");
+  g_assert_null (c->metrics.tls_cert_file);
+  g_assert_null (c->metrics.tls_key_file);
+  g_assert_true (g_strv_equal ((const char *const *)c->metrics.basic_auth_users, users));
+}
+
+/* [metrics] tls_cert_file and tls_key_file: a pair GIO loads, both or neither; errors
+ * name the key at fault. */
+static void
+test_metrics_tls (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("tally-config-tls-XXXXXX", NULL);
+  g_autofree char *cert = NULL, *key = NULL;
+  g_autofree char *text_file = g_build_filename (dir, "not-pem.txt", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyConfig) c = NULL;
+  g_autofree char *data = NULL;
+
+  if (!tally_test_make_certificate (dir, &cert, &key))
+    return;
+  g_assert_true (g_file_set_contents (text_file, "not a certificate\n", -1, NULL));
+
+  data = g_strdup_printf ("[metrics]\nlisten=9464\ntls_cert_file=%s\ntls_key_file=%s\n", cert, key);
+  c = tally_config_load_from_data (data, -1, "t.conf", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (c->metrics.tls_cert_file, ==, cert);
+  g_assert_cmpstr (c->metrics.tls_key_file, ==, key);
+  g_clear_pointer (&c, tally_config_free);
+  g_clear_pointer (&data, g_free);
+
+  /* Both or neither. */
+  data = g_strdup_printf ("[metrics]\nlisten=9464\ntls_cert_file=%s\n", cert);
+  c = tally_config_load_from_data (data, -1, "t.conf", &error);
+  g_assert_null (c);
+  g_assert_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE);
+  g_assert_cmpstr (error->message, ==,
+                   "t.conf:3: [metrics] tls_cert_file: set tls_cert_file and tls_key_file "
+                   "together, or neither");
+  g_clear_error (&error);
+  g_clear_pointer (&data, g_free);
+
+  /* A file that is no certificate; then a key that is no key. */
+  data = g_strdup_printf ("[metrics]\ntls_cert_file=%s\ntls_key_file=%s\n", text_file, key);
+  c = tally_config_load_from_data (data, -1, "t.conf", &error);
+  g_assert_null (c);
+  g_assert_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE);
+  g_test_message ("%s", error->message);
+  g_assert_true (g_str_has_prefix (error->message, "t.conf:2: [metrics] tls_cert_file: "));
+  g_assert_nonnull (strstr (error->message, ": not a PEM certificate: "));
+  g_clear_error (&error);
+  g_clear_pointer (&data, g_free);
+
+  data = g_strdup_printf ("[metrics]\ntls_cert_file=%s\ntls_key_file=%s\n", cert, text_file);
+  c = tally_config_load_from_data (data, -1, "t.conf", &error);
+  g_assert_null (c);
+  g_assert_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE);
+  g_test_message ("%s", error->message);
+  g_assert_true (g_str_has_prefix (error->message, "t.conf:3: [metrics] tls_key_file: "));
+  g_assert_nonnull (strstr (error->message, ": not a PEM private key: "));
+  g_clear_error (&error);
+
+  /* A directory is not a file. */
+  g_clear_pointer (&data, g_free);
+  data = g_strdup_printf ("[metrics]\ntls_cert_file=%s\ntls_key_file=%s\n", dir, key);
+  c = tally_config_load_from_data (data, -1, "t.conf", &error);
+  g_assert_null (c);
+  g_clear_pointer (&data, g_free);
+  data = g_strdup_printf ("t.conf:2: [metrics] tls_cert_file: %s: not a regular file", dir);
+  g_assert_cmpstr (error->message, ==, data);
+  g_clear_error (&error);
+
+  g_unlink (cert);
+  g_unlink (key);
+  g_unlink (text_file);
+  g_rmdir (dir);
 }
 
 static void
@@ -635,7 +714,7 @@ test_example_and_docs_cover_every_key (void)
       g_assert_nonnull (strstr (docs, as_doc));
       keys++;
     }
-  g_assert_cmpuint (keys, ==, 26);
+  g_assert_cmpuint (keys, ==, 29);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -741,7 +820,8 @@ test_env_other_variables_ignored (void)
 static void
 test_secret_keys (void)
 {
-  const char *const secret[] = { "sasl.password",
+  const char *const secret[] = { "basic_auth_users",
+                                 "sasl.password",
                                  "SASL.PASSWORD",
                                  "sasl.username",
                                  "ssl.key.password",
@@ -771,6 +851,9 @@ test_redaction (void)
 
   g_assert_null (strstr (redacted, "hunter2-secret"));
   g_assert_null (strstr (redacted, "alice"));
+  g_assert_null (strstr (redacted, GOOD_FULL_HASH));
+  g_assert_nonnull (strstr (redacted, "\nbasic_auth_users=<redacted>\n"));
+  g_assert_nonnull (strstr (plain, "\nbasic_auth_users=prometheus:" GOOD_FULL_HASH ";grafana:"));
   g_assert_nonnull (strstr (redacted, "\nsasl.username=<redacted>\nsasl.password=<redacted>\n"));
   g_assert_nonnull (strstr (redacted, "\nclient.id=tally-test\n"));
   g_assert_nonnull (strstr (plain, "\nsasl.password=hunter2-secret\n"));
@@ -812,7 +895,9 @@ test_to_string_shape (void)
   g_assert_nonnull (strstr (text, "\n[input]\ntopics=news;^logs-[0-9]{1,3}$;tweets;\n"
                                   "group_id=word counters\nauto_offset_reset=latest\n"
                                   "max_batch_records=250\n\n[output]\n"));
-  g_assert_true (g_str_has_suffix (text, "\n[log]\nlevel=debug\n\n[metrics]\n#listen=\n"));
+  g_assert_true (g_str_has_suffix (text, "\n[log]\nlevel=debug\n\n[metrics]\nlisten=0.0.0.0:9464\n"
+                                         "#tls_cert_file=\n#tls_key_file=\n"
+                                         "basic_auth_users=<redacted>\n"));
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1165,7 +1250,9 @@ test_cli_print_config (void)
   g_assert_cmpint (r.status, ==, 0);
   g_assert_nonnull (
       strstr (r.out, "# Environment overrides: TALLY_KAFKA_SASL_PASSWORD, TALLY_LOG_LEVEL\n"));
-  g_assert_true (g_str_has_suffix (r.out, "\n[log]\nlevel=info\n\n[metrics]\n#listen=\n"));
+  g_assert_true (g_str_has_suffix (r.out, "\n[log]\nlevel=info\n\n[metrics]\nlisten=0.0.0.0:9464\n"
+                                          "#tls_cert_file=\n#tls_key_file=\n"
+                                          "basic_auth_users=<redacted>\n"));
   g_assert_null (strstr (r.out, "from-env"));
   tally_test_run_clear (&r);
 
@@ -1283,6 +1370,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/corpus-covers-every-error", test_corpus_covers_every_error);
   g_test_add_func ("/config/good-full", test_good_full);
   g_test_add_func ("/config/good-small-cases", test_good_small_cases);
+  g_test_add_func ("/config/metrics-tls", test_metrics_tls);
   g_test_add_func ("/config/example", test_example);
   g_test_add_func ("/config/example-and-docs-cover-every-key",
                    test_example_and_docs_cover_every_key);

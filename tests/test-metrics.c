@@ -11,7 +11,9 @@
 #include "tally-aggregator-handle.h"
 #include "tally-metrics-server.h"
 #include "tally-metrics.h"
+#include "tally-test-util.h"
 
+#include <glib/gstdio.h>
 #include <libsoup/soup.h>
 #include <string.h>
 
@@ -272,6 +274,10 @@ test_parse_listen (void)
     { "70000", NULL },
     { "127.0.0.1", NULL },
     { "example.org:9464", NULL },
+    /* Nothing but an explicit address leaves loopback: no empty or wildcard host. */
+    { ":9464", NULL },
+    { "*:9464", NULL },
+    { "[::]:9464", "[::]:9464" },
     { "1.2.3.4:notaport", NULL },
   };
 
@@ -332,7 +338,7 @@ test_server (void)
   tally_aggregator_handle_add_word (handle, "beta", NULL);
   tally_aggregator_handle_add_word (handle, "alpha", NULL);
 
-  server = tally_metrics_server_new ("127.0.0.1:0", metrics, handle, main_context, &error);
+  server = tally_metrics_server_new ("127.0.0.1:0", NULL, metrics, handle, main_context, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (tally_metrics_server_get_port (server), >, 0);
 
@@ -410,7 +416,7 @@ test_server_main_loop (void)
 
   main_thread
       = g_thread_new ("test-main", (GThreadFunc)(void (*) (void))g_main_loop_run, main_loop);
-  server = tally_metrics_server_new ("127.0.0.1:0", metrics, handle, main_context, &error);
+  server = tally_metrics_server_new ("127.0.0.1:0", NULL, metrics, handle, main_context, &error);
   g_assert_no_error (error);
   body = get (session, tally_metrics_server_get_port (server), "/healthz", &status);
   g_assert_cmpuint (status, ==, 200);
@@ -434,20 +440,191 @@ test_server_main_loop (void)
   tally_aggregator_handle_unref (handle);
 }
 
+static gboolean
+on_accept_certificate (SoupMessage *message, GTlsCertificate *certificate,
+                       GTlsCertificateFlags errors, gpointer user_data)
+{
+  GTlsCertificate *expected = user_data;
+
+  /* Self-signed, so not trusted; it must be the one the server was given. */
+  return g_tls_certificate_is_same (certificate, expected);
+}
+
+/* GET @uri with basic credentials @user:@password (none when @user is NULL), trusting
+ * @certificate only; returns the body (NULL on a transport error, then in @error). */
+static char *
+get_secure (SoupSession *session, const char *uri, GTlsCertificate *certificate, const char *user,
+            const char *password, guint *status, char **authenticate, GError **error)
+{
+  g_autoptr (SoupMessage) message = soup_message_new ("GET", uri);
+  g_autoptr (GBytes) body = NULL;
+
+  if (user != NULL)
+    {
+      g_autofree char *pair = g_strdup_printf ("%s:%s", user, password);
+      g_autofree char *encoded = g_base64_encode ((const guchar *)pair, strlen (pair));
+      g_autofree char *header = g_strdup_printf ("Basic %s", encoded);
+
+      soup_message_headers_replace (soup_message_get_request_headers (message), "Authorization",
+                                    header);
+    }
+  if (certificate != NULL)
+    g_signal_connect (message, "accept-certificate", G_CALLBACK (on_accept_certificate),
+                      certificate);
+  body = soup_session_send_and_read (session, message, NULL, error);
+  if (body == NULL)
+    return NULL;
+  *status = soup_message_get_status (message);
+  if (authenticate != NULL)
+    *authenticate = g_strdup (soup_message_headers_get_one (
+        soup_message_get_response_headers (message), "WWW-Authenticate"));
+  return g_strndup (g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+}
+
+/* HTTPS with basic authentication, as exporter-toolkit's web configuration: no or wrong
+ * credentials 401, right ones 200 with the exposition; plain HTTP to the port fails. */
+static void
+test_server_tls_basic_auth (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("tally-metrics-tls-XXXXXX", NULL);
+  g_autofree char *cert = NULL, *key = NULL;
+  g_autofree char *hash = NULL, *item = NULL, *other_hash = NULL, *other = NULL;
+  g_autoptr (TallyMetrics) metrics = tally_metrics_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GTlsCertificate) certificate = NULL;
+  g_autoptr (SoupSession) session = soup_session_new_with_options ("timeout", 30, NULL);
+  TallyMetricsServer *server;
+  g_autofree char *https = NULL, *http = NULL, *body = NULL, *authenticate = NULL;
+  guint status = 0;
+
+  if (!tally_test_make_certificate (dir, &cert, &key))
+    return;
+  certificate = g_tls_certificate_new_from_files (cert, key, &error);
+  g_assert_no_error (error);
+  hash = tally_test_bcrypt ("s3cret pass");
+  item = g_strdup_printf ("prometheus:%s", hash);
+  other_hash = tally_test_bcrypt ("another");
+  other = g_strdup_printf ("grafana:%s", other_hash);
+  {
+    const char *const users[] = { item, other, NULL };
+    const TallyMetricsServerAccess access = { cert, key, users };
+
+    server = tally_metrics_server_new ("127.0.0.1:0", &access, metrics, NULL, NULL, &error);
+  }
+  g_assert_no_error (error);
+  https = g_strdup_printf ("https://127.0.0.1:%u/metrics", tally_metrics_server_get_port (server));
+  http = g_strdup_printf ("http://127.0.0.1:%u/metrics", tally_metrics_server_get_port (server));
+
+  /* No credentials, a wrong password, an unknown user: 401 and the challenge. */
+  body = get_secure (session, https, certificate, NULL, NULL, &status, &authenticate, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (status, ==, 401);
+  /* libsoup writes the realm as a token, unquoted (RFC 7235 allows either). */
+  g_assert_cmpstr (authenticate, ==, "Basic realm=tally");
+  g_clear_pointer (&body, g_free);
+  g_clear_pointer (&authenticate, g_free);
+  body = get_secure (session, https, certificate, "prometheus", "wrong", &status, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (status, ==, 401);
+  g_clear_pointer (&body, g_free);
+  body = get_secure (session, https, certificate, "nobody", "s3cret pass", &status, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (status, ==, 401);
+  g_clear_pointer (&body, g_free);
+  /* A user's password is not another user's. */
+  body = get_secure (session, https, certificate, "grafana", "s3cret pass", &status, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (status, ==, 401);
+  g_clear_pointer (&body, g_free);
+
+  /* The right password: the exposition. */
+  body = get_secure (session, https, certificate, "prometheus", "s3cret pass", &status, NULL,
+                     &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (status, ==, 200);
+  assert_contains (body, "# TYPE tally_build_info gauge\n");
+  g_clear_pointer (&body, g_free);
+  body = get_secure (session, https, certificate, "grafana", "another", &status, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (status, ==, 200);
+  g_clear_pointer (&body, g_free);
+
+  /* Plain HTTP to the HTTPS port: no answer at all, with or without credentials. */
+  body = get_secure (session, http, NULL, "prometheus", "s3cret pass", &status, NULL, &error);
+  g_assert_null (body);
+  g_assert_nonnull (error);
+  g_test_message ("plain HTTP: %s", error->message);
+  g_clear_error (&error);
+
+  soup_session_abort (session);
+  g_usleep (200000);
+  tally_metrics_server_free (server);
+  g_unlink (cert);
+  g_unlink (key);
+  g_rmdir (dir);
+}
+
+/* Basic authentication without TLS, and errors of the access settings. */
+static void
+test_server_access_errors (void)
+{
+  g_autoptr (TallyMetrics) metrics = tally_metrics_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SoupSession) session = soup_session_new_with_options ("timeout", 30, NULL);
+  g_autofree char *hash = tally_test_bcrypt ("pw");
+  g_autofree char *item = g_strdup_printf ("u:%s", hash);
+  const char *const users[] = { item, NULL };
+  const char *const bad_users[] = { hash, NULL };
+  const TallyMetricsServerAccess auth_only = { NULL, NULL, users };
+  const TallyMetricsServerAccess cert_only = { "/nonexistent.pem", NULL, NULL };
+  const TallyMetricsServerAccess missing = { "/nonexistent.pem", "/nonexistent.key", NULL };
+  const TallyMetricsServerAccess bad = { NULL, NULL, bad_users };
+  TallyMetricsServer *server;
+  g_autofree char *uri = NULL, *body = NULL;
+  guint status = 0;
+
+  server = tally_metrics_server_new ("127.0.0.1:0", &auth_only, metrics, NULL, NULL, &error);
+  g_assert_no_error (error);
+  uri = g_strdup_printf ("http://127.0.0.1:%u/readyz", tally_metrics_server_get_port (server));
+  body = get_secure (session, uri, NULL, NULL, NULL, &status, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (status, ==, 401);
+  g_clear_pointer (&body, g_free);
+  body = get_secure (session, uri, NULL, "u", "pw", &status, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (status, ==, 503); /* through: /readyz answers (not consuming) */
+  g_assert_cmpstr (body, ==, "not consuming (starting or stopping)\n");
+  g_clear_pointer (&body, g_free);
+  soup_session_abort (session);
+  g_usleep (200000);
+  tally_metrics_server_free (server);
+
+  g_assert_null (tally_metrics_server_new ("127.0.0.1:0", &cert_only, metrics, NULL, NULL, &error));
+  g_assert_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ACCESS);
+  g_clear_error (&error);
+  g_assert_null (tally_metrics_server_new ("127.0.0.1:0", &missing, metrics, NULL, NULL, &error));
+  g_assert_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ACCESS);
+  g_clear_error (&error);
+  g_assert_null (tally_metrics_server_new ("127.0.0.1:0", &bad, metrics, NULL, NULL, &error));
+  g_assert_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ACCESS);
+  g_assert_cmpstr (error->message, ==, "basic_auth_users item 1 is not USER:BCRYPT_HASH");
+}
+
 static void
 test_listen_errors (void)
 {
   g_autoptr (TallyMetrics) metrics = tally_metrics_new ();
   g_autoptr (GError) error = NULL;
-  TallyMetricsServer *first = tally_metrics_server_new ("127.0.0.1:0", metrics, NULL, NULL, &error);
+  TallyMetricsServer *first
+      = tally_metrics_server_new ("127.0.0.1:0", NULL, metrics, NULL, NULL, &error);
   g_autofree char *taken = NULL;
 
   g_assert_no_error (error);
   taken = g_strdup_printf ("127.0.0.1:%u", tally_metrics_server_get_port (first));
-  g_assert_null (tally_metrics_server_new (taken, metrics, NULL, NULL, &error));
+  g_assert_null (tally_metrics_server_new (taken, NULL, metrics, NULL, NULL, &error));
   g_assert_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_LISTEN);
   g_clear_error (&error);
-  g_assert_null (tally_metrics_server_new ("nonsense", metrics, NULL, NULL, &error));
+  g_assert_null (tally_metrics_server_new ("nonsense", NULL, metrics, NULL, NULL, &error));
   g_assert_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ADDRESS);
   tally_metrics_server_free (first);
 }
@@ -467,5 +644,7 @@ main (int argc, char **argv)
   g_test_add_func ("/metrics/server", test_server);
   g_test_add_func ("/metrics/server-main-loop", test_server_main_loop);
   g_test_add_func ("/metrics/listen-errors", test_listen_errors);
+  g_test_add_func ("/metrics/server-tls-basic-auth", test_server_tls_basic_auth);
+  g_test_add_func ("/metrics/server-access-errors", test_server_access_errors);
   return g_test_run ();
 }

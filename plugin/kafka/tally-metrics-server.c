@@ -8,12 +8,18 @@
  * reference-counted (atomically: a ping the main context never ran is dropped on the
  * thread that frees that context) because answers may come after the response went out.
  *
+ * Access follows exporter-toolkit's web configuration: GIO loads the certificate and key
+ * (glib-networking does the TLS), and a SoupAuthDomainBasic covering every path checks each
+ * request's password with crypt_r() against the user's bcrypt hash; an unknown user costs
+ * the same bcrypt round as a known one, so timing does not tell which users exist.
+ *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-metrics-server.h"
 
 #include "tally-build-config.h"
 
+#include <crypt.h>
 #include <libsoup/soup.h>
 #include <pthread.h>
 #include <string.h>
@@ -28,6 +34,9 @@ struct _TallyMetricsServer
   TallyAggregatorHandle *handle;
   GMainContext *main_context; /* pinged by /healthz */
   gboolean test_hooks;
+  GTlsCertificate *tls_certificate; /* NULL: plain HTTP */
+  GHashTable *users;                /* user -> bcrypt hash; NULL: no authentication */
+  char *decoy_hash;                 /* a configured hash, checked for unknown users */
 
   GThread *thread;
   GMainContext *context;
@@ -376,6 +385,39 @@ on_not_found (SoupServer *server, SoupServerMessage *message, const char *path, 
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Basic authentication
+ * ------------------------------------------------------------------------------------- */
+
+/* Compares two NUL-terminated strings in time that depends on their lengths only. */
+static gboolean
+equal_constant_time (const char *a, const char *b)
+{
+  gsize la = strlen (a), lb = strlen (b);
+  guchar diff = la != lb;
+
+  for (gsize i = 0; i < MIN (la, lb); i++)
+    diff |= (guchar)a[i] ^ (guchar)b[i];
+  return diff == 0;
+}
+
+/* On the server's thread, once per request (libsoup keeps no session): one bcrypt round,
+ * about 50 ms at cost 10. */
+static gboolean
+on_basic_auth (SoupAuthDomain *domain, SoupServerMessage *message, const char *username,
+               const char *password, gpointer user_data)
+{
+  TallyMetricsServer *self = user_data;
+  const char *hash = g_hash_table_lookup (self->users, username);
+  g_autofree struct crypt_data *data = g_new0 (struct crypt_data, 1);
+  const char *computed = crypt_r (password, hash != NULL ? hash : self->decoy_hash, data);
+  gboolean ok = hash != NULL && computed != NULL && computed[0] != '*'
+                && equal_constant_time (computed, hash);
+
+  memset (data, 0, sizeof *data); /* the password does not linger on the heap */
+  return ok;
+}
+
+/* ---------------------------------------------------------------------------------------
  * Thread and life cycle
  * ------------------------------------------------------------------------------------- */
 
@@ -387,7 +429,17 @@ server_thread (gpointer data)
   GSList *listeners;
 
   g_main_context_push_thread_default (self->context);
-  self->server = soup_server_new ("server-header", "tally/" TALLY_VERSION " ", NULL);
+  self->server = soup_server_new ("server-header", "tally/" TALLY_VERSION " ", "tls-certificate",
+                                  self->tls_certificate, NULL);
+  if (self->users != NULL)
+    {
+      SoupAuthDomain *domain = soup_auth_domain_basic_new ("realm", "tally", "auth-callback",
+                                                           on_basic_auth, "auth-data", self, NULL);
+
+      soup_auth_domain_add_path (domain, "/");
+      soup_server_add_auth_domain (self->server, domain);
+      g_object_unref (domain);
+    }
   soup_server_add_handler (self->server, NULL, on_not_found, self, NULL);
   soup_server_add_handler (self->server, "/metrics", on_metrics, self, NULL);
   soup_server_add_handler (self->server, "/healthz", on_healthz, self, NULL);
@@ -395,7 +447,8 @@ server_thread (gpointer data)
   if (self->test_hooks)
     soup_server_add_handler (self->server, "/debug/stall", on_stall, self, NULL);
 
-  if (soup_server_listen (self->server, self->address, 0, &error))
+  if (soup_server_listen (self->server, self->address,
+                          self->tls_certificate != NULL ? SOUP_SERVER_LISTEN_HTTPS : 0, &error))
     {
       /* Not soup_server_get_uris(): libsoup 3.2 leaks an address in it. */
       listeners = soup_server_get_listeners (self->server);
@@ -481,8 +534,59 @@ tally_metrics_server_parse_listen (const char *listen, GError **error)
   return g_inet_socket_address_new (inet, port);
 }
 
+/* The certificate and the users of @access, or FALSE with a
+ * %TALLY_METRICS_SERVER_ERROR_ACCESS error. */
+static gboolean
+load_access (TallyMetricsServer *self, const TallyMetricsServerAccess *access, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+
+  if (access == NULL)
+    return TRUE;
+  if ((access->tls_cert_file == NULL) != (access->tls_key_file == NULL))
+    {
+      g_set_error_literal (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ACCESS,
+                           "a TLS certificate needs its key, and a key its certificate");
+      return FALSE;
+    }
+  if (access->tls_cert_file != NULL)
+    {
+      self->tls_certificate = g_tls_certificate_new_from_files (access->tls_cert_file,
+                                                                access->tls_key_file, &local_error);
+      if (self->tls_certificate == NULL)
+        {
+          g_set_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ACCESS,
+                       "TLS certificate %s, key %s: %s", access->tls_cert_file,
+                       access->tls_key_file, local_error->message);
+          return FALSE;
+        }
+    }
+  if (access->basic_auth_users != NULL && access->basic_auth_users[0] != NULL)
+    {
+      self->users = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+      for (guint i = 0; access->basic_auth_users[i] != NULL; i++)
+        {
+          const char *item = access->basic_auth_users[i];
+          const char *colon = strchr (item, ':');
+
+          /* Hashes are secrets: the message names the item only. */
+          if (colon == NULL || colon == item || !g_str_has_prefix (colon + 1, "$2"))
+            {
+              g_set_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ACCESS,
+                           "basic_auth_users item %u is not USER:BCRYPT_HASH", i + 1);
+              return FALSE;
+            }
+          g_hash_table_replace (self->users, g_strndup (item, colon - item), g_strdup (colon + 1));
+          if (self->decoy_hash == NULL)
+            self->decoy_hash = g_strdup (colon + 1);
+        }
+    }
+  return TRUE;
+}
+
 TallyMetricsServer *
-tally_metrics_server_new (const char *listen, TallyMetrics *metrics, TallyAggregatorHandle *handle,
+tally_metrics_server_new (const char *listen, const TallyMetricsServerAccess *access,
+                          TallyMetrics *metrics, TallyAggregatorHandle *handle,
                           GMainContext *main_context, GError **error)
 {
   TallyMetricsServer *self;
@@ -495,6 +599,15 @@ tally_metrics_server_new (const char *listen, TallyMetrics *metrics, TallyAggreg
   if (address == NULL)
     return NULL;
   self = g_new0 (TallyMetricsServer, 1);
+  if (!load_access (self, access, error))
+    {
+      g_object_unref (address);
+      g_clear_object (&self->tls_certificate);
+      g_clear_pointer (&self->users, g_hash_table_unref);
+      g_free (self->decoy_hash);
+      g_free (self);
+      return NULL;
+    }
   self->metrics = tally_metrics_ref (metrics);
   self->handle = handle != NULL ? tally_aggregator_handle_ref (handle) : NULL;
   self->main_context
@@ -521,8 +634,10 @@ tally_metrics_server_new (const char *listen, TallyMetrics *metrics, TallyAggreg
       tally_metrics_server_free (self);
       return NULL;
     }
-  g_message ("metrics: serving /metrics, /healthz and /readyz on %s (port %u)%s", listen,
-             self->port, self->test_hooks ? "; test hooks on" : "");
+  g_message ("metrics: serving /metrics, /healthz and /readyz on %s (port %u) over %s%s%s", listen,
+             self->port, self->tls_certificate != NULL ? "HTTPS" : "HTTP",
+             self->users != NULL ? " with basic authentication" : "",
+             self->test_hooks ? "; test hooks on" : "");
   return self;
 }
 
@@ -544,6 +659,9 @@ tally_metrics_server_free (TallyMetricsServer *server)
   g_main_context_unref (server->main_context);
   g_clear_object (&server->address);
   g_clear_object (&server->cancellable);
+  g_clear_object (&server->tls_certificate);
+  g_clear_pointer (&server->users, g_hash_table_unref);
+  g_free (server->decoy_hash);
   g_clear_pointer (&server->handle, tally_aggregator_handle_unref);
   tally_metrics_unref (server->metrics);
   pthread_mutex_destroy (&server->lock);

@@ -12,6 +12,11 @@
  * bound (TALLY_METRICS_SERVER_HEALTH_TIMEOUT_MS) passed, whichever is first. /readyz reads
  * the registry's readiness without asking anyone.
  *
+ * Access, as Prometheus exporters do it (exporter-toolkit's web configuration): a bare
+ * port binds loopback only; with a certificate and key the server speaks HTTPS only; with
+ * basic_auth_users every path needs HTTP basic authentication checked against bcrypt
+ * hashes (crypt_r() of libxcrypt), never a stored password.
+ *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #pragma once
@@ -34,11 +39,14 @@ G_BEGIN_DECLS
  * TallyMetricsServerError:
  * @TALLY_METRICS_SERVER_ERROR_ADDRESS: the listen address does not parse ([metrics] listen)
  * @TALLY_METRICS_SERVER_ERROR_LISTEN: the address could not be bound
+ * @TALLY_METRICS_SERVER_ERROR_ACCESS: the TLS certificate or key does not load, or a
+ *   basic_auth_users item is not `USER:BCRYPT_HASH`
  */
 typedef enum
 {
   TALLY_METRICS_SERVER_ERROR_ADDRESS,
   TALLY_METRICS_SERVER_ERROR_LISTEN,
+  TALLY_METRICS_SERVER_ERROR_ACCESS,
 } TallyMetricsServerError;
 
 GQuark tally_metrics_server_error_quark (void);
@@ -48,6 +56,25 @@ GQuark tally_metrics_server_error_quark (void);
 #define TALLY_METRICS_SERVER_HEALTH_TIMEOUT_MS 5000
 
 typedef struct _TallyMetricsServer TallyMetricsServer;
+
+/**
+ * TallyMetricsServerAccess:
+ * @tls_cert_file: (nullable): a PEM certificate (chain); with @tls_key_file the server
+ *   serves HTTPS only ([metrics] tls_cert_file; exporter-toolkit's cert_file)
+ * @tls_key_file: (nullable): its PEM private key ([metrics] tls_key_file; key_file)
+ * @basic_auth_users: (nullable) (array zero-terminated=1): `USER:BCRYPT_HASH` items; set,
+ *   every request needs HTTP basic authentication as one of them, else 401 with
+ *   `WWW-Authenticate: Basic realm=tally` ([metrics] basic_auth_users)
+ *
+ * Who may reach the server and how; all %NULL (or a %NULL pointer to it): plain HTTP, no
+ * authentication. Read during tally_metrics_server_new() only.
+ */
+typedef struct
+{
+  const char *tls_cert_file;
+  const char *tls_key_file;
+  const char *const *basic_auth_users;
+} TallyMetricsServerAccess;
 
 /**
  * tally_metrics_server_parse_listen:
@@ -62,6 +89,7 @@ GSocketAddress *tally_metrics_server_parse_listen (const char *listen, GError **
 /**
  * tally_metrics_server_new:
  * @listen: the listen address, as tally_metrics_server_parse_listen() takes it
+ * @access: (nullable): TLS and basic authentication; %NULL: neither
  * @metrics: the registry served; a reference is taken
  * @handle: (nullable): the aggregator shards probed; a reference is taken
  * @main_context: (nullable): the context whose loop /healthz pings (%NULL: the global
@@ -75,8 +103,9 @@ GSocketAddress *tally_metrics_server_parse_listen (const char *listen, GError **
  * Returns: (transfer full) (nullable): the server; stop it with tally_metrics_server_free()
  */
 G_GNUC_WARN_UNUSED_RESULT
-TallyMetricsServer *tally_metrics_server_new (const char *listen, TallyMetrics *metrics,
-                                              TallyAggregatorHandle *handle,
+TallyMetricsServer *tally_metrics_server_new (const char *listen,
+                                              const TallyMetricsServerAccess *access,
+                                              TallyMetrics *metrics, TallyAggregatorHandle *handle,
                                               GMainContext *main_context, GError **error);
 
 /**

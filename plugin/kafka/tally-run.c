@@ -602,14 +602,21 @@ tally_run_service (const TallyConfig *config, GError **error)
   if (config->metrics.listen != NULL)
     {
       g_autoptr (GError) local_error = NULL;
+      const TallyMetricsServerAccess access = {
+        config->metrics.tls_cert_file,
+        config->metrics.tls_key_file,
+        (const char *const *)config->metrics.basic_auth_users,
+      };
 
-      run.metrics_server = tally_metrics_server_new (config->metrics.listen, run.metrics,
+      run.metrics_server = tally_metrics_server_new (config->metrics.listen, &access, run.metrics,
                                                      run.handle, NULL, &local_error);
       if (run.metrics_server == NULL)
         {
           g_set_error (error, TALLY_RUN_ERROR,
                        g_error_matches (local_error, TALLY_METRICS_SERVER_ERROR,
                                         TALLY_METRICS_SERVER_ERROR_ADDRESS)
+                               || g_error_matches (local_error, TALLY_METRICS_SERVER_ERROR,
+                                                   TALLY_METRICS_SERVER_ERROR_ACCESS)
                            ? TALLY_RUN_ERROR_CONFIG
                            : TALLY_RUN_ERROR_FAILED,
                        "[metrics] listen: %s", local_error->message);

@@ -951,12 +951,18 @@ plugin_new (const PluginConf *pc, rd_kafka_t *host, const rd_kafka_conf_t *host_
   if (plugin->config->metrics.listen != NULL)
     {
       g_autoptr (GError) local_error = NULL;
+      /* TLS and basic authentication come from tally.config's [metrics] group only. */
+      const TallyMetricsServerAccess access = {
+        plugin->config->metrics.tls_cert_file,
+        plugin->config->metrics.tls_key_file,
+        (const char *const *)plugin->config->metrics.basic_auth_users,
+      };
 
       /* /healthz pings the plugin's arbiter (the host's own loop is not Tally's). */
       plugin->metrics = tally_metrics_new ();
       tally_snapshot_coordinator_set_metrics (plugin->snapshots, plugin->metrics);
       plugin->metrics_server = tally_metrics_server_new (
-          plugin->config->metrics.listen, plugin->metrics, plugin->handle,
+          plugin->config->metrics.listen, &access, plugin->metrics, plugin->handle,
           tally_arbiter_get_context (plugin->arbiter), &local_error);
       if (plugin->metrics_server == NULL)
         g_warning ("%sno metrics: %s", prefix, local_error->message);
