@@ -1,18 +1,19 @@
 /* tally-cmd-count.c — `tally count [FILE...]`: counts the words of files or standard input
  * with the same tokenizer and aggregator shards as the Kafka service, without Kafka.
  *
- * The main thread opens every input first (one that cannot be opened is named on stderr
- * and skipped; as with wc, the rest is counted and the exit status is 1), then reads each
- * with read(2) into a small pool of buffers and cuts it into *slices* of up to 2 MiB that
- * end just after a separator byte, since tally_tokenizer_feed() needs chunks in which no
- * word spans two calls ("Slicing" below). Slices go through a FIFO queue to J worker
- * threads (`--jobs`, by default as many as shards), each with its own tokenizer and
- * combining table; a worker sends each distinct word with its count through its
- * TallyWordBatcher to the aggregator shards ("Combining" below). Once every worker has
- * flushed and stopped, one GetCounts per shard yields the counts, printed as text, JSON or
- * CSV. Memory stays bounded: 2 J + 2 buffers, one table of about COUNT_COMBINE_MAX_BYTES
- * per worker, and at most 4 J batches in each shard's mailbox, so a fast reader waits for
- * slow shards instead of buffering.
+ * The main thread opens each input just before its turn (the next while reading the
+ * current) and closes it once read, so any number of files can be counted with two
+ * descriptors (one that cannot be opened is
+ * named on stderr and skipped; as with wc, the rest is counted and the exit status is 1).
+ * It reads each with read(2) into a small pool of buffers and cuts it into *slices* of up to 2 MiB
+ * that end just after a separator byte, since tally_tokenizer_feed() needs chunks in which no word
+ * spans two calls ("Slicing" below). Slices go through a FIFO queue to J worker threads (`--jobs`,
+ * by default as many as shards), each with its own tokenizer and combining table; a worker sends
+ * each distinct word with its count through its TallyWordBatcher to the aggregator shards
+ * ("Combining" below). Once every worker has flushed and stopped, one GetCounts per shard yields
+ * the counts, printed as text, JSON or CSV. Memory stays bounded: 2 J + 2 buffers, one table of
+ * about COUNT_COMBINE_MAX_BYTES per worker, and at most 4 J batches in each shard's mailbox, so a
+ * fast reader waits for slow shards instead of buffering.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -692,12 +693,13 @@ count_usage_error (GOptionContext *context, const char *message)
   return TALLY_EXIT_USAGE;
 }
 
-/* Counts every input into @job's shards, skipping those that could not be opened (fd -1).
- * An input that fails part way is named on stderr, counted up to where it failed, and
- * sets job->read_failed; the next one is read all the same. Returns %FALSE with @error
- * set when the shards stopped. */
+/* Counts every input of @paths into @job's shards, opening each just before its turn
+ * comes and closing it once read, so that at most two descriptors of inputs are open
+ * whatever the number of inputs (issue 13). An input that cannot be opened, or fails part way, is
+ * named on stderr (counted up to where it failed) and sets job->read_failed; the next one is read
+ * all the same. Returns %FALSE with @error set when the shards stopped. */
 static gboolean
-count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
+count_run (CountJob *job, const char *const *paths, guint n_inputs, GError **error)
 {
   pthread_condattr_t cond_attr;
 
@@ -728,22 +730,42 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
       worker->thread = g_thread_new (name, count_worker_run, worker);
     }
 
-  for (guint i = 0; i < n_inputs; i++)
-    {
-      g_autoptr (GError) read_error = NULL;
+  /* Input i + 1 is opened before input i is read (two descriptors at most), so that the
+   * next file is open while a slow stream is read; an error opening it is reported when
+   * its turn comes, in the order of the command line. */
+  {
+    CountInput slot[2] = { { .fd = -1 }, { .fd = -1 } };
+    GError *open_error[2] = { NULL, NULL };
 
-      if (inputs[i].fd < 0)
-        continue;
-      if (!count_produce_stream (job, &inputs[i], &read_error))
-        {
-          if (job->progress)
-            fputs ("\r\033[K", stderr);
-          g_printerr ("%s: %s\n", g_get_prgname (), read_error->message);
-          job->read_failed = TRUE;
-        }
-      if (g_atomic_int_get (&job->workers_failed))
-        break;
-    }
+    if (n_inputs > 0 && !count_input_open (&slot[0], paths[0], &open_error[0]))
+      count_input_clear (&slot[0]);
+    for (guint i = 0; i < n_inputs; i++)
+      {
+        CountInput *input = &slot[i % 2];
+        guint next = (i + 1) % 2;
+        g_autoptr (GError) read_error = g_steal_pointer (&open_error[i % 2]);
+
+        if (i + 1 < n_inputs && !count_input_open (&slot[next], paths[i + 1], &open_error[next]))
+          count_input_clear (&slot[next]);
+        if (read_error == NULL)
+          count_produce_stream (job, input, &read_error);
+        if (read_error != NULL)
+          {
+            if (job->progress)
+              fputs ("\r\033[K", stderr);
+            g_printerr ("%s: %s\n", g_get_prgname (), read_error->message);
+            job->read_failed = TRUE;
+          }
+        count_input_clear (input);
+        if (g_atomic_int_get (&job->workers_failed))
+          break;
+      }
+    for (guint k = 0; k < 2; k++)
+      {
+        count_input_clear (&slot[k]);
+        g_clear_error (&open_error[k]);
+      }
+  }
 
   count_queue_end (job);
   /* Wait for the workers, updating the progress line meanwhile. */
@@ -870,7 +892,6 @@ tally_cmd_count (int argc, char **argv)
   CountFormat format = COUNT_FORMAT_TEXT;
   const char *stdin_only[] = { "-", NULL };
   const char *const *paths;
-  CountInput *inputs;
   guint n_inputs;
   guint n_shards;
   guint mailbox_capacity;
@@ -935,28 +956,20 @@ tally_cmd_count (int argc, char **argv)
   job.n_workers = opt_jobs > 0 ? (guint)opt_jobs : n_shards;
   mailbox_capacity = MIN (config->aggregator.mailbox_capacity, 4 * job.n_workers);
 
-  /* Open everything first: a missing file is reported before anything is counted, then
-   * skipped. */
+  /* Inputs are opened one at a time as they are read (count_run()); here only their sizes
+   * are looked up, for the progress line. */
   paths = opt_files != NULL && opt_files[0] != NULL ? (const char *const *)opt_files : stdin_only;
   n_inputs = g_strv_length ((char **)paths);
-  inputs = g_new0 (CountInput, n_inputs);
-  for (guint i = 0; i < n_inputs; i++)
-    inputs[i].fd = -1;
   job.size_known = TRUE;
-  for (guint i = 0; i < n_inputs; i++)
+  for (guint i = 0; i < n_inputs && job.size_known; i++)
     {
-      if (!count_input_open (&inputs[i], paths[i], &error))
-        {
-          g_printerr ("%s: %s\n", g_get_prgname (), error->message);
-          g_clear_error (&error);
-          count_input_clear (&inputs[i]);
-          status = TALLY_EXIT_FAILURE;
-          continue;
-        }
-      if (inputs[i].size_known)
-        job.bytes_total += inputs[i].size;
-      else
-        job.size_known = FALSE;
+      struct stat st;
+      int rc = strcmp (paths[i], "-") == 0 ? fstat (STDIN_FILENO, &st) : stat (paths[i], &st);
+
+      if (rc == 0 && S_ISREG (st.st_mode) && st.st_size > 0)
+        job.bytes_total += (guint64)st.st_size;
+      else if (rc == 0 && !S_ISDIR (st.st_mode))
+        job.size_known = FALSE; /* a stream, or a file of unknown size (/proc) */
     }
   job.progress
       = isatty (STDERR_FILENO) && (!job.size_known || job.bytes_total > COUNT_PROGRESS_MIN_BYTES);
@@ -970,7 +983,7 @@ tally_cmd_count (int argc, char **argv)
   mallopt (M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 #endif
   job.handle = tally_aggregator_handle_new (n_shards, mailbox_capacity);
-  if (!count_run (&job, inputs, n_inputs, &error))
+  if (!count_run (&job, paths, n_inputs, &error))
     {
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
       status = TALLY_EXIT_FAILURE;
@@ -1016,8 +1029,5 @@ tally_cmd_count (int argc, char **argv)
 
 out:
   count_job_clear (&job);
-  for (guint i = 0; i < n_inputs; i++)
-    count_input_clear (&inputs[i]);
-  g_free (inputs);
   return status;
 }
