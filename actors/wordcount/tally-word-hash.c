@@ -16,11 +16,13 @@
 #include <sys/random.h>
 
 guint64 tally_word_hash_seed;
+guint64 tally_word_hash_key;
 
 void
 tally_word_hash_set_seed (guint64 seed)
 {
   tally_word_hash_seed = seed;
+  tally_word_hash_key = seed ^ tally_wy_mix (seed ^ TALLY_WY_SECRET0, TALLY_WY_SECRET1);
 }
 
 /* 64 bits from the kernel's random pool; from GLib's generator (itself seeded from
@@ -47,9 +49,9 @@ word_hash_seed_init (void)
 
   if (fixed != NULL && fixed[0] == '0' && (fixed[1] == 'x' || fixed[1] == 'X')
       && g_ascii_string_to_unsigned (fixed + 2, 16, 0, G_MAXUINT64, &seed, NULL))
-    tally_word_hash_seed = seed;
+    tally_word_hash_set_seed (seed);
   else if (fixed != NULL && g_ascii_string_to_unsigned (fixed, 10, 0, G_MAXUINT64, &seed, NULL))
-    tally_word_hash_seed = seed;
+    tally_word_hash_set_seed (seed);
   else
-    tally_word_hash_seed = random_seed ();
+    tally_word_hash_set_seed (random_seed ());
 }
