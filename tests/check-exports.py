@@ -3,7 +3,7 @@
 
     check-exports.py LIBTALLY_SO HEADER...
 
-Every dynamic symbol libtally defines must be a function declared in one of its installed
+Every dynamic symbol libtally defines must be a function (or an extern variable) declared in one of its installed
 HEADERs (the `tally_headers` of meson.build), and every function those headers declare,
 but for their `static inline` ones, must be exported. tally_counts_merge_disjoint() is the
 one exception libtally.map documents (tests/test-counts.c calls it). Exit 1 with the
@@ -22,6 +22,7 @@ def declared(headers):
         with open(path) as f:
             src = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
         names.update(re.findall(r"\b(tally_[a-z0-9_]+)\s*\(", src))
+        names.update(re.findall(r"^extern\s[^;(]*?\b(tally_[a-z0-9_]+)\s*;", src, flags=re.M))
         inline.update(re.findall(r"static\s+inline\b[^;{]*?\b(tally_[a-z0-9_]+)\s*\(", src, flags=re.S))
     return names - inline
 

@@ -21,11 +21,12 @@ lookup (TallyWordTable *t, const char *w)
   return tally_word_table_lookup (t, w, strlen (w), tally_word_hash (w, strlen (w)));
 }
 
-/* The hash is part of the sharding contract: it must never change between builds. */
+/* With seed 0 the hash is wyhash final 4's (values pinned: lengths 0, 1-3, 4-16, 17-48 and
+ * over 48 take different paths). The seed is restored afterwards: tests that follow must
+ * see the process's own seed. */
 static void
-test_hash_fixed (void)
+test_hash_seed_zero (void)
 {
-  /* Lengths 0, 1-3, 4-16, 17-48 and over 48 take different paths; values pinned. */
   static const struct
   {
     const char *word;
@@ -41,8 +42,112 @@ test_hash_fixed (void)
     { "12345678901234567890123456789012345678901234567890123456789012345678901234567890",
       G_GUINT64_CONSTANT (0x48662e17cabfab37) },
   };
+  guint64 saved = tally_word_hash_seed;
+
+  tally_word_hash_set_seed (0);
   for (guint i = 0; i < G_N_ELEMENTS (pinned); i++)
     g_assert_cmphex (tally_word_hash (pinned[i].word, strlen (pinned[i].word)), ==, pinned[i].hash);
+  tally_word_hash_set_seed (saved);
+}
+
+/* Issue 13 item 9: the hash is keyed. The same seed gives the same values; another seed
+ * gives other values for every word and another assignment of words to shards, on every
+ * path (lengths 0 to 200); so a set of words chosen to collide under one seed does not
+ * collide under the next. */
+static void
+test_hash_seeded (void)
+{
+  guint64 saved = tally_word_hash_seed;
+  char buf[200];
+  guint moved = 0;
+
+  for (guint i = 0; i < 200; i++)
+    buf[i] = (char)('a' + (i * 7) % 26);
+  for (guint i = 0; i < 200; i++)
+    {
+      guint64 h1, h1_again, h2;
+
+      tally_word_hash_set_seed (G_GUINT64_CONSTANT (0x0123456789abcdef));
+      h1 = tally_word_hash (buf, i);
+      h1_again = tally_word_hash (buf, i);
+      tally_word_hash_set_seed (G_GUINT64_CONSTANT (0x0123456789abcdee));
+      h2 = tally_word_hash (buf, i);
+      g_assert_cmphex (h1, ==, h1_again);
+      g_assert_cmphex (h1, !=, h2);
+      if (tally_word_shard (h1, 16) != tally_word_shard (h2, 16))
+        moved++;
+    }
+  /* 15 in 16 words change shard when the two hashes are independent; far more than half. */
+  g_assert_cmpuint (moved, >, 150);
+
+  /* Words that share their low 10 bits under one seed (a table of 1024 slots) spread over
+   * the slots under another. */
+  {
+    g_autoptr (GPtrArray) colliding = g_ptr_array_new_with_free_func (g_free);
+    g_autoptr (GHashTable) slots = g_hash_table_new (NULL, NULL);
+
+    tally_word_hash_set_seed (1);
+    for (guint i = 0; colliding->len < 64; i++)
+      {
+        char *w = g_strdup_printf ("w%u", i);
+
+        if ((tally_word_hash (w, strlen (w)) & 1023) == 0)
+          g_ptr_array_add (colliding, w);
+        else
+          g_free (w);
+      }
+    tally_word_hash_set_seed (2);
+    for (guint i = 0; i < colliding->len; i++)
+      {
+        const char *w = colliding->pdata[i];
+
+        g_hash_table_add (slots, GUINT_TO_POINTER (tally_word_hash (w, strlen (w)) & 1023));
+      }
+    g_assert_cmpuint (g_hash_table_size (slots), >, 50);
+  }
+  tally_word_hash_set_seed (saved);
+}
+
+/* The seed is drawn per process, unless TALLY_HASH_SEED fixes it: two runs of this test's
+ * own binary print their seeds. */
+static void
+test_hash_seed_per_process (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_print ("seed=%" G_GUINT64_FORMAT "\n", tally_word_hash_seed);
+      return;
+    }
+  {
+    const char *argv0 = g_test_get_filename (G_TEST_BUILT, "test-word-table", NULL);
+    char *argv[] = { (char *)argv0,       "-q", "-p", "/word-table/hash/seed-per-process",
+                     "--GTestSubprocess", NULL };
+    g_auto (GStrv) env = g_get_environ ();
+    g_auto (GStrv) fixed_env = NULL;
+    char *out[4] = { NULL };
+    guint64 seeds[4];
+
+    env = g_environ_unsetenv (env, "TALLY_HASH_SEED");
+    fixed_env = g_environ_setenv (g_strdupv (env), "TALLY_HASH_SEED", "0x1f", TRUE);
+    for (guint i = 0; i < 4; i++)
+      {
+        gint status = 0;
+        g_autoptr (GError) error = NULL;
+        const char *line;
+
+        g_assert_true (g_spawn_sync (NULL, argv, i < 2 ? env : fixed_env, G_SPAWN_DEFAULT, NULL,
+                                     NULL, &out[i], NULL, &status, &error));
+        g_assert_no_error (error);
+        g_assert_true (g_spawn_check_wait_status (status, NULL));
+        line = strstr (out[i], "seed=");
+        g_assert_nonnull (line);
+        seeds[i] = g_ascii_strtoull (line + 5, NULL, 10);
+        g_free (out[i]);
+      }
+    g_assert_cmphex (seeds[0], !=, seeds[1]);
+    g_assert_cmphex (seeds[2], ==, 0x1f);
+    g_assert_cmphex (seeds[3], ==, 0x1f);
+  }
 }
 
 static void
@@ -151,7 +256,7 @@ test_table_memory_goal (void)
 
 typedef struct
 {
-  GHashTable *seen; /* word (up to its first NUL) -> count */
+  GHashTable *seen; /* word (a NUL in it written as "\\0") -> count */
   guint n_calls;
   guint64 total;
 } Collect;
@@ -162,7 +267,17 @@ collect (const char *word, gsize len, guint64 count, gpointer user_data)
   Collect *c = user_data;
   c->n_calls++;
   c->total += count;
-  g_hash_table_insert (c->seen, g_strndup (word, len), g_memdup2 (&count, sizeof count));
+  /* Keyed so that "a\0b" and "a" stay apart, whatever order the table's hash gives them. */
+  {
+    GString *key = g_string_new (NULL);
+
+    for (gsize i = 0; i < len; i++)
+      if (word[i] == '\0')
+        g_string_append (key, "\\0");
+      else
+        g_string_append_c (key, word[i]);
+    g_hash_table_insert (c->seen, g_string_free (key, FALSE), g_memdup2 (&count, sizeof count));
+  }
 }
 
 static guint64
@@ -218,6 +333,7 @@ test_table_bytes (void)
   g_assert_cmpuint (tally_word_table_get_total (t), ==, 1 + 2 + 4 + 2 + 2 + 1000);
   g_assert_cmpuint (seen_count (&c, "\x80\x81\xfe\xff"), ==, 1);
   g_assert_cmpuint (seen_count (&c, "a"), ==, 4);
+  g_assert_cmpuint (seen_count (&c, "a\\0b"), ==, 2);
 }
 
 static void
@@ -571,7 +687,9 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
 
-  g_test_add_func ("/word-table/hash/fixed", test_hash_fixed);
+  g_test_add_func ("/word-table/hash/seed-zero", test_hash_seed_zero);
+  g_test_add_func ("/word-table/hash/seeded", test_hash_seeded);
+  g_test_add_func ("/word-table/hash/seed-per-process", test_hash_seed_per_process);
   g_test_add_func ("/word-table/hash/distinct", test_hash_distinct);
   g_test_add_func ("/word-table/basic", test_table_basic);
   g_test_add_func ("/word-table/growth", test_table_growth);

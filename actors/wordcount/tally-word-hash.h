@@ -7,6 +7,11 @@
  * these two functions from here, so none of them depends on another for them. Both are
  * static inline: they run once per word on the hottest paths.
  *
+ * The hash is keyed by a seed drawn once per process (tally-word-hash.c, before main()), so
+ * whoever writes records cannot choose words that all collide in a table or all land on
+ * one shard. Nothing Tally writes depends on the seed: counts are printed and published in
+ * word order. TALLY_HASH_SEED=N (decimal or 0x hex) fixes it, for reproducible runs.
+ *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #pragma once
@@ -16,7 +21,8 @@
 
 G_BEGIN_DECLS
 
-/* After wyhash final 4 by Wang Yi (public domain), seed 0, read little-endian. */
+/* After wyhash final 4 by Wang Yi (public domain), with a per-process seed, read
+ * little-endian. */
 #define TALLY_WY_SECRET0 G_GUINT64_CONSTANT (0xa0761d6478bd642f)
 #define TALLY_WY_SECRET1 G_GUINT64_CONSTANT (0xe7037ed1a0b428db)
 #define TALLY_WY_SECRET2 G_GUINT64_CONSTANT (0x8ebc6af09c88c6e3)
@@ -29,6 +35,34 @@ tally_wy_mum (guint64 *a, guint64 *b)
   *a = (guint64)r;
   *b = (guint64)(r >> 64);
 }
+
+/**
+ * tally_word_hash_seed:
+ *
+ * The seed of tally_word_hash(): 64 random bits from getrandom(2) (or the value of the
+ * environment variable TALLY_HASH_SEED), set once when libtally is loaded, before main().
+ * Change it only with tally_word_hash_set_seed().
+ */
+extern guint64 tally_word_hash_seed;
+
+/**
+ * tally_word_hash_key:
+ *
+ * What tally_word_hash() reads: the seed after wyhash's first mixing step
+ * (seed ^ mix (seed ^ secret0, secret1)), computed once with the seed so that no hash
+ * pays that multiplication (with a fixed seed the compiler folded it).
+ */
+extern guint64 tally_word_hash_key;
+
+/**
+ * tally_word_hash_set_seed:
+ * @seed: the new seed; 0 gives the hash of earlier Tally versions (wyhash's seed 0)
+ *
+ * Replaces the seed of tally_word_hash(). For tests and benchmarks: every hash computed
+ * before the call is stale afterwards, so call it only while no table, batcher or
+ * aggregator holds hashes, and while no other thread hashes.
+ */
+void tally_word_hash_set_seed (guint64 seed);
 
 static inline guint64
 tally_wy_mix (guint64 a, guint64 b)
@@ -64,8 +98,9 @@ tally_wy_r3 (const guint8 *p, gsize k)
  * @word: (array length=len): bytes (need not be NUL-terminated)
  * @len: their number
  *
- * A fixed 64-bit hash of the bytes (a wyhash-style multiply-mix, seed 0), the same on
- * every run and machine of the same byte order. Shards use its high 32 bits
+ * A 64-bit hash of the bytes (a wyhash-style multiply-mix keyed by tally_word_hash_seed):
+ * the same for the same bytes within a process, different from one process to the next
+ * (unless TALLY_HASH_SEED fixes the seed). Shards use its high 32 bits
  * (tally_word_shard()), tables its low bits. Any thread.
  *
  * Returns: the hash
@@ -74,10 +109,9 @@ static inline G_ALWAYS_INLINE guint64
 tally_word_hash (const char *word, gsize len)
 {
   const guint8 *p = (const guint8 *)word;
-  guint64 seed = 0;
+  guint64 seed = tally_word_hash_key;
   guint64 a, b;
 
-  seed ^= tally_wy_mix (seed ^ TALLY_WY_SECRET0, TALLY_WY_SECRET1);
   if (G_LIKELY (len <= 16))
     {
       if (G_LIKELY (len >= 4))
@@ -135,7 +169,7 @@ tally_word_hash (const char *word, gsize len)
  * The shard that counts a word of hash @hash: its high 32 bits scaled to @n_shards by
  * multiply-shift (Lemire's fast range reduction), which leaves the low bits, that a
  * shard's table indexes with, independent of the shard. Fixed for a given number of
- * shards. Any thread.
+ * shards within a process. Any thread.
  *
  * Returns: a shard index below @n_shards
  */

@@ -1,18 +1,20 @@
 /* tally-cmd-count.c — `tally count [FILE...]`: counts the words of files or standard input
  * with the same tokenizer and aggregator shards as the Kafka service, without Kafka.
  *
- * The main thread opens every input first (one that cannot be opened is named on stderr
- * and skipped; as with wc, the rest is counted and the exit status is 1), then reads each
- * with read(2) into a small pool of buffers and cuts it into *slices* of up to 2 MiB that
- * end just after a separator byte, since tally_tokenizer_feed() needs chunks in which no
- * word spans two calls ("Slicing" below). Slices go through a FIFO queue to J worker
- * threads (`--jobs`, by default as many as shards), each with its own tokenizer and
- * combining table; a worker sends each distinct word with its count through its
- * TallyWordBatcher to the aggregator shards ("Combining" below). Once every worker has
- * flushed and stopped, one GetCounts per shard yields the counts, printed as text, JSON or
- * CSV. Memory stays bounded: 2 J + 2 buffers, one table of about COUNT_COMBINE_MAX_BYTES
- * per worker, and at most 4 J batches in each shard's mailbox, so a fast reader waits for
- * slow shards instead of buffering.
+ * The main thread opens each input just before its turn (the next while reading the
+ * current) and closes it once read, so any number of files can be counted with two
+ * descriptors (one that cannot be opened is named on stderr and skipped; as with wc, the
+ * rest is counted and the exit status is 1). It reads each with read(2) into a small pool
+ * of 2 MiB buffers and cuts it into *slices* that end where the tokenizer fed the whole
+ * input would end a word, since tally_tokenizer_feed() needs chunks in which no word spans
+ * two calls; the rest of an over-long word is skipped ("Slicing" below). Slices go through
+ * a FIFO queue to J worker threads (`--jobs`, by default as many as shards), each with its
+ * own tokenizer and combining table; a worker sends each distinct word with its count
+ * through its TallyWordBatcher to the aggregator shards ("Combining" below). Once every
+ * worker has flushed and stopped, one GetCounts per shard yields the counts, printed as
+ * text, JSON or CSV. Memory stays bounded: 2 J + 2 buffers, one table of about
+ * COUNT_COMBINE_MAX_BYTES per worker, and at most 4 J batches in each shard's mailbox, so a
+ * fast reader waits for slow shards instead of buffering.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -42,7 +44,9 @@
 /* Bytes per stream buffer, the most a slice holds. Larger than any allowed max_word_bytes
  * (the tokenizer's limit is 1 MiB; a window must be able to hold a whole longest word and more). */
 #define COUNT_BUFFER_BYTES (2 * 1024 * 1024)
-G_STATIC_ASSERT (COUNT_BUFFER_BYTES > TALLY_TOKENIZER_MAX_WORD_BYTES_LIMIT);
+/* For tests only: TALLY_COUNT_WINDOW_BYTES=N (16 or more) reads N-byte windows instead, so
+ * that tests can put window edges anywhere in a small input (issue 13). */
+#define COUNT_WINDOW_ENV "TALLY_COUNT_WINDOW_BYTES"
 
 /* The progress line is shown for inputs larger than this (or of unknown size). */
 #define COUNT_PROGRESS_MIN_BYTES (64 * 1024 * 1024)
@@ -71,7 +75,8 @@ struct _CountSlice
 {
   const char *data;
   gsize len;
-  char *buffer; /* the pool buffer @data points into, given back when done */
+  char *buffer;      /* the buffer @data points into, given back when done */
+  gsize buffer_size; /* its size: job->window for a pool buffer, else more (one that grew) */
   CountSlice *next;
 };
 
@@ -104,6 +109,7 @@ struct _CountJob
   gboolean input_done;         /* no more slices will be queued */
   GPtrArray *free_buffers;     /* stream buffers not in use */
   guint n_buffers;             /* stream buffers allocated so far */
+  gsize window;                /* bytes of a pool buffer: COUNT_BUFFER_BYTES, but in tests */
   guint max_buffers;
 
   CountWorker *workers;
@@ -210,9 +216,16 @@ count_next_slice (CountJob *job)
   return slice;
 }
 
+/* Gives back a buffer of @size bytes: to the pool when it is a pool buffer, else (one that
+ * grew, see "Slicing") to malloc. */
 static void
-count_give_buffer (CountJob *job, char *buffer)
+count_give_buffer (CountJob *job, char *buffer, gsize size)
 {
+  if (size != job->window)
+    {
+      g_free (buffer);
+      return;
+    }
   pthread_mutex_lock (&job->lock);
   g_ptr_array_add (job->free_buffers, buffer);
   pthread_cond_signal (&job->buffer_ready);
@@ -223,7 +236,7 @@ count_give_buffer (CountJob *job, char *buffer)
 static void
 count_slice_release (CountJob *job, CountSlice *slice)
 {
-  count_give_buffer (job, slice->buffer);
+  count_give_buffer (job, slice->buffer, slice->buffer_size);
   g_free (slice);
 }
 
@@ -295,22 +308,293 @@ count_progress_update (CountJob *job, gboolean final)
  * Slicing
  * ------------------------------------------------------------------------------------- */
 
-/* Where a slice may end. A control byte (line feed and the rest of C0, and DEL) separates
- * words in every mode, and so does a space in the unicode and whitespace modes (see
- * docs/tokenizer.md). A slice ends after the last line feed of its window, else after the
- * last such separator. A window of 1 MiB with no separator at all holds part of one
- * over-long word (longer than any allowed max_word_bytes) in the whitespace and record
- * modes: the window is fed whole, so the tokenizer truncates or drops that word as
- * configured, and the rest of the run up to the next separator is skipped. In unicode mode,
- * where such a run can hold several words, the window is cut after its last ASCII
- * punctuation byte other than ' and - (never part of a word); a window of ASCII letters
- * and digits only is one over-long word, fed whole and its rest (up to the next byte that
- * is not an ASCII letter or digit) skipped; any other window (a MiB of text with no ASCII
- * separator at all) is cut at a UTF-8 character boundary, and only there, or where a
- * skipped ASCII run goes on with a hyphen or a non-ASCII letter, can an over-long word
- * give more than one word. */
+/* Where a slice may end. The tokenizer ends a word at the end of each chunk it is fed
+ * (docs/tokenizer.md, rule 7), so a slice may only end at a position where the tokenizer
+ * fed the whole input is known to have a word boundary, and where, with NFKC, the
+ * normalisation of the text after the cut does not depend on what comes before it: then
+ * the words of the slices are exactly the words of the whole input (issue 13).
+ *
+ * - Fast path, for text with lines: after the last line feed of the window, else after its
+ *   last other control byte (C0, DEL) or, but in record mode, space. These separate words
+ *   in every mode and nothing composes with them.
+ * - Otherwise count_scan() decodes the window as the tokenizer does (strict UTF-8, an
+ *   invalid byte is a separator) and classes each character by the mode's rules: C1
+ *   controls and invalid bytes separate in every mode; in unicode mode Unicode spaces
+ *   (Z*), punctuation and symbols do, and the joiners ' - U+2019 U+2010 do unless between
+ *   a letter or mark and a letter. With NFKC, only ASCII, controls, invalid bytes and
+ *   Unicode spaces (which become U+0020 or stay as they are) have a known class, and a cut
+ *   must have on its left a character nothing composes with or on its right one that
+ *   starts a new normalisation (ASCII, a C1 control, a space, an invalid byte).
+ * - A window with no such position is part of one word when its mode has no NFKC: the
+ *   window (at least 4 max_word_bytes + 8 bytes, so the tokenizer truncates or drops the
+ *   word as it would the whole one; case folding shrinks text at most 3 to 1) is fed
+ *   whole, and the rest of the word is skipped up to the next boundary, in any number of
+ *   reads: memory stays bounded however long the word. Otherwise the window grows (doubling)
+ *   until it holds a boundary, up to COUNT_WINDOW_MAX_BYTES; only beyond that (with NFKC,
+ *   64 MiB of text without any character of known class between words) is a window cut at
+ *   a guess: the last position where NFKC starts afresh.
+ * - In record mode a line's leading spaces are trimmed by the tokenizer, so a window with
+ *   no boundary that starts with spaces drops them first (a line of spaces of any length).
+ */
 
-/* Whether a slice may end just after byte @c. */
+/* Bytes a window may grow to when it holds no position where a slice may end. */
+#define COUNT_WINDOW_MAX_BYTES (64 * 1024 * 1024)
+
+/* What a character (or an invalid byte) is to the mode's word rules. */
+typedef enum
+{
+  UNIT_SEP,     /* separates words, whatever is around it */
+  UNIT_LETTER,  /* unicode mode: L* */
+  UNIT_MARK,    /* unicode mode: M* */
+  UNIT_DIGIT,   /* unicode mode: N* */
+  UNIT_JOINER,  /* unicode mode: ' - U+2019 U+2010 */
+  UNIT_WORD,    /* whitespace and record modes: part of a word */
+  UNIT_UNKNOWN, /* NFKC may turn it into anything */
+  UNIT_NONE,    /* before the start of a chunk: nothing */
+  UNIT_MORE,    /* after the end of the window: not read yet */
+} CountUnitClass;
+
+typedef struct
+{
+  guint8 cls;
+  guint8 len;
+  gboolean inert_after;  /* NFKC: nothing after it composes with it or moves across it */
+  gboolean inert_before; /* NFKC: the normalisation of what starts here starts afresh */
+} CountUnit;
+
+/* Like the tokenizer's decode_utf8() (strict UTF-8, RFC 3629): the length of the character
+ * at @p, 0 for an invalid byte, or -1 when the window ends inside a sequence that more
+ * bytes might complete (@eof: they will not). */
+static int
+count_decode (const guchar *p, const guchar *end, gboolean eof, gunichar *out)
+{
+  guchar b0 = p[0];
+  gsize avail = (gsize)(end - p);
+  int need;
+  gunichar c;
+
+  if (b0 < 0xc2 || b0 >= 0xf5)
+    return 0;
+  need = b0 < 0xe0 ? 2 : b0 < 0xf0 ? 3 : 4;
+  for (int i = 1; i < need; i++)
+    {
+      if ((gsize)i >= avail)
+        return eof ? 0 : -1;
+      if ((p[i] & 0xc0) != 0x80)
+        return 0;
+    }
+  if ((b0 == 0xe0 && p[1] < 0xa0) || (b0 == 0xed && p[1] >= 0xa0) || (b0 == 0xf0 && p[1] < 0x90)
+      || (b0 == 0xf4 && p[1] >= 0x90))
+    return 0;
+  if (need == 2)
+    c = ((gunichar)(b0 & 0x1f) << 6) | (p[1] & 0x3f);
+  else if (need == 3)
+    c = ((gunichar)(b0 & 0x0f) << 12) | ((gunichar)(p[1] & 0x3f) << 6) | (p[2] & 0x3f);
+  else
+    c = ((gunichar)(b0 & 0x07) << 18) | ((gunichar)(p[1] & 0x3f) << 12)
+        | ((gunichar)(p[2] & 0x3f) << 6) | (p[3] & 0x3f);
+  *out = c;
+  return need;
+}
+
+/* Classes the character at @p; %FALSE when the window ends inside it. */
+static gboolean
+count_unit_at (TallyTokenizerMode mode, gboolean nfkc, const guchar *p, const guchar *end,
+               CountUnit *u)
+{
+  guchar b = p[0];
+  gunichar c = 0;
+  int n;
+  GUnicodeType type;
+  gboolean space;
+
+  u->len = 1;
+  u->inert_after = u->inert_before = TRUE;
+  if (b < 0x80)
+    {
+      if (b < 0x20 || b == 0x7f)
+        u->cls = UNIT_SEP;
+      else if (b == ' ')
+        u->cls = mode == TALLY_TOKENIZER_RECORD ? UNIT_WORD : UNIT_SEP;
+      else
+        {
+          /* The ASCII characters that start a canonical composition: letters, < = >. */
+          u->inert_after = !g_ascii_isalpha (b) && b != '<' && b != '=' && b != '>';
+          if (mode != TALLY_TOKENIZER_UNICODE)
+            u->cls = UNIT_WORD;
+          else if (g_ascii_isalpha (b))
+            u->cls = UNIT_LETTER;
+          else if (g_ascii_isdigit (b))
+            u->cls = UNIT_DIGIT;
+          else if (b == '\'' || b == '-')
+            u->cls = UNIT_JOINER;
+          else
+            u->cls = UNIT_SEP;
+        }
+      return TRUE;
+    }
+  n = count_decode (p, end, FALSE, &c);
+  if (n < 0)
+    return FALSE;
+  u->len = (guint8)MAX (n, 1);
+  if (n == 0 || c < 0xa0)
+    {
+      u->cls = UNIT_SEP; /* an invalid byte, or a C1 control */
+      return TRUE;
+    }
+  type = g_unichar_type (c);
+  space = type == G_UNICODE_SPACE_SEPARATOR || type == G_UNICODE_LINE_SEPARATOR
+          || type == G_UNICODE_PARAGRAPH_SEPARATOR;
+  /* Unicode spaces are starters that compose with nothing; NFKC turns each into U+0020 but
+   * U+1680, U+2028 and U+2029, which stay as they are. */
+  u->inert_after = u->inert_before = space;
+  switch (mode)
+    {
+    case TALLY_TOKENIZER_UNICODE:
+      if (space)
+        u->cls = UNIT_SEP;
+      else if (nfkc)
+        u->cls = UNIT_UNKNOWN;
+      else if (c == 0x2019 || c == 0x2010)
+        u->cls = UNIT_JOINER;
+      else
+        switch (type)
+          {
+          case G_UNICODE_UPPERCASE_LETTER:
+          case G_UNICODE_LOWERCASE_LETTER:
+          case G_UNICODE_TITLECASE_LETTER:
+          case G_UNICODE_MODIFIER_LETTER:
+          case G_UNICODE_OTHER_LETTER:
+            u->cls = UNIT_LETTER;
+            break;
+          case G_UNICODE_NON_SPACING_MARK:
+          case G_UNICODE_SPACING_MARK:
+          case G_UNICODE_ENCLOSING_MARK:
+            u->cls = UNIT_MARK;
+            break;
+          case G_UNICODE_DECIMAL_NUMBER:
+          case G_UNICODE_LETTER_NUMBER:
+          case G_UNICODE_OTHER_NUMBER:
+            u->cls = UNIT_DIGIT;
+            break;
+          default:
+            u->cls = UNIT_SEP;
+            break;
+          }
+      break;
+    case TALLY_TOKENIZER_WHITESPACE:
+      if (nfkc && type == G_UNICODE_SPACE_SEPARATOR && c != 0x1680)
+        u->cls = UNIT_SEP;
+      else
+        u->cls = !nfkc || space ? UNIT_WORD : UNIT_UNKNOWN;
+      break;
+    case TALLY_TOKENIZER_RECORD:
+    default:
+      u->cls = UNIT_WORD; /* NFKC neither makes nor removes a control character */
+      break;
+    }
+  return TRUE;
+}
+
+/* Whether a unit of class @x, between classes @prev and @next, separates words: 1 yes,
+ * 0 no, -1 not known. A joiner separates unless a letter or mark precedes it and a letter
+ * follows. */
+static int
+count_unit_separates (guint8 x, guint8 prev, guint8 next)
+{
+  int prev_lm, next_l;
+
+  switch (x)
+    {
+    case UNIT_SEP:
+      return 1;
+    case UNIT_LETTER:
+    case UNIT_MARK:
+    case UNIT_DIGIT:
+    case UNIT_WORD:
+      return 0;
+    case UNIT_JOINER:
+      prev_lm = prev == UNIT_LETTER || prev == UNIT_MARK    ? 1
+                : prev == UNIT_UNKNOWN || prev == UNIT_MORE ? -1
+                                                            : 0;
+      next_l = next == UNIT_LETTER ? 1 : next == UNIT_UNKNOWN || next == UNIT_MORE ? -1 : 0;
+      if (prev_lm == 0 || next_l == 0)
+        return 1;
+      return prev_lm == 1 && next_l == 1 ? 0 : -1;
+    default:
+      return -1;
+    }
+}
+
+typedef struct
+{
+  gsize last_cut;  /* the last position in (0, len) where a slice may end, or 0 */
+  gsize first_cut; /* the first such position at or after @from, or 0 */
+  gsize guess;     /* the last position in (0, len) where NFKC starts afresh, or 0 */
+  gsize end;       /* the end of the last whole character */
+  gsize tail;      /* the start of the last but one whole character (or of the last) */
+} CountScan;
+
+/* Scans the window @data of @len bytes, not the end of its input, which starts at a
+ * position where a slice may end (or, when skipping, @from bytes into a word). */
+static void
+count_scan (TallyTokenizerMode mode, gboolean nfkc, const char *data, gsize len, gsize from,
+            CountScan *scan)
+{
+  const guchar *p = (const guchar *)data, *end = p + len;
+  /* The last four units: [0] before [1], the left of the position looked at; [2] its
+   * right; [3] after it. */
+  CountUnit u[4] = { { .cls = UNIT_NONE }, { .cls = UNIT_NONE }, { .cls = UNIT_NONE } };
+  gsize start[4] = { 0 };
+  guint n_units = 0;
+  gsize i = 0;
+  gboolean more = TRUE;
+
+  memset (scan, 0, sizeof *scan);
+  while (more)
+    {
+      CountUnit next = { .cls = UNIT_MORE };
+
+      if (i < len && count_unit_at (mode, nfkc, p + i, end, &next))
+        {
+          scan->tail = n_units > 0 ? start[3] : i;
+          scan->end = i + next.len;
+        }
+      else
+        {
+          next.cls = UNIT_MORE;
+          more = FALSE;
+        }
+      memmove (&u[0], &u[1], 3 * sizeof u[0]);
+      memmove (&start[0], &start[1], 3 * sizeof start[0]);
+      u[3] = next;
+      start[3] = i;
+      if (more)
+        {
+          i += next.len;
+          n_units++;
+        }
+      /* The position between u[1] and u[2], once both are whole characters. */
+      if (n_units >= 2 + (more ? 1 : 0) && u[2].cls != UNIT_MORE)
+        {
+          gsize pos = start[2];
+          int sa = count_unit_separates (u[1].cls, u[0].cls, u[2].cls);
+          int sb = count_unit_separates (u[2].cls, u[1].cls, u[3].cls);
+          gboolean fresh = !nfkc || u[1].inert_after || u[2].inert_before;
+
+          if (fresh && pos > 0)
+            scan->guess = pos;
+          if (fresh && pos > 0 && (sa == 1 || sb == 1))
+            {
+              scan->last_cut = pos;
+              if (scan->first_cut == 0 && pos >= from)
+                scan->first_cut = pos;
+            }
+        }
+    }
+}
+
+/* Whether a slice may end just after byte @c (the fast path). */
 static inline gboolean
 count_is_cut_byte (guchar c, TallyTokenizerMode mode)
 {
@@ -319,8 +603,8 @@ count_is_cut_byte (guchar c, TallyTokenizerMode mode)
   return c == ' ' && mode != TALLY_TOKENIZER_RECORD;
 }
 
-/* The length of the longest prefix of @data (of @len bytes) that ends just after a
- * separator, or 0 when @data holds none. */
+/* The length of the longest prefix of @data (of @len bytes) that ends just after a line
+ * feed, else after a count_is_cut_byte(), or 0 when @data holds none. */
 static gsize
 count_find_cut (const char *data, gsize len, TallyTokenizerMode mode)
 {
@@ -334,77 +618,22 @@ count_find_cut (const char *data, gsize len, TallyTokenizerMode mode)
   return 0;
 }
 
-/* Whether byte @c continues an over-long word that is being skipped: any byte but a
- * separator in the whitespace and record modes; in unicode mode only an ASCII letter or
- * digit (the only bytes known to be part of a word without looking at their neighbours). */
-static inline gboolean
-count_is_long_word_byte (guchar c, TallyTokenizerMode mode)
-{
-  if (mode == TALLY_TOKENIZER_UNICODE)
-    return g_ascii_isalnum (c);
-  return !count_is_cut_byte (c, mode);
-}
-
-/* For a window of @len bytes with no separator. When the window is part of one over-long
- * word (always in the whitespace and record modes; in unicode mode when it holds only
- * ASCII letters and digits), returns @len and sets *@skip: the rest of the word, up to the
- * next byte that is not count_is_long_word_byte(), is skipped. Otherwise (unicode mode)
- * returns the longest prefix that ends after ASCII punctuation other than an apostrophe
- * or a hyphen (never part of a word there), else the longest that ends on a UTF-8
- * character boundary (@len if there is none). */
-static gsize
-count_cut_long_run (const char *data, gsize len, TallyTokenizerMode mode, gboolean *skip)
-{
-  gsize end;
-  gboolean all_alnum = TRUE;
-
-  *skip = mode != TALLY_TOKENIZER_UNICODE;
-  if (*skip)
-    return len;
-  for (end = len; end > 0; end--)
-    {
-      guchar c = (guchar)data[end - 1];
-
-      if (c < 0x80 && !g_ascii_isalnum (c) && c != '\'' && c != '-')
-        return end;
-      all_alnum = all_alnum && g_ascii_isalnum (c);
-    }
-  if (all_alnum)
-    {
-      *skip = TRUE;
-      return len;
-    }
-  for (end = len - 1; end > 0; end--)
-    if (((guchar)data[end] & 0xc0) != 0x80)
-      return end;
-  return len;
-}
-
-/* The number of leading bytes of @data (of @len bytes) that continue an over-long word. */
-static gsize
-count_skip_run (const char *data, gsize len, TallyTokenizerMode mode)
-{
-  gsize i = 0;
-
-  while (i < len && count_is_long_word_byte ((guchar)data[i], mode))
-    i++;
-  return i;
-}
-
 static void
-count_push_slice (CountJob *job, const char *data, gsize len, char *buffer)
+count_push_slice (CountJob *job, const char *data, gsize len, char *buffer, gsize size)
 {
   CountSlice *slice = g_new (CountSlice, 1);
 
   slice->data = data;
   slice->len = len;
   slice->buffer = buffer;
+  slice->buffer_size = size;
   count_queue_slice (job, slice);
   count_progress_update (job, FALSE);
 }
 
-/* A free stream buffer: a given-back one, a new one while fewer than max_buffers exist,
- * or else the next one a worker gives back (updating the progress line meanwhile). */
+/* A free stream buffer of job->window bytes: a given-back one, a new one while fewer than
+ * max_buffers exist, or else the next one a worker gives back (updating the progress line
+ * meanwhile). */
 static char *
 count_take_buffer (CountJob *job)
 {
@@ -432,33 +661,38 @@ count_take_buffer (CountJob *job)
     job->n_buffers++;
   pthread_mutex_unlock (&job->lock);
 
-  return buffer != NULL ? buffer : g_malloc (COUNT_BUFFER_BYTES);
+  return buffer != NULL ? buffer : g_malloc (job->window);
 }
 
-/* Reads an input to its end (the end it has when read(2) reaches it), pushing slices: the
- * bytes after a buffer's last separator are carried over into the next buffer. Inputs are
- * read, never mapped: a mapped file that shrinks while it is read (another program
- * truncating it) kills the process with SIGBUS, while read(2) just reaches the file's new
- * end, so such a file is counted up to where it ends, as cat would print it; reading costs
- * no measurable speed (tests/bench/README.md). Returns %FALSE with @error set on a read
- * error. */
+/* Reads an input to its end (the end it has when read(2) reaches it), pushing slices that
+ * end where "Where a slice may end" above says: the bytes after a window's cut start the
+ * next window. Inputs are read, never mapped: a mapped file that shrinks while it is read
+ * (another program truncating it) kills the process with SIGBUS, while read(2) just
+ * reaches the file's new end, so such a file is counted up to where it ends, as cat would
+ * print it; reading costs no measurable speed (tests/bench/README.md). Returns %FALSE with
+ * @error set on a read error. */
 static gboolean
 count_produce_stream (CountJob *job, CountInput *input, GError **error)
 {
   TallyTokenizerMode mode = job->tokenizer_options.mode;
+  gboolean nfkc = job->tokenizer_options.nfkc;
+  gsize one_word_min = 4 * (gsize)job->tokenizer_options.max_word_bytes + 8;
+  gsize size = job->window;
   char *buffer = count_take_buffer (job);
   gsize filled = 0;
-  gboolean skipping = FALSE;
+  gboolean skipping = FALSE; /* the window starts inside an over-long word being skipped */
+  gsize skip_from = 0;       /* when skipping: bytes of that word already counted, as context */
   gboolean eof = FALSE;
 
-  while (!eof)
+  for (;;)
     {
-      gsize cut;
+      CountScan scan;
+      gsize cut, keep;
       gboolean skip = FALSE;
 
-      while (filled < COUNT_BUFFER_BYTES)
+      while (filled < size && !eof)
         {
-          gssize n = read (input->fd, buffer + filled, COUNT_BUFFER_BYTES - filled);
+          gssize n = read (input->fd, buffer + filled, size - filled);
 
           if (n < 0 && errno == EINTR)
             continue;
@@ -468,64 +702,100 @@ count_produce_stream (CountJob *job, CountInput *input, GError **error)
 
               g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved_errno), "%s: %s",
                            input->name, g_strerror (saved_errno));
-              count_give_buffer (job, buffer);
+              count_give_buffer (job, buffer, size);
               return FALSE;
             }
           if (n == 0)
-            {
-              eof = TRUE;
-              break;
-            }
-          if (skipping)
-            {
-              /* Drop the rest of an over-long word (see count_cut_long_run()). */
-              gsize skipped = count_skip_run (buffer + filled, (gsize)n, mode);
-
-              g_atomic_pointer_add (&job->bytes_done, skipped);
-              skipping = skipped == (gsize)n;
-              memmove (buffer + filled, buffer + filled + skipped, (gsize)n - skipped);
-              n -= (gssize)skipped;
-            }
+            eof = TRUE;
           filled += (gsize)n;
+        }
+
+      if (skipping)
+        {
+          /* Drop the rest of an over-long word, up to the first boundary. */
+          count_scan (mode, nfkc, buffer, filled, skip_from, &scan);
+          if (scan.first_cut != 0 || eof)
+            {
+              /* The word ends here (at the end of the input, before a partial character:
+               * invalid bytes, fed for the statistics). */
+              keep = scan.first_cut != 0 ? scan.first_cut : scan.end;
+              g_atomic_pointer_add (&job->bytes_done, keep - skip_from);
+              skipping = FALSE;
+              skip_from = 0;
+            }
+          else
+            {
+              /* Keep the last two whole characters as context, and any partial one. */
+              keep = scan.tail;
+              g_atomic_pointer_add (&job->bytes_done, scan.end - skip_from);
+              skip_from = scan.end - keep;
+            }
+          memmove (buffer, buffer + keep, filled - keep);
+          filled -= keep;
+          continue;
         }
 
       if (filled == 0)
         break;
       if (eof)
         cut = filled;
-      else
+      else if ((cut = count_find_cut (buffer, filled, mode)) == 0)
         {
-          cut = count_find_cut (buffer, filled, mode);
-          if (cut == 0)
-            cut = count_cut_long_run (buffer, filled, mode, &skip);
+          count_scan (mode, nfkc, buffer, filled, 0, &scan);
+          cut = scan.last_cut;
+          if (cut == 0 && mode == TALLY_TOKENIZER_RECORD && buffer[0] == ' ')
+            {
+              /* A line's leading spaces are trimmed: drop them, read on. */
+              gsize spaces = 0;
+
+              while (spaces < filled && buffer[spaces] == ' ')
+                spaces++;
+              g_atomic_pointer_add (&job->bytes_done, spaces);
+              memmove (buffer, buffer + spaces, filled - spaces);
+              filled -= spaces;
+              continue;
+            }
+          if (cut == 0 && !nfkc && scan.end >= one_word_min)
+            {
+              /* One over-long word: fed as far as it goes, the rest skipped. */
+              cut = scan.end;
+              skip = TRUE;
+            }
+          else if (cut == 0 && size < MAX (COUNT_WINDOW_MAX_BYTES, job->window))
+            {
+              gsize bigger = MIN (2 * size, MAX (COUNT_WINDOW_MAX_BYTES, job->window));
+              char *grown = g_malloc (bigger);
+
+              memcpy (grown, buffer, filled);
+              count_give_buffer (job, buffer, size);
+              buffer = grown;
+              size = bigger;
+              continue;
+            }
+          else if (cut == 0)
+            cut = scan.guess != 0 ? scan.guess : scan.end != 0 ? scan.end : filled;
         }
 
       {
-        char *next = count_take_buffer (job);
-        gsize rest = filled - cut;
+        gsize from = skip ? scan.tail : cut;
+        gsize rest = filled - from;
+        gsize next_size = rest < job->window ? job->window : size;
+        char *next = next_size == job->window ? count_take_buffer (job) : g_malloc (next_size);
 
-        /* The bytes after the cut start the next buffer, unless they are the start of
-         * the rest of an over-long word, which is skipped. */
+        memcpy (next, buffer + from, rest);
+        count_push_slice (job, buffer, cut, buffer, size);
+        buffer = next;
+        size = next_size;
+        filled = rest;
         if (skip)
           {
-            gsize skipped = count_skip_run (buffer + cut, rest, mode);
-
-            g_atomic_pointer_add (&job->bytes_done, skipped);
-            skipping = skipped == rest;
-            memcpy (next, buffer + cut + skipped, rest - skipped);
-            filled = rest - skipped;
+            skipping = TRUE;
+            skip_from = cut - from;
           }
-        else
-          {
-            memcpy (next, buffer + cut, rest);
-            filled = rest;
-          }
-        count_push_slice (job, buffer, cut, buffer);
-        buffer = next;
       }
     }
 
-  count_give_buffer (job, buffer);
+  count_give_buffer (job, buffer, size);
   return TRUE;
 }
 
@@ -692,12 +962,13 @@ count_usage_error (GOptionContext *context, const char *message)
   return TALLY_EXIT_USAGE;
 }
 
-/* Counts every input into @job's shards, skipping those that could not be opened (fd -1).
- * An input that fails part way is named on stderr, counted up to where it failed, and
- * sets job->read_failed; the next one is read all the same. Returns %FALSE with @error
- * set when the shards stopped. */
+/* Counts every input of @paths into @job's shards, opening each just before its turn
+ * comes and closing it once read, so that at most two descriptors of inputs are open
+ * whatever the number of inputs (issue 13). An input that cannot be opened, or fails part way, is
+ * named on stderr (counted up to where it failed) and sets job->read_failed; the next one is read
+ * all the same. Returns %FALSE with @error set when the shards stopped. */
 static gboolean
-count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
+count_run (CountJob *job, const char *const *paths, guint n_inputs, GError **error)
 {
   pthread_condattr_t cond_attr;
 
@@ -709,6 +980,14 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
   pthread_condattr_destroy (&cond_attr);
   job->free_buffers = g_ptr_array_new_with_free_func (g_free);
   job->max_buffers = 2 * job->n_workers + 2;
+  job->window = COUNT_BUFFER_BYTES;
+  {
+    const char *window = g_getenv (COUNT_WINDOW_ENV);
+    guint64 bytes;
+
+    if (window != NULL && g_ascii_string_to_unsigned (window, 10, 16, G_MAXSIZE / 4, &bytes, NULL))
+      job->window = (gsize)bytes;
+  }
   job->workers = g_new0 (CountWorker, job->n_workers);
   job->workers_running = (gint)job->n_workers;
   job->start_us = g_get_monotonic_time ();
@@ -728,22 +1007,42 @@ count_run (CountJob *job, CountInput *inputs, guint n_inputs, GError **error)
       worker->thread = g_thread_new (name, count_worker_run, worker);
     }
 
-  for (guint i = 0; i < n_inputs; i++)
-    {
-      g_autoptr (GError) read_error = NULL;
+  /* Input i + 1 is opened before input i is read (two descriptors at most), so that the
+   * next file is open while a slow stream is read; an error opening it is reported when
+   * its turn comes, in the order of the command line. */
+  {
+    CountInput slot[2] = { { .fd = -1 }, { .fd = -1 } };
+    GError *open_error[2] = { NULL, NULL };
 
-      if (inputs[i].fd < 0)
-        continue;
-      if (!count_produce_stream (job, &inputs[i], &read_error))
-        {
-          if (job->progress)
-            fputs ("\r\033[K", stderr);
-          g_printerr ("%s: %s\n", g_get_prgname (), read_error->message);
-          job->read_failed = TRUE;
-        }
-      if (g_atomic_int_get (&job->workers_failed))
-        break;
-    }
+    if (n_inputs > 0 && !count_input_open (&slot[0], paths[0], &open_error[0]))
+      count_input_clear (&slot[0]);
+    for (guint i = 0; i < n_inputs; i++)
+      {
+        CountInput *input = &slot[i % 2];
+        guint next = (i + 1) % 2;
+        g_autoptr (GError) read_error = g_steal_pointer (&open_error[i % 2]);
+
+        if (i + 1 < n_inputs && !count_input_open (&slot[next], paths[i + 1], &open_error[next]))
+          count_input_clear (&slot[next]);
+        if (read_error == NULL)
+          count_produce_stream (job, input, &read_error);
+        if (read_error != NULL)
+          {
+            if (job->progress)
+              fputs ("\r\033[K", stderr);
+            g_printerr ("%s: %s\n", g_get_prgname (), read_error->message);
+            job->read_failed = TRUE;
+          }
+        count_input_clear (input);
+        if (g_atomic_int_get (&job->workers_failed))
+          break;
+      }
+    for (guint k = 0; k < 2; k++)
+      {
+        count_input_clear (&slot[k]);
+        g_clear_error (&open_error[k]);
+      }
+  }
 
   count_queue_end (job);
   /* Wait for the workers, updating the progress line meanwhile. */
@@ -870,7 +1169,6 @@ tally_cmd_count (int argc, char **argv)
   CountFormat format = COUNT_FORMAT_TEXT;
   const char *stdin_only[] = { "-", NULL };
   const char *const *paths;
-  CountInput *inputs;
   guint n_inputs;
   guint n_shards;
   guint mailbox_capacity;
@@ -935,28 +1233,20 @@ tally_cmd_count (int argc, char **argv)
   job.n_workers = opt_jobs > 0 ? (guint)opt_jobs : n_shards;
   mailbox_capacity = MIN (config->aggregator.mailbox_capacity, 4 * job.n_workers);
 
-  /* Open everything first: a missing file is reported before anything is counted, then
-   * skipped. */
+  /* Inputs are opened one at a time as they are read (count_run()); here only their sizes
+   * are looked up, for the progress line. */
   paths = opt_files != NULL && opt_files[0] != NULL ? (const char *const *)opt_files : stdin_only;
   n_inputs = g_strv_length ((char **)paths);
-  inputs = g_new0 (CountInput, n_inputs);
-  for (guint i = 0; i < n_inputs; i++)
-    inputs[i].fd = -1;
   job.size_known = TRUE;
-  for (guint i = 0; i < n_inputs; i++)
+  for (guint i = 0; i < n_inputs && job.size_known; i++)
     {
-      if (!count_input_open (&inputs[i], paths[i], &error))
-        {
-          g_printerr ("%s: %s\n", g_get_prgname (), error->message);
-          g_clear_error (&error);
-          count_input_clear (&inputs[i]);
-          status = TALLY_EXIT_FAILURE;
-          continue;
-        }
-      if (inputs[i].size_known)
-        job.bytes_total += inputs[i].size;
-      else
-        job.size_known = FALSE;
+      struct stat st;
+      int rc = strcmp (paths[i], "-") == 0 ? fstat (STDIN_FILENO, &st) : stat (paths[i], &st);
+
+      if (rc == 0 && S_ISREG (st.st_mode) && st.st_size > 0)
+        job.bytes_total += (guint64)st.st_size;
+      else if (rc == 0 && !S_ISDIR (st.st_mode))
+        job.size_known = FALSE; /* a stream, or a file of unknown size (/proc) */
     }
   job.progress
       = isatty (STDERR_FILENO) && (!job.size_known || job.bytes_total > COUNT_PROGRESS_MIN_BYTES);
@@ -970,7 +1260,7 @@ tally_cmd_count (int argc, char **argv)
   mallopt (M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 #endif
   job.handle = tally_aggregator_handle_new (n_shards, mailbox_capacity);
-  if (!count_run (&job, inputs, n_inputs, &error))
+  if (!count_run (&job, paths, n_inputs, &error))
     {
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
       status = TALLY_EXIT_FAILURE;
@@ -1016,8 +1306,5 @@ tally_cmd_count (int argc, char **argv)
 
 out:
   count_job_clear (&job);
-  for (guint i = 0; i < n_inputs; i++)
-    count_input_clear (&inputs[i]);
-  g_free (inputs);
   return status;
 }
