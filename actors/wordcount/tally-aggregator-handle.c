@@ -374,6 +374,87 @@ tally_aggregator_handle_get_counts (TallyAggregatorHandle *handle,
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Windows: counts over a time range, expiry
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct
+{
+  OpData op;
+  gint64 from_ms;
+  gint64 to_ms;
+} WindowOp;
+
+static TallyMessage *
+make_get_window_counts (guint shard, gpointer data)
+{
+  WindowOp *w = data;
+  return tally_aggregator_get_window_counts_new (w->op.stores, w->op.n_stores, w->from_ms, w->to_ms,
+                                                 w->op.options);
+}
+
+static TallyMessage *
+make_expire_buckets (guint shard, gpointer data)
+{
+  return tally_aggregator_expire_buckets_new (((WindowOp *)data)->from_ms);
+}
+
+void
+tally_aggregator_handle_get_window_counts_async (TallyAggregatorHandle *handle,
+                                                 const guint32 *stores, guint n_stores,
+                                                 gint64 from_ms, gint64 to_ms,
+                                                 const TallyCountsOptions *options,
+                                                 GCancellable *cancellable,
+                                                 GAsyncReadyCallback callback, gpointer user_data)
+{
+  WindowOp w = { { handle, stores, n_stores, options, 0, NULL }, from_ms, to_ms };
+
+  g_return_if_fail (handle != NULL);
+
+  fan_out (handle, make_get_window_counts, &w, TRUE, options,
+           tally_aggregator_handle_get_window_counts_async, cancellable, callback, user_data);
+}
+
+static void
+start_get_window_counts (gpointer data, GAsyncReadyCallback callback, gpointer user_data)
+{
+  WindowOp *w = data;
+  tally_aggregator_handle_get_window_counts_async (w->op.handle, w->op.stores, w->op.n_stores,
+                                                   w->from_ms, w->to_ms, w->op.options, NULL,
+                                                   callback, user_data);
+}
+
+TallyCounts *
+tally_aggregator_handle_get_window_counts (TallyAggregatorHandle *handle, const guint32 *stores,
+                                           guint n_stores, gint64 from_ms, gint64 to_ms,
+                                           const TallyCountsOptions *options, GError **error)
+{
+  WindowOp w = { { handle, stores, n_stores, options, 0, NULL }, from_ms, to_ms };
+  g_autoptr (GAsyncResult) result = NULL;
+
+  g_return_val_if_fail (handle != NULL, NULL);
+
+  if (!check_not_on_shard (handle, error))
+    return NULL;
+  result = run_sync (start_get_window_counts, &w);
+  return tally_aggregator_handle_get_counts_finish (handle, result, error);
+}
+
+void
+tally_aggregator_handle_expire_buckets (TallyAggregatorHandle *handle, gint64 before_ms)
+{
+  WindowOp w = { { handle, NULL, 0, NULL, 0, NULL }, before_ms, 0 };
+
+  g_return_if_fail (handle != NULL);
+
+  for (guint i = 0; i < handle->n_shards; i++)
+    {
+      TallyMessage *m = make_expire_buckets (i, &w);
+      if (!tally_address_try_tell (handle->shards[i], m, NULL))
+        tally_message_free (m);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
  * Stores: drop, restore, take changes
  * ------------------------------------------------------------------------------------- */
 
