@@ -212,6 +212,11 @@ on_cut (GObject *object, GAsyncResult *result, gpointer user_data)
     }
   g_debug ("%scut for request %s taken in %" G_GINT64_FORMAT " ms", self->log_prefix,
            job->request->request_id, cut->taken_ms);
+  if (cut->windowed)
+    {
+      job->request->window_start_ms = cut->window_start_ms;
+      job->request->window_end_ms = cut->window_end_ms;
+    }
   tally_publisher_publish_async (self->publisher, job->request, g_steal_pointer (&cut->counts),
                                  g_steal_pointer (&cut->offsets),
                                  g_steal_pointer (&cut->partitions), cut->taken_ms, NULL,
@@ -250,6 +255,15 @@ start_job (Job *job)
 
   if (job->request->error != NULL)
     publish_error (job, job->request->error);
+  else if (job->request->has_window && self->cutter->cut_window_async == NULL)
+    {
+      g_autoptr (GError) error
+          = g_error_new_literal (TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_DISABLED,
+                                 "this instance keeps no counts over time");
+      publish_error (job, error);
+    }
+  else if (job->request->has_window)
+    self->cutter->cut_window_async (self->cutter_data, &job->request->window, on_cut, job);
   else
     self->cutter->cut_async (self->cutter_data, job->final, on_cut, job);
 }

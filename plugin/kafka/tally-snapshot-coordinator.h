@@ -22,6 +22,7 @@
 #include "tally-actor.h"
 #include "tally-snapshot-cut.h"
 #include "tally-snapshot-format.h"
+#include "tally-window-clock.h"
 
 G_BEGIN_DECLS
 
@@ -30,7 +31,11 @@ G_BEGIN_DECLS
  * @cut_async: starts a cut; called on the coordinator's context, which is that thread's
  *   thread-default context. @final is %TRUE for the final snapshot at shutdown, after the
  *   input stopped. @callback must be called on the same context.
- * @cut_finish: finishes it: (transfer full) the cut, or %NULL with an error set
+ * @cut_finish: finishes it (and a window cut): (transfer full) the cut, or %NULL with an
+ *   error set
+ * @cut_window_async: (nullable): starts a cut of the counts over time that @selector names
+ *   (a request with a `window` member), as @cut_async does; %NULL when the owner of the
+ *   stores keeps no windows, and such requests are answered with an error snapshot
  *
  * What the owner of the stores provides. Both functions get the @cutter_data given to
  * tally_snapshot_coordinator_new().
@@ -40,6 +45,8 @@ typedef struct
   void (*cut_async) (gpointer cutter_data, gboolean final, GAsyncReadyCallback callback,
                      gpointer user_data);
   TallySnapshotCut *(*cut_finish) (gpointer cutter_data, GAsyncResult *result, GError **error);
+  void (*cut_window_async) (gpointer cutter_data, const TallyWindowSelector *selector,
+                            GAsyncReadyCallback callback, gpointer user_data);
 } TallySnapshotCutter;
 
 /**

@@ -51,6 +51,7 @@
 
 #include "tally-checkpoint.h"
 #include "tally-tokenizer.h"
+#include "tally-window-clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -154,8 +155,14 @@ struct _TallySource
   gboolean closed;
   gboolean trim_due; /* big checkpoints or snapshots since the last malloc_trim() */
 
+  /* Windows ([windows] enabled); NULL clock when off, and then no cost per record. */
+  TallyWindowClock *clock;
+  gboolean late_drop; /* [windows] late = drop */
+  guint window_timer;
+
   /* Statistics. */
-  gsize records; /* atomic (g_atomic_pointer_*), read from any thread */
+  gsize records;      /* atomic (g_atomic_pointer_*), read from any thread */
+  gsize late_records; /* atomic: records after their window closed */
   guint64 error_events;
   guint64 words;
 };
@@ -435,11 +442,32 @@ handle_record (TallySource *self, rd_kafka_message_t *m)
       return;
     }
 
+  /* Windows: the record's timestamp picks the bucket its words count in, besides the
+   * all-time totals; a record for a closed window counts in the all-time totals only, or
+   * not at all (late = drop). */
+  if (self->clock != NULL)
+    {
+      gint64 bucket;
+
+      if (tally_window_clock_observe (self->clock, (guint32)m->partition,
+                                      rd_kafka_message_timestamp (m, NULL),
+                                      g_get_real_time () / 1000, &bucket))
+        tally_word_batcher_set_bucket (store->batcher, bucket);
+      else
+        {
+          g_atomic_pointer_add (&self->late_records, 1);
+          tally_word_batcher_set_bucket (store->batcher, TALLY_WORD_BATCHER_NO_BUCKET);
+          if (self->late_drop)
+            goto counted;
+        }
+    }
+
   /* A null value (tombstone) or an empty one has no words; any bytes at all are safe to
    * feed (NUL and invalid UTF-8 separate words). */
   if (m->payload != NULL && m->len > 0)
     self->words
         += tally_tokenizer_feed (self->tokenizer, m->payload, m->len, on_word, store->batcher);
+counted:
   owned->position = m->offset + 1;
   store->dirty = TRUE;
   g_atomic_pointer_add (&self->records, 1);
@@ -1013,6 +1041,8 @@ on_revoke (TallySource *self, rd_kafka_topic_partition_list_t *partitions, gbool
           g_warning ("source: cannot drop store %u: %s", id, error->message);
           g_clear_error (&error);
         }
+      if (self->clock != NULL)
+        tally_window_clock_remove_partition (self->clock, id);
       g_hash_table_remove (self->stores, GUINT_TO_POINTER (id));
     }
   for (int i = 0; i < partitions->cnt; i++)
@@ -1185,6 +1215,109 @@ handle_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
   return TRUE;
 }
 
+/* A window cut: the reply carries the cut or the error of a selector that cannot be
+ * answered (windows off, expired, misaligned), which becomes an error snapshot. */
+typedef struct
+{
+  TallyMessage parent;
+  TallyWindowSelector selector;
+} WindowSnapshotMessage;
+
+typedef struct
+{
+  TallySnapshotCut *cut;
+  GError *error;
+} WindowCutReply;
+
+static void
+window_cut_reply_free (gpointer p)
+{
+  WindowCutReply *r = p;
+  tally_snapshot_cut_free (r->cut);
+  g_clear_error (&r->error);
+  g_free (r);
+}
+
+static const TallyMessageType window_snapshot_type
+    = { "SourceWindowSnapshot", simple_message_free, window_cut_reply_free };
+
+static void
+on_window_cut_counts (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  PendingCut *pending = user_data;
+  WindowCutReply *reply = g_new0 (WindowCutReply, 1);
+
+  pending->cut->counts
+      = tally_aggregator_handle_get_counts_finish (pending->handle, result, &reply->error);
+  pending->cut->taken_ms = (g_get_monotonic_time () - pending->started_us) / 1000;
+  if (reply->error == NULL)
+    reply->cut = pending->cut;
+  else
+    tally_snapshot_cut_free (pending->cut);
+  tally_message_reply (pending->message, reply);
+  tally_message_free (pending->message);
+  tally_aggregator_handle_unref (pending->handle);
+  g_free (pending);
+}
+
+/* As handle_snapshot(), over the time range the selector resolves to. */
+static gboolean
+handle_window_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallySource *self = TALLY_SOURCE (actor);
+  WindowSnapshotMessage *m = (WindowSnapshotMessage *)message;
+  static const guint32 no_store = 0;
+  WindowCutReply *reply = g_new0 (WindowCutReply, 1);
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  PendingCut *pending;
+  GHashTableIter iter;
+  gpointer key, value;
+  gint64 from = 0, to = 0;
+
+  if (self->clock == NULL)
+    {
+      g_set_error_literal (&reply->error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_DISABLED,
+                           "windows are not enabled on this instance ([windows] enabled)");
+      tally_message_reply (message, reply);
+      return TRUE;
+    }
+  if (!tally_window_clock_resolve (self->clock, &m->selector, g_get_real_time () / 1000, &from, &to,
+                                   &reply->error))
+    {
+      tally_message_reply (message, reply);
+      return TRUE;
+    }
+  g_free (reply);
+  if (!flush_batchers (self, TRUE, error))
+    return FALSE;
+  unblock (self);
+  self->trim_due = TRUE;
+
+  pending = g_new0 (PendingCut, 1);
+  pending->started_us = g_get_monotonic_time ();
+  pending->cut = g_new0 (TallySnapshotCut, 1);
+  pending->cut->offsets = owned_list (self, TRUE, TRUE);
+  pending->cut->partitions = owned_list (self, FALSE, TRUE);
+  pending->cut->windowed = TRUE;
+  pending->cut->window_start_ms = from;
+  pending->cut->window_end_ms = to;
+  g_hash_table_iter_init (&iter, self->stores);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      guint32 id = GPOINTER_TO_UINT (key);
+
+      if (!((Store *)value)->broken)
+        g_array_append_val (ids, id);
+    }
+  pending->message = tally_message_defer (message);
+  pending->handle = tally_aggregator_handle_ref (self->handle);
+  /* No store owned: an empty list of stores, not NULL (which means all). */
+  tally_aggregator_handle_get_window_counts_async (
+      self->handle, ids->len > 0 ? (const guint32 *)ids->data : &no_store, ids->len, from, to, NULL,
+      NULL, on_window_cut_counts, pending);
+  return TRUE;
+}
+
 static gboolean
 handle_stop_consuming (TallyActor *actor, TallyMessage *message, GError **error)
 {
@@ -1218,6 +1351,76 @@ tally_source_snapshot_async (TallyAddress *source, GCancellable *cancellable,
   tally_address_ask_async (source, &m->parent, cancellable, callback, user_data);
 }
 
+void
+tally_source_window_snapshot_async (TallyAddress *source, const TallyWindowSelector *selector,
+                                    GCancellable *cancellable, GAsyncReadyCallback callback,
+                                    gpointer user_data)
+{
+  WindowSnapshotMessage *m = g_new0 (WindowSnapshotMessage, 1);
+
+  g_return_if_fail (selector != NULL);
+
+  tally_message_init (&m->parent, &window_snapshot_type);
+  m->selector = *selector;
+  tally_address_ask_async (source, &m->parent, cancellable, callback, user_data);
+}
+
+TallySnapshotCut *
+tally_source_window_snapshot_finish (TallyAddress *source, GAsyncResult *result, GError **error)
+{
+  GError *local_error = NULL;
+  WindowCutReply *reply = tally_address_ask_finish (source, result, &local_error);
+  TallySnapshotCut *cut;
+
+  if (local_error != NULL)
+    {
+      g_propagate_error (error, local_error);
+      return NULL;
+    }
+  if (reply == NULL)
+    {
+      g_set_error (error, TALLY_SOURCE_ERROR, TALLY_SOURCE_ERROR_STOPPED,
+                   "the aggregators did not answer the snapshot barrier");
+      return NULL;
+    }
+  if (reply->error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&reply->error));
+      window_cut_reply_free (reply);
+      return NULL;
+    }
+  cut = g_steal_pointer (&reply->cut);
+  window_cut_reply_free (reply);
+  return cut;
+}
+
+/* The coordinator finishes both kinds of cut with cutter_cut_finish(): a window cut is
+ * handed to it as a GTask tagged with this function. */
+static void
+on_cutter_window_cut (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  GError *error = NULL;
+  TallySnapshotCut *cut
+      = tally_source_window_snapshot_finish (g_task_get_task_data (task), result, &error);
+
+  if (cut == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, cut, (GDestroyNotify)tally_snapshot_cut_free);
+}
+
+static void
+cutter_cut_window_async (gpointer source, const TallyWindowSelector *selector,
+                         GAsyncReadyCallback callback, gpointer user_data)
+{
+  GTask *task = g_task_new (NULL, NULL, callback, user_data);
+
+  g_task_set_source_tag (task, cutter_cut_window_async);
+  g_task_set_task_data (task, source, NULL);
+  tally_source_window_snapshot_async (source, selector, NULL, on_cutter_window_cut, task);
+}
+
 static void
 cutter_cut_async (gpointer source, gboolean final, GAsyncReadyCallback callback, gpointer user_data)
 {
@@ -1227,13 +1430,17 @@ cutter_cut_async (gpointer source, gboolean final, GAsyncReadyCallback callback,
 static TallySnapshotCut *
 cutter_cut_finish (gpointer source, GAsyncResult *result, GError **error)
 {
+  if (g_task_is_valid (result, NULL)
+      && g_task_get_source_tag (G_TASK (result)) == cutter_cut_window_async)
+    return g_task_propagate_pointer (G_TASK (result), error);
   return tally_source_snapshot_finish (source, result, error);
 }
 
 const TallySnapshotCutter *
 tally_source_cutter (void)
 {
-  static const TallySnapshotCutter cutter = { cutter_cut_async, cutter_cut_finish };
+  static const TallySnapshotCutter cutter
+      = { cutter_cut_async, cutter_cut_finish, cutter_cut_window_async };
 
   return &cutter;
 }
@@ -1266,6 +1473,13 @@ tally_source_stop_consuming_async (TallyAddress *source, GCancellable *cancellab
 }
 
 guint64
+tally_source_get_late_records (TallySource *self)
+{
+  g_return_val_if_fail (TALLY_IS_SOURCE (self), 0);
+  return (guint64)g_atomic_pointer_get (&self->late_records);
+}
+
+guint64
 tally_source_get_records (TallySource *self)
 {
   return (guint64)g_atomic_pointer_get (&self->records);
@@ -1285,6 +1499,24 @@ on_keepalive (gpointer user_data)
 
   if (self->poll_timer == 0)
     poll_batch (self);
+  return G_SOURCE_CONTINUE;
+}
+
+/* Windows: once a second (or every bucket, if shorter), drop the buckets beyond
+ * retention and log each window that closed on this instance. */
+static gboolean
+on_window_timer (gpointer user_data)
+{
+  TallySource *self = user_data;
+  gint64 now = g_get_real_time () / 1000;
+  gint64 expiry = tally_window_clock_get_expiry (self->clock, now);
+  gint64 start;
+
+  while (tally_window_clock_next_closed (self->clock, now, &start))
+    g_info ("source: window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ") closed", start,
+            start + tally_window_clock_get_spec (self->clock)->size_ms);
+  if (expiry != G_MININT64)
+    tally_aggregator_handle_expire_buckets (self->handle, expiry);
   return G_SOURCE_CONTINUE;
 }
 
@@ -1321,6 +1553,10 @@ tally_source_started (TallyActor *actor)
                                                        on_checkpoint_timer, self, NULL);
   self->keepalive_timer
       = tally_actor_run_interval (actor, self->keepalive_ms, on_keepalive, self, NULL);
+  if (self->clock != NULL)
+    self->window_timer = tally_actor_run_interval (
+        actor, (guint)MIN (tally_window_clock_get_spec (self->clock)->bucket_ms, 1000),
+        on_window_timer, self, NULL);
   g_message ("source: consuming %s as consumer group member", self->topics[0]);
   schedule_poll (self);
 }
@@ -1377,6 +1613,7 @@ tally_source_finalize (GObject *object)
   g_clear_pointer (&self->owned, g_ptr_array_unref);
   g_clear_pointer (&self->checkpoint, tally_checkpoint_free);
   g_clear_pointer (&self->tokenizer, tally_tokenizer_free);
+  g_clear_pointer (&self->clock, tally_window_clock_free);
   g_clear_pointer (&self->handle, tally_aggregator_handle_unref);
   g_strfreev (self->topics);
   for (int i = 0; i < 2; i++)
@@ -1395,6 +1632,7 @@ tally_source_class_init (TallySourceClass *klass)
   actor_class->started = tally_source_started;
   actor_class->stopping = tally_source_stopping;
   tally_actor_class_add_handler (actor_class, &snapshot_type, handle_snapshot);
+  tally_actor_class_add_handler (actor_class, &window_snapshot_type, handle_window_snapshot);
   tally_actor_class_add_handler (actor_class, &stop_consuming_type, handle_stop_consuming);
 }
 
@@ -1453,6 +1691,18 @@ tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_
 
   tally_config_tokenizer_options (config, &tokenizer_options);
   self->tokenizer = tally_tokenizer_new (&tokenizer_options);
+  if (config->windows.enabled)
+    {
+      TallyWindowSpec spec = {
+        .size_ms = config->windows.size_ms,
+        .bucket_ms = config->windows.bucket_ms,
+        .grace_ms = config->windows.grace_ms,
+        .idle_ms = config->windows.idle_ms,
+        .retain = config->windows.retain,
+      };
+      self->clock = tally_window_clock_new (&spec);
+      self->late_drop = config->windows.late == TALLY_CONFIG_LATE_DROP;
+    }
 
   if (!g_unix_open_pipe (self->wake_fds, FD_CLOEXEC, &local_error)
       || !g_unix_set_fd_nonblocking (self->wake_fds[0], TRUE, &local_error)

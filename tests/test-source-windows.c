@@ -1,0 +1,330 @@
+/* test-source-windows.c — counts over time through the source actor and the embedded
+ * broker: records produced with explicit timestamps, window cuts compared with a
+ * reference computed here from the same records.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-aggregator-handle.h"
+#include "tally-broker.h"
+#include "tally-config.h"
+#include "tally-source.h"
+#include "tally-test-util.h"
+
+#include <string.h>
+
+/* A window start: 1700000040000 is a multiple of 60 s. */
+#define BASE ((gint64)1700000040000)
+#define SIZE_MS 60000
+#define BUCKET_MS 10000
+#define GRACE_MS 10000
+
+typedef struct
+{
+  TallyBroker *broker;
+  char *input;
+  TallyAggregatorHandle *handle;
+  TallyArbiter *arbiter;
+  TallySource *actor;
+  TallyAddress *source;
+} Fixture;
+
+static int topic_serial;
+
+static void
+fixture_set_up (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+
+  f->broker = tally_broker_new (0, 1, &error);
+  g_assert_no_error (error);
+  f->input = g_strdup_printf ("windows-input-%d", topic_serial++);
+  g_assert_true (tally_broker_create_topic (f->broker, f->input, 2, &error));
+}
+
+static void
+start_source (Fixture *f, gboolean windows)
+{
+  g_autoptr (TallyConfig) config = tally_config_new_default ();
+  g_autoptr (GError) error = NULL;
+  rd_kafka_conf_t *conf = tally_test_broker_conf (f->broker);
+
+  rd_kafka_conf_set (conf, "session.timeout.ms", "6000", NULL, 0);
+  g_strfreev (config->input.topics);
+  config->input.topics = g_strsplit (f->input, ";", -1);
+  config->checkpoint.enabled = FALSE;
+  config->windows.enabled = windows;
+  config->windows.size_ms = SIZE_MS;
+  config->windows.bucket_ms = BUCKET_MS;
+  config->windows.grace_ms = GRACE_MS;
+  config->windows.idle_ms = 3600000;
+  config->windows.retain = 1000;
+
+  f->handle = tally_aggregator_handle_new (2, 0);
+  f->arbiter = tally_arbiter_new ("test-source-windows");
+  f->actor = (TallySource *)tally_source_new (config, TALLY_CONFIG_GUARANTEE_AT_LEAST_ONCE, conf,
+                                              f->handle, &error);
+  g_assert_no_error (error);
+  g_object_ref (f->actor);
+  f->source = tally_actor_start (TALLY_ACTOR (f->actor), f->arbiter, 16);
+}
+
+static void
+fixture_tear_down (Fixture *f, gconstpointer data)
+{
+  if (f->source != NULL)
+    {
+      tally_address_stop (f->source);
+      g_assert_true (tally_address_wait_stopped (f->source, 30000));
+      tally_arbiter_stop (f->arbiter);
+      g_clear_pointer (&f->source, tally_address_unref);
+      g_clear_pointer (&f->arbiter, tally_arbiter_unref);
+      g_clear_object (&f->actor);
+      tally_aggregator_handle_stop (f->handle);
+      g_clear_pointer (&f->handle, tally_aggregator_handle_unref);
+    }
+  tally_broker_free (f->broker);
+  g_free (f->input);
+}
+
+typedef struct
+{
+  gint32 partition;
+  gint64 timestamp;
+  const char *value;
+} Record;
+
+static void
+produce (Fixture *f, const Record *records, guint n)
+{
+  char errstr[256];
+  rd_kafka_t *producer
+      = rd_kafka_new (RD_KAFKA_PRODUCER, tally_test_broker_conf (f->broker), errstr, sizeof errstr);
+
+  g_assert_nonnull (producer);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpint (
+        rd_kafka_producev (producer, RD_KAFKA_V_TOPIC (f->input),
+                           RD_KAFKA_V_PARTITION (records[i].partition),
+                           RD_KAFKA_V_TIMESTAMP (records[i].timestamp),
+                           RD_KAFKA_V_VALUE ((void *)records[i].value, strlen (records[i].value)),
+                           RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+        ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  g_assert_cmpint (rd_kafka_flush (producer, 10000), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy (producer);
+}
+
+typedef struct
+{
+  Fixture *f;
+  TallySnapshotCut *cut;
+  GError *error;
+  gboolean done;
+} CutWait;
+
+static void
+on_cut (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  CutWait *w = user_data;
+  w->cut = tally_source_snapshot_finish (w->f->source, result, &w->error);
+  w->done = TRUE;
+}
+
+static void
+on_window_cut (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  CutWait *w = user_data;
+  w->cut = tally_source_window_snapshot_finish (w->f->source, result, &w->error);
+  w->done = TRUE;
+}
+
+/* A window cut, or NULL with @error set. */
+static TallySnapshotCut *
+take_window_cut (Fixture *f, const TallyWindowSelector *selector, GError **error)
+{
+  CutWait w = { f, NULL, NULL, FALSE };
+
+  tally_source_window_snapshot_async (f->source, selector, NULL, on_window_cut, &w);
+  while (!w.done)
+    g_main_context_iteration (NULL, TRUE);
+  if (w.error != NULL)
+    g_propagate_error (error, w.error);
+  return w.cut;
+}
+
+/* Waits until the all-time cut reflects @n records. */
+static void
+wait_records (Fixture *f, gint64 n)
+{
+  gint64 deadline = g_get_monotonic_time () + 60 * G_TIME_SPAN_SECOND;
+
+  for (;;)
+    {
+      CutWait w = { f, NULL, NULL, FALSE };
+      gint64 seen = 0;
+
+      tally_source_snapshot_async (f->source, NULL, on_cut, &w);
+      while (!w.done)
+        g_main_context_iteration (NULL, TRUE);
+      g_assert_no_error (w.error);
+      for (int i = 0; i < w.cut->offsets->cnt; i++)
+        seen += MAX (w.cut->offsets->elems[i].offset, 0);
+      tally_snapshot_cut_free (w.cut);
+      if (seen >= n)
+        {
+          g_assert_cmpint (seen, ==, n);
+          return;
+        }
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (50 * 1000);
+    }
+}
+
+/* The records of the test: two partitions, a few windows, one record late within grace
+ * and two beyond it. Each value is one word: the word says which window it belongs to. */
+static const Record records[] = {
+  { 0, BASE + 1000, "w0 a" },
+  { 0, BASE + 25000, "w0 b" },
+  { 1, BASE + 5000, "w0 a" },
+  { 0, BASE + 61000, "w1 a" },
+  /* partition 0 is at 61 s: a record at 59 s is late, but within the 10 s grace */
+  { 0, BASE + 59000, "w0 late" },
+  { 1, BASE + 65000, "w1 c" },
+  { 0, BASE + 130000, "w2 a" },
+  /* partition 0 is at 130 s: [60 s, 120 s) closed at 130 s; 119 s is beyond grace */
+  { 0, BASE + 119000, "w1 toolate" },
+  /* partition 1 is at 65 s only: its record at 50 s still counts in [0, 60 s) */
+  { 1, BASE + 50000, "w0 p1" },
+  { 1, BASE + 200000, "w3 d" },
+  { 1, BASE + 70000, "w1 toolate" },
+};
+
+/* The reference: per partition, stream time = the largest timestamp so far; a record
+ * whose window ends at or before stream time - grace is late. */
+static GHashTable *
+reference_window (gint64 start, guint *n_late)
+{
+  GHashTable *words = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  gint64 stream[2] = { G_MININT64, G_MININT64 };
+
+  *n_late = 0;
+  for (guint i = 0; i < G_N_ELEMENTS (records); i++)
+    {
+      const Record *r = &records[i];
+      gint64 window = r->timestamp - r->timestamp % SIZE_MS;
+      g_auto (GStrv) split = NULL;
+
+      if (stream[r->partition] != G_MININT64 && window + SIZE_MS + GRACE_MS <= stream[r->partition])
+        {
+          (*n_late)++;
+          continue;
+        }
+      stream[r->partition] = MAX (stream[r->partition], r->timestamp);
+      if (window != start)
+        continue;
+      split = g_strsplit (r->value, " ", -1);
+      for (guint k = 0; split[k] != NULL; k++)
+        g_hash_table_insert (
+            words, g_strdup (split[k]),
+            GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (words, split[k])) + 1));
+    }
+  return words;
+}
+
+static void
+assert_counts_equal_reference (TallyCounts *counts, GHashTable *reference)
+{
+  gsize n;
+  const TallyWordCount *e = tally_counts_get_entries (counts, &n);
+
+  g_assert_cmpuint (n, ==, g_hash_table_size (reference));
+  for (gsize i = 0; i < n; i++)
+    {
+      g_test_message ("%s=%" G_GUINT64_FORMAT, e[i].word, e[i].count);
+      g_assert_cmpuint (e[i].count, ==,
+                        GPOINTER_TO_UINT (g_hash_table_lookup (reference, e[i].word)));
+    }
+}
+
+static void
+test_windows_reference (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  guint n_late = 0;
+
+  start_source (f, TRUE);
+  /* Partition by partition in order: the source reads each partition in offset order. */
+  produce (f, records, G_N_ELEMENTS (records));
+  wait_records (f, G_N_ELEMENTS (records));
+
+  for (gint64 w = 0; w < 4; w++)
+    {
+      TallyWindowSelector sel = { TALLY_WINDOW_SELECT_START, BASE + w * SIZE_MS, 0 };
+      g_autoptr (GHashTable) reference = reference_window (BASE + w * SIZE_MS, &n_late);
+      g_autoptr (TallySnapshotCut) cut = take_window_cut (f, &sel, &error);
+
+      g_assert_no_error (error);
+      g_assert_true (cut->windowed);
+      g_assert_cmpint (cut->window_start_ms, ==, BASE + w * SIZE_MS);
+      g_assert_cmpint (cut->window_end_ms, ==, BASE + (w + 1) * SIZE_MS);
+      assert_counts_equal_reference (cut->counts, reference);
+    }
+  g_assert_cmpuint (n_late, ==, 2);
+  g_assert_cmpuint (tally_source_get_late_records (f->actor), ==, n_late);
+
+  /* "current": the window of the newest stream time, 200 s: [180 s, 240 s). */
+  {
+    TallyWindowSelector sel = { TALLY_WINDOW_SELECT_CURRENT, 0, 0 };
+    g_autoptr (TallySnapshotCut) cut = take_window_cut (f, &sel, &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpint (cut->window_start_ms, ==, BASE + 3 * SIZE_MS);
+    tally_test_assert_entries (cut->counts, "d=1 w3=1 ");
+  }
+  /* The last 80 s, in 10 s buckets: [130 s, 210 s) holds "w2 a" and "w3 d". */
+  {
+    TallyWindowSelector sel = { TALLY_WINDOW_SELECT_LAST_DURATION, 0, 80000 };
+    g_autoptr (TallySnapshotCut) cut = take_window_cut (f, &sel, &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpint (cut->window_start_ms, ==, BASE + 130000);
+    g_assert_cmpint (cut->window_end_ms, ==, BASE + 210000);
+    tally_test_assert_entries (cut->counts, "a=1 d=1 w2=1 w3=1 ");
+  }
+  /* A misaligned start is an error the requester sees. */
+  {
+    TallyWindowSelector sel = { TALLY_WINDOW_SELECT_START, BASE + 1, 0 };
+    g_autoptr (TallySnapshotCut) cut = take_window_cut (f, &sel, &error);
+
+    g_assert_null (cut);
+    g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID);
+    g_clear_error (&error);
+  }
+}
+
+/* Windows off: a window request is answered with an error, and nothing is late. */
+static void
+test_windows_disabled (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  TallyWindowSelector sel = { TALLY_WINDOW_SELECT_CURRENT, 0, 0 };
+  g_autoptr (TallySnapshotCut) cut = NULL;
+
+  start_source (f, FALSE);
+  produce (f, records, 3);
+  wait_records (f, 3);
+  cut = take_window_cut (f, &sel, &error);
+  g_assert_null (cut);
+  g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_DISABLED);
+  g_assert_cmpuint (tally_source_get_late_records (f->actor), ==, 0);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add ("/source-windows/reference", Fixture, NULL, fixture_set_up, test_windows_reference,
+              fixture_tear_down);
+  g_test_add ("/source-windows/disabled", Fixture, NULL, fixture_set_up, test_windows_disabled,
+              fixture_tear_down);
+  return g_test_run ();
+}
