@@ -42,7 +42,8 @@ fixture_set_up (Fixture *f, gconstpointer data)
 }
 
 static void
-start_source (Fixture *f, gboolean windows)
+start_source_full (Fixture *f, gboolean windows, guint grace_ms, guint idle_ms,
+                   TallySourceWindowClosedFunc closed, gpointer closed_data)
 {
   g_autoptr (TallyConfig) config = tally_config_new_default ();
   g_autoptr (GError) error = NULL;
@@ -55,8 +56,8 @@ start_source (Fixture *f, gboolean windows)
   config->windows.enabled = windows;
   config->windows.size_ms = SIZE_MS;
   config->windows.bucket_ms = BUCKET_MS;
-  config->windows.grace_ms = GRACE_MS;
-  config->windows.idle_ms = 3600000;
+  config->windows.grace_ms = grace_ms;
+  config->windows.idle_ms = idle_ms;
   config->windows.retain = 1000;
 
   f->handle = tally_aggregator_handle_new (2, 0);
@@ -65,7 +66,15 @@ start_source (Fixture *f, gboolean windows)
                                               f->handle, &error);
   g_assert_no_error (error);
   g_object_ref (f->actor);
+  if (closed != NULL)
+    tally_source_set_window_closed_func (f->actor, closed, closed_data, NULL);
   f->source = tally_actor_start (TALLY_ACTOR (f->actor), f->arbiter, 16);
+}
+
+static void
+start_source (Fixture *f, gboolean windows)
+{
+  start_source_full (f, windows, GRACE_MS, 3600000, NULL, NULL);
 }
 
 static void
@@ -318,12 +327,105 @@ test_windows_disabled (Fixture *f, gconstpointer data)
   g_assert_cmpuint (tally_source_get_late_records (f->actor), ==, 0);
 }
 
+/* Closed windows, as the source hands them out: on its thread, so under a lock. */
+typedef struct
+{
+  GMutex lock;
+  GPtrArray *cuts; /* TallySnapshotCut */
+} Closed;
+
+static void
+on_closed (TallySnapshotCut *cut, gpointer user_data)
+{
+  Closed *c = user_data;
+
+  g_mutex_lock (&c->lock);
+  g_ptr_array_add (c->cuts, cut);
+  g_mutex_unlock (&c->lock);
+}
+
+static guint
+n_closed (Closed *c)
+{
+  guint n;
+
+  g_mutex_lock (&c->lock);
+  n = c->cuts->len;
+  g_mutex_unlock (&c->lock);
+  return n;
+}
+
+static void
+wait_closed (Closed *c, guint n)
+{
+  gint64 deadline = g_get_monotonic_time () + 30 * G_TIME_SPAN_SECOND;
+
+  while (n_closed (c) < n)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (20 * 1000);
+    }
+}
+
+/* A closed window's final counts are handed out once; a quiet partition stops holding a
+ * window open after the idle time (300 ms here), without new records of its own. */
+static void
+test_windows_closed_once (Fixture *f, gconstpointer data)
+{
+  static const Record first[] = {
+    { 0, BASE + 1000, "a" },
+    { 1, BASE + 5000, "c" },
+    { 0, BASE + 61000, "b" },
+  };
+  static const Record more[] = {
+    { 0, BASE + 125000, "d" },
+  };
+  Closed c = { 0 };
+  TallySnapshotCut *cut;
+  gint64 produced_us;
+
+  g_mutex_init (&c.lock);
+  c.cuts = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_snapshot_cut_free);
+  start_source_full (f, TRUE, 0, 300, on_closed, &c);
+  produce (f, first, G_N_ELEMENTS (first));
+  wait_records (f, G_N_ELEMENTS (first));
+  produced_us = g_get_monotonic_time ();
+
+  /* Partition 1 (at 5 s) holds [0, 60 s) open until it is idle; then it closes. */
+  wait_closed (&c, 1);
+  g_test_message ("closed %" G_GINT64_FORMAT " ms after the records were counted",
+                  (g_get_monotonic_time () - produced_us) / 1000);
+  cut = g_ptr_array_index (c.cuts, 0);
+  g_assert_cmpint (cut->window_start_ms, ==, BASE);
+  g_assert_cmpint (cut->window_end_ms, ==, BASE + SIZE_MS);
+  tally_test_assert_entries (cut->counts, "a=1 c=1 ");
+
+  /* Partition 0 moves on to 125 s: [60 s, 120 s) closes, with partition 1 idle. */
+  produce (f, more, G_N_ELEMENTS (more));
+  wait_closed (&c, 2);
+  cut = g_ptr_array_index (c.cuts, 1);
+  g_assert_cmpint (cut->window_start_ms, ==, BASE + SIZE_MS);
+  tally_test_assert_entries (cut->counts, "b=1 ");
+
+  /* Once each: nothing more in the next two window timer ticks. */
+  g_usleep (2200 * 1000);
+  g_assert_cmpuint (n_closed (&c), ==, 2);
+
+  fixture_tear_down (f, NULL);
+  memset (f, 0, sizeof *f);
+  f->broker = tally_broker_new (0, 1, NULL);
+  g_ptr_array_unref (c.cuts);
+  g_mutex_clear (&c.lock);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add ("/source-windows/reference", Fixture, NULL, fixture_set_up, test_windows_reference,
               fixture_tear_down);
+  g_test_add ("/source-windows/closed-once", Fixture, NULL, fixture_set_up,
+              test_windows_closed_once, fixture_tear_down);
   g_test_add ("/source-windows/disabled", Fixture, NULL, fixture_set_up, test_windows_disabled,
               fixture_tear_down);
   return g_test_run ();

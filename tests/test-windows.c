@@ -142,7 +142,8 @@ test_clock_buckets_and_grace (void)
   tally_window_clock_free (clock);
 }
 
-/* A quiet partition holds a window open at most the idle time. */
+/* A quiet partition holds a window open at most the idle time; with every partition quiet,
+ * windows still close as wall-clock time passes. */
 static void
 test_clock_idle_partition (void)
 {
@@ -157,18 +158,30 @@ test_clock_idle_partition (void)
   /* Partition 1 is not idle yet: the watermark is its 1m, [0, 5m) stays open. */
   g_assert_cmpint (tally_window_clock_get_watermark (clock, now + 1000), ==, MIN_MS);
   g_assert_false (tally_window_clock_next_closed (clock, now + 1000, &start));
+  g_assert_false (tally_window_clock_is_idle (clock, 1, now + 29999));
   g_assert_false (tally_window_clock_next_closed (clock, now + 29999, &start));
-  /* After 30 s of wall-clock silence it is idle: its stream time is 1m + 30 s, and it goes
-   * on following the wall clock until [0, 5m) + grace (6m) is passed. */
-  g_assert_cmpint (tally_window_clock_get_stream_time (clock, 1, now + 30000), ==, MIN_MS + 30000);
-  g_assert_false (tally_window_clock_next_closed (clock, now + 30000, &start));
-  g_assert_true (tally_window_clock_next_closed (clock, now + 5 * MIN_MS, &start));
+  /* After 30 s of wall-clock silence it is idle and leaves the watermark: [0, 5m) closes,
+   * handed out once. [20m, 25m) stays open: partition 0 is at 20m. */
+  g_assert_true (tally_window_clock_is_idle (clock, 1, now + 30000));
+  g_assert_cmpint (tally_window_clock_get_stream_time (clock, 1, now + 30000), ==, MIN_MS);
+  g_assert_cmpint (tally_window_clock_get_watermark (clock, now + 30000), ==, 20 * MIN_MS);
+  g_assert_true (tally_window_clock_next_closed (clock, now + 30000, &start));
   g_assert_cmpint (start, ==, 0);
-  g_assert_false (tally_window_clock_next_closed (clock, now + 5 * MIN_MS, &start));
+  g_assert_false (tally_window_clock_next_closed (clock, now + 30000, &start));
+  /* A record of partition 1 for the closed window is late now, for its partition too. */
+  g_assert_false (tally_window_clock_observe (clock, 1, 2 * MIN_MS, now + 31000, &bucket));
+  g_assert_cmpuint (tally_window_clock_get_late_records (clock), ==, 1);
+  g_assert_false (tally_window_clock_is_idle (clock, 1, now + 31000));
+
+  /* Everything quiet: event time follows the wall clock from the newest record (20m at
+   * now + 1 s), so [20m, 25m) closes once 6 minutes passed. */
+  g_assert_false (tally_window_clock_next_closed (clock, now + 1000 + 6 * MIN_MS - 1, &start));
+  g_assert_true (tally_window_clock_next_closed (clock, now + 1000 + 6 * MIN_MS, &start));
+  g_assert_cmpint (start, ==, 20 * MIN_MS);
 
   /* A partition that is revoked holds nothing open. */
-  tally_window_clock_remove_partition (clock, 1);
-  g_assert_cmpint (tally_window_clock_get_watermark (clock, now + 1000), ==, 20 * MIN_MS);
+  tally_window_clock_remove_partition (clock, 0);
+  g_assert_cmpint (tally_window_clock_get_watermark (clock, now + 31000), ==, 2 * MIN_MS);
   tally_window_clock_free (clock);
 }
 

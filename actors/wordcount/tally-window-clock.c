@@ -149,12 +149,10 @@ tally_window_clock_get_spec (TallyWindowClock *clock)
   return &clock->spec;
 }
 
-static gint64
-stream_time (TallyWindowClock *clock, const Partition *p, gint64 now_ms)
+static gboolean
+is_idle (TallyWindowClock *clock, const Partition *p, gint64 now_ms)
 {
-  if (now_ms - p->arrival_ms >= clock->spec.idle_ms)
-    return p->max_ts + (now_ms - p->arrival_ms); /* idle: follows the wall clock */
-  return p->max_ts;
+  return now_ms - p->arrival_ms >= clock->spec.idle_ms;
 }
 
 /* Remembers that the window starting at @start holds records. */
@@ -191,11 +189,10 @@ tally_window_clock_observe (TallyWindowClock *clock, guint32 partition, gint64 t
       now_stream = G_MININT64;
     }
   else
-    now_stream = stream_time (clock, p, now_ms);
+    now_stream = p->max_ts;
   if (timestamp_ms < 0)
     timestamp_ms = now_stream != G_MININT64 ? now_stream : now_ms;
 
-  /* An idle partition's wall-clock advance becomes its stream time for good. */
   p->max_ts = MAX (now_stream, timestamp_ms);
   p->arrival_ms = now_ms;
 
@@ -227,26 +224,47 @@ tally_window_clock_get_stream_time (TallyWindowClock *clock, guint32 partition, 
   g_return_val_if_fail (clock != NULL, G_MININT64);
 
   p = g_hash_table_lookup (clock->partitions, GUINT_TO_POINTER (partition));
-  return p != NULL ? stream_time (clock, p, now_ms) : G_MININT64;
+  return p != NULL ? p->max_ts : G_MININT64;
 }
 
-/* The smallest (@newest FALSE) or largest stream time over the partitions. */
+gboolean
+tally_window_clock_is_idle (TallyWindowClock *clock, guint32 partition, gint64 now_ms)
+{
+  Partition *p;
+
+  g_return_val_if_fail (clock != NULL, FALSE);
+
+  p = g_hash_table_lookup (clock->partitions, GUINT_TO_POINTER (partition));
+  return p != NULL && is_idle (clock, p, now_ms);
+}
+
+/* The smallest (@newest FALSE) or largest stream time over the partitions that are not
+ * idle. When every partition is idle, event time is taken to follow the wall clock: the
+ * largest of (stream time + wall time since its last record). G_MININT64 with none. */
 static gint64
 extreme_stream_time (TallyWindowClock *clock, gint64 now_ms, gboolean newest)
 {
   GHashTableIter iter;
   gpointer value;
-  gint64 t = newest ? G_MININT64 : G_MAXINT64;
+  gint64 t = newest ? G_MININT64 : G_MAXINT64, all_idle = G_MININT64;
+  gboolean any_active = FALSE;
 
   if (g_hash_table_size (clock->partitions) == 0)
     return G_MININT64;
   g_hash_table_iter_init (&iter, clock->partitions);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     {
-      gint64 s = stream_time (clock, value, now_ms);
-      t = newest ? MAX (t, s) : MIN (t, s);
+      const Partition *p = value;
+
+      if (is_idle (clock, p, now_ms))
+        all_idle = MAX (all_idle, p->max_ts + (now_ms - p->arrival_ms));
+      else
+        {
+          any_active = TRUE;
+          t = newest ? MAX (t, p->max_ts) : MIN (t, p->max_ts);
+        }
     }
-  return t;
+  return any_active ? t : all_idle;
 }
 
 gint64

@@ -2,16 +2,16 @@
  *
  * Time is the record's timestamp (CreateTime or LogAppendTime, as the topic has it), in
  * milliseconds since the Unix epoch. Per partition the clock keeps its *stream time*: the
- * largest timestamp seen (Kafka Streams' term). A window [start, start + size) is *closed*
+ * largest timestamp seen (Kafka Streams' term). A window [start, start + size) is closed
  * for a partition once its stream time reaches start + size + grace; a record for a closed
- * window is *late* and is not counted in any window. An instance's window closes when it is
- * closed for every partition the clock tracks, so its final counts are published once.
+ * window is *late* and is not counted in any window. The instance's *watermark* is the
+ * smallest stream time of its partitions; a window closes on the instance, and its final
+ * counts are handed out once, when the watermark reaches its end + grace.
  *
- * Quiet partitions: a partition that received no record for [windows] idle milliseconds
- * of wall-clock time is *idle*: its stream time then follows the wall clock from its last
- * record (stream time = largest timestamp + wall time since that record arrived). So a
- * quiet partition holds a window open at most `idle` past the time the window would have
- * closed had records kept coming, and it does not need new records to let it close.
+ * Quiet partitions: a partition without records for [windows] idle_ms of wall-clock time
+ * is *idle* and leaves the watermark (as Flink's idleness): it holds no window open past
+ * the idle time. When every partition is idle, event time is taken to follow the wall
+ * clock from the newest record, so windows still close with no input at all.
  *
  * Plain data with no locks, owned by one thread (the source actor). Every function takes
  * the wall-clock time as an argument, so tests drive time explicitly.
@@ -182,19 +182,30 @@ void tally_window_clock_remove_partition (TallyWindowClock *clock, guint32 parti
  * @partition: a partition
  * @now_ms: the wall-clock time (ms)
  *
- * Returns: the partition's stream time (ms), following the wall clock when it is idle
- *   (see the file head); %G_MININT64 for a partition with no record yet
+ * Returns: the partition's stream time (ms): its largest timestamp; %G_MININT64 for a
+ *   partition with no record yet
  */
 gint64 tally_window_clock_get_stream_time (TallyWindowClock *clock, guint32 partition,
                                            gint64 now_ms);
+
+/**
+ * tally_window_clock_is_idle:
+ * @clock: a clock
+ * @partition: a partition
+ * @now_ms: the wall-clock time (ms)
+ *
+ * Returns: whether @partition had no record for [windows] idle_ms (see the file head)
+ */
+gboolean tally_window_clock_is_idle (TallyWindowClock *clock, guint32 partition, gint64 now_ms);
 
 /**
  * tally_window_clock_get_watermark:
  * @clock: a clock
  * @now_ms: the wall-clock time (ms)
  *
- * Returns: the smallest stream time over the partitions tracked: every window ending at or
- *   before this minus grace is closed on the instance; %G_MININT64 with no partition
+ * Returns: the smallest stream time over the partitions tracked that are not idle (see the
+ *   file head): every window ending at or before this minus grace is closed on the
+ *   instance; %G_MININT64 with no partition
  */
 gint64 tally_window_clock_get_watermark (TallyWindowClock *clock, gint64 now_ms);
 

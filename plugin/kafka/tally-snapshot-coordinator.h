@@ -137,6 +137,20 @@ gboolean tally_snapshot_coordinator_read_requests (TallySnapshotCoordinator *sel
 void tally_snapshot_coordinator_trigger (TallySnapshotCoordinator *self);
 
 /**
+ * tally_snapshot_coordinator_publish_cut:
+ * @self: a coordinator
+ * @request: (transfer full): what the snapshot answers (its id, filters and window)
+ * @cut: (transfer full): a cut taken already by the owner of the stores
+ *
+ * Publishes a cut taken outside a trigger: the final counts of a window that closed
+ * ([windows] publish), taken by the source when the window closed. Not taken again if the
+ * publisher fails. Counts as in flight for tally_snapshot_coordinator_wait_closed() once
+ * it reaches the coordinator's context. Any thread; returns at once.
+ */
+void tally_snapshot_coordinator_publish_cut (TallySnapshotCoordinator *self,
+                                             TallySnapshotRequest *request, TallySnapshotCut *cut);
+
+/**
  * tally_snapshot_coordinator_stop_triggers:
  * @self: a coordinator
  *

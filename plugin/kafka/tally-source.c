@@ -159,6 +159,10 @@ struct _TallySource
   TallyWindowClock *clock;
   gboolean late_drop; /* [windows] late = drop */
   guint window_timer;
+  TallySourceWindowClosedFunc window_closed; /* [windows] publish */
+  gpointer window_closed_data;
+  GDestroyNotify window_closed_destroy;
+  guint window_cuts; /* final-count cuts in flight: expiry waits for them */
 
   /* Statistics. */
   gsize records;      /* atomic (g_atomic_pointer_*), read from any thread */
@@ -1502,22 +1506,116 @@ on_keepalive (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
-/* Windows: once a second (or every bucket, if shorter), drop the buckets beyond
- * retention and log each window that closed on this instance. */
+typedef struct
+{
+  TallySource *self;
+  TallyAggregatorHandle *handle;
+  TallySnapshotCut *cut;
+  gint64 started_us;
+} ClosedCut;
+
+static void
+on_closed_window_counts (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  ClosedCut *c = user_data;
+  g_autoptr (GError) error = NULL;
+
+  c->cut->counts = tally_aggregator_handle_get_counts_finish (c->handle, result, &error);
+  c->cut->taken_ms = (g_get_monotonic_time () - c->started_us) / 1000;
+  c->self->window_cuts--;
+  if (c->cut->counts == NULL)
+    {
+      g_warning ("source: final counts of window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                 ") not taken: %s",
+                 c->cut->window_start_ms, c->cut->window_end_ms, error->message);
+      tally_snapshot_cut_free (c->cut);
+    }
+  else
+    c->self->window_closed (c->cut, c->self->window_closed_data);
+  tally_aggregator_handle_unref (c->handle);
+  g_object_unref (c->self);
+  g_free (c);
+}
+
+/* A window closed on this instance: its final counts over the owned stores, taken now
+ * (after the words handed to the batchers) and before any expiry of its buckets, which
+ * waits until the counts are in. */
+static void
+take_closed_window (TallySource *self, gint64 start, gint64 end)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  static const guint32 no_store = 0;
+  GHashTableIter iter;
+  gpointer key, value;
+  ClosedCut *c;
+
+  if (!flush_batchers (self, TRUE, &error))
+    {
+      g_warning ("source: final counts of window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                 ") not taken: %s",
+                 start, end, error->message);
+      return;
+    }
+  unblock (self);
+  g_hash_table_iter_init (&iter, self->stores);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      guint32 id = GPOINTER_TO_UINT (key);
+      if (!((Store *)value)->broken)
+        g_array_append_val (ids, id);
+    }
+  c = g_new0 (ClosedCut, 1);
+  c->self = g_object_ref (self);
+  c->handle = tally_aggregator_handle_ref (self->handle);
+  c->started_us = g_get_monotonic_time ();
+  c->cut = g_new0 (TallySnapshotCut, 1);
+  c->cut->offsets = owned_list (self, TRUE, TRUE);
+  c->cut->partitions = owned_list (self, FALSE, TRUE);
+  c->cut->windowed = TRUE;
+  c->cut->window_start_ms = start;
+  c->cut->window_end_ms = end;
+  self->window_cuts++;
+  tally_aggregator_handle_get_window_counts_async (
+      self->handle, ids->len > 0 ? (const guint32 *)ids->data : &no_store, ids->len, start, end,
+      NULL, NULL, on_closed_window_counts, c);
+}
+
+/* Windows: once a second (or every bucket, if shorter), take the final counts of each
+ * window that closed on this instance (when they are published) and drop the buckets
+ * beyond retention. */
 static gboolean
 on_window_timer (gpointer user_data)
 {
   TallySource *self = user_data;
   gint64 now = g_get_real_time () / 1000;
-  gint64 expiry = tally_window_clock_get_expiry (self->clock, now);
-  gint64 start;
+  gint64 size = tally_window_clock_get_spec (self->clock)->size_ms;
+  gint64 expiry, start;
 
   while (tally_window_clock_next_closed (self->clock, now, &start))
-    g_info ("source: window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ") closed", start,
-            start + tally_window_clock_get_spec (self->clock)->size_ms);
-  if (expiry != G_MININT64)
+    {
+      g_info ("source: window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ") closed", start,
+              start + size);
+      if (self->window_closed != NULL && !self->stopped_consuming)
+        take_closed_window (self, start, start + size);
+    }
+  expiry = tally_window_clock_get_expiry (self->clock, now);
+  if (expiry != G_MININT64 && self->window_cuts == 0)
     tally_aggregator_handle_expire_buckets (self->handle, expiry);
   return G_SOURCE_CONTINUE;
+}
+
+void
+tally_source_set_window_closed_func (TallySource *self, TallySourceWindowClosedFunc func,
+                                     gpointer user_data, GDestroyNotify destroy)
+{
+  g_return_if_fail (TALLY_IS_SOURCE (self));
+
+  if (self->window_closed_destroy != NULL)
+    self->window_closed_destroy (self->window_closed_data);
+  self->window_closed = func;
+  self->window_closed_data = user_data;
+  self->window_closed_destroy = destroy;
 }
 
 static void
@@ -1614,6 +1712,8 @@ tally_source_finalize (GObject *object)
   g_clear_pointer (&self->checkpoint, tally_checkpoint_free);
   g_clear_pointer (&self->tokenizer, tally_tokenizer_free);
   g_clear_pointer (&self->clock, tally_window_clock_free);
+  if (self->window_closed_destroy != NULL)
+    self->window_closed_destroy (self->window_closed_data);
   g_clear_pointer (&self->handle, tally_aggregator_handle_unref);
   g_strfreev (self->topics);
   for (int i = 0; i < 2; i++)

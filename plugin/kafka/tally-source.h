@@ -149,6 +149,30 @@ TallySnapshotCut *tally_source_window_snapshot_finish (TallyAddress *source, GAs
                                                        GError **error);
 
 /**
+ * TallySourceWindowClosedFunc:
+ * @cut: (transfer full): the final counts of a window that closed on this instance (its
+ *   @windowed range is the window), over the stores owned when it closed
+ * @user_data: the data given to tally_source_set_window_closed_func()
+ *
+ * Called on the source's thread once per window that closed (tally-window-clock.h), in
+ * window order.
+ */
+typedef void (*TallySourceWindowClosedFunc) (TallySnapshotCut *cut, gpointer user_data);
+
+/**
+ * tally_source_set_window_closed_func:
+ * @self: a source with [windows] enabled, not yet started
+ * @func: (nullable): called with each closed window's final counts; %NULL takes none
+ * @user_data: data for @func
+ * @destroy: (nullable): frees @user_data when replaced or when the source is finalized
+ *
+ * Asks for the final counts of every window when it closes ([windows] publish: `tally run`
+ * publishes them through the snapshot coordinator). Before tally_actor_start().
+ */
+void tally_source_set_window_closed_func (TallySource *self, TallySourceWindowClosedFunc func,
+                                          gpointer user_data, GDestroyNotify destroy);
+
+/**
  * tally_source_cutter:
  *
  * The source as the owner of the stores for a #TallySnapshotCoordinator: give it this and
