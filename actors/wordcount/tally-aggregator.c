@@ -591,16 +591,16 @@ handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
   return TRUE;
 }
 
-/* Sums the buckets of the range over the stores asked for into a scratch table, then
- * answers as GetCounts does from one table: O(words in those buckets) to sum, plus the
- * top-N selection of tally_counts_new_from_entries(). */
+/* Sums the buckets of the range over the stores asked for without copying a word
+ * (tally_window_table_collect()), then answers as GetCounts does: O(words in those
+ * buckets) to sum, plus the top-N selection and copy of tally_counts_new_from_entries(). */
 static gboolean
 handle_get_window_counts (TallyActor *actor, TallyMessage *message, GError **error)
 {
   TallyAggregator *self = TALLY_AGGREGATOR (actor);
   GetWindowCountsMessage *m = (GetWindowCountsMessage *)message;
-  g_autoptr (TallyWordTable) sum = tally_word_table_new ();
-  g_autoptr (GArray) entries = NULL;
+  g_autoptr (GPtrArray) tables = g_ptr_array_new ();
+  g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
 
   if (m->base.stores == NULL)
     {
@@ -608,23 +608,19 @@ handle_get_window_counts (TallyActor *actor, TallyMessage *message, GError **err
       gpointer value;
       g_hash_table_iter_init (&iter, self->windows);
       while (g_hash_table_iter_next (&iter, NULL, &value))
-        tally_window_table_sum (value, m->from_ms, m->to_ms, sum);
+        g_ptr_array_add (tables, value);
     }
   else
     for (guint i = 0; i < m->base.n_stores; i++)
       {
-        TallyWindowTable *w;
-        gboolean seen = FALSE;
-
-        for (guint j = 0; j < i; j++)
-          seen |= m->base.stores[j] == m->base.stores[i];
-        w = g_hash_table_lookup (self->windows, GUINT_TO_POINTER (m->base.stores[i]));
-        if (w != NULL && !seen)
-          tally_window_table_sum (w, m->from_ms, m->to_ms, sum);
+        TallyWindowTable *w
+            = g_hash_table_lookup (self->windows, GUINT_TO_POINTER (m->base.stores[i]));
+        /* A store named twice is summed once. */
+        if (w != NULL && !g_ptr_array_find (tables, w, NULL))
+          g_ptr_array_add (tables, w);
       }
-  entries = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount),
-                               (guint)tally_word_table_get_size (sum));
-  tally_counts_collect_table (sum, entries, &m->base.options);
+  tally_window_table_collect ((TallyWindowTable *const *)tables->pdata, tables->len, m->from_ms,
+                              m->to_ms, m->base.options.prefix, entries);
   tally_message_reply (message,
                        tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data,
                                                       entries->len, &m->base.options));

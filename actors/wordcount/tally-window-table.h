@@ -20,6 +20,7 @@
 
 #include <glib.h>
 
+#include "tally-counts.h"
 #include "tally-word-table.h"
 
 G_BEGIN_DECLS
@@ -80,6 +81,27 @@ guint tally_window_table_expire (TallyWindowTable *table, gint64 before_ms);
  */
 guint tally_window_table_sum (TallyWindowTable *table, gint64 from_ms, gint64 to_ms,
                               TallyWordTable *into);
+
+/**
+ * tally_window_table_collect:
+ * @tables: (array length=n_tables): window tables (the stores asked for), each once
+ * @n_tables: their number
+ * @from_ms: the first time covered (ms since the Unix epoch, inclusive)
+ * @to_ms: the end of the range (exclusive)
+ * @prefix: (nullable): keep only words starting with these bytes (NUL-terminated)
+ * @entries: a GArray of #TallyWordCount to append one entry per distinct word to, with its
+ *   count summed over the buckets starting in [@from_ms, @to_ms) of every table
+ *
+ * Sums without copying a word: the entries' words point into the buckets' tables and are
+ * valid until one of @tables is changed. The sum is kept in a scratch hash index sized once
+ * from the buckets' sizes (8 bytes per slot plus 8 per entry), so it never grows: this is
+ * what answers "the last 15 minutes" (tests/bench/bench-windows.c has the figures). Same
+ * thread rules as the tables.
+ *
+ * Returns: the number of buckets summed
+ */
+guint tally_window_table_collect (TallyWindowTable *const *tables, guint n_tables, gint64 from_ms,
+                                  gint64 to_ms, const char *prefix, GArray *entries);
 
 /**
  * tally_window_table_get_n_buckets:
