@@ -22,6 +22,8 @@ typedef struct
 {
   TallyBroker *broker;
   char *input;
+  char *changelog; /* NULL: no checkpoints */
+  guint retain;    /* [windows] retain */
   TallyAggregatorHandle *handle;
   TallyArbiter *arbiter;
   TallySource *actor;
@@ -39,6 +41,7 @@ fixture_set_up (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   f->input = g_strdup_printf ("windows-input-%d", topic_serial++);
   g_assert_true (tally_broker_create_topic (f->broker, f->input, 2, &error));
+  f->retain = 1000;
 }
 
 static void
@@ -52,13 +55,19 @@ start_source_full (Fixture *f, gboolean windows, guint grace_ms, guint idle_ms,
   rd_kafka_conf_set (conf, "session.timeout.ms", "6000", NULL, 0);
   g_strfreev (config->input.topics);
   config->input.topics = g_strsplit (f->input, ";", -1);
-  config->checkpoint.enabled = FALSE;
+  config->checkpoint.enabled = f->changelog != NULL;
+  if (f->changelog != NULL)
+    {
+      g_free (config->checkpoint.changelog_topic);
+      config->checkpoint.changelog_topic = g_strdup (f->changelog);
+      config->checkpoint.interval_ms = 100;
+    }
   config->windows.enabled = windows;
   config->windows.size_ms = SIZE_MS;
   config->windows.bucket_ms = BUCKET_MS;
   config->windows.grace_ms = grace_ms;
   config->windows.idle_ms = idle_ms;
-  config->windows.retain = 1000;
+  config->windows.retain = f->retain;
 
   f->handle = tally_aggregator_handle_new (2, 0);
   f->arbiter = tally_arbiter_new ("test-source-windows");
@@ -78,7 +87,7 @@ start_source (Fixture *f, gboolean windows)
 }
 
 static void
-fixture_tear_down (Fixture *f, gconstpointer data)
+stop_source (Fixture *f)
 {
   if (f->source != NULL)
     {
@@ -91,8 +100,15 @@ fixture_tear_down (Fixture *f, gconstpointer data)
       tally_aggregator_handle_stop (f->handle);
       g_clear_pointer (&f->handle, tally_aggregator_handle_unref);
     }
+}
+
+static void
+fixture_tear_down (Fixture *f, gconstpointer data)
+{
+  stop_source (f);
   tally_broker_free (f->broker);
   g_free (f->input);
+  g_free (f->changelog);
 }
 
 typedef struct
@@ -411,11 +427,92 @@ test_windows_closed_once (Fixture *f, gconstpointer data)
   g_usleep (2200 * 1000);
   g_assert_cmpuint (n_closed (&c), ==, 2);
 
-  fixture_tear_down (f, NULL);
-  memset (f, 0, sizeof *f);
-  f->broker = tally_broker_new (0, 1, NULL);
+  stop_source (f); /* before c goes */
   g_ptr_array_unref (c.cuts);
   g_mutex_clear (&c.lock);
+}
+
+/* Windows survive a restart through the changelog: the same counts per window, the same
+ * stream time (a record late before the restart is late after it), and a window whose
+ * final counts were handed out before is not handed out again. */
+static void
+test_windows_restore (Fixture *f, gconstpointer data)
+{
+  static const Record more[] = {
+    /* partition 0 was at 130 s: [0, 60 s) closed for it, also after the restart */
+    { 0, BASE + 30000, "w0 latecomer" },
+    { 0, BASE + 131000, "w2 e" },
+  };
+  g_autoptr (GError) error = NULL;
+  guint n_late;
+
+  f->changelog = g_strdup_printf ("windows-changelog-%d", topic_serial++);
+  start_source (f, TRUE);
+  produce (f, records, G_N_ELEMENTS (records));
+  wait_records (f, G_N_ELEMENTS (records));
+  stop_source (f); /* checkpoints, commits */
+
+  start_source (f, TRUE);
+  produce (f, more, G_N_ELEMENTS (more));
+  wait_records (f, G_N_ELEMENTS (records) + G_N_ELEMENTS (more));
+  for (gint64 w = 0; w < 4; w++)
+    {
+      TallyWindowSelector sel = { TALLY_WINDOW_SELECT_START, BASE + w * SIZE_MS, 0 };
+      g_autoptr (GHashTable) reference = reference_window (BASE + w * SIZE_MS, &n_late);
+      g_autoptr (TallySnapshotCut) cut = take_window_cut (f, &sel, &error);
+
+      g_assert_no_error (error);
+      if (w == 2)
+        {
+          g_hash_table_insert (reference, g_strdup ("e"), GUINT_TO_POINTER (1));
+          g_hash_table_insert (reference, g_strdup ("w2"), GUINT_TO_POINTER (2));
+        }
+      assert_counts_equal_reference (cut->counts, reference);
+    }
+  /* The latecomer was late by the restored stream time. */
+  g_assert_cmpuint (tally_source_get_late_records (f->actor), ==, 1);
+}
+
+/* An expired bucket leaves the changelog: its words are tombstoned by the checkpoint that
+ * drops it, so a restore does not bring it back. */
+static void
+test_windows_tombstones (Fixture *f, gconstpointer data)
+{
+  static const Record old_and_new[] = {
+    { 0, BASE + 1000, "old" },
+    { 0, BASE + 200000, "new" },
+  };
+  g_autoptr (GError) error = NULL;
+  gint64 deadline;
+
+  f->changelog = g_strdup_printf ("windows-changelog-%d", topic_serial++);
+  f->retain = 0;
+  start_source (f, TRUE);
+  produce (f, old_and_new, G_N_ELEMENTS (old_and_new));
+  wait_records (f, G_N_ELEMENTS (old_and_new));
+  /* The window timer (1 s) closes [0, 60 s) and the next checkpoint drops its bucket. */
+  deadline = g_get_monotonic_time () + 20 * G_TIME_SPAN_SECOND;
+  for (;;)
+    {
+      g_autoptr (TallyCounts) all = tally_aggregator_handle_get_window_counts (
+          f->handle, NULL, 0, G_MININT64 + 1, G_MAXINT64, NULL, &error);
+
+      g_assert_no_error (error);
+      if (tally_counts_lookup (all, "old", 3) == 0)
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (100 * 1000);
+    }
+  stop_source (f);
+
+  start_source (f, TRUE);
+  wait_records (f, G_N_ELEMENTS (old_and_new));
+  {
+    g_autoptr (TallyCounts) all = tally_aggregator_handle_get_window_counts (
+        f->handle, NULL, 0, G_MININT64 + 1, G_MAXINT64, NULL, &error);
+
+    tally_test_assert_entries (all, "new=1 ");
+  }
 }
 
 int
@@ -426,6 +523,10 @@ main (int argc, char **argv)
               fixture_tear_down);
   g_test_add ("/source-windows/closed-once", Fixture, NULL, fixture_set_up,
               test_windows_closed_once, fixture_tear_down);
+  g_test_add ("/source-windows/restore", Fixture, NULL, fixture_set_up, test_windows_restore,
+              fixture_tear_down);
+  g_test_add ("/source-windows/tombstones", Fixture, NULL, fixture_set_up, test_windows_tombstones,
+              fixture_tear_down);
   g_test_add ("/source-windows/disabled", Fixture, NULL, fixture_set_up, test_windows_disabled,
               fixture_tear_down);
   return g_test_run ();

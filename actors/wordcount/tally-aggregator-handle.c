@@ -454,6 +454,49 @@ tally_aggregator_handle_expire_buckets (TallyAggregatorHandle *handle, gint64 be
     }
 }
 
+GPtrArray *
+tally_aggregator_handle_take_window_changes (TallyAggregatorHandle *handle, guint32 store,
+                                             gint64 expire_before_ms, GError **error)
+{
+  g_autoptr (GPtrArray) all
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_bucket_changes_free);
+
+  g_return_val_if_fail (handle != NULL, NULL);
+
+  if (!check_not_on_shard (handle, error))
+    return NULL;
+  /* One ask per shard in turn: a checkpoint's cost, not a snapshot's. */
+  for (guint i = 0; i < handle->n_shards; i++)
+    {
+      GPtrArray *reply = tally_address_ask_sync (
+          handle->shards[i], tally_aggregator_take_window_changes_new (store, expire_before_ms), 0,
+          error);
+
+      if (reply == NULL)
+        return NULL;
+      for (guint k = 0; k < reply->len; k++)
+        g_ptr_array_add (all, g_steal_pointer (&reply->pdata[k]));
+      g_ptr_array_set_free_func (reply, NULL);
+      g_ptr_array_unref (reply);
+    }
+  return g_steal_pointer (&all);
+}
+
+gboolean
+tally_aggregator_handle_restore_bucket (TallyAggregatorHandle *handle, guint32 store,
+                                        gint64 start_ms, TallyCounts *counts, GError **error)
+{
+  g_return_val_if_fail (handle != NULL && counts != NULL, FALSE);
+
+  if (!check_not_on_shard (handle, error))
+    return FALSE;
+  for (guint i = 0; i < handle->n_shards; i++)
+    if (!tally_address_tell (handle->shards[i],
+                             tally_aggregator_restore_bucket_new (store, start_ms, counts), error))
+      return FALSE;
+  return TRUE;
+}
+
 /* ---------------------------------------------------------------------------------------
  * Stores: drop, restore, take changes
  * ------------------------------------------------------------------------------------- */

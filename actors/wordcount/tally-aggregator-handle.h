@@ -381,4 +381,39 @@ TallyCounts *tally_aggregator_handle_get_window_counts (TallyAggregatorHandle *h
  */
 void tally_aggregator_handle_expire_buckets (TallyAggregatorHandle *handle, gint64 before_ms);
 
+/**
+ * tally_aggregator_handle_take_window_changes:
+ * @handle: a handle
+ * @store: the store
+ * @expire_before_ms: buckets starting before this (ms) are dropped; %G_MININT64 for none
+ * @error: %TALLY_ACTOR_ERROR if a shard cannot be asked
+ *
+ * For a checkpoint of windowed counts: every shard drops the expired buckets of @store and
+ * reports them, and takes the changes of the others (TakeWindowChanges), one shard after
+ * the other. Ordered after the caller's earlier AddWords. Not on a shard's thread.
+ *
+ * Returns: (transfer full) (element-type TallyBucketChanges) (nullable): the changes of
+ *   every shard (shards own disjoint words, so a bucket may appear once per shard)
+ */
+GPtrArray *tally_aggregator_handle_take_window_changes (TallyAggregatorHandle *handle,
+                                                        guint32 store, gint64 expire_before_ms,
+                                                        GError **error);
+
+/**
+ * tally_aggregator_handle_restore_bucket:
+ * @handle: a handle
+ * @store: the store
+ * @start_ms: the bucket's start (ms)
+ * @counts: the bucket's counts, as read back from the changelog
+ * @error: %TALLY_ACTOR_ERROR if a shard cannot be told
+ *
+ * Tells every shard to load its words of @counts as the bucket (RestoreBucket). Ordered
+ * before the caller's later AddWords. Not on a shard's thread.
+ *
+ * Returns: whether every shard was told
+ */
+gboolean tally_aggregator_handle_restore_bucket (TallyAggregatorHandle *handle, guint32 store,
+                                                 gint64 start_ms, TallyCounts *counts,
+                                                 GError **error);
+
 G_END_DECLS

@@ -98,6 +98,38 @@ typedef struct
 {
   TallyMessage parent;
   guint32 store;
+  gint64 expire_before_ms;
+} TakeWindowChangesMessage;
+
+typedef struct
+{
+  TallyMessage parent;
+  guint32 store;
+  gint64 start_ms;
+  TallyCounts *counts;
+} RestoreBucketMessage;
+
+static void
+restore_bucket_free (gpointer p)
+{
+  RestoreBucketMessage *m = p;
+  g_clear_pointer (&m->counts, tally_counts_unref);
+  g_free (m);
+}
+
+void
+tally_bucket_changes_free (TallyBucketChanges *changes)
+{
+  if (changes == NULL)
+    return;
+  g_clear_pointer (&changes->counts, tally_counts_unref);
+  g_free (changes);
+}
+
+typedef struct
+{
+  TallyMessage parent;
+  guint32 store;
   TallyCounts *counts;
 } RestoreStoreMessage;
 
@@ -133,6 +165,9 @@ static const TallyMessageType get_counts_type
 static const TallyMessageType get_window_counts_type
     = { "GetWindowCounts", get_counts_free, (GDestroyNotify)tally_counts_unref };
 static const TallyMessageType expire_buckets_type = { "ExpireBuckets", g_free, NULL };
+static const TallyMessageType take_window_changes_type
+    = { "TakeWindowChanges", g_free, (GDestroyNotify)g_ptr_array_unref };
+static const TallyMessageType restore_bucket_type = { "RestoreBucket", restore_bucket_free, NULL };
 static const TallyMessageType drop_store_type = { "DropStore", g_free, NULL };
 static const TallyMessageType restore_store_type = { "RestoreStore", restore_store_free, NULL };
 static const TallyMessageType take_changes_type
@@ -283,6 +318,31 @@ tally_aggregator_get_window_counts_new (const guint32 *stores, guint n_stores, g
   m->from_ms = from_ms;
   m->to_ms = to_ms;
   return &m->base.parent;
+}
+
+TallyMessage *
+tally_aggregator_take_window_changes_new (guint32 store, gint64 expire_before_ms)
+{
+  TakeWindowChangesMessage *m = g_new0 (TakeWindowChangesMessage, 1);
+  tally_message_init (&m->parent, &take_window_changes_type);
+  m->store = store;
+  m->expire_before_ms = expire_before_ms;
+  return &m->parent;
+}
+
+TallyMessage *
+tally_aggregator_restore_bucket_new (guint32 store, gint64 start_ms, TallyCounts *counts)
+{
+  RestoreBucketMessage *m;
+
+  g_return_val_if_fail (counts != NULL, NULL);
+
+  m = g_new0 (RestoreBucketMessage, 1);
+  tally_message_init (&m->parent, &restore_bucket_type);
+  m->store = store;
+  m->start_ms = start_ms;
+  m->counts = tally_counts_ref (counts);
+  return &m->parent;
 }
 
 TallyMessage *
@@ -641,6 +701,87 @@ handle_expire_buckets (TallyActor *actor, TallyMessage *message, GError **error)
   return TRUE;
 }
 
+static void
+collect_change_entry (const char *word, gsize len, guint64 count, gpointer user_data)
+{
+  GArray *entries = user_data;
+  TallyWordCount e = { word, (guint32)len, count };
+  g_array_append_val (entries, e);
+}
+
+/* A bucket's words (all, or the changed ones) as an owned TallyCounts. */
+static TallyBucketChanges *
+bucket_changes_new (gint64 start_ms, TallyWordTable *bucket, gboolean expired)
+{
+  g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+  TallyBucketChanges *c;
+
+  if (expired)
+    tally_word_table_foreach (bucket, collect_change_entry, entries);
+  else if (tally_word_table_get_n_changed (bucket) > 0)
+    tally_word_table_take_changes (bucket, collect_change_entry, entries);
+  if (entries->len == 0)
+    return NULL;
+  c = g_new0 (TallyBucketChanges, 1);
+  c->start_ms = start_ms;
+  c->expired = expired;
+  c->counts
+      = tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data, entries->len, NULL);
+  return c;
+}
+
+static void
+take_expired_bucket (gint64 start_ms, TallyWordTable *bucket, gpointer user_data)
+{
+  TallyBucketChanges *c = bucket_changes_new (start_ms, bucket, TRUE);
+  if (c != NULL)
+    g_ptr_array_add (user_data, c);
+}
+
+static void
+take_bucket_changes (gint64 start_ms, TallyWordTable *bucket, gpointer user_data)
+{
+  TallyBucketChanges *c = bucket_changes_new (start_ms, bucket, FALSE);
+  if (c != NULL)
+    g_ptr_array_add (user_data, c);
+}
+
+static gboolean
+handle_take_window_changes (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  TakeWindowChangesMessage *m = (TakeWindowChangesMessage *)message;
+  GPtrArray *reply = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_bucket_changes_free);
+  TallyWindowTable *windows = g_hash_table_lookup (self->windows, GUINT_TO_POINTER (m->store));
+
+  if (windows != NULL)
+    {
+      tally_window_table_expire_full (windows, m->expire_before_ms, take_expired_bucket, reply);
+      tally_window_table_foreach_bucket (windows, take_bucket_changes, reply);
+    }
+  tally_message_reply (message, reply);
+  return TRUE;
+}
+
+static gboolean
+handle_restore_bucket (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  RestoreBucketMessage *m = (RestoreBucketMessage *)message;
+  TallyWordTable *bucket = tally_word_table_new ();
+  gsize n;
+  const TallyWordCount *e = tally_counts_get_entries (m->counts, &n);
+
+  for (gsize i = 0; i < n; i++)
+    {
+      guint64 hash = tally_word_hash (e[i].word, e[i].len);
+      if (tally_word_shard (hash, self->n_shards) == self->shard)
+        tally_word_table_set (bucket, e[i].word, e[i].len, hash, e[i].count);
+    }
+  tally_window_table_replace_bucket (get_windows (self, m->store), m->start_ms, bucket);
+  return TRUE;
+}
+
 static gboolean
 handle_drop_store (TallyActor *actor, TallyMessage *message, GError **error)
 {
@@ -725,6 +866,9 @@ tally_aggregator_class_init (TallyAggregatorClass *klass)
   tally_actor_class_add_handler (actor_class, &drop_store_type, handle_drop_store);
   tally_actor_class_add_handler (actor_class, &get_window_counts_type, handle_get_window_counts);
   tally_actor_class_add_handler (actor_class, &expire_buckets_type, handle_expire_buckets);
+  tally_actor_class_add_handler (actor_class, &take_window_changes_type,
+                                 handle_take_window_changes);
+  tally_actor_class_add_handler (actor_class, &restore_bucket_type, handle_restore_bucket);
   tally_actor_class_add_handler (actor_class, &restore_store_type, handle_restore_store);
   tally_actor_class_add_handler (actor_class, &take_changes_type, handle_take_changes);
 }

@@ -182,6 +182,58 @@ TallyMessage *tally_aggregator_get_window_counts_new (const guint32 *stores, gui
 TallyMessage *tally_aggregator_expire_buckets_new (gint64 before_ms);
 
 /**
+ * TallyBucketChanges:
+ * @start_ms: the bucket's start (ms since the Unix epoch)
+ * @expired: whether the bucket was dropped (its words are to be deleted: tombstones)
+ * @counts: the words of the bucket changed since the last TakeWindowChanges with their
+ *   counts in it, or, for an expired bucket, every word it held
+ *
+ * One bucket's part of a TakeWindowChanges reply (a checkpoint of windowed counts). Free
+ * with tally_bucket_changes_free().
+ */
+typedef struct
+{
+  gint64 start_ms;
+  gboolean expired;
+  TallyCounts *counts;
+} TallyBucketChanges;
+
+/**
+ * tally_bucket_changes_free:
+ * @changes: (transfer full) (nullable): changes
+ */
+void tally_bucket_changes_free (TallyBucketChanges *changes);
+
+/**
+ * tally_aggregator_take_window_changes_new:
+ * @store: the store
+ * @expire_before_ms: buckets starting before this (ms) are dropped and reported expired;
+ *   %G_MININT64 drops none
+ *
+ * A TakeWindowChanges message (ask): drops the expired buckets of @store and takes the
+ * changes of the others (the changed marks are cleared). Its reply is a #GPtrArray of
+ * #TallyBucketChanges (free with g_ptr_array_unref()), expired buckets first, then by
+ * start; buckets without changes are left out.
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_take_window_changes_new (guint32 store, gint64 expire_before_ms);
+
+/**
+ * tally_aggregator_restore_bucket_new:
+ * @store: the store
+ * @start_ms: the bucket's start (ms)
+ * @counts: the bucket's counts; a reference is taken
+ *
+ * A RestoreBucket message (ask or tell): replaces the bucket of @store starting at
+ * @start_ms with the words of @counts this shard owns, not marked changed. No reply value.
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_restore_bucket_new (guint32 store, gint64 start_ms,
+                                                   TallyCounts *counts);
+
+/**
  * tally_aggregator_drop_store_new:
  * @store: the store to forget
  *

@@ -20,8 +20,9 @@
 
 typedef struct
 {
-  gint64 max_ts;     /* the largest timestamp seen */
-  gint64 arrival_ms; /* wall-clock time of its last record */
+  gint64 max_ts;         /* the largest timestamp seen */
+  gint64 arrival_ms;     /* wall-clock time of its last record */
+  gint64 published_upto; /* end of the last window handed out with this partition */
 } Partition;
 
 struct _TallyWindowClock
@@ -29,7 +30,6 @@ struct _TallyWindowClock
   TallyWindowSpec spec;
   GHashTable *partitions; /* GUINT_TO_POINTER (partition) -> Partition */
   GArray *open;           /* gint64 starts of windows with records not handed out, sorted */
-  gint64 closed_upto;     /* end of the last window handed out; G_MININT64 before */
   guint64 late;
 };
 
@@ -128,7 +128,6 @@ tally_window_clock_new (const TallyWindowSpec *spec)
   clock->spec = *spec;
   clock->partitions = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
   clock->open = g_array_new (FALSE, FALSE, sizeof (gint64));
-  clock->closed_upto = G_MININT64;
   return clock;
 }
 
@@ -147,6 +146,22 @@ tally_window_clock_get_spec (TallyWindowClock *clock)
 {
   g_return_val_if_fail (clock != NULL, NULL);
   return &clock->spec;
+}
+
+static Partition *
+get_partition (TallyWindowClock *clock, guint32 partition, gint64 now_ms)
+{
+  Partition *p = g_hash_table_lookup (clock->partitions, GUINT_TO_POINTER (partition));
+
+  if (p == NULL)
+    {
+      p = g_new (Partition, 1);
+      p->max_ts = G_MININT64;
+      p->arrival_ms = now_ms;
+      p->published_upto = G_MININT64;
+      g_hash_table_insert (clock->partitions, GUINT_TO_POINTER (partition), p);
+    }
+  return p;
 }
 
 static gboolean
@@ -179,17 +194,8 @@ tally_window_clock_observe (TallyWindowClock *clock, guint32 partition, gint64 t
 
   g_return_val_if_fail (clock != NULL && bucket_start != NULL, FALSE);
 
-  p = g_hash_table_lookup (clock->partitions, GUINT_TO_POINTER (partition));
-  if (p == NULL)
-    {
-      p = g_new (Partition, 1);
-      p->max_ts = G_MININT64;
-      p->arrival_ms = now_ms;
-      g_hash_table_insert (clock->partitions, GUINT_TO_POINTER (partition), p);
-      now_stream = G_MININT64;
-    }
-  else
-    now_stream = p->max_ts;
+  p = get_partition (clock, partition, now_ms);
+  now_stream = p->max_ts;
   if (timestamp_ms < 0)
     timestamp_ms = now_stream != G_MININT64 ? now_stream : now_ms;
 
@@ -199,7 +205,7 @@ tally_window_clock_observe (TallyWindowClock *clock, guint32 partition, gint64 t
   window = floor_to (timestamp_ms, clock->spec.size_ms);
   if ((now_stream != G_MININT64
        && window + clock->spec.size_ms + clock->spec.grace_ms <= now_stream)
-      || window + clock->spec.size_ms <= clock->closed_upto)
+      || window + clock->spec.size_ms <= p->published_upto)
     {
       clock->late++;
       return FALSE;
@@ -277,7 +283,16 @@ tally_window_clock_get_watermark (TallyWindowClock *clock, gint64 now_ms)
 gboolean
 tally_window_clock_next_closed (TallyWindowClock *clock, gint64 now_ms, gint64 *window_start)
 {
-  gint64 watermark, start;
+  return tally_window_clock_next_closed_full (clock, now_ms, window_start, NULL);
+}
+
+gboolean
+tally_window_clock_next_closed_full (TallyWindowClock *clock, gint64 now_ms, gint64 *window_start,
+                                     GArray *partitions)
+{
+  gint64 watermark, start, end;
+  GHashTableIter iter;
+  gpointer key, value;
 
   g_return_val_if_fail (clock != NULL && window_start != NULL, FALSE);
 
@@ -285,12 +300,62 @@ tally_window_clock_next_closed (TallyWindowClock *clock, gint64 now_ms, gint64 *
     return FALSE;
   watermark = tally_window_clock_get_watermark (clock, now_ms);
   start = g_array_index (clock->open, gint64, 0);
-  if (watermark == G_MININT64 || start + clock->spec.size_ms + clock->spec.grace_ms > watermark)
+  end = start + clock->spec.size_ms;
+  if (watermark == G_MININT64 || end + clock->spec.grace_ms > watermark)
     return FALSE;
   g_array_remove_index (clock->open, 0);
-  clock->closed_upto = MAX (clock->closed_upto, start + clock->spec.size_ms);
+  /* Every partition tracked now has this window behind it: later records for it are late,
+   * and the partitions it had not covered yet are the ones its final counts cover. */
+  g_hash_table_iter_init (&iter, clock->partitions);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      Partition *p = value;
+
+      if (p->published_upto < end)
+        {
+          guint32 id = GPOINTER_TO_UINT (key);
+          if (partitions != NULL)
+            g_array_append_val (partitions, id);
+          p->published_upto = end;
+        }
+    }
   *window_start = start;
   return TRUE;
+}
+
+void
+tally_window_clock_restore_partition (TallyWindowClock *clock, guint32 partition,
+                                      gint64 stream_time_ms, gint64 published_upto_ms,
+                                      gint64 now_ms)
+{
+  Partition *p;
+
+  g_return_if_fail (clock != NULL);
+
+  /* A partition that never had a record holds nothing open, as before the restart. */
+  if (stream_time_ms == G_MININT64)
+    return;
+  p = get_partition (clock, partition, now_ms);
+  p->max_ts = MAX (p->max_ts, stream_time_ms);
+  p->published_upto = MAX (p->published_upto, published_upto_ms);
+}
+
+void
+tally_window_clock_restore_bucket (TallyWindowClock *clock, gint64 bucket_start_ms)
+{
+  g_return_if_fail (clock != NULL);
+  note_open (clock, floor_to (bucket_start_ms, clock->spec.size_ms));
+}
+
+gint64
+tally_window_clock_get_published_upto (TallyWindowClock *clock, guint32 partition)
+{
+  Partition *p;
+
+  g_return_val_if_fail (clock != NULL, G_MININT64);
+
+  p = g_hash_table_lookup (clock->partitions, GUINT_TO_POINTER (partition));
+  return p != NULL ? p->published_upto : G_MININT64;
 }
 
 /* Buckets before this are beyond retention, by the newest stream time. */

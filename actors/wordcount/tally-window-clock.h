@@ -225,6 +225,57 @@ gboolean tally_window_clock_next_closed (TallyWindowClock *clock, gint64 now_ms,
                                          gint64 *window_start);
 
 /**
+ * tally_window_clock_next_closed_full:
+ * @clock: a clock
+ * @now_ms: the wall-clock time (ms)
+ * @window_start: (out): the start (ms) of a window that closed on the instance
+ * @partitions: (nullable) (element-type guint32): appended the partitions whose final
+ *   counts of that window were not handed out before (all tracked ones, except those
+ *   restored with tally_window_clock_restore_partition() past it)
+ *
+ * As tally_window_clock_next_closed(), saying which partitions the window's final counts
+ * cover, so that after a restart no partition's counts are published twice.
+ *
+ * Returns: whether @window_start was set
+ */
+gboolean tally_window_clock_next_closed_full (TallyWindowClock *clock, gint64 now_ms,
+                                              gint64 *window_start, GArray *partitions);
+
+/**
+ * tally_window_clock_restore_partition:
+ * @clock: a clock
+ * @partition: a partition just restored from the changelog
+ * @stream_time_ms: its checkpointed stream time, or %G_MININT64
+ * @published_upto_ms: the end of the last window whose final counts were published with
+ *   it, or %G_MININT64
+ * @now_ms: the wall-clock time (ms)
+ *
+ * Puts a partition's checkpointed clock back, so lateness and publication go on as if
+ * the process had not stopped.
+ */
+void tally_window_clock_restore_partition (TallyWindowClock *clock, guint32 partition,
+                                           gint64 stream_time_ms, gint64 published_upto_ms,
+                                           gint64 now_ms);
+
+/**
+ * tally_window_clock_restore_bucket:
+ * @clock: a clock
+ * @bucket_start_ms: a restored bucket's start (ms)
+ *
+ * Notes that the window holding this bucket has records, so its close is handed out.
+ */
+void tally_window_clock_restore_bucket (TallyWindowClock *clock, gint64 bucket_start_ms);
+
+/**
+ * tally_window_clock_get_published_upto:
+ * @clock: a clock
+ * @partition: a partition
+ *
+ * Returns: the end (ms) of the last window handed out with @partition, %G_MININT64 if none
+ */
+gint64 tally_window_clock_get_published_upto (TallyWindowClock *clock, guint32 partition);
+
+/**
  * tally_window_clock_get_expiry:
  * @clock: a clock
  * @now_ms: the wall-clock time (ms)

@@ -88,6 +88,13 @@ tally_window_table_get_bucket (TallyWindowTable *table, gint64 start_ms, gboolea
 guint
 tally_window_table_expire (TallyWindowTable *table, gint64 before_ms)
 {
+  return tally_window_table_expire_full (table, before_ms, NULL, NULL);
+}
+
+guint
+tally_window_table_expire_full (TallyWindowTable *table, gint64 before_ms,
+                                TallyWindowBucketFunc func, gpointer user_data)
+{
   guint n;
 
   g_return_val_if_fail (table != NULL, 0);
@@ -98,11 +105,49 @@ tally_window_table_expire (TallyWindowTable *table, gint64 before_ms)
       Bucket *b = &g_array_index (table->buckets, Bucket, i);
       if (b->table == table->last_table)
         table->last_table = NULL;
+      if (func != NULL)
+        func (b->start_ms, b->table, user_data);
       tally_word_table_free (b->table);
     }
   if (n > 0)
     g_array_remove_range (table->buckets, 0, n);
   return n;
+}
+
+void
+tally_window_table_foreach_bucket (TallyWindowTable *table, TallyWindowBucketFunc func,
+                                   gpointer user_data)
+{
+  g_return_if_fail (table != NULL && func != NULL);
+
+  for (guint i = 0; i < table->buckets->len; i++)
+    {
+      Bucket *b = &g_array_index (table->buckets, Bucket, i);
+      func (b->start_ms, b->table, user_data);
+    }
+}
+
+void
+tally_window_table_replace_bucket (TallyWindowTable *table, gint64 start_ms, TallyWordTable *bucket)
+{
+  guint i;
+
+  g_return_if_fail (table != NULL && bucket != NULL);
+
+  i = lower_bound (table, start_ms);
+  if (i < table->buckets->len && g_array_index (table->buckets, Bucket, i).start_ms == start_ms)
+    {
+      Bucket *b = &g_array_index (table->buckets, Bucket, i);
+      if (b->table == table->last_table)
+        table->last_table = NULL;
+      tally_word_table_free (b->table);
+      b->table = bucket;
+    }
+  else
+    {
+      Bucket b = { start_ms, bucket };
+      g_array_insert_val (table->buckets, i, b);
+    }
 }
 
 static void

@@ -104,6 +104,51 @@ guint tally_window_table_collect (TallyWindowTable *const *tables, guint n_table
                                   gint64 to_ms, const char *prefix, GArray *entries);
 
 /**
+ * TallyWindowBucketFunc:
+ * @start_ms: a bucket's start (ms)
+ * @bucket: its table
+ * @user_data: user data
+ *
+ * Called by tally_window_table_expire_full() and tally_window_table_foreach_bucket().
+ */
+typedef void (*TallyWindowBucketFunc) (gint64 start_ms, TallyWordTable *bucket, gpointer user_data);
+
+/**
+ * tally_window_table_expire_full:
+ * @table: a table
+ * @before_ms: buckets starting before this are dropped
+ * @func: called with each bucket before it is freed
+ * @user_data: data for @func
+ *
+ * As tally_window_table_expire(), showing each dropped bucket first (a checkpoint writes
+ * tombstones for its words).
+ *
+ * Returns: the number of buckets dropped
+ */
+guint tally_window_table_expire_full (TallyWindowTable *table, gint64 before_ms,
+                                      TallyWindowBucketFunc func, gpointer user_data);
+
+/**
+ * tally_window_table_foreach_bucket:
+ * @table: a table
+ * @func: called with each bucket, oldest first; it must not add or drop buckets
+ * @user_data: data for @func
+ */
+void tally_window_table_foreach_bucket (TallyWindowTable *table, TallyWindowBucketFunc func,
+                                        gpointer user_data);
+
+/**
+ * tally_window_table_replace_bucket:
+ * @table: a table
+ * @start_ms: the bucket's start (ms)
+ * @bucket: (transfer full): the new table of that bucket
+ *
+ * Puts @bucket in place of the bucket starting at @start_ms (a restore).
+ */
+void tally_window_table_replace_bucket (TallyWindowTable *table, gint64 start_ms,
+                                        TallyWordTable *bucket);
+
+/**
  * tally_window_table_get_n_buckets:
  * @table: a table
  *

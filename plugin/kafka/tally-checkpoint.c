@@ -57,6 +57,8 @@ struct _TallyCheckpoint
   char *transactional_id; /* NULL: at least once */
   int init_timeout_ms;
   gboolean in_transaction;
+  TallyCheckpointExtensionFunc extension; /* restore: records keyed \0 + a control byte */
+  gpointer extension_data;
 
   /* Delivery reports since the last flush; only touched on the checkpoint's thread
    * (delivery callbacks run inside rd_kafka_poll/rd_kafka_flush there). */
@@ -288,6 +290,8 @@ static gboolean
 produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len, const char *value,
          gboolean marker, GError **error)
 {
+  size_t value_len = value != NULL ? strlen (value) : 0; /* NULL: a tombstone */
+
   for (;;)
     {
       rd_kafka_resp_err_t err;
@@ -303,7 +307,7 @@ produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len
       else
         err = rd_kafka_producev (self->producer, RD_KAFKA_V_TOPIC (self->topic),
                                  RD_KAFKA_V_PARTITION (partition), RD_KAFKA_V_KEY (key, key_len),
-                                 RD_KAFKA_V_VALUE ((void *)value, strlen (value)),
+                                 RD_KAFKA_V_VALUE ((void *)value, value_len),
                                  RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         {
@@ -362,6 +366,25 @@ tally_checkpoint_write (TallyCheckpoint *self, gint32 partition, TallyCounts *ch
     }
   rd_kafka_poll (self->producer, 0);
   return TRUE;
+}
+
+gboolean
+tally_checkpoint_write_record (TallyCheckpoint *self, gint32 partition, const void *key,
+                               gsize key_len, const char *value, GError **error)
+{
+  g_return_val_if_fail (self != NULL && key != NULL && key_len >= 2, FALSE);
+  g_return_val_if_fail (((const char *)key)[0] == '\0' && ((const guchar *)key)[1] < 0x20, FALSE);
+
+  return produce (self, partition, key, key_len, value, FALSE, error);
+}
+
+void
+tally_checkpoint_set_extension_func (TallyCheckpoint *self, TallyCheckpointExtensionFunc func,
+                                     gpointer user_data)
+{
+  g_return_if_fail (self != NULL);
+  self->extension = func;
+  self->extension_data = user_data;
 }
 
 /* After a failure the producer may refuse the changelog until its next metadata refresh
@@ -684,7 +707,15 @@ tally_checkpoint_restore (TallyCheckpoint *self, gint32 partition, int timeout_m
             }
           n_records++;
           if (m->key_len > 1 && ((const char *)m->key)[0] == '\0'
-              && parse_decimal (m->payload, m->len, &number))
+              && ((const guchar *)m->key)[1] < 0x20)
+            {
+              /* An extension record (windows): not a topic's marker, not a word. */
+              if (self->extension != NULL)
+                self->extension (partition, m->key, m->key_len, m->payload, m->len,
+                                 self->extension_data);
+            }
+          else if (m->key_len > 1 && ((const char *)m->key)[0] == '\0'
+                   && parse_decimal (m->payload, m->len, &number))
             {
               gint64 *offset = g_new (gint64, 1);
 

@@ -113,7 +113,18 @@ typedef struct
   TallyCounts *unwritten; /* changes taken but not acknowledged by the changelog */
   gboolean dirty;         /* positions moved since the last checkpoint */
   gboolean broken;        /* could not be restored: its partitions stay paused */
+  /* Windows: bucket changes taken but not acknowledged (TallyBucketChanges, in order),
+   * and the clock values last written. */
+  GPtrArray *window_unwritten;
 } Store;
+
+/* What a restore of one changelog partition found of its windows. */
+typedef struct
+{
+  GHashTable *records; /* "start\0word" (GBytes) -> guint64 *count; a tombstone removes */
+  gint64 stream_time;
+  gint64 published_upto;
+} WindowRestore;
 
 /* One owned input topic-partition. */
 typedef struct
@@ -162,7 +173,9 @@ struct _TallySource
   TallySourceWindowClosedFunc window_closed; /* [windows] publish */
   gpointer window_closed_data;
   GDestroyNotify window_closed_destroy;
-  guint window_cuts; /* final-count cuts in flight: expiry waits for them */
+  guint window_cuts;             /* final-count cuts in flight: expiry waits for them */
+  gint64 expiry_written;         /* the newest expiry the window timer saw */
+  WindowRestore *window_restore; /* during a restore: what the changelog holds of windows */
 
   /* Statistics. */
   gsize records;      /* atomic (g_atomic_pointer_*), read from any thread */
@@ -185,6 +198,7 @@ store_free (gpointer data)
 {
   Store *store = data;
 
+  g_clear_pointer (&store->window_unwritten, g_ptr_array_unref);
   tally_word_batcher_free (store->batcher);
   g_clear_pointer (&store->unwritten, tally_counts_unref);
   g_free (store);
@@ -633,6 +647,8 @@ commit_transaction (TallySource *self, GPtrArray *written)
         Store *store = g_ptr_array_index (written, i);
 
         g_clear_pointer (&store->unwritten, tally_counts_unref);
+        if (store->window_unwritten != NULL)
+          g_ptr_array_set_size (store->window_unwritten, 0);
         for (int k = 0; k < list->cnt; k++)
           if ((guint32)list->elems[k].partition == store->id)
             {
@@ -644,6 +660,183 @@ commit_transaction (TallySource *self, GPtrArray *written)
       }
   rd_kafka_topic_partition_list_destroy (list);
   return ok;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Windows in the changelog. Extension records of changelog partition p (a NUL byte and a
+ * control byte, which no word and no offset marker starts with; docs/running.md):
+ *
+ *   \0 \x01 <bucket start ms> \0 <word>   ->  its count in that bucket; a tombstone once
+ *                                            the bucket expired (compaction then drops both)
+ *   \0 \x02                               ->  the partition's stream time (ms)
+ *   \0 \x03                               ->  end (ms) of the last window whose final
+ *                                            counts were published with the partition
+ *
+ * They are written before the offset markers of the same checkpoint (in its transaction
+ * when exactly once), so a restore that reaches a marker has the windows it covers.
+ * ------------------------------------------------------------------------------------- */
+
+#define WINDOW_KEY_BUCKET '\x01'
+#define WINDOW_KEY_STREAM_TIME '\x02'
+#define WINDOW_KEY_PUBLISHED '\x03'
+
+static gboolean
+write_bucket_changes (TallySource *self, guint32 id, const TallyBucketChanges *c, GError **error)
+{
+  g_autoptr (GString) key = g_string_new (NULL);
+  gsize n, head;
+  const TallyWordCount *e = tally_counts_get_entries (c->counts, &n);
+
+  g_string_append_c (key, '\0');
+  g_string_append_c (key, WINDOW_KEY_BUCKET);
+  g_string_append_printf (key, "%" G_GINT64_FORMAT, c->start_ms);
+  g_string_append_c (key, '\0');
+  head = key->len;
+  for (gsize i = 0; i < n; i++)
+    {
+      char digits[24];
+
+      g_string_truncate (key, head);
+      g_string_append_len (key, e[i].word, e[i].len);
+      g_snprintf (digits, sizeof digits, "%" G_GUINT64_FORMAT, e[i].count);
+      if (!tally_checkpoint_write_record (self->checkpoint, (gint32)id, key->str, key->len,
+                                          c->expired ? NULL : digits, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+write_window_marker (TallySource *self, guint32 id, char kind, gint64 value, GError **error)
+{
+  const char key[2] = { '\0', kind };
+  char digits[24];
+
+  if (value == G_MININT64)
+    return TRUE;
+  g_snprintf (digits, sizeof digits, "%" G_GINT64_FORMAT, value);
+  return tally_checkpoint_write_record (self->checkpoint, (gint32)id, key, 2, digits, error);
+}
+
+/* Takes the store's bucket changes (dropping expired buckets, unless final counts are
+ * being taken) and writes them after those of failed checkpoints, then the clock. */
+static gboolean
+checkpoint_windows (TallySource *self, Store *store, GError **error)
+{
+  gint64 now = g_get_real_time () / 1000;
+  gint64 expiry
+      = self->window_cuts == 0 ? tally_window_clock_get_expiry (self->clock, now) : G_MININT64;
+  g_autoptr (GPtrArray) changes = NULL;
+
+  changes = tally_aggregator_handle_take_window_changes (self->handle, store->id, expiry, error);
+  if (changes == NULL)
+    return FALSE;
+  if (store->window_unwritten == NULL)
+    store->window_unwritten
+        = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_bucket_changes_free);
+  for (guint i = 0; i < changes->len; i++)
+    g_ptr_array_add (store->window_unwritten, g_steal_pointer (&changes->pdata[i]));
+  g_ptr_array_set_free_func (changes, NULL);
+  for (guint i = 0; i < store->window_unwritten->len; i++)
+    if (!write_bucket_changes (self, store->id, g_ptr_array_index (store->window_unwritten, i),
+                               error))
+      return FALSE;
+  return write_window_marker (self, store->id, WINDOW_KEY_STREAM_TIME,
+                              tally_window_clock_get_stream_time (self->clock, store->id, now),
+                              error)
+         && write_window_marker (self, store->id, WINDOW_KEY_PUBLISHED,
+                                 tally_window_clock_get_published_upto (self->clock, store->id),
+                                 error);
+}
+
+/* A restore's extension records (tally_checkpoint_set_extension_func()). */
+static void
+on_window_record (gint32 partition, const void *key, gsize key_len, const void *value,
+                  gsize value_len, gpointer user_data)
+{
+  TallySource *self = user_data;
+  WindowRestore *r = self->window_restore;
+  const char *k = key;
+  g_autofree char *text = value != NULL ? g_strndup (value, value_len) : NULL;
+  gint64 number = 0;
+
+  if (r == NULL)
+    return;
+  if (text != NULL && !g_ascii_string_to_signed (text, 10, G_MININT64, G_MAXINT64, &number, NULL))
+    {
+      g_warning ("changelog [%" G_GINT32_FORMAT "]: a window record with a value that is not "
+                 "a number, skipped",
+                 partition);
+      return;
+    }
+  if (k[1] == WINDOW_KEY_STREAM_TIME && text != NULL)
+    r->stream_time = number;
+  else if (k[1] == WINDOW_KEY_PUBLISHED && text != NULL)
+    r->published_upto = number;
+  else if (k[1] == WINDOW_KEY_BUCKET && key_len > 3)
+    {
+      GBytes *rest = g_bytes_new (k + 2, key_len - 2);
+
+      if (text == NULL)
+        {
+          g_hash_table_remove (r->records, rest);
+          g_bytes_unref (rest);
+        }
+      else
+        g_hash_table_replace (r->records, rest, g_memdup2 (&number, sizeof number));
+    }
+}
+
+/* Loads what a restore found of store @id's windows into the shards and the clock. */
+static gboolean
+restore_windows (TallySource *self, guint32 id, WindowRestore *r, GError **error)
+{
+  g_autoptr (GHashTable) buckets = g_hash_table_new_full (
+      g_int64_hash, g_int64_equal, g_free, (GDestroyNotify)tally_counts_builder_free);
+  GHashTableIter iter;
+  gpointer key, value;
+  guint64 n_words = 0;
+
+  g_hash_table_iter_init (&iter, r->records);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      gsize len;
+      const char *rest = g_bytes_get_data (key, &len);
+      const char *nul = memchr (rest, '\0', len);
+      g_autofree char *digits = NULL;
+      gint64 start;
+      TallyCountsBuilder *builder;
+
+      if (nul == NULL || nul + 1 == rest + len)
+        continue;
+      digits = g_strndup (rest, nul - rest);
+      if (!g_ascii_string_to_signed (digits, 10, 0, G_MAXINT64, &start, NULL))
+        continue;
+      builder = g_hash_table_lookup (buckets, &start);
+      if (builder == NULL)
+        {
+          builder = tally_counts_builder_new ();
+          g_hash_table_insert (buckets, g_memdup2 (&start, sizeof start), builder);
+        }
+      tally_counts_builder_add (builder, nul + 1, (rest + len) - (nul + 1), *(gint64 *)value);
+      n_words++;
+    }
+  g_hash_table_iter_init (&iter, buckets);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      g_autoptr (TallyCounts) counts = tally_counts_builder_end (value);
+
+      if (!tally_aggregator_handle_restore_bucket (self->handle, id, *(gint64 *)key, counts, error))
+        return FALSE;
+      tally_window_clock_restore_bucket (self->clock, *(gint64 *)key);
+    }
+  tally_window_clock_restore_partition (self->clock, id, r->stream_time, r->published_upto,
+                                        g_get_real_time () / 1000);
+  if (g_hash_table_size (buckets) > 0 || r->stream_time != G_MININT64)
+    g_message ("source: restored the windows of store %u: %u bucket(s), %" G_GUINT64_FORMAT
+               " word entries, stream time %" G_GINT64_FORMAT,
+               id, g_hash_table_size (buckets), n_words, r->stream_time);
+  return TRUE;
 }
 
 /* Checkpoints @store_ids (all owned stores when NULL); when @commit, commits the stored
@@ -748,6 +941,8 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
       if ((store->unwritten != NULL
            && !tally_checkpoint_write (self->checkpoint, (gint32)id, store->unwritten, NULL,
                                        &error))
+          /* Windows before the offset markers: a restore that reaches a marker has them. */
+          || (self->clock != NULL && !checkpoint_windows (self, store, &error))
           || !tally_checkpoint_write (self->checkpoint, (gint32)id, changes, offsets, &error))
         {
           g_warning ("source: checkpoint of store %u failed: %s", id, error->message);
@@ -797,6 +992,8 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
           Store *store = g_ptr_array_index (written, i);
 
           g_clear_pointer (&store->unwritten, tally_counts_unref);
+          if (store->window_unwritten != NULL)
+            g_ptr_array_set_size (store->window_unwritten, 0);
           for (guint j = 0; j < self->owned->len; j++)
             {
               Owned *o = g_ptr_array_index (self->owned, j);
@@ -940,8 +1137,27 @@ on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
           g_autoptr (TallyCounts) counts = NULL;
           GHashTable *markers = NULL;
 
-          if (!tally_checkpoint_restore (self->checkpoint, (gint32)id, RESTORE_TIMEOUT_MS, &counts,
-                                         &markers, &error))
+          WindowRestore window_restore = { NULL, G_MININT64, G_MININT64 };
+          gboolean restored_ok;
+
+          if (self->clock != NULL)
+            {
+              window_restore.records = g_hash_table_new_full (
+                  g_bytes_hash, g_bytes_equal, (GDestroyNotify)g_bytes_unref, g_free);
+              self->window_restore = &window_restore;
+            }
+          restored_ok = tally_checkpoint_restore (self->checkpoint, (gint32)id, RESTORE_TIMEOUT_MS,
+                                                  &counts, &markers, &error);
+          self->window_restore = NULL;
+          if (restored_ok && self->clock != NULL
+              && !restore_windows (self, id, &window_restore, &error))
+            {
+              g_clear_pointer (&markers, g_hash_table_unref);
+              g_clear_pointer (&counts, tally_counts_unref);
+              restored_ok = FALSE;
+            }
+          g_clear_pointer (&window_restore.records, g_hash_table_unref);
+          if (!restored_ok)
             {
               /* Consuming with an empty store would lose the counts before the committed
                * offset: the partition stays paused instead, until it moves elsewhere or
@@ -1591,16 +1807,26 @@ on_window_timer (gpointer user_data)
   gint64 now = g_get_real_time () / 1000;
   gint64 size = tally_window_clock_get_spec (self->clock)->size_ms;
   gint64 expiry, start;
+  gboolean closed = FALSE;
 
   while (tally_window_clock_next_closed (self->clock, now, &start))
     {
+      closed = TRUE;
       g_info ("source: window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ") closed", start,
               start + size);
       if (self->window_closed != NULL && !self->stopped_consuming)
         take_closed_window (self, start, start + size);
     }
   expiry = tally_window_clock_get_expiry (self->clock, now);
-  if (expiry != G_MININT64 && self->window_cuts == 0)
+  if (self->checkpoint != NULL)
+    {
+      /* The next checkpoint drops the expired buckets and writes their tombstones; the
+       * stores must be checkpointed even without new records. */
+      if (expiry > self->expiry_written || closed)
+        mark_dirty (self, NULL);
+      self->expiry_written = MAX (self->expiry_written, expiry);
+    }
+  else if (expiry != G_MININT64 && self->window_cuts == 0)
     tally_aggregator_handle_expire_buckets (self->handle, expiry);
   return G_SOURCE_CONTINUE;
 }
@@ -1837,6 +2063,9 @@ tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_
           return NULL;
         }
     }
+
+  if (self->checkpoint != NULL && self->clock != NULL)
+    tally_checkpoint_set_extension_func (self->checkpoint, on_window_record, self);
 
   /* Configure the consumer. */
   if (!set_property (conf, "group.id", config->input.group_id, error)
