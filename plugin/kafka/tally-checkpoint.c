@@ -32,6 +32,7 @@
 #include "tally-checkpoint.h"
 
 #include "tally-topics.h"
+#include "tally-snapshot.h"
 
 #include <errno.h>
 #include <string.h>
@@ -376,6 +377,61 @@ tally_checkpoint_write_record (TallyCheckpoint *self, gint32 partition, const vo
   g_return_val_if_fail (((const char *)key)[0] == '\0' && ((const guchar *)key)[1] < 0x20, FALSE);
 
   return produce (self, partition, key, key_len, value, FALSE, error);
+}
+
+gboolean
+tally_checkpoint_write_snapshot (TallyCheckpoint *self, const char *topic,
+                                 const TallySnapshot *snapshot, gsize max_record_bytes,
+                                 GError **error)
+{
+  g_autoptr (GPtrArray) values = NULL;
+
+  g_return_val_if_fail (self != NULL && topic != NULL && snapshot != NULL, FALSE);
+
+  values = tally_snapshot_encode (snapshot, max_record_bytes, error);
+  if (values == NULL)
+    return FALSE;
+  for (guint i = 0; i < values->len; i++)
+    {
+      gsize len;
+      const void *data = g_bytes_get_data (g_ptr_array_index (values, i), &len);
+      g_autofree char *part_text = g_strdup_printf ("%u", i);
+      g_autofree char *parts_text = g_strdup_printf ("%u", values->len);
+
+      for (;;)
+        {
+          rd_kafka_headers_t *headers = rd_kafka_headers_new (4);
+          rd_kafka_resp_err_t err;
+
+          rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_SNAPSHOT_ID, -1,
+                               snapshot->snapshot_id, -1);
+          rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_REQUEST_ID, -1, snapshot->request_id,
+                               -1);
+          rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_PART, -1, part_text, -1);
+          rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_PARTS, -1, parts_text, -1);
+          err = rd_kafka_producev (
+              self->producer, RD_KAFKA_V_TOPIC (topic),
+              RD_KAFKA_V_KEY (snapshot->snapshot_id, strlen (snapshot->snapshot_id)),
+              RD_KAFKA_V_VALUE ((void *)data, len), RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY),
+              RD_KAFKA_V_HEADERS (headers), RD_KAFKA_V_END);
+          if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            {
+              self->pending++;
+              break;
+            }
+          rd_kafka_headers_destroy (headers);
+          if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            {
+              g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_PRODUCE,
+                           "cannot produce snapshot %s to %s: %s", snapshot->snapshot_id, topic,
+                           rd_kafka_err2str (err));
+              replace_producer (self, rd_kafka_err2str (err));
+              return FALSE;
+            }
+          rd_kafka_poll (self->producer, 100);
+        }
+    }
+  return TRUE;
 }
 
 void

@@ -30,6 +30,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "tally-counts.h"
+#include "tally-snapshot.h"
 
 G_BEGIN_DECLS
 
@@ -232,6 +233,26 @@ gboolean tally_checkpoint_write (TallyCheckpoint *checkpoint, gint32 partition,
 gboolean tally_checkpoint_write_record (TallyCheckpoint *checkpoint, gint32 partition,
                                         const void *key, gsize key_len, const char *value,
                                         GError **error);
+
+/**
+ * tally_checkpoint_write_snapshot:
+ * @checkpoint: a transactional checkpoint, between tally_checkpoint_begin() and commit
+ * @topic: the output topic
+ * @snapshot: the snapshot (tally-snapshot.h)
+ * @max_record_bytes: the largest part ([output] max_record_bytes)
+ * @error: %TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE or %TALLY_CHECKPOINT_ERROR_PRODUCE
+ *
+ * Queues the parts of @snapshot to @topic in the checkpoint's transaction, with the record
+ * key and headers the publisher gives them: the snapshot becomes visible to read_committed
+ * readers if and only if the checkpoint commits (KIP-98 transactions span topics). This
+ * is how a closed window's final counts are published exactly once ([windows] publish).
+ * Checkpoint's thread.
+ *
+ * Returns: %TRUE if every part was queued
+ */
+gboolean tally_checkpoint_write_snapshot (TallyCheckpoint *checkpoint, const char *topic,
+                                          const TallySnapshot *snapshot, gsize max_record_bytes,
+                                          GError **error);
 
 /**
  * TallyCheckpointExtensionFunc:

@@ -176,6 +176,13 @@ struct _TallySource
   guint window_cuts;             /* final-count cuts in flight: expiry waits for them */
   gint64 expiry_written;         /* the newest expiry the window timer saw */
   WindowRestore *window_restore; /* during a restore: what the changelog holds of windows */
+  /* [windows] publish with exactly once: final counts go out in the checkpoint's
+   * transaction, with the published-window markers. */
+  gboolean publish_in_checkpoint;
+  char *output_topic;
+  gsize max_record_bytes;
+  char *instance_id;
+  GPtrArray *pending_finals; /* TallySnapshotCut, taken, not yet committed */
 
   /* Statistics. */
   gsize records;      /* atomic (g_atomic_pointer_*), read from any thread */
@@ -187,6 +194,7 @@ struct _TallySource
 G_DEFINE_FINAL_TYPE (TallySource, tally_source, TALLY_TYPE_ACTOR)
 
 static void poll_batch (TallySource *self);
+static void mark_dirty (TallySource *self, GPtrArray *stores);
 static gboolean checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit);
 
 /* ---------------------------------------------------------------------------------------
@@ -839,6 +847,44 @@ restore_windows (TallySource *self, guint32 id, WindowRestore *r, GError **error
   return TRUE;
 }
 
+/* The pending final counts as snapshots answering `window-<start ms>`, queued in the open
+ * transaction. */
+static gboolean
+write_pending_finals (TallySource *self, GError **error)
+{
+  for (guint i = 0; self->pending_finals != NULL && i < self->pending_finals->len; i++)
+    {
+      TallySnapshotCut *cut = g_ptr_array_index (self->pending_finals, i);
+      g_autoptr (TallySnapshot) snapshot = tally_snapshot_new ();
+
+      snapshot->snapshot_id = g_uuid_string_random ();
+      snapshot->request_id = g_strdup_printf ("window-%" G_GINT64_FORMAT, cut->window_start_ms);
+      snapshot->instance_id = g_strdup (self->instance_id);
+      snapshot->created_at_ms = g_get_real_time () / 1000;
+      snapshot->taken_ms = cut->taken_ms;
+      snapshot->total_words = tally_counts_get_total (cut->counts);
+      snapshot->distinct_words = tally_counts_get_n_words (cut->counts);
+      snapshot->offsets = rd_kafka_topic_partition_list_new (cut->offsets->cnt);
+      for (int k = 0; k < cut->offsets->cnt; k++)
+        if (cut->offsets->elems[k].offset >= 0)
+          rd_kafka_topic_partition_list_add (snapshot->offsets, cut->offsets->elems[k].topic,
+                                             cut->offsets->elems[k].partition)
+              ->offset
+              = cut->offsets->elems[k].offset;
+      snapshot->partitions = rd_kafka_topic_partition_list_copy (cut->partitions);
+      for (int k = 0; k < snapshot->partitions->cnt; k++)
+        snapshot->partitions->elems[k].offset = RD_KAFKA_OFFSET_INVALID;
+      snapshot->counts = tally_counts_ref (cut->counts);
+      snapshot->windowed = TRUE;
+      snapshot->window_start_ms = cut->window_start_ms;
+      snapshot->window_end_ms = cut->window_end_ms;
+      if (!tally_checkpoint_write_snapshot (self->checkpoint, self->output_topic, snapshot,
+                                            self->max_record_bytes, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 /* Checkpoints @store_ids (all owned stores when NULL); when @commit, commits the stored
  * offsets synchronously afterwards. Returns FALSE if any store could not be checkpointed
  * (its changes are kept for the next attempt and its offsets are not stored). */
@@ -855,6 +901,10 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
   gint64 started_us = g_get_monotonic_time ();
 
   if (self->consumer == NULL)
+    return TRUE;
+  /* A window's final counts being taken: its published marker must not be written
+   * before them (the stores stay dirty for the next tick). */
+  if (self->window_cuts > 0 && commit == FALSE)
     return TRUE;
 
   /* The words of every record up to the positions must be in the shards first. */
@@ -970,8 +1020,23 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
 
   if (transactional && begun)
     {
+      /* Final counts of closed windows, in the same transaction as the markers that say
+       * they were published. */
+      if (!write_pending_finals (self, &error))
+        {
+          g_warning ("source: final window counts not written: %s", error->message);
+          tally_checkpoint_abort (self->checkpoint);
+          mark_dirty (self, NULL);
+          return FALSE;
+        }
       if (!commit_transaction (self, written))
         return FALSE;
+      if (self->pending_finals != NULL && self->pending_finals->len > 0)
+        {
+          g_message ("source: final counts of %u window(s) published with the checkpoint",
+                     self->pending_finals->len);
+          g_ptr_array_set_size (self->pending_finals, 0);
+        }
     }
   else if (written->len > 0)
     {
@@ -1263,6 +1328,10 @@ on_revoke (TallySource *self, rd_kafka_topic_partition_list_t *partitions, gbool
         }
       if (self->clock != NULL)
         tally_window_clock_remove_partition (self->clock, id);
+      /* Final counts not committed go with the partitions: their new owner restores the
+       * published markers and publishes them. */
+      if (self->pending_finals != NULL)
+        g_ptr_array_set_size (self->pending_finals, 0);
       g_hash_table_remove (self->stores, GUINT_TO_POINTER (id));
     }
   for (int i = 0; i < partitions->cnt; i++)
@@ -1746,6 +1815,12 @@ on_closed_window_counts (GObject *object, GAsyncResult *result, gpointer user_da
                  c->cut->window_start_ms, c->cut->window_end_ms, error->message);
       tally_snapshot_cut_free (c->cut);
     }
+  else if (c->self->publish_in_checkpoint)
+    {
+      /* Published by the next checkpoint, in its transaction. */
+      g_ptr_array_add (c->self->pending_finals, c->cut);
+      mark_dirty (c->self, NULL);
+    }
   else
     c->self->window_closed (c->cut, c->self->window_closed_data);
   tally_aggregator_handle_unref (c->handle);
@@ -1757,13 +1832,11 @@ on_closed_window_counts (GObject *object, GAsyncResult *result, gpointer user_da
  * (after the words handed to the batchers) and before any expiry of its buckets, which
  * waits until the counts are in. */
 static void
-take_closed_window (TallySource *self, gint64 start, gint64 end)
+take_closed_window (TallySource *self, gint64 start, gint64 end, GArray *partitions)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
   static const guint32 no_store = 0;
-  GHashTableIter iter;
-  gpointer key, value;
   ClosedCut *c;
 
   if (!flush_batchers (self, TRUE, &error))
@@ -1774,13 +1847,18 @@ take_closed_window (TallySource *self, gint64 start, gint64 end)
       return;
     }
   unblock (self);
-  g_hash_table_iter_init (&iter, self->stores);
-  while (g_hash_table_iter_next (&iter, &key, &value))
+  /* The owned stores whose final counts of this window were not published before (after
+   * a restart, some may have been). */
+  for (guint i = 0; i < partitions->len; i++)
     {
-      guint32 id = GPOINTER_TO_UINT (key);
-      if (!((Store *)value)->broken)
+      guint32 id = g_array_index (partitions, guint32, i);
+      Store *store = g_hash_table_lookup (self->stores, GUINT_TO_POINTER (id));
+
+      if (store != NULL && !store->broken)
         g_array_append_val (ids, id);
     }
+  if (ids->len == 0)
+    return;
   c = g_new0 (ClosedCut, 1);
   c->self = g_object_ref (self);
   c->handle = tally_aggregator_handle_ref (self->handle);
@@ -1808,14 +1886,16 @@ on_window_timer (gpointer user_data)
   gint64 size = tally_window_clock_get_spec (self->clock)->size_ms;
   gint64 expiry, start;
   gboolean closed = FALSE;
+  g_autoptr (GArray) partitions = g_array_new (FALSE, FALSE, sizeof (guint32));
 
-  while (tally_window_clock_next_closed (self->clock, now, &start))
+  while (tally_window_clock_next_closed_full (self->clock, now, &start, partitions))
     {
       closed = TRUE;
       g_info ("source: window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ") closed", start,
               start + size);
-      if (self->window_closed != NULL && !self->stopped_consuming)
-        take_closed_window (self, start, start + size);
+      if ((self->window_closed != NULL || self->publish_in_checkpoint) && !self->stopped_consuming)
+        take_closed_window (self, start, start + size, partitions);
+      g_array_set_size (partitions, 0);
     }
   expiry = tally_window_clock_get_expiry (self->clock, now);
   if (self->checkpoint != NULL)
@@ -1938,6 +2018,9 @@ tally_source_finalize (GObject *object)
   g_clear_pointer (&self->checkpoint, tally_checkpoint_free);
   g_clear_pointer (&self->tokenizer, tally_tokenizer_free);
   g_clear_pointer (&self->clock, tally_window_clock_free);
+  g_clear_pointer (&self->pending_finals, g_ptr_array_unref);
+  g_free (self->output_topic);
+  g_free (self->instance_id);
   if (self->window_closed_destroy != NULL)
     self->window_closed_destroy (self->window_closed_data);
   g_clear_pointer (&self->handle, tally_aggregator_handle_unref);
@@ -2066,6 +2149,17 @@ tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_
 
   if (self->checkpoint != NULL && self->clock != NULL)
     tally_checkpoint_set_extension_func (self->checkpoint, on_window_record, self);
+  if (self->checkpoint != NULL && self->clock != NULL && config->windows.publish
+      && tally_checkpoint_is_transactional (self->checkpoint))
+    {
+      self->publish_in_checkpoint = TRUE;
+      self->output_topic = g_strdup (config->output.topic);
+      self->max_record_bytes = config->output.max_record_bytes;
+      self->instance_id
+          = g_strdup_printf ("%s-%d-%08x", g_get_host_name (), (int)getpid (), g_random_int ());
+      self->pending_finals
+          = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_snapshot_cut_free);
+    }
 
   /* Configure the consumer. */
   if (!set_property (conf, "group.id", config->input.group_id, error)
