@@ -162,7 +162,7 @@ typedef enum
  * @TALLY_CONFIG_LATE_DROP: such a record is not counted at all
  *
  * What happens to a record that arrives after its window closed ([windows] late). Either
- * way it is counted in the `tally_window_late_records_total` statistic.
+ * way it is counted in the source's late-record statistic (tally_source_get_late_records()).
  */
 typedef enum
 {

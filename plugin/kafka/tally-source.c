@@ -38,6 +38,12 @@
  * rd_kafka_assign() returns control to the poll loop. A revoked partition's store is
  * checkpointed, the offsets committed synchronously, and the store dropped.
  *
+ * Windows ([windows] enabled; tally-window-clock.h): each record's timestamp goes through
+ * the window clock, which picks the bucket its words count in (a marker in the batch) or
+ * calls it late; a timer takes the final counts of each window that closed, and the
+ * checkpoint writes buckets, tombstones of expired ones and the clock to the changelog
+ * (the "Windows in the changelog" section below), with exactly once the final counts too.
+ *
  * Snapshot barrier (handle_snapshot()): flush the batchers, then ask every shard for the
  * counts of the owned stores; the shards handle the asks after this thread's AddWords, so
  * the counts reflect exactly the positions recorded at that moment.
@@ -1994,6 +2000,10 @@ tally_source_stopping (TallyActor *actor)
   g_message ("source: closed; %" G_GUINT64_FORMAT " records, %" G_GUINT64_FORMAT
              " words, %" G_GUINT64_FORMAT " error events",
              (guint64)g_atomic_pointer_get (&self->records), self->words, self->error_events);
+  if (self->clock != NULL)
+    g_message ("source: %" G_GUINT64_FORMAT " record(s) came after their window closed (%s)",
+               (guint64)g_atomic_pointer_get (&self->late_records),
+               self->late_drop ? "dropped" : "counted in the all-time totals only");
 }
 
 static void
