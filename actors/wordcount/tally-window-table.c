@@ -283,6 +283,9 @@ tally_window_table_collect (TallyWindowTable *const *tables, guint n_tables, gin
   while (slots < 2 * upper)
     slots *= 2;
   index = g_new0 (IndexSlot, slots);
+  /* Room for every entry at once: no copy of the array while it grows. */
+  g_array_set_size (entries, entries->len + upper);
+  g_array_set_size (entries, entries->len - upper);
   d.staged = g_array_sized_new (FALSE, FALSE, sizeof (Staged), (guint)biggest);
   first = entries->len;
   for (guint t = 0; t < n_tables; t++)

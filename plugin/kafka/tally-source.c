@@ -57,6 +57,7 @@
 
 #include "tally-checkpoint.h"
 #include "tally-tokenizer.h"
+#include "tally-window-changelog.h"
 #include "tally-window-clock.h"
 
 #include <errno.h>
@@ -124,14 +125,6 @@ typedef struct
   GPtrArray *window_unwritten;
 } Store;
 
-/* What a restore of one changelog partition found of its windows. */
-typedef struct
-{
-  GHashTable *records; /* "start\0word" (GBytes) -> guint64 *count; a tombstone removes */
-  gint64 stream_time;
-  gint64 published_upto;
-} WindowRestore;
-
 /* One owned input topic-partition. */
 typedef struct
 {
@@ -179,9 +172,9 @@ struct _TallySource
   TallySourceWindowClosedFunc window_closed; /* [windows] publish */
   gpointer window_closed_data;
   GDestroyNotify window_closed_destroy;
-  guint window_cuts;             /* final-count cuts in flight: expiry waits for them */
-  gint64 expiry_written;         /* the newest expiry the window timer saw */
-  WindowRestore *window_restore; /* during a restore: what the changelog holds of windows */
+  guint window_cuts;                  /* final-count cuts in flight: expiry waits for them */
+  gint64 expiry_written;              /* the newest expiry the window timer saw */
+  TallyWindowRestore *window_restore; /* during a restore: what the changelog holds */
   /* [windows] publish with exactly once: final counts go out in the checkpoint's
    * transaction, with the published-window markers. */
   gboolean publish_in_checkpoint;
@@ -676,64 +669,9 @@ commit_transaction (TallySource *self, GPtrArray *written)
   return ok;
 }
 
-/* ---------------------------------------------------------------------------------------
- * Windows in the changelog. Extension records of changelog partition p (a NUL byte and a
- * control byte, which no word and no offset marker starts with; docs/running.md):
- *
- *   \0 \x01 <bucket start ms> \0 <word>   ->  its count in that bucket; a tombstone once
- *                                            the bucket expired (compaction then drops both)
- *   \0 \x02                               ->  the partition's stream time (ms)
- *   \0 \x03                               ->  end (ms) of the last window whose final
- *                                            counts were published with the partition
- *
- * They are written before the offset markers of the same checkpoint (in its transaction
- * when exactly once), so a restore that reaches a marker has the windows it covers.
- * ------------------------------------------------------------------------------------- */
-
-#define WINDOW_KEY_BUCKET '\x01'
-#define WINDOW_KEY_STREAM_TIME '\x02'
-#define WINDOW_KEY_PUBLISHED '\x03'
-
-static gboolean
-write_bucket_changes (TallySource *self, guint32 id, const TallyBucketChanges *c, GError **error)
-{
-  g_autoptr (GString) key = g_string_new (NULL);
-  gsize n, head;
-  const TallyWordCount *e = tally_counts_get_entries (c->counts, &n);
-
-  g_string_append_c (key, '\0');
-  g_string_append_c (key, WINDOW_KEY_BUCKET);
-  g_string_append_printf (key, "%" G_GINT64_FORMAT, c->start_ms);
-  g_string_append_c (key, '\0');
-  head = key->len;
-  for (gsize i = 0; i < n; i++)
-    {
-      char digits[24];
-
-      g_string_truncate (key, head);
-      g_string_append_len (key, e[i].word, e[i].len);
-      g_snprintf (digits, sizeof digits, "%" G_GUINT64_FORMAT, e[i].count);
-      if (!tally_checkpoint_write_record (self->checkpoint, (gint32)id, key->str, key->len,
-                                          c->expired ? NULL : digits, error))
-        return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-write_window_marker (TallySource *self, guint32 id, char kind, gint64 value, GError **error)
-{
-  const char key[2] = { '\0', kind };
-  char digits[24];
-
-  if (value == G_MININT64)
-    return TRUE;
-  g_snprintf (digits, sizeof digits, "%" G_GINT64_FORMAT, value);
-  return tally_checkpoint_write_record (self->checkpoint, (gint32)id, key, 2, digits, error);
-}
-
-/* Takes the store's bucket changes (dropping expired buckets, unless final counts are
- * being taken) and writes them after those of failed checkpoints, then the clock. */
+/* Windows in the changelog (tally-window-changelog.h): takes the store's bucket changes
+ * (dropping expired buckets, unless final counts are being taken) and writes them after
+ * those of failed checkpoints, then the clock, before the offset markers. */
 static gboolean
 checkpoint_windows (TallySource *self, Store *store, GError **error)
 {
@@ -751,16 +689,10 @@ checkpoint_windows (TallySource *self, Store *store, GError **error)
   for (guint i = 0; i < changes->len; i++)
     g_ptr_array_add (store->window_unwritten, g_steal_pointer (&changes->pdata[i]));
   g_ptr_array_set_free_func (changes, NULL);
-  for (guint i = 0; i < store->window_unwritten->len; i++)
-    if (!write_bucket_changes (self, store->id, g_ptr_array_index (store->window_unwritten, i),
-                               error))
-      return FALSE;
-  return write_window_marker (self, store->id, WINDOW_KEY_STREAM_TIME,
-                              tally_window_clock_get_stream_time (self->clock, store->id, now),
-                              error)
-         && write_window_marker (self, store->id, WINDOW_KEY_PUBLISHED,
-                                 tally_window_clock_get_published_upto (self->clock, store->id),
-                                 error);
+  return tally_window_changelog_write (
+      self->checkpoint, store->id, store->window_unwritten,
+      tally_window_clock_get_stream_time (self->clock, store->id, now),
+      tally_window_clock_get_published_upto (self->clock, store->id), error);
 }
 
 /* A restore's extension records (tally_checkpoint_set_extension_func()). */
@@ -769,125 +701,20 @@ on_window_record (gint32 partition, const void *key, gsize key_len, const void *
                   gsize value_len, gpointer user_data)
 {
   TallySource *self = user_data;
-  WindowRestore *r = self->window_restore;
-  const char *k = key;
-  g_autofree char *text = value != NULL ? g_strndup (value, value_len) : NULL;
-  gint64 number = 0;
 
-  if (r == NULL)
-    return;
-  if (text != NULL && !g_ascii_string_to_signed (text, 10, G_MININT64, G_MAXINT64, &number, NULL))
-    {
-      g_warning ("changelog [%" G_GINT32_FORMAT "]: a window record with a value that is not "
-                 "a number, skipped",
-                 partition);
-      return;
-    }
-  if (k[1] == WINDOW_KEY_STREAM_TIME && text != NULL)
-    r->stream_time = number;
-  else if (k[1] == WINDOW_KEY_PUBLISHED && text != NULL)
-    r->published_upto = number;
-  else if (k[1] == WINDOW_KEY_BUCKET && key_len > 3)
-    {
-      GBytes *rest = g_bytes_new (k + 2, key_len - 2);
-
-      if (text == NULL)
-        {
-          g_hash_table_remove (r->records, rest);
-          g_bytes_unref (rest);
-        }
-      else
-        g_hash_table_replace (r->records, rest, g_memdup2 (&number, sizeof number));
-    }
+  if (self->window_restore != NULL)
+    tally_window_restore_add (self->window_restore, key, key_len, value, value_len);
 }
 
-/* Loads what a restore found of store @id's windows into the shards and the clock. */
-static gboolean
-restore_windows (TallySource *self, guint32 id, WindowRestore *r, GError **error)
-{
-  g_autoptr (GHashTable) buckets = g_hash_table_new_full (
-      g_int64_hash, g_int64_equal, g_free, (GDestroyNotify)tally_counts_builder_free);
-  GHashTableIter iter;
-  gpointer key, value;
-  guint64 n_words = 0;
-
-  g_hash_table_iter_init (&iter, r->records);
-  while (g_hash_table_iter_next (&iter, &key, &value))
-    {
-      gsize len;
-      const char *rest = g_bytes_get_data (key, &len);
-      const char *nul = memchr (rest, '\0', len);
-      g_autofree char *digits = NULL;
-      gint64 start;
-      TallyCountsBuilder *builder;
-
-      if (nul == NULL || nul + 1 == rest + len)
-        continue;
-      digits = g_strndup (rest, nul - rest);
-      if (!g_ascii_string_to_signed (digits, 10, 0, G_MAXINT64, &start, NULL))
-        continue;
-      builder = g_hash_table_lookup (buckets, &start);
-      if (builder == NULL)
-        {
-          builder = tally_counts_builder_new ();
-          g_hash_table_insert (buckets, g_memdup2 (&start, sizeof start), builder);
-        }
-      tally_counts_builder_add (builder, nul + 1, (rest + len) - (nul + 1), *(gint64 *)value);
-      n_words++;
-    }
-  g_hash_table_iter_init (&iter, buckets);
-  while (g_hash_table_iter_next (&iter, &key, &value))
-    {
-      g_autoptr (TallyCounts) counts = tally_counts_builder_end (value);
-
-      if (!tally_aggregator_handle_restore_bucket (self->handle, id, *(gint64 *)key, counts, error))
-        return FALSE;
-      tally_window_clock_restore_bucket (self->clock, *(gint64 *)key);
-    }
-  tally_window_clock_restore_partition (self->clock, id, r->stream_time, r->published_upto,
-                                        g_get_real_time () / 1000);
-  if (g_hash_table_size (buckets) > 0 || r->stream_time != G_MININT64)
-    g_message ("source: restored the windows of store %u: %u bucket(s), %" G_GUINT64_FORMAT
-               " word entries, stream time %" G_GINT64_FORMAT,
-               id, g_hash_table_size (buckets), n_words, r->stream_time);
-  return TRUE;
-}
-
-/* The pending final counts as snapshots answering `window-<start ms>`, queued in the open
- * transaction. */
+/* The pending final counts, queued in the open transaction. */
 static gboolean
 write_pending_finals (TallySource *self, GError **error)
 {
   for (guint i = 0; self->pending_finals != NULL && i < self->pending_finals->len; i++)
-    {
-      TallySnapshotCut *cut = g_ptr_array_index (self->pending_finals, i);
-      g_autoptr (TallySnapshot) snapshot = tally_snapshot_new ();
-
-      snapshot->snapshot_id = g_uuid_string_random ();
-      snapshot->request_id = g_strdup_printf ("window-%" G_GINT64_FORMAT, cut->window_start_ms);
-      snapshot->instance_id = g_strdup (self->instance_id);
-      snapshot->created_at_ms = g_get_real_time () / 1000;
-      snapshot->taken_ms = cut->taken_ms;
-      snapshot->total_words = tally_counts_get_total (cut->counts);
-      snapshot->distinct_words = tally_counts_get_n_words (cut->counts);
-      snapshot->offsets = rd_kafka_topic_partition_list_new (cut->offsets->cnt);
-      for (int k = 0; k < cut->offsets->cnt; k++)
-        if (cut->offsets->elems[k].offset >= 0)
-          rd_kafka_topic_partition_list_add (snapshot->offsets, cut->offsets->elems[k].topic,
-                                             cut->offsets->elems[k].partition)
-              ->offset
-              = cut->offsets->elems[k].offset;
-      snapshot->partitions = rd_kafka_topic_partition_list_copy (cut->partitions);
-      for (int k = 0; k < snapshot->partitions->cnt; k++)
-        snapshot->partitions->elems[k].offset = RD_KAFKA_OFFSET_INVALID;
-      snapshot->counts = tally_counts_ref (cut->counts);
-      snapshot->windowed = TRUE;
-      snapshot->window_start_ms = cut->window_start_ms;
-      snapshot->window_end_ms = cut->window_end_ms;
-      if (!tally_checkpoint_write_snapshot (self->checkpoint, self->output_topic, snapshot,
-                                            self->max_record_bytes, error))
-        return FALSE;
-    }
+    if (!tally_window_changelog_write_final (self->checkpoint, self->output_topic,
+                                             self->max_record_bytes, self->instance_id,
+                                             g_ptr_array_index (self->pending_finals, i), error))
+      return FALSE;
   return TRUE;
 }
 
@@ -1208,26 +1035,23 @@ on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
           g_autoptr (TallyCounts) counts = NULL;
           GHashTable *markers = NULL;
 
-          WindowRestore window_restore = { NULL, G_MININT64, G_MININT64 };
+          g_autoptr (TallyWindowRestore) window_restore = NULL;
           gboolean restored_ok;
 
           if (self->clock != NULL)
-            {
-              window_restore.records = g_hash_table_new_full (
-                  g_bytes_hash, g_bytes_equal, (GDestroyNotify)g_bytes_unref, g_free);
-              self->window_restore = &window_restore;
-            }
+            window_restore = tally_window_restore_new ();
+          self->window_restore = window_restore;
           restored_ok = tally_checkpoint_restore (self->checkpoint, (gint32)id, RESTORE_TIMEOUT_MS,
                                                   &counts, &markers, &error);
           self->window_restore = NULL;
-          if (restored_ok && self->clock != NULL
-              && !restore_windows (self, id, &window_restore, &error))
+          if (restored_ok && window_restore != NULL
+              && !tally_window_restore_apply (window_restore, id, self->handle, self->clock,
+                                              &error))
             {
               g_clear_pointer (&markers, g_hash_table_unref);
               g_clear_pointer (&counts, tally_counts_unref);
               restored_ok = FALSE;
             }
-          g_clear_pointer (&window_restore.records, g_hash_table_unref);
           if (!restored_ok)
             {
               /* Consuming with an empty store would lose the counts before the committed
