@@ -473,26 +473,67 @@ prefetch_record (TallyWordTable *table, const guint8 *p)
 /* The rest of a batch once it held a bucket marker (windows on): every word counts in the
  * all-time table and in the bucket of the last marker. Batches without markers never get
  * here, so windows off costs the loop below nothing but a bit test it already made. */
+/* The bucket a marker names: its table (created), or NULL for a negative start. */
+static inline TallyWordTable *
+marker_bucket (TallyWindowTable *windows, const guint8 *p)
+{
+  gint64 start;
+
+  memcpy (&start, p, 8);
+  return start >= 0 ? tally_window_table_get_bucket (windows, start, TRUE) : NULL;
+}
+
+/* Prefetches the slots of the record at @p in the all-time table and in the bucket the
+ * cursor is in (@bucket follows the markers the cursor passes); returns the next record. */
+static inline const guint8 *
+prefetch_windowed (TallyWordTable *table, TallyWindowTable *windows, TallyWordTable **bucket,
+                   const guint8 *p)
+{
+  guint64 hash;
+  guint32 len;
+
+  memcpy (&hash, p, 8);
+  memcpy (&len, p + 8, 4);
+  if (G_UNLIKELY (len & RECORD_BUCKET))
+    {
+      *bucket = marker_bucket (windows, p);
+      return p + 12;
+    }
+  tally_word_table_prefetch (table, hash);
+  if (*bucket != NULL)
+    tally_word_table_prefetch (*bucket, hash);
+  if (G_UNLIKELY (len & RECORD_COUNTED))
+    return p + 20 + (len & ~RECORD_COUNTED);
+  return p + 12 + len;
+}
+
+/* The rest of a batch once it held a bucket marker (windows on): every word counts in the
+ * all-time table and in the bucket of the last marker, with both slots prefetched
+ * PREFETCH_AHEAD records ahead as handle_add_words() does. Batches without markers never
+ * get here, so windows off costs the loop below nothing but a bit test it already made. */
 static void
 add_words_windowed (TallyAggregator *self, guint32 store, TallyWordTable *table, const guint8 *p,
                     const guint8 *end)
 {
   TallyWindowTable *windows = get_windows (self, store);
-  TallyWordTable *bucket = NULL;
+  TallyWordTable *bucket = NULL, *ahead_bucket = NULL;
+  const guint8 *ahead = p;
 
+  for (guint i = 0; i < PREFETCH_AHEAD && ahead < end; i++)
+    ahead = prefetch_windowed (table, windows, &ahead_bucket, ahead);
   while (p < end)
     {
       guint64 hash, count = 1;
       guint32 len;
       const char *word;
 
+      if (ahead < end)
+        ahead = prefetch_windowed (table, windows, &ahead_bucket, ahead);
       memcpy (&hash, p, 8);
       memcpy (&len, p + 8, 4);
       if (len & RECORD_BUCKET)
         {
-          gint64 start;
-          memcpy (&start, p, 8);
-          bucket = start >= 0 ? tally_window_table_get_bucket (windows, start, TRUE) : NULL;
+          bucket = marker_bucket (windows, p);
           p += 12;
           continue;
         }
