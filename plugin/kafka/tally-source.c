@@ -172,7 +172,6 @@ struct _TallySource
   TallySourceWindowClosedFunc window_closed; /* [windows] publish */
   gpointer window_closed_data;
   GDestroyNotify window_closed_destroy;
-  guint window_cuts;                  /* final-count cuts in flight: expiry waits for them */
   gint64 expiry_written;              /* the newest expiry the window timer saw */
   TallyWindowRestore *window_restore; /* during a restore: what the changelog holds */
   /* [windows] publish with exactly once: final counts go out in the checkpoint's
@@ -670,14 +669,13 @@ commit_transaction (TallySource *self, GPtrArray *written)
 }
 
 /* Windows in the changelog (tally-window-changelog.h): takes the store's bucket changes
- * (dropping expired buckets, unless final counts are being taken) and writes them after
- * those of failed checkpoints, then the clock, before the offset markers. */
+ * (dropping expired buckets) and writes them after those of failed checkpoints, then the
+ * clock, before the offset markers. */
 static gboolean
 checkpoint_windows (TallySource *self, Store *store, GError **error)
 {
   gint64 now = g_get_real_time () / 1000;
-  gint64 expiry
-      = self->window_cuts == 0 ? tally_window_clock_get_expiry (self->clock, now) : G_MININT64;
+  gint64 expiry = tally_window_clock_get_expiry (self->clock, now);
   g_autoptr (GPtrArray) changes = NULL;
 
   changes = tally_aggregator_handle_take_window_changes (self->handle, store->id, expiry, error);
@@ -735,11 +733,6 @@ checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit)
 
   if (self->consumer == NULL)
     return TRUE;
-  /* A window's final counts being taken: its published marker must not be written
-   * before them (the stores stay dirty for the next tick). */
-  if (self->window_cuts > 0 && commit == FALSE)
-    return TRUE;
-
   /* The words of every record up to the positions must be in the shards first. */
   if (!flush_batchers (self, TRUE, &error))
     {
@@ -1621,53 +1614,16 @@ on_keepalive (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
-typedef struct
-{
-  TallySource *self;
-  TallyAggregatorHandle *handle;
-  TallySnapshotCut *cut;
-  gint64 started_us;
-} ClosedCut;
-
-static void
-on_closed_window_counts (GObject *object, GAsyncResult *result, gpointer user_data)
-{
-  ClosedCut *c = user_data;
-  g_autoptr (GError) error = NULL;
-
-  c->cut->counts = tally_aggregator_handle_get_counts_finish (c->handle, result, &error);
-  c->cut->taken_ms = (g_get_monotonic_time () - c->started_us) / 1000;
-  c->self->window_cuts--;
-  if (c->cut->counts == NULL)
-    {
-      g_warning ("source: final counts of window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
-                 ") not taken: %s",
-                 c->cut->window_start_ms, c->cut->window_end_ms, error->message);
-      tally_snapshot_cut_free (c->cut);
-    }
-  else if (c->self->publish_in_checkpoint)
-    {
-      /* Published by the next checkpoint, in its transaction. */
-      g_ptr_array_add (c->self->pending_finals, c->cut);
-      mark_dirty (c->self, NULL);
-    }
-  else
-    c->self->window_closed (c->cut, c->self->window_closed_data);
-  tally_aggregator_handle_unref (c->handle);
-  g_object_unref (c->self);
-  g_free (c);
-}
-
-/* A window closed on this instance: its final counts over the owned stores, taken now
- * (after the words handed to the batchers) and before any expiry of its buckets, which
- * waits until the counts are in. */
+/* A window closed on this instance: its final counts over the owned stores it had not
+ * been published with, taken now, after the words handed to the batchers and before any
+ * expiry of its buckets. Blocking, as a checkpoint is: O(the window's words). */
 static void
 take_closed_window (TallySource *self, gint64 start, gint64 end, GArray *partitions)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
-  static const guint32 no_store = 0;
-  ClosedCut *c;
+  TallySnapshotCut *cut;
+  gint64 started_us = g_get_monotonic_time ();
 
   if (!flush_batchers (self, TRUE, &error))
     {
@@ -1677,8 +1633,7 @@ take_closed_window (TallySource *self, gint64 start, gint64 end, GArray *partiti
       return;
     }
   unblock (self);
-  /* The owned stores whose final counts of this window were not published before (after
-   * a restart, some may have been). */
+  /* After a restart, some partitions may have been published with it already. */
   for (guint i = 0; i < partitions->len; i++)
     {
       guint32 id = g_array_index (partitions, guint32, i);
@@ -1689,20 +1644,31 @@ take_closed_window (TallySource *self, gint64 start, gint64 end, GArray *partiti
     }
   if (ids->len == 0)
     return;
-  c = g_new0 (ClosedCut, 1);
-  c->self = g_object_ref (self);
-  c->handle = tally_aggregator_handle_ref (self->handle);
-  c->started_us = g_get_monotonic_time ();
-  c->cut = g_new0 (TallySnapshotCut, 1);
-  c->cut->offsets = owned_list (self, TRUE, TRUE);
-  c->cut->partitions = owned_list (self, FALSE, TRUE);
-  c->cut->windowed = TRUE;
-  c->cut->window_start_ms = start;
-  c->cut->window_end_ms = end;
-  self->window_cuts++;
-  tally_aggregator_handle_get_window_counts_async (
-      self->handle, ids->len > 0 ? (const guint32 *)ids->data : &no_store, ids->len, start, end,
-      NULL, NULL, on_closed_window_counts, c);
+  cut = g_new0 (TallySnapshotCut, 1);
+  cut->counts = tally_aggregator_handle_get_window_counts (self->handle, (const guint32 *)ids->data,
+                                                           ids->len, start, end, NULL, &error);
+  if (cut->counts == NULL)
+    {
+      g_warning ("source: final counts of window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                 ") not taken: %s",
+                 start, end, error->message);
+      tally_snapshot_cut_free (cut);
+      return;
+    }
+  cut->offsets = owned_list (self, TRUE, TRUE);
+  cut->partitions = owned_list (self, FALSE, TRUE);
+  cut->windowed = TRUE;
+  cut->window_start_ms = start;
+  cut->window_end_ms = end;
+  cut->taken_ms = (g_get_monotonic_time () - started_us) / 1000;
+  if (self->publish_in_checkpoint)
+    {
+      /* Published by the next checkpoint, in its transaction. */
+      g_ptr_array_add (self->pending_finals, cut);
+      mark_dirty (self, NULL);
+    }
+  else
+    self->window_closed (cut, self->window_closed_data);
 }
 
 /* Windows: once a second (or every bucket, if shorter), take the final counts of each
@@ -1736,7 +1702,7 @@ on_window_timer (gpointer user_data)
         mark_dirty (self, NULL);
       self->expiry_written = MAX (self->expiry_written, expiry);
     }
-  else if (expiry != G_MININT64 && self->window_cuts == 0)
+  else if (expiry != G_MININT64)
     tally_aggregator_handle_expire_buckets (self->handle, expiry);
   return G_SOURCE_CONTINUE;
 }
