@@ -4,7 +4,9 @@
 # timestamps (CreateTime) to 2 partitions, event time running 10 s of windows per second of
 # wall time, a few records late; one instance is killed (-9) at random moments
 # (TALLY_TEST_KILLS, default 4; TALLY_TEST_SEED replays the delays) and restarted each
-# time; at the end a record far ahead closes every window. Then, reading the output topic
+# time; at the end a record far ahead closes every window. `test-windows.sh two` runs a
+# second instance in the same group throughout, so each kill and restart also moves
+# partitions between the two (eager rebalances). Then, reading the output topic
 # read_committed:
 #   - every window with records has its final counts published, and no input partition is
 #     in two published snapshots of one window (once per window and instance, across
@@ -18,6 +20,7 @@ set -euo pipefail
 
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
+mode=${1:-kill}
 e2e_init tally-e2e-windows
 need_real_kafka
 bootstrap=$TALLY_TEST_KAFKA_BOOTSTRAP
@@ -100,6 +103,12 @@ if p.flush(60) or failed:
 print("produced", len(lines), file=sys.stderr)
 PY
 
+if [ "$mode" = two ]; then
+  kills=${TALLY_TEST_KILLS:-3}
+  spawn_tally other "$work/tally.conf"
+  other_pid=$tally_pid
+  wait_for_line "$work/other.log" 'source: assigned' 60 >/dev/null || fail "other: no partitions"
+fi
 lives=0
 spawn_tally life$lives "$work/tally.conf"
 wait_for_line "$work/life$lives.log" 'source: assigned' 60 >/dev/null || fail "no partitions"
@@ -155,10 +164,25 @@ for sid, ps in parts.items():
 json.dump(out, sys.stdout)
 PY
 }
-for ((i = 0; i < 60; i++)); do
+# Wait (at most 90 s) until every (window, partition) with on-time records is covered.
+cat >"$work/covered.py" <<'PY'
+import json, sys
+size, grace = 10000, 2000
+stream, want = {0: None, 1: None}, set()
+for line in open(sys.argv[1]):
+    p, ts, value = json.loads(line)
+    w = ts - ts % size
+    if stream[p] is not None and w + size + grace <= stream[p]:
+        continue
+    stream[p] = ts if stream[p] is None else max(stream[p], ts)
+    if value != "end":
+        want.add((w, p))
+have = {(s["window"], p) for s in json.load(open(sys.argv[2])) for p in s["partitions"]}
+sys.exit(0 if want <= have else 1)
+PY
+for ((i = 0; i < 90; i++)); do
   read_finals
-  n=$($py -c 'import json,sys; print(len({s["window"] for s in json.load(open(sys.argv[1]))}))' "$work/finals.json")
-  [ "$n" -ge 40 ] && break
+  $py "$work/covered.py" "$work/records.jsonl" "$work/finals.json" && break
   sleep 1
 done
 
@@ -201,5 +225,9 @@ if extra:
 print("%d windows, %d snapshots, %d mismatches" % (len(ref), len(finals), bad), file=sys.stderr)
 sys.exit(1 if bad else 0)
 PY
-ok "windows: $((lives)) kill -9, every window's final counts published once and equal to the reference (seed $seed)"
+ok "windows ($mode): $lives kill -9, every window's final counts published once and equal to the reference (seed $seed)"
 stop_tally TERM
+if [ "$mode" = two ]; then
+  tally_pid=$other_pid
+  stop_tally TERM
+fi
