@@ -521,6 +521,37 @@ test_bad_parts (void)
     }
 }
 
+/* A snapshot of counts over time carries its range in every part; others do not. */
+static void
+test_window_members (void)
+{
+  static const char *const words[] = { "kafka" };
+  static const guint64 values[] = { 3 };
+  g_autoptr (TallyCounts) counts = tally_test_counts_new (words, values, 1);
+  g_autoptr (TallySnapshot) snapshot = make_snapshot ("snap-w", "inst-a", counts, 0, 0);
+  g_autoptr (GPtrArray) parts = NULL;
+  g_autoptr (GPtrArray) plain = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *plain_text = NULL;
+
+  plain = tally_snapshot_encode (snapshot, 1000000, &error);
+  g_assert_no_error (error);
+  plain_text = g_strndup (g_bytes_get_data (g_ptr_array_index (plain, 0), NULL),
+                          g_bytes_get_size (g_ptr_array_index (plain, 0)));
+  g_assert_null (strstr (plain_text, "window_"));
+
+  snapshot->windowed = TRUE;
+  snapshot->window_start_ms = 1700000040000;
+  snapshot->window_end_ms = 1700000100000;
+  parts = tally_snapshot_encode (snapshot, 1000000, &error);
+  g_assert_no_error (error);
+  text = g_strndup (g_bytes_get_data (g_ptr_array_index (parts, 0), NULL),
+                    g_bytes_get_size (g_ptr_array_index (parts, 0)));
+  g_assert_nonnull (
+      strstr (text, "\"window_start_ms\":1700000040000,\"window_end_ms\":1700000100000"));
+}
+
 /* The window selector of a request: each JSON form, written back as it was read. */
 static void
 test_request_windows (void)
@@ -821,6 +852,7 @@ main (int argc, char **argv)
   g_test_add_func ("/snapshot-format/bad-parts", test_bad_parts);
   g_test_add_func ("/snapshot-format/requests", test_requests);
   g_test_add_func ("/snapshot-format/request-windows", test_request_windows);
+  g_test_add_func ("/snapshot-format/window-members", test_window_members);
   g_test_add_func ("/snapshot-format/deep-nesting", test_deep_nesting);
   g_test_add_func ("/snapshot-format/longest-word-fits", test_longest_word_fits);
   g_test_add_func ("/snapshot-format/total-saturates", test_total_saturates);
