@@ -4,7 +4,8 @@
  * milliseconds since the Unix epoch. Per partition the clock keeps its *stream time*: the
  * largest timestamp seen (Kafka Streams' term). A window [start, start + size) is closed
  * for a partition once its stream time reaches start + size + grace; a record for a closed
- * window is *late* and is not counted in any window. The instance's *watermark* is the
+ * window (or one whose final counts were handed out) is *late* and is not counted in any
+ * window. The instance's *watermark* is the
  * smallest stream time of its partitions; a window closes on the instance, and its final
  * counts are handed out once, when the watermark reaches its end + grace.
  *
