@@ -265,8 +265,9 @@ tally_window_table_collect (TallyWindowTable *const *tables, guint n_tables, gin
   g_return_val_if_fail (tables != NULL || n_tables == 0, 0);
   g_return_val_if_fail (entries != NULL, 0);
 
-  /* At most as many distinct words as the buckets' sizes together: size the index for
-   * that at a load of at most 1/2, once. */
+  /* At most as many distinct words as the buckets' sizes together: size the index once
+   * for that at a load of at most 2/3 (less in practice: buckets share words); a smaller
+   * index than 1/2 misses the cache less, which is what the sum costs. */
   for (guint t = 0; t < n_tables; t++)
     for (guint i = lower_bound (tables[t], from_ms); i < tables[t]->buckets->len; i++)
       {
@@ -280,7 +281,7 @@ tally_window_table_collect (TallyWindowTable *const *tables, guint n_tables, gin
       }
   if (upper == 0)
     return 0;
-  while (slots < 2 * upper)
+  while (slots < upper + upper / 2)
     slots *= 2;
   index = g_new0 (IndexSlot, slots);
   /* Room for every entry at once: no copy of the array while it grows. */
