@@ -116,7 +116,7 @@ $py "$work/produce.py" "$bootstrap" "$input_topic" "$work/records.jsonl" 2>>"$wo
 producer=$!
 pids+=("$producer")
 for ((k = 0; k < kills; k++)); do
-  sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.1f", 1 + (r % 30) / 10 }')"
+  sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.1f", 1 + (r % 30) / 10 }')"
   kill -9 "$tally_pid" 2>/dev/null || true
   wait "$tally_pid" 2>/dev/null || true
   lives=$((lives + 1))
