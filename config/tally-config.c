@@ -115,6 +115,12 @@ static const Choice long_words_choices[] = {
   { NULL, 0 },
 };
 
+static const Choice late_choices[] = {
+  { "all-time", TALLY_CONFIG_LATE_ALL_TIME },
+  { "drop", TALLY_CONFIG_LATE_DROP },
+  { NULL, 0 },
+};
+
 static const Choice log_level_choices[] = {
   { "error", G_LOG_LEVEL_ERROR },
   { "critical", G_LOG_LEVEL_CRITICAL },
@@ -129,8 +135,8 @@ static const Choice log_level_choices[] = {
 
 /* Groups in documented order; [kafka] has no table entries (any librdkafka property). */
 static const char *const known_groups[] = {
-  "kafka",     "input",  "output",   "requests", "snapshot", "checkpoint", "aggregator",
-  "tokenizer", "broker", "shutdown", "log",      "metrics",  NULL,
+  "kafka",   "input",     "output", "requests", "snapshot", "checkpoint", "aggregator",
+  "windows", "tokenizer", "broker", "shutdown", "log",      "metrics",    NULL,
 };
 
 static const KeySpec schema[] = {
@@ -154,6 +160,14 @@ static const KeySpec schema[] = {
   { "aggregator", "shards", TYPE_UINT, OFF (aggregator.shards), 0, MAX_SHARDS, "shards" },
   { "aggregator", "mailbox_capacity", TYPE_UINT, OFF (aggregator.mailbox_capacity), 1, 1048576,
     "messages" },
+  { "windows", "enabled", TYPE_BOOL, OFF (windows.enabled) },
+  { "windows", "size_ms", TYPE_UINT, OFF (windows.size_ms), 1000, 604800000, "ms" },
+  { "windows", "bucket_ms", TYPE_UINT, OFF (windows.bucket_ms), 1000, 86400000, "ms" },
+  { "windows", "grace_ms", TYPE_UINT, OFF (windows.grace_ms), 0, 86400000, "ms" },
+  { "windows", "idle_ms", TYPE_UINT, OFF (windows.idle_ms), 1, 86400000, "ms" },
+  { "windows", "retain", TYPE_UINT, OFF (windows.retain), 0, 10000, "windows" },
+  { "windows", "late", TYPE_ENUM, OFF (windows.late), 0, 0, NULL, late_choices },
+  { "windows", "publish", TYPE_BOOL, OFF (windows.publish) },
   { "tokenizer", "mode", TYPE_ENUM, OFF (tokenizer.mode), 0, 0, NULL, tokenizer_mode_choices },
   { "tokenizer", "nfkc", TYPE_BOOL, OFF (tokenizer.nfkc) },
   { "tokenizer", "max_word_bytes", TYPE_UINT, OFF (tokenizer.max_word_bytes),
@@ -381,6 +395,10 @@ tally_config_new_default (void)
   c->tokenizer.mode = TALLY_CONFIG_TOKENIZER_UNICODE;
   c->tokenizer.nfkc = FALSE;
   c->tokenizer.max_word_bytes = TALLY_TOKENIZER_DEFAULT_MAX_WORD_BYTES;
+  c->windows.size_ms = 3600000;
+  c->windows.bucket_ms = 60000;
+  c->windows.idle_ms = 60000;
+  c->windows.retain = 1;
   c->tokenizer.long_words = TALLY_CONFIG_LONG_WORDS_TRUNCATE;
 
   c->broker.port = 0;
@@ -1632,6 +1650,23 @@ check_metrics_tls (TallyConfig *config, Origins *o, GError **error)
   return TRUE;
 }
 
+/* Cross-key rule: a window is a whole number of buckets. */
+static gboolean
+check_window_buckets (TallyConfig *config, Origins *o, GError **error)
+{
+  gboolean at_size = is_set (o, "windows", "size_ms") || !is_set (o, "windows", "bucket_ms");
+
+  if (config->windows.size_ms % config->windows.bucket_ms == 0)
+    return TRUE;
+  config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                at_size ? origin_of (o, "windows", "size_ms")
+                        : origin_of (o, "windows", "bucket_ms"),
+                "windows", at_size ? "size_ms" : "bucket_ms",
+                "[windows] size_ms (%u) must be a multiple of bucket_ms (%u)",
+                config->windows.size_ms, config->windows.bucket_ms);
+  return FALSE;
+}
+
 static TallyConfig *
 load_data (const char *data, gsize len, const char *name, GError **error)
 {
@@ -1672,7 +1707,8 @@ load_data (const char *data, gsize len, const char *name, GError **error)
           return NULL;
     }
   if (!check_cross (config, &o, error) || !check_topics_distinct (config, &o, error)
-      || !check_word_fits_record (config, &o, error) || !check_metrics_tls (config, &o, error))
+      || !check_word_fits_record (config, &o, error) || !check_metrics_tls (config, &o, error)
+      || !check_window_buckets (config, &o, error))
     return NULL;
 
   g_strfreev (config->env_overrides);

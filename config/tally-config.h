@@ -156,6 +156,21 @@ typedef enum
 } TallyConfigLongWords;
 
 /**
+ * TallyConfigLate:
+ * @TALLY_CONFIG_LATE_ALL_TIME: a record later than [windows] grace_ms counts in the
+ *   all-time totals only
+ * @TALLY_CONFIG_LATE_DROP: such a record is not counted at all
+ *
+ * What happens to a record that arrives after its window closed ([windows] late). Either
+ * way it is counted in the source's late-record statistic (tally_source_get_late_records()).
+ */
+typedef enum
+{
+  TALLY_CONFIG_LATE_ALL_TIME,
+  TALLY_CONFIG_LATE_DROP,
+} TallyConfigLate;
+
+/**
  * TallyConfigKafkaProperty:
  * @name: the librdkafka property name, such as `bootstrap.servers`.
  * @value: its value, as librdkafka's rd_kafka_conf_set() takes it. May be a secret: never
@@ -277,6 +292,33 @@ typedef struct
      * when full the source pauses its partitions. Default 1024. */
     guint mailbox_capacity;
   } aggregator;
+
+  struct
+  {
+    /* [windows] enabled: boolean; count words per time window too (by record timestamp).
+     * Default false: no cost at all on the counting path. */
+    gboolean enabled;
+    /* [windows] size_ms: milliseconds, 1000..604800000; the tumbling window size, a
+     * multiple of bucket_ms. Default 3600000 (1 h). */
+    guint size_ms;
+    /* [windows] bucket_ms: milliseconds, 1000..86400000; the width of the buckets counts
+     * are kept in; "the last N" requests are answered in whole buckets. Default 60000. */
+    guint bucket_ms;
+    /* [windows] grace_ms: milliseconds, 0..86400000; how late (in record time) a record
+     * may be and still count in its window. Default 0. */
+    guint grace_ms;
+    /* [windows] idle_ms: milliseconds, 1..86400000; wall-clock time without records after
+     * which a partition no longer holds windows open. Default 60000. */
+    guint idle_ms;
+    /* [windows] retain: windows, 0..10000; closed windows kept queryable besides the open
+     * one. Default 1. */
+    guint retain;
+    /* [windows] late: `all-time` | `drop` (#TallyConfigLate). Default `all-time`. */
+    TallyConfigLate late;
+    /* [windows] publish: boolean; publish each window's final counts to the output topic
+     * when it closes. Default false. */
+    gboolean publish;
+  } windows;
 
   struct
   {

@@ -21,6 +21,7 @@
 #include "tally-source.h"
 #include "tally-tokenizer.h"
 #include "tally-topics.h"
+#include "tally-window-clock.h"
 
 #include <string.h>
 
@@ -45,6 +46,7 @@ test_libtally_domains (void)
     { tally_source_error_quark, "tally-source-error-quark" },
     { tally_tokenizer_error_quark, "tally-tokenizer-error-quark" },
     { tally_topics_error_quark, "tally-topics-error-quark" },
+    { tally_window_error_quark, "tally-window-error-quark" },
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (domains); i++)

@@ -626,8 +626,9 @@ test_request_reader (Fixture *f, gconstpointer data)
   r = g_ptr_array_index (seen, 3);
   g_assert_cmpstr (r->request_id, ==, "bad-2");
   g_assert_error (r->error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
-  g_assert_cmpstr (r->error->message, ==,
-                   "request value: unknown member \"colour\" (known: top, prefix, min_count)");
+  g_assert_cmpstr (
+      r->error->message, ==,
+      "request value: unknown member \"colour\" (known: top, prefix, min_count, window)");
 
   /* Both bad ones were logged with their ids. */
   g_assert_cmpuint (take_warnings ("request reader: bad request bad-"), ==, 2);

@@ -182,6 +182,31 @@ test_trigger (Fixture *f, gconstpointer data)
   g_assert_cmpuint (count_lines ("final snapshot"), ==, 0);
 }
 
+/* A cut taken elsewhere (a closed window's final counts) is published as given, without
+ * a cut by the cutter, and logged under its request id. */
+static void
+test_publish_cut (Fixture *f, gconstpointer data)
+{
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+  TallySnapshotRequest *request = tally_snapshot_request_new ("window-1700000040000");
+  TallySnapshotCut *cut = g_new0 (TallySnapshotCut, 1);
+
+  tally_counts_builder_add (builder, "gamma", 5, 7);
+  cut->counts = tally_counts_builder_end (builder);
+  cut->offsets = rd_kafka_topic_partition_list_new (1);
+  cut->partitions = rd_kafka_topic_partition_list_new (1);
+  rd_kafka_topic_partition_list_add (cut->partitions, "input", 0);
+  cut->windowed = TRUE;
+  cut->window_start_ms = 1700000040000;
+  cut->window_end_ms = 1700000100000;
+  request->has_window = TRUE;
+  request->window.kind = TALLY_WINDOW_SELECT_START;
+  request->window.start_ms = 1700000040000;
+  tally_snapshot_coordinator_publish_cut (f->coordinator, request, cut);
+  wait_lines ("for request window-1700000040000 published in 1 part(s) to snapshots", 1);
+  g_assert_cmpint (g_atomic_int_get (&f->cutter.cuts), ==, 0);
+}
+
 /* A failed cut still answers: an error snapshot is published, and the failure logged. */
 static void
 test_cut_fails (Fixture *f, gconstpointer data)
@@ -240,6 +265,8 @@ main (int argc, char **argv)
 
   g_test_add ("/snapshot-coordinator/trigger", Fixture, GUINT_TO_POINTER (0), fixture_set_up,
               test_trigger, fixture_tear_down);
+  g_test_add ("/snapshot-coordinator/publish-cut", Fixture, GUINT_TO_POINTER (0), fixture_set_up,
+              test_publish_cut, fixture_tear_down);
   g_test_add ("/snapshot-coordinator/cut-fails", Fixture, GUINT_TO_POINTER (0), fixture_set_up,
               test_cut_fails, fixture_tear_down);
   g_test_add ("/snapshot-coordinator/close", Fixture, GUINT_TO_POINTER (0), fixture_set_up,

@@ -521,6 +521,94 @@ test_bad_parts (void)
     }
 }
 
+/* A snapshot of counts over time carries its range in every part; others do not. */
+static void
+test_window_members (void)
+{
+  static const char *const words[] = { "kafka" };
+  static const guint64 values[] = { 3 };
+  g_autoptr (TallyCounts) counts = tally_test_counts_new (words, values, 1);
+  g_autoptr (TallySnapshot) snapshot = make_snapshot ("snap-w", "inst-a", counts, 0, 0);
+  g_autoptr (GPtrArray) parts = NULL;
+  g_autoptr (GPtrArray) plain = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *plain_text = NULL;
+
+  plain = tally_snapshot_encode (snapshot, 1000000, &error);
+  g_assert_no_error (error);
+  plain_text = g_strndup (g_bytes_get_data (g_ptr_array_index (plain, 0), NULL),
+                          g_bytes_get_size (g_ptr_array_index (plain, 0)));
+  g_assert_null (strstr (plain_text, "window_"));
+
+  snapshot->windowed = TRUE;
+  snapshot->window_start_ms = 1700000040000;
+  snapshot->window_end_ms = 1700000100000;
+  parts = tally_snapshot_encode (snapshot, 1000000, &error);
+  g_assert_no_error (error);
+  text = g_strndup (g_bytes_get_data (g_ptr_array_index (parts, 0), NULL),
+                    g_bytes_get_size (g_ptr_array_index (parts, 0)));
+  g_assert_nonnull (
+      strstr (text, "\"window_start_ms\":1700000040000,\"window_end_ms\":1700000100000"));
+}
+
+/* The window selector of a request: each JSON form, written back as it was read. */
+static void
+test_request_windows (void)
+{
+  static const struct
+  {
+    const char *value;
+    TallyWindowSelectorKind kind;
+    gint64 start_ms, duration_ms;
+  } good[] = {
+    { "{\"window\":\"current\"}", TALLY_WINDOW_SELECT_CURRENT, 0, 0 },
+    { "{\"window\":\"last\"}", TALLY_WINDOW_SELECT_LAST, 0, 0 },
+    { "{\"window\":1700000040000}", TALLY_WINDOW_SELECT_START, 1700000040000, 0 },
+    { "{\"top\":10,\"window\":{\"last\":\"15m\"}}", TALLY_WINDOW_SELECT_LAST_DURATION, 0, 900000 },
+    { "{\"window\":{\"last\":\"90s\"}}", TALLY_WINDOW_SELECT_LAST_DURATION, 0, 90000 },
+  };
+  static const char *const bad[] = {
+    "{\"window\":\"now\"}",
+    "{\"window\":-1}",
+    "{\"window\":{\"last\":15}}",
+    "{\"window\":{\"last\":\"15x\"}}",
+    "{\"window\":{\"first\":\"15m\"}}",
+    "{\"window\":null}",
+    "{\"window\":{\"last\":\"15m\",\"x\":1}}",
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (good); i++)
+    {
+      g_autoptr (TallySnapshotRequest) request
+          = tally_snapshot_request_parse ("w", 1, good[i].value, strlen (good[i].value), -1);
+      g_autoptr (TallySnapshotRequest) copy = NULL;
+      g_autoptr (GBytes) json = NULL;
+
+      g_assert_no_error (request->error);
+      g_assert_true (request->has_window);
+      g_assert_cmpint (request->window.kind, ==, good[i].kind);
+      g_assert_cmpint (request->window.start_ms, ==, good[i].start_ms);
+      g_assert_cmpint (request->window.duration_ms, ==, good[i].duration_ms);
+      json = tally_snapshot_request_to_json (request);
+      g_assert_cmpmem (g_bytes_get_data (json, NULL), g_bytes_get_size (json), good[i].value,
+                       strlen (good[i].value));
+      copy = tally_snapshot_request_copy (request);
+      g_assert_true (copy->has_window);
+      g_assert_cmpint (copy->window.duration_ms, ==, good[i].duration_ms);
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (TallySnapshotRequest) request
+          = tally_snapshot_request_parse ("w", 1, bad[i], strlen (bad[i]), -1);
+
+      g_test_message ("%s", bad[i]);
+      g_assert_error (request->error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                      TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
+      g_assert_false (request->has_window);
+    }
+}
+
 static void
 test_requests (void)
 {
@@ -815,6 +903,8 @@ main (int argc, char **argv)
   g_test_add_func ("/snapshot-format/bad-parts", test_bad_parts);
   g_test_add_func ("/snapshot-format/requests", test_requests);
   g_test_add_func ("/snapshot-format/request-nul-and-range", test_request_nul_and_range);
+  g_test_add_func ("/snapshot-format/request-windows", test_request_windows);
+  g_test_add_func ("/snapshot-format/window-members", test_window_members);
   g_test_add_func ("/snapshot-format/deep-nesting", test_deep_nesting);
   g_test_add_func ("/snapshot-format/longest-word-fits", test_longest_word_fits);
   g_test_add_func ("/snapshot-format/total-saturates", test_total_saturates);

@@ -374,6 +374,130 @@ tally_aggregator_handle_get_counts (TallyAggregatorHandle *handle,
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Windows: counts over a time range, expiry
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct
+{
+  OpData op;
+  gint64 from_ms;
+  gint64 to_ms;
+} WindowOp;
+
+static TallyMessage *
+make_get_window_counts (guint shard, gpointer data)
+{
+  WindowOp *w = data;
+  return tally_aggregator_get_window_counts_new (w->op.stores, w->op.n_stores, w->from_ms, w->to_ms,
+                                                 w->op.options);
+}
+
+static TallyMessage *
+make_expire_buckets (guint shard, gpointer data)
+{
+  return tally_aggregator_expire_buckets_new (((WindowOp *)data)->from_ms);
+}
+
+void
+tally_aggregator_handle_get_window_counts_async (TallyAggregatorHandle *handle,
+                                                 const guint32 *stores, guint n_stores,
+                                                 gint64 from_ms, gint64 to_ms,
+                                                 const TallyCountsOptions *options,
+                                                 GCancellable *cancellable,
+                                                 GAsyncReadyCallback callback, gpointer user_data)
+{
+  WindowOp w = { { handle, stores, n_stores, options, 0, NULL }, from_ms, to_ms };
+
+  g_return_if_fail (handle != NULL);
+
+  fan_out (handle, make_get_window_counts, &w, TRUE, options,
+           tally_aggregator_handle_get_window_counts_async, cancellable, callback, user_data);
+}
+
+static void
+start_get_window_counts (gpointer data, GAsyncReadyCallback callback, gpointer user_data)
+{
+  WindowOp *w = data;
+  tally_aggregator_handle_get_window_counts_async (w->op.handle, w->op.stores, w->op.n_stores,
+                                                   w->from_ms, w->to_ms, w->op.options, NULL,
+                                                   callback, user_data);
+}
+
+TallyCounts *
+tally_aggregator_handle_get_window_counts (TallyAggregatorHandle *handle, const guint32 *stores,
+                                           guint n_stores, gint64 from_ms, gint64 to_ms,
+                                           const TallyCountsOptions *options, GError **error)
+{
+  WindowOp w = { { handle, stores, n_stores, options, 0, NULL }, from_ms, to_ms };
+  g_autoptr (GAsyncResult) result = NULL;
+
+  g_return_val_if_fail (handle != NULL, NULL);
+
+  if (!check_not_on_shard (handle, error))
+    return NULL;
+  result = run_sync (start_get_window_counts, &w);
+  return tally_aggregator_handle_get_counts_finish (handle, result, error);
+}
+
+void
+tally_aggregator_handle_expire_buckets (TallyAggregatorHandle *handle, gint64 before_ms)
+{
+  WindowOp w = { { handle, NULL, 0, NULL, 0, NULL }, before_ms, 0 };
+
+  g_return_if_fail (handle != NULL);
+
+  for (guint i = 0; i < handle->n_shards; i++)
+    {
+      TallyMessage *m = make_expire_buckets (i, &w);
+      if (!tally_address_try_tell (handle->shards[i], m, NULL))
+        tally_message_free (m);
+    }
+}
+
+GPtrArray *
+tally_aggregator_handle_take_window_changes (TallyAggregatorHandle *handle, guint32 store,
+                                             gint64 expire_before_ms, GError **error)
+{
+  g_autoptr (GPtrArray) all
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_bucket_changes_free);
+
+  g_return_val_if_fail (handle != NULL, NULL);
+
+  if (!check_not_on_shard (handle, error))
+    return NULL;
+  /* One ask per shard in turn: a checkpoint's cost, not a snapshot's. */
+  for (guint i = 0; i < handle->n_shards; i++)
+    {
+      GPtrArray *reply = tally_address_ask_sync (
+          handle->shards[i], tally_aggregator_take_window_changes_new (store, expire_before_ms), 0,
+          error);
+
+      if (reply == NULL)
+        return NULL;
+      for (guint k = 0; k < reply->len; k++)
+        g_ptr_array_add (all, g_steal_pointer (&reply->pdata[k]));
+      g_ptr_array_set_free_func (reply, NULL);
+      g_ptr_array_unref (reply);
+    }
+  return g_steal_pointer (&all);
+}
+
+gboolean
+tally_aggregator_handle_restore_bucket (TallyAggregatorHandle *handle, guint32 store,
+                                        gint64 start_ms, TallyCounts *counts, GError **error)
+{
+  g_return_val_if_fail (handle != NULL && counts != NULL, FALSE);
+
+  if (!check_not_on_shard (handle, error))
+    return FALSE;
+  for (guint i = 0; i < handle->n_shards; i++)
+    if (!tally_address_tell (handle->shards[i],
+                             tally_aggregator_restore_bucket_new (store, start_ms, counts), error))
+      return FALSE;
+  return TRUE;
+}
+
+/* ---------------------------------------------------------------------------------------
  * Stores: drop, restore, take changes
  * ------------------------------------------------------------------------------------- */
 

@@ -327,4 +327,93 @@ void tally_aggregator_handle_take_changes_async (TallyAggregatorHandle *handle, 
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyAggregatorHandle, tally_aggregator_handle_unref)
 
+/**
+ * tally_aggregator_handle_get_window_counts_async:
+ * @handle: a handle
+ * @stores: (array length=n_stores) (nullable): the stores to sum over; %NULL for all
+ * @n_stores: the number of entries of @stores
+ * @from_ms: the first time covered (ms since the Unix epoch, inclusive)
+ * @to_ms: the end of the range (ms, exclusive)
+ * @options: (nullable): filters (top, prefix, min_count), copied
+ * @cancellable: (nullable): a cancellable
+ * @callback: called on the caller's thread-default context with the merged counts
+ * @user_data: data for @callback
+ *
+ * As tally_aggregator_handle_get_store_counts_async(), over the time buckets starting in
+ * [@from_ms, @to_ms) (tally-window-table.h) instead of the all-time counts: every shard sums
+ * its buckets of @stores and the sorted replies are merged. Ordered after the caller's
+ * earlier AddWords, like GetCounts. Finish with tally_aggregator_handle_get_counts_finish().
+ * Any thread but a shard's.
+ */
+void tally_aggregator_handle_get_window_counts_async (
+    TallyAggregatorHandle *handle, const guint32 *stores, guint n_stores, gint64 from_ms,
+    gint64 to_ms, const TallyCountsOptions *options, GCancellable *cancellable,
+    GAsyncReadyCallback callback, gpointer user_data);
+
+/**
+ * tally_aggregator_handle_get_window_counts:
+ * @handle: a handle
+ * @stores: (array length=n_stores) (nullable): the stores to sum over; %NULL for all
+ * @n_stores: the number of entries of @stores
+ * @from_ms: the first time covered (ms, inclusive)
+ * @to_ms: the end of the range (ms, exclusive)
+ * @options: (nullable): filters
+ * @error: %TALLY_ACTOR_ERROR if a shard cannot be asked
+ *
+ * The blocking form of tally_aggregator_handle_get_window_counts_async(). Not on a shard's
+ * thread.
+ *
+ * Returns: (transfer full) (nullable): the counts, %NULL on error
+ */
+TallyCounts *tally_aggregator_handle_get_window_counts (TallyAggregatorHandle *handle,
+                                                        const guint32 *stores, guint n_stores,
+                                                        gint64 from_ms, gint64 to_ms,
+                                                        const TallyCountsOptions *options,
+                                                        GError **error);
+
+/**
+ * tally_aggregator_handle_expire_buckets:
+ * @handle: a handle
+ * @before_ms: time buckets starting before this (ms since the Unix epoch) are dropped
+ *
+ * Tells every shard to drop its expired time buckets (all stores). Does not wait; a shard
+ * whose mailbox is full or closed skips this round (the next expiry catches up). Any thread.
+ */
+void tally_aggregator_handle_expire_buckets (TallyAggregatorHandle *handle, gint64 before_ms);
+
+/**
+ * tally_aggregator_handle_take_window_changes:
+ * @handle: a handle
+ * @store: the store
+ * @expire_before_ms: buckets starting before this (ms) are dropped; %G_MININT64 for none
+ * @error: %TALLY_ACTOR_ERROR if a shard cannot be asked
+ *
+ * For a checkpoint of windowed counts: every shard drops the expired buckets of @store and
+ * reports them, and takes the changes of the others (TakeWindowChanges), one shard after
+ * the other. Ordered after the caller's earlier AddWords. Not on a shard's thread.
+ *
+ * Returns: (transfer full) (element-type TallyBucketChanges) (nullable): the changes of
+ *   every shard (shards own disjoint words, so a bucket may appear once per shard)
+ */
+GPtrArray *tally_aggregator_handle_take_window_changes (TallyAggregatorHandle *handle,
+                                                        guint32 store, gint64 expire_before_ms,
+                                                        GError **error);
+
+/**
+ * tally_aggregator_handle_restore_bucket:
+ * @handle: a handle
+ * @store: the store
+ * @start_ms: the bucket's start (ms)
+ * @counts: the bucket's counts, as read back from the changelog
+ * @error: %TALLY_ACTOR_ERROR if a shard cannot be told
+ *
+ * Tells every shard to load its words of @counts as the bucket (RestoreBucket). Ordered
+ * before the caller's later AddWords. Not on a shard's thread.
+ *
+ * Returns: whether every shard was told
+ */
+gboolean tally_aggregator_handle_restore_bucket (TallyAggregatorHandle *handle, guint32 store,
+                                                 gint64 start_ms, TallyCounts *counts,
+                                                 GError **error);
+
 G_END_DECLS

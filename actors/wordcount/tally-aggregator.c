@@ -16,6 +16,7 @@
 #include "tally-aggregator.h"
 
 #include "tally-counts-private.h"
+#include "tally-window-table.h"
 #include "tally-word-hash.h"
 #include "tally-word-table.h"
 
@@ -33,6 +34,7 @@ struct _TallyAggregator
   /* A batch of words almost always goes to the same store as the one before. */
   guint32 last_store;
   TallyWordTable *last_table; /* the table of last_store, or NULL */
+  GHashTable *windows;        /* GUINT_TO_POINTER (store) -> TallyWindowTable, when used */
 };
 
 G_DEFINE_FINAL_TYPE (TallyAggregator, tally_aggregator, TALLY_TYPE_ACTOR)
@@ -81,6 +83,51 @@ typedef struct
 
 typedef struct
 {
+  GetCountsMessage base;
+  gint64 from_ms;
+  gint64 to_ms;
+} GetWindowCountsMessage;
+
+typedef struct
+{
+  TallyMessage parent;
+  gint64 before_ms;
+} ExpireBucketsMessage;
+
+typedef struct
+{
+  TallyMessage parent;
+  guint32 store;
+  gint64 expire_before_ms;
+} TakeWindowChangesMessage;
+
+typedef struct
+{
+  TallyMessage parent;
+  guint32 store;
+  gint64 start_ms;
+  TallyCounts *counts;
+} RestoreBucketMessage;
+
+static void
+restore_bucket_free (gpointer p)
+{
+  RestoreBucketMessage *m = p;
+  g_clear_pointer (&m->counts, tally_counts_unref);
+  g_free (m);
+}
+
+void
+tally_bucket_changes_free (TallyBucketChanges *changes)
+{
+  if (changes == NULL)
+    return;
+  g_clear_pointer (&changes->counts, tally_counts_unref);
+  g_free (changes);
+}
+
+typedef struct
+{
   TallyMessage parent;
   guint32 store;
   TallyCounts *counts;
@@ -115,6 +162,12 @@ static const TallyMessageType add_word_type = { "AddWord", g_free, g_free };
 static const TallyMessageType add_words_type = { "AddWords", add_words_free, NULL };
 static const TallyMessageType get_counts_type
     = { "GetCounts", get_counts_free, (GDestroyNotify)tally_counts_unref };
+static const TallyMessageType get_window_counts_type
+    = { "GetWindowCounts", get_counts_free, (GDestroyNotify)tally_counts_unref };
+static const TallyMessageType expire_buckets_type = { "ExpireBuckets", g_free, NULL };
+static const TallyMessageType take_window_changes_type
+    = { "TakeWindowChanges", g_free, (GDestroyNotify)g_ptr_array_unref };
+static const TallyMessageType restore_bucket_type = { "RestoreBucket", restore_bucket_free, NULL };
 static const TallyMessageType drop_store_type = { "DropStore", g_free, NULL };
 static const TallyMessageType restore_store_type = { "RestoreStore", restore_store_free, NULL };
 static const TallyMessageType get_stats_type
@@ -151,6 +204,9 @@ tally_aggregator_add_words_new (guint32 store)
 
 /* Bit 31 of a record's length field: an 8-byte count follows the length. */
 #define RECORD_COUNTED (((guint32)1) << 31)
+/* Bit 30: a bucket marker, { gint64 bucket start; guint32 RECORD_BUCKET }, no word: the
+ * words after it count in that time bucket too (a negative start: in none). */
+#define RECORD_BUCKET (((guint32)1) << 30)
 
 /* Room for @need more bytes. */
 static inline guint8 *
@@ -206,6 +262,21 @@ tally_aggregator_add_words_append_count (TallyMessage *message, const char *word
   m->n_words = count > G_MAXSIZE - m->n_words ? G_MAXSIZE : m->n_words + (gsize)count;
 }
 
+void
+tally_aggregator_add_words_append_bucket (TallyMessage *message, gint64 bucket_start_ms)
+{
+  AddWordsMessage *m = (AddWordsMessage *)message;
+  guint32 marker = RECORD_BUCKET;
+  guint8 *dst;
+
+  g_return_if_fail (message != NULL && message->type == &add_words_type);
+
+  dst = add_words_reserve (m, 12);
+  memcpy (dst, &bucket_start_ms, 8);
+  memcpy (dst + 8, &marker, 4);
+  m->len += 12;
+}
+
 gsize
 tally_aggregator_add_words_get_n_words (TallyMessage *message)
 {
@@ -233,6 +304,56 @@ tally_aggregator_get_counts_new (const guint32 *stores, guint n_stores,
       m->prefix = g_strdup (options->prefix);
       m->options.prefix = m->prefix;
     }
+  return &m->parent;
+}
+
+TallyMessage *
+tally_aggregator_get_window_counts_new (const guint32 *stores, guint n_stores, gint64 from_ms,
+                                        gint64 to_ms, const TallyCountsOptions *options)
+{
+  GetWindowCountsMessage *m = g_new0 (GetWindowCountsMessage, 1);
+  TallyMessage *plain = tally_aggregator_get_counts_new (stores, n_stores, options);
+
+  /* The same fields as GetCounts, plus the range. */
+  memcpy (&m->base, plain, sizeof (GetCountsMessage));
+  g_free (plain);
+  tally_message_init (&m->base.parent, &get_window_counts_type);
+  m->from_ms = from_ms;
+  m->to_ms = to_ms;
+  return &m->base.parent;
+}
+
+TallyMessage *
+tally_aggregator_take_window_changes_new (guint32 store, gint64 expire_before_ms)
+{
+  TakeWindowChangesMessage *m = g_new0 (TakeWindowChangesMessage, 1);
+  tally_message_init (&m->parent, &take_window_changes_type);
+  m->store = store;
+  m->expire_before_ms = expire_before_ms;
+  return &m->parent;
+}
+
+TallyMessage *
+tally_aggregator_restore_bucket_new (guint32 store, gint64 start_ms, TallyCounts *counts)
+{
+  RestoreBucketMessage *m;
+
+  g_return_val_if_fail (counts != NULL, NULL);
+
+  m = g_new0 (RestoreBucketMessage, 1);
+  tally_message_init (&m->parent, &restore_bucket_type);
+  m->store = store;
+  m->start_ms = start_ms;
+  m->counts = tally_counts_ref (counts);
+  return &m->parent;
+}
+
+TallyMessage *
+tally_aggregator_expire_buckets_new (gint64 before_ms)
+{
+  ExpireBucketsMessage *m = g_new0 (ExpireBucketsMessage, 1);
+  tally_message_init (&m->parent, &expire_buckets_type);
+  m->before_ms = before_ms;
   return &m->parent;
 }
 
@@ -304,6 +425,19 @@ forget_table (TallyAggregator *self, guint32 store)
   g_hash_table_remove (self->stores, GUINT_TO_POINTER (store));
 }
 
+static TallyWindowTable *
+get_windows (TallyAggregator *self, guint32 store)
+{
+  TallyWindowTable *windows = g_hash_table_lookup (self->windows, GUINT_TO_POINTER (store));
+
+  if (windows == NULL)
+    {
+      windows = tally_window_table_new ();
+      g_hash_table_insert (self->windows, GUINT_TO_POINTER (store), windows);
+    }
+  return windows;
+}
+
 /* ---------------------------------------------------------------------------------------
  * Handlers
  * ------------------------------------------------------------------------------------- */
@@ -332,9 +466,96 @@ prefetch_record (TallyWordTable *table, const guint8 *p)
   memcpy (&hash, p, 8);
   memcpy (&len, p + 8, 4);
   tally_word_table_prefetch (table, hash);
+  if (G_UNLIKELY (len & RECORD_BUCKET))
+    return p + 12;
   if (G_UNLIKELY (len & RECORD_COUNTED))
     return p + 20 + (len & ~RECORD_COUNTED);
   return p + 12 + len;
+}
+
+/* The rest of a batch once it held a bucket marker (windows on): every word counts in the
+ * all-time table and in the bucket of the last marker. Batches without markers never get
+ * here, so windows off costs the loop below nothing but a bit test it already made. */
+/* The bucket a marker names: its table (created), or NULL for a negative start. */
+static inline TallyWordTable *
+marker_bucket (TallyWindowTable *windows, const guint8 *p)
+{
+  gint64 start;
+
+  memcpy (&start, p, 8);
+  return start >= 0 ? tally_window_table_get_bucket (windows, start, TRUE) : NULL;
+}
+
+/* Prefetches the slots of the record at @p in the all-time table and in the bucket the
+ * cursor is in (@bucket follows the markers the cursor passes); returns the next record. */
+static inline const guint8 *
+prefetch_windowed (TallyWordTable *table, TallyWindowTable *windows, TallyWordTable **bucket,
+                   const guint8 *p)
+{
+  guint64 hash;
+  guint32 len;
+
+  memcpy (&hash, p, 8);
+  memcpy (&len, p + 8, 4);
+  if (G_UNLIKELY (len & RECORD_BUCKET))
+    {
+      *bucket = marker_bucket (windows, p);
+      return p + 12;
+    }
+  tally_word_table_prefetch (table, hash);
+  if (*bucket != NULL)
+    tally_word_table_prefetch (*bucket, hash);
+  if (G_UNLIKELY (len & RECORD_COUNTED))
+    return p + 20 + (len & ~RECORD_COUNTED);
+  return p + 12 + len;
+}
+
+/* The rest of a batch once it held a bucket marker (windows on): every word counts in the
+ * all-time table and in the bucket of the last marker, with both slots prefetched
+ * PREFETCH_AHEAD records ahead as handle_add_words() does. Batches without markers never
+ * get here, so windows off costs the loop below nothing but a bit test it already made. */
+static void
+add_words_windowed (TallyAggregator *self, guint32 store, TallyWordTable *table, const guint8 *p,
+                    const guint8 *end)
+{
+  TallyWindowTable *windows = get_windows (self, store);
+  TallyWordTable *bucket = NULL, *ahead_bucket = NULL;
+  const guint8 *ahead = p;
+
+  for (guint i = 0; i < PREFETCH_AHEAD && ahead < end; i++)
+    ahead = prefetch_windowed (table, windows, &ahead_bucket, ahead);
+  while (p < end)
+    {
+      guint64 hash, count = 1;
+      guint32 len;
+      const char *word;
+
+      if (ahead < end)
+        ahead = prefetch_windowed (table, windows, &ahead_bucket, ahead);
+      memcpy (&hash, p, 8);
+      memcpy (&len, p + 8, 4);
+      if (len & RECORD_BUCKET)
+        {
+          bucket = marker_bucket (windows, p);
+          p += 12;
+          continue;
+        }
+      if (len & RECORD_COUNTED)
+        {
+          len &= ~RECORD_COUNTED;
+          memcpy (&count, p + 12, 8);
+          word = (const char *)p + 20;
+          p += 20 + len;
+        }
+      else
+        {
+          word = (const char *)p + 12;
+          p += 12 + len;
+        }
+      tally_word_table_add (table, word, len, hash, count);
+      if (bucket != NULL)
+        tally_word_table_add (bucket, word, len, hash, count);
+    }
 }
 
 /* Counts every record of the batch, prefetching the table slot of the word
@@ -363,10 +584,15 @@ handle_add_words (TallyActor *actor, TallyMessage *message, GError **error)
         ahead = prefetch_record (table, ahead);
       memcpy (&hash, p, 8);
       memcpy (&len, p + 8, 4);
-      if (G_UNLIKELY (len & RECORD_COUNTED))
+      if (G_UNLIKELY (len & (RECORD_COUNTED | RECORD_BUCKET)))
         {
           guint64 count;
 
+          if (len & RECORD_BUCKET)
+            {
+              add_words_windowed (self, m->store, table, p, end);
+              return TRUE;
+            }
           len &= ~RECORD_COUNTED;
           memcpy (&count, p + 12, 8);
           tally_word_table_add (table, (const char *)p + 20, len, hash, count);
@@ -469,11 +695,143 @@ handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
   return TRUE;
 }
 
+/* Sums the buckets of the range over the stores asked for without copying a word
+ * (tally_window_table_collect()), then answers as GetCounts does: O(words in those
+ * buckets) to sum, plus the top-N selection and copy of tally_counts_new_from_entries(). */
+static gboolean
+handle_get_window_counts (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  GetWindowCountsMessage *m = (GetWindowCountsMessage *)message;
+  g_autoptr (GPtrArray) tables = g_ptr_array_new ();
+  g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+
+  if (m->base.stores == NULL)
+    {
+      GHashTableIter iter;
+      gpointer value;
+      g_hash_table_iter_init (&iter, self->windows);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        g_ptr_array_add (tables, value);
+    }
+  else
+    for (guint i = 0; i < m->base.n_stores; i++)
+      {
+        TallyWindowTable *w
+            = g_hash_table_lookup (self->windows, GUINT_TO_POINTER (m->base.stores[i]));
+        /* A store named twice is summed once. */
+        if (w != NULL && !g_ptr_array_find (tables, w, NULL))
+          g_ptr_array_add (tables, w);
+      }
+  tally_window_table_collect ((TallyWindowTable *const *)tables->pdata, tables->len, m->from_ms,
+                              m->to_ms, m->base.options.prefix, entries);
+  tally_message_reply (message,
+                       tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data,
+                                                      entries->len, &m->base.options));
+  return TRUE;
+}
+
+static gboolean
+handle_expire_buckets (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  gint64 before = ((ExpireBucketsMessage *)message)->before_ms;
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, self->windows);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    tally_window_table_expire (value, before);
+  return TRUE;
+}
+
+static void
+collect_change_entry (const char *word, gsize len, guint64 count, gpointer user_data)
+{
+  GArray *entries = user_data;
+  TallyWordCount e = { word, (guint32)len, count };
+  g_array_append_val (entries, e);
+}
+
+/* A bucket's words (all, or the changed ones) as an owned TallyCounts. */
+static TallyBucketChanges *
+bucket_changes_new (gint64 start_ms, TallyWordTable *bucket, gboolean expired)
+{
+  g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+  TallyBucketChanges *c;
+
+  if (expired)
+    tally_word_table_foreach (bucket, collect_change_entry, entries);
+  else if (tally_word_table_get_n_changed (bucket) > 0)
+    tally_word_table_take_changes (bucket, collect_change_entry, entries);
+  if (entries->len == 0)
+    return NULL;
+  c = g_new0 (TallyBucketChanges, 1);
+  c->start_ms = start_ms;
+  c->expired = expired;
+  c->counts
+      = tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data, entries->len, NULL);
+  return c;
+}
+
+static void
+take_expired_bucket (gint64 start_ms, TallyWordTable *bucket, gpointer user_data)
+{
+  TallyBucketChanges *c = bucket_changes_new (start_ms, bucket, TRUE);
+  if (c != NULL)
+    g_ptr_array_add (user_data, c);
+}
+
+static void
+take_bucket_changes (gint64 start_ms, TallyWordTable *bucket, gpointer user_data)
+{
+  TallyBucketChanges *c = bucket_changes_new (start_ms, bucket, FALSE);
+  if (c != NULL)
+    g_ptr_array_add (user_data, c);
+}
+
+static gboolean
+handle_take_window_changes (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  TakeWindowChangesMessage *m = (TakeWindowChangesMessage *)message;
+  GPtrArray *reply = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_bucket_changes_free);
+  TallyWindowTable *windows = g_hash_table_lookup (self->windows, GUINT_TO_POINTER (m->store));
+
+  if (windows != NULL)
+    {
+      tally_window_table_expire_full (windows, m->expire_before_ms, take_expired_bucket, reply);
+      tally_window_table_foreach_bucket (windows, take_bucket_changes, reply);
+    }
+  tally_message_reply (message, reply);
+  return TRUE;
+}
+
+static gboolean
+handle_restore_bucket (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallyAggregator *self = TALLY_AGGREGATOR (actor);
+  RestoreBucketMessage *m = (RestoreBucketMessage *)message;
+  TallyWordTable *bucket = tally_word_table_new ();
+  gsize n;
+  const TallyWordCount *e = tally_counts_get_entries (m->counts, &n);
+
+  for (gsize i = 0; i < n; i++)
+    {
+      guint64 hash = tally_word_hash (e[i].word, e[i].len);
+      if (tally_word_shard (hash, self->n_shards) == self->shard)
+        tally_word_table_set (bucket, e[i].word, e[i].len, hash, e[i].count);
+    }
+  tally_window_table_replace_bucket (get_windows (self, m->store), m->start_ms, bucket);
+  return TRUE;
+}
+
 static gboolean
 handle_drop_store (TallyActor *actor, TallyMessage *message, GError **error)
 {
   TallyAggregator *self = TALLY_AGGREGATOR (actor);
   forget_table (self, ((StoreMessage *)message)->store);
+  g_hash_table_remove (self->windows, GUINT_TO_POINTER (((StoreMessage *)message)->store));
   return TRUE;
 }
 
@@ -588,6 +946,7 @@ tally_aggregator_finalize (GObject *object)
 {
   TallyAggregator *self = TALLY_AGGREGATOR (object);
   g_clear_pointer (&self->stores, g_hash_table_unref);
+  g_clear_pointer (&self->windows, g_hash_table_unref);
   G_OBJECT_CLASS (tally_aggregator_parent_class)->finalize (object);
 }
 
@@ -603,6 +962,11 @@ tally_aggregator_class_init (TallyAggregatorClass *klass)
   tally_actor_class_add_handler (actor_class, &add_words_type, handle_add_words);
   tally_actor_class_add_handler (actor_class, &get_counts_type, handle_get_counts);
   tally_actor_class_add_handler (actor_class, &drop_store_type, handle_drop_store);
+  tally_actor_class_add_handler (actor_class, &get_window_counts_type, handle_get_window_counts);
+  tally_actor_class_add_handler (actor_class, &expire_buckets_type, handle_expire_buckets);
+  tally_actor_class_add_handler (actor_class, &take_window_changes_type,
+                                 handle_take_window_changes);
+  tally_actor_class_add_handler (actor_class, &restore_bucket_type, handle_restore_bucket);
   tally_actor_class_add_handler (actor_class, &restore_store_type, handle_restore_store);
   tally_actor_class_add_handler (actor_class, &take_changes_type, handle_take_changes);
   tally_actor_class_add_handler (actor_class, &get_stats_type, handle_get_stats);
@@ -614,6 +978,8 @@ tally_aggregator_init (TallyAggregator *self)
 {
   self->stores = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
                                         (GDestroyNotify)tally_word_table_free);
+  self->windows = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
+                                         (GDestroyNotify)tally_window_table_free);
   self->n_shards = 1;
 }
 

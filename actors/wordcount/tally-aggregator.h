@@ -114,6 +114,19 @@ void tally_aggregator_add_words_append_count (TallyMessage *message, const char 
                                               guint64 hash, guint64 count);
 
 /**
+ * tally_aggregator_add_words_append_bucket:
+ * @message: an AddWords message not yet sent
+ * @bucket_start_ms: a time bucket's start (ms since the Unix epoch), or a negative value
+ *   for none
+ *
+ * Appends a bucket marker (12 bytes): the words appended after it count in that time
+ * bucket of the store (tally-window-table.h) as well as in its all-time table; after a
+ * negative start, in the all-time table only. A batch with no marker counts in the all-time
+ * table only, at no cost for windows. The thread that owns @message.
+ */
+void tally_aggregator_add_words_append_bucket (TallyMessage *message, gint64 bucket_start_ms);
+
+/**
  * tally_aggregator_add_words_get_n_words:
  * @message: an AddWords message
  *
@@ -139,10 +152,92 @@ TallyMessage *tally_aggregator_get_counts_new (const guint32 *stores, guint n_st
                                                const TallyCountsOptions *options);
 
 /**
+ * tally_aggregator_get_window_counts_new:
+ * @stores: (array length=n_stores) (nullable): the stores to sum over, copied; %NULL for all
+ * @n_stores: the number of entries of @stores
+ * @from_ms: the first time covered (ms since the Unix epoch, inclusive)
+ * @to_ms: the end of the range (ms, exclusive)
+ * @options: (nullable): filters, copied
+ *
+ * A GetWindowCounts message (ask): as GetCounts, over the time buckets of @stores that
+ * start in [@from_ms, @to_ms) instead of the all-time tables. The buckets are summed into a
+ * scratch table (O(words in them)) while the shard's other messages wait. Its reply is a
+ * #TallyCounts (free with tally_counts_unref()).
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_get_window_counts_new (const guint32 *stores, guint n_stores,
+                                                      gint64 from_ms, gint64 to_ms,
+                                                      const TallyCountsOptions *options);
+
+/**
+ * tally_aggregator_expire_buckets_new:
+ * @before_ms: buckets starting before this (ms since the Unix epoch) are dropped
+ *
+ * An ExpireBuckets message (tell or ask): drops the expired time buckets of every store. No
+ * reply value.
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_expire_buckets_new (gint64 before_ms);
+
+/**
+ * TallyBucketChanges:
+ * @start_ms: the bucket's start (ms since the Unix epoch)
+ * @expired: whether the bucket was dropped (its words are to be deleted: tombstones)
+ * @counts: the words of the bucket changed since the last TakeWindowChanges with their
+ *   counts in it, or, for an expired bucket, every word it held
+ *
+ * One bucket's part of a TakeWindowChanges reply (a checkpoint of windowed counts). Free
+ * with tally_bucket_changes_free().
+ */
+typedef struct
+{
+  gint64 start_ms;
+  gboolean expired;
+  TallyCounts *counts;
+} TallyBucketChanges;
+
+/**
+ * tally_bucket_changes_free:
+ * @changes: (transfer full) (nullable): changes
+ */
+void tally_bucket_changes_free (TallyBucketChanges *changes);
+
+/**
+ * tally_aggregator_take_window_changes_new:
+ * @store: the store
+ * @expire_before_ms: buckets starting before this (ms) are dropped and reported expired;
+ *   %G_MININT64 drops none
+ *
+ * A TakeWindowChanges message (ask): drops the expired buckets of @store and takes the
+ * changes of the others (the changed marks are cleared). Its reply is a #GPtrArray of
+ * #TallyBucketChanges (free with g_ptr_array_unref()), expired buckets first, then by
+ * start; buckets without changes are left out.
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_take_window_changes_new (guint32 store, gint64 expire_before_ms);
+
+/**
+ * tally_aggregator_restore_bucket_new:
+ * @store: the store
+ * @start_ms: the bucket's start (ms)
+ * @counts: the bucket's counts; a reference is taken
+ *
+ * A RestoreBucket message (ask or tell): replaces the bucket of @store starting at
+ * @start_ms with the words of @counts this shard owns, not marked changed. No reply value.
+ *
+ * Returns: (transfer full): the message
+ */
+TallyMessage *tally_aggregator_restore_bucket_new (guint32 store, gint64 start_ms,
+                                                   TallyCounts *counts);
+
+/**
  * tally_aggregator_drop_store_new:
  * @store: the store to forget
  *
- * A DropStore message (ask or tell): forgets @store. No reply value.
+ * A DropStore message (ask or tell): forgets @store, its time buckets too. No reply value.
  *
  * Returns: (transfer full): the message
  */

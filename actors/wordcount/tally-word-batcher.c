@@ -22,7 +22,14 @@ struct _TallyWordBatcher
   TallyMessage **pending; /* one AddWords per shard under construction, or NULL */
   gsize n_pending;        /* words (not distinct words) in pending */
   gboolean flushing;      /* a flush_async is in flight */
+  /* Windows (tally_word_batcher_set_bucket()); unused, and free, while windowed is FALSE. */
+  gboolean windowed;
+  gint64 bucket;        /* the bucket the next words go to */
+  gint64 *shard_bucket; /* per shard: the bucket its pending batch's words go to now */
 };
+
+/* No bucket marker in a shard's batch yet. */
+#define NO_MARKER G_MAXINT64
 
 TallyWordBatcher *
 tally_word_batcher_new (TallyAggregatorHandle *handle, guint32 store)
@@ -36,6 +43,9 @@ tally_word_batcher_new (TallyAggregatorHandle *handle, guint32 store)
   batcher->store = store;
   batcher->n_shards = tally_aggregator_handle_get_n_shards (handle);
   batcher->pending = g_new0 (TallyMessage *, batcher->n_shards);
+  batcher->shard_bucket = g_new (gint64, batcher->n_shards);
+  for (guint i = 0; i < batcher->n_shards; i++)
+    batcher->shard_bucket[i] = NO_MARKER;
   return batcher;
 }
 
@@ -47,6 +57,7 @@ tally_word_batcher_free (TallyWordBatcher *batcher)
   for (guint i = 0; i < batcher->n_shards; i++)
     g_clear_pointer (&batcher->pending[i], tally_message_free);
   g_free (batcher->pending);
+  g_free (batcher->shard_bucket);
   tally_aggregator_handle_unref (batcher->handle);
   g_free (batcher);
 }
@@ -71,7 +82,16 @@ append_word (TallyWordBatcher *batcher, const char *word, gsize len, guint64 has
   guint shard = tally_word_shard (hash, batcher->n_shards);
 
   if (batcher->pending[shard] == NULL)
-    batcher->pending[shard] = tally_aggregator_add_words_new (batcher->store);
+    {
+      batcher->pending[shard] = tally_aggregator_add_words_new (batcher->store);
+      batcher->shard_bucket[shard] = NO_MARKER;
+    }
+  /* Windows: a marker before the first word of each bucket run in this batch. */
+  if (G_UNLIKELY (batcher->windowed) && batcher->shard_bucket[shard] != batcher->bucket)
+    {
+      tally_aggregator_add_words_append_bucket (batcher->pending[shard], batcher->bucket);
+      batcher->shard_bucket[shard] = batcher->bucket;
+    }
   if (count == 1)
     tally_aggregator_add_words_append (batcher->pending[shard], word, len, hash);
   else
@@ -108,6 +128,16 @@ tally_word_batcher_add_count (TallyWordBatcher *batcher, const char *word, gsize
   batcher->n_pending
       = count > G_MAXSIZE - batcher->n_pending ? G_MAXSIZE : batcher->n_pending + (gsize)count;
   append_word (batcher, word, len, tally_word_hash (word, len), count);
+}
+
+void
+tally_word_batcher_set_bucket (TallyWordBatcher *batcher, gint64 bucket_start_ms)
+{
+  g_return_if_fail (batcher != NULL);
+  g_return_if_fail (bucket_start_ms != NO_MARKER);
+
+  batcher->windowed = TRUE;
+  batcher->bucket = bucket_start_ms;
 }
 
 gsize

@@ -66,6 +66,27 @@ void tally_word_batcher_free (TallyWordBatcher *batcher);
 void tally_word_batcher_add (TallyWordBatcher *batcher, const char *word, gsize len);
 
 /**
+ * TALLY_WORD_BATCHER_NO_BUCKET:
+ *
+ * The bucket of words that count in the all-time totals only (late records, when [windows]
+ * late = all-time).
+ */
+#define TALLY_WORD_BATCHER_NO_BUCKET G_MININT64
+
+/**
+ * tally_word_batcher_set_bucket:
+ * @batcher: a batcher
+ * @bucket_start_ms: the start (ms since the Unix epoch) of the time bucket the words added
+ *   next count in, besides the all-time totals (see tally-window-table.h); or
+ *   %TALLY_WORD_BATCHER_NO_BUCKET for the all-time totals only
+ *
+ * Turns windows on for this batcher: from now on, each batch says which bucket its words
+ * go to (a 12-byte marker per change of bucket per shard batch). A batcher never told a
+ * bucket costs nothing for windows. The thread that owns the batcher.
+ */
+void tally_word_batcher_set_bucket (TallyWordBatcher *batcher, gint64 bucket_start_ms);
+
+/**
  * tally_word_batcher_add_count:
  * @batcher: a batcher
  * @word: (array length=len): a word, as tally_word_batcher_add() requires

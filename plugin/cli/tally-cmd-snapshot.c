@@ -19,6 +19,10 @@
  * 5. print `word count` lines in TallyCounts order (count descending, then word bytes), or
  *    the merged snapshot as JSON.
  *
+ * Windows: `--window current|last|START_MS|last:DURATION` sends the request's `window`
+ * member; each instance resolves it on its own stream time (docs/running.md), so for an
+ * exact range over several instances name a window by its start.
+ *
  * Filters: only `prefix` is sent to the instances; `top` and `min_count` are applied here
  * after merging. With several instances, a word's count is split between them, so a
  * per-instance top N or minimum would drop words whose total qualifies; a prefix filter is
@@ -223,6 +227,8 @@ tally_cmd_snapshot (int argc, char **argv)
   g_autofree char *bootstrap = NULL;
   g_auto (GStrv) kafka_options = NULL;
   g_autofree char *prefix = NULL;
+  g_autofree char *window = NULL;
+  TallyWindowSelector selector = { 0 };
   gint64 top = 0, min_count = 0;
   gint timeout_ms = G_MININT; /* not given: [snapshot] timeout_ms */
   gboolean json = FALSE;
@@ -241,6 +247,10 @@ tally_cmd_snapshot (int argc, char **argv)
     { "prefix", 'p', 0, G_OPTION_ARG_FILENAME, &prefix, "Only words starting with P (bytes)", "P" },
     { "min-count", 'm', 0, G_OPTION_ARG_INT64, &min_count, "Only words counted at least N times",
       "N" },
+    { "window", 'w', 0, G_OPTION_ARG_STRING, &window,
+      "Counts over time ([windows]): current, last, a window start in ms, or last:DURATION "
+      "(e.g. last:15m)",
+      "W" },
     { "json", 'J', 0, G_OPTION_ARG_NONE, &json, "Print the merged snapshot as JSON", NULL },
     { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout_ms,
       "Wait at most MS milliseconds for every reply (default [snapshot] timeout_ms)", "MS" },
@@ -290,6 +300,11 @@ tally_cmd_snapshot (int argc, char **argv)
   if (prefix != NULL && !g_utf8_validate (prefix, -1, NULL))
     {
       g_printerr ("%s: --prefix must be valid UTF-8 text\n", g_get_prgname ());
+      return TALLY_EXIT_USAGE;
+    }
+  if (window != NULL && !tally_window_selector_parse (window, &selector, &error))
+    {
+      g_printerr ("%s: --window: %s\n", g_get_prgname (), error->message);
       return TALLY_EXIT_USAGE;
     }
 
@@ -420,6 +435,8 @@ tally_cmd_snapshot (int argc, char **argv)
           ask = g_new0 (Ask, 1);
           ask->request = tally_snapshot_request_new (NULL);
           ask->request->prefix = prefix != NULL && *prefix != '\0' ? g_strdup (prefix) : NULL;
+          ask->request->has_window = window != NULL;
+          ask->request->window = selector;
           ask->assembler = tally_snapshot_assembler_new (ask->request->request_id,
                                                          expected->cnt > 0 ? expected : NULL);
           g_ptr_array_add (asks, ask);

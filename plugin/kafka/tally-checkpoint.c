@@ -33,6 +33,7 @@
 
 #include "tally-kafka-errors.h"
 #include "tally-topics.h"
+#include "tally-snapshot.h"
 
 #include <errno.h>
 #include <string.h>
@@ -58,6 +59,8 @@ struct _TallyCheckpoint
   char *transactional_id; /* NULL: at least once */
   int init_timeout_ms;
   gboolean in_transaction;
+  TallyCheckpointExtensionFunc extension; /* restore: records keyed \0 + a control byte */
+  gpointer extension_data;
 
   /* Delivery reports since the last flush; only touched on the checkpoint's thread
    * (delivery callbacks run inside rd_kafka_poll/rd_kafka_flush there). */
@@ -292,6 +295,8 @@ static gboolean
 produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len, const char *value,
          gboolean marker, GError **error)
 {
+  size_t value_len = value != NULL ? strlen (value) : 0; /* NULL: a tombstone */
+
   for (;;)
     {
       rd_kafka_resp_err_t err;
@@ -307,7 +312,7 @@ produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len
       else
         err = rd_kafka_producev (self->producer, RD_KAFKA_V_TOPIC (self->topic),
                                  RD_KAFKA_V_PARTITION (partition), RD_KAFKA_V_KEY (key, key_len),
-                                 RD_KAFKA_V_VALUE ((void *)value, strlen (value)),
+                                 RD_KAFKA_V_VALUE ((void *)value, value_len),
                                  RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         {
@@ -366,6 +371,80 @@ tally_checkpoint_write (TallyCheckpoint *self, gint32 partition, TallyCounts *ch
     }
   rd_kafka_poll (self->producer, 0);
   return TRUE;
+}
+
+gboolean
+tally_checkpoint_write_record (TallyCheckpoint *self, gint32 partition, const void *key,
+                               gsize key_len, const char *value, GError **error)
+{
+  g_return_val_if_fail (self != NULL && key != NULL && key_len >= 2, FALSE);
+  g_return_val_if_fail (((const char *)key)[0] == '\0' && ((const guchar *)key)[1] < 0x20, FALSE);
+
+  return produce (self, partition, key, key_len, value, FALSE, error);
+}
+
+gboolean
+tally_checkpoint_write_snapshot (TallyCheckpoint *self, const char *topic,
+                                 const TallySnapshot *snapshot, gsize max_record_bytes,
+                                 GError **error)
+{
+  g_autoptr (GPtrArray) values = NULL;
+
+  g_return_val_if_fail (self != NULL && topic != NULL && snapshot != NULL, FALSE);
+
+  values = tally_snapshot_encode (snapshot, max_record_bytes, error);
+  if (values == NULL)
+    return FALSE;
+  for (guint i = 0; i < values->len; i++)
+    {
+      gsize len;
+      const void *data = g_bytes_get_data (g_ptr_array_index (values, i), &len);
+      g_autofree char *part_text = g_strdup_printf ("%u", i);
+      g_autofree char *parts_text = g_strdup_printf ("%u", values->len);
+
+      for (;;)
+        {
+          rd_kafka_headers_t *headers = rd_kafka_headers_new (4);
+          rd_kafka_resp_err_t err;
+
+          rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_SNAPSHOT_ID, -1,
+                               snapshot->snapshot_id, -1);
+          rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_REQUEST_ID, -1, snapshot->request_id,
+                               -1);
+          rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_PART, -1, part_text, -1);
+          rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_PARTS, -1, parts_text, -1);
+          err = rd_kafka_producev (
+              self->producer, RD_KAFKA_V_TOPIC (topic),
+              RD_KAFKA_V_KEY (snapshot->snapshot_id, strlen (snapshot->snapshot_id)),
+              RD_KAFKA_V_VALUE ((void *)data, len), RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY),
+              RD_KAFKA_V_HEADERS (headers), RD_KAFKA_V_END);
+          if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            {
+              self->pending++;
+              break;
+            }
+          rd_kafka_headers_destroy (headers);
+          if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            {
+              g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_PRODUCE,
+                           "cannot produce snapshot %s to %s: %s", snapshot->snapshot_id, topic,
+                           rd_kafka_err2str (err));
+              replace_producer (self, rd_kafka_err2str (err));
+              return FALSE;
+            }
+          rd_kafka_poll (self->producer, 100);
+        }
+    }
+  return TRUE;
+}
+
+void
+tally_checkpoint_set_extension_func (TallyCheckpoint *self, TallyCheckpointExtensionFunc func,
+                                     gpointer user_data)
+{
+  g_return_if_fail (self != NULL);
+  self->extension = func;
+  self->extension_data = user_data;
 }
 
 /* After a failure the producer may refuse the changelog until its next metadata refresh
@@ -689,7 +768,15 @@ tally_checkpoint_restore (TallyCheckpoint *self, gint32 partition, int timeout_m
             }
           n_records++;
           if (m->key_len > 1 && ((const char *)m->key)[0] == '\0'
-              && parse_decimal (m->payload, m->len, &number))
+              && ((const guchar *)m->key)[1] < 0x20)
+            {
+              /* An extension record (windows): not a topic's marker, not a word. */
+              if (self->extension != NULL)
+                self->extension (partition, m->key, m->key_len, m->payload, m->len,
+                                 self->extension_data);
+            }
+          else if (m->key_len > 1 && ((const char *)m->key)[0] == '\0'
+                   && parse_decimal (m->payload, m->len, &number))
             {
               gint64 *offset = g_new (gint64, 1);
 

@@ -30,6 +30,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "tally-counts.h"
+#include "tally-snapshot.h"
 
 G_BEGIN_DECLS
 
@@ -212,6 +213,73 @@ gboolean tally_checkpoint_ensure_topic (TallyCheckpoint *checkpoint, int n_parti
  */
 gboolean tally_checkpoint_write (TallyCheckpoint *checkpoint, gint32 partition,
                                  TallyCounts *changes, GHashTable *offsets, GError **error);
+
+/**
+ * tally_checkpoint_write_record:
+ * @checkpoint: a checkpoint
+ * @partition: the store / changelog partition
+ * @key: (array length=key_len): an *extension* key: a NUL byte, then a byte below 0x20
+ *   (never a word, never an offset marker, whose second byte starts a topic name); the
+ *   windows' records are described in docs/running.md
+ * @key_len: its length, at least 2
+ * @value: (nullable): the value, NUL-terminated text; %NULL writes a tombstone
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_PRODUCE
+ *
+ * Queues one more record of the current checkpoint (in its transaction when exactly
+ * once), as tally_checkpoint_write() does. Checkpoint's thread.
+ *
+ * Returns: %TRUE if queued
+ */
+gboolean tally_checkpoint_write_record (TallyCheckpoint *checkpoint, gint32 partition,
+                                        const void *key, gsize key_len, const char *value,
+                                        GError **error);
+
+/**
+ * tally_checkpoint_write_snapshot:
+ * @checkpoint: a transactional checkpoint, between tally_checkpoint_begin() and commit
+ * @topic: the output topic
+ * @snapshot: the snapshot (tally-snapshot.h)
+ * @max_record_bytes: the largest part ([output] max_record_bytes)
+ * @error: %TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE or %TALLY_CHECKPOINT_ERROR_PRODUCE
+ *
+ * Queues the parts of @snapshot to @topic in the checkpoint's transaction, with the record
+ * key and headers the publisher gives them: the snapshot becomes visible to read_committed
+ * readers if and only if the checkpoint commits (KIP-98 transactions span topics). This
+ * is how a closed window's final counts are published exactly once ([windows] publish).
+ * Checkpoint's thread.
+ *
+ * Returns: %TRUE if every part was queued
+ */
+gboolean tally_checkpoint_write_snapshot (TallyCheckpoint *checkpoint, const char *topic,
+                                          const TallySnapshot *snapshot, gsize max_record_bytes,
+                                          GError **error);
+
+/**
+ * TallyCheckpointExtensionFunc:
+ * @partition: the changelog partition being restored
+ * @key: (array length=key_len): the record's key (a NUL byte, then a byte below 0x20)
+ * @key_len: its length
+ * @value: (nullable) (array length=value_len): its value; %NULL for a tombstone
+ * @value_len: its length
+ * @user_data: the data given to tally_checkpoint_set_extension_func()
+ *
+ * Sees each extension record during tally_checkpoint_restore(), in changelog order.
+ */
+typedef void (*TallyCheckpointExtensionFunc) (gint32 partition, const void *key, gsize key_len,
+                                              const void *value, gsize value_len,
+                                              gpointer user_data);
+
+/**
+ * tally_checkpoint_set_extension_func:
+ * @checkpoint: a checkpoint
+ * @func: (nullable): called with each extension record read by a restore; %NULL skips them
+ * @user_data: data for @func
+ *
+ * Extension records (see tally_checkpoint_write_record()) are skipped by a restore unless
+ * a function takes them. Checkpoint's thread.
+ */
+void tally_checkpoint_set_extension_func (TallyCheckpoint *checkpoint,
+                                          TallyCheckpointExtensionFunc func, gpointer user_data);
 
 /**
  * tally_checkpoint_flush:

@@ -386,6 +386,9 @@ build_snapshot (TallyPublisher *self, PublishMessage *m)
   snapshot->top = m->request->top;
   snapshot->prefix = g_strdup (m->request->prefix);
   snapshot->min_count = m->request->min_count;
+  snapshot->windowed = m->request->has_window;
+  snapshot->window_start_ms = m->request->window_start_ms;
+  snapshot->window_end_ms = m->request->window_end_ms;
   tally_snapshot_request_get_options (m->request, &options);
   snapshot->counts = tally_counts_filter (m->counts, &options);
   return snapshot;

@@ -416,6 +416,29 @@ make_base_conf (TallyRun *run, GError **error)
   return conf;
 }
 
+/* The source's thread: a window closed ([windows] publish); its final counts are published
+ * once, as the snapshot answering request `window-<start ms>`. The coordinator is made
+ * just after the source starts, before the first window timer can fire. */
+static void
+on_window_closed (TallySnapshotCut *cut, gpointer user_data)
+{
+  TallyRun *run = user_data;
+  TallySnapshotCoordinator *snapshots = g_atomic_pointer_get (&run->snapshots);
+  g_autofree char *id = g_strdup_printf ("window-%" G_GINT64_FORMAT, cut->window_start_ms);
+  TallySnapshotRequest *request;
+
+  if (snapshots == NULL)
+    {
+      tally_snapshot_cut_free (cut);
+      return;
+    }
+  request = tally_snapshot_request_new (id);
+  request->has_window = TRUE;
+  request->window.kind = TALLY_WINDOW_SELECT_START;
+  request->window.start_ms = cut->window_start_ms;
+  tally_snapshot_coordinator_publish_cut (snapshots, request, cut);
+}
+
 static void
 run_clear (TallyRun *run)
 {
@@ -587,14 +610,18 @@ tally_run_service (const TallyConfig *config, GError **error)
       goto out;
     }
   tally_source_set_metrics (TALLY_SOURCE (actor), run.metrics);
+  if (config->windows.enabled && config->windows.publish)
+    tally_source_set_window_closed_func (TALLY_SOURCE (actor), on_window_closed, &run, NULL);
   run.source = tally_actor_start (actor, run.source_arbiter, 16);
 
   /* Snapshots: triggers, cuts of the source's stores, publishing; on the publisher's
    * arbiter. */
-  run.snapshots = tally_snapshot_coordinator_new (
-      "", tally_arbiter_get_context (run.publisher_arbiter), run.publisher, config->output.topic,
-      tally_source_cutter (), tally_address_ref (run.source), (GDestroyNotify)tally_address_unref,
-      config->snapshot.interval_ms);
+  g_atomic_pointer_set (&run.snapshots,
+                        tally_snapshot_coordinator_new (
+                            "", tally_arbiter_get_context (run.publisher_arbiter), run.publisher,
+                            config->output.topic, tally_source_cutter (),
+                            tally_address_ref (run.source), (GDestroyNotify)tally_address_unref,
+                            config->snapshot.interval_ms));
   tally_snapshot_coordinator_set_metrics (run.snapshots, run.metrics);
   if (!tally_snapshot_coordinator_read_requests (run.snapshots, rd_kafka_conf_dup (base),
                                                  config->requests.topic, start_ms, 10000, error))

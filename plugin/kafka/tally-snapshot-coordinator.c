@@ -215,6 +215,21 @@ publish_error (Job *job, const GError *error)
                                  on_published, job);
 }
 
+/* Hands a cut's counts to the publisher; the cut's fields are stolen. */
+static void
+publish_cut (Job *job, TallySnapshotCut *cut)
+{
+  if (cut->windowed)
+    {
+      job->request->window_start_ms = cut->window_start_ms;
+      job->request->window_end_ms = cut->window_end_ms;
+    }
+  tally_publisher_publish_async (job->self->publisher, job->request, g_steal_pointer (&cut->counts),
+                                 g_steal_pointer (&cut->offsets),
+                                 g_steal_pointer (&cut->partitions), cut->taken_ms, NULL,
+                                 on_published, job);
+}
+
 static void
 on_cut (GObject *object, GAsyncResult *result, gpointer user_data)
 {
@@ -233,10 +248,7 @@ on_cut (GObject *object, GAsyncResult *result, gpointer user_data)
     }
   g_debug ("%scut for request %s taken in %" G_GINT64_FORMAT " ms", self->log_prefix,
            job->request->request_id, cut->taken_ms);
-  tally_publisher_publish_async (self->publisher, job->request, g_steal_pointer (&cut->counts),
-                                 g_steal_pointer (&cut->offsets),
-                                 g_steal_pointer (&cut->partitions), cut->taken_ms, NULL,
-                                 on_published, job);
+  publish_cut (job, cut);
 }
 
 /* Coordinator's context. Takes @request. */
@@ -274,6 +286,15 @@ start_job (Job *job)
 
   if (job->request->error != NULL)
     publish_error (job, job->request->error);
+  else if (job->request->has_window && self->cutter->cut_window_async == NULL)
+    {
+      g_autoptr (GError) error
+          = g_error_new_literal (TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_DISABLED,
+                                 "this instance keeps no counts over time");
+      publish_error (job, error);
+    }
+  else if (job->request->has_window)
+    self->cutter->cut_window_async (self->cutter_data, &job->request->window, on_cut, job);
   else
     self->cutter->cut_async (self->cutter_data, job->final, on_cut, job);
 }
@@ -385,6 +406,57 @@ tally_snapshot_coordinator_trigger (TallySnapshotCoordinator *self)
   g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, trigger_dispatch,
                               tally_snapshot_coordinator_ref (self),
                               (GDestroyNotify)tally_snapshot_coordinator_unref);
+}
+
+typedef struct
+{
+  TallySnapshotCoordinator *self;
+  TallySnapshotRequest *request;
+  TallySnapshotCut *cut;
+} CutToPublish;
+
+static gboolean
+publish_cut_dispatch (gpointer user_data)
+{
+  CutToPublish *c = user_data;
+  Job *job = g_new0 (Job, 1);
+
+  job->self = tally_snapshot_coordinator_ref (c->self);
+  job->request = g_steal_pointer (&c->request);
+  g_mutex_lock (&c->self->lock);
+  c->self->in_flight++;
+  g_mutex_unlock (&c->self->lock);
+  g_info ("%spublishing %s", c->self->log_prefix, job->request->request_id);
+  /* A window's final counts are taken once: a publisher restart does not take them again. */
+  job->retried = TRUE;
+  publish_cut (job, c->cut);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+cut_to_publish_free (gpointer p)
+{
+  CutToPublish *c = p;
+  tally_snapshot_cut_free (c->cut);
+  tally_snapshot_request_free (c->request);
+  tally_snapshot_coordinator_unref (c->self);
+  g_free (c);
+}
+
+void
+tally_snapshot_coordinator_publish_cut (TallySnapshotCoordinator *self,
+                                        TallySnapshotRequest *request, TallySnapshotCut *cut)
+{
+  CutToPublish *c;
+
+  g_return_if_fail (self != NULL && request != NULL && cut != NULL);
+
+  c = g_new0 (CutToPublish, 1);
+  c->self = tally_snapshot_coordinator_ref (self);
+  c->request = request;
+  c->cut = cut;
+  g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, publish_cut_dispatch, c,
+                              cut_to_publish_free);
 }
 
 /* The timer and explicit triggers; the request reader goes on until close(). */

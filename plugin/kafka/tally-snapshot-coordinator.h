@@ -24,6 +24,7 @@
 #include "tally-actor.h"
 #include "tally-snapshot-cut.h"
 #include "tally-snapshot-format.h"
+#include "tally-window-clock.h"
 
 G_BEGIN_DECLS
 
@@ -32,7 +33,11 @@ G_BEGIN_DECLS
  * @cut_async: starts a cut; called on the coordinator's context, which is that thread's
  *   thread-default context. @final is %TRUE for the final snapshot at shutdown, after the
  *   input stopped. @callback must be called on the same context.
- * @cut_finish: finishes it: (transfer full) the cut, or %NULL with an error set
+ * @cut_finish: finishes it (and a window cut): (transfer full) the cut, or %NULL with an
+ *   error set
+ * @cut_window_async: (nullable): starts a cut of the counts over time that @selector names
+ *   (a request with a `window` member), as @cut_async does; %NULL when the owner of the
+ *   stores keeps no windows, and such requests are answered with an error snapshot
  *
  * What the owner of the stores provides. Both functions get the @cutter_data given to
  * tally_snapshot_coordinator_new().
@@ -42,6 +47,8 @@ typedef struct
   void (*cut_async) (gpointer cutter_data, gboolean final, GAsyncReadyCallback callback,
                      gpointer user_data);
   TallySnapshotCut *(*cut_finish) (gpointer cutter_data, GAsyncResult *result, GError **error);
+  void (*cut_window_async) (gpointer cutter_data, const TallyWindowSelector *selector,
+                            GAsyncReadyCallback callback, gpointer user_data);
 } TallySnapshotCutter;
 
 /**
@@ -141,6 +148,20 @@ gboolean tally_snapshot_coordinator_read_requests (TallySnapshotCoordinator *sel
  * Ignored once the triggers are stopped. Any thread; returns at once.
  */
 void tally_snapshot_coordinator_trigger (TallySnapshotCoordinator *self);
+
+/**
+ * tally_snapshot_coordinator_publish_cut:
+ * @self: a coordinator
+ * @request: (transfer full): what the snapshot answers (its id, filters and window)
+ * @cut: (transfer full): a cut taken already by the owner of the stores
+ *
+ * Publishes a cut taken outside a trigger: the final counts of a window that closed
+ * ([windows] publish), taken by the source when the window closed. Not taken again if the
+ * publisher fails. Counts as in flight for tally_snapshot_coordinator_wait_closed() once
+ * it reaches the coordinator's context. Any thread; returns at once.
+ */
+void tally_snapshot_coordinator_publish_cut (TallySnapshotCoordinator *self,
+                                             TallySnapshotRequest *request, TallySnapshotCut *cut);
 
 /**
  * tally_snapshot_coordinator_stop_triggers:

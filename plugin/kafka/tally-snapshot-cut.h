@@ -26,6 +26,10 @@ G_BEGIN_DECLS
  *   consumed and no offset was committed
  * @partitions: the input topic-partitions owned when the cut was taken
  * @taken_ms: milliseconds between the barrier and the last shard's answer
+ * @windowed: whether @counts are those of a time range (a window selector) rather than the
+ *   all-time counts
+ * @window_start_ms: when @windowed, the range's start (ms since the Unix epoch)
+ * @window_end_ms: when @windowed, its end (exclusive)
  *
  * A consistent cut. Plain struct; owned by whoever finished the ask, which may steal
  * fields (set them to %NULL) before tally_snapshot_cut_free().
@@ -36,6 +40,9 @@ typedef struct
   rd_kafka_topic_partition_list_t *offsets;
   rd_kafka_topic_partition_list_t *partitions;
   gint64 taken_ms;
+  gboolean windowed;
+  gint64 window_start_ms;
+  gint64 window_end_ms;
 } TallySnapshotCut;
 
 /**

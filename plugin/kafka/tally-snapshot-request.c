@@ -23,6 +23,70 @@ tally_snapshot_request_new (const char *request_id)
   return request;
 }
 
+/* The JSON member `window`: "current" | "last" | start ms | {"last": "15m"}. */
+static gboolean
+parse_window (TallySnapshotRequest *request, JsonNode *node, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  TallyWindowSelector *w = &request->window;
+
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+    {
+      const char *text = json_node_get_string (node);
+
+      if (strcmp (text, "current") != 0 && strcmp (text, "last") != 0)
+        goto bad;
+      tally_window_selector_parse (text, w, NULL);
+    }
+  else if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64
+           && json_node_get_int (node) >= 0)
+    {
+      w->kind = TALLY_WINDOW_SELECT_START;
+      w->start_ms = json_node_get_int (node);
+    }
+  else if (JSON_NODE_HOLDS_OBJECT (node) && json_object_get_size (json_node_get_object (node)) == 1
+           && json_object_has_member (json_node_get_object (node), "last"))
+    {
+      JsonNode *last = json_object_get_member (json_node_get_object (node), "last");
+
+      w->kind = TALLY_WINDOW_SELECT_LAST_DURATION;
+      if (!JSON_NODE_HOLDS_VALUE (last) || json_node_get_value_type (last) != G_TYPE_STRING)
+        goto bad;
+      if (!tally_window_parse_duration (json_node_get_string (last), &w->duration_ms, &local))
+        {
+          g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                       "request value: member \"window\": %s", local->message);
+          return FALSE;
+        }
+    }
+  else
+    goto bad;
+  request->has_window = TRUE;
+  return TRUE;
+
+bad:
+  g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+               "request value: member \"window\" must be \"current\", \"last\", a start time "
+               "in ms or {\"last\": \"15m\"}");
+  return FALSE;
+}
+
+/* The shortest exact form of a duration: 15m, 90s, 1500ms. */
+static char *
+format_duration (gint64 ms)
+{
+  static const struct
+  {
+    gint64 ms;
+    const char *unit;
+  } units[] = { { 86400000, "d" }, { 3600000, "h" }, { 60000, "m" }, { 1000, "s" } };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (units); i++)
+    if (ms % units[i].ms == 0)
+      return g_strdup_printf ("%" G_GINT64_FORMAT "%s", ms / units[i].ms, units[i].unit);
+  return g_strdup_printf ("%" G_GINT64_FORMAT "ms", ms);
+}
+
 static gboolean
 parse_request_value (TallySnapshotRequest *request, const void *value, gsize value_len,
                      GError **error)
@@ -41,11 +105,18 @@ parse_request_value (TallySnapshotRequest *request, const void *value, gsize val
 
   json_object_iter_init (&iter, object);
   while (json_object_iter_next (&iter, &name, &node))
-    if (strcmp (name, "top") != 0 && strcmp (name, "prefix") != 0
-        && strcmp (name, "min_count") != 0)
+    if (strcmp (name, "window") == 0)
+      {
+        if (!parse_window (request, node, error))
+          return FALSE;
+      }
+    else if (strcmp (name, "top") != 0 && strcmp (name, "prefix") != 0
+             && strcmp (name, "min_count") != 0)
       {
         g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
-                     "request value: unknown member \"%s\" (known: top, prefix, min_count)", name);
+                     "request value: unknown member \"%s\" (known: top, prefix, min_count, "
+                     "window)",
+                     name);
         return FALSE;
       }
 
@@ -88,6 +159,7 @@ tally_snapshot_request_parse (const void *key, gsize key_len, const void *value,
       /* A bad request asks for nothing in particular: only its error matters. */
       request->top = 0;
       request->min_count = 0;
+      request->has_window = FALSE;
       g_clear_pointer (&request->prefix, g_free);
       request->error = g_steal_pointer (&error);
     }
@@ -111,6 +183,29 @@ tally_snapshot_request_to_json (const TallySnapshotRequest *request)
     json_object_set_string_member (object, "prefix", request->prefix);
   if (request->min_count > 0)
     json_object_set_int_member (object, "min_count", (gint64)request->min_count);
+  if (request->has_window)
+    switch (request->window.kind)
+      {
+      case TALLY_WINDOW_SELECT_CURRENT:
+        json_object_set_string_member (object, "window", "current");
+        break;
+      case TALLY_WINDOW_SELECT_LAST:
+        json_object_set_string_member (object, "window", "last");
+        break;
+      case TALLY_WINDOW_SELECT_START:
+        json_object_set_int_member (object, "window", request->window.start_ms);
+        break;
+      case TALLY_WINDOW_SELECT_LAST_DURATION:
+      default:
+        {
+          JsonObject *last = json_object_new ();
+          g_autofree char *duration = format_duration (request->window.duration_ms);
+
+          json_object_set_string_member (last, "last", duration);
+          json_object_set_object_member (object, "window", last);
+        }
+        break;
+      }
 
   if (json_object_get_size (object) == 0)
     {
@@ -147,6 +242,10 @@ tally_snapshot_request_copy (const TallySnapshotRequest *request)
   copy->min_count = request->min_count;
   copy->requested_at_ms = request->requested_at_ms;
   copy->error = request->error != NULL ? g_error_copy (request->error) : NULL;
+  copy->has_window = request->has_window;
+  copy->window = request->window;
+  copy->window_start_ms = request->window_start_ms;
+  copy->window_end_ms = request->window_end_ms;
   return copy;
 }
 

@@ -19,6 +19,7 @@
 
 #include "tally-counts.h"
 #include "tally-snapshot.h"
+#include "tally-window-clock.h"
 
 G_BEGIN_DECLS
 
@@ -33,6 +34,12 @@ G_BEGIN_DECLS
  *   wall-clock time (ms since the Unix epoch) for one made in-process
  * @error: (nullable): set for a request whose value was bad; it is answered with an
  *   error snapshot carrying this message (see tally_snapshot_request_parse())
+ * @has_window: whether the request asks for counts over time (JSON member `window`)
+ *   instead of the all-time counts
+ * @window: which window, when @has_window (tally-window-clock.h)
+ * @window_start_ms: the start (ms since the Unix epoch) of the range the window resolved
+ *   to, filled in when the cut was taken; 0 before
+ * @window_end_ms: its end (exclusive); 0 before
  *
  * One snapshot request. A plain struct owned by whoever holds it; the strings and @error
  * are owned by the struct. Copy with tally_snapshot_request_copy() to keep it past a
@@ -47,6 +54,10 @@ typedef struct
   guint64 min_count;
   gint64 requested_at_ms;
   GError *error;
+  gboolean has_window;
+  TallyWindowSelector window;
+  gint64 window_start_ms;
+  gint64 window_end_ms;
 } TallySnapshotRequest;
 
 /**
@@ -72,8 +83,10 @@ TallySnapshotRequest *tally_snapshot_request_new (const char *request_id);
  * Parses a request record. A missing or empty key gets a generated request id; a key that
  * is not valid UTF-8 is replaced by a generated id too (and the request is marked bad).
  * An empty or null value asks for everything; a value that is not a JSON object with only
- * the optional members `top` (integer >= 0), `prefix` (string) and `min_count`
- * (integer >= 0) makes a *bad* request: one whose @error is set
+ * the optional members `top` (integer >= 0), `prefix` (string), `min_count`
+ * (integer >= 0) and `window` (`"current"`, `"last"`, a window start in ms since the Unix
+ * epoch, or `{"last": "15m"}` with a duration of tally_window_parse_duration()) makes a
+ * *bad* request: one whose @error is set
  * (%TALLY_SNAPSHOT_FORMAT_ERROR_INVALID, naming the member) and that is still returned, so
  * the instance can answer it with an error snapshot instead of leaving the requester to
  * time out. Unknown members are errors too, so a typo is noticed. Any thread.

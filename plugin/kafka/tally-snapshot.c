@@ -381,6 +381,9 @@ tally_snapshot_copy_header (const TallySnapshot *snapshot)
   if (snapshot->partitions != NULL)
     copy->partitions = rd_kafka_topic_partition_list_copy (snapshot->partitions);
   copy->error = g_strdup (snapshot->error);
+  copy->windowed = snapshot->windowed;
+  copy->window_start_ms = snapshot->window_start_ms;
+  copy->window_end_ms = snapshot->window_end_ms;
   return copy;
 }
 
@@ -432,6 +435,11 @@ build_part_header (const TallySnapshot *snapshot, gsize n_entries, guint part, g
   else
     json_object_set_null_member (object, "prefix");
   json_object_set_int_member (object, "min_count", (gint64)snapshot->min_count);
+  if (snapshot->windowed)
+    {
+      json_object_set_int_member (object, "window_start_ms", snapshot->window_start_ms);
+      json_object_set_int_member (object, "window_end_ms", snapshot->window_end_ms);
+    }
   json_object_set_array_member (object, "offsets",
                                 partition_list_to_json (snapshot->offsets, TRUE));
   json_object_set_array_member (object, "partitions",

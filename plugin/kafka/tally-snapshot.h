@@ -97,6 +97,10 @@ GQuark tally_snapshot_format_error_quark (void);
  * @counts: (nullable): the entries, after the request's filters; %NULL for an error
  *   snapshot
  * @error: (nullable): set for an error snapshot: why the request was not answered
+ * @windowed: whether @counts are those of a time range (the request had a `window`);
+ *   written as the JSON members `window_start_ms` and `window_end_ms`
+ * @window_start_ms: when @windowed, the range's start (ms since the Unix epoch)
+ * @window_end_ms: when @windowed, its end (exclusive)
  *
  * One instance's snapshot, as published (before splitting) or as reassembled. A plain
  * struct; every member is owned by it. Any thread, one at a time.
@@ -117,6 +121,9 @@ typedef struct
   rd_kafka_topic_partition_list_t *partitions;
   TallyCounts *counts;
   char *error;
+  gboolean windowed;
+  gint64 window_start_ms;
+  gint64 window_end_ms;
 } TallySnapshot;
 
 /**

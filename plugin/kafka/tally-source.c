@@ -38,6 +38,12 @@
  * rd_kafka_assign() returns control to the poll loop. A revoked partition's store is
  * checkpointed, the offsets committed synchronously, and the store dropped.
  *
+ * Windows ([windows] enabled; tally-window-clock.h): each record's timestamp goes through
+ * the window clock, which picks the bucket its words count in (a marker in the batch) or
+ * calls it late; a timer takes the final counts of each window that closed, and the
+ * checkpoint writes buckets, tombstones of expired ones and the clock to the changelog
+ * (the "Windows in the changelog" section below), with exactly once the final counts too.
+ *
  * Snapshot barrier (handle_snapshot()): flush the batchers, then ask every shard for the
  * counts of the owned stores; the shards handle the asks after this thread's AddWords, so
  * the counts reflect exactly the positions recorded at that moment.
@@ -53,6 +59,8 @@
 #include "tally-kafka-errors.h"
 #include "tally-metrics.h"
 #include "tally-tokenizer.h"
+#include "tally-window-changelog.h"
+#include "tally-window-clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -123,6 +131,9 @@ typedef struct
   TallyCounts *unwritten; /* changes taken but not acknowledged by the changelog */
   gboolean dirty;         /* positions moved since the last checkpoint */
   gboolean broken;        /* could not be restored: its partitions stay paused */
+  /* Windows: bucket changes taken but not acknowledged (TallyBucketChanges, in order),
+   * and the clock values last written. */
+  GPtrArray *window_unwritten;
 } Store;
 
 /* One owned input topic-partition. */
@@ -166,9 +177,27 @@ struct _TallySource
   gboolean closed;
   gboolean trim_due; /* big checkpoints or snapshots since the last malloc_trim() */
 
+  /* Windows ([windows] enabled); NULL clock when off, and then no cost per record. */
+  TallyWindowClock *clock;
+  gboolean late_drop; /* [windows] late = drop */
+  guint window_timer;
+  TallySourceWindowClosedFunc window_closed; /* [windows] publish */
+  gpointer window_closed_data;
+  GDestroyNotify window_closed_destroy;
+  gint64 expiry_written;              /* the newest expiry the window timer saw */
+  TallyWindowRestore *window_restore; /* during a restore: what the changelog holds */
+  /* [windows] publish with exactly once: final counts go out in the checkpoint's
+   * transaction, with the published-window markers. */
+  gboolean publish_in_checkpoint;
+  char *output_topic;
+  gsize max_record_bytes;
+  char *instance_id;
+  GPtrArray *pending_finals; /* TallySnapshotCut, taken, not yet committed */
+
   /* Statistics. */
   TallyMetrics *metrics; /* nullable; tally-source-metrics below */
   gsize records;         /* atomic (g_atomic_pointer_*), read from any thread */
+  gsize late_records;    /* atomic: records after their window closed */
   guint64 error_events;
   guint64 words;
 };
@@ -176,6 +205,7 @@ struct _TallySource
 G_DEFINE_FINAL_TYPE (TallySource, tally_source, TALLY_TYPE_ACTOR)
 
 static void poll_batch (TallySource *self);
+static void mark_dirty (TallySource *self, GPtrArray *stores);
 static gboolean checkpoint_stores (TallySource *self, GArray *store_ids, gboolean commit);
 static void publish_metrics (TallySource *self);
 
@@ -188,6 +218,7 @@ store_free (gpointer data)
 {
   Store *store = data;
 
+  g_clear_pointer (&store->window_unwritten, g_ptr_array_unref);
   tally_word_batcher_free (store->batcher);
   g_clear_pointer (&store->unwritten, tally_counts_unref);
   g_free (store);
@@ -462,11 +493,32 @@ handle_record (TallySource *self, rd_kafka_message_t *m)
       return;
     }
 
+  /* Windows: the record's timestamp picks the bucket its words count in, besides the
+   * all-time totals; a record for a closed window counts in the all-time totals only, or
+   * not at all (late = drop). */
+  if (self->clock != NULL)
+    {
+      gint64 bucket;
+
+      if (tally_window_clock_observe (self->clock, (guint32)m->partition,
+                                      rd_kafka_message_timestamp (m, NULL),
+                                      g_get_real_time () / 1000, &bucket))
+        tally_word_batcher_set_bucket (store->batcher, bucket);
+      else
+        {
+          g_atomic_pointer_add (&self->late_records, 1);
+          tally_word_batcher_set_bucket (store->batcher, TALLY_WORD_BATCHER_NO_BUCKET);
+          if (self->late_drop)
+            goto counted;
+        }
+    }
+
   /* A null value (tombstone) or an empty one has no words; any bytes at all are safe to
    * feed (NUL and invalid UTF-8 separate words). */
   if (m->payload != NULL && m->len > 0)
     n_words = tally_tokenizer_feed (self->tokenizer, m->payload, m->len, on_word, store->batcher);
   self->words += n_words;
+counted:
   if (owned->metrics != NULL)
     tally_metrics_partition_add_record (owned->metrics, m->len, n_words);
   owned->position = m->offset + 1;
@@ -636,6 +688,8 @@ commit_transaction (TallySource *self, GPtrArray *written)
         Store *store = g_ptr_array_index (written, i);
 
         g_clear_pointer (&store->unwritten, tally_counts_unref);
+        if (store->window_unwritten != NULL)
+          g_ptr_array_set_size (store->window_unwritten, 0);
         for (int k = 0; k < list->cnt; k++)
           if ((guint32)list->elems[k].partition == store->id)
             {
@@ -647,6 +701,54 @@ commit_transaction (TallySource *self, GPtrArray *written)
       }
   rd_kafka_topic_partition_list_destroy (list);
   return ok;
+}
+
+/* Windows in the changelog (tally-window-changelog.h): takes the store's bucket changes
+ * (dropping expired buckets) and writes them after those of failed checkpoints, then the
+ * clock, before the offset markers. */
+static gboolean
+checkpoint_windows (TallySource *self, Store *store, GError **error)
+{
+  gint64 now = g_get_real_time () / 1000;
+  gint64 expiry = tally_window_clock_get_expiry (self->clock, now);
+  g_autoptr (GPtrArray) changes = NULL;
+
+  changes = tally_aggregator_handle_take_window_changes (self->handle, store->id, expiry, error);
+  if (changes == NULL)
+    return FALSE;
+  if (store->window_unwritten == NULL)
+    store->window_unwritten
+        = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_bucket_changes_free);
+  for (guint i = 0; i < changes->len; i++)
+    g_ptr_array_add (store->window_unwritten, g_steal_pointer (&changes->pdata[i]));
+  g_ptr_array_set_free_func (changes, NULL);
+  return tally_window_changelog_write (
+      self->checkpoint, store->id, store->window_unwritten,
+      tally_window_clock_get_stream_time (self->clock, store->id, now),
+      tally_window_clock_get_published_upto (self->clock, store->id), error);
+}
+
+/* A restore's extension records (tally_checkpoint_set_extension_func()). */
+static void
+on_window_record (gint32 partition, const void *key, gsize key_len, const void *value,
+                  gsize value_len, gpointer user_data)
+{
+  TallySource *self = user_data;
+
+  if (self->window_restore != NULL)
+    tally_window_restore_add (self->window_restore, key, key_len, value, value_len);
+}
+
+/* The pending final counts, queued in the open transaction. */
+static gboolean
+write_pending_finals (TallySource *self, GError **error)
+{
+  for (guint i = 0; self->pending_finals != NULL && i < self->pending_finals->len; i++)
+    if (!tally_window_changelog_write_final (self->checkpoint, self->output_topic,
+                                             self->max_record_bytes, self->instance_id,
+                                             g_ptr_array_index (self->pending_finals, i), error))
+      return FALSE;
+  return TRUE;
 }
 
 /* Checkpoints @store_ids (all owned stores when NULL); when @commit, commits the stored
@@ -666,7 +768,6 @@ checkpoint_stores_untimed (TallySource *self, GArray *store_ids, gboolean commit
 
   if (self->consumer == NULL)
     return TRUE;
-
   /* The words of every record up to the positions must be in the shards first. */
   if (!flush_batchers (self, TRUE, &error))
     {
@@ -751,6 +852,8 @@ checkpoint_stores_untimed (TallySource *self, GArray *store_ids, gboolean commit
       if ((store->unwritten != NULL
            && !tally_checkpoint_write (self->checkpoint, (gint32)id, store->unwritten, NULL,
                                        &error))
+          /* Windows before the offset markers: a restore that reaches a marker has them. */
+          || (self->clock != NULL && !checkpoint_windows (self, store, &error))
           || !tally_checkpoint_write (self->checkpoint, (gint32)id, changes, offsets, &error))
         {
           g_warning ("source: checkpoint of store %u failed: %s", id, error->message);
@@ -780,8 +883,23 @@ checkpoint_stores_untimed (TallySource *self, GArray *store_ids, gboolean commit
 
   if (transactional && begun)
     {
+      /* Final counts of closed windows, in the same transaction as the markers that say
+       * they were published. */
+      if (!write_pending_finals (self, &error))
+        {
+          g_warning ("source: final window counts not written: %s", error->message);
+          tally_checkpoint_abort (self->checkpoint);
+          mark_dirty (self, NULL);
+          return FALSE;
+        }
       if (!commit_transaction (self, written))
         return FALSE;
+      if (self->pending_finals != NULL && self->pending_finals->len > 0)
+        {
+          g_message ("source: final counts of %u window(s) published with the checkpoint",
+                     self->pending_finals->len);
+          g_ptr_array_set_size (self->pending_finals, 0);
+        }
     }
   else if (written->len > 0)
     {
@@ -802,6 +920,8 @@ checkpoint_stores_untimed (TallySource *self, GArray *store_ids, gboolean commit
           Store *store = g_ptr_array_index (written, i);
 
           g_clear_pointer (&store->unwritten, tally_counts_unref);
+          if (store->window_unwritten != NULL)
+            g_ptr_array_set_size (store->window_unwritten, 0);
           for (guint j = 0; j < self->owned->len; j++)
             {
               Owned *o = g_ptr_array_index (self->owned, j);
@@ -968,8 +1088,24 @@ on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
           g_autoptr (TallyCounts) counts = NULL;
           GHashTable *markers = NULL;
 
-          if (!tally_checkpoint_restore (self->checkpoint, (gint32)id, RESTORE_TIMEOUT_MS, &counts,
-                                         &markers, &error))
+          g_autoptr (TallyWindowRestore) window_restore = NULL;
+          gboolean restored_ok;
+
+          if (self->clock != NULL)
+            window_restore = tally_window_restore_new ();
+          self->window_restore = window_restore;
+          restored_ok = tally_checkpoint_restore (self->checkpoint, (gint32)id, RESTORE_TIMEOUT_MS,
+                                                  &counts, &markers, &error);
+          self->window_restore = NULL;
+          if (restored_ok && window_restore != NULL
+              && !tally_window_restore_apply (window_restore, id, self->handle, self->clock,
+                                              &error))
+            {
+              g_clear_pointer (&markers, g_hash_table_unref);
+              g_clear_pointer (&counts, tally_counts_unref);
+              restored_ok = FALSE;
+            }
+          if (!restored_ok)
             {
               /* Consuming with an empty store would lose the counts before the committed
                * offset: the partition stays paused instead, until it moves elsewhere or
@@ -1078,6 +1214,12 @@ on_revoke (TallySource *self, rd_kafka_topic_partition_list_t *partitions, gbool
           g_warning ("source: cannot drop store %u: %s", id, error->message);
           g_clear_error (&error);
         }
+      if (self->clock != NULL)
+        tally_window_clock_remove_partition (self->clock, id);
+      /* Final counts not committed go with the partitions: their new owner restores the
+       * published markers and publishes them. */
+      if (self->pending_finals != NULL)
+        g_ptr_array_set_size (self->pending_finals, 0);
       g_hash_table_remove (self->stores, GUINT_TO_POINTER (id));
     }
   for (int i = 0; i < partitions->cnt; i++)
@@ -1270,6 +1412,109 @@ handle_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
   return TRUE;
 }
 
+/* A window cut: the reply carries the cut or the error of a selector that cannot be
+ * answered (windows off, expired, misaligned), which becomes an error snapshot. */
+typedef struct
+{
+  TallyMessage parent;
+  TallyWindowSelector selector;
+} WindowSnapshotMessage;
+
+typedef struct
+{
+  TallySnapshotCut *cut;
+  GError *error;
+} WindowCutReply;
+
+static void
+window_cut_reply_free (gpointer p)
+{
+  WindowCutReply *r = p;
+  tally_snapshot_cut_free (r->cut);
+  g_clear_error (&r->error);
+  g_free (r);
+}
+
+static const TallyMessageType window_snapshot_type
+    = { "SourceWindowSnapshot", simple_message_free, window_cut_reply_free };
+
+static void
+on_window_cut_counts (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  PendingCut *pending = user_data;
+  WindowCutReply *reply = g_new0 (WindowCutReply, 1);
+
+  pending->cut->counts
+      = tally_aggregator_handle_get_counts_finish (pending->handle, result, &reply->error);
+  pending->cut->taken_ms = (g_get_monotonic_time () - pending->started_us) / 1000;
+  if (reply->error == NULL)
+    reply->cut = pending->cut;
+  else
+    tally_snapshot_cut_free (pending->cut);
+  tally_message_reply (pending->message, reply);
+  tally_message_free (pending->message);
+  tally_aggregator_handle_unref (pending->handle);
+  g_free (pending);
+}
+
+/* As handle_snapshot(), over the time range the selector resolves to. */
+static gboolean
+handle_window_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  TallySource *self = TALLY_SOURCE (actor);
+  WindowSnapshotMessage *m = (WindowSnapshotMessage *)message;
+  static const guint32 no_store = 0;
+  WindowCutReply *reply = g_new0 (WindowCutReply, 1);
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  PendingCut *pending;
+  GHashTableIter iter;
+  gpointer key, value;
+  gint64 from = 0, to = 0;
+
+  if (self->clock == NULL)
+    {
+      g_set_error_literal (&reply->error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_DISABLED,
+                           "windows are not enabled on this instance ([windows] enabled)");
+      tally_message_reply (message, reply);
+      return TRUE;
+    }
+  if (!tally_window_clock_resolve (self->clock, &m->selector, g_get_real_time () / 1000, &from, &to,
+                                   &reply->error))
+    {
+      tally_message_reply (message, reply);
+      return TRUE;
+    }
+  g_free (reply);
+  if (!flush_batchers (self, TRUE, error))
+    return FALSE;
+  unblock (self);
+  self->trim_due = TRUE;
+
+  pending = g_new0 (PendingCut, 1);
+  pending->started_us = g_get_monotonic_time ();
+  pending->cut = g_new0 (TallySnapshotCut, 1);
+  pending->cut->offsets = owned_list (self, TRUE, TRUE);
+  pending->cut->partitions = owned_list (self, FALSE, TRUE);
+  pending->cut->windowed = TRUE;
+  pending->cut->window_start_ms = from;
+  pending->cut->window_end_ms = to;
+  g_hash_table_iter_init (&iter, self->stores);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      guint32 id = GPOINTER_TO_UINT (key);
+
+      if (!((Store *)value)->broken)
+        g_array_append_val (ids, id);
+    }
+  pending->message = tally_message_defer (message);
+  pending->handle = tally_aggregator_handle_ref (self->handle);
+  /* No store owned: an empty list of stores, not NULL (which means all). */
+  tally_aggregator_handle_get_window_counts_async (
+      self->handle, ids->len > 0 ? (const guint32 *)ids->data : &no_store, ids->len, from, to, NULL,
+      NULL, on_window_cut_counts, pending);
+  return TRUE;
+}
+
 static gboolean
 handle_stop_consuming (TallyActor *actor, TallyMessage *message, GError **error)
 {
@@ -1304,6 +1549,76 @@ tally_source_snapshot_async (TallyAddress *source, GCancellable *cancellable,
   tally_address_ask_async (source, &m->parent, cancellable, callback, user_data);
 }
 
+void
+tally_source_window_snapshot_async (TallyAddress *source, const TallyWindowSelector *selector,
+                                    GCancellable *cancellable, GAsyncReadyCallback callback,
+                                    gpointer user_data)
+{
+  WindowSnapshotMessage *m = g_new0 (WindowSnapshotMessage, 1);
+
+  g_return_if_fail (selector != NULL);
+
+  tally_message_init (&m->parent, &window_snapshot_type);
+  m->selector = *selector;
+  tally_address_ask_async (source, &m->parent, cancellable, callback, user_data);
+}
+
+TallySnapshotCut *
+tally_source_window_snapshot_finish (TallyAddress *source, GAsyncResult *result, GError **error)
+{
+  GError *local_error = NULL;
+  WindowCutReply *reply = tally_address_ask_finish (source, result, &local_error);
+  TallySnapshotCut *cut;
+
+  if (local_error != NULL)
+    {
+      g_propagate_error (error, local_error);
+      return NULL;
+    }
+  if (reply == NULL)
+    {
+      g_set_error (error, TALLY_SOURCE_ERROR, TALLY_SOURCE_ERROR_STOPPED,
+                   "the aggregators did not answer the snapshot barrier");
+      return NULL;
+    }
+  if (reply->error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&reply->error));
+      window_cut_reply_free (reply);
+      return NULL;
+    }
+  cut = g_steal_pointer (&reply->cut);
+  window_cut_reply_free (reply);
+  return cut;
+}
+
+/* The coordinator finishes both kinds of cut with cutter_cut_finish(): a window cut is
+ * handed to it as a GTask tagged with this function. */
+static void
+on_cutter_window_cut (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  GError *error = NULL;
+  TallySnapshotCut *cut
+      = tally_source_window_snapshot_finish (g_task_get_task_data (task), result, &error);
+
+  if (cut == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, cut, (GDestroyNotify)tally_snapshot_cut_free);
+}
+
+static void
+cutter_cut_window_async (gpointer source, const TallyWindowSelector *selector,
+                         GAsyncReadyCallback callback, gpointer user_data)
+{
+  GTask *task = g_task_new (NULL, NULL, callback, user_data);
+
+  g_task_set_source_tag (task, cutter_cut_window_async);
+  g_task_set_task_data (task, source, NULL);
+  tally_source_window_snapshot_async (source, selector, NULL, on_cutter_window_cut, task);
+}
+
 static void
 cutter_cut_async (gpointer source, gboolean final, GAsyncReadyCallback callback, gpointer user_data)
 {
@@ -1313,13 +1628,17 @@ cutter_cut_async (gpointer source, gboolean final, GAsyncReadyCallback callback,
 static TallySnapshotCut *
 cutter_cut_finish (gpointer source, GAsyncResult *result, GError **error)
 {
+  if (g_task_is_valid (result, NULL)
+      && g_task_get_source_tag (G_TASK (result)) == cutter_cut_window_async)
+    return g_task_propagate_pointer (G_TASK (result), error);
   return tally_source_snapshot_finish (source, result, error);
 }
 
 const TallySnapshotCutter *
 tally_source_cutter (void)
 {
-  static const TallySnapshotCutter cutter = { cutter_cut_async, cutter_cut_finish };
+  static const TallySnapshotCutter cutter
+      = { cutter_cut_async, cutter_cut_finish, cutter_cut_window_async };
 
   return &cutter;
 }
@@ -1349,6 +1668,13 @@ tally_source_stop_consuming_async (TallyAddress *source, GCancellable *cancellab
 
   tally_message_init (&m->parent, &stop_consuming_type);
   tally_address_ask_async (source, &m->parent, cancellable, callback, user_data);
+}
+
+guint64
+tally_source_get_late_records (TallySource *self)
+{
+  g_return_val_if_fail (TALLY_IS_SOURCE (self), 0);
+  return (guint64)g_atomic_pointer_get (&self->late_records);
 }
 
 guint64
@@ -1429,6 +1755,112 @@ on_keepalive (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* A window closed on this instance: its final counts over the owned stores it had not
+ * been published with, taken now, after the words handed to the batchers and before any
+ * expiry of its buckets. Blocking, as a checkpoint is: O(the window's words). */
+static void
+take_closed_window (TallySource *self, gint64 start, gint64 end, GArray *partitions)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  TallySnapshotCut *cut;
+  gint64 started_us = g_get_monotonic_time ();
+
+  if (!flush_batchers (self, TRUE, &error))
+    {
+      g_warning ("source: final counts of window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                 ") not taken: %s",
+                 start, end, error->message);
+      return;
+    }
+  unblock (self);
+  /* After a restart, some partitions may have been published with it already. */
+  for (guint i = 0; i < partitions->len; i++)
+    {
+      guint32 id = g_array_index (partitions, guint32, i);
+      Store *store = g_hash_table_lookup (self->stores, GUINT_TO_POINTER (id));
+
+      if (store != NULL && !store->broken)
+        g_array_append_val (ids, id);
+    }
+  if (ids->len == 0)
+    return;
+  cut = g_new0 (TallySnapshotCut, 1);
+  cut->counts = tally_aggregator_handle_get_window_counts (self->handle, (const guint32 *)ids->data,
+                                                           ids->len, start, end, NULL, &error);
+  if (cut->counts == NULL)
+    {
+      g_warning ("source: final counts of window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                 ") not taken: %s",
+                 start, end, error->message);
+      tally_snapshot_cut_free (cut);
+      return;
+    }
+  cut->offsets = owned_list (self, TRUE, TRUE);
+  cut->partitions = owned_list (self, FALSE, TRUE);
+  cut->windowed = TRUE;
+  cut->window_start_ms = start;
+  cut->window_end_ms = end;
+  cut->taken_ms = (g_get_monotonic_time () - started_us) / 1000;
+  if (self->publish_in_checkpoint)
+    {
+      /* Published by the next checkpoint, in its transaction. */
+      g_ptr_array_add (self->pending_finals, cut);
+      mark_dirty (self, NULL);
+    }
+  else
+    self->window_closed (cut, self->window_closed_data);
+}
+
+/* Windows: once a second (or every bucket, if shorter), take the final counts of each
+ * window that closed on this instance (when they are published) and drop the buckets
+ * beyond retention. */
+static gboolean
+on_window_timer (gpointer user_data)
+{
+  TallySource *self = user_data;
+  gint64 now = g_get_real_time () / 1000;
+  gint64 size = tally_window_clock_get_spec (self->clock)->size_ms;
+  gint64 expiry, start;
+  gboolean closed = FALSE;
+  g_autoptr (GArray) partitions = g_array_new (FALSE, FALSE, sizeof (guint32));
+
+  while (tally_window_clock_next_closed_full (self->clock, now, &start, partitions))
+    {
+      closed = TRUE;
+      g_info ("source: window [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ") closed", start,
+              start + size);
+      if ((self->window_closed != NULL || self->publish_in_checkpoint) && !self->stopped_consuming)
+        take_closed_window (self, start, start + size, partitions);
+      g_array_set_size (partitions, 0);
+    }
+  expiry = tally_window_clock_get_expiry (self->clock, now);
+  if (self->checkpoint != NULL)
+    {
+      /* The next checkpoint drops the expired buckets and writes their tombstones; the
+       * stores must be checkpointed even without new records. */
+      if (expiry > self->expiry_written || closed)
+        mark_dirty (self, NULL);
+      self->expiry_written = MAX (self->expiry_written, expiry);
+    }
+  else if (expiry != G_MININT64)
+    tally_aggregator_handle_expire_buckets (self->handle, expiry);
+  return G_SOURCE_CONTINUE;
+}
+
+void
+tally_source_set_window_closed_func (TallySource *self, TallySourceWindowClosedFunc func,
+                                     gpointer user_data, GDestroyNotify destroy)
+{
+  g_return_if_fail (TALLY_IS_SOURCE (self));
+
+  if (self->window_closed_destroy != NULL)
+    self->window_closed_destroy (self->window_closed_data);
+  self->window_closed = func;
+  self->window_closed_data = user_data;
+  self->window_closed_destroy = destroy;
+}
+
 static void
 tally_source_started (TallyActor *actor)
 {
@@ -1462,6 +1894,10 @@ tally_source_started (TallyActor *actor)
                                                        on_checkpoint_timer, self, NULL);
   self->keepalive_timer
       = tally_actor_run_interval (actor, self->keepalive_ms, on_keepalive, self, NULL);
+  if (self->clock != NULL)
+    self->window_timer = tally_actor_run_interval (
+        actor, (guint)MIN (tally_window_clock_get_spec (self->clock)->bucket_ms, 1000),
+        on_window_timer, self, NULL);
   {
     g_autofree char *topics = g_strjoinv (", ", self->topics);
 
@@ -1506,6 +1942,10 @@ tally_source_stopping (TallyActor *actor)
              " dropped (longer than [tokenizer] max_word_bytes)",
              (guint64)g_atomic_pointer_get (&self->records), self->words, self->error_events,
              stats.invalid_bytes, stats.truncated, stats.dropped);
+  if (self->clock != NULL)
+    g_message ("source: %" G_GUINT64_FORMAT " record(s) came after their window closed (%s)",
+               (guint64)g_atomic_pointer_get (&self->late_records),
+               self->late_drop ? "dropped" : "counted in the all-time totals only");
 }
 
 static void
@@ -1529,6 +1969,12 @@ tally_source_finalize (GObject *object)
   g_clear_pointer (&self->owned, g_ptr_array_unref);
   g_clear_pointer (&self->checkpoint, tally_checkpoint_free);
   g_clear_pointer (&self->tokenizer, tally_tokenizer_free);
+  g_clear_pointer (&self->clock, tally_window_clock_free);
+  g_clear_pointer (&self->pending_finals, g_ptr_array_unref);
+  g_free (self->output_topic);
+  g_free (self->instance_id);
+  if (self->window_closed_destroy != NULL)
+    self->window_closed_destroy (self->window_closed_data);
   g_clear_pointer (&self->handle, tally_aggregator_handle_unref);
   g_clear_pointer (&self->metrics, tally_metrics_unref);
   g_strfreev (self->topics);
@@ -1548,6 +1994,7 @@ tally_source_class_init (TallySourceClass *klass)
   actor_class->started = tally_source_started;
   actor_class->stopping = tally_source_stopping;
   tally_actor_class_add_handler (actor_class, &snapshot_type, handle_snapshot);
+  tally_actor_class_add_handler (actor_class, &window_snapshot_type, handle_window_snapshot);
   tally_actor_class_add_handler (actor_class, &stop_consuming_type, handle_stop_consuming);
 }
 
@@ -1633,6 +2080,18 @@ tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_
 
   tally_config_tokenizer_options (config, &tokenizer_options);
   self->tokenizer = tally_tokenizer_new (&tokenizer_options);
+  if (config->windows.enabled)
+    {
+      TallyWindowSpec spec = {
+        .size_ms = config->windows.size_ms,
+        .bucket_ms = config->windows.bucket_ms,
+        .grace_ms = config->windows.grace_ms,
+        .idle_ms = config->windows.idle_ms,
+        .retain = config->windows.retain,
+      };
+      self->clock = tally_window_clock_new (&spec);
+      self->late_drop = config->windows.late == TALLY_CONFIG_LATE_DROP;
+    }
 
   if (!g_unix_open_pipe (self->wake_fds, FD_CLOEXEC, &local_error)
       || !g_unix_set_fd_nonblocking (self->wake_fds[0], TRUE, &local_error)
@@ -1666,6 +2125,20 @@ tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_
           rd_kafka_conf_destroy (conf);
           return NULL;
         }
+    }
+
+  if (self->checkpoint != NULL && self->clock != NULL)
+    tally_checkpoint_set_extension_func (self->checkpoint, on_window_record, self);
+  if (self->checkpoint != NULL && self->clock != NULL && config->windows.publish
+      && tally_checkpoint_is_transactional (self->checkpoint))
+    {
+      self->publish_in_checkpoint = TRUE;
+      self->output_topic = g_strdup (config->output.topic);
+      self->max_record_bytes = config->output.max_record_bytes;
+      self->instance_id
+          = g_strdup_printf ("%s-%d-%08x", g_get_host_name (), (int)getpid (), g_random_int ());
+      self->pending_finals
+          = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_snapshot_cut_free);
     }
 
   /* Configure the consumer. */

@@ -29,6 +29,7 @@
 #include "tally-config.h"
 #include "tally-counts.h"
 #include "tally-snapshot-coordinator.h"
+#include "tally-window-clock.h"
 #include "tally-tokenizer.h"
 
 G_BEGIN_DECLS
@@ -141,6 +142,60 @@ TallySnapshotCut *tally_source_snapshot_finish (TallyAddress *source, GAsyncResu
                                                 GError **error);
 
 /**
+ * tally_source_window_snapshot_async:
+ * @source: the source's address
+ * @selector: which counts over time ([windows]); copied
+ * @cancellable: (nullable): abandons the wait for the reply
+ * @callback: called on the caller's thread-default main context with the cut
+ * @user_data: data for @callback
+ *
+ * As tally_source_snapshot_async(), over the time range @selector resolves to on the
+ * source's window clock (tally-window-clock.h): the cut's @windowed is set with the range.
+ * Any thread with a thread-default main context.
+ */
+void tally_source_window_snapshot_async (TallyAddress *source, const TallyWindowSelector *selector,
+                                         GCancellable *cancellable, GAsyncReadyCallback callback,
+                                         gpointer user_data);
+
+/**
+ * tally_source_window_snapshot_finish:
+ * @source: the source's address
+ * @result: the result given to the callback
+ * @error: %TALLY_WINDOW_ERROR_DISABLED when [windows] is off, another %TALLY_WINDOW_ERROR
+ *   for a selector that cannot be answered (tally_window_clock_resolve()), or an error of
+ *   tally_address_ask_finish() or of the shards
+ *
+ * Returns: (transfer full) (nullable): the cut
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallySnapshotCut *tally_source_window_snapshot_finish (TallyAddress *source, GAsyncResult *result,
+                                                       GError **error);
+
+/**
+ * TallySourceWindowClosedFunc:
+ * @cut: (transfer full): the final counts of a window that closed on this instance (its
+ *   @windowed range is the window), over the stores owned when it closed
+ * @user_data: the data given to tally_source_set_window_closed_func()
+ *
+ * Called on the source's thread once per window that closed (tally-window-clock.h), in
+ * window order.
+ */
+typedef void (*TallySourceWindowClosedFunc) (TallySnapshotCut *cut, gpointer user_data);
+
+/**
+ * tally_source_set_window_closed_func:
+ * @self: a source with [windows] enabled, not yet started
+ * @func: (nullable): called with each closed window's final counts; %NULL takes none
+ * @user_data: data for @func
+ * @destroy: (nullable): frees @user_data when replaced or when the source is finalized
+ *
+ * Asks for the final counts of every window when it closes ([windows] publish: `tally run`
+ * publishes them through the snapshot coordinator). Before tally_actor_start().
+ */
+void tally_source_set_window_closed_func (TallySource *self, TallySourceWindowClosedFunc func,
+                                          gpointer user_data, GDestroyNotify destroy);
+
+/**
  * tally_source_cutter:
  *
  * The source as the owner of the stores for a #TallySnapshotCoordinator: give it this and
@@ -184,5 +239,14 @@ guint64 tally_source_get_records (TallySource *self);
  * Before tally_actor_start() only, from the thread that created @self.
  */
 void tally_source_set_metrics (TallySource *self, TallyMetrics *metrics);
+
+/**
+ * tally_source_get_late_records:
+ * @self: a source
+ *
+ * Returns: the records that came after their window closed ([windows] grace_ms), counted
+ *   in the all-time totals only or dropped ([windows] late). Any thread (atomic).
+ */
+guint64 tally_source_get_late_records (TallySource *self);
 
 G_END_DECLS

@@ -121,6 +121,7 @@ cat >"$tmp/want" <<'EOF'
 -q --quiet
 -s --shards
 -t --topics
+-w --window
 EOF
 if diff -u "$tmp/want" "$tmp/unique"; then echo "ok short options"; else
   echo "FAIL short options: a letter with two meanings, or the table changed" >&2

@@ -1,0 +1,413 @@
+/* test-windows.c — counts over time: buckets, the window clock, windowed aggregation.
+ *
+ * Pins tally-window-table (buckets summed and expired), tally-window-clock (record time to
+ * bucket, late records within and beyond grace, idle partitions, each closed window handed
+ * out once, selectors resolved) and the aggregator's windowed counts, which must equal a
+ * reference computed from the same timestamped records.
+ *
+ * Copyright the Tally authors. SPDX-License-Identifier: MIT
+ */
+#include "tally-aggregator-handle.h"
+#include "tally-aggregator.h"
+#include "tally-test-util.h"
+#include "tally-window-clock.h"
+#include "tally-window-table.h"
+#include "tally-word-batcher.h"
+
+#include <string.h>
+
+#define MIN_MS ((gint64)60 * 1000)
+
+static void
+add (TallyWordTable *t, const char *word, guint64 n)
+{
+  tally_word_table_add (t, word, strlen (word), tally_word_hash (word, strlen (word)), n);
+}
+
+static guint64
+lookup (TallyWordTable *t, const char *word)
+{
+  return tally_word_table_lookup (t, word, strlen (word), tally_word_hash (word, strlen (word)));
+}
+
+static void
+test_table_sum_expire (void)
+{
+  g_autoptr (TallyWindowTable) w = tally_window_table_new ();
+  g_autoptr (TallyWordTable) sum = tally_word_table_new ();
+
+  add (tally_window_table_get_bucket (w, 2 * MIN_MS, TRUE), "b", 2);
+  add (tally_window_table_get_bucket (w, 0, TRUE), "a", 1);
+  add (tally_window_table_get_bucket (w, MIN_MS, TRUE), "a", 5);
+  add (tally_window_table_get_bucket (w, 2 * MIN_MS, TRUE), "a", 7);
+  g_assert_cmpuint (tally_window_table_get_n_buckets (w), ==, 3);
+  g_assert_cmpint (tally_window_table_get_oldest (w), ==, 0);
+  g_assert_null (tally_window_table_get_bucket (w, 3 * MIN_MS, FALSE));
+
+  /* [1m, 3m): the buckets at 1m and 2m. */
+  g_assert_cmpuint (tally_window_table_sum (w, MIN_MS, 3 * MIN_MS, sum), ==, 2);
+  g_assert_cmpuint (lookup (sum, "a"), ==, 12);
+  g_assert_cmpuint (lookup (sum, "b"), ==, 2);
+  g_assert_cmpuint (tally_word_table_get_size (sum), ==, 2);
+
+  g_assert_cmpuint (tally_window_table_expire (w, 2 * MIN_MS), ==, 2);
+  g_assert_cmpuint (tally_window_table_get_n_buckets (w), ==, 1);
+  g_assert_cmpint (tally_window_table_get_oldest (w), ==, 2 * MIN_MS);
+  g_assert_null (tally_window_table_get_bucket (w, 0, FALSE));
+  g_assert_cmpuint (tally_window_table_expire (w, 0), ==, 0);
+  g_assert_cmpuint (tally_window_table_get_memory (w), >, 0);
+}
+
+static const TallyWindowSpec spec_5m = {
+  .size_ms = 5 * MIN_MS,
+  .bucket_ms = MIN_MS,
+  .grace_ms = MIN_MS,
+  .idle_ms = 30 * 1000,
+  .retain = 2,
+};
+
+static void
+test_clock_buckets_and_grace (void)
+{
+  g_autoptr (GError) error = NULL;
+  TallyWindowClock *clock = tally_window_clock_new (&spec_5m);
+  gint64 bucket = -1, start;
+  gint64 now = 1000000;
+
+  /* 7m30s goes to the bucket at 7m, window [5m, 10m). */
+  g_assert_true (tally_window_clock_observe (clock, 0, 7 * MIN_MS + 30000, now, &bucket));
+  g_assert_cmpint (bucket, ==, 7 * MIN_MS);
+  /* Stream time 10m30s: window [5m, 10m) is still open (grace until 11m). */
+  g_assert_true (tally_window_clock_observe (clock, 0, 10 * MIN_MS + 30000, now, &bucket));
+  g_assert_cmpint (bucket, ==, 10 * MIN_MS);
+  /* Late within grace: a record at 9m lands in its bucket. */
+  g_assert_true (tally_window_clock_observe (clock, 0, 9 * MIN_MS, now, &bucket));
+  g_assert_cmpint (bucket, ==, 9 * MIN_MS);
+  g_assert_cmpuint (tally_window_clock_get_late_records (clock), ==, 0);
+  g_assert_false (tally_window_clock_next_closed (clock, now, &start));
+
+  /* Stream time 11m: [5m, 10m) closes; a record at 9m59.999s is now beyond grace. */
+  g_assert_true (tally_window_clock_observe (clock, 0, 11 * MIN_MS, now, &bucket));
+  bucket = -1;
+  g_assert_false (tally_window_clock_observe (clock, 0, 10 * MIN_MS - 1, now, &bucket));
+  g_assert_cmpint (bucket, ==, -1);
+  g_assert_cmpuint (tally_window_clock_get_late_records (clock), ==, 1);
+
+  /* Handed out once. */
+  g_assert_true (tally_window_clock_next_closed (clock, now, &start));
+  g_assert_cmpint (start, ==, 5 * MIN_MS);
+  g_assert_false (tally_window_clock_next_closed (clock, now, &start));
+
+  /* Selectors: current [10m, 15m), last [5m, 10m), last 3m = buckets 9m..11m. */
+  {
+    TallyWindowSelector sel = { TALLY_WINDOW_SELECT_CURRENT, 0, 0 };
+    gint64 from, to;
+
+    g_assert_true (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    g_assert_cmpint (from, ==, 10 * MIN_MS);
+    g_assert_cmpint (to, ==, 15 * MIN_MS);
+    sel.kind = TALLY_WINDOW_SELECT_LAST;
+    g_assert_true (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    g_assert_cmpint (from, ==, 5 * MIN_MS);
+    g_assert_cmpint (to, ==, 10 * MIN_MS);
+    sel.kind = TALLY_WINDOW_SELECT_LAST_DURATION;
+    sel.duration_ms = 3 * MIN_MS;
+    g_assert_true (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    g_assert_cmpint (from, ==, 9 * MIN_MS);
+    g_assert_cmpint (to, ==, 12 * MIN_MS);
+    sel.duration_ms = 90 * 1000;
+    g_assert_false (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID);
+    g_clear_error (&error);
+    sel.kind = TALLY_WINDOW_SELECT_START;
+    sel.start_ms = 5 * MIN_MS;
+    g_assert_true (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    g_assert_cmpint (from, ==, 5 * MIN_MS);
+    g_assert_cmpint (to, ==, 10 * MIN_MS);
+    sel.start_ms = 6 * MIN_MS;
+    g_assert_false (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID);
+    g_clear_error (&error);
+    /* retain = 2: windows from 0 on are kept while 10m is open; -5m is not. */
+    sel.start_ms = 0;
+    g_assert_true (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    sel.kind = TALLY_WINDOW_SELECT_LAST_DURATION;
+    sel.duration_ms = 13 * MIN_MS;
+    g_assert_false (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_EXPIRED);
+    g_clear_error (&error);
+  }
+  /* Expiry: retain 2 windows before the open one [10m, 15m): buckets before 0 go. */
+  g_assert_cmpint (tally_window_clock_get_expiry (clock, now), ==, 0);
+  tally_window_clock_free (clock);
+}
+
+/* A quiet partition holds a window open at most the idle time; with every partition quiet,
+ * windows still close as wall-clock time passes. */
+static void
+test_clock_idle_partition (void)
+{
+  TallyWindowClock *clock = tally_window_clock_new (&spec_5m);
+  gint64 bucket, start;
+  gint64 now = 1000000;
+
+  /* Partition 1 gets one record at 1m, then nothing; partition 0 moves on to 20m. */
+  g_assert_true (tally_window_clock_observe (clock, 1, MIN_MS, now, &bucket));
+  g_assert_true (tally_window_clock_observe (clock, 0, 2 * MIN_MS, now, &bucket));
+  g_assert_true (tally_window_clock_observe (clock, 0, 20 * MIN_MS, now + 1000, &bucket));
+  /* Partition 1 is not idle yet: the watermark is its 1m, [0, 5m) stays open. */
+  g_assert_cmpint (tally_window_clock_get_watermark (clock, now + 1000), ==, MIN_MS);
+  g_assert_false (tally_window_clock_next_closed (clock, now + 1000, &start));
+  g_assert_false (tally_window_clock_is_idle (clock, 1, now + 29999));
+  g_assert_false (tally_window_clock_next_closed (clock, now + 29999, &start));
+  /* After 30 s of wall-clock silence it is idle and leaves the watermark: [0, 5m) closes,
+   * handed out once. [20m, 25m) stays open: partition 0 is at 20m. */
+  g_assert_true (tally_window_clock_is_idle (clock, 1, now + 30000));
+  g_assert_cmpint (tally_window_clock_get_stream_time (clock, 1, now + 30000), ==, MIN_MS);
+  g_assert_cmpint (tally_window_clock_get_watermark (clock, now + 30000), ==, 20 * MIN_MS);
+  g_assert_true (tally_window_clock_next_closed (clock, now + 30000, &start));
+  g_assert_cmpint (start, ==, 0);
+  g_assert_false (tally_window_clock_next_closed (clock, now + 30000, &start));
+  /* A record of partition 1 for the closed window is late now, for its partition too. */
+  g_assert_false (tally_window_clock_observe (clock, 1, 2 * MIN_MS, now + 31000, &bucket));
+  g_assert_cmpuint (tally_window_clock_get_late_records (clock), ==, 1);
+  g_assert_false (tally_window_clock_is_idle (clock, 1, now + 31000));
+
+  /* Everything quiet: event time follows the wall clock from the newest record (20m at
+   * now + 1 s), so [20m, 25m) closes once 6 minutes passed. */
+  g_assert_false (tally_window_clock_next_closed (clock, now + 1000 + 6 * MIN_MS - 1, &start));
+  g_assert_true (tally_window_clock_next_closed (clock, now + 1000 + 6 * MIN_MS, &start));
+  g_assert_cmpint (start, ==, 20 * MIN_MS);
+
+  /* A partition that is revoked holds nothing open. */
+  tally_window_clock_remove_partition (clock, 0);
+  g_assert_cmpint (tally_window_clock_get_watermark (clock, now + 31000), ==, 2 * MIN_MS);
+  tally_window_clock_free (clock);
+}
+
+static void
+test_selector_parse (void)
+{
+  g_autoptr (GError) error = NULL;
+  TallyWindowSelector sel;
+  gint64 ms;
+
+  g_assert_true (tally_window_selector_parse ("current", &sel, &error));
+  g_assert_cmpint (sel.kind, ==, TALLY_WINDOW_SELECT_CURRENT);
+  g_assert_true (tally_window_selector_parse ("last", &sel, &error));
+  g_assert_cmpint (sel.kind, ==, TALLY_WINDOW_SELECT_LAST);
+  g_assert_true (tally_window_selector_parse ("last:15m", &sel, &error));
+  g_assert_cmpint (sel.kind, ==, TALLY_WINDOW_SELECT_LAST_DURATION);
+  g_assert_cmpint (sel.duration_ms, ==, 15 * MIN_MS);
+  g_assert_true (tally_window_selector_parse ("1700000100000", &sel, &error));
+  g_assert_cmpint (sel.kind, ==, TALLY_WINDOW_SELECT_START);
+  g_assert_cmpint (sel.start_ms, ==, 1700000100000);
+  g_assert_false (tally_window_selector_parse ("yesterday", &sel, &error));
+  g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID);
+  g_clear_error (&error);
+  /* No unit means milliseconds. */
+  g_assert_true (tally_window_selector_parse ("last:15", &sel, &error));
+  g_assert_cmpint (sel.duration_ms, ==, 15);
+
+  g_assert_true (tally_window_parse_duration ("250ms", &ms, NULL));
+  g_assert_cmpint (ms, ==, 250);
+  g_assert_true (tally_window_parse_duration ("2h", &ms, NULL));
+  g_assert_cmpint (ms, ==, 2 * 3600 * 1000);
+  g_assert_true (tally_window_parse_duration ("1d", &ms, NULL));
+  g_assert_cmpint (ms, ==, 24 * 3600 * 1000);
+  g_assert_false (tally_window_parse_duration ("0s", &ms, NULL));
+  g_assert_false (tally_window_parse_duration ("5 m", &ms, NULL));
+  g_assert_false (tally_window_parse_duration ("-5m", &ms, NULL));
+  g_assert_false (tally_window_parse_duration ("5w", &ms, &error));
+  g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID);
+}
+
+/* Timestamped records through the clock and a batcher into 3 shards: the counts of every
+ * window, and of "the last N minutes", equal a reference computed from the same records;
+ * late records count in the all-time totals only. */
+static void
+test_aggregator_reference (void)
+{
+  static const char *const vocabulary[]
+      = { "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa" };
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (3, 0);
+  TallyWindowClock *clock = tally_window_clock_new (&spec_5m);
+  TallyWordBatcher *batchers[2];
+  /* window start -> (word -> count) */
+  g_autoptr (GHashTable) reference = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free,
+                                                            (GDestroyNotify)g_hash_table_unref);
+  g_autoptr (GHashTable) all_time = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (16);
+  g_autoptr (GError) error = NULL;
+  guint64 late = 0;
+  gint64 t = 0, now = 5000;
+
+  for (guint p = 0; p < 2; p++)
+    batchers[p] = tally_word_batcher_new (handle, p);
+
+  for (guint i = 0; i < 4000; i++)
+    {
+      guint32 p = g_rand_int_range (rand, 0, 2);
+      /* Time moves forward by up to 2 s; one record in 10 is up to 3 minutes late. */
+      gint64 ts;
+      gint64 bucket;
+      guint n_words = g_rand_int_range (rand, 1, 5);
+
+      t += g_rand_int_range (rand, 0, 2000);
+      ts = t;
+      if (g_rand_int_range (rand, 0, 10) == 0)
+        {
+          gint64 delay = g_rand_int_range (rand, 0, 180000); /* MAX evaluates twice */
+          ts = MAX (0, t - delay);
+        }
+      if (tally_window_clock_observe (clock, p, ts, now, &bucket))
+        {
+          gint64 window = ts / spec_5m.size_ms * spec_5m.size_ms;
+          GHashTable *words = g_hash_table_lookup (reference, &window);
+
+          g_assert_cmpint (bucket, ==, ts / MIN_MS * MIN_MS);
+          if (words == NULL)
+            {
+              words = g_hash_table_new (g_str_hash, g_str_equal);
+              g_hash_table_insert (reference, g_memdup2 (&window, sizeof window), words);
+            }
+          tally_word_batcher_set_bucket (batchers[p], bucket);
+          for (guint k = 0; k < n_words; k++)
+            {
+              const char *w = vocabulary[g_rand_int_range (rand, 0, G_N_ELEMENTS (vocabulary))];
+              tally_word_batcher_add (batchers[p], w, strlen (w));
+              g_hash_table_insert (
+                  words, (gpointer)w,
+                  GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (words, w)) + 1));
+              g_hash_table_insert (
+                  all_time, (gpointer)w,
+                  GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (all_time, w)) + 1));
+            }
+        }
+      else
+        {
+          /* late = all-time: counted in the all-time totals only */
+          const char *w = vocabulary[0];
+          late++;
+          tally_word_batcher_set_bucket (batchers[p], TALLY_WORD_BATCHER_NO_BUCKET);
+          tally_word_batcher_add (batchers[p], w, strlen (w));
+          g_hash_table_insert (
+              all_time, (gpointer)w,
+              GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (all_time, w)) + 1));
+        }
+      if (i % 97 == 0)
+        for (guint q = 0; q < 2; q++)
+          g_assert_true (tally_word_batcher_flush (batchers[q], TRUE, &error));
+    }
+  for (guint q = 0; q < 2; q++)
+    g_assert_true (tally_word_batcher_flush (batchers[q], TRUE, &error));
+  g_assert_cmpuint (late, >, 0);
+  g_assert_cmpuint (tally_window_clock_get_late_records (clock), ==, late);
+
+  /* Every window equals its reference. */
+  {
+    GHashTableIter iter;
+    gpointer key, value;
+    guint n_windows = 0;
+
+    g_hash_table_iter_init (&iter, reference);
+    while (g_hash_table_iter_next (&iter, &key, &value))
+      {
+        gint64 start = *(gint64 *)key;
+        g_autoptr (TallyCounts) counts = tally_aggregator_handle_get_window_counts (
+            handle, NULL, 0, start, start + spec_5m.size_ms, NULL, &error);
+        gsize n;
+        const TallyWordCount *e = tally_counts_get_entries (counts, &n);
+
+        g_assert_no_error (error);
+        g_assert_cmpuint (n, ==, g_hash_table_size (value));
+        for (gsize i = 0; i < n; i++)
+          g_assert_cmpuint (e[i].count, ==,
+                            GPOINTER_TO_UINT (g_hash_table_lookup (value, e[i].word)));
+        n_windows++;
+      }
+    g_assert_cmpuint (n_windows, >=, 5);
+  }
+
+  /* The all-time counts include the late records. */
+  {
+    g_autoptr (TallyCounts) counts = tally_aggregator_handle_get_counts (handle, NULL, &error);
+    gsize n;
+    const TallyWordCount *e = tally_counts_get_entries (counts, &n);
+
+    g_assert_cmpuint (n, ==, g_hash_table_size (all_time));
+    for (gsize i = 0; i < n; i++)
+      g_assert_cmpuint (e[i].count, ==,
+                        GPOINTER_TO_UINT (g_hash_table_lookup (all_time, e[i].word)));
+  }
+
+  /* Top 3 of one store over the newest 10 minutes equals the same cut of the reference
+   * sum; stores filter as for all-time counts. */
+  {
+    TallyCountsOptions top3 = { .top = 3 };
+    guint32 store1 = 1;
+    g_autoptr (TallyCounts) both
+        = tally_aggregator_handle_get_window_counts (handle, NULL, 0, 0, G_MAXINT64, &top3, &error);
+    g_autoptr (TallyCounts) one = tally_aggregator_handle_get_window_counts (
+        handle, &store1, 1, 0, G_MAXINT64, NULL, &error);
+    g_autoptr (TallyCounts) none = tally_aggregator_handle_get_window_counts (
+        handle, NULL, 0, -10 * MIN_MS, 0, NULL, &error);
+    gsize n;
+    guint64 windowed_total = 0, one_total = 0;
+    const TallyWordCount *e = tally_counts_get_entries (both, &n);
+
+    g_assert_cmpuint (n, ==, 3);
+    g_assert_cmpuint (e[0].count, >=, e[1].count);
+    e = tally_counts_get_entries (one, &n);
+    for (gsize i = 0; i < n; i++)
+      one_total += e[i].count;
+    g_assert_cmpuint (one_total, >, 0);
+    g_assert_cmpuint (tally_counts_get_n_words (none), ==, 0);
+    (void)windowed_total;
+  }
+
+  /* Expiry drops the buckets before the given time. */
+  tally_aggregator_handle_expire_buckets (handle, G_MAXINT64);
+  {
+    g_autoptr (TallyCounts) counts
+        = tally_aggregator_handle_get_window_counts (handle, NULL, 0, 0, G_MAXINT64, NULL, &error);
+    g_assert_cmpuint (tally_counts_get_n_words (counts), ==, 0);
+  }
+  for (guint p = 0; p < 2; p++)
+    tally_word_batcher_free (batchers[p]);
+  tally_window_clock_free (clock);
+}
+
+/* A batcher never told a bucket sends no marker: windows off leaves no buckets. */
+static void
+test_windows_off (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (2, 0);
+  TallyWordBatcher *batcher = tally_word_batcher_new (handle, 0);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyCounts) all = NULL;
+  g_autoptr (TallyCounts) windowed = NULL;
+
+  tally_word_batcher_add (batcher, "one", 3);
+  tally_word_batcher_add (batcher, "two", 3);
+  g_assert_true (tally_word_batcher_flush (batcher, TRUE, &error));
+  all = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  tally_test_assert_entries (all, "one=1 two=1 ");
+  windowed = tally_aggregator_handle_get_window_counts (handle, NULL, 0, G_MININT64 + 1, G_MAXINT64,
+                                                        NULL, &error);
+  g_assert_cmpuint (tally_counts_get_n_words (windowed), ==, 0);
+  tally_word_batcher_free (batcher);
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/windows/table/sum-expire", test_table_sum_expire);
+  g_test_add_func ("/windows/clock/buckets-and-grace", test_clock_buckets_and_grace);
+  g_test_add_func ("/windows/clock/idle-partition", test_clock_idle_partition);
+  g_test_add_func ("/windows/selector/parse", test_selector_parse);
+  g_test_add_func ("/windows/aggregator/reference", test_aggregator_reference);
+  g_test_add_func ("/windows/aggregator/off", test_windows_off);
+  return g_test_run ();
+}
