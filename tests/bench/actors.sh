@@ -41,7 +41,7 @@ trap 'rm -f "$tally_out" "$caf_out" "$actix_out"' EXIT
 
 # actix: cargo build (a no-op when up to date).
 actix_version=
-rust_minor=$(rustc --version 2>/dev/null | sed -n 's/^rustc 1\.\([0-9]*\).*/\1/p')
+rust_minor=$(rustc --version 2>/dev/null | sed -n 's/^rustc 1\.\([0-9]*\).*/\1/p' || true)
 if ! command -v cargo >/dev/null; then
   echo "actors.sh: cargo not found (Rust >= 1.85 from rustup; see scripts/setup);" \
     "actix column left empty" >&2
