@@ -78,6 +78,7 @@ struct _CountSlice
 typedef struct _CountJob CountJob;
 
 /* Words in flight between the tokenizer and the combining table, see count_on_word(). */
+static gint64 T0, T1, T2;
 #define COUNT_PIPELINE 16
 /* The pipeline copies words that do not point into the slice (folded words, which live
  * in the tokenizer's scratch buffer) into COUNT_PIPELINE buffers of max_word_bytes; with
@@ -1052,6 +1053,7 @@ tally_cmd_count (int argc, char **argv)
   mallopt (M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 #endif
   job.handle = tally_aggregator_handle_new (n_shards, mailbox_capacity);
+  T0 = g_get_monotonic_time ();
   if (!count_run (&job, inputs, n_inputs, &error))
     {
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
@@ -1062,7 +1064,9 @@ tally_cmd_count (int argc, char **argv)
   if (job.read_failed)
     status = TALLY_EXIT_FAILURE;
   count_report_stats (&job);
+  T1 = g_get_monotonic_time ();
   all = tally_aggregator_handle_get_counts (job.handle, NULL, &error);
+  T2 = g_get_monotonic_time ();
   if (all == NULL)
     {
       g_printerr ("%s: could not get the counts: %s\n", g_get_prgname (), error->message);
@@ -1080,6 +1084,9 @@ tally_cmd_count (int argc, char **argv)
     {
     case COUNT_FORMAT_TEXT:
       count_write_text (stdout, entries, n_entries);
+      fflush (stdout);
+      g_printerr ("PHASES run %.3f getcounts %.3f write %.3f\n", (T1 - T0) / 1e6, (T2 - T1) / 1e6,
+                  (g_get_monotonic_time () - T2) / 1e6);
       break;
     case COUNT_FORMAT_JSON:
       count_write_json (stdout, all, entries, n_entries);
