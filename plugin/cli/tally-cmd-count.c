@@ -78,7 +78,6 @@ struct _CountSlice
 typedef struct _CountJob CountJob;
 
 /* Words in flight between the tokenizer and the combining table, see count_on_word(). */
-static gint64 T0, T1, T2;
 #define COUNT_PIPELINE 16
 /* The pipeline copies words that do not point into the slice (folded words, which live
  * in the tokenizer's scratch buffer) into COUNT_PIPELINE buffers of max_word_bytes; with
@@ -679,14 +678,53 @@ count_input_open (CountInput *input, const char *path, GError **error)
  * Output
  * ------------------------------------------------------------------------------------- */
 
+/* `word count` lines, formatted into a buffer of 64 KiB written with fwrite(): a
+ * fprintf() per line was a tenth of the time after counting, which runs on one thread, for
+ * 477 k distinct words. */
 static void
 count_write_text (FILE *out, const TallyWordCount *entries, gsize n)
 {
+  enum
+  {
+    BUFFER = 64 * 1024,
+    NUMBER = 21, /* " " and up to 20 digits */
+  };
+  g_autofree char *buffer = g_malloc (BUFFER);
+  gsize used = 0;
+
   for (gsize i = 0; i < n; i++)
     {
-      fwrite (entries[i].word, 1, entries[i].len, out);
-      fprintf (out, " %" G_GUINT64_FORMAT "\n", entries[i].count);
+      char digits[NUMBER];
+      guint64 v = entries[i].count;
+      gsize d = NUMBER;
+
+      do
+        {
+          digits[--d] = (char)('0' + v % 10);
+          v /= 10;
+        }
+      while (v != 0);
+      digits[--d] = ' ';
+      if (used + entries[i].len + (NUMBER - d) + 1 > BUFFER)
+        {
+          fwrite (buffer, 1, used, out);
+          used = 0;
+        }
+      if (entries[i].len + (NUMBER - d) + 1 > BUFFER)
+        {
+          /* A word longer than the buffer (max_word_bytes can be 1 MiB). */
+          fwrite (entries[i].word, 1, entries[i].len, out);
+          fwrite (digits + d, 1, NUMBER - d, out);
+          fputc ('\n', out);
+          continue;
+        }
+      memcpy (buffer + used, entries[i].word, entries[i].len);
+      used += entries[i].len;
+      memcpy (buffer + used, digits + d, NUMBER - d);
+      used += NUMBER - d;
+      buffer[used++] = '\n';
     }
+  fwrite (buffer, 1, used, out);
 }
 
 /* RFC 4180: a field holding a comma, a double quote, CR or LF is enclosed in double
@@ -1053,7 +1091,6 @@ tally_cmd_count (int argc, char **argv)
   mallopt (M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 #endif
   job.handle = tally_aggregator_handle_new (n_shards, mailbox_capacity);
-  T0 = g_get_monotonic_time ();
   if (!count_run (&job, inputs, n_inputs, &error))
     {
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
@@ -1064,9 +1101,7 @@ tally_cmd_count (int argc, char **argv)
   if (job.read_failed)
     status = TALLY_EXIT_FAILURE;
   count_report_stats (&job);
-  T1 = g_get_monotonic_time ();
   all = tally_aggregator_handle_get_counts (job.handle, NULL, &error);
-  T2 = g_get_monotonic_time ();
   if (all == NULL)
     {
       g_printerr ("%s: could not get the counts: %s\n", g_get_prgname (), error->message);
@@ -1084,9 +1119,6 @@ tally_cmd_count (int argc, char **argv)
     {
     case COUNT_FORMAT_TEXT:
       count_write_text (stdout, entries, n_entries);
-      fflush (stdout);
-      g_printerr ("PHASES run %.3f getcounts %.3f write %.3f\n", (T1 - T0) / 1e6, (T2 - T1) / 1e6,
-                  (g_get_monotonic_time () - T2) / 1e6);
       break;
     case COUNT_FORMAT_JSON:
       count_write_json (stdout, all, entries, n_entries);
