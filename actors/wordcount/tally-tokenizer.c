@@ -260,7 +260,7 @@ char_class (gunichar c)
  * form, non-surrogate sequence of at most U+10FFFF is invalid; the callers count it and
  * let it separate words. This classifies exactly the bytes that Python's
  * "surrogateescape" decoder escapes, which the reference implementation relies on. */
-static inline guint
+static inline G_ALWAYS_INLINE guint
 decode_utf8 (const guchar *p, const guchar *end, gunichar *out)
 {
   guchar b0 = p[0], b1, b2, b3;
