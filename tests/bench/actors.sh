@@ -63,6 +63,7 @@ else
   fi
 fi
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "Tally ($tally_bin)..." >&2
 "$tally_bin" "${args[@]}" >"$tally_out"
 if [ -x "$caf_bin" ]; then
@@ -79,7 +80,8 @@ fi
 echo
 echo "Actor runtime: Tally vs CAF $(dpkg-query -W -f='${Version}' libcaf-dev 2>/dev/null || echo '?')" \
   "and actix ${actix_version:-(not built)} ($(rustc --version 2>/dev/null | cut -d' ' -f1-2 || echo 'no rustc'))," \
-  "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $messages messages, $rounds round trips," \
+  "$(nproc) CPUs, load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end," \
+  "$messages messages, $rounds round trips," \
   "median of $runs"
 awk -v tally="$tally_out" -v caf="$caf_out" -v actix="$actix_out" '
   function ratio(a, b) { return (a != "" && b != "" && b + 0 > 0) ? sprintf("%.2f", a / b) : "-" }
