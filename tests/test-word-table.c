@@ -438,6 +438,53 @@ test_table_count (void)
 }
 
 static void
+copy_one (const char *word, gsize len, guint64 count, gpointer user_data)
+{
+  tally_word_table_add (user_data, word, len, tally_word_hash (word, len), count);
+}
+
+/* tally_word_table_clear() empties the table but keeps its slot array: words counted
+ * before are gone, words counted after count from 0, many times over, and the memory does
+ * not grow from one fill to the next. Then words copied from one table into another in
+ * the first's slot order (the order a flush gives) land in the second as they should. */
+static void
+test_table_clear (void)
+{
+  g_autoptr (TallyWordTable) table = tally_word_table_new ();
+  g_autoptr (TallyWordTable) copy = tally_word_table_new ();
+  gsize memory = 0;
+
+  for (guint round = 0; round < 3; round++)
+    {
+      for (guint i = 0; i < 50000; i++)
+        {
+          char word[32];
+          int len = g_snprintf (word, sizeof word, "w%u-%u", round, i);
+
+          g_assert_cmpuint (tally_word_table_count (table, word, (gsize)len, 2), ==, 2);
+        }
+      g_assert_cmpuint (tally_word_table_get_size (table), ==, 50000);
+      g_assert_cmpuint (tally_word_table_get_total (table), ==, 100000);
+      if (round > 0)
+        g_assert_cmpuint (tally_word_table_get_memory (table), ==, memory);
+      memory = tally_word_table_get_memory (table);
+      if (round < 2)
+        {
+          tally_word_table_clear (table);
+          g_assert_cmpuint (tally_word_table_get_size (table), ==, 0);
+          g_assert_cmpuint (tally_word_table_get_total (table), ==, 0);
+          g_assert_cmpuint (lookup (table, "w0-7"), ==, 0);
+        }
+    }
+  g_assert_cmpuint (lookup (table, "w2-49999"), ==, 2);
+  g_assert_cmpuint (lookup (table, "w1-5"), ==, 0);
+
+  tally_word_table_foreach (table, copy_one, copy);
+  g_assert_cmpuint (tally_word_table_get_size (copy), ==, 50000);
+  g_assert_cmpuint (lookup (copy, "w2-123"), ==, 2);
+}
+
+static void
 test_table_saturates (void)
 {
   g_autoptr (TallyWordTable) t = tally_word_table_new ();
@@ -699,6 +746,7 @@ main (int argc, char **argv)
   g_test_add_func ("/word-table/saturates", test_table_saturates);
   g_test_add_func ("/word-table/same-hash", test_table_same_hash);
   g_test_add_func ("/word-table/count", test_table_count);
+  g_test_add_func ("/word-table/clear", test_table_clear);
   g_test_add_func ("/counts/order", test_counts_order);
   g_test_add_func ("/counts/builder-merges", test_counts_builder_merges);
   g_test_add_func ("/counts/lookup", test_counts_lookup);

@@ -114,6 +114,8 @@ static const guint8 rec_ascii[256] = {
 static guint8 bmp_class[0x10000];
 static FoldEntry *folds;
 static gsize n_folds;
+/* For each code point of the BMP that folds: 1 + its index in folds; 0 for the rest. */
+static guint16 bmp_fold[0x10000];
 
 static guint8
 kind_from_type (GUnicodeType type)
@@ -201,6 +203,10 @@ unicode_tables_init (void)
 
   n_folds = entries->len;
   folds = (FoldEntry *)(gpointer)g_array_free (entries, FALSE);
+  g_assert (n_folds < G_MAXUINT16);
+  for (gsize i = 0; i < n_folds; i++)
+    if (folds[i].cp < 0x10000)
+      bmp_fold[folds[i].cp] = (guint16)(i + 1);
 }
 
 static void
@@ -254,7 +260,7 @@ char_class (gunichar c)
  * form, non-surrogate sequence of at most U+10FFFF is invalid; the callers count it and
  * let it separate words. This classifies exactly the bytes that Python's
  * "surrogateescape" decoder escapes, which the reference implementation relies on. */
-static inline guint
+static inline G_ALWAYS_INLINE guint
 decode_utf8 (const guchar *p, const guchar *end, gunichar *out)
 {
   guchar b0 = p[0], b1, b2, b3;
@@ -575,9 +581,13 @@ letter_at (const guchar *p, const guchar *end)
 
 /* Folds the word [p, end), known to be valid UTF-8 made of word characters and kept
  * joiners, into the scratch buffer; stops once more than max_word_bytes are written.
- * Returns the bytes written. */
+ * Returns the bytes written. @limit is the end of the chunk: where 16 bytes from p are
+ * readable, the ASCII letters before the next non-ASCII byte (or the word's end) are
+ * lowercased 16 at a time; the scratch buffer's 16 spare bytes take the overshoot. A
+ * character that folds is found in bmp_fold (one load) or, above the BMP, by binary
+ * search. */
 static gsize
-fold_word (TallyTokenizer *self, const guchar *p, const guchar *end)
+fold_word (TallyTokenizer *self, const guchar *p, const guchar *end, const guchar *limit)
 {
   guchar *out = self->scratch;
   gsize max = self->options.max_word_bytes;
@@ -591,10 +601,34 @@ fold_word (TallyTokenizer *self, const guchar *p, const guchar *end)
 
       if (*p < 0x80)
         {
-          guchar b = *p++;
+#ifdef TALLY_TOKENIZER_BLOCKS
+          if (limit - p >= BLOCK)
+            {
+              __m128i v = _mm_loadu_si128 ((const __m128i *)(const void *)p);
+              __m128i is_upper = _mm_and_si128 (_mm_cmpgt_epi8 (v, _mm_set1_epi8 ('A' - 1)),
+                                                _mm_cmplt_epi8 (v, _mm_set1_epi8 ('Z' + 1)));
+              guint ascii = ~(guint)_mm_movemask_epi8 (v) & 0xffffu;
+              gsize left = (gsize)(end - p);
+              /* Bytes before the first non-ASCII one (at most 16), and not past the word. */
+              guint run = ascii == 0xffffu ? BLOCK : (guint)__builtin_ctz (~ascii);
 
-          out[o++] = (b >= 'A' && b <= 'Z') ? (guchar)(b + ('a' - 'A')) : b;
-          continue;
+              if (run > left)
+                run = (guint)left;
+              /* Capitals get bit 5 (0x20): 'A'..'Z' -> 'a'..'z'. Non-ASCII bytes are
+               * negative as signed bytes, so never "capitals". */
+              v = _mm_or_si128 (v, _mm_and_si128 (is_upper, _mm_set1_epi8 (0x20)));
+              _mm_storeu_si128 ((__m128i *)(void *)(out + o), v);
+              p += run;
+              o += run;
+              continue;
+            }
+#endif
+          {
+            guchar b = *p++;
+
+            out[o++] = (b >= 'A' && b <= 'Z') ? (guchar)(b + ('a' - 'A')) : b;
+            continue;
+          }
         }
       n = decode_utf8 (p, end, &c);
       g_assert (n != 0);
@@ -603,7 +637,8 @@ fold_word (TallyTokenizer *self, const guchar *p, const guchar *end)
         out[o++] = c == 0x2019 ? '\'' : '-';
       else if (cls & FLAG_FOLDS)
         {
-          const FoldEntry *e = fold_lookup (c);
+          const FoldEntry *e
+              = c < 0x10000 ? (bmp_fold[c] != 0 ? &folds[bmp_fold[c] - 1] : NULL) : fold_lookup (c);
 
           if (G_LIKELY (e != NULL))
             {
@@ -622,12 +657,12 @@ fold_word (TallyTokenizer *self, const guchar *p, const guchar *end)
 }
 
 static inline gsize
-emit_unicode (TallyTokenizer *self, const guchar *word, const guchar *end, gboolean pure,
-              TallyWordFunc func, gpointer user_data)
+emit_unicode (TallyTokenizer *self, const guchar *word, const guchar *end, const guchar *limit,
+              gboolean pure, TallyWordFunc func, gpointer user_data)
 {
   if (pure)
     return emit (self, word, (gsize)(end - word), FALSE, func, user_data);
-  return emit (self, self->scratch, fold_word (self, word, end), FALSE, func, user_data);
+  return emit (self, self->scratch, fold_word (self, word, end, limit), FALSE, func, user_data);
 }
 
 /* Tokenizes [p, end) in unicode mode. While a word is delimited it notes whether the word's
@@ -701,7 +736,7 @@ feed_unicode (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWor
 
                   if (upper & BITS_FROM (i) & BITS_BELOW (e))
                     pure = FALSE;
-                  words += emit_unicode (self, word, p + e, pure, func, user_data);
+                  words += emit_unicode (self, word, p + e, end, pure, func, user_data);
                   word = NULL;
                   i = e + 1;
                 }
@@ -780,7 +815,7 @@ feed_unicode (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWor
             }
           else if (word != NULL)
             {
-              words += emit_unicode (self, word, p, pure, func, user_data);
+              words += emit_unicode (self, word, p, end, pure, func, user_data);
               word = NULL;
             }
           prev_lm = lm;
@@ -788,7 +823,7 @@ feed_unicode (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWor
         }
     }
   if (word != NULL)
-    words += emit_unicode (self, word, end, pure, func, user_data);
+    words += emit_unicode (self, word, end, end, pure, func, user_data);
   return words;
 }
 

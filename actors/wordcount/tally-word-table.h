@@ -82,6 +82,18 @@ guint64 tally_word_table_count (TallyWordTable *table, const char *word, gsize l
 void tally_word_table_prefetch (TallyWordTable *table, guint64 hash);
 
 /**
+ * tally_word_table_prefetch_key:
+ * @table: a table
+ * @hash: the hash of a word about to be added or looked up
+ *
+ * Reads the word's home slot and, when it holds a key with the word's hash bits, hints the
+ * CPU to load that key's bytes: the second cache miss of a lookup. Meant for a pipeline
+ * that calls tally_word_table_prefetch() for a word some words ahead of this call, and
+ * this some words ahead of tally_word_table_add(). Changes nothing.
+ */
+void tally_word_table_prefetch_key (TallyWordTable *table, guint64 hash);
+
+/**
  * tally_word_table_set:
  * @table: a table
  * @word: the word's bytes
@@ -176,6 +188,17 @@ void tally_word_table_take_changes (TallyWordTable *table, TallyWordTableFunc fu
  * Forgets every word and releases the memory (the table is as new).
  */
 void tally_word_table_remove_all (TallyWordTable *table);
+
+/**
+ * tally_word_table_clear:
+ * @table: a table
+ *
+ * Forgets every word but keeps the slot array at its size and the first 1 MiB of the key
+ * arena, for a table that is filled and emptied again and again (a combiner): no
+ * freeing, no page faults, no regrowing from 16 slots. The memory it keeps is what
+ * tally_word_table_get_memory() reported before.
+ */
+void tally_word_table_clear (TallyWordTable *table);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyWordTable, tally_word_table_free)
 

@@ -12,9 +12,9 @@
  * own tokenizer and combining table; a worker sends each distinct word with its count
  * through its TallyWordBatcher to the aggregator shards ("Combining" below). Once every
  * worker has flushed and stopped, one GetCounts per shard yields the counts, printed as
- * text, JSON or CSV. Memory stays bounded: 2 J + 2 buffers, one table of about
- * COUNT_COMBINE_MAX_BYTES per worker, and at most 4 J batches in each shard's mailbox, so a
- * fast reader waits for slow shards instead of buffering.
+ * text, JSON or CSV. Memory stays bounded: 2 J + 2 buffers, one table of at most
+ * COUNT_COMBINE_MAX_WORDS words per worker, and at most 4 J batches in each shard's
+ * mailbox, so a fast reader waits for slow shards instead of buffering.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -82,6 +82,20 @@ struct _CountSlice
 
 typedef struct _CountJob CountJob;
 
+/* Words in flight between the tokenizer and the combining table, see count_on_word(). */
+#define COUNT_PIPELINE 16
+/* The pipeline copies words that do not point into the slice (folded words, which live
+ * in the tokenizer's scratch buffer) into COUNT_PIPELINE buffers of max_word_bytes; with
+ * a larger max_word_bytes, words are counted as they come instead. */
+#define COUNT_PIPELINE_MAX_WORD_BYTES 4096
+
+typedef struct
+{
+  const char *word;
+  gsize len;
+  guint64 hash;
+} CountPending;
+
 /* One tokenizing thread. */
 typedef struct
 {
@@ -89,7 +103,14 @@ typedef struct
   GThread *thread;
   TallyTokenizer *tokenizer; /* made on the main thread, then used by this worker only */
   TallyWordTable *combined;  /* words counted here, not yet told to the shards */
-  TallyWordBatcher *batcher; /* the combined words' way to the shards (store 0) */
+  /* The pipeline: words [pushed - n_pending, pushed) wait in pending[i % COUNT_PIPELINE]. */
+  CountPending pending[COUNT_PIPELINE];
+  guint64 pushed;
+  guint n_pending;
+  char *copies; /* COUNT_PIPELINE x max_word_bytes, NULL without the pipeline */
+  gsize copy_bytes;
+  const char *slice_start, *slice_end; /* the slice being tokenized */
+  TallyWordBatcher *batcher;           /* the combined words' way to the shards (store 0) */
   TallyTokenizerStats stats;
   GError *error; /* a failed flush: the shards stopped */
 } CountWorker;
@@ -133,7 +154,7 @@ struct _CountJob
  * ------------------------------------------------------------------------------------- */
 
 /* Combining. A worker counts the words of its slices in a table of its own (a combiner, as
- * in MapReduce), and when that table holds COUNT_COMBINE_MAX_BYTES or more, and when the
+ * in MapReduce), and when that table holds COUNT_COMBINE_MAX_WORDS words or more, and when the
  * input ends, adds each distinct word once with its count to its batcher
  * (tally_word_batcher_add_count()), which tells the shards one AddWords batch each. Text
  * repeats its words: the KJV x10 has 8.2 M words but 28 k distinct ones, so the shards
@@ -142,16 +163,68 @@ struct _CountJob
  * a word's count reaches its shard as one or more partial sums. The shards own the counts;
  * a worker's table is only ever read and emptied by its own thread. It takes about a third
  * of the CPU time off the KJV x10 (tests/bench/README.md); a text with few repeats gains
- * nothing and pays for counting twice; COUNT_COMBINE_MAX_BYTES bounds the extra memory per
- * worker. */
-#define COUNT_COMBINE_MAX_BYTES (8 * 1024 * 1024)
+ * nothing and pays for counting twice; COUNT_COMBINE_MAX_WORDS bounds the extra memory per
+ * worker: the table then has 2^18 slots (4 MiB) and about 2 MiB of keys, and flushing
+ * clears it in place (tally_word_table_clear()): freeing and regrowing it at every flush
+ * cost page faults and TLB shootdowns across the threads (the kernel's
+ * smp_call_function_many_cond, 5-7% of the workers' time on 477 k distinct words). */
+#define COUNT_COMBINE_MAX_WORDS 200000
 
+/* Counts the words of the slice as the tokenizer hands them over, through a pipeline of
+ * COUNT_PIPELINE words: a word's hash is taken and its home slot prefetched when it
+ * arrives, its key (through the slot, by then in cache) prefetched COUNT_PIPELINE / 2
+ * words later, and it is counted COUNT_PIPELINE words later. With many distinct words the
+ * table is larger than the caches and these two loads were two thirds of the worker's
+ * time in the table (tally count --shards 2 on scripts/fetch-corpus multilingual); in
+ * flight together they overlap. Words that point into the slice stay valid until the
+ * slice is done; others (folded into the tokenizer's scratch buffer) are copied. */
 static void
 count_on_word (const char *word, gsize len, gpointer user_data)
 {
   CountWorker *worker = user_data;
+  TallyWordTable *table = worker->combined;
+  CountPending *p;
+  guint i;
 
-  tally_word_table_count (worker->combined, word, len, 1);
+  if (worker->copies == NULL)
+    {
+      tally_word_table_count (table, word, len, 1);
+      return;
+    }
+  i = (guint)(worker->pushed % COUNT_PIPELINE);
+  p = &worker->pending[i];
+  if (worker->n_pending == COUNT_PIPELINE)
+    tally_word_table_add (table, p->word, p->len, p->hash, 1);
+  else
+    worker->n_pending++;
+  if (G_UNLIKELY (word < worker->slice_start || word + len > worker->slice_end))
+    {
+      char *copy = worker->copies + (gsize)i * worker->copy_bytes;
+
+      memcpy (copy, word, len);
+      word = copy;
+    }
+  p->word = word;
+  p->len = len;
+  p->hash = tally_word_hash (word, len);
+  tally_word_table_prefetch (table, p->hash);
+  worker->pushed++;
+  if (worker->n_pending > COUNT_PIPELINE / 2)
+    tally_word_table_prefetch_key (
+        table, worker->pending[(worker->pushed - COUNT_PIPELINE / 2 - 1) % COUNT_PIPELINE].hash);
+}
+
+/* Counts the words still in the pipeline, oldest first. */
+static void
+count_drain (CountWorker *worker)
+{
+  for (guint64 k = worker->pushed - worker->n_pending; k < worker->pushed; k++)
+    {
+      CountPending *p = &worker->pending[k % COUNT_PIPELINE];
+
+      tally_word_table_add (worker->combined, p->word, p->len, p->hash, 1);
+    }
+  worker->n_pending = 0;
 }
 
 static void
@@ -167,7 +240,7 @@ static gboolean
 count_worker_flush (CountWorker *worker, GError **error)
 {
   tally_word_table_foreach (worker->combined, count_on_combined, worker->batcher);
-  tally_word_table_remove_all (worker->combined);
+  tally_word_table_clear (worker->combined);
   return tally_word_batcher_flush (worker->batcher, TRUE, error);
 }
 
@@ -252,8 +325,11 @@ count_worker_run (gpointer data)
       /* After a failure, keep taking slices so the reader never waits for a buffer. */
       if (worker->error == NULL)
         {
+          worker->slice_start = slice->data;
+          worker->slice_end = slice->data + slice->len;
           tally_tokenizer_feed (worker->tokenizer, slice->data, slice->len, count_on_word, worker);
-          if (tally_word_table_get_memory (worker->combined) >= COUNT_COMBINE_MAX_BYTES
+          count_drain (worker);
+          if (tally_word_table_get_size (worker->combined) >= COUNT_COMBINE_MAX_WORDS
               && !count_worker_flush (worker, &worker->error))
             g_atomic_int_set (&job->workers_failed, 1);
         }
@@ -872,14 +948,53 @@ count_input_open (CountInput *input, const char *path, GError **error)
  * Output
  * ------------------------------------------------------------------------------------- */
 
+/* `word count` lines, formatted into a buffer of 64 KiB written with fwrite(): a
+ * fprintf() per line was a tenth of the time after counting, which runs on one thread, for
+ * 477 k distinct words. */
 static void
 count_write_text (FILE *out, const TallyWordCount *entries, gsize n)
 {
+  enum
+  {
+    BUFFER = 64 * 1024,
+    NUMBER = 21, /* " " and up to 20 digits */
+  };
+  g_autofree char *buffer = g_malloc (BUFFER);
+  gsize used = 0;
+
   for (gsize i = 0; i < n; i++)
     {
-      fwrite (entries[i].word, 1, entries[i].len, out);
-      fprintf (out, " %" G_GUINT64_FORMAT "\n", entries[i].count);
+      char digits[NUMBER];
+      guint64 v = entries[i].count;
+      gsize d = NUMBER;
+
+      do
+        {
+          digits[--d] = (char)('0' + v % 10);
+          v /= 10;
+        }
+      while (v != 0);
+      digits[--d] = ' ';
+      if (used + entries[i].len + (NUMBER - d) + 1 > BUFFER)
+        {
+          fwrite (buffer, 1, used, out);
+          used = 0;
+        }
+      if (entries[i].len + (NUMBER - d) + 1 > BUFFER)
+        {
+          /* A word longer than the buffer (max_word_bytes can be 1 MiB). */
+          fwrite (entries[i].word, 1, entries[i].len, out);
+          fwrite (digits + d, 1, NUMBER - d, out);
+          fputc ('\n', out);
+          continue;
+        }
+      memcpy (buffer + used, entries[i].word, entries[i].len);
+      used += entries[i].len;
+      memcpy (buffer + used, digits + d, NUMBER - d);
+      used += NUMBER - d;
+      buffer[used++] = '\n';
     }
+  fwrite (buffer, 1, used, out);
 }
 
 /* RFC 4180: a field holding a comma, a double quote, CR or LF is enclosed in double
@@ -1004,6 +1119,11 @@ count_run (CountJob *job, const char *const *paths, guint n_inputs, GError **err
       worker->tokenizer = tally_tokenizer_new (&job->tokenizer_options);
       worker->batcher = tally_word_batcher_new (job->handle, 0);
       worker->combined = tally_word_table_new ();
+      if (job->tokenizer_options.max_word_bytes <= COUNT_PIPELINE_MAX_WORD_BYTES)
+        {
+          worker->copy_bytes = job->tokenizer_options.max_word_bytes;
+          worker->copies = g_malloc (COUNT_PIPELINE * worker->copy_bytes);
+        }
       worker->thread = g_thread_new (name, count_worker_run, worker);
     }
 
@@ -1060,6 +1180,7 @@ count_run (CountJob *job, const char *const *paths, guint n_inputs, GError **err
       g_clear_pointer (&worker->tokenizer, tally_tokenizer_free);
       g_clear_pointer (&worker->batcher, tally_word_batcher_free);
       g_clear_pointer (&worker->combined, tally_word_table_free);
+      g_clear_pointer (&worker->copies, g_free);
     }
   count_progress_update (job, TRUE);
 

@@ -4,8 +4,11 @@
  *   tell-1-unbatched  one sender thread, tally_address_tell() per message, one actor
  *   tell-1-batched    the same with tally_address_tell_many() in batches of BATCH
  *   tell-2-senders    two sender threads telling (unbatched) into one mailbox
+ *   tell-2-batched    two sender threads, tally_address_tell_many() in batches of BATCH
  *   pingpong          round trip between two actors on two arbiters (two threads)
  *   pingpong-1-thread the same with both actors on one arbiter
+ *   ask               round trip by ask across two threads: a plain thread calls
+ *                     tally_address_ask_sync() on an actor on an arbiter, one at a time
  *
  * Each message is a malloc'd struct with an integer, freed by the runtime after the
  * handler; mailboxes of the tell cases hold at most CAPACITY messages (senders block); the counting
@@ -169,6 +172,35 @@ bench_player_init (BenchPlayer *self)
 {
 }
 
+/* The answerer replies to every Ping with its value plus one (as a pointer). */
+#define BENCH_TYPE_ANSWERER (bench_answerer_get_type ())
+G_DECLARE_FINAL_TYPE (BenchAnswerer, bench_answerer, BENCH, ANSWERER, TallyActor)
+
+struct _BenchAnswerer
+{
+  TallyActor parent_instance;
+};
+
+G_DEFINE_FINAL_TYPE (BenchAnswerer, bench_answerer, TALLY_TYPE_ACTOR)
+
+static gboolean
+answerer_ping (TallyActor *actor, TallyMessage *message, GError **error)
+{
+  tally_message_reply (message, GSIZE_TO_POINTER ((gsize)((Number *)message)->value + 1));
+  return TRUE;
+}
+
+static void
+bench_answerer_class_init (BenchAnswererClass *klass)
+{
+  tally_actor_class_add_handler (TALLY_ACTOR_CLASS (klass), &ping_type, answerer_ping);
+}
+
+static void
+bench_answerer_init (BenchAnswerer *self)
+{
+}
+
 /* ---------------------------------------------------------------------------------------
  * Cases
  * ------------------------------------------------------------------------------------- */
@@ -260,6 +292,33 @@ run_pingpong (gint64 rounds, gboolean one_arbiter)
   return (double)elapsed / (double)rounds;
 }
 
+/* Microseconds per ask round trip from this thread to an actor on an arbiter. */
+static double
+run_ask (gint64 rounds)
+{
+  g_autoptr (TallyArbiter) arbiter = tally_arbiter_new ("bench-answer");
+  BenchAnswerer *answerer = g_object_new (BENCH_TYPE_ANSWERER, NULL);
+  g_autoptr (TallyAddress) address = tally_actor_start (TALLY_ACTOR (answerer), arbiter, 0);
+  gsize value = 0;
+  gint64 start, elapsed;
+
+  start = g_get_monotonic_time ();
+  for (gint64 i = 0; i < rounds; i++)
+    {
+      g_autoptr (GError) error = NULL;
+      gpointer reply = tally_address_ask_sync (
+          address, number_new (&ping_type, (gint64)value, NULL), 0, &error);
+
+      if (error != NULL)
+        g_error ("bench-actors: ask failed: %s", error->message);
+      value = GPOINTER_TO_SIZE (reply);
+    }
+  elapsed = g_get_monotonic_time () - start;
+  g_assert_cmpuint (value, ==, (gsize)rounds);
+  tally_arbiter_stop (arbiter);
+  return (double)elapsed / (double)rounds;
+}
+
 static int
 compare_doubles (const void *a, const void *b)
 {
@@ -323,6 +382,13 @@ main (int argc, char **argv)
       printf ("tell-2-senders msgs/s %.0f\n", median (values, runs));
       fflush (stdout);
     }
+  if (only == NULL || strcmp (only, "tell-2-batched") == 0)
+    {
+      for (gint i = 0; i < runs; i++)
+        values[i] = run_tell (messages, 2, TRUE);
+      printf ("tell-2-batched msgs/s %.0f\n", median (values, runs));
+      fflush (stdout);
+    }
   if (only == NULL || strcmp (only, "pingpong") == 0)
     {
       for (gint i = 0; i < runs; i++)
@@ -335,6 +401,14 @@ main (int argc, char **argv)
       for (gint i = 0; i < runs; i++)
         values[i] = run_pingpong (rounds, TRUE);
       printf ("pingpong-1-thread us/round-trip %.3f\n", median (values, runs));
+      fflush (stdout);
+    }
+
+  if (only == NULL || strcmp (only, "ask") == 0)
+    {
+      for (gint i = 0; i < runs; i++)
+        values[i] = run_ask (rounds);
+      printf ("ask us/round-trip %.3f\n", median (values, runs));
       fflush (stdout);
     }
 
