@@ -134,6 +134,50 @@ describe_partitions (const rd_kafka_topic_partition_list_t *list)
   return g_string_free (text, FALSE);
 }
 
+/* Sets @name to @value unless @conf holds a value other than librdkafka's default there
+ * (one the [kafka] section or -X chose on purpose). */
+static void
+set_if_default (rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+  rd_kafka_conf_t *defaults = rd_kafka_conf_new ();
+  char current[64], default_value[64];
+  size_t size = sizeof current, default_size = sizeof default_value;
+
+  if (rd_kafka_conf_get (conf, name, current, &size) == RD_KAFKA_CONF_OK
+      && rd_kafka_conf_get (defaults, name, default_value, &default_size) == RD_KAFKA_CONF_OK
+      && strcmp (current, default_value) == 0)
+    rd_kafka_conf_set (conf, name, value, NULL, 0);
+  rd_kafka_conf_destroy (defaults);
+}
+
+/* Learns the leader of every partition of @topic in @producer, so that the first record
+ * produced there goes out at once. Without it, librdkafka asks for the topic's metadata
+ * when the record is produced, which is dropped while no broker connection is up yet (a
+ * client just created), and asked again only by its 1 s topic scan: that was the second
+ * every `tally snapshot` waited before its request left. */
+static gboolean
+warm_producer (rd_kafka_t *producer, const char *topic, guint timeout_ms, GError **error)
+{
+  const struct rd_kafka_metadata *metadata = NULL;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new (producer, topic, NULL);
+  rd_kafka_resp_err_t err;
+
+  err = rd_kafka_metadata (producer, 0, rkt, &metadata, (int)timeout_ms);
+  rd_kafka_topic_destroy (rkt);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR && metadata->topic_cnt == 1)
+    err = metadata->topics[0].err;
+  if (metadata != NULL)
+    rd_kafka_metadata_destroy (metadata);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   "cannot read the metadata of request topic %s: %s", topic,
+                   rd_kafka_err2str (err));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* The first wait for a covering answer before a request is sent again, and the longest. */
 #define FIRST_ASK_AGAIN_MS 1000
 #define MAX_ASK_AGAIN_MS 8000
@@ -331,6 +375,12 @@ tally_cmd_snapshot (int argc, char **argv)
     }
   rd_kafka_conf_set_log_cb (conf, log_cb);
   producer_conf = rd_kafka_conf_dup (conf);
+  /* A request is one small record: nothing to batch it with. */
+  set_if_default (producer_conf, "linger.ms", "0");
+  /* The reply is awaited by a person: fetch often rather than wait out the broker's long
+   * poll where it does not end early (librdkafka's mock cluster). */
+  set_if_default (conf, "fetch.wait.max.ms", "10");
+  set_if_default (conf, "fetch.error.backoff.ms", "10");
   {
     g_autofree char *group = g_strdup_printf ("tally-snapshot-%08x", g_random_int ());
 
@@ -362,6 +412,7 @@ tally_cmd_snapshot (int argc, char **argv)
   /* Learn what must be covered, take positions, then ask. */
   expected = input_partitions (consumer, config->input.topics, time_left (deadline), &error);
   if (expected == NULL
+      || !warm_producer (producer, config->requests.topic, time_left (deadline), &error)
       || !assign_at_end (consumer, config->output.topic, time_left (deadline), &error))
     {
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);

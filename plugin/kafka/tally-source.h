@@ -153,5 +153,4 @@ void tally_source_stop_consuming_async (TallyAddress *source, GCancellable *canc
  */
 guint64 tally_source_get_records (TallySource *self);
 
-
 G_END_DECLS
