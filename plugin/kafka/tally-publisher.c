@@ -340,6 +340,25 @@ log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *messa
  * The Publish handler
  * ------------------------------------------------------------------------------------- */
 
+/* The entries of @counts for @words (a request's `words`), each once: the exact counts of a
+ * candidate set. Words not counted here are left out (their count is 0). */
+static TallyCounts *
+select_words (TallyCounts *counts, char **words)
+{
+  TallyCountsBuilder *builder = tally_counts_builder_new ();
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+
+  for (char **w = words; *w != NULL; w++)
+    {
+      gsize len = strlen (*w);
+      guint64 count = tally_counts_lookup (counts, *w, len);
+
+      if (count > 0 && g_hash_table_add (seen, *w))
+        tally_counts_builder_add (builder, *w, len, count);
+    }
+  return tally_counts_builder_end (builder);
+}
+
 static TallySnapshot *
 build_snapshot (TallyPublisher *self, PublishMessage *m)
 {
@@ -377,7 +396,14 @@ build_snapshot (TallyPublisher *self, PublishMessage *m)
   snapshot->prefix = g_strdup (m->request->prefix);
   snapshot->min_count = m->request->min_count;
   tally_snapshot_request_get_options (m->request, &options);
-  snapshot->counts = tally_counts_filter (m->counts, &options);
+  if (m->request->words != NULL)
+    {
+      g_autoptr (TallyCounts) chosen = select_words (m->counts, m->request->words);
+
+      snapshot->counts = tally_counts_filter (chosen, &options);
+    }
+  else
+    snapshot->counts = tally_counts_filter (m->counts, &options);
   return snapshot;
 }
 

@@ -23,6 +23,44 @@ tally_snapshot_request_new (const char *request_id)
   return request;
 }
 
+/* The optional member `words`: an array of non-empty strings. */
+static gboolean
+parse_words (TallySnapshotRequest *request, JsonObject *object, GError **error)
+{
+  JsonNode *node = json_object_get_member (object, "words");
+  JsonArray *array;
+  guint n;
+
+  if (node == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "request value: member \"words\" must be an array of strings");
+      return FALSE;
+    }
+  array = json_node_get_array (node);
+  n = json_array_get_length (array);
+  request->words = g_new0 (char *, n + 1);
+  for (guint i = 0; i < n; i++)
+    {
+      JsonNode *element = json_array_get_element (array, i);
+      const char *word
+          = JSON_NODE_HOLDS_VALUE (element) && json_node_get_value_type (element) == G_TYPE_STRING
+                ? json_node_get_string (element)
+                : NULL;
+
+      if (word == NULL || *word == '\0')
+        {
+          g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                       "request value: \"words\"[%u] must be a non-empty string", i);
+          return FALSE;
+        }
+      request->words[i] = g_strdup (word);
+    }
+  return TRUE;
+}
+
 static gboolean
 parse_request_value (TallySnapshotRequest *request, const void *value, gsize value_len,
                      GError **error)
@@ -41,13 +79,17 @@ parse_request_value (TallySnapshotRequest *request, const void *value, gsize val
 
   json_object_iter_init (&iter, object);
   while (json_object_iter_next (&iter, &name, &node))
-    if (strcmp (name, "top") != 0 && strcmp (name, "prefix") != 0
-        && strcmp (name, "min_count") != 0)
+    if (strcmp (name, "top") != 0 && strcmp (name, "prefix") != 0 && strcmp (name, "min_count") != 0
+        && strcmp (name, "words") != 0)
       {
         g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
-                     "request value: unknown member \"%s\" (known: top, prefix, min_count)", name);
+                     "request value: unknown member \"%s\" (known: top, prefix, min_count, "
+                     "words)",
+                     name);
         return FALSE;
       }
+  if (!parse_words (request, object, error))
+    return FALSE;
 
   if (!tally_snapshot_json_get_uint_member (object, "request value", "top", FALSE, &request->top,
                                             error)
@@ -89,6 +131,7 @@ tally_snapshot_request_parse (const void *key, gsize key_len, const void *value,
       request->top = 0;
       request->min_count = 0;
       g_clear_pointer (&request->prefix, g_free);
+      g_clear_pointer (&request->words, g_strfreev);
       request->error = g_steal_pointer (&error);
     }
   return request;
@@ -111,6 +154,14 @@ tally_snapshot_request_to_json (const TallySnapshotRequest *request)
     json_object_set_string_member (object, "prefix", request->prefix);
   if (request->min_count > 0)
     json_object_set_int_member (object, "min_count", (gint64)request->min_count);
+  if (request->words != NULL)
+    {
+      JsonArray *words = json_array_sized_new (g_strv_length (request->words));
+
+      for (char **w = request->words; *w != NULL; w++)
+        json_array_add_string_element (words, *w);
+      json_object_set_array_member (object, "words", words);
+    }
 
   if (json_object_get_size (object) == 0)
     {
@@ -145,6 +196,7 @@ tally_snapshot_request_copy (const TallySnapshotRequest *request)
   copy->top = request->top;
   copy->prefix = g_strdup (request->prefix);
   copy->min_count = request->min_count;
+  copy->words = g_strdupv (request->words);
   copy->requested_at_ms = request->requested_at_ms;
   copy->error = request->error != NULL ? g_error_copy (request->error) : NULL;
   return copy;
@@ -157,6 +209,7 @@ tally_snapshot_request_free (TallySnapshotRequest *request)
     return;
   g_free (request->request_id);
   g_free (request->prefix);
+  g_strfreev (request->words);
   g_clear_error (&request->error);
   g_free (request);
 }
