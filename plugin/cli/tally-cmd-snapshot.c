@@ -33,6 +33,7 @@
 #include "tally-commands.h"
 #include "tally-config.h"
 #include "tally-snapshot-format.h"
+#include "tally-top-query.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -260,6 +261,162 @@ print_counts (TallyCounts *counts)
     printf ("%s %" G_GUINT64_FORMAT "\n", entries[i].word, entries[i].count);
 }
 
+/* The command's clients and what a complete answer must cover. */
+typedef struct
+{
+  TallyConfig *config;
+  rd_kafka_t *consumer;
+  rd_kafka_t *producer;
+  const rd_kafka_topic_partition_list_t *expected;
+  gint64 deadline; /* monotonic, µs */
+  gint timeout_ms;
+} Client;
+
+/* Sends @request and reads replies until the replies to it cover every input partition.
+ * While none does, it is sent again after 1, 2, 4 and every 8 s: with the same request id
+ * while no instance replied (the record may not have been read: an instance answers an id
+ * once, so this costs nothing where it was), with a fresh id once replies came that do
+ * not cover everything (an instance answered before it had all its partitions, or the
+ * group rebalanced: only a new request gets new answers). Returns: (transfer full)
+ * (nullable): the ask whose replies cover everything, or %NULL (error printed, *status
+ * set). */
+static Ask *
+ask_until_covered (Client *c, const TallySnapshotRequest *request, int *status)
+{
+  g_autoptr (GPtrArray) asks = g_ptr_array_new_with_free_func ((GDestroyNotify)ask_free);
+  TallyConfig *config = c->config;
+  gint64 deadline = c->deadline, ask_again_at = 0, first_ask_us = 0;
+  guint ask_again_ms = FIRST_ASK_AGAIN_MS, sent = 0;
+  gint timeout_ms = c->timeout_ms;
+  Ask *answered = NULL;
+  GError *error = NULL;
+
+  while (answered == NULL)
+    {
+      gint64 now = g_get_monotonic_time ();
+      gint64 left_ms = (deadline - now) / 1000;
+      rd_kafka_message_t *message;
+      g_autoptr (TallySnapshotPart) part = NULL;
+      g_autoptr (GError) part_error = NULL;
+      Ask *ask = NULL;
+
+      if (left_ms <= 0 && asks->len == 0)
+        {
+          g_printerr ("%s: timed out after %d ms before a request could be sent to %s\n",
+                      g_get_prgname (), timeout_ms, config->requests.topic);
+          *status = TALLY_EXIT_FAILURE;
+          return NULL;
+        }
+      if (left_ms <= 0)
+        {
+          /* Report the request with the most replies (the first on a tie). */
+          Ask *best = g_ptr_array_index (asks, 0);
+          rd_kafka_topic_partition_list_t *missing;
+          g_autofree char *names = NULL;
+
+          for (guint i = 1; i < asks->len; i++)
+            if (((Ask *)g_ptr_array_index (asks, i))->n_snapshots > best->n_snapshots)
+              best = g_ptr_array_index (asks, i);
+          missing = tally_snapshot_assembler_dup_missing (best->assembler);
+          names = describe_partitions (missing);
+          g_printerr ("%s: timed out after %d ms waiting for request %s on %s (%u request(s) "
+                      "sent): %u complete replies, %u incomplete; input partitions not "
+                      "covered: %s; is a tally run instance (or a client with the plugin) "
+                      "consuming them, with requests on %s?\n",
+                      g_get_prgname (), timeout_ms, best->request->request_id, config->output.topic,
+                      sent, best->n_snapshots,
+                      tally_snapshot_assembler_get_n_incomplete (best->assembler),
+                      missing->cnt > 0 ? names : "(none)", config->requests.topic);
+          rd_kafka_topic_partition_list_destroy (missing);
+          *status = TALLY_EXIT_FAILURE;
+          return NULL;
+        }
+      if (now >= ask_again_at)
+        {
+          Ask *last = asks->len > 0 ? g_ptr_array_index (asks, asks->len - 1) : NULL;
+
+          if (last != NULL && last->n_snapshots == 0
+              && tally_snapshot_assembler_get_n_incomplete (last->assembler) == 0)
+            ask = last; /* nothing came: the same request again */
+          else
+            {
+              ask = g_new0 (Ask, 1);
+              ask->request = tally_snapshot_request_copy (request);
+              if (last != NULL)
+                {
+                  g_free (ask->request->request_id);
+                  ask->request->request_id = g_uuid_string_random ();
+                }
+              ask->assembler = tally_snapshot_assembler_new (
+                  ask->request->request_id, c->expected->cnt > 0 ? c->expected : NULL);
+              g_ptr_array_add (asks, ask);
+            }
+          sent++;
+          /* A note for whoever watches; scripts get the outcome, not the steps. */
+          if (sent > 1 && isatty (STDERR_FILENO))
+            g_printerr ("%s: no complete answer after %u ms; asking again (request %s)\n",
+                        g_get_prgname (), (guint)((now - first_ask_us) / 1000),
+                        ask->request->request_id);
+          if (!send_request (c->producer, config->requests.topic, ask->request,
+                             time_left (deadline), &error))
+            {
+              g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+              g_error_free (error);
+              *status = TALLY_EXIT_FAILURE;
+              return NULL;
+            }
+          if (sent == 1)
+            first_ask_us = now;
+          ask_again_at = g_get_monotonic_time () + (gint64)ask_again_ms * 1000;
+          ask_again_ms = MIN (ask_again_ms * 2, MAX_ASK_AGAIN_MS);
+          continue;
+        }
+      message = rd_kafka_consumer_poll (
+          c->consumer, (int)MAX (MIN (MIN (left_ms, 200), (ask_again_at - now) / 1000), 1));
+      if (message == NULL)
+        continue;
+      if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        {
+          if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            g_printerr ("%s: %s\n", g_get_prgname (), rd_kafka_message_errstr (message));
+          rd_kafka_message_destroy (message);
+          continue;
+        }
+      part = tally_snapshot_part_decode (message->payload, message->len, &part_error);
+      for (guint i = 0; i < asks->len; i++)
+        if (is_reply_to (message, ((Ask *)g_ptr_array_index (asks, i))->request->request_id))
+          ask = g_ptr_array_index (asks, i);
+      if (part == NULL && ask != NULL)
+        g_printerr ("%s: warning: a reply to request %s (%s [%" G_GINT32_FORMAT
+                    "] offset %" G_GINT64_FORMAT ") cannot be decoded: %s\n",
+                    g_get_prgname (), ask->request->request_id, rd_kafka_topic_name (message->rkt),
+                    message->partition, (gint64)message->offset, part_error->message);
+      rd_kafka_message_destroy (message);
+      if (part == NULL || ask == NULL)
+        continue; /* not a reply to us; a warning above if it was one that cannot be read */
+      if (tally_snapshot_assembler_add_part (ask->assembler, g_steal_pointer (&part), &part_error))
+        ask->n_snapshots++;
+      else if (g_error_matches (part_error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                                TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE))
+        {
+          g_printerr ("%s: %s\n", g_get_prgname (), part_error->message);
+          *status = TALLY_EXIT_FAILURE;
+          return NULL;
+        }
+      else if (part_error != NULL)
+        g_printerr ("%s: warning: %s\n", g_get_prgname (), part_error->message);
+      if (tally_snapshot_assembler_is_complete (ask->assembler))
+        answered = ask;
+    }
+
+  {
+    guint index;
+
+    g_ptr_array_find (asks, answered, &index);
+    return g_ptr_array_steal_index (asks, index);
+  }
+}
+
 int
 tally_cmd_snapshot (int argc, char **argv)
 {
@@ -294,15 +451,13 @@ tally_cmd_snapshot (int argc, char **argv)
       = g_option_context_new ("- request a snapshot and print the merged counts");
   g_autoptr (GError) error = NULL;
   g_autoptr (TallyConfig) config = NULL;
-  g_autoptr (GPtrArray) asks = g_ptr_array_new_with_free_func ((GDestroyNotify)ask_free);
   g_autoptr (TallySnapshot) merged = NULL;
+  Client client = { 0 };
   rd_kafka_topic_partition_list_t *expected = NULL;
   rd_kafka_conf_t *conf, *producer_conf;
   rd_kafka_t *consumer, *producer = NULL;
   char errstr[512];
-  gint64 deadline, ask_again_at = 0, first_ask_us = 0;
-  guint ask_again_ms = FIRST_ASK_AGAIN_MS;
-  Ask *answered = NULL;
+  gint64 deadline;
   int status = TALLY_EXIT_OK;
 
   g_option_context_add_main_entries (options, entries, NULL);
@@ -424,113 +579,67 @@ tally_cmd_snapshot (int argc, char **argv)
                 "complete reply\n",
                 g_get_prgname ());
 
-  /* Use: ask, read replies until the replies to one request cover everything, ask again
-   * while none does, until out of time. */
-  while (answered == NULL)
+  /* Use: one round (a plain snapshot), or the rounds of an exact top N (tally-top-query.h). */
+  client.config = config;
+  client.consumer = consumer;
+  client.producer = producer;
+  client.expected = expected;
+  client.deadline = deadline;
+  client.timeout_ms = timeout_ms;
+  if (top == 0 && min_count == 0)
     {
-      gint64 now = g_get_monotonic_time ();
-      gint64 left_ms = (deadline - now) / 1000;
-      rd_kafka_message_t *message;
-      g_autoptr (TallySnapshotPart) part = NULL;
-      g_autoptr (GError) part_error = NULL;
-      Ask *ask = NULL;
+      g_autoptr (TallySnapshotRequest) request = tally_snapshot_request_new (NULL);
+      Ask *answered;
 
-      if (left_ms <= 0 && asks->len == 0)
-        {
-          g_printerr ("%s: timed out after %d ms before a request could be sent to %s\n",
-                      g_get_prgname (), timeout_ms, config->requests.topic);
-          status = TALLY_EXIT_FAILURE;
-          goto out;
-        }
-      if (left_ms <= 0)
-        {
-          /* Report the request with the most replies (the first on a tie). */
-          Ask *best = g_ptr_array_index (asks, 0);
-          rd_kafka_topic_partition_list_t *missing;
-          g_autofree char *names = NULL;
+      request->prefix = prefix != NULL && *prefix != '\0' ? g_strdup (prefix) : NULL;
+      answered = ask_until_covered (&client, request, &status);
+      if (answered == NULL)
+        goto out;
+      merged = tally_snapshot_assembler_dup_merged (answered->assembler);
+      ask_free (answered);
+    }
+  else
+    {
+      g_autoptr (TallyTopQuery) query
+          = tally_top_query_new ((guint64)top, (guint64)min_count, prefix);
+      gboolean done = FALSE;
 
-          for (guint i = 1; i < asks->len; i++)
-            if (((Ask *)g_ptr_array_index (asks, i))->n_snapshots > best->n_snapshots)
-              best = g_ptr_array_index (asks, i);
-          missing = tally_snapshot_assembler_dup_missing (best->assembler);
-          names = describe_partitions (missing);
-          g_printerr ("%s: timed out after %d ms waiting for request %s on %s (%u request(s) "
-                      "sent): %u complete replies, %u incomplete; input partitions not "
-                      "covered: %s; is a tally run instance (or a client with the plugin) "
-                      "consuming them, with requests on %s?\n",
-                      g_get_prgname (), timeout_ms, best->request->request_id, config->output.topic,
-                      asks->len, best->n_snapshots,
-                      tally_snapshot_assembler_get_n_incomplete (best->assembler),
-                      missing->cnt > 0 ? names : "(none)", config->requests.topic);
-          rd_kafka_topic_partition_list_destroy (missing);
-          status = TALLY_EXIT_FAILURE;
-          goto out;
-        }
-      if (now >= ask_again_at)
+      while (!done)
         {
-          ask = g_new0 (Ask, 1);
-          ask->request = tally_snapshot_request_new (NULL);
-          ask->request->prefix = prefix != NULL && *prefix != '\0' ? g_strdup (prefix) : NULL;
-          ask->assembler = tally_snapshot_assembler_new (ask->request->request_id,
-                                                         expected->cnt > 0 ? expected : NULL);
-          g_ptr_array_add (asks, ask);
-          /* A note for whoever watches; scripts get the outcome, not the steps. */
-          if (asks->len > 1 && isatty (STDERR_FILENO))
-            g_printerr ("%s: no complete answer after %u ms; asking again (request %s)\n",
-                        g_get_prgname (), (guint)((now - first_ask_us) / 1000),
-                        ask->request->request_id);
-          if (!send_request (producer, config->requests.topic, ask->request, time_left (deadline),
-                             &error))
+          g_autoptr (TallySnapshotRequest) request = tally_top_query_next_request (query);
+          g_autoptr (GPtrArray) replies
+              = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_counts_unref);
+          TallySnapshot *snapshot;
+          Ask *answered = ask_until_covered (&client, request, &status);
+
+          if (answered == NULL)
+            goto out;
+          while ((snapshot = tally_snapshot_assembler_take_snapshot (answered->assembler)) != NULL)
             {
-              g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+              if (snapshot->error == NULL && snapshot->counts != NULL)
+                g_ptr_array_add (replies, tally_counts_ref (snapshot->counts));
+              tally_snapshot_free (snapshot);
+            }
+          g_clear_pointer (&merged, tally_snapshot_free);
+          merged = tally_snapshot_assembler_dup_merged (answered->assembler);
+          ask_free (answered);
+          if (replies->len == 0)
+            {
+              g_printerr ("%s: no reply with counts to request %s\n", g_get_prgname (),
+                          request->request_id);
               status = TALLY_EXIT_FAILURE;
               goto out;
             }
-          if (asks->len == 1)
-            first_ask_us = now;
-          ask_again_at = g_get_monotonic_time () + (gint64)ask_again_ms * 1000;
-          ask_again_ms = MIN (ask_again_ms * 2, MAX_ASK_AGAIN_MS);
-          continue;
+          done = tally_top_query_add_replies (query, (TallyCounts *const *)replies->pdata,
+                                              replies->len);
         }
-      message = rd_kafka_consumer_poll (
-          consumer, (int)MAX (MIN (MIN (left_ms, 200), (ask_again_at - now) / 1000), 1));
-      if (message == NULL)
-        continue;
-      if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        {
-          if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            g_printerr ("%s: %s\n", g_get_prgname (), rd_kafka_message_errstr (message));
-          rd_kafka_message_destroy (message);
-          continue;
-        }
-      part = tally_snapshot_part_decode (message->payload, message->len, &part_error);
-      for (guint i = 0; i < asks->len; i++)
-        if (is_reply_to (message, ((Ask *)g_ptr_array_index (asks, i))->request->request_id))
-          ask = g_ptr_array_index (asks, i);
-      if (part == NULL && ask != NULL)
-        g_printerr ("%s: warning: a reply to request %s (%s [%" G_GINT32_FORMAT
-                    "] offset %" G_GINT64_FORMAT ") cannot be decoded: %s\n",
-                    g_get_prgname (), ask->request->request_id, rd_kafka_topic_name (message->rkt),
-                    message->partition, (gint64)message->offset, part_error->message);
-      rd_kafka_message_destroy (message);
-      if (part == NULL || ask == NULL)
-        continue; /* not a reply to us; a warning above if it was one that cannot be read */
-      if (tally_snapshot_assembler_add_part (ask->assembler, g_steal_pointer (&part), &part_error))
-        ask->n_snapshots++;
-      else if (g_error_matches (part_error, TALLY_SNAPSHOT_FORMAT_ERROR,
-                                TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE))
-        {
-          g_printerr ("%s: %s\n", g_get_prgname (), part_error->message);
-          status = TALLY_EXIT_FAILURE;
-          goto out;
-        }
-      else if (part_error != NULL)
-        g_printerr ("%s: warning: %s\n", g_get_prgname (), part_error->message);
-      if (tally_snapshot_assembler_is_complete (ask->assembler))
-        answered = ask;
+      g_debug ("top %" G_GINT64_FORMAT ", min_count %" G_GINT64_FORMAT ": %u round(s), "
+               "threshold %" G_GUINT64_FORMAT ", %" G_GSIZE_FORMAT " candidate(s)",
+               top, min_count, tally_top_query_get_rounds (query),
+               tally_top_query_get_threshold (query), tally_top_query_get_n_candidates (query));
+      tally_counts_unref (merged->counts);
+      merged->counts = tally_counts_ref (tally_top_query_get_result (query));
     }
-
-  merged = tally_snapshot_assembler_dup_merged (answered->assembler);
   {
     TallyCountsOptions filters = { (guint64)top, prefix, (guint64)min_count };
     TallyCounts *filtered = tally_counts_filter (merged->counts, &filters);
