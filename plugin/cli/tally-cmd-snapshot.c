@@ -319,14 +319,27 @@ ask_until_covered (Client *c, const TallySnapshotRequest *request, int *status)
               best = g_ptr_array_index (asks, i);
           missing = tally_snapshot_assembler_dup_missing (best->assembler);
           names = describe_partitions (missing);
-          g_printerr ("%s: timed out after %d ms waiting for request %s on %s (%u request(s) "
-                      "sent): %u complete replies, %u incomplete; input partitions not "
-                      "covered: %s; is a tally run instance (or a client with the plugin) "
-                      "consuming them, with requests on %s?\n",
-                      g_get_prgname (), timeout_ms, best->request->request_id, config->output.topic,
-                      sent, best->n_snapshots,
-                      tally_snapshot_assembler_get_n_incomplete (best->assembler),
-                      missing->cnt > 0 ? names : "(none)", config->requests.topic);
+          if (tally_snapshot_assembler_get_n_incomplete (best->assembler) > 0)
+            /* Parts came and others never will: the topic dropped them, or they are late. */
+            g_printerr ("%s: timed out after %d ms waiting for request %s on %s: %u "
+                        "complete replies, %u with parts missing; input partitions not "
+                        "covered: %s; the output topic may not keep a snapshot this large "
+                        "(its retention.bytes, or the embedded broker's about 5 MiB per "
+                        "partition): ask for less (--top, --min-count, --prefix), raise the "
+                        "topic's retention, or use a real broker\n",
+                        g_get_prgname (), timeout_ms, best->request->request_id,
+                        config->output.topic, best->n_snapshots,
+                        tally_snapshot_assembler_get_n_incomplete (best->assembler),
+                        missing->cnt > 0 ? names : "(none)");
+          else
+            g_printerr ("%s: timed out after %d ms waiting for request %s on %s (%u request(s) "
+                        "sent): %u complete replies, %u incomplete; input partitions not "
+                        "covered: %s; is a tally run instance (or a client with the plugin) "
+                        "consuming them, with requests on %s?\n",
+                        g_get_prgname (), timeout_ms, best->request->request_id,
+                        config->output.topic, sent, best->n_snapshots,
+                        tally_snapshot_assembler_get_n_incomplete (best->assembler),
+                        missing->cnt > 0 ? names : "(none)", config->requests.topic);
           rd_kafka_topic_partition_list_destroy (missing);
           *status = TALLY_EXIT_FAILURE;
           return NULL;

@@ -503,6 +503,7 @@ tally_run_service (const TallyConfig *config, GError **error)
   g_signal_connect (run.supervisor, "escalated", G_CALLBACK (on_escalated), NULL);
   run.publisher = conf != NULL ? tally_publisher_start_supervised (
                       run.supervisor, conf, config->output.topic, config->output.max_record_bytes,
+                      run.broker != NULL ? TALLY_BROKER_PARTITION_BYTES : 0,
                       MIN (config->shutdown.timeout_ms, 10000), run.publisher_arbiter, 64, error)
                                : NULL;
   if (run.publisher == NULL)
