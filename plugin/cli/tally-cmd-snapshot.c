@@ -473,6 +473,9 @@ tally_cmd_snapshot (int argc, char **argv)
   gint64 deadline;
   int status = TALLY_EXIT_OK;
 
+  /* Standard output is the counts: every log line (G_MESSAGES_DEBUG=all shows the rounds
+   * of a top N) goes to standard error. */
+  g_log_writer_default_set_use_stderr (TRUE);
   g_option_context_add_main_entries (options, entries, NULL);
   g_option_context_set_summary (
       options, "Sends a snapshot request to the request topic and waits until the replies of "
