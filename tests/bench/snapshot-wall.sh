@@ -33,6 +33,7 @@ topic=bench-wall-$$-$RANDOM
 {
   echo "[input]"
   echo "topics=$topic"
+  echo "group_id=$topic"
   echo "[output]"
   echo "topic=$topic-snapshots"
   echo "[requests]"
@@ -42,8 +43,12 @@ topic=bench-wall-$$-$RANDOM
     echo "bootstrap.servers=$given_bootstrap"
   fi
 } >"$work/tally.conf"
+if [ -n "$given_bootstrap" ]; then
+  bootstrap=$given_bootstrap
+  # Tally never creates input topics: 4 partitions, as the embedded broker makes them.
+  $client topics -b "$bootstrap" "$topic:4" 2>>"$work/client.log" || fail "cannot create $topic"
+fi
 start_tally tally "$work/tally.conf"
-[ -n "$given_bootstrap" ] && bootstrap=$given_bootstrap
 
 awk -v n="$words" 'BEGIN { for (i = 0; i < n; i += 10) { line = ""; for (j = i; j < i + 10 && j < n; j++) line = line sprintf("w%07d ", j); print line } }' \
   | kcat_produce "$topic"
