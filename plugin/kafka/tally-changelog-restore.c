@@ -4,24 +4,28 @@
  * of them arrive interleaved from rd_kafka_consumer_poll() and go to their store by
  * partition. A partition is done at its high watermark: a record at high - 1, or the
  * end-of-partition event at or past it (with read_committed, the last offsets may be
- * transaction markers that are never delivered). Each store's words sit in a GHashTable
- * from word to count (the count in the value pointer), one key allocation per word, and
- * become a #TallyCounts once read.
+ * transaction markers that are never delivered). Each store's words sit in the domain's
+ * counting table (tally-word-table.h: arena keys, no allocation per word), set to the
+ * last count read, and
+ * become a #TallyCounts once read. Messages are taken in batches
+ * (rd_kafka_consume_batch_queue()) to spend the time on the records, not the calls.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-changelog-restore.h"
+#include "tally-word-hash.h"
+#include "tally-word-table.h"
 
 #include <gio/gio.h>
 #include <string.h>
 
-/* Counts ride in the table's value pointers. */
-G_STATIC_ASSERT (sizeof (gpointer) >= sizeof (guint64));
+/* Messages taken from the consumer queue per call. */
+#define BATCH 4096
 
 typedef struct
 {
   TallyRestoredStore *store;
-  GHashTable *words; /* char * -> count (GSIZE_TO_POINTER) */
+  TallyWordTable *words; /* the domain's counting table: one entry per word */
   gboolean done;
 } Reading;
 
@@ -53,28 +57,22 @@ take_record (Reading *r, const char *topic, const rd_kafka_message_t *m)
       g_hash_table_replace (r->store->offsets, g_strndup ((const char *)m->key + 1, m->key_len - 1),
                             offset);
     }
-  else if (m->key_len > 0 && m->key_len < 4096 && memchr (m->key, '\0', m->key_len) == NULL
+  else if (m->key_len > 0 && m->key_len <= G_MAXINT32 && memchr (m->key, '\0', m->key_len) == NULL
            && g_utf8_validate (m->key, (gssize)m->key_len, NULL)
            && parse_decimal (m->payload, m->len, &number))
-    {
-      char word[4096];
-      gpointer old_key, old_value;
-
-      memcpy (word, m->key, m->key_len);
-      word[m->key_len] = '\0';
-      /* Counts only grow: the largest value is the last one written. */
-      if (g_hash_table_steal_extended (r->words, word, &old_key, &old_value))
-        /* Taken out and put back with its key: no allocation, no key freed. */
-        g_hash_table_insert (
-            r->words, old_key,
-            GSIZE_TO_POINTER ((gsize)MAX ((guint64)GPOINTER_TO_SIZE (old_value), number)));
-      else
-        g_hash_table_insert (r->words, g_strdup (word), GSIZE_TO_POINTER ((gsize)number));
-    }
+    /* Counts only grow: the last value of a word is its largest, and it is the one kept. */
+    tally_word_table_set (r->words, m->key, m->key_len, tally_word_hash (m->key, m->key_len),
+                          number);
   else
     g_warning ("changelog %s [%" G_GINT32_FORMAT "] offset %" G_GINT64_FORMAT
                ": not a Tally changelog record, skipped",
                topic, m->partition, m->offset);
+}
+
+static void
+add_to_builder (const char *word, gsize len, guint64 count, gpointer user_data)
+{
+  tally_counts_builder_add (user_data, word, len, count);
 }
 
 static Reading *
@@ -93,13 +91,15 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
   g_autofree Reading *readings = g_new0 (Reading, n_stores);
   rd_kafka_topic_partition_list_t *assignment = rd_kafka_topic_partition_list_new (n_stores);
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  g_autofree rd_kafka_message_t **batch = g_new (rd_kafka_message_t *, BATCH);
+  rd_kafka_queue_t *queue = rd_kafka_queue_get_consumer (consumer);
   guint left = 0;
   gboolean ok = TRUE;
 
   for (guint i = 0; i < n_stores; i++)
     {
       readings[i].store = &stores[i];
-      readings[i].words = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+      readings[i].words = tally_word_table_new ();
       stores[i].offsets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
       stores[i].records = 0;
       readings[i].done = stores[i].high <= stores[i].low;
@@ -124,8 +124,7 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
   while (left > 0)
     {
       gint64 remaining_ms = (deadline_us - g_get_monotonic_time ()) / 1000;
-      rd_kafka_message_t *m;
-      Reading *r;
+      gssize n;
 
       if (remaining_ms <= 0)
         {
@@ -142,57 +141,54 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
           ok = FALSE;
           break;
         }
-      m = rd_kafka_consumer_poll (consumer, (int)MIN (remaining_ms, 200));
-      if (m == NULL)
-        continue;
-      r = find_reading (readings, n_stores, m->partition);
-      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+      n = rd_kafka_consume_batch_queue (queue, (int)MIN (remaining_ms, 200), batch, BATCH);
+      for (gssize k = 0; k < n; k++)
         {
-          if (r != NULL && !r->done && m->offset >= r->store->high)
+          rd_kafka_message_t *m = batch[k];
+          Reading *r = find_reading (readings, n_stores, m->partition);
+
+          if (ok && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
             {
-              r->done = TRUE;
-              left--;
+              if (r != NULL && !r->done && m->offset >= r->store->high)
+                {
+                  r->done = TRUE;
+                  left--;
+                }
+            }
+          else if (ok && m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+            {
+              g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                           "reading changelog %s [%" G_GINT32_FORMAT "]: %s", topic, m->partition,
+                           rd_kafka_message_errstr (m));
+              ok = FALSE;
+            }
+          else if (ok && r != NULL && !r->done)
+            {
+              take_record (r, topic, m);
+              if (m->offset + 1 >= r->store->high)
+                {
+                  r->done = TRUE;
+                  left--;
+                }
             }
           rd_kafka_message_destroy (m);
-          continue;
         }
-      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        {
-          g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                       "reading changelog %s [%" G_GINT32_FORMAT "]: %s", topic, m->partition,
-                       rd_kafka_message_errstr (m));
-          rd_kafka_message_destroy (m);
-          ok = FALSE;
-          break;
-        }
-      if (r != NULL && !r->done)
-        {
-          take_record (r, topic, m);
-          if (m->offset + 1 >= r->store->high)
-            {
-              r->done = TRUE;
-              left--;
-            }
-        }
-      rd_kafka_message_destroy (m);
+      if (!ok)
+        break;
     }
   rd_kafka_assign (consumer, NULL);
+  rd_kafka_queue_destroy (queue);
 
   for (guint i = 0; i < n_stores; i++)
     {
       if (ok)
         {
           g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
-          GHashTableIter iter;
-          gpointer key, value;
 
-          g_hash_table_iter_init (&iter, readings[i].words);
-          while (g_hash_table_iter_next (&iter, &key, &value))
-            tally_counts_builder_add (builder, key, strlen (key), GPOINTER_TO_SIZE (value));
-          /* The builder points into the table's words until it ends. */
+          tally_word_table_foreach (readings[i].words, add_to_builder, builder);
           stores[i].counts = tally_counts_builder_end (builder);
         }
-      g_hash_table_unref (readings[i].words);
+      tally_word_table_free (readings[i].words);
       if (!ok)
         tally_restored_store_clear (&stores[i]);
     }
