@@ -4,17 +4,15 @@
  * of them arrive interleaved from rd_kafka_consumer_poll() and go to their store by
  * partition. A partition is done at its high watermark: a record at high - 1, or the
  * end-of-partition event at or past it (with read_committed, the last offsets may be
- * transaction markers that are never delivered). Each store's words sit in the domain's
- * counting table (tally-word-table.h: arena keys, no allocation per word), set to the
- * last count read, and
+ * transaction markers that are never delivered). Each store is built directly in a
+ * #TallyCountsBuilder (the domain's counting table: arena keys, no allocation per word)
+ * with tally_counts_builder_set_max(), and
  * become a #TallyCounts once read. Messages are taken in batches
  * (rd_kafka_consume_batch_queue()) to spend the time on the records, not the calls.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-changelog-restore.h"
-#include "tally-word-hash.h"
-#include "tally-word-table.h"
 
 #include <gio/gio.h>
 #include <string.h>
@@ -25,7 +23,7 @@
 typedef struct
 {
   TallyRestoredStore *store;
-  TallyWordTable *words; /* the domain's counting table: one entry per word */
+  TallyCountsBuilder *words; /* one entry per word, its largest count */
   gboolean done;
 } Reading;
 
@@ -61,18 +59,11 @@ take_record (Reading *r, const char *topic, const rd_kafka_message_t *m)
            && g_utf8_validate (m->key, (gssize)m->key_len, NULL)
            && parse_decimal (m->payload, m->len, &number))
     /* Counts only grow: the last value of a word is its largest, and it is the one kept. */
-    tally_word_table_set (r->words, m->key, m->key_len, tally_word_hash (m->key, m->key_len),
-                          number);
+    tally_counts_builder_set_max (r->words, m->key, m->key_len, number);
   else
     g_warning ("changelog %s [%" G_GINT32_FORMAT "] offset %" G_GINT64_FORMAT
                ": not a Tally changelog record, skipped",
                topic, m->partition, m->offset);
-}
-
-static void
-add_to_builder (const char *word, gsize len, guint64 count, gpointer user_data)
-{
-  tally_counts_builder_add (user_data, word, len, count);
 }
 
 static Reading *
@@ -99,7 +90,7 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
   for (guint i = 0; i < n_stores; i++)
     {
       readings[i].store = &stores[i];
-      readings[i].words = tally_word_table_new ();
+      readings[i].words = tally_counts_builder_new ();
       stores[i].offsets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
       stores[i].records = 0;
       readings[i].done = stores[i].high <= stores[i].low;
@@ -182,13 +173,8 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
   for (guint i = 0; i < n_stores; i++)
     {
       if (ok)
-        {
-          g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
-
-          tally_word_table_foreach (readings[i].words, add_to_builder, builder);
-          stores[i].counts = tally_counts_builder_end (builder);
-        }
-      tally_word_table_free (readings[i].words);
+        stores[i].counts = tally_counts_builder_end (readings[i].words);
+      tally_counts_builder_free (readings[i].words);
       if (!ok)
         tally_restored_store_clear (&stores[i]);
     }
