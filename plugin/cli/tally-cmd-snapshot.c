@@ -7,22 +7,22 @@
  *    or `^regex`): a complete answer must cover them all;
  * 2. take the end offsets (high watermarks) of every output topic partition BEFORE sending,
  *    and assign the consumer there, so no reply can be missed and none older is read;
- * 3. produce one request record: key = a fresh request id, value = the request JSON;
+ * 3. produce one request record: key = a fresh request id, value = the request JSON (the
+ *    producer learned the request topic's metadata before, so the record leaves at once);
  * 4. read the output topic, reassembling parts of every instance's reply, until the merged
  *    replies to one request cover every input partition, or the timeout passes (exit 1,
- *    naming the partitions still missing). A request that no reply covers in time is sent
- *    again with a fresh id, after 1 s, then 2, 4 and every 8 s: an instance that had not
- *    yet been assigned or restored its partitions answers with fewer of them, and one
- *    whose request reader was not yet up never answers. The replies of each request are
- *    merged apart from the others' (an instance answers every request), and the first
- *    request whose replies cover everything wins;
+ *    naming the partitions still missing, or the output topic's retention when replies
+ *    lack parts). A request no reply covers in time is sent again after 1 s, then 2, 4 and
+ *    every 8 s: with the same id while nothing came (an instance answers an id once, so
+ *    asking again costs nothing where it was read), with a fresh id once replies came that
+ *    do not cover everything (an instance answered before it had all its partitions);
  * 5. print `word count` lines in TallyCounts order (count descending, then word bytes), or
  *    the merged snapshot as JSON.
  *
- * Filters: only `prefix` is sent to the instances; `top` and `min_count` are applied here
- * after merging. With several instances, a word's count is split between them, so a
- * per-instance top N or minimum would drop words whose total qualifies; a prefix filter is
- * exact per instance.
+ * Filters: `--top` and `--min-count` are a TallyTopQuery (tally-top-query.h): the
+ * instances' top N, answered alone by an instance that owns every partition, else the
+ * three rounds of TPUT; exact either way, without shipping every word. `--prefix` is
+ * exact per instance and goes with every request.
  *
  * Life cycle of the two clients, all in tally_cmd_snapshot(): configure, create (consumer,
  * then producer), assign, produce and flush (again for each request sent again), poll,
