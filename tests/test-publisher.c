@@ -818,9 +818,8 @@ answer_request (const TallySnapshotRequest *request, gpointer user_data)
   Instances *instances = user_data;
 
   g_assert_no_error (request->error);
-  /* `tally snapshot` sends only the prefix; it applies --top and --min-count itself. */
-  g_assert_cmpuint (request->top, ==, 0);
-  g_assert_cmpuint (request->min_count, ==, 0);
+  /* --top and --min-count come in the rounds of a TallyTopQuery; the publisher applies
+   * each request's filters, as in `tally run`. */
   /* The first request's id: `tally snapshot` may ask again. */
   if (instances->request_id == NULL)
     instances->request_id = g_strdup (request->request_id);
@@ -936,7 +935,7 @@ test_snapshot_command (Fixture *f, gconstpointer data)
       return;
     }
 
-  /* Both instances answer: merged, filtered after merging, TallyCounts order. */
+  /* Both instances answer each round of the top query: exact, in TallyCounts order. */
   run_snapshot_command (f, TRUE, FALSE, NULL, top3, &status, &out, &err, NULL, &n_requests);
   g_assert_cmpstr (err, ==, "");
   g_assert_cmpint (status, ==, 0);
@@ -950,7 +949,9 @@ test_snapshot_command (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   object = json_node_get_object (root);
   g_assert_cmpint (json_object_get_int_member (object, "total_words"), ==, 11);
-  g_assert_cmpint (json_object_get_int_member (object, "distinct_words"), ==, 4);
+  /* Not every word was shipped: the sum of the instances' distinct words (kafka and
+   * streams are at both), as the assembler documents for filtered replies. */
+  g_assert_cmpint (json_object_get_int_member (object, "distinct_words"), ==, 6);
   g_assert_cmpint (json_object_get_int_member (object, "min_count"), ==, 3);
   g_assert_cmpuint (json_array_get_length (json_object_get_array_member (object, "partitions")), ==,
                     4);

@@ -22,7 +22,9 @@
  * Filters: `--top` and `--min-count` are a TallyTopQuery (tally-top-query.h): the
  * instances' top N, answered alone by an instance that owns every partition, else the
  * three rounds of TPUT; exact either way, without shipping every word. `--prefix` is
- * exact per instance and goes with every request.
+ * exact per instance and goes with every request. Since not every word is shipped, the
+ * JSON's `distinct_words` of a --top or --min-count answer from several instances is the
+ * sum of theirs (a word at two instances counts twice); `total_words` stays exact.
  *
  * Life cycle of the two clients, all in tally_cmd_snapshot(): configure, create (consumer,
  * then producer), assign, produce and flush (again for each request sent again), poll,
