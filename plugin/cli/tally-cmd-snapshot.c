@@ -14,8 +14,9 @@
  *    naming the partitions still missing, or the output topic's retention when replies
  *    lack parts). A request no reply covers in time is sent again after 1 s, then 2, 4 and
  *    every 8 s: with the same id while nothing came (an instance answers an id once, so
- *    asking again costs nothing where it was read), with a fresh id once replies came that
- *    do not cover everything (an instance answered before it had all its partitions);
+ *    asking again costs nothing where it was read), not at all while parts of a reply are
+ *    arriving, and with a fresh id once complete replies came that do not cover everything
+ *    (an instance answered before it had all its partitions);
  * 5. print `word count` lines in TallyCounts order (count descending, then word bytes), or
  *    the merged snapshot as JSON.
  *
@@ -350,8 +351,15 @@ ask_until_covered (Client *c, const TallySnapshotRequest *request, int *status)
         {
           Ask *last = asks->len > 0 ? g_ptr_array_index (asks, asks->len - 1) : NULL;
 
-          if (last != NULL && last->n_snapshots == 0
-              && tally_snapshot_assembler_get_n_incomplete (last->assembler) == 0)
+          if (last != NULL && tally_snapshot_assembler_get_n_incomplete (last->assembler) > 0)
+            {
+              /* Parts of a reply are arriving (a large snapshot): wait for them rather than
+               * make an instance build another. */
+              ask_again_at = now + (gint64)ask_again_ms * 1000;
+              ask_again_ms = MIN (ask_again_ms * 2, MAX_ASK_AGAIN_MS);
+              continue;
+            }
+          if (last != NULL && last->n_snapshots == 0)
             ask = last; /* nothing came: the same request again */
           else
             {
