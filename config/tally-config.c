@@ -148,6 +148,7 @@ static const KeySpec schema[] = {
   { "output", "topic", TYPE_TOPIC, OFF (output.topic) },
   { "output", "max_record_bytes", TYPE_SIZE, OFF (output.max_record_bytes), 1024,
     1000000000 - RECORD_FRAMING_BYTES, "bytes" },
+  { "output", "retention_ms", TYPE_UINT, OFF (output.retention_ms), 0, G_MAXINT32, "ms" },
   { "output", "format", TYPE_ENUM, OFF (output.format), 0, 0, NULL, format_choices },
   { "requests", "topic", TYPE_TOPIC, OFF (requests.topic) },
   { "snapshot", "interval_ms", TYPE_UINT, OFF (snapshot.interval_ms), 0, 86400000, "ms" },
@@ -377,6 +378,7 @@ tally_config_new_default (void)
 
   c->output.topic = g_strdup ("tally-snapshots");
   c->output.max_record_bytes = 900000;
+  c->output.retention_ms = 3600000;
   c->output.format = TALLY_CONFIG_FORMAT_JSON;
 
   c->requests.topic = g_strdup ("tally-requests");

@@ -245,6 +245,10 @@ typedef struct
      * at least 1024 bytes below [kafka] message.max.bytes (librdkafka default 1000000),
      * which leaves room for record framing. Default 900000. */
     gsize max_record_bytes;
+    /* [output] retention_ms: ms, 0..2147483647; the `retention.ms` the output topic is
+     * created with (snapshots are answers read within seconds, not an archive); 0 leaves
+     * the broker's default. A topic that exists keeps its configs. Default 3600000. */
+    guint retention_ms;
     /* [output] format: `json`. Default `json`. */
     TallyConfigFormat format;
   } output;

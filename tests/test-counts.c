@@ -195,6 +195,34 @@ test_merge_total_saturates (void)
   g_assert_cmpuint (tally_counts_get_n_words (merged), ==, 2);
 }
 
+/* tally_counts_builder_set_max(): a word keeps its largest count whatever the order, and
+ * many words set in a row (a changelog read back) each take one entry. */
+static void
+test_builder_set_max (void)
+{
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+  g_autoptr (TallyCounts) counts = NULL;
+  g_autofree char *text = NULL;
+
+  tally_counts_builder_set_max (builder, "alpha", 5, 3);
+  tally_counts_builder_set_max (builder, "alpha", 5, 7);
+  tally_counts_builder_set_max (builder, "alpha", 5, 5);
+  tally_counts_builder_set_max (builder, "beta", 4, 1);
+  for (guint i = 0; i < 100000; i++)
+    {
+      char word[16];
+      int len = g_snprintf (word, sizeof word, "w%u", i);
+
+      tally_counts_builder_set_max (builder, word, (gsize)len, 2);
+    }
+  counts = tally_counts_builder_end (builder);
+  g_assert_cmpuint (tally_counts_get_n_words (counts), ==, 100002);
+  g_assert_cmpuint (tally_counts_lookup (counts, "alpha", 5), ==, 7);
+  g_assert_cmpuint (tally_counts_lookup (counts, "beta", 4), ==, 1);
+  g_assert_cmpuint (tally_counts_lookup (counts, "w99999", 6), ==, 2);
+  g_assert_cmpuint (tally_counts_get_total (counts), ==, 7 + 1 + 2 * 100000);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -204,5 +232,6 @@ main (int argc, char **argv)
   g_test_add_func ("/counts/merge-filters", test_merge_filters);
   g_test_add_func ("/counts/merge-of-merges", test_merge_of_merges);
   g_test_add_func ("/counts/merge-total-saturates", test_merge_total_saturates);
+  g_test_add_func ("/counts/builder-set-max", test_builder_set_max);
   return g_test_run ();
 }

@@ -255,6 +255,51 @@ test_interval (Fixture *f, gconstpointer data)
   g_assert_cmpint (g_atomic_int_get (&f->cutter.cuts), ==, cuts);
 }
 
+/* One answer per request id: a request record sent three times with one id (a client
+ * asking again) and once with another is cut and published twice, and the output topic
+ * holds two records (one part each); the repeats are logged, not answered. */
+static void
+test_request_once (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+  rd_kafka_t *producer;
+  const char *keys[] = { "ask-1", "ask-1", "ask-2", "ask-1" };
+  int64_t low = -1, high = -1;
+  char errstr[256];
+
+  g_assert_true (tally_broker_create_topic (f->broker, "requests", 1, &error));
+  rd_kafka_conf_set (conf, "bootstrap.servers", tally_broker_get_bootstrap_servers (f->broker),
+                     NULL, 0);
+  g_assert_true (tally_snapshot_coordinator_read_requests (f->coordinator, rd_kafka_conf_dup (conf),
+                                                           "requests", 0, WAIT_MS, &error));
+  g_assert_no_error (error);
+  producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  g_assert_nonnull (producer);
+  for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      g_assert_cmpint (rd_kafka_producev (producer, RD_KAFKA_V_TOPIC ("requests"),
+                                          RD_KAFKA_V_KEY (keys[i], strlen (keys[i])),
+                                          RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY),
+                                          RD_KAFKA_V_END),
+                       ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+      g_assert_cmpint (rd_kafka_flush (producer, WAIT_MS), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+      if (i == 0)
+        wait_lines ("for request ask-1 published", 1); /* the repeats come after the answer */
+    }
+  wait_lines ("asked again: already answered", 2);
+  wait_lines ("for request ask-2 published", 1);
+  g_usleep (200 * 1000); /* nothing more comes */
+  g_assert_cmpuint (count_lines ("for request ask-1 published"), ==, 1);
+  g_assert_cmpuint (count_lines ("request ask-1 asked again: already answered"), ==, 2);
+  g_assert_cmpint (g_atomic_int_get (&f->cutter.cuts), ==, 2);
+  g_assert_cmpint (
+      rd_kafka_query_watermark_offsets (producer, "snapshots", 0, &low, &high, WAIT_MS), ==,
+      RD_KAFKA_RESP_ERR_NO_ERROR);
+  g_assert_cmpint (high - low, ==, 2);
+  rd_kafka_destroy (producer);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -269,6 +314,8 @@ main (int argc, char **argv)
               test_publish_cut, fixture_tear_down);
   g_test_add ("/snapshot-coordinator/cut-fails", Fixture, GUINT_TO_POINTER (0), fixture_set_up,
               test_cut_fails, fixture_tear_down);
+  g_test_add ("/snapshot-coordinator/request-once", Fixture, GUINT_TO_POINTER (0), fixture_set_up,
+              test_request_once, fixture_tear_down);
   g_test_add ("/snapshot-coordinator/close", Fixture, GUINT_TO_POINTER (0), fixture_set_up,
               test_close, fixture_tear_down);
   g_test_add ("/snapshot-coordinator/interval", Fixture, GUINT_TO_POINTER (50), fixture_set_up,

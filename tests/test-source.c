@@ -422,6 +422,80 @@ test_pattern_metadata_refresh (void)
   g_assert_cmpstr (strategy, ==, "range");
 }
 
+/* Several stores restored at once (tally_checkpoint_restore_many(), one consumer assigned
+ * every changelog partition): each store gets exactly its own words and markers, a word
+ * written twice keeps its larger (later) count, and an empty partition restores nothing. */
+static void
+test_restore_many (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyCheckpoint) checkpoint = NULL;
+  rd_kafka_conf_t *conf = tally_test_broker_conf (f->broker);
+  TallyRestoredStore stores[4]
+      = { { .partition = 3 }, { .partition = 0 }, { .partition = 2 }, { .partition = 1 } };
+
+  checkpoint = tally_checkpoint_new (conf, f->changelog, NULL, 0, &error);
+  rd_kafka_conf_destroy (conf);
+  g_assert_no_error (error);
+  g_assert_true (tally_checkpoint_ensure_topic (checkpoint, 4, 10000, &error));
+  g_assert_no_error (error);
+  /* Store p: 1000 * (p + 1) words "p<p>-<i>" counted i + 1, then "p<p>-0" again at 5. */
+  for (gint32 p = 0; p < 3; p++)
+    for (guint round = 0; round < 2; round++)
+      {
+        g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+        g_autoptr (TallyCounts) counts = NULL;
+        g_autoptr (GHashTable) offsets
+            = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+        gint64 offset = 100 * p + round;
+
+        if (round == 0)
+          for (guint i = 0; i < 1000 * (guint)(p + 1); i++)
+            {
+              g_autofree char *word = g_strdup_printf ("p%d-%u", p, i);
+
+              tally_counts_builder_add (builder, word, strlen (word), i + 1);
+            }
+        else
+          {
+            g_autofree char *word = g_strdup_printf ("p%d-0", p);
+
+            tally_counts_builder_add (builder, word, strlen (word), 5);
+          }
+        counts = tally_counts_builder_end (builder);
+        g_hash_table_insert (offsets, (gpointer) "in", g_memdup2 (&offset, sizeof offset));
+        g_assert_true (tally_checkpoint_write (checkpoint, p, counts, offsets, &error));
+        g_assert_no_error (error);
+      }
+  g_assert_true (tally_checkpoint_flush (checkpoint, 10000, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (tally_checkpoint_restore_many (checkpoint, stores, 4, 20000, &error));
+  g_assert_no_error (error);
+  for (guint k = 0; k < 4; k++)
+    {
+      gint32 p = stores[k].partition;
+      g_autofree char *first = g_strdup_printf ("p%d-0", p);
+      g_autofree char *last = g_strdup_printf ("p%d-%u", p, 1000 * (guint)(p + 1) - 1);
+
+      if (p == 3)
+        {
+          g_assert_cmpuint (tally_counts_get_n_words (stores[k].counts), ==, 0);
+          g_assert_cmpuint (g_hash_table_size (stores[k].offsets), ==, 0);
+          tally_restored_store_clear (&stores[k]);
+          continue;
+        }
+      g_assert_cmpuint (tally_counts_get_n_words (stores[k].counts), ==, 1000 * (guint)(p + 1));
+      g_assert_cmpuint (tally_counts_lookup (stores[k].counts, first, strlen (first)), ==, 5);
+      g_assert_cmpuint (tally_counts_lookup (stores[k].counts, last, strlen (last)), ==,
+                        1000 * (guint)(p + 1));
+      g_assert_cmpuint (tally_counts_lookup (stores[k].counts, "p9-0", 4), ==, 0);
+      g_assert_cmpuint (stores[k].records, ==, 1000 * (guint)(p + 1) + 1 + 2);
+      g_assert_cmpint (*(gint64 *)g_hash_table_lookup (stores[k].offsets, "in"), ==, 100 * p + 1);
+      tally_restored_store_clear (&stores[k]);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -440,5 +514,7 @@ main (int argc, char **argv)
   g_test_add ("/checkpoint/format", Fixture, NULL, fixture_set_up, test_changelog_format,
               fixture_tear_down);
   g_test_add_func ("/source/pattern-metadata-refresh", test_pattern_metadata_refresh);
+  g_test_add ("/checkpoint/restore-many", Fixture, NULL, fixture_set_up, test_restore_many,
+              fixture_tear_down);
   return g_test_run ();
 }

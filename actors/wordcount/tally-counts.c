@@ -584,6 +584,22 @@ tally_counts_builder_add (TallyCountsBuilder *builder, const char *word, gsize l
 }
 
 void
+tally_counts_builder_set_max (TallyCountsBuilder *builder, const char *word, gsize len,
+                              guint64 count)
+{
+  guint64 hash;
+
+  g_return_if_fail (builder != NULL);
+  g_return_if_fail (word != NULL);
+  g_return_if_fail (len > 0 && len <= G_MAXINT32);
+  g_return_if_fail (g_utf8_validate (word, (gssize)len, NULL));
+
+  hash = tally_word_hash (word, len);
+  if (count > tally_word_table_lookup (builder->table, word, len, hash))
+    tally_word_table_set (builder->table, word, len, hash, count);
+}
+
+void
 tally_counts_builder_add_counts (TallyCountsBuilder *builder, TallyCounts *counts)
 {
   g_return_if_fail (builder != NULL);

@@ -186,6 +186,21 @@ void tally_counts_builder_add (TallyCountsBuilder *builder, const char *word, gs
                                guint64 count);
 
 /**
+ * tally_counts_builder_set_max:
+ * @builder: a builder
+ * @word: a word: valid UTF-8, no NUL byte, not empty (need not be NUL-terminated)
+ * @len: its length in bytes, at least 1
+ * @count: a count of @word
+ *
+ * Makes the count of @word @count if that is more than it has: for state whose counts only
+ * grow, read back record by record (a changelog, where a word's last record is its
+ * largest count), built in one table entry per word. Same errors as
+ * tally_counts_builder_add().
+ */
+void tally_counts_builder_set_max (TallyCountsBuilder *builder, const char *word, gsize len,
+                                   guint64 count);
+
+/**
  * tally_counts_builder_add_counts:
  * @builder: a builder
  * @counts: a snapshot whose every entry is added to @builder

@@ -7,15 +7,16 @@
  *    or `^regex`): a complete answer must cover them all;
  * 2. take the end offsets (high watermarks) of every output topic partition BEFORE sending,
  *    and assign the consumer there, so no reply can be missed and none older is read;
- * 3. produce one request record: key = a fresh request id, value = the request JSON;
+ * 3. produce one request record: key = a fresh request id, value = the request JSON (the
+ *    producer learned the request topic's metadata before, so the record leaves at once);
  * 4. read the output topic, reassembling parts of every instance's reply, until the merged
  *    replies to one request cover every input partition, or the timeout passes (exit 1,
- *    naming the partitions still missing). A request that no reply covers in time is sent
- *    again with a fresh id, after 1 s, then 2, 4 and every 8 s: an instance that had not
- *    yet been assigned or restored its partitions answers with fewer of them, and one
- *    whose request reader was not yet up never answers. The replies of each request are
- *    merged apart from the others' (an instance answers every request), and the first
- *    request whose replies cover everything wins;
+ *    naming the partitions still missing, or the output topic's retention when replies
+ *    lack parts). A request no reply covers in time is sent again after 1 s, then 2, 4 and
+ *    every 8 s: with the same id while nothing came (an instance answers an id once, so
+ *    asking again costs nothing where it was read), not at all while parts of a reply are
+ *    arriving, and with a fresh id once complete replies came that do not cover everything
+ *    (an instance answered before it had all its partitions);
  * 5. print `word count` lines in TallyCounts order (count descending, then word bytes), or
  *    the merged snapshot as JSON.
  *
@@ -23,10 +24,12 @@
  * member; each instance resolves it on its own stream time (docs/running.md), so for an
  * exact range over several instances name a window by its start.
  *
- * Filters: only `prefix` is sent to the instances; `top` and `min_count` are applied here
- * after merging. With several instances, a word's count is split between them, so a
- * per-instance top N or minimum would drop words whose total qualifies; a prefix filter is
- * exact per instance.
+ * Filters: `--top` and `--min-count` are a TallyTopQuery (tally-top-query.h): the
+ * instances' top N, answered alone by an instance that owns every partition, else the
+ * three rounds of TPUT; exact either way, without shipping every word. `--prefix` is
+ * exact per instance and goes with every request. Since not every word is shipped, the
+ * JSON's `distinct_words` of a --top or --min-count answer from several instances is the
+ * sum of theirs (a word at two instances counts twice); `total_words` stays exact.
  *
  * Life cycle of the two clients, all in tally_cmd_snapshot(): configure, create (consumer,
  * then producer), assign, produce and flush (again for each request sent again), poll,
@@ -37,6 +40,7 @@
 #include "tally-commands.h"
 #include "tally-config.h"
 #include "tally-snapshot-format.h"
+#include "tally-top-query.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -138,6 +142,50 @@ describe_partitions (const rd_kafka_topic_partition_list_t *list)
   return g_string_free (text, FALSE);
 }
 
+/* Sets @name to @value unless @conf holds a value other than librdkafka's default there
+ * (one the [kafka] section or -X chose on purpose). */
+static void
+set_if_default (rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+  rd_kafka_conf_t *defaults = rd_kafka_conf_new ();
+  char current[64], default_value[64];
+  size_t size = sizeof current, default_size = sizeof default_value;
+
+  if (rd_kafka_conf_get (conf, name, current, &size) == RD_KAFKA_CONF_OK
+      && rd_kafka_conf_get (defaults, name, default_value, &default_size) == RD_KAFKA_CONF_OK
+      && strcmp (current, default_value) == 0)
+    rd_kafka_conf_set (conf, name, value, NULL, 0);
+  rd_kafka_conf_destroy (defaults);
+}
+
+/* Learns the leader of every partition of @topic in @producer, so that the first record
+ * produced there goes out at once. Without it, librdkafka asks for the topic's metadata
+ * when the record is produced, which is dropped while no broker connection is up yet (a
+ * client just created), and asked again only by its 1 s topic scan: that was the second
+ * every `tally snapshot` waited before its request left. */
+static gboolean
+warm_producer (rd_kafka_t *producer, const char *topic, guint timeout_ms, GError **error)
+{
+  const struct rd_kafka_metadata *metadata = NULL;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new (producer, topic, NULL);
+  rd_kafka_resp_err_t err;
+
+  err = rd_kafka_metadata (producer, 0, rkt, &metadata, (int)timeout_ms);
+  rd_kafka_topic_destroy (rkt);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR && metadata->topic_cnt == 1)
+    err = metadata->topics[0].err;
+  if (metadata != NULL)
+    rd_kafka_metadata_destroy (metadata);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   "cannot read the metadata of request topic %s: %s", topic,
+                   rd_kafka_err2str (err));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* The first wait for a covering answer before a request is sent again, and the longest. */
 #define FIRST_ASK_AGAIN_MS 1000
 #define MAX_ASK_AGAIN_MS 8000
@@ -220,6 +268,182 @@ print_counts (TallyCounts *counts)
     printf ("%s %" G_GUINT64_FORMAT "\n", entries[i].word, entries[i].count);
 }
 
+/* The command's clients and what a complete answer must cover. */
+typedef struct
+{
+  TallyConfig *config;
+  rd_kafka_t *consumer;
+  rd_kafka_t *producer;
+  const rd_kafka_topic_partition_list_t *expected;
+  gint64 deadline; /* monotonic, µs */
+  gint timeout_ms;
+} Client;
+
+/* Sends @request and reads replies until the replies to it cover every input partition.
+ * While none does, it is sent again after 1, 2, 4 and every 8 s: with the same request id
+ * while no instance replied (the record may not have been read: an instance answers an id
+ * once, so this costs nothing where it was), with a fresh id once replies came that do
+ * not cover everything (an instance answered before it had all its partitions, or the
+ * group rebalanced: only a new request gets new answers). Returns: (transfer full)
+ * (nullable): the ask whose replies cover everything, or %NULL (error printed, *status
+ * set). */
+static Ask *
+ask_until_covered (Client *c, const TallySnapshotRequest *request, int *status)
+{
+  g_autoptr (GPtrArray) asks = g_ptr_array_new_with_free_func ((GDestroyNotify)ask_free);
+  TallyConfig *config = c->config;
+  gint64 deadline = c->deadline, ask_again_at = 0, first_ask_us = 0;
+  guint ask_again_ms = FIRST_ASK_AGAIN_MS, sent = 0;
+  gint timeout_ms = c->timeout_ms;
+  Ask *answered = NULL;
+  GError *error = NULL;
+
+  while (answered == NULL)
+    {
+      gint64 now = g_get_monotonic_time ();
+      gint64 left_ms = (deadline - now) / 1000;
+      rd_kafka_message_t *message;
+      g_autoptr (TallySnapshotPart) part = NULL;
+      g_autoptr (GError) part_error = NULL;
+      Ask *ask = NULL;
+
+      if (left_ms <= 0 && asks->len == 0)
+        {
+          g_printerr ("%s: timed out after %d ms before a request could be sent to %s\n",
+                      g_get_prgname (), timeout_ms, config->requests.topic);
+          *status = TALLY_EXIT_FAILURE;
+          return NULL;
+        }
+      if (left_ms <= 0)
+        {
+          /* Report the request with the most replies (the first on a tie). */
+          Ask *best = g_ptr_array_index (asks, 0);
+          rd_kafka_topic_partition_list_t *missing;
+          g_autofree char *names = NULL;
+
+          for (guint i = 1; i < asks->len; i++)
+            if (((Ask *)g_ptr_array_index (asks, i))->n_snapshots > best->n_snapshots)
+              best = g_ptr_array_index (asks, i);
+          missing = tally_snapshot_assembler_dup_missing (best->assembler);
+          names = describe_partitions (missing);
+          if (tally_snapshot_assembler_get_n_incomplete (best->assembler) > 0)
+            /* Parts came and others never will: the topic dropped them, or they are late. */
+            g_printerr ("%s: timed out after %d ms waiting for request %s on %s: %u "
+                        "complete replies, %u with parts missing; input partitions not "
+                        "covered: %s; the output topic may not keep a snapshot this large "
+                        "(its retention.bytes, or the embedded broker's about 5 MiB per "
+                        "partition): ask for less (--top, --min-count, --prefix), raise the "
+                        "topic's retention, or use a real broker\n",
+                        g_get_prgname (), timeout_ms, best->request->request_id,
+                        config->output.topic, best->n_snapshots,
+                        tally_snapshot_assembler_get_n_incomplete (best->assembler),
+                        missing->cnt > 0 ? names : "(none)");
+          else
+            g_printerr ("%s: timed out after %d ms waiting for request %s on %s (%u request(s) "
+                        "sent): %u complete replies, %u incomplete; input partitions not "
+                        "covered: %s; is a tally run instance (or a client with the plugin) "
+                        "consuming them, with requests on %s?\n",
+                        g_get_prgname (), timeout_ms, best->request->request_id,
+                        config->output.topic, sent, best->n_snapshots,
+                        tally_snapshot_assembler_get_n_incomplete (best->assembler),
+                        missing->cnt > 0 ? names : "(none)", config->requests.topic);
+          rd_kafka_topic_partition_list_destroy (missing);
+          *status = TALLY_EXIT_FAILURE;
+          return NULL;
+        }
+      if (now >= ask_again_at)
+        {
+          Ask *last = asks->len > 0 ? g_ptr_array_index (asks, asks->len - 1) : NULL;
+
+          if (last != NULL && tally_snapshot_assembler_get_n_incomplete (last->assembler) > 0)
+            {
+              /* Parts of a reply are arriving (a large snapshot): wait for them rather than
+               * make an instance build another. */
+              ask_again_at = now + (gint64)ask_again_ms * 1000;
+              ask_again_ms = MIN (ask_again_ms * 2, MAX_ASK_AGAIN_MS);
+              continue;
+            }
+          if (last != NULL && last->n_snapshots == 0)
+            ask = last; /* nothing came: the same request again */
+          else
+            {
+              ask = g_new0 (Ask, 1);
+              ask->request = tally_snapshot_request_copy (request);
+              if (last != NULL)
+                {
+                  g_free (ask->request->request_id);
+                  ask->request->request_id = g_uuid_string_random ();
+                }
+              ask->assembler = tally_snapshot_assembler_new (
+                  ask->request->request_id, c->expected->cnt > 0 ? c->expected : NULL);
+              g_ptr_array_add (asks, ask);
+            }
+          sent++;
+          /* A note for whoever watches; scripts get the outcome, not the steps. */
+          if (sent > 1 && isatty (STDERR_FILENO))
+            g_printerr ("%s: no complete answer after %u ms; asking again (request %s)\n",
+                        g_get_prgname (), (guint)((now - first_ask_us) / 1000),
+                        ask->request->request_id);
+          if (!send_request (c->producer, config->requests.topic, ask->request,
+                             time_left (deadline), &error))
+            {
+              g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+              g_error_free (error);
+              *status = TALLY_EXIT_FAILURE;
+              return NULL;
+            }
+          if (sent == 1)
+            first_ask_us = now;
+          ask_again_at = g_get_monotonic_time () + (gint64)ask_again_ms * 1000;
+          ask_again_ms = MIN (ask_again_ms * 2, MAX_ASK_AGAIN_MS);
+          continue;
+        }
+      message = rd_kafka_consumer_poll (
+          c->consumer, (int)MAX (MIN (MIN (left_ms, 200), (ask_again_at - now) / 1000), 1));
+      if (message == NULL)
+        continue;
+      if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        {
+          if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            g_printerr ("%s: %s\n", g_get_prgname (), rd_kafka_message_errstr (message));
+          rd_kafka_message_destroy (message);
+          continue;
+        }
+      part = tally_snapshot_part_decode (message->payload, message->len, &part_error);
+      for (guint i = 0; i < asks->len; i++)
+        if (is_reply_to (message, ((Ask *)g_ptr_array_index (asks, i))->request->request_id))
+          ask = g_ptr_array_index (asks, i);
+      if (part == NULL && ask != NULL)
+        g_printerr ("%s: warning: a reply to request %s (%s [%" G_GINT32_FORMAT
+                    "] offset %" G_GINT64_FORMAT ") cannot be decoded: %s\n",
+                    g_get_prgname (), ask->request->request_id, rd_kafka_topic_name (message->rkt),
+                    message->partition, (gint64)message->offset, part_error->message);
+      rd_kafka_message_destroy (message);
+      if (part == NULL || ask == NULL)
+        continue; /* not a reply to us; a warning above if it was one that cannot be read */
+      if (tally_snapshot_assembler_add_part (ask->assembler, g_steal_pointer (&part), &part_error))
+        ask->n_snapshots++;
+      else if (g_error_matches (part_error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                                TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE))
+        {
+          g_printerr ("%s: %s\n", g_get_prgname (), part_error->message);
+          *status = TALLY_EXIT_FAILURE;
+          return NULL;
+        }
+      else if (part_error != NULL)
+        g_printerr ("%s: warning: %s\n", g_get_prgname (), part_error->message);
+      if (tally_snapshot_assembler_is_complete (ask->assembler))
+        answered = ask;
+    }
+
+  {
+    guint index;
+
+    g_ptr_array_find (asks, answered, &index);
+    return g_ptr_array_steal_index (asks, index);
+  }
+}
+
 int
 tally_cmd_snapshot (int argc, char **argv)
 {
@@ -260,17 +484,18 @@ tally_cmd_snapshot (int argc, char **argv)
       = g_option_context_new ("- request a snapshot and print the merged counts");
   g_autoptr (GError) error = NULL;
   g_autoptr (TallyConfig) config = NULL;
-  g_autoptr (GPtrArray) asks = g_ptr_array_new_with_free_func ((GDestroyNotify)ask_free);
   g_autoptr (TallySnapshot) merged = NULL;
+  Client client = { 0 };
   rd_kafka_topic_partition_list_t *expected = NULL;
   rd_kafka_conf_t *conf, *producer_conf;
   rd_kafka_t *consumer, *producer = NULL;
   char errstr[512];
-  gint64 deadline, ask_again_at = 0, first_ask_us = 0;
-  guint ask_again_ms = FIRST_ASK_AGAIN_MS;
-  Ask *answered = NULL;
+  gint64 deadline;
   int status = TALLY_EXIT_OK;
 
+  /* Standard output is the counts: every log line (G_MESSAGES_DEBUG=all shows the rounds
+   * of a top N) goes to standard error. */
+  g_log_writer_default_set_use_stderr (TRUE);
   g_option_context_add_main_entries (options, entries, NULL);
   g_option_context_set_summary (
       options, "Sends a snapshot request to the request topic and waits until the replies of "
@@ -346,6 +571,12 @@ tally_cmd_snapshot (int argc, char **argv)
     }
   rd_kafka_conf_set_log_cb (conf, log_cb);
   producer_conf = rd_kafka_conf_dup (conf);
+  /* A request is one small record: nothing to batch it with. */
+  set_if_default (producer_conf, "linger.ms", "0");
+  /* The reply is awaited by a person: fetch often rather than wait out the broker's long
+   * poll where it does not end early (librdkafka's mock cluster). */
+  set_if_default (conf, "fetch.wait.max.ms", "10");
+  set_if_default (conf, "fetch.error.backoff.ms", "10");
   {
     g_autofree char *group = g_strdup_printf ("tally-snapshot-%08x", g_random_int ());
 
@@ -377,6 +608,7 @@ tally_cmd_snapshot (int argc, char **argv)
   /* Learn what must be covered, take positions, then ask. */
   expected = input_partitions (consumer, config->input.topics, time_left (deadline), &error);
   if (expected == NULL
+      || !warm_producer (producer, config->requests.topic, time_left (deadline), &error)
       || !assign_at_end (consumer, config->output.topic, time_left (deadline), &error))
     {
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
@@ -388,115 +620,72 @@ tally_cmd_snapshot (int argc, char **argv)
                 "complete reply\n",
                 g_get_prgname ());
 
-  /* Use: ask, read replies until the replies to one request cover everything, ask again
-   * while none does, until out of time. */
-  while (answered == NULL)
+  /* Use: one round (a plain snapshot), or the rounds of an exact top N (tally-top-query.h). */
+  client.config = config;
+  client.consumer = consumer;
+  client.producer = producer;
+  client.expected = expected;
+  client.deadline = deadline;
+  client.timeout_ms = timeout_ms;
+  if (top == 0 && min_count == 0)
     {
-      gint64 now = g_get_monotonic_time ();
-      gint64 left_ms = (deadline - now) / 1000;
-      rd_kafka_message_t *message;
-      g_autoptr (TallySnapshotPart) part = NULL;
-      g_autoptr (GError) part_error = NULL;
-      Ask *ask = NULL;
+      g_autoptr (TallySnapshotRequest) request = tally_snapshot_request_new (NULL);
+      Ask *answered;
 
-      if (left_ms <= 0 && asks->len == 0)
-        {
-          g_printerr ("%s: timed out after %d ms before a request could be sent to %s\n",
-                      g_get_prgname (), timeout_ms, config->requests.topic);
-          status = TALLY_EXIT_FAILURE;
-          goto out;
-        }
-      if (left_ms <= 0)
-        {
-          /* Report the request with the most replies (the first on a tie). */
-          Ask *best = g_ptr_array_index (asks, 0);
-          rd_kafka_topic_partition_list_t *missing;
-          g_autofree char *names = NULL;
+      request->prefix = prefix != NULL && *prefix != '\0' ? g_strdup (prefix) : NULL;
+      request->has_window = window != NULL;
+      request->window = selector;
+      answered = ask_until_covered (&client, request, &status);
+      if (answered == NULL)
+        goto out;
+      merged = tally_snapshot_assembler_dup_merged (answered->assembler);
+      ask_free (answered);
+    }
+  else
+    {
+      g_autoptr (TallyTopQuery) query
+          = tally_top_query_new ((guint64)top, (guint64)min_count, prefix);
+      gboolean done = FALSE;
 
-          for (guint i = 1; i < asks->len; i++)
-            if (((Ask *)g_ptr_array_index (asks, i))->n_snapshots > best->n_snapshots)
-              best = g_ptr_array_index (asks, i);
-          missing = tally_snapshot_assembler_dup_missing (best->assembler);
-          names = describe_partitions (missing);
-          g_printerr ("%s: timed out after %d ms waiting for request %s on %s (%u request(s) "
-                      "sent): %u complete replies, %u incomplete; input partitions not "
-                      "covered: %s; is a tally run instance (or a client with the plugin) "
-                      "consuming them, with requests on %s?\n",
-                      g_get_prgname (), timeout_ms, best->request->request_id, config->output.topic,
-                      asks->len, best->n_snapshots,
-                      tally_snapshot_assembler_get_n_incomplete (best->assembler),
-                      missing->cnt > 0 ? names : "(none)", config->requests.topic);
-          rd_kafka_topic_partition_list_destroy (missing);
-          status = TALLY_EXIT_FAILURE;
-          goto out;
-        }
-      if (now >= ask_again_at)
+      while (!done)
         {
-          ask = g_new0 (Ask, 1);
-          ask->request = tally_snapshot_request_new (NULL);
-          ask->request->prefix = prefix != NULL && *prefix != '\0' ? g_strdup (prefix) : NULL;
-          ask->request->has_window = window != NULL;
-          ask->request->window = selector;
-          ask->assembler = tally_snapshot_assembler_new (ask->request->request_id,
-                                                         expected->cnt > 0 ? expected : NULL);
-          g_ptr_array_add (asks, ask);
-          /* A note for whoever watches; scripts get the outcome, not the steps. */
-          if (asks->len > 1 && isatty (STDERR_FILENO))
-            g_printerr ("%s: no complete answer after %u ms; asking again (request %s)\n",
-                        g_get_prgname (), (guint)((now - first_ask_us) / 1000),
-                        ask->request->request_id);
-          if (!send_request (producer, config->requests.topic, ask->request, time_left (deadline),
-                             &error))
+          g_autoptr (TallySnapshotRequest) request = tally_top_query_next_request (query);
+          g_autoptr (GPtrArray) replies
+              = g_ptr_array_new_with_free_func ((GDestroyNotify)tally_counts_unref);
+          TallySnapshot *snapshot;
+          Ask *answered;
+
+          request->has_window = window != NULL;
+          request->window = selector;
+          answered = ask_until_covered (&client, request, &status);
+          if (answered == NULL)
+            goto out;
+          while ((snapshot = tally_snapshot_assembler_take_snapshot (answered->assembler)) != NULL)
             {
-              g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+              if (snapshot->error == NULL && snapshot->counts != NULL)
+                g_ptr_array_add (replies, tally_counts_ref (snapshot->counts));
+              tally_snapshot_free (snapshot);
+            }
+          g_clear_pointer (&merged, tally_snapshot_free);
+          merged = tally_snapshot_assembler_dup_merged (answered->assembler);
+          ask_free (answered);
+          if (replies->len == 0)
+            {
+              g_printerr ("%s: no reply with counts to request %s\n", g_get_prgname (),
+                          request->request_id);
               status = TALLY_EXIT_FAILURE;
               goto out;
             }
-          if (asks->len == 1)
-            first_ask_us = now;
-          ask_again_at = g_get_monotonic_time () + (gint64)ask_again_ms * 1000;
-          ask_again_ms = MIN (ask_again_ms * 2, MAX_ASK_AGAIN_MS);
-          continue;
+          done = tally_top_query_add_replies (query, (TallyCounts *const *)replies->pdata,
+                                              replies->len);
         }
-      message = rd_kafka_consumer_poll (
-          consumer, (int)MAX (MIN (MIN (left_ms, 200), (ask_again_at - now) / 1000), 1));
-      if (message == NULL)
-        continue;
-      if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        {
-          if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            g_printerr ("%s: %s\n", g_get_prgname (), rd_kafka_message_errstr (message));
-          rd_kafka_message_destroy (message);
-          continue;
-        }
-      part = tally_snapshot_part_decode (message->payload, message->len, &part_error);
-      for (guint i = 0; i < asks->len; i++)
-        if (is_reply_to (message, ((Ask *)g_ptr_array_index (asks, i))->request->request_id))
-          ask = g_ptr_array_index (asks, i);
-      if (part == NULL && ask != NULL)
-        g_printerr ("%s: warning: a reply to request %s (%s [%" G_GINT32_FORMAT
-                    "] offset %" G_GINT64_FORMAT ") cannot be decoded: %s\n",
-                    g_get_prgname (), ask->request->request_id, rd_kafka_topic_name (message->rkt),
-                    message->partition, (gint64)message->offset, part_error->message);
-      rd_kafka_message_destroy (message);
-      if (part == NULL || ask == NULL)
-        continue; /* not a reply to us; a warning above if it was one that cannot be read */
-      if (tally_snapshot_assembler_add_part (ask->assembler, g_steal_pointer (&part), &part_error))
-        ask->n_snapshots++;
-      else if (g_error_matches (part_error, TALLY_SNAPSHOT_FORMAT_ERROR,
-                                TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE))
-        {
-          g_printerr ("%s: %s\n", g_get_prgname (), part_error->message);
-          status = TALLY_EXIT_FAILURE;
-          goto out;
-        }
-      else if (part_error != NULL)
-        g_printerr ("%s: warning: %s\n", g_get_prgname (), part_error->message);
-      if (tally_snapshot_assembler_is_complete (ask->assembler))
-        answered = ask;
+      g_debug ("top %" G_GINT64_FORMAT ", min_count %" G_GINT64_FORMAT ": %u round(s), "
+               "threshold %" G_GUINT64_FORMAT ", %" G_GSIZE_FORMAT " candidate(s)",
+               top, min_count, tally_top_query_get_rounds (query),
+               tally_top_query_get_threshold (query), tally_top_query_get_n_candidates (query));
+      tally_counts_unref (merged->counts);
+      merged->counts = tally_counts_ref (tally_top_query_get_result (query));
     }
-
-  merged = tally_snapshot_assembler_dup_merged (answered->assembler);
   {
     TallyCountsOptions filters = { (guint64)top, prefix, (guint64)min_count };
     TallyCounts *filtered = tally_counts_filter (merged->counts, &filters);

@@ -23,6 +23,16 @@ G_BEGIN_DECLS
 #define TALLY_BROKER_ERROR (tally_broker_error_quark ())
 
 /**
+ * TALLY_BROKER_PARTITION_BYTES:
+ *
+ * About what the embedded broker keeps per partition, in bytes: librdkafka 2.0.2's mock
+ * cluster drops a partition's oldest records beyond 5 MiB of log (it has no retention
+ * settings to raise it). A snapshot larger than this on the output topic's one partition
+ * could never be read back whole; the publisher says so instead (tally-publisher.h).
+ */
+#define TALLY_BROKER_PARTITION_BYTES (5 * 1024 * 1024)
+
+/**
  * TallyBrokerError:
  * @TALLY_BROKER_ERROR_FAILED: the mock cluster could not be created (librdkafka's text is
  *   in the message).

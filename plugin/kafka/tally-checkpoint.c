@@ -36,6 +36,7 @@
 #include "tally-snapshot.h"
 
 #include <errno.h>
+#include <gio/gio.h>
 #include <string.h>
 
 /* clang-format off */ G_DEFINE_QUARK (tally-checkpoint-error-quark, tally_checkpoint_error) /* clang-format on */
@@ -626,18 +627,6 @@ tally_checkpoint_commit (TallyCheckpoint *self, const rd_kafka_topic_partition_l
 }
 
 static gboolean
-parse_decimal (const void *bytes, gsize len, guint64 *out)
-{
-  char buf[24];
-
-  if (bytes == NULL || len == 0 || len >= sizeof buf)
-    return FALSE;
-  memcpy (buf, bytes, len);
-  buf[len] = '\0';
-  return g_ascii_string_to_unsigned (buf, 10, 0, G_MAXINT64, out, NULL);
-}
-
-static gboolean
 ensure_restorer (TallyCheckpoint *self, GError **error)
 {
   char errstr[512];
@@ -657,49 +646,32 @@ ensure_restorer (TallyCheckpoint *self, GError **error)
   return TRUE;
 }
 
-gboolean
-tally_checkpoint_restore (TallyCheckpoint *self, gint32 partition, int timeout_ms,
-                          TallyCounts **counts, GHashTable **offsets, GError **error)
+/* The watermarks of changelog partition @partition. Right after the topic was created its
+ * partitions may have no leader yet (and a broker may be restarting): retry until the
+ * deadline. A topic still unknown after UNKNOWN_TOPIC_GRACE_MS does not exist: there is
+ * nothing to restore (low = high = 0). */
+static gboolean
+query_watermarks (TallyCheckpoint *self, gint32 partition, gint64 started_us, gint64 deadline,
+                  gint64 *low, gint64 *high, GError **error)
 {
-  g_autoptr (GHashTable) words = NULL;
-  g_autoptr (GHashTable) markers = NULL;
-  g_autoptr (TallyCountsBuilder) builder = NULL;
-  rd_kafka_topic_partition_list_t *assignment;
-  gint64 low = 0, high = 0;
-  gint64 started_us = g_get_monotonic_time ();
-  gint64 deadline = started_us + (gint64)timeout_ms * 1000;
   rd_kafka_resp_err_t err;
-  guint64 n_records = 0;
-  GHashTableIter iter;
-  gpointer key, value;
-  gboolean ok = TRUE;
 
-  if (!ensure_restorer (self, error))
-    return FALSE;
-
-  words = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  markers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-
-  /* Right after the topic was created its partitions may have no leader yet (and a
-   * broker may be restarting): retry until the deadline. A topic still unknown after
-   * UNKNOWN_TOPIC_GRACE_MS does not exist: there is nothing to restore. */
   for (;;)
     {
       gint64 now = g_get_monotonic_time ();
       gboolean unknown;
 
-      err = rd_kafka_query_watermark_offsets (self->restorer, self->topic, partition, &low, &high,
+      err = rd_kafka_query_watermark_offsets (self->restorer, self->topic, partition, low, high,
                                               (int)MAX ((deadline - now) / 1000, 1));
       unknown = err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
                 || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
                 || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        break;
+        return TRUE;
       if (unknown && now - started_us >= UNKNOWN_TOPIC_GRACE_MS * G_TIME_SPAN_MILLISECOND)
         {
-          high = low = 0;
-          err = RD_KAFKA_RESP_ERR_NO_ERROR;
-          break;
+          *high = *low = 0;
+          return TRUE;
         }
       if (now >= deadline)
         break;
@@ -707,116 +679,53 @@ tally_checkpoint_restore (TallyCheckpoint *self, gint32 partition, int timeout_m
                partition, rd_kafka_err2str (err));
       g_usleep (100 * 1000);
     }
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+  g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_RESTORE,
+               "cannot read the watermarks of changelog %s [%" G_GINT32_FORMAT "]: %s", self->topic,
+               partition, rd_kafka_err2str (err));
+  return FALSE;
+}
+
+gboolean
+tally_checkpoint_restore_many (TallyCheckpoint *self, TallyRestoredStore *stores, guint n_stores,
+                               int timeout_ms, GError **error)
+{
+  gint64 started_us = g_get_monotonic_time ();
+  gint64 deadline = started_us + (gint64)timeout_ms * 1000;
+  g_autoptr (GError) local_error = NULL;
+  guint64 records = 0;
+
+  if (!ensure_restorer (self, error))
+    return FALSE;
+  for (guint i = 0; i < n_stores; i++)
+    if (!query_watermarks (self, stores[i].partition, started_us, deadline, &stores[i].low,
+                           &stores[i].high, error))
+      return FALSE;
+  if (!tally_changelog_restore_read (self->restorer, self->topic, stores, n_stores, deadline,
+                                     self->extension, self->extension_data, &local_error))
     {
-      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_RESTORE,
-                   "cannot read the watermarks of changelog %s [%" G_GINT32_FORMAT "]: %s",
-                   self->topic, partition, rd_kafka_err2str (err));
+      g_set_error (error, TALLY_CHECKPOINT_ERROR,
+                   g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)
+                       ? TALLY_CHECKPOINT_ERROR_TIMEOUT
+                       : TALLY_CHECKPOINT_ERROR_RESTORE,
+                   "%s (within %d ms)", local_error->message, timeout_ms);
       return FALSE;
     }
+  for (guint i = 0; i < n_stores; i++)
+    records += stores[i].records;
+  g_debug ("changelog %s: restored %u partition(s), %" G_GUINT64_FORMAT " records in %.1f ms",
+           self->topic, n_stores, records, (double)(g_get_monotonic_time () - started_us) / 1000);
+  return TRUE;
+}
 
-  if (high > low)
-    {
-      assignment = rd_kafka_topic_partition_list_new (1);
-      rd_kafka_topic_partition_list_add (assignment, self->topic, partition)->offset
-          = RD_KAFKA_OFFSET_BEGINNING;
-      err = rd_kafka_assign (self->restorer, assignment);
-      rd_kafka_topic_partition_list_destroy (assignment);
-      if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        {
-          g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_RESTORE,
-                       "cannot assign changelog %s [%" G_GINT32_FORMAT "]: %s", self->topic,
-                       partition, rd_kafka_err2str (err));
-          return FALSE;
-        }
+gboolean
+tally_checkpoint_restore (TallyCheckpoint *self, gint32 partition, int timeout_ms,
+                          TallyCounts **counts, GHashTable **offsets, GError **error)
+{
+  TallyRestoredStore store = { .partition = partition };
 
-      for (;;)
-        {
-          gint64 remaining_ms = (deadline - g_get_monotonic_time ()) / 1000;
-          rd_kafka_message_t *m;
-          guint64 number;
-
-          if (remaining_ms <= 0)
-            {
-              g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TIMEOUT,
-                           "restoring changelog %s [%" G_GINT32_FORMAT "] did not reach "
-                           "offset %" G_GINT64_FORMAT " within %d ms",
-                           self->topic, partition, high, timeout_ms);
-              ok = FALSE;
-              break;
-            }
-          m = rd_kafka_consumer_poll (self->restorer, (int)MIN (remaining_ms, 200));
-          if (m == NULL)
-            continue;
-          if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            {
-              gboolean done = m->offset >= high;
-
-              rd_kafka_message_destroy (m);
-              if (done)
-                break;
-              continue;
-            }
-          if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
-            {
-              g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_RESTORE,
-                           "reading changelog %s [%" G_GINT32_FORMAT "]: %s", self->topic,
-                           partition, rd_kafka_message_errstr (m));
-              rd_kafka_message_destroy (m);
-              ok = FALSE;
-              break;
-            }
-          n_records++;
-          if (m->key_len > 1 && ((const char *)m->key)[0] == '\0'
-              && ((const guchar *)m->key)[1] < 0x20)
-            {
-              /* An extension record (windows): not a topic's marker, not a word. */
-              if (self->extension != NULL)
-                self->extension (partition, m->key, m->key_len, m->payload, m->len,
-                                 self->extension_data);
-            }
-          else if (m->key_len > 1 && ((const char *)m->key)[0] == '\0'
-                   && parse_decimal (m->payload, m->len, &number))
-            {
-              gint64 *offset = g_new (gint64, 1);
-
-              *offset = (gint64)number;
-              g_hash_table_replace (markers, g_strndup ((const char *)m->key + 1, m->key_len - 1),
-                                    offset);
-            }
-          else if (m->key_len > 0 && memchr (m->key, '\0', m->key_len) == NULL
-                   && g_utf8_validate (m->key, (gssize)m->key_len, NULL)
-                   && parse_decimal (m->payload, m->len, &number))
-            {
-              guint64 *count = g_new (guint64, 1);
-
-              *count = number;
-              g_hash_table_replace (words, g_strndup (m->key, m->key_len), count);
-            }
-          else
-            g_warning ("changelog %s [%" G_GINT32_FORMAT "] offset %" G_GINT64_FORMAT
-                       ": not a Tally changelog record, skipped",
-                       self->topic, partition, m->offset);
-          if (m->offset + 1 >= high)
-            {
-              rd_kafka_message_destroy (m);
-              break;
-            }
-          rd_kafka_message_destroy (m);
-        }
-      rd_kafka_assign (self->restorer, NULL);
-    }
-  if (!ok)
+  if (!tally_checkpoint_restore_many (self, &store, 1, timeout_ms, error))
     return FALSE;
-
-  builder = tally_counts_builder_new ();
-  g_hash_table_iter_init (&iter, words);
-  while (g_hash_table_iter_next (&iter, &key, &value))
-    tally_counts_builder_add (builder, key, strlen (key), *(guint64 *)value);
-  *counts = tally_counts_builder_end (builder);
-  *offsets = g_steal_pointer (&markers);
-  g_debug ("changelog %s [%" G_GINT32_FORMAT "]: restored %u words from %" G_GUINT64_FORMAT
-           " records",
-           self->topic, partition, g_hash_table_size (words), n_records);
+  *counts = g_steal_pointer (&store.counts);
+  *offsets = g_steal_pointer (&store.offsets);
   return TRUE;
 }

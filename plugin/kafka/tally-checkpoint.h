@@ -29,6 +29,7 @@
 #include <glib.h>
 #include <librdkafka/rdkafka.h>
 
+#include "tally-changelog-restore.h"
 #include "tally-counts.h"
 #include "tally-snapshot.h"
 
@@ -316,6 +317,26 @@ gboolean tally_checkpoint_flush (TallyCheckpoint *checkpoint, int timeout_ms, GE
  */
 gboolean tally_checkpoint_restore (TallyCheckpoint *checkpoint, gint32 partition, int timeout_ms,
                                    TallyCounts **counts, GHashTable **offsets, GError **error);
+
+/**
+ * tally_checkpoint_restore_many:
+ * @checkpoint: a checkpoint
+ * @stores: (array length=n_stores): the stores to read: set each @partition; the
+ *   watermarks and outputs are filled in (free them with tally_restored_store_clear())
+ * @n_stores: how many
+ * @timeout_ms: the longest time to read them all, in milliseconds
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_RESTORE or
+ *   %TALLY_CHECKPOINT_ERROR_TIMEOUT
+ *
+ * Restores several stores at once: the changelog partitions are read concurrently by the
+ * one restore consumer (tally-changelog-restore.h), each from its beginning to the high
+ * watermark it has when the call starts, as tally_checkpoint_restore() does for one.
+ * Checkpoint's thread; blocks.
+ *
+ * Returns: %TRUE when every store was read
+ */
+gboolean tally_checkpoint_restore_many (TallyCheckpoint *checkpoint, TallyRestoredStore *stores,
+                                        guint n_stores, int timeout_ms, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyCheckpoint, tally_checkpoint_free)
 

@@ -83,7 +83,8 @@ struct _TallyPublisher
   GSource *watch;
   char *topic;
   gsize max_record_bytes;
-  gsize message_max_bytes; /* librdkafka's message.max.bytes for this producer */
+  gsize message_max_bytes;  /* librdkafka's message.max.bytes for this producer */
+  gsize max_snapshot_bytes; /* what the output topic keeps per partition; 0: no limit */
   char *instance_id;
   guint flush_timeout_ms;
   gboolean stopping; /* flushing: retries are produced at once, not after a back-off */
@@ -350,6 +351,25 @@ log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *messa
  * The Publish handler
  * ------------------------------------------------------------------------------------- */
 
+/* The entries of @counts for @words (a request's `words`), each once: the exact counts of a
+ * candidate set. Words not counted here are left out (their count is 0). */
+static TallyCounts *
+select_words (TallyCounts *counts, char **words)
+{
+  TallyCountsBuilder *builder = tally_counts_builder_new ();
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+
+  for (char **w = words; *w != NULL; w++)
+    {
+      gsize len = strlen (*w);
+      guint64 count = tally_counts_lookup (counts, *w, len);
+
+      if (count > 0 && g_hash_table_add (seen, *w))
+        tally_counts_builder_add (builder, *w, len, count);
+    }
+  return tally_counts_builder_end (builder);
+}
+
 static TallySnapshot *
 build_snapshot (TallyPublisher *self, PublishMessage *m)
 {
@@ -390,7 +410,14 @@ build_snapshot (TallyPublisher *self, PublishMessage *m)
   snapshot->window_start_ms = m->request->window_start_ms;
   snapshot->window_end_ms = m->request->window_end_ms;
   tally_snapshot_request_get_options (m->request, &options);
-  snapshot->counts = tally_counts_filter (m->counts, &options);
+  if (m->request->words != NULL)
+    {
+      g_autoptr (TallyCounts) chosen = select_words (m->counts, m->request->words);
+
+      snapshot->counts = tally_counts_filter (chosen, &options);
+    }
+  else
+    snapshot->counts = tally_counts_filter (m->counts, &options);
   return snapshot;
 }
 
@@ -442,6 +469,27 @@ handle_publish (TallyActor *actor, TallyMessage *message, GError **error)
       return FALSE;
     }
   values = tally_snapshot_encode (snapshot, limit, &encode_error);
+  if (values != NULL && self->max_snapshot_bytes > 0 && snapshot->error == NULL)
+    {
+      gsize bytes = 0;
+
+      for (guint i = 0; i < values->len; i++)
+        bytes += g_bytes_get_size (g_ptr_array_index (values, i));
+      if (bytes > self->max_snapshot_bytes)
+        {
+          g_set_error (&encode_error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                       TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
+                       "the snapshot (%" G_GSIZE_FORMAT " distinct words, %" G_GSIZE_FORMAT
+                       " bytes in %u parts) is larger than what output topic %s keeps per "
+                       "partition (%" G_GSIZE_FORMAT " bytes: the embedded broker, librdkafka's "
+                       "mock cluster, drops older records beyond that), so it could never be "
+                       "read back whole; ask for less (top, min_count, prefix) or use a real "
+                       "Kafka broker",
+                       (gsize)tally_counts_get_n_words (snapshot->counts), bytes, values->len,
+                       self->topic, self->max_snapshot_bytes);
+          g_clear_pointer (&values, g_ptr_array_unref);
+        }
+    }
   if (values == NULL && snapshot->error == NULL)
     {
       /* Tell the readers why there is no snapshot rather than let them time out. */
@@ -760,6 +808,7 @@ typedef struct
   rd_kafka_conf_t *conf;
   char *topic;
   gsize max_record_bytes;
+  gsize max_snapshot_bytes;
   guint flush_timeout_ms;
   TallyActor *first; /* made by tally_publisher_start_supervised(), taken by the factory */
 } PublisherRecipe;
@@ -800,14 +849,15 @@ publisher_factory (gpointer data)
     g_message ("publisher: restarted with a new producer, instance %s",
                TALLY_PUBLISHER (actor)->instance_id);
   tally_publisher_set_flush_timeout (TALLY_PUBLISHER (actor), recipe->flush_timeout_ms);
+  TALLY_PUBLISHER (actor)->max_snapshot_bytes = recipe->max_snapshot_bytes;
   return actor;
 }
 
 TallyAddress *
 tally_publisher_start_supervised (TallySupervisor *supervisor, rd_kafka_conf_t *conf,
                                   const char *output_topic, gsize max_record_bytes,
-                                  guint flush_timeout_ms, TallyArbiter *arbiter,
-                                  guint mailbox_capacity, GError **error)
+                                  gsize max_snapshot_bytes, guint flush_timeout_ms,
+                                  TallyArbiter *arbiter, guint mailbox_capacity, GError **error)
 {
   PublisherRecipe *recipe;
   TallyActor *first;
@@ -820,11 +870,13 @@ tally_publisher_start_supervised (TallySupervisor *supervisor, rd_kafka_conf_t *
       return NULL;
     }
   tally_publisher_set_flush_timeout (TALLY_PUBLISHER (first), flush_timeout_ms);
+  TALLY_PUBLISHER (first)->max_snapshot_bytes = max_snapshot_bytes;
   recipe = g_new0 (PublisherRecipe, 1);
   recipe->conf = conf;
   recipe->topic = g_strdup (output_topic);
   recipe->max_record_bytes = max_record_bytes;
   recipe->flush_timeout_ms = flush_timeout_ms;
+  recipe->max_snapshot_bytes = max_snapshot_bytes;
   recipe->first = first;
   return tally_supervisor_start_child (supervisor, publisher_factory, recipe, publisher_recipe_free,
                                        arbiter, mailbox_capacity);

@@ -109,6 +109,11 @@ TallyActor *tally_publisher_new (rd_kafka_conf_t *conf, const char *output_topic
  *   copied for each new instance
  * @output_topic: the snapshot topic ([output] topic)
  * @max_record_bytes: as for tally_publisher_new()
+ * @max_snapshot_bytes: the most bytes (all parts of one snapshot) the output topic keeps
+ *   per partition, 0 for no limit: a larger snapshot could never be read back whole, so it
+ *   is answered with an error snapshot that names the limit instead (the embedded
+ *   broker, librdkafka's mock cluster, keeps about 5 MiB per partition:
+ *   %TALLY_BROKER_PARTITION_BYTES)
  * @flush_timeout_ms: as for tally_publisher_set_flush_timeout()
  * @arbiter: where the publisher runs
  * @mailbox_capacity: its mailbox capacity in messages
@@ -125,8 +130,9 @@ TallyActor *tally_publisher_new (rd_kafka_conf_t *conf, const char *output_topic
 G_GNUC_WARN_UNUSED_RESULT
 TallyAddress *tally_publisher_start_supervised (TallySupervisor *supervisor, rd_kafka_conf_t *conf,
                                                 const char *output_topic, gsize max_record_bytes,
-                                                guint flush_timeout_ms, TallyArbiter *arbiter,
-                                                guint mailbox_capacity, GError **error);
+                                                gsize max_snapshot_bytes, guint flush_timeout_ms,
+                                                TallyArbiter *arbiter, guint mailbox_capacity,
+                                                GError **error);
 
 /**
  * tally_publisher_get_instance_id:

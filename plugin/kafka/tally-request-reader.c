@@ -194,6 +194,32 @@ assign_partitions (TallyRequestReader *self, gint64 start_time_ms, guint timeout
   return TRUE;
 }
 
+/* How long a fetch of the request topic may wait at the broker for a record, in ms. A real
+ * broker answers a fetch as soon as a record arrives (long poll), so this only sets how
+ * often an idle reader asks; librdkafka's mock cluster holds every fetch for the whole
+ * wait, so there it is added to the latency of every request: librdkafka's 500 ms default
+ * made a snapshot seen up to half a second late. */
+#define REQUEST_FETCH_WAIT_MS "50"
+
+/* Sets @name to @value unless @conf holds a value other than librdkafka's default there
+ * (one the [kafka] section chose on purpose). */
+static gboolean
+set_if_default (rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                gsize errstr_size)
+{
+  rd_kafka_conf_t *defaults = rd_kafka_conf_new ();
+  char current[64], default_value[64];
+  size_t size = sizeof current, default_size = sizeof default_value;
+  gboolean is_default
+      = rd_kafka_conf_get (conf, name, current, &size) == RD_KAFKA_CONF_OK
+        && rd_kafka_conf_get (defaults, name, default_value, &default_size) == RD_KAFKA_CONF_OK
+        && strcmp (current, default_value) == 0;
+
+  rd_kafka_conf_destroy (defaults);
+  return !is_default
+         || rd_kafka_conf_set (conf, name, value, errstr, errstr_size) == RD_KAFKA_CONF_OK;
+}
+
 TallyRequestReader *
 tally_request_reader_new (rd_kafka_conf_t *conf, const char *topic, gint64 start_time_ms,
                           GMainContext *context, TallyRequestFunc func, gpointer user_data,
@@ -220,7 +246,9 @@ tally_request_reader_new (rd_kafka_conf_t *conf, const char *topic, gint64 start
              != RD_KAFKA_CONF_OK
       /* An end-of-partition event tells tally_request_reader_drain() it read everything. */
       || rd_kafka_conf_set (conf, "enable.partition.eof", "true", errstr, sizeof errstr)
-             != RD_KAFKA_CONF_OK)
+             != RD_KAFKA_CONF_OK
+
+      || !set_if_default (conf, "fetch.wait.max.ms", REQUEST_FETCH_WAIT_MS, errstr, sizeof errstr))
     {
       rd_kafka_conf_destroy (conf);
       g_set_error (error, TALLY_REQUEST_READER_ERROR, TALLY_REQUEST_READER_ERROR_CONFIG,

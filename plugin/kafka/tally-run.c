@@ -313,7 +313,9 @@ ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
   const TallyConfig *config = run->config;
   g_autoptr (GError) local_error = NULL;
   g_autofree char *max_bytes = NULL;
-  const char *output_configs[] = { "max.message.bytes", NULL, NULL };
+  const char *output_configs[5] = { NULL };
+  guint n_output_configs = 0;
+  g_autofree char *retention = NULL;
   TallyTopicSpec specs[3];
   guint n_specs = 0;
   rd_kafka_t *rk;
@@ -366,9 +368,18 @@ ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
       && g_ascii_strtoull (value, NULL, 10) > KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
     {
       max_bytes = g_strdup (value);
-      output_configs[1] = max_bytes;
-      specs[n_specs].configs = output_configs;
+      output_configs[n_output_configs++] = "max.message.bytes";
+      output_configs[n_output_configs++] = max_bytes;
     }
+  /* Snapshots are answers read within seconds, not an archive ([output] retention_ms). */
+  if (config->output.retention_ms > 0)
+    {
+      retention = g_strdup_printf ("%u", config->output.retention_ms);
+      output_configs[n_output_configs++] = "retention.ms";
+      output_configs[n_output_configs++] = retention;
+    }
+  if (n_output_configs > 0)
+    specs[n_specs].configs = output_configs;
   n_specs++;
   if (config->checkpoint.enabled && n_input > 0)
     specs[n_specs++] = (TallyTopicSpec){ .name = config->checkpoint.changelog_topic,
@@ -568,6 +579,7 @@ tally_run_service (const TallyConfig *config, GError **error)
   g_signal_connect (run.supervisor, "escalated", G_CALLBACK (on_escalated), NULL);
   run.publisher = conf != NULL ? tally_publisher_start_supervised (
                       run.supervisor, conf, config->output.topic, config->output.max_record_bytes,
+                      run.broker != NULL ? TALLY_BROKER_PARTITION_BYTES : 0,
                       MIN (config->shutdown.timeout_ms, 10000), run.publisher_arbiter, 64, error)
                                : NULL;
   if (run.publisher == NULL)

@@ -12,6 +12,10 @@
  * are answered through the shutdown: stop_triggers() stops only the timer and explicit
  * triggers; close() reads the request topic to its end (tally_request_reader_drain()),
  * answers what it found, and only then closes the reader and takes the final snapshot.
+ * A request id is answered once:
+ * the ids of requests answered or in flight are kept in a bounded LRU (`answered`), and a
+ * request record with one of them (a client asking again while it waits) is not cut or
+ * published again; a publication that fails forgets its id, so asking again is answered.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -19,11 +23,14 @@
 
 #include "tally-metrics.h"
 #include "tally-publisher.h"
+#include "tally-recent-ids.h"
 #include "tally-request-reader.h"
 
 /* The longest close() reads the request topic for requests produced before the final
  * snapshot (each of the end-offset query and the reads). */
 #define REQUEST_DRAIN_TIMEOUT_MS 2000
+/* Request ids remembered as answered; a client asks again within seconds. */
+#define ANSWERED_IDS_KEPT 1024
 
 struct _TallySnapshotCoordinator
 {
@@ -40,6 +47,7 @@ struct _TallySnapshotCoordinator
   TallyRequestReader *requests; /* set under lock */
   GSource *interval;
   gboolean triggers_stopped; /* set under lock; read on the context */
+  TallyRecentIds *answered;  /* request record ids answered or in flight */
   TallySnapshotClosedFunc closed;
   gpointer closed_data;
   TallyMetrics *metrics; /* nullable, set before the first trigger */
@@ -91,6 +99,7 @@ tally_snapshot_coordinator_unref (TallySnapshotCoordinator *self)
   g_cond_clear (&self->cond);
   g_free (self->log_prefix);
   g_free (self->output_topic);
+  tally_recent_ids_free (self->answered);
   g_free (self);
 }
 
@@ -196,8 +205,11 @@ on_published (GObject *object, GAsyncResult *result, gpointer user_data)
       tally_metrics_add (self->metrics, TALLY_METRICS_SNAPSHOT_BYTES, report->bytes);
     }
   if (report == NULL)
-    g_warning ("%ssnapshot for request %s not published: %s", self->log_prefix,
-               job->request->request_id, error->message);
+    {
+      g_warning ("%ssnapshot for request %s not published: %s", self->log_prefix,
+                 job->request->request_id, error->message);
+      tally_recent_ids_remove (self->answered, job->request->request_id);
+    }
   else
     g_message ("%s%ssnapshot %s for request %s published in %u part(s) to %s", self->log_prefix,
                job->final ? "final " : "", report->snapshot_id, job->request->request_id,
@@ -311,6 +323,12 @@ on_request (const TallySnapshotRequest *request, gpointer user_data)
   if (self->triggers_stopped)
     g_message ("%srequest %s while shutting down: answered before the final snapshot",
                self->log_prefix, request->request_id);
+  if (!tally_recent_ids_add (self->answered, request->request_id))
+    {
+      g_message ("%srequest %s asked again: already answered, not published again",
+                 self->log_prefix, request->request_id);
+      return;
+    }
   take_snapshot (self, tally_snapshot_request_copy (request), FALSE);
 }
 
@@ -353,6 +371,7 @@ tally_snapshot_coordinator_new (const char *log_prefix, GMainContext *context,
   self->cutter = cutter;
   self->cutter_data = cutter_data;
   self->cutter_data_free = cutter_data_free;
+  self->answered = tally_recent_ids_new (ANSWERED_IDS_KEPT);
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
   if (interval_ms > 0)

@@ -87,6 +87,44 @@ format_duration (gint64 ms)
   return g_strdup_printf ("%" G_GINT64_FORMAT "ms", ms);
 }
 
+/* The optional member `words`: an array of non-empty strings. */
+static gboolean
+parse_words (TallySnapshotRequest *request, JsonObject *object, GError **error)
+{
+  JsonNode *node = json_object_get_member (object, "words");
+  JsonArray *array;
+  guint n;
+
+  if (node == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "request value: member \"words\" must be an array of strings");
+      return FALSE;
+    }
+  array = json_node_get_array (node);
+  n = json_array_get_length (array);
+  request->words = g_new0 (char *, n + 1);
+  for (guint i = 0; i < n; i++)
+    {
+      JsonNode *element = json_array_get_element (array, i);
+      const char *word
+          = JSON_NODE_HOLDS_VALUE (element) && json_node_get_value_type (element) == G_TYPE_STRING
+                ? json_node_get_string (element)
+                : NULL;
+
+      if (word == NULL || *word == '\0')
+        {
+          g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                       "request value: \"words\"[%u] must be a non-empty string", i);
+          return FALSE;
+        }
+      request->words[i] = g_strdup (word);
+    }
+  return TRUE;
+}
+
 static gboolean
 parse_request_value (TallySnapshotRequest *request, const void *value, gsize value_len,
                      GError **error)
@@ -111,14 +149,16 @@ parse_request_value (TallySnapshotRequest *request, const void *value, gsize val
           return FALSE;
       }
     else if (strcmp (name, "top") != 0 && strcmp (name, "prefix") != 0
-             && strcmp (name, "min_count") != 0)
+             && strcmp (name, "min_count") != 0 && strcmp (name, "words") != 0)
       {
         g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
                      "request value: unknown member \"%s\" (known: top, prefix, min_count, "
-                     "window)",
+                     "window, words)",
                      name);
         return FALSE;
       }
+  if (!parse_words (request, object, error))
+    return FALSE;
 
   if (!tally_snapshot_json_get_uint_member (object, "request value", "top", FALSE, &request->top,
                                             error)
@@ -161,6 +201,7 @@ tally_snapshot_request_parse (const void *key, gsize key_len, const void *value,
       request->min_count = 0;
       request->has_window = FALSE;
       g_clear_pointer (&request->prefix, g_free);
+      g_clear_pointer (&request->words, g_strfreev);
       request->error = g_steal_pointer (&error);
     }
   return request;
@@ -206,6 +247,14 @@ tally_snapshot_request_to_json (const TallySnapshotRequest *request)
         }
         break;
       }
+  if (request->words != NULL)
+    {
+      JsonArray *words = json_array_sized_new (g_strv_length (request->words));
+
+      for (char **w = request->words; *w != NULL; w++)
+        json_array_add_string_element (words, *w);
+      json_object_set_array_member (object, "words", words);
+    }
 
   if (json_object_get_size (object) == 0)
     {
@@ -240,6 +289,7 @@ tally_snapshot_request_copy (const TallySnapshotRequest *request)
   copy->top = request->top;
   copy->prefix = g_strdup (request->prefix);
   copy->min_count = request->min_count;
+  copy->words = g_strdupv (request->words);
   copy->requested_at_ms = request->requested_at_ms;
   copy->error = request->error != NULL ? g_error_copy (request->error) : NULL;
   copy->has_window = request->has_window;
@@ -256,6 +306,7 @@ tally_snapshot_request_free (TallySnapshotRequest *request)
     return;
   g_free (request->request_id);
   g_free (request->prefix);
+  g_strfreev (request->words);
   g_clear_error (&request->error);
   g_free (request);
 }

@@ -30,6 +30,9 @@ G_BEGIN_DECLS
  * @top: keep only the @top most frequent words; 0 keeps all (JSON member `top`)
  * @prefix: (nullable): keep only words starting with these bytes (JSON member `prefix`)
  * @min_count: keep only words counted at least this often; 0 keeps all (`min_count`)
+ * @words: (nullable) (array zero-terminated=1): keep only these words (JSON member
+ *   `words`, an array of strings): the exact counts of a candidate set, the last round of
+ *   an exact top N across instances (tally-top-query.h); %NULL keeps all
  * @requested_at_ms: when the request was made: the request record's timestamp, or the
  *   wall-clock time (ms since the Unix epoch) for one made in-process
  * @error: (nullable): set for a request whose value was bad; it is answered with an
@@ -52,6 +55,7 @@ typedef struct
   guint64 top;
   char *prefix;
   guint64 min_count;
+  char **words;
   gint64 requested_at_ms;
   GError *error;
   gboolean has_window;
@@ -84,9 +88,9 @@ TallySnapshotRequest *tally_snapshot_request_new (const char *request_id);
  * is not valid UTF-8 is replaced by a generated id too (and the request is marked bad).
  * An empty or null value asks for everything; a value that is not a JSON object with only
  * the optional members `top` (integer >= 0), `prefix` (string), `min_count`
- * (integer >= 0) and `window` (`"current"`, `"last"`, a window start in ms since the Unix
- * epoch, or `{"last": "15m"}` with a duration of tally_window_parse_duration()) makes a
- * *bad* request: one whose @error is set
+ * (integer >= 0), `window` (`"current"`, `"last"`, a window start in ms since the Unix
+ * epoch, or `{"last": "15m"}` with a duration of tally_window_parse_duration()) and `words`
+ * (array of non-empty strings) makes a *bad* request: one whose @error is set
  * (%TALLY_SNAPSHOT_FORMAT_ERROR_INVALID, naming the member) and that is still returned, so
  * the instance can answer it with an error snapshot instead of leaving the requester to
  * time out. Unknown members are errors too, so a typo is noticed. Any thread.

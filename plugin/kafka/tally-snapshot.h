@@ -47,7 +47,9 @@ G_BEGIN_DECLS
  *   nested deeper than 8 arrays/objects); the message says which member.
  * @TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE: one entry (a very long word) does not fit in a
  *   record of the limit even alone, or the limit is smaller than a part without entries.
- *   The snapshot is not split; the publisher answers with an error snapshot instead.
+ *   The snapshot is not split; the publisher answers with an error snapshot instead. Also
+ *   the publisher's error for a whole snapshot larger than what the output topic keeps per
+ *   partition (tally_publisher_start_supervised()'s max_snapshot_bytes).
  * @TALLY_SNAPSHOT_FORMAT_ERROR_MISMATCH: a part disagrees with earlier parts of the same
  *   snapshot (another `parts`, request id or instance id).
  * @TALLY_SNAPSHOT_FORMAT_ERROR_OVERLAP: a snapshot claims an input partition already

@@ -184,8 +184,8 @@ struct _TallySource
   TallySourceWindowClosedFunc window_closed; /* [windows] publish */
   gpointer window_closed_data;
   GDestroyNotify window_closed_destroy;
-  gint64 expiry_written;              /* the newest expiry the window timer saw */
-  TallyWindowRestore *window_restore; /* during a restore: what the changelog holds */
+  gint64 expiry_written;       /* the newest expiry the window timer saw */
+  GHashTable *window_restores; /* during a restore: partition -> TallyWindowRestore */
   /* [windows] publish with exactly once: final counts go out in the checkpoint's
    * transaction, with the published-window markers. */
   gboolean publish_in_checkpoint;
@@ -734,9 +734,17 @@ on_window_record (gint32 partition, const void *key, gsize key_len, const void *
                   gsize value_len, gpointer user_data)
 {
   TallySource *self = user_data;
+  TallyWindowRestore *restore;
 
-  if (self->window_restore != NULL)
-    tally_window_restore_add (self->window_restore, key, key_len, value, value_len);
+  if (self->window_restores == NULL)
+    return;
+  restore = g_hash_table_lookup (self->window_restores, GINT_TO_POINTER (partition));
+  if (restore == NULL)
+    {
+      restore = tally_window_restore_new ();
+      g_hash_table_insert (self->window_restores, GINT_TO_POINTER (partition), restore);
+    }
+  tally_window_restore_add (restore, key, key_len, value, value_len);
 }
 
 /* The pending final counts, queued in the open transaction. */
@@ -1063,75 +1071,118 @@ on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
         }
     }
 
-  /* Restore every newly owned store before anything of it is consumed. */
-  for (int i = 0; i < partitions->cnt; i++)
-    {
-      guint32 id = (guint32)partitions->elems[i].partition;
-      Store *store;
+  /* Restore every newly owned store before anything of it is consumed: all of them at
+   * once (tally_checkpoint_restore_many() reads their changelog partitions concurrently);
+   * when that fails, one by one, so that one bad partition does not keep the others paused. */
+  {
+    g_autoptr (GArray) wanted = g_array_new (FALSE, TRUE, sizeof (TallyRestoredStore));
+    g_autoptr (GHashTable) window_restores = NULL;
+    gint64 started_us = g_get_monotonic_time ();
+    gboolean together;
 
-      if (g_hash_table_contains (self->stores, GUINT_TO_POINTER (id)))
-        continue;
-      store = g_new0 (Store, 1);
-      store->id = id;
-      store->batcher = tally_word_batcher_new (self->handle, id);
-      g_hash_table_insert (self->stores, GUINT_TO_POINTER (id), store);
+    for (int i = 0; i < partitions->cnt; i++)
+      {
+        guint32 id = (guint32)partitions->elems[i].partition;
+        Store *store;
 
-      if (self->checkpoint != NULL && (gint)id >= self->changelog_partitions)
-        {
-          /* No changelog partition to checkpoint it to: never consumed, never looping on
-           * failed writes. */
-          store->broken = TRUE;
+        if (g_hash_table_contains (self->stores, GUINT_TO_POINTER (id)))
           continue;
-        }
-      if (self->checkpoint != NULL)
-        {
-          g_autoptr (TallyCounts) counts = NULL;
-          GHashTable *markers = NULL;
+        store = g_new0 (Store, 1);
+        store->id = id;
+        store->batcher = tally_word_batcher_new (self->handle, id);
+        g_hash_table_insert (self->stores, GUINT_TO_POINTER (id), store);
 
-          g_autoptr (TallyWindowRestore) window_restore = NULL;
-          gboolean restored_ok;
+        if (self->checkpoint != NULL && (gint)id >= self->changelog_partitions)
+          {
+            /* No changelog partition to checkpoint it to: never consumed, never looping on
+             * failed writes. */
+            store->broken = TRUE;
+            continue;
+          }
+        if (self->checkpoint != NULL)
+          {
+            TallyRestoredStore wanted_store = { .partition = (gint32)id };
 
-          if (self->clock != NULL)
-            window_restore = tally_window_restore_new ();
-          self->window_restore = window_restore;
-          restored_ok = tally_checkpoint_restore (self->checkpoint, (gint32)id, RESTORE_TIMEOUT_MS,
-                                                  &counts, &markers, &error);
-          self->window_restore = NULL;
-          if (restored_ok && window_restore != NULL
-              && !tally_window_restore_apply (window_restore, id, self->handle, self->clock,
-                                              &error))
-            {
-              g_clear_pointer (&markers, g_hash_table_unref);
-              g_clear_pointer (&counts, tally_counts_unref);
-              restored_ok = FALSE;
-            }
-          if (!restored_ok)
-            {
-              /* Consuming with an empty store would lose the counts before the committed
-               * offset: the partition stays paused instead, until it moves elsewhere or
-               * Tally restarts, and snapshots do not claim it. */
-              g_critical ("source: cannot restore store %u: %s; its partitions stay paused", id,
-                          error->message);
-              g_clear_error (&error);
-              store->broken = TRUE;
-              continue;
-            }
-          if (!tally_aggregator_handle_restore_store (self->handle, id, counts, &error))
-            {
-              g_critical ("source: cannot load store %u: %s; its partitions stay paused", id,
-                          error->message);
-              g_clear_error (&error);
-              store->broken = TRUE;
-              g_hash_table_unref (markers);
-              continue;
-            }
-          else
-            g_message ("source: restored store %u: %" G_GSIZE_FORMAT " words, %" G_GUINT64_FORMAT
-                       " counted",
-                       id, tally_counts_get_n_words (counts), tally_counts_get_total (counts));
-          g_hash_table_insert (restored, GUINT_TO_POINTER (id), markers);
-        }
-    }
+            g_array_append_val (wanted, wanted_store);
+          }
+      }
+    /* Windows: each partition's extension records are collected while it is read. */
+    if (self->clock != NULL)
+      window_restores
+          = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify)tally_window_restore_free);
+    self->window_restores = window_restores;
+    together
+        = wanted->len > 0
+          && tally_checkpoint_restore_many (self->checkpoint, (TallyRestoredStore *)wanted->data,
+                                            wanted->len, RESTORE_TIMEOUT_MS, &error);
+    if (wanted->len > 1 && !together)
+      {
+        g_warning ("source: restoring %u stores together failed: %s; one by one", wanted->len,
+                   error->message);
+        g_clear_error (&error);
+        if (window_restores != NULL)
+          g_hash_table_remove_all (window_restores);
+      }
+    for (guint i = 0; i < wanted->len; i++)
+      {
+        TallyRestoredStore *r = &g_array_index (wanted, TallyRestoredStore, i);
+        guint32 id = (guint32)r->partition;
+        Store *store = g_hash_table_lookup (self->stores, GUINT_TO_POINTER (id));
+
+        if (!together && window_restores != NULL)
+          g_hash_table_remove (window_restores, GUINT_TO_POINTER (id));
+        if (!together
+            && (wanted->len == 1 /* its error is in error already */
+                || !tally_checkpoint_restore_many (self->checkpoint, r, 1, RESTORE_TIMEOUT_MS,
+                                                   &error)))
+          {
+            /* Consuming with an empty store would lose the counts before the committed
+             * offset: the partition stays paused instead, until it moves elsewhere or
+             * Tally restarts, and snapshots do not claim it. */
+            g_critical ("source: cannot restore store %u: %s; its partitions stay paused", id,
+                        error->message);
+            g_clear_error (&error);
+            store->broken = TRUE;
+            continue;
+          }
+        if (window_restores != NULL)
+          {
+            g_autoptr (TallyWindowRestore) none = NULL;
+            TallyWindowRestore *w = g_hash_table_lookup (window_restores, GUINT_TO_POINTER (id));
+
+            if (w == NULL)
+              w = none = tally_window_restore_new ();
+            if (!tally_window_restore_apply (w, id, self->handle, self->clock, &error))
+              {
+                g_critical ("source: cannot restore the windows of store %u: %s; its partitions "
+                            "stay paused",
+                            id, error->message);
+                g_clear_error (&error);
+                store->broken = TRUE;
+                tally_restored_store_clear (r);
+                continue;
+              }
+          }
+        if (!tally_aggregator_handle_restore_store (self->handle, id, r->counts, &error))
+          {
+            g_critical ("source: cannot load store %u: %s; its partitions stay paused", id,
+                        error->message);
+            g_clear_error (&error);
+            store->broken = TRUE;
+            tally_restored_store_clear (r);
+            continue;
+          }
+        g_message ("source: restored store %u: %" G_GSIZE_FORMAT " words, %" G_GUINT64_FORMAT
+                   " counted",
+                   id, tally_counts_get_n_words (r->counts), tally_counts_get_total (r->counts));
+        g_hash_table_insert (restored, GUINT_TO_POINTER (id), g_steal_pointer (&r->offsets));
+        tally_restored_store_clear (r);
+      }
+    self->window_restores = NULL;
+    if (wanted->len > 0)
+      g_message ("source: %u store(s) restored in %" G_GINT64_FORMAT " ms", wanted->len,
+                 (g_get_monotonic_time () - started_us) / 1000);
+  }
 
   /* Start each partition at its checkpoint marker when there is one: the counts include
    * everything before it, whatever the group committed. */

@@ -909,7 +909,7 @@ plugin_new (const PluginConf *pc, rd_kafka_t *host, const rd_kafka_conf_t *host_
   supervisor = tally_supervisor_new (NULL, PUBLISHER_MAX_RESTARTS, PUBLISHER_RESTART_PERIOD_MS);
   publisher = tally_publisher_start_supervised (
       supervisor, rd_kafka_conf_dup (client_conf), config->output.topic,
-      config->output.max_record_bytes, MIN (config->shutdown.timeout_ms, 10000), arbiter, 64,
+      config->output.max_record_bytes, 0, MIN (config->shutdown.timeout_ms, 10000), arbiter, 64,
       error);
   if (publisher == NULL)
     {

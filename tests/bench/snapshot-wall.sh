@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The wall time a user sees for `tally snapshot`: the whole command, process start to exit,
+# as a person or a script runs it, against a warm `tally run` (issue 14). A measurement,
+# not a test.
+#
+#   tests/bench/snapshot-wall.sh [--words N] [--runs R] [--bootstrap HOST:PORT] [-- ARGS...]
+#
+# One `tally run` (the embedded broker unless --bootstrap names a cluster) counts N
+# distinct synthetic words (default 100,000: w0000000, w0000001, ..., 10 per record, with
+# kcat onto a fresh input topic); once a full `tally snapshot` shows all N, the command
+# `tally snapshot ARGS` (default `--top 10`) runs R times (default 30), one after the other,
+# each timed from fork to exit (date +%s%N around it). Prints min, p50, p90 and max in ms
+# and the load average before and after (2 shared cores: read the figures with it).
+set -euo pipefail
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/../e2e/lib.sh"
+
+words=100000 runs=30 given_bootstrap=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --words) words=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --bootstrap) given_bootstrap=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "usage: $0 [--words N] [--runs R] [--bootstrap HOST:PORT] [-- ARGS...]" >&2; exit 2 ;;
+  esac
+done
+args=("$@")
+[ ${#args[@]} -gt 0 ] || args=(--top 10)
+
+e2e_init tally-bench-snapshot-wall
+topic=bench-wall-$$-$RANDOM
+{
+  echo "[input]"
+  echo "topics=$topic"
+  echo "group_id=$topic"
+  echo "[output]"
+  echo "topic=$topic-snapshots"
+  echo "[requests]"
+  echo "topic=$topic-requests"
+  if [ -n "$given_bootstrap" ]; then
+    echo "[kafka]"
+    echo "bootstrap.servers=$given_bootstrap"
+  fi
+} >"$work/tally.conf"
+if [ -n "$given_bootstrap" ]; then
+  bootstrap=$given_bootstrap
+  # Tally never creates input topics: 4 partitions, as the embedded broker makes them.
+  $client topics -b "$bootstrap" "$topic:4" 2>>"$work/client.log" || fail "cannot create $topic"
+fi
+start_tally tally "$work/tally.conf"
+
+awk -v n="$words" 'BEGIN { for (i = 0; i < n; i += 10) { line = ""; for (j = i; j < i + 10 && j < n; j++) line = line sprintf("w%07d ", j); print line } }' \
+  | kcat_produce "$topic"
+for ((i = 0; i < 120; i++)); do
+  got=$("$tally" snapshot -c "$work/tally.conf" -b "$bootstrap" --timeout 20000 2>>"$work/client.log" | wc -l)
+  [ "$got" = "$words" ] && break
+  sleep 0.5
+done
+[ "$got" = "$words" ] || fail "only $got of $words words counted"
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+: >"$work/ms"
+for ((i = 0; i < runs; i++)); do
+  t0=$(date +%s%N)
+  "$tally" snapshot -c "$work/tally.conf" -b "$bootstrap" "${args[@]}" >"$work/last.out" 2>>"$work/client.log" \
+    || fail "tally snapshot ${args[*]} failed"
+  t1=$(date +%s%N)
+  echo $(((t1 - t0) / 1000)) >>"$work/ms"
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+sort -n "$work/ms" | awk -v runs="$runs" -v words="$words" -v args="${args[*]}" \
+  -v broker="${given_bootstrap:-embedded}" -v lb="$load_before" -v la="$load_after" '
+  { v[NR] = $1 / 1000 }
+  END {
+    printf "tally snapshot %s, %d distinct words, broker %s, %d runs: min %.0f ms, p50 %.0f ms, p90 %.0f ms, max %.0f ms (load average %s before, %s after)\n",
+      args, words, broker, runs, v[1], v[int((NR + 1) / 2)], v[int(NR * 0.9 + 0.5)], v[NR], lb, la
+  }'
