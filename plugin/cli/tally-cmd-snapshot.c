@@ -39,6 +39,7 @@
  */
 #include "tally-commands.h"
 #include "tally-config.h"
+#include "tally-kafka-errors.h"
 #include "tally-snapshot-format.h"
 #include "tally-top-query.h"
 
@@ -47,6 +48,15 @@
 #include <gio/gio.h>
 #include <stdio.h>
 #include <string.h>
+
+/* A configuration error of a client (tally-kafka-errors.h): any thread. */
+static void
+on_kafka_config_error (const char *message, gpointer user_data)
+{
+  g_printerr ("%s: %s\n", g_get_prgname (), message);
+  fflush (stderr);
+  _exit (TALLY_EXIT_CONFIG);
+}
 
 static void
 log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *message)
@@ -570,6 +580,10 @@ tally_cmd_snapshot (int argc, char **argv)
       return TALLY_EXIT_USAGE;
     }
   rd_kafka_conf_set_log_cb (conf, log_cb);
+  /* Bad credentials, an untrusted broker certificate or a missing ACL are not retried until
+   * the timeout: the first one ends the command with exit status 78, naming what to check. */
+  tally_kafka_errors_set_fatal_func (on_kafka_config_error, NULL);
+  rd_kafka_conf_set_error_cb (conf, tally_kafka_error_cb);
   producer_conf = rd_kafka_conf_dup (conf);
   /* A request is one small record: nothing to batch it with. */
   set_if_default (producer_conf, "linger.ms", "0");

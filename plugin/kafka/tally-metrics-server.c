@@ -647,12 +647,26 @@ tally_metrics_server_get_port (TallyMetricsServer *server)
   return server->port;
 }
 
+static gboolean
+quit_loop (gpointer loop)
+{
+  g_main_loop_quit (loop);
+  return G_SOURCE_REMOVE;
+}
+
 void
 tally_metrics_server_free (TallyMetricsServer *server)
 {
+  GSource *quit;
+
   if (server == NULL)
     return;
-  g_main_loop_quit (server->loop);
+  /* Through the server's own context: a g_main_loop_quit() made before its thread reached
+   * g_main_loop_run() would be lost, and the join would wait for ever (seen under load). */
+  quit = g_idle_source_new ();
+  g_source_set_callback (quit, quit_loop, server->loop, NULL);
+  g_source_attach (quit, server->context);
+  g_source_unref (quit);
   g_thread_join (server->thread);
   g_main_loop_unref (server->loop);
   g_main_context_unref (server->context);
