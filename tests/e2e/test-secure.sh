@@ -235,16 +235,6 @@ case_failures() {
   write_conf "$work/wrong-password.conf" tally "$(password_file wrong "$wrong_password")" "$ca" \
     tally-input tally-changelog tally-snapshots tally-requests tally
   expect_config_failure wrong-password "$work/wrong-password.conf" 'authentication failed'
-  # tally snapshot with the same credentials: exit 78 naming the failure, not its timeout.
-  local t0 status=0 ms
-  t0=$(date +%s%N)
-  timeout 60 "$tally" snapshot -c "$work/wrong-password.conf" --timeout 30000 \
-    >"$work/fail-snapshot.out" 2>"$work/fail-snapshot.log" || status=$?
-  ms=$((($(date +%s%N) - t0) / 1000000))
-  [ "$status" = 78 ] || fail "wrong password: tally snapshot exited with status $status after ${ms} ms, not 78"
-  grep -q '^tally snapshot: .*authentication failed' "$work/fail-snapshot.log" \
-    || fail "wrong password: tally snapshot did not say the authentication failed"
-  ok "wrong password: tally snapshot: status 78 after ${ms} ms"
   openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=unknown CA" -keyout "$secrets/other-ca.key" \
     -out "$work/other-ca.pem" 2>>"$work/openssl.log" || fail "openssl failed"
   write_conf "$work/unknown-ca.conf" tally "$(password_file tally)" "$work/other-ca.pem" \
