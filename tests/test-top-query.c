@@ -25,7 +25,7 @@ answer (TallyCounts *counts, const TallySnapshotRequest *request)
   tally_snapshot_request_get_options (request, &options);
   if (request->words != NULL)
     {
-      TallyCountsBuilder *builder = tally_counts_builder_new ();
+      g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
 
       for (char **w = request->words; *w != NULL; w++)
         {
@@ -135,8 +135,12 @@ make_instances (Shape shape, guint n_words, guint n, GRand *rand, TallyCounts **
         }
     }
   for (guint i = 0; i < n; i++)
-    instances[i] = tally_counts_builder_end (builders[i]);
+    {
+      instances[i] = tally_counts_builder_end (builders[i]);
+      tally_counts_builder_free (builders[i]);
+    }
   *merged = tally_counts_builder_end (all);
+  tally_counts_builder_free (all);
 }
 
 static void

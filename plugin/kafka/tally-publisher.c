@@ -356,7 +356,7 @@ log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *messa
 static TallyCounts *
 select_words (TallyCounts *counts, char **words)
 {
-  TallyCountsBuilder *builder = tally_counts_builder_new ();
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
   g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
 
   for (char **w = words; *w != NULL; w++)

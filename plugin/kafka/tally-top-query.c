@@ -128,7 +128,7 @@ set_threshold (TallyTopQuery *self)
 static TallyCounts *
 sum_replies (TallyCounts *const *replies, guint n_replies)
 {
-  TallyCountsBuilder *builder = tally_counts_builder_new ();
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
 
   for (guint i = 0; i < n_replies; i++)
     tally_counts_builder_add_counts (builder, replies[i]);
