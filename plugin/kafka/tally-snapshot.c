@@ -16,6 +16,7 @@
 #include "tally-snapshot.h"
 #include "tally-snapshot-private.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 /* clang-format off */ G_DEFINE_QUARK (tally-snapshot-format-error-quark, tally_snapshot_format_error) /* clang-format on */
@@ -130,176 +131,171 @@ json_escape_length (const char *p, gsize len)
   return 12;
 }
 
-static gboolean
-check_json_depth (const char *data, gsize len, const char *what, GError **error)
-{
-  gboolean in_string = FALSE;
-  guint depth = 0;
-  gboolean started = FALSE; /* something seen outside every array and object */
-  gboolean ended = FALSE;   /* the outermost array or object closed */
+/* Sets @error (TALLY_SNAPSHOT_FORMAT_ERROR_INVALID) from @format; returns FALSE. */
+static gboolean json_scan_fail (GError **error, const char *format, ...) G_GNUC_PRINTF (2, 3);
 
-  for (gsize i = 0; i < len; i++)
-    if (!in_string && depth == 0 && !g_ascii_isspace (data[i])
-        && (ended || (started && (data[i] == '[' || data[i] == '{'))))
+static gboolean
+json_scan_fail (GError **error, const char *format, ...)
+{
+  va_list args;
+
+  va_start (args, format);
+  g_propagate_error (error, g_error_new_valist (TALLY_SNAPSHOT_FORMAT_ERROR,
+                                                TALLY_SNAPSHOT_FORMAT_ERROR_INVALID, format, args));
+  va_end (args);
+  return FALSE;
+}
+
+/* Index of the first non-space byte at or after @i (@len when there is none). */
+static gsize
+json_skip_space (const char *data, gsize len, gsize i)
+{
+  while (i < len && g_ascii_isspace (data[i]))
+    i++;
+  return i;
+}
+
+/* Checks the string whose opening quote is at data[*@i] and moves *@i to its closing
+ * quote (to @len when it has none: json-glib reports that). @key, @key_len: the last member
+ * name before it, NULL when none. */
+static gboolean
+json_scan_string (const char *data, gsize len, gsize *i, const char *key, gsize key_len,
+                  const char *what, GError **error)
+{
+  gsize j;
+
+  for (j = *i + 1; j < len && data[j] != '"'; j++)
+    if (data[j] == '\\')
       {
-        /* json-glib 1.6 parses a second top-level value and leaks it (found by
-         * tests/fuzz/fuzz-request with LeakSanitizer: `5{"a":1}`, `{} {}`). */
-        g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
-                     "%s: not JSON: more than one value", what);
-        return FALSE;
-      }
-    else if (in_string)
-      {
-        if (data[i] == '\\')
+        /* json-glib 1.6 also reads escapes JSON does not have (\615 as octal, a lone
+         * surrogate), giving strings that are not UTF-8: refuse them (found by
+         * tests/fuzz/fuzz-request). */
+        gsize n = json_escape_length (data + j, len - j);
+
+        if (n == 0)
+          return json_scan_fail (error, "%s: not JSON: invalid escape in a string", what);
+        if (n == 6 && memcmp (data + j + 2, "0000", 4) == 0)
           {
-            /* json-glib 1.6 also reads escapes JSON does not have (\615 as octal, a lone
-             * surrogate), giving strings that are not UTF-8: refuse them (found by
-             * tests/fuzz/fuzz-request). */
-            gsize n = json_escape_length (data + i, len - i);
-            if (n == 0)
-              {
-                g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR,
-                             TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
-                             "%s: not JSON: invalid escape in a string", what);
-                return FALSE;
-              }
-            i += n - 1;
+            gsize end = j, after;
+
+            /* Is this string itself a member name (its end followed by ':')? */
+            while (end < len && data[end] != '"')
+              end += data[end] == '\\' ? 2 : 1;
+            after = json_skip_space (data, len, end + 1);
+            if (key == NULL || (after < len && data[after] == ':'))
+              return json_scan_fail (
+                  error, "%s: member name holds a NUL character (\\u0000); words never do", what);
+            return json_scan_fail (
+                error, "%s: member \"%.*s\" holds a NUL character (\\u0000); words never do", what,
+                (int)key_len, key);
           }
-        else if (data[i] == '"')
-          in_string = FALSE;
+        j += n - 1;
       }
-    else if (data[i] == '"')
-      {
-        in_string = TRUE;
-        started |= depth == 0;
-      }
-    else if (data[i] == '[' || data[i] == '{')
-      {
-        started = TRUE;
-        if (++depth > MAX_JSON_DEPTH)
-          {
-            g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
-                         "%s: arrays and objects nested deeper than %d", what, MAX_JSON_DEPTH);
-            return FALSE;
-          }
-      }
-    else if ((data[i] == ']' || data[i] == '}') && depth > 0)
-      ended = --depth == 0;
-    else if (data[i] == '\0' || strchr (" \t\n\r:,]}-+.0123456789eEtrufalsn", data[i]) == NULL)
-      {
-        /* Outside strings JSON has only these bytes; json-glib 1.6 leaks a string buffer on
-         * some others (`/"/"\uddu\u`, found by tests/fuzz/fuzz-request). */
-        g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
-                     "%s: not JSON: unexpected character outside a string", what);
-        return FALSE;
-      }
-    else if (depth == 0 && !g_ascii_isspace (data[i]))
-      started = TRUE;
+  *i = j;
   return TRUE;
 }
 
-/* A second scan refuses what json-glib would silently change (issue 13):
+/* Checks the number that starts at data[*@i] and moves *@i to its last byte: an integer
+ * must fit a gint64. @key, @key_len as for json_scan_string(). */
+static gboolean
+json_scan_number (const char *data, gsize len, gsize *i, const char *key, gsize key_len,
+                  const char *what, GError **error)
+{
+  static const char max_digits[] = "9223372036854775807";
+  const gsize max_len = sizeof max_digits - 1;
+  gsize begin = *i, j = *i, digits;
+  gboolean negative = data[j] == '-';
+
+  if (negative)
+    j++;
+  digits = j;
+  while (j < len && g_ascii_isdigit (data[j]))
+    j++;
+  digits = j - digits;
+  if (j < len && (data[j] == '.' || data[j] == 'e' || data[j] == 'E'))
+    {
+      /* A fraction or an exponent: not an integer, json-glib says so where one is
+       * expected. */
+      while (j < len && (g_ascii_isdigit (data[j]) || strchr (".eE+-", data[j]) != NULL)
+             && data[j] != '\0')
+        j++;
+    }
+  else if (digits > max_len
+           || (digits == max_len
+               && memcmp (data + j - digits, negative ? "9223372036854775808" : max_digits, digits)
+                      > 0))
+    {
+      if (key == NULL)
+        key = "", key_len = 0;
+      if (negative)
+        return json_scan_fail (error, "%s: member \"%.*s\" must not be negative (%.*s)", what,
+                               (int)key_len, key, (int)(j - begin), data + begin);
+      return json_scan_fail (error, "%s: member \"%.*s\" is too large: %.*s (at most %s)", what,
+                             (int)key_len, key, (int)(j - begin), data + begin, max_digits);
+    }
+  *i = j - 1;
+  return TRUE;
+}
+
+/* One scan of JSON text before json-glib parses it. It refuses what json-glib 1.6 gets
+ * wrong (each found by tests/fuzz/fuzz-request, or in issue 13):
+ * - nesting deeper than MAX_JSON_DEPTH: json-glib recurses without a limit;
+ * - a second top-level value (`5{"a":1}`, `{} {}`): json-glib parses it and leaks it;
+ * - escapes JSON does not have, and bytes outside strings JSON does not have
+ *   (`/"/"\uddu\u`): json-glib accepts some and leaks a buffer on others;
  * - an escaped NUL (\u0000) in a string: json-glib keeps strings as C strings, so
- *   {"prefix":"al\u0000zzz"} became "al". Words never hold NUL, nor do ids or topics.
+ *   {"prefix":"al\u0000zzz"} became "al". Words never hold NUL, nor do ids or topics;
  * - an integer beyond gint64: json-glib's scanner saturates it and a 23-digit `top` read
  *   as -1. Every integer member of a request or a part is unsigned, so one below
  *   G_MININT64 is reported as negative.
- * Errors name the member: the last string followed by ':' before the value. Runs after
- * check_json_depth(), on text it accepted. */
+ * Errors name the member: the last string followed by ':' before the value. Strings are
+ * skipped as a whole, so their bytes are never taken for structure. */
 static gboolean
-check_json_values (const char *data, gsize len, const char *what, GError **error)
+check_json (const char *data, gsize len, const char *what, GError **error)
 {
-  static const char max_digits[] = "9223372036854775807";
-  gboolean in_string = FALSE;
-  gsize string_start = 0, key_start = 0, key_len = 0;
-  gboolean have_key = FALSE;
+  guint depth = 0;
+  gboolean started = FALSE; /* something seen outside every array and object */
+  gboolean ended = FALSE;   /* the outermost array or object closed */
+  const char *key = NULL;   /* the last member name */
+  gsize key_len = 0;
 
   for (gsize i = 0; i < len; i++)
-    if (in_string)
-      {
-        if (data[i] == '\\')
-          {
-            if (i + 5 < len && data[i + 1] == 'u' && memcmp (data + i + 2, "0000", 4) == 0)
-              {
-                g_autofree char *key = NULL;
-                gsize j = i;
+    {
+      char c = data[i];
 
-                /* Is this string itself a member name (its end followed by ':')? */
-                while (j < len && data[j] != '"')
-                  j += data[j] == '\\' ? 2 : 1;
-                for (j++; j < len && g_ascii_isspace (data[j]); j++)
-                  ;
-                if (!have_key || (j < len && data[j] == ':'))
-                  key = g_strdup ("name");
-                else
-                  key = g_strdup_printf ("\"%.*s\"", (int)key_len, data + key_start);
-                g_set_error (
-                    error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
-                    "%s: member %s holds a NUL character (\\u0000); words never do", what, key);
-                return FALSE;
-              }
-            i++;
-          }
-        else if (data[i] == '"')
-          {
-            gsize j = i + 1;
+      if (depth == 0 && !g_ascii_isspace (c) && (ended || (started && (c == '[' || c == '{'))))
+        return json_scan_fail (error, "%s: not JSON: more than one value", what);
+      if (c == '"')
+        {
+          gsize begin = i + 1, after;
 
-            in_string = FALSE;
-            while (j < len && g_ascii_isspace (data[j]))
-              j++;
-            if (j < len && data[j] == ':')
-              {
-                have_key = TRUE;
-                key_start = string_start;
-                key_len = i - string_start;
-              }
-          }
-      }
-    else if (data[i] == '"')
-      {
-        in_string = TRUE;
-        string_start = i + 1;
-      }
-    else if (data[i] == '-' || g_ascii_isdigit (data[i]))
-      {
-        gsize begin = i, digits;
-        gboolean negative = data[i] == '-';
-
-        if (negative)
-          i++;
-        digits = i;
-        while (i < len && g_ascii_isdigit (data[i]))
-          i++;
-        digits = i - digits;
-        if (i < len && (data[i] == '.' || data[i] == 'e' || data[i] == 'E'))
-          {
-            /* A fraction or an exponent: not an integer, json-glib says so. */
-            while (i < len
-                   && (g_ascii_isalnum (data[i]) || data[i] == '.' || data[i] == '+'
-                       || data[i] == '-'))
-              i++;
-          }
-        else if (digits > sizeof max_digits - 1
-                 || (digits == sizeof max_digits - 1
-                     && memcmp (data + i - digits, max_digits, digits) > 0 && !negative)
-                 || (digits == sizeof max_digits - 1 && negative
-                     && memcmp (data + i - digits, "9223372036854775808", digits) > 0))
-          {
-            const char *name = have_key ? data + key_start : "";
-            int name_len = have_key ? (int)key_len : 0;
-
-            if (negative)
-              g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
-                           "%s: member \"%.*s\" must not be negative (%.*s)", what, name_len, name,
-                           (int)(i - begin), data + begin);
-            else
-              g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
-                           "%s: member \"%.*s\" is too large: %.*s (at most %s)", what, name_len,
-                           name, (int)(i - begin), data + begin, max_digits);
+          if (!json_scan_string (data, len, &i, key, key_len, what, error))
             return FALSE;
-          }
-        i--; /* the loop's i++ */
-      }
+          started |= depth == 0;
+          after = json_skip_space (data, len, i + 1);
+          if (after < len && data[after] == ':')
+            key = data + begin, key_len = i - begin;
+        }
+      else if (c == '[' || c == '{')
+        {
+          started = TRUE;
+          if (++depth > MAX_JSON_DEPTH)
+            return json_scan_fail (error, "%s: arrays and objects nested deeper than %d", what,
+                                   MAX_JSON_DEPTH);
+        }
+      else if ((c == ']' || c == '}') && depth > 0)
+        ended = --depth == 0;
+      else if (c == '-' || g_ascii_isdigit (c))
+        {
+          started |= depth == 0;
+          if (!json_scan_number (data, len, &i, key, key_len, what, error))
+            return FALSE;
+        }
+      else if (c == '\0' || strchr (" \t\n\r:,]}+.eEtrufalsn", c) == NULL)
+        return json_scan_fail (error, "%s: not JSON: unexpected character outside a string", what);
+      else if (depth == 0 && !g_ascii_isspace (c))
+        started = TRUE;
+    }
   return TRUE;
 }
 
@@ -316,7 +312,7 @@ tally_snapshot_json_parse_object (const void *data, gsize len, const char *what,
                    "%s: not valid UTF-8", what);
       return NULL;
     }
-  if (!check_json_depth (data, len, what, error) || !check_json_values (data, len, what, error))
+  if (!check_json (data, len, what, error))
     return NULL;
   if (!json_parser_load_from_data (parser, data, (gssize)len, &local_error))
     {
