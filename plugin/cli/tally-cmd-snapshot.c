@@ -65,6 +65,78 @@ log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *messa
     g_printerr ("%s: librdkafka: %s: %s\n", g_get_prgname (), facility, message);
 }
 
+/* The role of each client in messages: its configuration's opaque. */
+#define CONSUMER_ROLE "snapshot consumer"
+#define PRODUCER_ROLE "request producer"
+
+/* Error callback of both clients (@opaque: the client's role). A configuration error
+ * (wrong password, untrusted certificate, missing ACL) ends the command through
+ * on_kafka_config_error(); librdkafka retries the others (a broker not up yet), and its
+ * log line, printed by log_cb(), already said what happened. */
+static void
+error_cb (rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+  if (err == RD_KAFKA_RESP_ERR__FATAL)
+    {
+      char fatal[512];
+      rd_kafka_resp_err_t orig = rd_kafka_fatal_error (rk, fatal, sizeof fatal);
+
+      if (tally_kafka_errors_check (orig, opaque, NULL, fatal))
+        return;
+    }
+  tally_kafka_errors_check (err, opaque, NULL, reason);
+}
+
+/* librdkafka reports a failed authentication or TLS handshake through the error callback,
+ * which runs only where the client's main queue is served (rd_kafka_poll()). The main
+ * thread spends its time blocked in metadata, watermark, flush and consumer_poll calls,
+ * none of which serves that queue of a consumer, and only flush that of a producer: left
+ * alone, a wrong password waited out the whole --timeout. This thread serves both
+ * clients' main queues from their creation until just before they are closed. */
+typedef struct
+{
+  rd_kafka_t *consumer;
+  rd_kafka_t *producer;
+  gint stop; /* atomic */
+  GThread *thread;
+} ErrorWatch;
+
+static gpointer
+error_watch_run (gpointer data)
+{
+  ErrorWatch *watch = data;
+
+  while (!g_atomic_int_get (&watch->stop))
+    {
+      rd_kafka_poll (watch->consumer, 50);
+      rd_kafka_poll (watch->producer, 50);
+    }
+  return NULL;
+}
+
+static void
+error_watch_stop (ErrorWatch *watch)
+{
+  if (watch->thread == NULL)
+    return;
+  g_atomic_int_set (&watch->stop, 1);
+  g_thread_join (g_steal_pointer (&watch->thread));
+}
+
+/* Delivery report of the request producer (served by ErrorWatch or rd_kafka_flush()): a
+ * request refused by the request topic's ACLs ends the command; any other failure is
+ * said, and the request is sent again by ask_until_covered(). */
+static void
+delivery_cb (rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque)
+{
+  if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    return;
+  if (!tally_kafka_errors_check (message->err, opaque, rd_kafka_topic_name (message->rkt),
+                                 rd_kafka_message_errstr (message)))
+    g_printerr ("%s: the request to %s was not delivered: %s\n", g_get_prgname (),
+                rd_kafka_topic_name (message->rkt), rd_kafka_message_errstr (message));
+}
+
 /* Every partition of the topics named by @patterns (names, or `^regex`), from metadata. */
 static rd_kafka_topic_partition_list_t *
 input_partitions (rd_kafka_t *rk, char **patterns, guint timeout_ms, GError **error)
@@ -76,6 +148,7 @@ input_partitions (rd_kafka_t *rk, char **patterns, guint timeout_ms, GError **er
   err = rd_kafka_metadata (rk, 1, NULL, &metadata, (int)timeout_ms);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     {
+      tally_kafka_errors_check (err, CONSUMER_ROLE, NULL, rd_kafka_err2str (err));
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot read cluster metadata: %s",
                    rd_kafka_err2str (err));
       return NULL;
@@ -89,6 +162,9 @@ input_partitions (rd_kafka_t *rk, char **patterns, guint timeout_ms, GError **er
       for (char **p = patterns; *p != NULL && !wanted; p++)
         wanted = **p == '^' ? g_regex_match_simple (*p, topic->topic, 0, 0)
                             : strcmp (*p, topic->topic) == 0;
+      if (wanted)
+        tally_kafka_errors_check (topic->err, CONSUMER_ROLE, topic->topic,
+                                  rd_kafka_err2str (topic->err));
       if (!wanted || topic->err != RD_KAFKA_RESP_ERR_NO_ERROR)
         continue;
       for (int p = 0; p < topic->partition_cnt; p++)
@@ -133,6 +209,7 @@ assign_at_end (rd_kafka_t *rk, const char *topic, guint timeout_ms, GError **err
     rd_kafka_topic_partition_list_destroy (list);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     {
+      tally_kafka_errors_check (err, CONSUMER_ROLE, topic, rd_kafka_err2str (err));
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
                    "cannot read the end offsets of output topic %s: %s", topic,
                    rd_kafka_err2str (err));
@@ -188,6 +265,7 @@ warm_producer (rd_kafka_t *producer, const char *topic, guint timeout_ms, GError
     rd_kafka_metadata_destroy (metadata);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     {
+      tally_kafka_errors_check (err, PRODUCER_ROLE, topic, rd_kafka_err2str (err));
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
                    "cannot read the metadata of request topic %s: %s", topic,
                    rd_kafka_err2str (err));
@@ -233,6 +311,7 @@ send_request (rd_kafka_t *producer, const char *topic, const TallySnapshotReques
     err = rd_kafka_flush (producer, (int)timeout_ms);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     {
+      tally_kafka_errors_check (err, PRODUCER_ROLE, topic, rd_kafka_err2str (err));
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot send the request to %s: %s", topic,
                    rd_kafka_err2str (err));
       return FALSE;
@@ -284,6 +363,7 @@ typedef struct
   TallyConfig *config;
   rd_kafka_t *consumer;
   rd_kafka_t *producer;
+  const char *group; /* the consumer's group.id, in errors */
   const rd_kafka_topic_partition_list_t *expected;
   gint64 deadline; /* monotonic, µs */
   gint timeout_ms;
@@ -414,6 +494,14 @@ ask_until_covered (Client *c, const TallySnapshotRequest *request, int *status)
         continue;
       if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
         {
+          /* Errors of the consumer come as messages: a fetch refused by the output
+           * topic's ACLs, the lookup of the group's coordinator refused. */
+          const char *resource = message->rkt != NULL ? rd_kafka_topic_name (message->rkt) : NULL;
+
+          if (message->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED)
+            resource = c->group;
+          tally_kafka_errors_check (message->err, CONSUMER_ROLE, resource,
+                                    rd_kafka_message_errstr (message));
           if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             g_printerr ("%s: %s\n", g_get_prgname (), rd_kafka_message_errstr (message));
           rd_kafka_message_destroy (message);
@@ -496,6 +584,8 @@ tally_cmd_snapshot (int argc, char **argv)
   g_autoptr (TallyConfig) config = NULL;
   g_autoptr (TallySnapshot) merged = NULL;
   Client client = { 0 };
+  ErrorWatch watch = { 0 };
+  g_autofree char *group = NULL;
   rd_kafka_topic_partition_list_t *expected = NULL;
   rd_kafka_conf_t *conf, *producer_conf;
   rd_kafka_t *consumer, *producer = NULL;
@@ -583,21 +673,22 @@ tally_cmd_snapshot (int argc, char **argv)
   /* Bad credentials, an untrusted broker certificate or a missing ACL are not retried until
    * the timeout: the first one ends the command with exit status 78, naming what to check. */
   tally_kafka_errors_set_fatal_func (on_kafka_config_error, NULL);
-  rd_kafka_conf_set_error_cb (conf, tally_kafka_error_cb);
+  rd_kafka_conf_set_error_cb (conf, error_cb);
   producer_conf = rd_kafka_conf_dup (conf);
+  rd_kafka_conf_set_opaque (conf, (gpointer)CONSUMER_ROLE);
+  rd_kafka_conf_set_opaque (producer_conf, (gpointer)PRODUCER_ROLE);
+  rd_kafka_conf_set_dr_msg_cb (producer_conf, delivery_cb);
   /* A request is one small record: nothing to batch it with. */
   set_if_default (producer_conf, "linger.ms", "0");
   /* The reply is awaited by a person: fetch often rather than wait out the broker's long
    * poll where it does not end early (librdkafka's mock cluster). */
   set_if_default (conf, "fetch.wait.max.ms", "10");
   set_if_default (conf, "fetch.error.backoff.ms", "10");
-  {
-    g_autofree char *group = g_strdup_printf ("tally-snapshot-%08x", g_random_int ());
-
-    /* A consumer needs a group.id, but it only assigns; nothing is joined or committed. */
-    rd_kafka_conf_set (conf, "group.id", group, NULL, 0);
-    rd_kafka_conf_set (conf, "enable.auto.commit", "false", NULL, 0);
-  }
+  /* A consumer needs a group.id, but it only assigns; nothing is joined or committed. Its
+   * coordinator is looked up all the same: Describe on groups prefixed tally-. */
+  group = g_strdup_printf ("tally-snapshot-%08x", g_random_int ());
+  rd_kafka_conf_set (conf, "group.id", group, NULL, 0);
+  rd_kafka_conf_set (conf, "enable.auto.commit", "false", NULL, 0);
 
   /* Create the consumer (takes conf on success). */
   consumer = rd_kafka_new (RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
@@ -619,6 +710,11 @@ tally_cmd_snapshot (int argc, char **argv)
       goto out;
     }
 
+  /* From here until the clients close, a thread serves their errors (ErrorWatch). */
+  watch.consumer = consumer;
+  watch.producer = producer;
+  watch.thread = g_thread_new ("tally-snapshot-errors", error_watch_run, &watch);
+
   /* Learn what must be covered, take positions, then ask. */
   expected = input_partitions (consumer, config->input.topics, time_left (deadline), &error);
   if (expected == NULL
@@ -638,6 +734,7 @@ tally_cmd_snapshot (int argc, char **argv)
   client.config = config;
   client.consumer = consumer;
   client.producer = producer;
+  client.group = group;
   client.expected = expected;
   client.deadline = deadline;
   client.timeout_ms = timeout_ms;
@@ -725,6 +822,7 @@ tally_cmd_snapshot (int argc, char **argv)
 
 out:
   /* Close, destroy. */
+  error_watch_stop (&watch);
   rd_kafka_consumer_close (consumer);
   rd_kafka_destroy (consumer);
   if (producer != NULL)

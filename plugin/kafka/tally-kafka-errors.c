@@ -60,7 +60,7 @@ advice (rd_kafka_resp_err_t err)
              "(deploy/README.md)";
     case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
       return "not authorized for the consumer group: grant the principal Read on the group "
-             "([input] group_id)";
+             "([input] group_id) and Describe on groups prefixed tally- (deploy/README.md)";
     case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
       return "not authorized for the transactional id: grant the principal Write and Describe "
              "on TransactionalId prefix tally- (exactly-once checkpoints)";

@@ -9,16 +9,20 @@
 #             the same input exactly
 #   failures  a wrong password, an unknown CA, the user `nobody`, and one user for each
 #             missing ACL (input Read, changelog Write, output Write, group Read): each
-#             `tally run` exits 78 within 60 s with a message naming what is wrong; the
-#             time each took is printed
+#             `tally run` exits 78 within 60 s with a message naming what is wrong; then
+#             `tally snapshot` with the wrong password, the unknown CA, as `nobody` and as
+#             one user for each ACL it needs (requests Write, output Read, Describe on
+#             groups prefixed tally-): exit 78 and the exact message, never its --timeout;
+#             the time each took is printed
 #   all       both, on one broker (the suite registered in tests/meson.build)
 #
 # Every case ends with the secrets check: no password of any user appears in any output
 # of the suite (logs, standard output, snapshots, print-config).
 #
 # Runs with the real-broker suites only (TALLY_TEST_KAFKA_BOOTSTRAP set, as scripts/check
-# does; skipped with 77 otherwise). Ports: TALLY_TEST_SECURE_PORT (default 29192) and the
-# next one for the KRaft controller.
+# does; skipped with 77 otherwise). Ports: TALLY_TEST_SECURE_PORT and the next one for the
+# KRaft controller; by default two ports that are free now, chosen at random below the
+# kernel's ephemeral range, so that two runs on one machine do not meet.
 set -euo pipefail
 
 mode=${1:-all}
@@ -35,10 +39,33 @@ esac
 need_real_kafka
 e2e_init tally-e2e-secure
 
-port=${TALLY_TEST_SECURE_PORT:-29192}
+# free_port_pair: prints PORT such that 127.0.0.1:PORT and PORT+1 can be bound now, picked
+# at random from 20000 up to the kernel's ephemeral range (where clients' own ports come from)
+free_port_pair() {
+  $py - <<'EOF'
+import random, socket
+with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+    top = min(int(f.read().split()[0]), 65535) - 2
+def free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+for _ in range(200):
+    port = random.randrange(20000, top)
+    if free(port) and free(port + 1):
+        print(port)
+        break
+else:
+    raise SystemExit("no two free ports found")
+EOF
+}
+port=${TALLY_TEST_SECURE_PORT:-$(free_port_pair)} || fail "no free ports for the secured broker"
 export KAFKA_LOCAL_PORT=$port KAFKA_LOCAL_CONTROLLER_PORT=$((port + 1))
 export KAFKA_LOCAL_STATE=$work/kafka KAFKA_LOCAL_SECURE=1
-export KAFKA_LOCAL_USERS="tally-no-input tally-no-changelog tally-no-output tally-no-group"
+export KAFKA_LOCAL_USERS="tally-no-input tally-no-changelog tally-no-output tally-no-group snap-no-requests snap-no-output snap-no-group"
 kafka_local="$root/deploy/kafka-local"
 secrets=$work/secrets # password files and kcat configurations: the only files allowed to hold one
 mkdir -m 700 "$secrets"
@@ -208,6 +235,26 @@ expect_config_failure() {
   echo "$name ${ms}ms $line" >>"$work/failures.txt"
 }
 
+# expect_snapshot_failure NAME CONF REGEX: tally snapshot (--timeout 30000) exits 78; the
+# last line of its standard error matches REGEX whole (^tally snapshot: is prepended), and
+# every line before it is one of librdkafka's log lines
+expect_snapshot_failure() {
+  local name=snapshot-$1 conf=$2 regex="^tally snapshot: $3\$" t0 t1 status=0
+  t0=$(date +%s%N)
+  timeout 60 "$tally" snapshot -c "$conf" --timeout 30000 >"$work/fail-$name.out" 2>"$work/fail-$name.log" || status=$?
+  t1=$(date +%s%N)
+  local ms=$(((t1 - t0) / 1000000)) line
+  [ "$status" = 78 ] || fail "$name: tally snapshot exited with status $status after ${ms} ms, not 78"
+  [ ! -s "$work/fail-$name.out" ] || fail "$name: tally snapshot printed counts"
+  line=$(tail -n 1 "$work/fail-$name.log")
+  grep -qE "$regex" <<<"$line" || fail "$name: the last line is not /$regex/: $line"
+  if head -n -1 "$work/fail-$name.log" | grep -v '^tally snapshot: librdkafka: ' >"$work/fail-$name.other"; then
+    fail "$name: more than librdkafka's lines before the error: $(cat "$work/fail-$name.other")"
+  fi
+  ok "$name: status 78 after ${ms} ms: $line"
+  echo "$name ${ms}ms $line" >>"$work/failures.txt"
+}
+
 case_failures() {
   local u names admin_cmds=$work/admin-failures.txt
   : >"$admin_cmds"
@@ -217,6 +264,9 @@ case_failures() {
     [tally-no-changelog]="Topic Literal sec-tally-no-changelog-changelog Write"
     [tally-no-output]="Topic Literal sec-tally-no-output-snapshots Write"
     [tally-no-group]="Group Literal sec-tally-no-group Read"
+    [snap-no-requests]="Topic Literal sec-snap-no-requests-requests Write"
+    [snap-no-output]="Topic Literal sec-snap-no-output-snapshots Read"
+    [snap-no-group]="Group Prefixed tally- Describe"
   )
   for u in $KAFKA_LOCAL_USERS nobody; do
     names="sec-$u-input sec-$u-changelog sec-$u-snapshots sec-$u-requests sec-$u"
@@ -227,10 +277,11 @@ case_failures() {
       # shellcheck disable=SC2086
       "$kafka_local" tally-acls "$u" $names | grep -vF " ${drop[$u]}" >>"$admin_cmds"
     fi
+    # shellcheck disable=SC2086
     write_conf "$work/$u.conf" "$u" "$(password_file "$u")" "$ca" $names
   done
   "$kafka_local" admin <"$admin_cmds" 2>>"$work/kafka-local.log" || fail "cannot set up the failure users' topics and ACLs"
-  for u in $KAFKA_LOCAL_USERS; do produce_input "sec-$u-input"; done
+  for u in tally-no-input tally-no-changelog tally-no-output tally-no-group; do produce_input "sec-$u-input"; done
 
   write_conf "$work/wrong-password.conf" tally "$(password_file wrong "$wrong_password")" "$ca" \
     tally-input tally-changelog tally-snapshots tally-requests tally
@@ -245,6 +296,23 @@ case_failures() {
   expect_config_failure no-changelog-write "$work/tally-no-changelog.conf" 'changelog producer: sec-tally-no-changelog-changelog: not authorized for the topic'
   expect_config_failure no-output-write "$work/tally-no-output.conf" 'snapshot publisher: sec-tally-no-output-snapshots: not authorized for the topic'
   expect_config_failure no-group-read "$work/tally-no-group.conf" 'not authorized for the consumer group'
+
+  # tally snapshot: the same faults, and the ACLs of its own (deploy/README.md). The
+  # authentication and TLS failures are reported by whichever client meets them first.
+  local client='(snapshot consumer|request producer)' topic_advice
+  topic_advice='not authorized for the topic: grant the principal the topic ACLs Tally needs \(deploy/README.md\)'
+  expect_snapshot_failure wrong-password "$work/wrong-password.conf" \
+    "$client: authentication failed: check \[kafka\] sasl.username, sasl.password \(or sasl.password.file\) and sasl.mechanisms \(_AUTHENTICATION: sasl_ssl://$bootstrap/bootstrap: SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512 \(after [0-9]+ms in state AUTH_REQ[^)]*\)\)"
+  expect_snapshot_failure unknown-ca "$work/unknown-ca.conf" \
+    "$client: TLS failed: check \[kafka\] ssl.ca.location \(the CA that signed the broker's certificate\) and that bootstrap.servers names a host the certificate is for \(_SSL: sasl_ssl://$bootstrap/bootstrap: SSL handshake failed: error:[0-9A-F]+:SSL routines::certificate verify failed: broker certificate could not be verified, verify that ssl.ca.location is correctly configured or root CA certificates are installed \(install ca-certificates package\) \(after [0-9]+ms in state SSL_HANDSHAKE[^)]*\)\)"
+  expect_snapshot_failure nobody "$work/nobody.conf" \
+    "request producer: sec-nobody-requests: $topic_advice \(TOPIC_AUTHORIZATION_FAILED: Broker: Topic authorization failed\)"
+  expect_snapshot_failure no-requests-write "$work/snap-no-requests.conf" \
+    "request producer: sec-snap-no-requests-requests: $topic_advice \(TOPIC_AUTHORIZATION_FAILED: Broker: Topic authorization failed\)"
+  expect_snapshot_failure no-output-read "$work/snap-no-output.conf" \
+    "snapshot consumer: sec-snap-no-output-snapshots: $topic_advice \(TOPIC_AUTHORIZATION_FAILED: Fetch from broker 1 failed: Broker: Topic authorization failed\)"
+  expect_snapshot_failure no-group-describe "$work/snap-no-group.conf" \
+    "snapshot consumer: tally-snapshot-[0-9a-f]{8}: not authorized for the consumer group: grant the principal Read on the group \(\[input\] group_id\) and Describe on groups prefixed tally- \(deploy/README.md\) \(GROUP_AUTHORIZATION_FAILED: FindCoordinator response error: Group authorization failed.\)"
   cat "$work/failures.txt"
 }
 
