@@ -137,6 +137,46 @@ delivery_cb (rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque)
                 rd_kafka_topic_name (message->rkt), rd_kafka_message_errstr (message));
 }
 
+/* Whether @list holds a partition of @topic. */
+static gboolean
+has_topic (const rd_kafka_topic_partition_list_t *list, const char *topic)
+{
+  for (int i = 0; i < list->cnt; i++)
+    if (strcmp (list->elems[i].topic, topic) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* A broker lists only the topics the principal may describe: a named input topic missing
+ * from the metadata of all topics may not exist yet, or be hidden. Asked for alone, it is
+ * refused by name (TOPIC_AUTHORIZATION_FAILED), which ends the command: without it, no
+ * reply could be checked for covering that topic's partitions. Asked only where the
+ * client authenticates (security.protocol other than PLAINTEXT; ACLs are about a
+ * principal): librdkafka's mock cluster, the embedded broker, speaks only PLAINTEXT and
+ * creates every topic a metadata request names, whatever allow.auto.create.topics says. */
+static void
+check_hidden_topic (rd_kafka_t *rk, const char *topic, guint timeout_ms)
+{
+  const struct rd_kafka_metadata *metadata = NULL;
+  rd_kafka_topic_t *rkt;
+  rd_kafka_resp_err_t err;
+  char protocol[32] = "";
+  size_t size = sizeof protocol;
+
+  if (rd_kafka_conf_get (rd_kafka_conf (rk), "security.protocol", protocol, &size)
+          != RD_KAFKA_CONF_OK
+      || g_ascii_strcasecmp (protocol, "plaintext") == 0)
+    return;
+  rkt = rd_kafka_topic_new (rk, topic, NULL);
+  err = rd_kafka_metadata (rk, 0, rkt, &metadata, (int)timeout_ms);
+  rd_kafka_topic_destroy (rkt);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR && metadata->topic_cnt == 1)
+    err = metadata->topics[0].err;
+  if (metadata != NULL)
+    rd_kafka_metadata_destroy (metadata);
+  tally_kafka_errors_check (err, CONSUMER_ROLE, topic, rd_kafka_err2str (err));
+}
+
 /* Every partition of the topics named by @patterns (names, or `^regex`), from metadata. */
 static rd_kafka_topic_partition_list_t *
 input_partitions (rd_kafka_t *rk, char **patterns, guint timeout_ms, GError **error)
@@ -171,6 +211,9 @@ input_partitions (rd_kafka_t *rk, char **patterns, guint timeout_ms, GError **er
         rd_kafka_topic_partition_list_add (list, topic->topic, topic->partitions[p].id);
     }
   rd_kafka_metadata_destroy (metadata);
+  for (char **p = patterns; *p != NULL; p++)
+    if (**p != '^' && !has_topic (list, *p))
+      check_hidden_topic (rk, *p, timeout_ms);
   rd_kafka_topic_partition_list_sort (list, NULL, NULL);
   return list;
 }
