@@ -33,7 +33,10 @@
  *
  * Life cycle of the two clients, all in tally_cmd_snapshot(): configure, create (consumer,
  * then producer), assign, produce and flush (again for each request sent again), poll,
- * close the consumer, destroy both.
+ * close the consumer, destroy both. From creation to close, a thread of its own serves
+ * their main queues (ErrorWatch): a wrong password, an untrusted broker certificate or a
+ * missing ACL ends the command at once with exit status 78 (tally-kafka-errors.h), not at
+ * --timeout.
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
