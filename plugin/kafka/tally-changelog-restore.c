@@ -2,11 +2,23 @@
  *
  * The consumer is assigned every partition at RD_KAFKA_OFFSET_BEGINNING; messages of all
  * of them arrive interleaved from rd_kafka_consumer_poll() and go to their store by
- * partition. A partition is done at its high watermark: a record at high - 1, or the
- * end-of-partition event at or past it (with read_committed, the last offsets may be
- * transaction markers that are never delivered). Each store is built directly in a
- * #TallyCountsBuilder (the domain's counting table: arena keys, no allocation per word)
- * with tally_counts_builder_set_max(), and
+ * partition. A partition is done at its end (`high`): a message at high - 1 or later, or
+ * the end-of-partition event at or past it. Nothing at or past the end is taken: with
+ * read_committed the message at high - 1 may be a transaction marker, which is never
+ * delivered, and what comes after it is a transaction committed after the end was read,
+ * whose first record is the store's most frequent word (checkpoints write words in count
+ * order). Taking it gave that word the count of a later checkpoint while the store
+ * restarted from the earlier offset marker, so the records between the two were counted
+ * twice for that word (issue 12).
+ *
+ * Only what an offset marker covers is taken: word records (and windows' extension
+ * records) are held until the next marker of their partition and dropped if none comes.
+ * A checkpoint writes its words before its markers, so records after the last marker are
+ * a transaction the read saw only in part (the end fell inside it because another
+ * producer's transaction was open there) or, at least once, a checkpoint a crash cut
+ * short; counting them would put the counts ahead of the offset the store restarts from.
+ * Each store is built directly in a #TallyCountsBuilder (the domain's counting table:
+ * arena keys, no allocation per word) with tally_counts_builder_set_max(), and
  * become a #TallyCounts once read. Messages are taken in batches
  * (rd_kafka_consume_batch_queue()) to spend the time on the records, not the calls.
  *
@@ -27,7 +39,61 @@ typedef struct
   gboolean done;
   TallyChangelogExtensionFunc extension;
   gpointer extension_data;
+  /* Records read since the last offset marker, taken when the next one comes: packed
+   * { guint32 key length; guint64 count; key bytes } for words, { guint32 key length;
+   * gint64 value length (-1: tombstone); key bytes; value bytes } for extension records. */
+  GByteArray *held_words;
+  GByteArray *held_extensions;
+  guint64 n_held;
 } Reading;
+
+static void
+hold (GByteArray *held, const void *key, guint32 key_len, gint64 number, const void *bytes,
+      gsize n_bytes)
+{
+  g_byte_array_append (held, (const guint8 *)&key_len, sizeof key_len);
+  g_byte_array_append (held, (const guint8 *)&number, sizeof number);
+  g_byte_array_append (held, key, key_len);
+  if (n_bytes > 0)
+    g_byte_array_append (held, bytes, (guint)n_bytes);
+}
+
+/* An offset marker came: what it covers is part of the store. */
+static void
+take_held (Reading *r)
+{
+  const guint8 *p, *end;
+
+  for (p = r->held_words->data, end = p + r->held_words->len; p < end;)
+    {
+      guint32 key_len;
+      guint64 count;
+
+      memcpy (&key_len, p, sizeof key_len);
+      memcpy (&count, p + sizeof key_len, sizeof count);
+      p += sizeof key_len + sizeof count;
+      /* Counts only grow: the largest value of a word is the newest. */
+      tally_counts_builder_set_max (r->words, (const char *)p, key_len, count);
+      p += key_len;
+    }
+  for (p = r->held_extensions->data, end = p + r->held_extensions->len; p < end;)
+    {
+      guint32 key_len;
+      gint64 value_len;
+      const guint8 *key;
+
+      memcpy (&key_len, p, sizeof key_len);
+      memcpy (&value_len, p + sizeof key_len, sizeof value_len);
+      key = p + sizeof key_len + sizeof value_len;
+      p = key + key_len + MAX (value_len, 0);
+      if (r->extension != NULL)
+        r->extension (r->store->partition, key, key_len, value_len >= 0 ? key + key_len : NULL,
+                      (gsize)MAX (value_len, 0), r->extension_data);
+    }
+  g_byte_array_set_size (r->held_words, 0);
+  g_byte_array_set_size (r->held_extensions, 0);
+  r->n_held = 0;
+}
 
 static gboolean
 parse_decimal (const void *bytes, gsize len, guint64 *out)
@@ -41,7 +107,8 @@ parse_decimal (const void *bytes, gsize len, guint64 *out)
   return g_ascii_string_to_unsigned (buf, 10, 0, G_MAXINT64, out, NULL);
 }
 
-/* Takes one changelog record into @r. */
+/* Takes one changelog record into @r: a marker at once, the others when a marker covers
+ * them. */
 static void
 take_record (Reading *r, const char *topic, const rd_kafka_message_t *m)
 {
@@ -52,22 +119,38 @@ take_record (Reading *r, const char *topic, const rd_kafka_message_t *m)
     {
       /* An extension record (windows): not a topic's marker, not a word. */
       if (r->extension != NULL)
-        r->extension (m->partition, m->key, m->key_len, m->payload, m->len, r->extension_data);
+        {
+          hold (r->held_extensions, m->key, (guint32)m->key_len,
+                m->payload != NULL ? (gint64)m->len : -1, m->payload,
+                m->payload != NULL ? m->len : 0);
+          r->n_held++;
+        }
     }
   else if (m->key_len > 1 && ((const char *)m->key)[0] == '\0'
            && parse_decimal (m->payload, m->len, &number))
     {
-      gint64 *offset = g_new (gint64, 1);
+      g_autofree char *input_topic = g_strndup ((const char *)m->key + 1, m->key_len - 1);
+      gint64 *offset = g_hash_table_lookup (r->store->offsets, input_topic);
 
-      *offset = (gint64)number;
-      g_hash_table_replace (r->store->offsets, g_strndup ((const char *)m->key + 1, m->key_len - 1),
-                            offset);
+      take_held (r);
+      /* Offsets only grow too: a late commit of an older checkpoint (an instance that lost
+       * its partitions) cannot take the store back to its offset. */
+      if (offset == NULL)
+        {
+          offset = g_new (gint64, 1);
+          *offset = (gint64)number;
+          g_hash_table_insert (r->store->offsets, g_steal_pointer (&input_topic), offset);
+        }
+      else
+        *offset = MAX (*offset, (gint64)number);
     }
   else if (m->key_len > 0 && m->key_len <= G_MAXINT32 && memchr (m->key, '\0', m->key_len) == NULL
            && g_utf8_validate (m->key, (gssize)m->key_len, NULL)
            && parse_decimal (m->payload, m->len, &number))
-    /* Counts only grow: the last value of a word is its largest, and it is the one kept. */
-    tally_counts_builder_set_max (r->words, m->key, m->key_len, number);
+    {
+      hold (r->held_words, m->key, (guint32)m->key_len, (gint64)number, NULL, 0);
+      r->n_held++;
+    }
   else
     g_warning ("changelog %s [%" G_GINT32_FORMAT "] offset %" G_GINT64_FORMAT
                ": not a Tally changelog record, skipped",
@@ -103,6 +186,8 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
       readings[i].words = tally_counts_builder_new ();
       readings[i].extension = extension;
       readings[i].extension_data = extension_data;
+      readings[i].held_words = g_byte_array_new ();
+      readings[i].held_extensions = g_byte_array_new ();
       stores[i].offsets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
       stores[i].records = 0;
       readings[i].done = stores[i].high <= stores[i].low;
@@ -167,7 +252,9 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
             }
           else if (ok && r != NULL && !r->done)
             {
-              take_record (r, topic, m);
+              /* Past the end: a transaction committed after the end was read. */
+              if (m->offset < r->store->high)
+                take_record (r, topic, m);
               if (m->offset + 1 >= r->store->high)
                 {
                   r->done = TRUE;
@@ -184,6 +271,13 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
 
   for (guint i = 0; i < n_stores; i++)
     {
+      if (ok && readings[i].n_held > 0)
+        g_message ("changelog %s [%" G_GINT32_FORMAT "]: %" G_GUINT64_FORMAT
+                   " record(s) after the last offset marker left out (a transaction read in "
+                   "part, or a checkpoint cut short); its input is read again from the marker",
+                   topic, stores[i].partition, readings[i].n_held);
+      g_byte_array_unref (readings[i].held_words);
+      g_byte_array_unref (readings[i].held_extensions);
       if (ok)
         stores[i].counts = tally_counts_builder_end (readings[i].words);
       tally_counts_builder_free (readings[i].words);

@@ -6,7 +6,9 @@
  * restore consumer is assigned all of them, so the broker serves them in the same fetches
  * and the wait is the time to read the bytes. Each store is built directly: a word's
  * records carry its count, counts only grow, so the last value read is also the largest
- * and one table entry per word is kept (the largest), never one per record.
+ * and one table entry per word is kept (the largest), never one per record. Only what an
+ * offset marker covers is taken, and nothing at or past the end (tally-changelog-restore.c
+ * says why).
  *
  * The record format is tally-checkpoint.h's: key = word, value = decimal count; key =
  * NUL + input topic, value = decimal offset (a marker). The caller owns the consumer and
@@ -44,12 +46,14 @@ typedef void (*TallyChangelogExtensionFunc) (gint32 partition, const void *key, 
  * TallyRestoredStore:
  * @partition: the changelog partition (= store id) to read; set by the caller
  * @low: its low watermark (first offset); set by the caller
- * @high: its high watermark when the restore started: the restore reads up to here; set
- *   by the caller. @high <= @low restores nothing
+ * @high: its end when the restore started, as the consumer's isolation level sees it (the
+ *   last stable offset with read_committed): the restore reads up to here and takes
+ *   nothing at or past it; set by the caller. @high <= @low restores nothing
  * @counts: (transfer full): out: the store's counts, the largest value of every word key
- * @offsets: (transfer full) (element-type utf8 gint64): out: the last offset marker of
+ *   that an offset marker covers (word records after the last marker are left out)
+ * @offsets: (transfer full) (element-type utf8 gint64): out: the largest offset marker of
  *   every input topic found, possibly empty
- * @records: out: records read
+ * @records: out: records read, those left out included
  *
  * One changelog partition to restore, and what was read from it. Plain struct; free the
  * outputs with tally_restored_store_clear().
@@ -73,7 +77,8 @@ typedef struct
  * @n_stores: how many
  * @deadline_us: give up at this monotonic time (g_get_monotonic_time(), µs)
  * @extension: (nullable) (scope call): sees the extension records (a NUL byte, then a byte
- *   below 0x20), which are neither words nor offset markers
+ *   below 0x20), which are neither words nor offset markers, in order, each once an offset
+ *   marker covers it
  * @extension_data: data for @extension
  * @error: return location for a #GIOError: %G_IO_ERROR_TIMED_OUT, or %G_IO_ERROR_FAILED
  *   with librdkafka's text

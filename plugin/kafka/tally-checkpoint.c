@@ -16,7 +16,8 @@
  *   checkpoint, so committed <= marker always; a restore starts consuming at the marker,
  *   which is exact even when Tally died between the checkpoint and the commit.
  * - At least once: a crash in the middle of writing a checkpoint may leave newer word
- *   counts than the last marker covers; those records are then counted again. Replacing
+ *   counts than the last marker covers; a restore leaves them out (it takes only what a
+ *   marker covers, tally-changelog-restore.c) and their input is read again. Replacing
  *   the idempotent producer with a transactional one (KIP-98), and sending the offsets
  *   with the transaction (send_offsets_to_transaction), makes this exactly once with the
  *   same record format; restores would then read with isolation.level=read_committed.

@@ -22,6 +22,11 @@
  *   after the word records of the same checkpoint, in the same partition, so log order
  *   says which counts a marker covers.
  *
+ * A restore takes only what markers cover: word records after the last marker (a
+ * checkpoint cut short, a transaction read in part) are left out. It keeps each word's
+ * largest count and each topic's largest marker: both only grow, so a late write of an
+ * older state (a member that lost its partitions) changes nothing.
+ *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #pragma once
@@ -302,15 +307,17 @@ gboolean tally_checkpoint_flush (TallyCheckpoint *checkpoint, int timeout_ms, GE
  * @checkpoint: a checkpoint
  * @partition: the store / changelog partition to read
  * @timeout_ms: the longest time to read it, in milliseconds
- * @counts: (out) (transfer full): the store's counts: the last value of every word key
- * @offsets: (out) (transfer full) (element-type utf8 gint64): the last offset marker of
+ * @counts: (out) (transfer full): the store's counts: the largest value of every word key
+ *   that an offset marker covers
+ * @offsets: (out) (transfer full) (element-type utf8 gint64): the largest offset marker of
  *   every input topic found, possibly empty
  * @error: return location for %TALLY_CHECKPOINT_ERROR_RESTORE or
  *   %TALLY_CHECKPOINT_ERROR_TIMEOUT
  *
- * Reads changelog partition @partition from its beginning to the high watermark it has
- * when the call starts. A missing topic or an empty partition restores nothing (empty
- * counts, no offsets). Records that are not in the format above are logged and skipped.
+ * Reads changelog partition @partition from its beginning to its end when the call starts
+ * (the high watermark, or with read_committed the last stable offset), never past it. A
+ * missing topic or an empty partition restores nothing (empty counts, no offsets). Records
+ * that are not in the format above are logged and skipped.
  * Checkpoint's thread; blocks.
  *
  * Returns: %TRUE on success
