@@ -255,6 +255,10 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
               /* Past the end: a transaction committed after the end was read. */
               if (m->offset < r->store->high)
                 take_record (r, topic, m);
+              else
+                g_debug ("changelog %s [%" G_GINT32_FORMAT "]: read to its end %" G_GINT64_FORMAT
+                         "; offset %" G_GINT64_FORMAT ", committed since, not taken",
+                         topic, m->partition, r->store->high, m->offset);
               if (m->offset + 1 >= r->store->high)
                 {
                   r->done = TRUE;
