@@ -8,7 +8,8 @@
 #                                 session.timeout.ms=6000, max.poll.interval.ms=10000,
 #                                 checkpoints every 500 ms), a producer writing 1,000
 #                                 records/s for 36 s; 8 s in, the first instance is stopped
-#                                 (SIGSTOP) for 20 s and continued while the stream runs
+#                                 (SIGSTOP) for 20 s (TALLY_TEST_PAUSE_S) and continued while
+#                                 the stream runs
 #   test-eos.sh paused-stopped N  the same with a 12 s stream: the paused instance is
 #                                 continued after the stream ended
 #   test-eos.sh kill-loop         one instance killed (-9) at random moments while it
@@ -146,7 +147,7 @@ restart_exact() {
 }
 
 test_paused() { # SECONDS_OF_STREAM
-  local stream=$1 i first
+  local stream=$1 i first pause=${TALLY_TEST_PAUSE_S:-20}
   # TALLY_TEST_GUARANTEE=at_least_once shows what exactly_once prevents.
   write_conf "${TALLY_TEST_GUARANTEE:-exactly_once}"
   for ((i = 1; i <= n_instances; i++)); do
@@ -160,9 +161,9 @@ test_paused() { # SECONDS_OF_STREAM
   sleep 8
   kill -STOP "$first"
   echo "member1 stopped (SIGSTOP) 8 s into the stream"
-  sleep 20
+  sleep "$pause"
   kill -CONT "$first"
-  echo "member1 continued after 20 s"
+  echo "member1 continued after $pause s"
   wait "$producer" || fail "the producer failed"
   cat "$work/producer.out"
   expect_exact "paused member ($n_instances instances, ${stream} s stream), live"
