@@ -16,8 +16,12 @@ Debian's python3 with python3-confluent-kafka (librdkafka underneath), run by e2
       --ready FILE and wait until the --log FILE (Tally's standard error) says "running:";
       then send snapshot requests asking for the top word only ({"top":1}, a small reply
       with the full offsets), a new one 50 ms after the last is answered (or after 1 s
-      without an answer), until a reply's offsets reach the end of every partition of T;
-      print `done_at EPOCH_SECONDS total_words N distinct_words N requests N`
+      without an answer), until the replies to one request reach the end of every
+      partition of T; print `done_at EPOCH_SECONDS total_words N distinct_words N
+      requests N instances N`. Several instances of one group each answer with their own
+      partitions (told apart by the parts' snapshot_id); their replies are merged until
+      they cover every partition: total_words is their sum, distinct_words too (an upper
+      bound: a word counted by two instances is in both)
   e2e_client.py latency -b HOST:PORT --requests R --output O [-n 50] [--trace FILE]
       send N snapshot requests for every count, one at a time, and time each from just
       before the request record is produced to the arrival of the reply's last part (the
@@ -111,6 +115,46 @@ class Io:
                 return [got[i] for i in sorted(got)]
         return None
 
+    def merged_reply(self, request_ids, ends, timeout):
+        """Waits for the replies to one of request_ids (a set) until, together, they cover
+        every partition of @ends (the input's {partition: end offset}; at any offset), or
+        for timeout seconds; each instance's reply is its own snapshot (snapshot_id).
+        Returns ({partition: offset}, total_words, distinct_words, instances) of the
+        replies to one request, the last that was whole, or None if none was."""
+        keys = {r.encode() for r in request_ids}
+        snapshots = {}  # request id -> {snapshot id: part 0}, the whole ones
+        parts = {}  # (request id, snapshot id) -> parts seen
+        best = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = self.consumer.poll(0.02)
+            if m is None or m.error():
+                continue
+            h = dict(m.headers() or [])
+            key = h.get("tally.request.id")
+            if key not in keys:
+                continue
+            part = json.loads(m.value())
+            if part.get("error"):
+                die("error snapshot:", part["error"])
+            sid = part["snapshot_id"]
+            seen = parts.setdefault((key, sid), {})
+            seen[part["part"]] = part
+            if len(seen) < part["parts"]:
+                continue
+            whole = snapshots.setdefault(key, {})
+            whole[sid] = seen[0]
+            have = {}
+            for first in whole.values():
+                for o in first.get("offsets", []):
+                    if o["topic"] == self.input_topic:
+                        have[o["partition"]] = o["offset"]
+            best = (have, sum(f["total_words"] for f in whole.values()),
+                    sum(f["distinct_words"] for f in whole.values()), len(whole))
+            if set(have) >= set(ends):
+                return best
+        return best
+
 
 def ends(args):
     io = Io(args.bootstrap, args.topic)
@@ -121,6 +165,7 @@ def ends(args):
 
 def caught_up(args):
     io = Io(args.bootstrap, args.output)
+    io.input_topic = args.input
     io.warm_up(args.requests, args.output)
     ends_ = io.ends(args.input)
     deadline = time.monotonic() + args.timeout
@@ -145,18 +190,15 @@ def caught_up(args):
         n += 1
         # A request is answered in order after the words consumed so far; one sent before
         # the request reader was up is never answered, so send another after 1 s.
-        values = io.reply(pending, 1)
-        if values is None:
+        merged = io.merged_reply(pending, ends_, 1)
+        if merged is None:
             if time.monotonic() > deadline:
                 die("no reply to any snapshot request within", args.timeout, "s")
             continue
-        part = json.loads(values[0])
-        if part.get("error"):
-            die("error snapshot:", part["error"])
-        have = {o["partition"]: o["offset"] for o in part.get("offsets", []) if o["topic"] == args.input}
+        have, total, distinct, instances = merged
         if all(have.get(p, 0) >= e for p, e in ends_.items()):
-            print("done_at %.6f total_words %d distinct_words %d requests %d"
-                  % (time.time(), part["total_words"], part["distinct_words"], n))
+            print("done_at %.6f total_words %d distinct_words %d requests %d instances %d"
+                  % (time.time(), total, distinct, n, instances))
             return 0
         if time.monotonic() > deadline:
             die("not caught up within", args.timeout, "s:", have, "of", ends_)

@@ -3,15 +3,16 @@
 #
 #   gnuplot -e "datafile='e2e.dat'; latfile='e2e-latency.dat'; latwords=100000; outfile='e2e.png'" plot.gnuplot
 #
-# datafile: one line per contender, "NAME" RECORDS_PER_SECOND (0: not measured);
+# datafile: one line per contender, "NAME" RECORDS_PER_SECOND SLOWER_RUN_RECORDS_PER_SECOND
+# (the faster run is the bar, the slower one a black tick on it; 0: not measured);
 # latfile: "p50" MS and "p99" MS; latwords: the distinct words counted when the latency
 # was measured. PNG through the pngcairo terminal, or gnuplot's own png
 # terminal (libgd) when cairo is not built in.
 
 if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
-  set terminal pngcairo size 1100,480 font "sans,11"
+  set terminal pngcairo size 1400,520 font "sans,11"
 } else {
-  set terminal png size 1100,480
+  set terminal png size 1400,520
 }
 set output outfile
 
@@ -31,8 +32,11 @@ unset key
 set title "Throughput (records/s, higher is better)"
 set ylabel "thousand records/s"
 set yrange [0:(rate_max > 0 ? rate_max : 1) / 1000 * 1.15]
+set xtics rotate by -30
 plot datafile using 0:($2/1000):xtic(1) with boxes lc rgb "#4477aa", \
+     '' using ($0-0.2):($3/1000):(0.4):(0) with vectors nohead lw 2 lc rgb "black", \
      '' using 0:($2/1000):(sprintf("%.0f k", $2/1000)) with labels offset 0,1
+set xtics norotate
 
 set title sprintf("Snapshot latency, %d distinct words (lower is better)", latwords)
 set ylabel "ms, request produced to last part received"
