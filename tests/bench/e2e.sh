@@ -510,7 +510,10 @@ awk -v records="$records" -v bytes="$bytes" -v words="$words" -v latency="$laten
       printf "Memory: not measured\n"
   }' "$work/results" | tee "$out/results.txt"
 
-gnuplot -e "datafile='$out/e2e.dat'; latfile='$out/e2e-latency.dat'; latwords=$latency_words; outfile='$out/e2e.png'" "$root/tests/bench/plot.gnuplot" \
+loads=$(awk '$7 != "-" { if (lo == "" || $7 < lo) lo = $7; if ($7 > hi) hi = $7 } END { print lo "-" hi }' "$work/results")
+subtitle=$(printf '%d records, %s MB, %d partitions; records/s of the faster of %d runs (bar) and of the slower (tick); load average %s on %d CPUs' \
+  "$records" "$(awk -v b="$bytes" 'BEGIN { printf "%.0f", b / 1e6 }')" "$partitions" "$runs" "$loads" "$(nproc)")
+gnuplot -e "datafile='$out/e2e.dat'; latfile='$out/e2e-latency.dat'; latwords=$latency_words; outfile='$out/e2e.png'; subtitle='$subtitle'" "$root/tests/bench/plot.gnuplot" \
   2>"$work/gnuplot.log" || fail "gnuplot could not draw the chart"
 [ -s "$out/e2e.png" ] || fail "no chart was drawn"
 echo

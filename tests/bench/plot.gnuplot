@@ -1,13 +1,14 @@
 # The chart of tests/bench/e2e.sh: throughput per contender (records/s, same input, same
 # broker) and Tally's snapshot latency (p50, p99).
 #
-#   gnuplot -e "datafile='e2e.dat'; latfile='e2e-latency.dat'; latwords=100000; outfile='e2e.png'" plot.gnuplot
+#   gnuplot -e "datafile='e2e.dat'; latfile='e2e-latency.dat'; latwords=100000; outfile='e2e.png'; subtitle='...'" plot.gnuplot
 #
 # datafile: one line per contender, "NAME" RECORDS_PER_SECOND SLOWER_RUN_RECORDS_PER_SECOND
 # (the faster run is the bar, the slower one a black tick on it; 0: not measured);
 # latfile: "p50" MS and "p99" MS; latwords: the distinct words counted when the latency
-# was measured. PNG through the pngcairo terminal, or gnuplot's own png
-# terminal (libgd) when cairo is not built in.
+# was measured; subtitle (optional): a second title line (the input, the load). PNG
+# through the pngcairo terminal, or gnuplot's own png terminal (libgd) when cairo is not
+# built in.
 
 if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
   set terminal pngcairo size 1400,520 font "sans,11"
@@ -22,7 +23,8 @@ rate_max = STATS_max
 stats latfile using 2 nooutput
 lat_max = STATS_max
 
-set multiplot layout 1,2 title "Tally end to end on a real Apache Kafka broker"
+if (!exists("subtitle")) subtitle = ""
+set multiplot layout 1,2 title "Tally end to end on a real Apache Kafka broker".(subtitle eq "" ? "" : "\n".subtitle)
 set style fill solid 0.8 border -1
 set boxwidth 0.6
 set grid ytics
