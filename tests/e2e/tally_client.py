@@ -23,9 +23,11 @@ implementation of the protocol).
         is reflected.
         --json prints the reassembled snapshot's metadata and counts as JSON instead.
 
-    tally_client.py topics -b BOOTSTRAP NAME:PARTITIONS[:compact]...
+    tally_client.py topics -b BOOTSTRAP NAME:PARTITIONS[:compact|:keep]...
         Creates the topics (replication factor 1; an existing topic is an error) and waits
-        until every partition has a leader.
+        until every partition has a leader. `compact`: cleanup.policy=compact; `keep`:
+        retention.ms=-1, for records with timestamps older than the broker's retention (the
+        broker's retention check deletes those within minutes, log.retention.check.interval.ms).
 
     tally_client.py assemble [--not-requested] [--exactly-one] [FILE]
         Reads snapshot parts, one JSON record value a line (an output topic read with
@@ -89,7 +91,7 @@ class Assembler:
 
 
 def create_topics(bootstrap, specs, die):
-    """Creates topics from NAME:PARTITIONS[:compact] @specs (replication factor 1) and waits
+    """Creates topics from NAME:PARTITIONS[:compact|:keep] @specs (replication factor 1) and waits
     until every partition has a leader, so that no client sees "not leader"; calls @die
     with a message on failure."""
     from confluent_kafka import Consumer, KafkaException
@@ -99,7 +101,8 @@ def create_topics(bootstrap, specs, die):
     new = []
     for spec in specs:
         parts = spec.split(":")
-        config = {"cleanup.policy": "compact"} if parts[2:] == ["compact"] else {}
+        config = {"compact": {"cleanup.policy": "compact"},
+                  "keep": {"retention.ms": "-1"}}.get(":".join(parts[2:]), {})
         new.append(NewTopic(parts[0], int(parts[1]), 1, config=config))
     for name, future in admin.create_topics(new).items():
         try:
