@@ -58,6 +58,131 @@ test_table_sum_expire (void)
   g_assert_cmpuint (tally_window_table_get_memory (w), >, 0);
 }
 
+/* tally_window_table_collect() over several stores' buckets: enough words that the sum is
+ * split into partitions (over 4,096 staged words), words of up to 8 bytes and longer
+ * words that share their first 8 bytes (decided by the rest of their bytes), counts that
+ * are zero, and a prefix; every sum equals a reference kept in a GHashTable, each word
+ * once. */
+static void
+check_collect (TallyWindowTable *const *tables, guint n_tables, gint64 from, gint64 to,
+               const char *prefix, GHashTable *reference)
+{
+  g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  guint want = 0;
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_hash_table_iter_init (&iter, reference);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    if (prefix == NULL || g_str_has_prefix (key, prefix))
+      want++;
+  /* One entry already there stays first and untouched. */
+  g_array_append_val (entries, ((TallyWordCount){ "before", 6, 1 }));
+  tally_window_table_collect (tables, n_tables, from, to, prefix, entries);
+  g_assert_cmpuint (entries->len, ==, want + 1);
+  g_assert_cmpstr (g_array_index (entries, TallyWordCount, 0).word, ==, "before");
+  for (guint i = 1; i < entries->len; i++)
+    {
+      TallyWordCount *e = &g_array_index (entries, TallyWordCount, i);
+      g_autofree char *word = g_strndup (e->word, e->len);
+      guint64 *count = g_hash_table_lookup (reference, word);
+
+      g_assert_nonnull (count);
+      g_assert_cmpuint (e->count, ==, *count);
+      g_assert_true (g_hash_table_add (seen, g_steal_pointer (&word)));
+    }
+}
+
+static void
+test_table_collect (void)
+{
+  TallyWindowTable *tables[3];
+  g_autoptr (GHashTable) reference
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (1616);
+  g_autoptr (GArray) none = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+
+  for (guint t = 0; t < 3; t++)
+    {
+      tables[t] = tally_window_table_new ();
+      for (gint64 b = 0; b < 5; b++)
+        {
+          TallyWordTable *bucket = tally_window_table_get_bucket (tables[t], b * MIN_MS, TRUE);
+
+          for (guint i = 0; i < 3000; i++)
+            {
+              guint r = g_rand_int_range (rand, 0, 30000);
+              g_autofree char *w = r % 3 == 0   ? g_strdup_printf ("w%07u", r)
+                                   : r % 3 == 1 ? g_strdup_printf ("longprefix-%u", r)
+                                                : g_strdup_printf ("s%u", r % 100);
+              guint64 n = g_rand_int_range (rand, 0, 4); /* 0: a word with count 0 */
+              guint64 *count;
+
+              tally_word_table_add (bucket, w, strlen (w), tally_word_hash (w, strlen (w)), n);
+              /* Summed: buckets 1 and 2 ([1m, 3m)) of every table. */
+              if (b < 1 || b > 2 || n == 0)
+                continue;
+              count = g_hash_table_lookup (reference, w);
+              if (count == NULL)
+                {
+                  count = g_new0 (guint64, 1);
+                  g_hash_table_insert (reference, g_strdup (w), count);
+                }
+              *count += n;
+            }
+        }
+    }
+  /* Two words of 16 bytes with the same first 8 bytes and the same low 32 hash bits (the
+   * index's): only their last 8 bytes tell them apart. Found by a birthday search (with
+   * 400,000 words a collision is all but certain: 1 - e^-18). */
+  {
+    g_autoptr (GHashTable) by_hash = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+    char *pair[2] = { NULL, NULL };
+
+    for (guint i = 0; i < 400000 && pair[0] == NULL; i++)
+      {
+        char *w = g_strdup_printf ("longprefix%06u", i);
+        gpointer lo = GUINT_TO_POINTER ((guint32)tally_word_hash (w, 16));
+        char *other = g_hash_table_lookup (by_hash, lo);
+
+        if (other != NULL)
+          {
+            pair[0] = g_strdup (other);
+            pair[1] = w;
+          }
+        else
+          g_hash_table_insert (by_hash, lo, w);
+      }
+    g_assert_nonnull (pair[0]);
+    for (guint k = 0; k < 2; k++)
+      {
+        guint64 *count = g_hash_table_lookup (reference, pair[k]);
+
+        add (tally_window_table_get_bucket (tables[k], (1 + k) * MIN_MS, TRUE), pair[k], 5 + k);
+        if (count == NULL)
+          {
+            count = g_new0 (guint64, 1);
+            g_hash_table_insert (reference, g_strdup (pair[k]), count);
+          }
+        *count += 5 + k;
+      }
+    g_free (pair[0]);
+    g_free (pair[1]);
+  }
+  /* A word counted 0 in one bucket and more in another is in the sum once. */
+  g_assert_cmpuint (g_hash_table_size (reference), >, 4096);
+  check_collect (tables, 3, MIN_MS, 3 * MIN_MS, NULL, reference);
+  check_collect (tables, 3, MIN_MS, 3 * MIN_MS, "longp", reference);
+  check_collect (tables, 3, MIN_MS, 3 * MIN_MS, "w00", reference);
+  /* No bucket in range: nothing appended. */
+  g_assert_cmpuint (tally_window_table_collect (tables, 3, 10 * MIN_MS, 11 * MIN_MS, NULL, none),
+                    ==, 0);
+  g_assert_cmpuint (none->len, ==, 0);
+  for (guint t = 0; t < 3; t++)
+    tally_window_table_free (tables[t]);
+}
+
 static const TallyWindowSpec spec_5m = {
   .size_ms = 5 * MIN_MS,
   .bucket_ms = MIN_MS,
@@ -404,6 +529,7 @@ main (int argc, char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/windows/table/sum-expire", test_table_sum_expire);
+  g_test_add_func ("/windows/table/collect", test_table_collect);
   g_test_add_func ("/windows/clock/buckets-and-grace", test_clock_buckets_and_grace);
   g_test_add_func ("/windows/clock/idle-partition", test_clock_idle_partition);
   g_test_add_func ("/windows/selector/parse", test_selector_parse);

@@ -525,6 +525,25 @@ tally_word_table_foreach (TallyWordTable *table, TallyWordTableFunc func, gpoint
 }
 
 void
+tally_word_table_foreach_hashed (TallyWordTable *table, TallyWordTableHashedFunc func,
+                                 gpointer user_data)
+{
+  g_return_if_fail (table != NULL);
+  g_return_if_fail (func != NULL);
+
+  for (gsize i = 0; i <= table->mask; i++)
+    {
+      Slot *s = &table->slots[i];
+      gsize len;
+      const guint8 *k;
+      if (s->offset == 0)
+        continue;
+      k = key_at (table, s->offset, &len);
+      func ((const char *)k, len, s->count & COUNT_MASK, s->hash_lo, user_data);
+    }
+}
+
+void
 tally_word_table_take_changes (TallyWordTable *table, TallyWordTableFunc func, gpointer user_data)
 {
   g_return_if_fail (table != NULL);

@@ -171,6 +171,32 @@ typedef void (*TallyWordTableFunc) (const char *word, gsize len, guint64 count, 
 void tally_word_table_foreach (TallyWordTable *table, TallyWordTableFunc func, gpointer user_data);
 
 /**
+ * TallyWordTableHashedFunc:
+ * @word: the word's bytes, not NUL-terminated, valid until the table is changed or freed
+ * @len: its length in bytes
+ * @count: its count
+ * @hash_lo: the low 32 bits of the hash the word was added with (tally_word_hash() for
+ *   every table Tally fills)
+ * @user_data: user data
+ *
+ * Called for each word by tally_word_table_foreach_hashed(). It must not change the table.
+ */
+typedef void (*TallyWordTableHashedFunc) (const char *word, gsize len, guint64 count,
+                                          guint32 hash_lo, gpointer user_data);
+
+/**
+ * tally_word_table_foreach_hashed:
+ * @table: a table, not changed during the call
+ * @func: called once per word, in slot order (no meaningful order)
+ * @user_data: data for @func
+ *
+ * As tally_word_table_foreach(), also giving the hash bits each slot keeps, so that a
+ * caller summing tables does not hash every word again (tally_window_table_collect()).
+ */
+void tally_word_table_foreach_hashed (TallyWordTable *table, TallyWordTableHashedFunc func,
+                                      gpointer user_data);
+
+/**
  * tally_word_table_take_changes:
  * @table: a table
  * @func: called once per word changed since the last call, with its current count

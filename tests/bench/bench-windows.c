@@ -13,6 +13,9 @@
  *    without (what a window cut taken for the snapshot coordinator asks today); p50/p99.
  *
  *   build/tests/bench/bench-windows [--file PATH] [--runs 5] [--queries 50]
+ *                                   [--only throughput|memory|latency]
+ *
+ * --only runs one part (a profiler then sees that part alone).
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -252,6 +255,7 @@ int
 main (int argc, char **argv)
 {
   g_autofree char *file = NULL;
+  g_autofree char *only = NULL;
   gint runs = 5, queries = 50;
   g_autofree char *default_file
       = g_build_filename (g_get_user_cache_dir (), "tally", "corpus", "kjv10.txt", NULL);
@@ -259,19 +263,27 @@ main (int argc, char **argv)
     { "file", 'f', 0, G_OPTION_ARG_FILENAME, &file, "Text to count (one record per line)", "PATH" },
     { "runs", 'r', 0, G_OPTION_ARG_INT, &runs, "Throughput runs of each kind", "N" },
     { "queries", 'q', 0, G_OPTION_ARG_INT, &queries, "Latency queries", "N" },
+    { "only", 'o', 0, G_OPTION_ARG_STRING, &only, "Run one part only",
+      "throughput|memory|latency" },
     { NULL },
   };
   g_autoptr (GOptionContext) context = g_option_context_new ("- cost of counts over time");
   g_autoptr (GError) error = NULL;
 
   g_option_context_add_main_entries (context, entries, NULL);
-  if (!g_option_context_parse (context, &argc, &argv, &error) || runs < 1 || queries < 1)
+  if (!g_option_context_parse (context, &argc, &argv, &error) || runs < 1 || queries < 1
+      || (only != NULL && g_strcmp0 (only, "throughput") != 0 && g_strcmp0 (only, "memory") != 0
+          && g_strcmp0 (only, "latency") != 0))
     {
-      g_printerr ("bench-windows: %s\n", error != NULL ? error->message : "bad --runs/--queries");
+      g_printerr ("bench-windows: %s\n",
+                  error != NULL ? error->message : "bad --runs, --queries or --only");
       return 2;
     }
-  bench_throughput (file != NULL ? file : default_file, (guint)runs);
-  bench_memory ();
-  bench_latency ((guint)queries);
+  if (only == NULL || g_str_equal (only, "throughput"))
+    bench_throughput (file != NULL ? file : default_file, (guint)runs);
+  if (only == NULL || g_str_equal (only, "memory"))
+    bench_memory ();
+  if (only == NULL || g_str_equal (only, "latency"))
+    bench_latency ((guint)queries);
   return 0;
 }
