@@ -503,6 +503,93 @@ test_aggregator_reference (void)
   tally_window_clock_free (clock);
 }
 
+/* Checks @counts against @reference (word -> count), both complete. */
+static void
+assert_counts_equal (TallyCounts *counts, GHashTable *reference)
+{
+  gsize n;
+  const TallyWordCount *e = tally_counts_get_entries (counts, &n);
+
+  g_assert_cmpuint (n, ==, g_hash_table_size (reference));
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autofree char *word = g_strndup (e[i].word, e[i].len);
+
+      g_assert_cmpuint (e[i].count, ==, GPOINTER_TO_SIZE (g_hash_table_lookup (reference, word)));
+    }
+}
+
+static void
+reference_add (GHashTable *reference, const char *word, gsize count)
+{
+  g_hash_table_insert (
+      reference, g_strdup (word),
+      GSIZE_TO_POINTER (GPOINTER_TO_SIZE (g_hash_table_lookup (reference, word)) + count));
+}
+
+/* A shard counts a run of words of one bucket per word first and adds each distinct word to
+ * the bucket once (add_words_windowed()): long runs of thousands of distinct words (its run
+ * table grows), runs cut by other buckets and by records in no bucket, words counted
+ * several times by the sender, two stores, and batches flushed mid-run; every bucket, and
+ * the all-time counts, equal a reference. */
+static void
+test_aggregator_runs (void)
+{
+  g_autoptr (TallyAggregatorHandle) handle = tally_aggregator_handle_new (1, 0);
+  TallyWordBatcher *batchers[2];
+  GHashTable *reference[2][2]; /* [store][bucket 0 or 1] */
+  g_autoptr (GHashTable) all_time = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyCounts) all = NULL;
+
+  for (guint p = 0; p < 2; p++)
+    {
+      batchers[p] = tally_word_batcher_new (handle, p);
+      for (guint b = 0; b < 2; b++)
+        reference[p][b] = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+    }
+  for (guint i = 0; i < 40000; i++)
+    {
+      guint p = (i / 7000) % 2;
+      guint phase = (i / 3000) % 5; /* 0-1: bucket 0, 2-3: bucket 1, 4: no bucket */
+      g_autofree char *w = g_strdup_printf ("r%05u", (i * 7919) % 6000);
+      gsize count = i % 11 == 0 ? 3 : 1;
+
+      tally_word_batcher_set_bucket (batchers[p], phase == 4 ? TALLY_WORD_BATCHER_NO_BUCKET
+                                                             : (phase / 2) * MIN_MS);
+      if (count == 1)
+        tally_word_batcher_add (batchers[p], w, strlen (w));
+      else
+        tally_word_batcher_add_count (batchers[p], w, strlen (w), count);
+      if (phase != 4)
+        reference_add (reference[p][phase / 2], w, count);
+      reference_add (all_time, w, count);
+      if (i == 25000)
+        g_assert_true (tally_word_batcher_flush (batchers[p], TRUE, &error));
+    }
+  for (guint p = 0; p < 2; p++)
+    g_assert_true (tally_word_batcher_flush (batchers[p], TRUE, &error));
+
+  for (guint p = 0; p < 2; p++)
+    for (guint b = 0; b < 2; b++)
+      {
+        g_autoptr (TallyCounts) c = tally_aggregator_handle_get_window_counts (
+            handle, &p, 1, b * MIN_MS, (b + 1) * MIN_MS, NULL, &error);
+
+        g_assert_no_error (error);
+        assert_counts_equal (c, reference[p][b]);
+      }
+  all = tally_aggregator_handle_get_counts (handle, NULL, &error);
+  g_assert_no_error (error);
+  assert_counts_equal (all, all_time);
+  for (guint p = 0; p < 2; p++)
+    {
+      tally_word_batcher_free (batchers[p]);
+      for (guint b = 0; b < 2; b++)
+        g_hash_table_unref (reference[p][b]);
+    }
+}
+
 /* A batcher never told a bucket sends no marker: windows off leaves no buckets. */
 static void
 test_windows_off (void)
@@ -534,6 +621,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/windows/clock/idle-partition", test_clock_idle_partition);
   g_test_add_func ("/windows/selector/parse", test_selector_parse);
   g_test_add_func ("/windows/aggregator/reference", test_aggregator_reference);
+  g_test_add_func ("/windows/aggregator/runs", test_aggregator_runs);
   g_test_add_func ("/windows/aggregator/off", test_windows_off);
   return g_test_run ();
 }

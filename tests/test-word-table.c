@@ -729,6 +729,49 @@ test_counts_builder_rejects_invalid (void)
   g_test_trap_assert_stderr ("*g_utf8_validate*");
 }
 
+/* Keys (tally_word_table_add_keyed()): one per word, never 0, stable while the table grows,
+ * turned back into the word's bytes; counts, totals and changes as tally_word_table_add(),
+ * also for a word longer than 127 bytes and for a word added with the hash bits only. */
+static void
+test_table_keyed (void)
+{
+  g_autoptr (TallyWordTable) t = tally_word_table_new ();
+  g_autofree guint32 *keys = g_new (guint32, 3000);
+  g_autofree char *long_word = g_strnfill (300, 'x');
+  guint32 key;
+  gsize len;
+  const char *bytes;
+
+  for (guint i = 0; i < 3000; i++)
+    {
+      g_autofree char *w = g_strdup_printf ("k%u", i);
+
+      keys[i]
+          = tally_word_table_add_keyed (t, w, strlen (w), tally_word_hash (w, strlen (w)), i + 1);
+      g_assert_cmpuint (keys[i], !=, 0);
+    }
+  for (guint i = 0; i < 3000; i++)
+    {
+      g_autofree char *w = g_strdup_printf ("k%u", i);
+
+      bytes = tally_word_table_get_key (t, keys[i], &len);
+      g_assert_cmpmem (bytes, len, w, strlen (w));
+      /* The same word gives the same key, after the table grew. */
+      g_assert_cmpuint (
+          tally_word_table_add_keyed (t, w, strlen (w), tally_word_hash (w, strlen (w)), 1), ==,
+          keys[i]);
+      g_assert_cmpuint (lookup (t, w), ==, i + 2);
+    }
+  key = tally_word_table_add_keyed (t, long_word, 300, (guint32)tally_word_hash (long_word, 300),
+                                    5);
+  bytes = tally_word_table_get_key (t, key, &len);
+  g_assert_cmpmem (bytes, len, long_word, 300);
+  g_assert_cmpuint (lookup (t, long_word), ==, 5);
+  g_assert_cmpuint (tally_word_table_get_size (t), ==, 3001);
+  g_assert_cmpuint (tally_word_table_get_total (t), ==, 3000 * 3001 / 2 + 3000 + 5);
+  g_assert_cmpuint (tally_word_table_get_n_changed (t), ==, 3001);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -747,6 +790,7 @@ main (int argc, char **argv)
   g_test_add_func ("/word-table/same-hash", test_table_same_hash);
   g_test_add_func ("/word-table/count", test_table_count);
   g_test_add_func ("/word-table/clear", test_table_clear);
+  g_test_add_func ("/word-table/keyed", test_table_keyed);
   g_test_add_func ("/counts/order", test_counts_order);
   g_test_add_func ("/counts/builder-merges", test_counts_builder_merges);
   g_test_add_func ("/counts/lookup", test_counts_lookup);

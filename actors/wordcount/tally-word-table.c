@@ -442,6 +442,34 @@ tally_word_table_add (TallyWordTable *table, const char *word, gsize len, guint6
   return add (table, word, len, hash, delta);
 }
 
+guint32
+tally_word_table_add_keyed (TallyWordTable *table, const char *word, gsize len, guint64 hash,
+                            guint64 delta)
+{
+  Slot *s;
+  guint64 count;
+
+  g_return_val_if_fail (table != NULL, 0);
+  g_return_val_if_fail (len < ((gsize)1 << 31), 0);
+
+  s = find_or_insert (table, word, len, hash);
+  count = s->count & COUNT_MASK;
+  if (G_UNLIKELY (delta > COUNT_MASK - count))
+    delta = COUNT_MASK - count;
+  table->total += delta;
+  if (!(s->count & CHANGED_BIT))
+    table->n_changed++;
+  s->count = (count + delta) | CHANGED_BIT;
+  return s->offset;
+}
+
+const char *
+tally_word_table_get_key (TallyWordTable *table, guint32 key, gsize *len)
+{
+  g_return_val_if_fail (table != NULL && key != 0 && len != NULL, NULL);
+  return (const char *)key_at (table, key, len);
+}
+
 guint64
 tally_word_table_count (TallyWordTable *table, const char *word, gsize len, guint64 delta)
 {

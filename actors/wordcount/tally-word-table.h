@@ -56,6 +56,36 @@ guint64 tally_word_table_add (TallyWordTable *table, const char *word, gsize len
                               guint64 delta);
 
 /**
+ * tally_word_table_add_keyed:
+ * @table: a table
+ * @word: the word's bytes (need not be NUL-terminated; any bytes)
+ * @len: its length in bytes, below 2^31
+ * @hash: tally_word_hash (@word, @len)
+ * @delta: how much to add to its count
+ *
+ * As tally_word_table_add(), returning instead the word's *key*: a 32-bit name of its
+ * bytes interned in @table, never 0, the same for the same word, that
+ * tally_word_table_get_key() turns back into the bytes. A key stays valid until @table is
+ * cleared (tally_word_table_clear(), tally_word_table_remove_all()) or freed. The windowed
+ * counting of a shard uses it to count a run of words per key before it adds each
+ * distinct word to its time bucket once.
+ *
+ * Returns: the word's key
+ */
+guint32 tally_word_table_add_keyed (TallyWordTable *table, const char *word, gsize len,
+                                    guint64 hash, guint64 delta);
+
+/**
+ * tally_word_table_get_key:
+ * @table: the table that gave @key
+ * @key: a key from tally_word_table_add_keyed() on @table, still valid
+ * @len: (out): the word's length in bytes
+ *
+ * Returns: (transfer none): the word's bytes (not NUL-terminated), owned by @table
+ */
+const char *tally_word_table_get_key (TallyWordTable *table, guint32 key, gsize *len);
+
+/**
  * tally_word_table_count:
  * @table: a table
  * @word: the word's bytes (need not be NUL-terminated; any bytes)
