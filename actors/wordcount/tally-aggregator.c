@@ -497,10 +497,10 @@ marker_bucket (TallyWindowTable *windows, const guint8 *p)
   return start >= 0 ? tally_window_table_get_bucket (windows, start, TRUE) : NULL;
 }
 
-/* Prefetches the all-time slot of the record at @p (a marker has none); returns the next
- * record. */
+/* Prefetches the all-time slot and the run slot (see run_add()) of the record at @p (a
+ * marker has none); returns the next record. */
 static inline const guint8 *
-prefetch_windowed (TallyWordTable *table, const guint8 *p)
+prefetch_windowed (TallyAggregator *self, TallyWordTable *table, const guint8 *p)
 {
   guint64 hash;
   guint32 len;
@@ -510,6 +510,8 @@ prefetch_windowed (TallyWordTable *table, const guint8 *p)
   if (G_UNLIKELY (len & RECORD_BUCKET))
     return p + 12;
   tally_word_table_prefetch (table, hash);
+  if (self->run != NULL)
+    __builtin_prefetch (&self->run[(guint32)hash & self->run_mask]);
   if (G_UNLIKELY (len & RECORD_COUNTED))
     return p + 20 + (len & ~RECORD_COUNTED);
   return p + 12 + len;
@@ -572,7 +574,11 @@ run_flush (TallyAggregator *self, TallyWordTable *table, TallyWordTable *bucket)
     {
       RunSlot *r = &self->run[self->run_used[k]];
       gsize len;
-      const char *word = tally_word_table_get_key (table, r->key, &len);
+      const char *word;
+
+      if (k + PREFETCH_AHEAD < self->run_n)
+        tally_word_table_prefetch (bucket, self->run[self->run_used[k + PREFETCH_AHEAD]].hash_lo);
+      word = tally_word_table_get_key (table, r->key, &len);
 
       tally_word_table_add (bucket, word, len, r->hash_lo, r->count);
       r->key = 0;
@@ -598,7 +604,7 @@ add_words_windowed (TallyAggregator *self, guint32 store, TallyWordTable *table,
   const guint8 *ahead = p;
 
   for (guint i = 0; i < PREFETCH_AHEAD && ahead < end; i++)
-    ahead = prefetch_windowed (table, ahead);
+    ahead = prefetch_windowed (self, table, ahead);
   while (p < end)
     {
       guint64 hash, count = 1;
@@ -606,7 +612,7 @@ add_words_windowed (TallyAggregator *self, guint32 store, TallyWordTable *table,
       const char *word;
 
       if (ahead < end)
-        ahead = prefetch_windowed (table, ahead);
+        ahead = prefetch_windowed (self, table, ahead);
       memcpy (&hash, p, 8);
       memcpy (&len, p + 8, 4);
       if (len & RECORD_BUCKET)
