@@ -4,7 +4,8 @@
  *    per record, through the tokenizer and a TallyWordBatcher into 2 aggregator shards, as
  *    the source feeds them minus Kafka: all-time counting only, against windows on with
  *    1-minute buckets (the records' timestamps spread over one hour: 60 buckets, all
- *    retained). Runs alternate, ratio of medians.
+ *    retained). Runs alternate, ratio of medians; CPU of the process and of the shards'
+ *    threads alone (the only ones whose work windows change).
  * 2. Memory: bytes per distinct word per bucket (tally_window_table_get_memory()) with
  *    60 buckets of 100,000 distinct words each, and the words' own bytes.
  * 3. Latency: a {"last": "15m"} top-10 over 1,000,000 distinct words (in 15 one-minute
