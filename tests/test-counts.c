@@ -26,9 +26,12 @@ entries_text (TallyCounts *counts)
 
 /* Snapshot order checked pair by pair against its definition, on words that share long
  * prefixes (so that the sort's 8-byte keys tie and the words decide) and counts of every
- * width (so that every byte of the count keys is distributed). */
+ * width (so that every byte of the count keys is distributed): words of up to 12 bytes
+ * from 3 letters, then of up to 30 bytes from 2 letters, whose runs of equal first 8, 16
+ * and 24 bytes are long (the tie-break's quicksort, not only its insertion sort) and end
+ * inside a chunk, at its end and past it. */
 static void
-test_sort_order (void)
+check_sort_order (guint letters, gsize max_len)
 {
   g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
   g_autoptr (TallyCounts) counts = NULL;
@@ -42,15 +45,15 @@ test_sort_order (void)
 
   for (guint i = 0; i < 20000; i++)
     {
-      char word[16] = { 0 };
-      gsize len = (gsize)g_rand_int_range (rand, 1, 13);
+      char word[32] = { 0 };
+      gsize len = (gsize)g_rand_int_range (rand, 1, (gint32)max_len + 1);
       guint64 count = g_rand_int_range (rand, 0, 4) == 0
                           ? widths[g_rand_int_range (rand, 0, G_N_ELEMENTS (widths))]
                           : (guint64)g_rand_int_range (rand, 1, 4);
 
-      /* Three letters only: many words share their first 8 bytes. */
+      /* A few letters only: many words share their first 8 bytes. */
       for (gsize k = 0; k < len; k++)
-        word[k] = (char)('a' + g_rand_int_range (rand, 0, 3));
+        word[k] = (char)('a' + g_rand_int_range (rand, 0, (gint32)letters));
       /* Each word once, with one count: the totals stay far from saturation. */
       if (g_hash_table_add (seen, g_strndup (word, len)))
         tally_counts_builder_add (builder, word, len, count);
@@ -74,6 +77,13 @@ test_sort_order (void)
         g_assert_cmpuint (e[i - 1].count, >, e[i].count);
     }
   g_assert_cmpuint (tally_counts_get_total (counts), ==, total);
+}
+
+static void
+test_sort_order (void)
+{
+  check_sort_order (3, 12);
+  check_sort_order (2, 30);
 }
 
 /* Three shards' replies merge into snapshot order (count descending, then word bytes),

@@ -129,35 +129,46 @@ select_top (TallyWordCount *entries, gsize n, gsize k)
 }
 
 /* Sorting in snapshot order: a least-significant-digit radix sort on 16-byte keys, then
- * a comparison sort of the rare runs the keys cannot order. Each entry gets a key of its
- * count (complemented, so that larger counts come first) and its first 8 word bytes as a
+ * a sort of the runs the keys cannot order. Each entry gets a key of its count
+ * (complemented, so that larger counts come first) and its first 8 word bytes as a
  * big-endian number (zero-padded, so a shorter word that is a prefix sorts first, as
  * memcmp would order it). The 16 byte positions of the key are distributed in turn, least
  * significant first, each a stable counting pass over the keys; a position where every key
  * holds the same byte (the high bytes of small counts, the trailing zeros of short words)
  * is skipped, so words of up to 7 bytes with counts below 256 take 8 passes. All the
  * histograms come from one reading of the keys. Entries whose keys are equal (same count,
- * same first 8 bytes) end up adjacent and are then ordered by compare_entries(). A merge
- * sort on the same keys spent most of its time on a mispredicted branch per element and
- * level. */
+ * same first 8 bytes) end up adjacent and are then ordered by sort_run(). A merge sort on
+ * the same keys spent most of its time on a mispredicted branch per element and level. */
 typedef struct
 {
-  guint64 count; /* G_MAXUINT64 - count */
+  guint64 count; /* G_MAXUINT64 - count; in sort_run(), the length class of a chunk */
   guint64 prefix;
   guint32 index; /* of the entry, for the tie-break and the final permutation */
 } SortKey;
 
 G_STATIC_ASSERT (sizeof (SortKey) == sizeof (TallyWordCount));
 
+/* The up to 8 bytes of @word from @from on, as a big-endian number, zero-padded. */
+static inline guint64
+word_chunk (const char *word, gsize len, gsize from)
+{
+  guint64 chunk = 0;
+  gsize n = len > from ? MIN (len - from, 8) : 0;
+
+  if (n == 8)
+    {
+      memcpy (&chunk, word + from, 8);
+      return GUINT64_FROM_BE (chunk);
+    }
+  for (gsize i = 0; i < n; i++)
+    chunk |= (guint64)(guchar)word[from + i] << (56 - 8 * i);
+  return chunk;
+}
+
 static guint64
 word_prefix (const char *word, gsize len)
 {
-  guint64 prefix = 0;
-  gsize n = MIN (len, 8);
-
-  for (gsize i = 0; i < n; i++)
-    prefix |= (guint64)(guchar)word[i] << (56 - 8 * i);
-  return prefix;
+  return word_chunk (word, len, 0);
 }
 
 /* Byte @digit of a key: 0 to 7 the prefix's, least significant first, 8 to 15 the count's. */
@@ -168,18 +179,130 @@ key_byte (const SortKey *key, guint digit)
                    : (guint)(key->count >> (8 * (digit - 8))) & 0xff;
 }
 
-static int
-compare_keyed_entries (gconstpointer a, gconstpointer b, gpointer user_data)
-{
-  const TallyWordCount *entries = user_data;
-
-  return compare_entries (&entries[((const SortKey *)a)->index],
-                          &entries[((const SortKey *)b)->index]);
-}
-
 /* How many entries ahead the loops that read words in entry order prefetch them: the words
  * lie wherever their tables put them, and the misses should overlap, not stall in turn. */
 #define PREFETCH_AHEAD 16
+
+/* Order of two keys of one run in sort_run(): chunk, then length class. */
+static inline gboolean
+run_key_before (const SortKey *a, const SortKey *b)
+{
+  return a->prefix != b->prefix ? a->prefix < b->prefix : a->count < b->count;
+}
+
+/* Sorts keys[0..n) by run_key_before(): quicksort with the median of three, insertion sort
+ * below 16 keys, recursion into the smaller side only. */
+static void
+sort_run_keys (SortKey *keys, gsize n)
+{
+  while (n > 16)
+    {
+      SortKey pivot, t;
+      SortKey *a = &keys[0], *b = &keys[n / 2], *c = &keys[n - 1];
+      gsize i = 0, j = n - 1;
+
+      /* The median of three as the pivot. */
+      if (run_key_before (b, a))
+        {
+          t = *a, *a = *b, *b = t;
+        }
+      if (run_key_before (c, b))
+        {
+          t = *b, *b = *c, *c = t;
+          if (run_key_before (b, a))
+            {
+              t = *a, *a = *b, *b = t;
+            }
+        }
+      pivot = *b;
+      /* Hoare partition: [0, j] <= pivot <= [j + 1, n). */
+      for (;;)
+        {
+          while (run_key_before (&keys[i], &pivot))
+            i++;
+          while (run_key_before (&pivot, &keys[j]))
+            j--;
+          if (i >= j)
+            break;
+          t = keys[i], keys[i] = keys[j], keys[j] = t;
+          i++;
+          j--;
+        }
+      if (j + 1 < n - j - 1)
+        {
+          sort_run_keys (keys, j + 1);
+          keys += j + 1;
+          n -= j + 1;
+        }
+      else
+        {
+          sort_run_keys (keys + j + 1, n - j - 1);
+          n = j + 1;
+        }
+    }
+  for (gsize i = 1; i < n; i++)
+    {
+      SortKey k = keys[i];
+      gsize j = i;
+
+      while (j > 0 && run_key_before (&k, &keys[j - 1]))
+        {
+          keys[j] = keys[j - 1];
+          j--;
+        }
+      keys[j] = k;
+    }
+}
+
+/* Orders keys[0..n), whose entries have the same count and the same bytes before @from
+ * (as zero-padded chunks; each is at least @from bytes long when @from > 0), in snapshot
+ * order, without calling memcmp() on the words: each key gets the next 8 bytes of its word
+ * (word_chunk()) and a length class, min (bytes left, 9): a word that ends inside the
+ * chunk, or at its end, sorts before a longer word with the same chunk (the order memcmp
+ * and then the length give, NUL bytes included), and only words with 9 or more bytes left
+ * go on to the next chunk. Each word is read once per 8 bytes of common prefix, in key
+ * order, prefetched. */
+static void
+sort_run (SortKey *keys, gsize n, const TallyWordCount *entries, gsize from)
+{
+  for (;;)
+    {
+      for (gsize i = 0; i < n; i++)
+        {
+          const TallyWordCount *e = &entries[keys[i].index];
+
+          if (i + PREFETCH_AHEAD < n)
+            __builtin_prefetch (entries[keys[i + PREFETCH_AHEAD].index].word + from);
+          keys[i].prefix = word_chunk (e->word, e->len, from);
+          keys[i].count = MIN (e->len - from, 9);
+        }
+      sort_run_keys (keys, n);
+      /* Runs of keys still equal: the same next 8 bytes, and more after them. */
+      for (gsize lo = 0; lo < n;)
+        {
+          gsize hi = lo + 1;
+
+          while (hi < n && keys[hi].prefix == keys[lo].prefix && keys[hi].count == keys[lo].count)
+            hi++;
+          if (hi - lo > 1 && keys[lo].count == 9)
+            {
+              /* Recurse into all but the last such run, which the loop takes on. */
+              if (hi < n)
+                sort_run (keys + lo, hi - lo, entries, from + 8);
+              else
+                {
+                  keys += lo;
+                  n = hi - lo;
+                  from += 8;
+                  goto next_chunk;
+                }
+            }
+          lo = hi;
+        }
+      return;
+    next_chunk:;
+    }
+}
 
 /* Two buffers of n keys, each the size of n entries, so the extra memory is that of
  * two copies of the entries, plus 16 histograms of 256 counters. */
@@ -236,7 +359,8 @@ sort_entries (TallyWordCount *entries, gsize n)
         dst = t;
       }
     }
-  /* Runs of equal keys: words with the same count and the same first 8 bytes. */
+  /* Runs of equal keys: words with the same count and the same first 8 bytes. sort_run()
+   * overwrites the keys of a run, so the end of the run is found first. */
   for (gsize lo = 0; lo < n;)
     {
       gsize hi = lo + 1;
@@ -244,14 +368,17 @@ sort_entries (TallyWordCount *entries, gsize n)
       while (hi < n && src[hi].count == src[lo].count && src[hi].prefix == src[lo].prefix)
         hi++;
       if (hi - lo > 1)
-        g_qsort_with_data (src + lo, (gint)(hi - lo), sizeof (SortKey), compare_keyed_entries,
-                           entries);
+        sort_run (src + lo, hi - lo, entries, 0);
       lo = hi;
     }
   /* The free buffer takes the entries in order, then they go back. */
   out = (TallyWordCount *)(void *)dst;
   for (gsize i = 0; i < n; i++)
-    out[i] = entries[src[i].index];
+    {
+      if (i + PREFETCH_AHEAD < n)
+        __builtin_prefetch (&entries[src[i + PREFETCH_AHEAD].index]);
+      out[i] = entries[src[i].index];
+    }
   memcpy (entries, out, n * sizeof (TallyWordCount));
 }
 

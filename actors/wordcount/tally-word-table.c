@@ -534,6 +534,20 @@ tally_word_table_get_memory (TallyWordTable *table)
          + table->chunks_alloc * sizeof (guint8 *);
 }
 
+/* How many slots ahead foreach and take_changes prefetch the key of a slot: slots are read
+ * in order, their keys lie anywhere in the arena, and the misses should overlap (on 477 k
+ * distinct words, each key read was a miss that stalled the loop). */
+#define FOREACH_PREFETCH 24
+
+static inline G_ALWAYS_INLINE void
+prefetch_key_of (TallyWordTable *table, const Slot *s)
+{
+  guint32 offset = s->offset;
+
+  if (offset != 0)
+    __builtin_prefetch (table->chunks[offset >> CHUNK_BITS] + (offset & (CHUNK_SIZE - 1)));
+}
+
 void
 tally_word_table_foreach (TallyWordTable *table, TallyWordTableFunc func, gpointer user_data)
 {
@@ -545,14 +559,15 @@ tally_word_table_foreach (TallyWordTable *table, TallyWordTableFunc func, gpoint
       Slot *s = &table->slots[i];
       gsize len;
       const guint8 *k;
+
+      if (G_LIKELY (i + FOREACH_PREFETCH <= table->mask))
+        prefetch_key_of (table, &table->slots[i + FOREACH_PREFETCH]);
       if (s->offset == 0)
         continue;
       k = key_at (table, s->offset, &len);
       func ((const char *)k, len, s->count & COUNT_MASK, user_data);
     }
 }
-
-#define FOREACH_PREFETCH 16
 
 void
 tally_word_table_foreach_hashed (TallyWordTable *table, TallyWordTableHashedFunc func,
@@ -569,12 +584,8 @@ tally_word_table_foreach_hashed (TallyWordTable *table, TallyWordTableHashedFunc
       gsize len;
       const guint8 *k;
 
-      if (i + FOREACH_PREFETCH <= table->mask)
-        {
-          guint32 ahead = table->slots[i + FOREACH_PREFETCH].offset;
-          if (ahead != 0)
-            __builtin_prefetch (table->chunks[ahead >> CHUNK_BITS] + (ahead & (CHUNK_SIZE - 1)));
-        }
+      if (G_LIKELY (i + FOREACH_PREFETCH <= table->mask))
+        prefetch_key_of (table, &table->slots[i + FOREACH_PREFETCH]);
       if (s->offset == 0)
         continue;
       k = key_at (table, s->offset, &len);
@@ -593,6 +604,10 @@ tally_word_table_take_changes (TallyWordTable *table, TallyWordTableFunc func, g
       Slot *s = &table->slots[i];
       gsize len;
       const guint8 *k;
+
+      if (G_LIKELY (i + FOREACH_PREFETCH <= table->mask)
+          && (table->slots[i + FOREACH_PREFETCH].count & CHANGED_BIT))
+        prefetch_key_of (table, &table->slots[i + FOREACH_PREFETCH]);
       if (s->offset == 0 || !(s->count & CHANGED_BIT))
         continue;
       s->count &= COUNT_MASK;
