@@ -437,6 +437,51 @@ test_table_count (void)
                     15);
 }
 
+/* tally_word_table_count_words() counts a batch as tally_word_table_count() does word by
+ * word, and stops right after the word that fills the table to max_size: repeats do not
+ * fill it, and the rest is counted by the next call. */
+static void
+test_table_count_words (void)
+{
+  g_autoptr (TallyWordTable) table = tally_word_table_new ();
+  g_autoptr (TallyWordTable) one_by_one = tally_word_table_new ();
+  const char *text[] = { "the",    "lord", "the",  "of", "the",
+                         "israel", "lord", "of",   "a",  "commandments-and-statutes",
+                         "a",      "the",  "zion", "of" };
+  TallyWordRef refs[G_N_ELEMENTS (text)];
+  gsize done;
+
+  for (guint i = 0; i < G_N_ELEMENTS (text); i++)
+    {
+      refs[i].word = text[i];
+      refs[i].len = strlen (text[i]);
+      tally_word_table_count (one_by_one, text[i], refs[i].len, 1);
+    }
+  /* "the lord the of": the 4th word makes 3 distinct words. */
+  done = tally_word_table_count_words (table, refs, G_N_ELEMENTS (refs), 3);
+  g_assert_cmpuint (done, ==, 4);
+  g_assert_cmpuint (tally_word_table_get_size (table), ==, 3);
+  g_assert_cmpuint (tally_word_table_get_total (table), ==, 4);
+  /* Already full: one word per call. */
+  g_assert_cmpuint (tally_word_table_count_words (table, refs + done, 2, 3), ==, 1);
+  done++;
+  done += tally_word_table_count_words (table, refs + done, G_N_ELEMENTS (refs) - done, 100);
+  g_assert_cmpuint (done, ==, G_N_ELEMENTS (refs));
+  g_assert_cmpuint (tally_word_table_count_words (table, NULL, 0, 1), ==, 0);
+
+  g_assert_cmpuint (tally_word_table_get_size (table), ==, 7);
+  g_assert_cmpuint (tally_word_table_get_total (table), ==, G_N_ELEMENTS (text));
+  for (guint i = 0; i < G_N_ELEMENTS (text); i++)
+    {
+      guint64 hash = tally_word_hash (refs[i].word, refs[i].len);
+
+      g_assert_cmpuint (tally_word_table_lookup (table, refs[i].word, refs[i].len, hash), ==,
+                        tally_word_table_lookup (one_by_one, refs[i].word, refs[i].len, hash));
+    }
+  g_assert_cmpuint (tally_word_table_lookup (table, "the", 3, tally_word_hash ("the", 3)), ==, 4);
+  g_assert_cmpuint (tally_word_table_lookup (table, "of", 2, tally_word_hash ("of", 2)), ==, 3);
+}
+
 static void
 copy_one (const char *word, gsize len, guint64 count, gpointer user_data)
 {
@@ -789,6 +834,7 @@ main (int argc, char **argv)
   g_test_add_func ("/word-table/saturates", test_table_saturates);
   g_test_add_func ("/word-table/same-hash", test_table_same_hash);
   g_test_add_func ("/word-table/count", test_table_count);
+  g_test_add_func ("/word-table/count-words", test_table_count_words);
   g_test_add_func ("/word-table/clear", test_table_clear);
   g_test_add_func ("/word-table/keyed", test_table_keyed);
   g_test_add_func ("/counts/order", test_counts_order);

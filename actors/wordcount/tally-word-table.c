@@ -479,6 +479,44 @@ tally_word_table_count (TallyWordTable *table, const char *word, gsize len, guin
   return add (table, word, len, tally_word_hash (word, len), delta);
 }
 
+/* Words whose hashes are taken, and home slots prefetched, before they are counted. */
+#define COUNT_WORDS_AHEAD 8
+
+gsize
+tally_word_table_count_words (TallyWordTable *table, const TallyWordRef *words, gsize n_words,
+                              gsize max_size)
+{
+  guint64 hashes[COUNT_WORDS_AHEAD];
+  gsize ahead;
+
+  g_return_val_if_fail (table != NULL, 0);
+  g_return_val_if_fail (words != NULL || n_words == 0, 0);
+
+  ahead = MIN (n_words, COUNT_WORDS_AHEAD);
+  for (gsize i = 0; i < ahead; i++)
+    {
+      hashes[i] = tally_word_hash (words[i].word, words[i].len);
+      __builtin_prefetch (&table->slots[home_slot (table, (guint32)hashes[i])]);
+    }
+  for (gsize i = 0; i < n_words; i++)
+    {
+      guint64 hash = hashes[i % COUNT_WORDS_AHEAD];
+
+      if (i + COUNT_WORDS_AHEAD < n_words)
+        {
+          const TallyWordRef *next = &words[i + COUNT_WORDS_AHEAD];
+          guint64 h = tally_word_hash (next->word, next->len);
+
+          hashes[i % COUNT_WORDS_AHEAD] = h;
+          __builtin_prefetch (&table->slots[home_slot (table, (guint32)h)]);
+        }
+      add (table, words[i].word, words[i].len, hash, 1);
+      if (G_UNLIKELY (table->size >= max_size))
+        return i + 1;
+    }
+  return n_words;
+}
+
 void
 tally_word_table_set (TallyWordTable *table, const char *word, gsize len, guint64 hash,
                       guint64 count)

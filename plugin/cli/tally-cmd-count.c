@@ -82,33 +82,23 @@ struct _CountSlice
 
 typedef struct _CountJob CountJob;
 
-/* Words in flight between the tokenizer and the combining table, see count_on_word(). */
-#define COUNT_PIPELINE 16
-/* The pipeline copies words that do not point into the slice (folded words, which live
- * in the tokenizer's scratch buffer) into COUNT_PIPELINE buffers of max_word_bytes; with
- * a larger max_word_bytes, words are counted as they come instead. */
-#define COUNT_PIPELINE_MAX_WORD_BYTES 4096
-
-typedef struct
-{
-  const char *word;
-  gsize len;
-  guint64 hash;
-} CountPending;
+/* Words gathered from the tokenizer before they are counted together, see count_on_word(). */
+#define COUNT_BATCH 256
+/* Bytes for copies of the gathered words that do not point into the slice (folded words,
+ * which live in the tokenizer's scratch buffer until the next word). */
+#define COUNT_BATCH_BYTES (16 * 1024)
 
 /* One tokenizing thread. */
 typedef struct
 {
   CountJob *job;
   GThread *thread;
-  TallyTokenizer *tokenizer; /* made on the main thread, then used by this worker only */
-  TallyWordTable *combined;  /* words counted here, not yet told to the shards */
-  /* The pipeline: words [pushed - n_pending, pushed) wait in pending[i % COUNT_PIPELINE]. */
-  CountPending pending[COUNT_PIPELINE];
-  guint64 pushed;
-  guint n_pending;
-  char *copies; /* COUNT_PIPELINE x max_word_bytes, NULL without the pipeline */
-  gsize copy_bytes;
+  TallyTokenizer *tokenizer;       /* made on the main thread, then used by this worker only */
+  TallyWordTable *combined;        /* words counted here, not yet told to the shards */
+  TallyWordRef batch[COUNT_BATCH]; /* words gathered, not counted yet */
+  guint n_batch;
+  char *copies; /* COUNT_BATCH_BYTES: the gathered words that are not in the slice */
+  gsize copies_used;
   const char *slice_start, *slice_end; /* the slice being tokenized */
   TallyWordBatcher *batcher;           /* the combined words' way to the shards (store 0) */
   TallyTokenizerStats stats;
@@ -167,11 +157,11 @@ struct _CountJob
  *
  * The table is flushed as soon as it holds COUNT_COMBINE_MAX_WORDS words, in the middle of
  * a slice if need be, so it never grows past 2^15 slots (512 KiB) and a few hundred KiB of
- * keys: it stays in the core's L2 cache, where a word is counted in about half the time it
- * took in a table of 2^18 slots (the old bound, 200,000 words, checked after each slice).
- * Frequent words stay in it between flushes; rare ones reach the shards more often than
- * with a larger table (on the multilingual corpus 0.78 M words told instead of 0.53 M), and
- * the sum is less CPU time for every corpus measured (tests/bench/README.md). Flushing
+ * keys: it stays in the core's L2 cache, where a word costs about 40% less than in a table
+ * of 2^18 slots (the old bound, 200,000 words, checked after each slice). Frequent words
+ * stay in it between flushes; rare ones reach the shards more often than with a larger
+ * table (on the multilingual corpus, 2 workers told 0.80 M words instead of 0.57 M), and the
+ * sum is less CPU time for every corpus measured (tests/bench/README.md). Flushing
  * clears the table in place (tally_word_table_clear()): freeing and regrowing it at every
  * flush cost page faults and TLB shootdowns across the threads (the kernel's
  * smp_call_function_many_cond, 5-7% of the workers' time on 477 k distinct words). */
@@ -179,71 +169,64 @@ struct _CountJob
 
 static gboolean count_worker_flush (CountWorker *worker, GError **error);
 
-/* Counts one word in the worker's table and flushes the table once it is full. */
-static inline void
-count_add (CountWorker *worker, const char *word, gsize len, guint64 hash)
+/* Counts @n words in the worker's table, flushing the table whenever it is full. */
+static void
+count_refs (CountWorker *worker, const TallyWordRef *refs, gsize n)
 {
-  if (tally_word_table_add (worker->combined, word, len, hash, 1) == 1
-      && G_UNLIKELY (tally_word_table_get_size (worker->combined) >= COUNT_COMBINE_MAX_WORDS)
-      && worker->error == NULL && !count_worker_flush (worker, &worker->error))
-    g_atomic_int_set (&worker->job->workers_failed, 1);
+  gsize done = 0;
+
+  while (done < n)
+    {
+      done += tally_word_table_count_words (worker->combined, refs + done, n - done,
+                                            COUNT_COMBINE_MAX_WORDS);
+      if (tally_word_table_get_size (worker->combined) >= COUNT_COMBINE_MAX_WORDS
+          && worker->error == NULL && !count_worker_flush (worker, &worker->error))
+        g_atomic_int_set (&worker->job->workers_failed, 1);
+    }
 }
 
-/* Counts the words of the slice as the tokenizer hands them over, through a pipeline of
- * COUNT_PIPELINE words: a word's hash is taken and its home slot prefetched when it
- * arrives, its key (through the slot, by then in cache) prefetched COUNT_PIPELINE / 2
- * words later, and it is counted COUNT_PIPELINE words later. With many distinct words the
- * table is larger than the caches and these two loads were two thirds of the worker's
- * time in the table (tally count --shards 2 on scripts/fetch-corpus multilingual); in
- * flight together they overlap. Words that point into the slice stay valid until the
- * slice is done; others (folded into the tokenizer's scratch buffer) are copied. */
+/* Counts the gathered words. */
+static void
+count_batch_run (CountWorker *worker)
+{
+  count_refs (worker, worker->batch, worker->n_batch);
+  worker->n_batch = 0;
+  worker->copies_used = 0;
+}
+
+/* Gathers the words of the slice as the tokenizer hands them over and counts them
+ * COUNT_BATCH at a time with tally_word_table_count_words(), which hashes and looks them
+ * up inline, each home slot prefetched a few words ahead: one call into the table per
+ * batch instead of three per word (a pipeline of prefetches, the way before the table
+ * fitted in L2, gained nothing once it did). Words that point into the slice stay valid
+ * until the slice is done; others (folded into the tokenizer's scratch buffer) are
+ * copied, or counted at once when longer than the room for copies. */
 static void
 count_on_word (const char *word, gsize len, gpointer user_data)
 {
   CountWorker *worker = user_data;
-  TallyWordTable *table = worker->combined;
-  CountPending *p;
-  guint i;
 
-  if (worker->copies == NULL)
-    {
-      count_add (worker, word, len, tally_word_hash (word, len));
-      return;
-    }
-  i = (guint)(worker->pushed % COUNT_PIPELINE);
-  p = &worker->pending[i];
-  if (worker->n_pending == COUNT_PIPELINE)
-    count_add (worker, p->word, p->len, p->hash);
-  else
-    worker->n_pending++;
   if (G_UNLIKELY (word < worker->slice_start || word + len > worker->slice_end))
     {
-      char *copy = worker->copies + (gsize)i * worker->copy_bytes;
+      if (len > COUNT_BATCH_BYTES - worker->copies_used)
+        {
+          count_batch_run (worker);
+          if (len > COUNT_BATCH_BYTES)
+            {
+              TallyWordRef ref = { word, len };
 
-      memcpy (copy, word, len);
-      word = copy;
+              count_refs (worker, &ref, 1);
+              return;
+            }
+        }
+      memcpy (worker->copies + worker->copies_used, word, len);
+      word = worker->copies + worker->copies_used;
+      worker->copies_used += len;
     }
-  p->word = word;
-  p->len = len;
-  p->hash = tally_word_hash (word, len);
-  tally_word_table_prefetch (table, p->hash);
-  worker->pushed++;
-  if (worker->n_pending > COUNT_PIPELINE / 2)
-    tally_word_table_prefetch_key (
-        table, worker->pending[(worker->pushed - COUNT_PIPELINE / 2 - 1) % COUNT_PIPELINE].hash);
-}
-
-/* Counts the words still in the pipeline, oldest first. */
-static void
-count_drain (CountWorker *worker)
-{
-  for (guint64 k = worker->pushed - worker->n_pending; k < worker->pushed; k++)
-    {
-      CountPending *p = &worker->pending[k % COUNT_PIPELINE];
-
-      count_add (worker, p->word, p->len, p->hash);
-    }
-  worker->n_pending = 0;
+  worker->batch[worker->n_batch].word = word;
+  worker->batch[worker->n_batch].len = len;
+  if (++worker->n_batch == COUNT_BATCH)
+    count_batch_run (worker);
 }
 
 static void
@@ -347,7 +330,7 @@ count_worker_run (gpointer data)
           worker->slice_start = slice->data;
           worker->slice_end = slice->data + slice->len;
           tally_tokenizer_feed (worker->tokenizer, slice->data, slice->len, count_on_word, worker);
-          count_drain (worker);
+          count_batch_run (worker);
         }
       g_atomic_pointer_add (&job->bytes_done, slice->len);
       count_slice_release (job, slice);
@@ -1135,11 +1118,7 @@ count_run (CountJob *job, const char *const *paths, guint n_inputs, GError **err
       worker->tokenizer = tally_tokenizer_new (&job->tokenizer_options);
       worker->batcher = tally_word_batcher_new (job->handle, 0);
       worker->combined = tally_word_table_new ();
-      if (job->tokenizer_options.max_word_bytes <= COUNT_PIPELINE_MAX_WORD_BYTES)
-        {
-          worker->copy_bytes = job->tokenizer_options.max_word_bytes;
-          worker->copies = g_malloc (COUNT_PIPELINE * worker->copy_bytes);
-        }
+      worker->copies = g_malloc (COUNT_BATCH_BYTES);
       worker->thread = g_thread_new (name, count_worker_run, worker);
     }
 
