@@ -223,18 +223,18 @@ test_end_after_commit_marker (Fixture *f, gconstpointer data)
 
   if (g_test_failed () || f->checkpoint == NULL)
     return;
-  /* Offsets 0-3, the commit marker at 4. */
+  /* The words' block at offset 0, the offset marker at 1, the commit marker at 2. */
   commit_store (f->checkpoint, "marker=10 w1=6 w2=4", 10);
-  wait_last_stable (f, 5);
+  wait_last_stable (f, 3);
   end = end_offset (f, f->committed_reader);
-  g_assert_cmpint (end, ==, 5);
-  /* Offsets 5-8, its marker at 9: committed and visible before the restore reads. */
+  g_assert_cmpint (end, ==, 3);
+  /* Offsets 3-4, its commit marker at 5: committed and visible before the restore reads. */
   commit_store (f->checkpoint, "marker=20 w1=11 w3=9", 20);
-  wait_last_stable (f, 10);
+  wait_last_stable (f, 6);
 
   restore (f, end, &store);
   assert_restored (&store, "marker=10 w1=6 w2=4 ", 10);
-  g_assert_cmpuint (store.records, ==, 4);
+  g_assert_cmpuint (store.records, ==, 2);
   tally_restored_store_clear (&store);
 }
 
@@ -254,23 +254,23 @@ test_end_inside_transaction (Fixture *f, gconstpointer data)
     return;
   other = transactional_checkpoint (f, "-other");
   commit_store (f->checkpoint, "marker=10 w1=6 w2=4", 10);
-  wait_last_stable (f, 5);
+  wait_last_stable (f, 3);
 
-  /* The owner's transaction: its first records acknowledged (offsets 5-6)... */
+  /* The owner's transaction: its first block acknowledged (offset 3)... */
   g_assert_true (tally_checkpoint_begin (f->checkpoint, &error));
   g_assert_no_error (error);
   write_store (f->checkpoint, "marker=20 w1=11", -1);
   g_assert_true (tally_checkpoint_flush (f->checkpoint, 30000, &error));
   g_assert_no_error (error);
-  /* ...then another transaction starts (offset 7) and stays open... */
+  /* ...then another transaction starts (offset 4) and stays open... */
   other_start = end_offset (f, f->uncommitted_reader);
-  g_assert_cmpint (other_start, ==, 7);
+  g_assert_cmpint (other_start, ==, 4);
   g_assert_true (tally_checkpoint_begin (other, &error));
   g_assert_no_error (error);
   write_store (other, "stale=1", -1);
   g_assert_true (tally_checkpoint_flush (other, 30000, &error));
   g_assert_no_error (error);
-  /* ...while the owner's ends (w3 and its marker, offsets 8-9) and commits. */
+  /* ...while the owner's ends (w3's block and its marker, offsets 5-6) and commits. */
   write_store (f->checkpoint, "w3=9", 20);
   g_assert_true (tally_checkpoint_commit (f->checkpoint, NULL, NULL, 30000, &error));
   g_assert_no_error (error);

@@ -197,6 +197,28 @@ test_split_200k (void)
       g_assert_cmpint (tally_snapshot_assembler_is_complete (assembler), ==, i == 0);
     }
   g_assert_cmpuint (total_entries, ==, 200000);
+  /* A #TallySnapshotEncoder writes the same parts one at a time, in any order and again,
+   * and knows their total size before writing any, within the width of the part numbers
+   * (measured as the widest, 10 digits each). */
+  {
+    g_autoptr (TallySnapshotEncoder) encoder = tally_snapshot_encoder_new (snapshot, limit, &error);
+    gsize bytes = 0;
+
+    g_assert_no_error (error);
+    g_assert_cmpuint (tally_snapshot_encoder_get_n_parts (encoder), ==, parts->len);
+    for (guint round = 0; round < 2; round++)
+      for (guint i = parts->len; i-- > 0;)
+        {
+          g_autoptr (GBytes) again = tally_snapshot_encoder_encode_part (encoder, i, &error);
+
+          g_assert_no_error (error);
+          g_assert_true (g_bytes_equal (again, g_ptr_array_index (parts, i)));
+          if (round == 0)
+            bytes += g_bytes_get_size (again);
+        }
+    g_assert_cmpuint (tally_snapshot_encoder_get_bytes (encoder), >=, bytes);
+    g_assert_cmpuint (tally_snapshot_encoder_get_bytes (encoder), <=, bytes + parts->len * 20);
+  }
   back = tally_snapshot_assembler_dup_merged (assembler);
   g_assert_cmpuint (tally_counts_get_n_words (back->counts), ==, 200000);
   g_assert_cmpuint (tally_counts_get_total (back->counts), ==, tally_counts_get_total (counts));
@@ -887,12 +909,140 @@ test_total_saturates (void)
   g_assert_cmpuint (tally_counts_lookup (merged->counts, "streams", 7), ==, 40001);
 }
 
+/* `tally snapshot --json` streams its text (tally_snapshot_write_json()): byte for byte what
+ * json-glib writes for the whole tree, compact and pretty, with words json-glib escapes
+ * (quote, backslash, control bytes, DEL) and words it copies (UTF-8), and with no entries. */
+static void
+test_json_streamed (void)
+{
+  static const char *const words[] = { "the", "q\"\x01", "back\\slash", "é\t€", "del\x7f", "zz" };
+  static const guint64 counts[] = { 9000000000, 7, 7, 3, 2, 1 };
+  g_autoptr (TallySnapshot) snapshot = tally_snapshot_new ();
+
+  snapshot->snapshot_id = g_strdup ("snap-j");
+  snapshot->request_id = g_strdup ("req-j");
+  snapshot->instance_id = g_strdup ("inst-j");
+  snapshot->created_at_ms = 1790000000000;
+  snapshot->partitions = rd_kafka_topic_partition_list_new (1);
+  rd_kafka_topic_partition_list_add (snapshot->partitions, "in", 0);
+  snapshot->offsets = rd_kafka_topic_partition_list_new (1);
+  rd_kafka_topic_partition_list_add (snapshot->offsets, "in", 0)->offset = 12;
+  for (guint with_entries = 0; with_entries < 2; with_entries++)
+    {
+      g_clear_pointer (&snapshot->counts, tally_counts_unref);
+      snapshot->counts
+          = tally_test_counts_new (words, counts, with_entries ? G_N_ELEMENTS (words) : 0);
+      snapshot->total_words = tally_counts_get_total (snapshot->counts);
+      snapshot->distinct_words = tally_counts_get_n_words (snapshot->counts);
+      for (guint pretty = 0; pretty < 2; pretty++)
+        {
+          /* The tree json-glib would write, built whole. */
+          g_autoptr (JsonGenerator) generator = json_generator_new ();
+          g_autoptr (JsonNode) root = NULL;
+          g_autofree char *tree = NULL;
+          g_autofree char *text = tally_snapshot_to_json (snapshot, pretty);
+          g_autoptr (GOutputStream) out = g_memory_output_stream_new_resizable ();
+          g_autoptr (GError) error = NULL;
+          gsize n;
+          const TallyWordCount *e = tally_counts_get_entries (snapshot->counts, &n);
+          JsonArray *array = json_array_new ();
+          g_autoptr (JsonNode) parsed = json_from_string (text, &error);
+          JsonObject *object;
+
+          g_assert_no_error (error);
+          object = json_node_dup_object (parsed);
+          for (gsize i = 0; i < n; i++)
+            {
+              JsonArray *pair = json_array_new ();
+
+              json_array_add_string_element (pair, e[i].word);
+              json_array_add_int_element (pair, (gint64)e[i].count);
+              json_array_add_array_element (array, pair);
+            }
+          json_object_set_array_member (object, "counts", array);
+          root = json_node_init_object (json_node_alloc (), object);
+          json_object_unref (object);
+          json_generator_set_root (generator, root);
+          json_generator_set_pretty (generator, pretty);
+          tree = json_generator_to_data (generator, NULL);
+          g_assert_cmpstr (text, ==, tree);
+
+          g_assert_true (tally_snapshot_write_json (snapshot, pretty, out, &error));
+          g_assert_no_error (error);
+          g_assert_true (g_output_stream_close (out, NULL, &error));
+          g_assert_cmpmem (g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM (out)),
+                           g_memory_output_stream_get_data_size (G_MEMORY_OUTPUT_STREAM (out)),
+                           tree, strlen (tree));
+        }
+    }
+}
+
+/* Parts read without json-glib (the `counts` of a part as Tally writes it) give what
+ * json-glib gives: whitespace between tokens, the escapes \" \\ \/ \n \t, and, through
+ * json-glib itself, \u escapes, "counts" twice (json-glib keeps the last), a count written
+ * as a double (refused), a count with a leading zero (json-glib reads 07 as 7). */
+static void
+test_part_counts_read_directly (void)
+{
+  static const struct
+  {
+    const char *counts;   /* the text after "counts": */
+    const char *expected; /* tally_test_assert_entries(), or NULL: refused */
+  } cases[] = {
+    { "[[\"b\",2],[\"a\",2],[\"c\",1]]", "a=2 b=2 c=1 " },
+    { " [ [ \"b\" , 2 ] ,\n\t[\"a\",\r3] ] ", "a=3 b=2 " },
+    { "[[\"q\\\"x\",4],[\"s\\/l\\\\\",3],[\"n\\nt\\t\",2]]", "q\"x=4 s/l\\=3 n\nt\t=2 " },
+    { "[[\"\\u00e9t\\u00e9\",5],[\"x\",1]]", "été=5 x=1 " },
+    { "[[\"x\",1]],\"counts\":[[\"y\",2]]", "y=2 " },
+    { "[]", "" },
+    { "[[\"x\",9223372036854775807]]", "x=9223372036854775807 " },
+    { "[[\"x\",1.0]]", NULL },
+    { "[[\"x\",07]]", "x=7 " },
+    { "[[\"\",1]]", NULL },
+    { "[[\"x\",0]]", NULL },
+    { "[[\"x\",9223372036854775808]]", NULL },
+    { "[[\"x\",1]", NULL },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *text = g_strdup_printf (
+          "{\"snapshot_id\":\"s-%u\",\"request_id\":\"r\",\"instance_id\":\"i\","
+          "\"created_at_ms\":1,\"taken_ms\":0,\"total_words\":0,\"distinct_words\":0,"
+          "\"entries\":0,\"top\":0,\"prefix\":null,\"min_count\":0,\"offsets\":[],"
+          "\"partitions\":[],\"part\":0,\"parts\":1,\"counts\":%s}",
+          i, cases[i].counts);
+      g_autoptr (GError) error = NULL;
+      TallySnapshotPart *part = tally_snapshot_part_decode (text, strlen (text), &error);
+
+      if (cases[i].expected == NULL)
+        {
+          if (part != NULL)
+            g_error ("case %u (%s) was read", i, cases[i].counts);
+          g_assert_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
+          continue;
+        }
+      g_assert_no_error (error);
+      {
+        g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new (NULL, NULL);
+        g_autoptr (TallySnapshot) back = NULL;
+
+        g_assert_true (tally_snapshot_assembler_add_part (assembler, part, &error));
+        g_assert_no_error (error);
+        back = tally_snapshot_assembler_take_snapshot (assembler);
+        tally_test_assert_entries (back->counts, cases[i].expected);
+      }
+    }
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/snapshot-format/round-trip", test_round_trip);
   g_test_add_func ("/snapshot-format/split-200k", test_split_200k);
+  g_test_add_func ("/snapshot-format/json-streamed", test_json_streamed);
+  g_test_add_func ("/snapshot-format/part-counts-read-directly", test_part_counts_read_directly);
   g_test_add_func ("/snapshot-format/split-fills-parts", test_split_fills_parts);
   g_test_add_func ("/snapshot-format/counts-as-json-glib-writes-them",
                    test_counts_as_json_glib_writes_them);

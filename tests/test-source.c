@@ -490,7 +490,8 @@ test_restore_many (Fixture *f, gconstpointer data)
       g_assert_cmpuint (tally_counts_lookup (stores[k].counts, last, strlen (last)), ==,
                         1000 * (guint)(p + 1));
       g_assert_cmpuint (tally_counts_lookup (stores[k].counts, "p9-0", 4), ==, 0);
-      g_assert_cmpuint (stores[k].records, ==, 1000 * (guint)(p + 1) + 1 + 2);
+      /* A delta block and a marker per checkpoint. */
+      g_assert_cmpuint (stores[k].records, ==, 4);
       g_assert_cmpint (*(gint64 *)g_hash_table_lookup (stores[k].offsets, "in"), ==, 100 * p + 1);
       tally_restored_store_clear (&stores[k]);
     }
@@ -557,6 +558,195 @@ test_restore_covered (Fixture *f, gconstpointer data)
   g_assert_cmpint (*(gint64 *)g_hash_table_lookup (offsets, "in"), ==, 6);
 }
 
+/* Store @p's counts "b<i>" = i + 1 + @extra, i < @n, and the marker "in" = @offset. */
+static TallyCounts *
+block_counts (guint n, guint64 extra)
+{
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *word = g_strdup_printf ("b%u", i);
+
+      tally_counts_builder_add (builder, word, strlen (word), i + 1 + extra);
+    }
+  return tally_counts_builder_end (builder);
+}
+
+static GHashTable *
+marker (gint64 offset)
+{
+  GHashTable *offsets = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+
+  g_hash_table_insert (offsets, (gpointer) "in", g_memdup2 (&offset, sizeof offset));
+  return offsets;
+}
+
+/* Blocks, bases and their tombstones (tally-changelog-block.h): with blocks of at most 64
+ * bytes and a base due after 90 bytes of deltas, one checkpoint of deltas calls for a
+ * base (2 chunks of 64 bytes hold its 18-byte headers, 10 entries of 4 bytes and 10 of 5); once it
+ * is acknowledged the next write tombstones the deltas and the restore reads the base and the later
+ * delta only. Counts come back exact throughout. */
+static void
+test_changelog_blocks (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyCheckpoint) checkpoint = NULL;
+  rd_kafka_conf_t *conf = tally_test_broker_conf (f->broker);
+  g_autoptr (TallyCounts) first = block_counts (20, 0);
+  g_autoptr (TallyCounts) second = block_counts (10, 100);
+  g_autoptr (TallyCounts) all = NULL;
+  g_autoptr (TallyCounts) third = block_counts (2, 1000);
+  g_autoptr (GHashTable) m1 = marker (1);
+  g_autoptr (GHashTable) m2 = marker (2);
+  g_autoptr (GHashTable) m3 = marker (3);
+  g_autoptr (GHashTable) m4 = marker (4);
+  TallyRestoredStore store = { .partition = 0 };
+
+  checkpoint = tally_checkpoint_new (conf, f->changelog, NULL, 0, &error);
+  rd_kafka_conf_destroy (conf);
+  g_assert_no_error (error);
+  g_assert_true (tally_checkpoint_ensure_topic (checkpoint, 1, 10000, &error));
+  g_assert_no_error (error);
+  tally_checkpoint_set_block_sizes (checkpoint, 64, 90);
+
+  /* 20 entries of 4 ("b0" 1 .. "b9" 10) or 5 bytes (length, "b10".."b19", count), 2 of
+   * header per block: two blocks of 62 and 32 bytes, 94 >= 90. */
+  g_assert_false (tally_checkpoint_wants_base (checkpoint, 0));
+  g_assert_true (tally_checkpoint_write (checkpoint, 0, first, m1, &error));
+  g_assert_true (tally_checkpoint_flush (checkpoint, 10000, &error));
+  g_assert_no_error (error);
+  g_assert_true (tally_checkpoint_wants_base (checkpoint, 0));
+  /* The store now: b0..b9 at i + 101 (second), b10..b19 at i + 1 (first). */
+  all = block_counts (20, 0);
+  {
+    g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+    gsize n;
+    const TallyWordCount *e = tally_counts_get_entries (all, &n);
+
+    for (gsize i = 0; i < n; i++)
+      tally_counts_builder_set_max (builder, e[i].word, e[i].len, e[i].count);
+    e = tally_counts_get_entries (second, &n);
+    for (gsize i = 0; i < n; i++)
+      tally_counts_builder_set_max (builder, e[i].word, e[i].len, e[i].count);
+    g_clear_pointer (&all, tally_counts_unref);
+    all = tally_counts_builder_end (builder);
+  }
+  g_assert_true (tally_checkpoint_write_base (checkpoint, 0, all, m2, &error));
+  g_assert_true (tally_checkpoint_flush (checkpoint, 10000, &error));
+  g_assert_no_error (error);
+  g_assert_false (tally_checkpoint_wants_base (checkpoint, 0));
+  /* The next write tombstones the deltas before the base. */
+  g_assert_true (tally_checkpoint_write (checkpoint, 0, third, m3, &error));
+  g_assert_true (tally_checkpoint_write (checkpoint, 0, NULL, m4, &error));
+  g_assert_true (tally_checkpoint_flush (checkpoint, 10000, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (tally_checkpoint_restore_many (checkpoint, &store, 1, 10000, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_counts_get_n_words (store.counts), ==, 20);
+  for (guint i = 0; i < 20; i++)
+    {
+      g_autofree char *word = g_strdup_printf ("b%u", i);
+      guint64 expected = i < 2 ? i + 1001 : i < 10 ? i + 101 : i + 1;
+
+      g_assert_cmpuint (tally_counts_lookup (store.counts, word, strlen (word)), ==, expected);
+    }
+  g_assert_cmpint (*(gint64 *)g_hash_table_lookup (store.offsets, "in"), ==, 4);
+  g_assert_cmpuint (store.word_records, ==, 0);
+  g_assert_false (store.first_format);
+  /* Left: the base's chunks and the last delta; the first deltas were tombstoned. */
+  {
+    GHashTableIter iter;
+    gpointer value;
+    guint bases = 0, deltas = 0;
+
+    g_hash_table_iter_init (&iter, store.blocks);
+    while (g_hash_table_iter_next (&iter, NULL, &value))
+      {
+        const TallyChangelogBlockRef *ref = value;
+
+        if (ref->info.base)
+          {
+            bases++;
+            g_assert_cmpuint (ref->info.n_chunks, ==, 2);
+          }
+        else
+          deltas++;
+      }
+    g_assert_cmpuint (bases, ==, 2);
+    g_assert_cmpuint (deltas, ==, 1);
+  }
+  g_assert_false (tally_checkpoint_wants_base (checkpoint, 0));
+  tally_restored_store_clear (&store);
+}
+
+/* A changelog of the first format (a record per word, decimal counts) is still read; the
+ * first checkpoint after its restore is a base, and the one after it tombstones every word
+ * key, after which a restore finds the blocks only. */
+static void
+test_changelog_first_format (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyCheckpoint) checkpoint = NULL;
+  rd_kafka_conf_t *conf = tally_test_broker_conf (f->broker);
+  char errstr[256];
+  rd_kafka_t *producer;
+  static const char *const words[] = { "alpha", "beta", "alpha", "\0in" };
+  static const char *const values[] = { "3", "1", "7", "42" };
+  static const gsize key_lens[] = { 5, 4, 5, 3 };
+  TallyRestoredStore store = { .partition = 0 };
+  g_autoptr (GHashTable) m = marker (43);
+
+  producer
+      = rd_kafka_new (RD_KAFKA_PRODUCER, tally_test_broker_conf (f->broker), errstr, sizeof errstr);
+  g_assert_nonnull (producer);
+  checkpoint = tally_checkpoint_new (conf, f->changelog, NULL, 0, &error);
+  rd_kafka_conf_destroy (conf);
+  g_assert_no_error (error);
+  g_assert_true (tally_checkpoint_ensure_topic (checkpoint, 1, 10000, &error));
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (words); i++)
+    g_assert_cmpint (rd_kafka_producev (producer, RD_KAFKA_V_TOPIC (f->changelog),
+                                        RD_KAFKA_V_PARTITION (0),
+                                        RD_KAFKA_V_KEY ((void *)words[i], key_lens[i]),
+                                        RD_KAFKA_V_VALUE ((void *)values[i], strlen (values[i])),
+                                        RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  g_assert_cmpint (rd_kafka_flush (producer, 10000), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy (producer);
+
+  g_assert_true (tally_checkpoint_restore_many (checkpoint, &store, 1, 10000, &error));
+  g_assert_no_error (error);
+  tally_test_assert_entries (store.counts, "alpha=7 beta=1 ");
+  g_assert_cmpint (*(gint64 *)g_hash_table_lookup (store.offsets, "in"), ==, 42);
+  g_assert_cmpuint (store.word_records, ==, 3);
+  g_assert_true (store.first_format);
+  g_assert_true (tally_checkpoint_wants_base (checkpoint, 0));
+  g_assert_true (tally_checkpoint_write_base (checkpoint, 0, store.counts, m, &error));
+  g_assert_true (tally_checkpoint_flush (checkpoint, 10000, &error));
+  g_assert_no_error (error);
+  g_assert_false (tally_checkpoint_wants_base (checkpoint, 0));
+  tally_restored_store_clear (&store);
+  /* The next write tombstones "alpha" and "beta". */
+  g_assert_true (tally_checkpoint_write (checkpoint, 0, NULL, NULL, &error));
+  g_assert_true (tally_checkpoint_flush (checkpoint, 10000, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (tally_checkpoint_restore_many (checkpoint, &store, 1, 10000, &error));
+  g_assert_no_error (error);
+  tally_test_assert_entries (store.counts, "alpha=7 beta=1 ");
+  g_assert_cmpint (*(gint64 *)g_hash_table_lookup (store.offsets, "in"), ==, 43);
+  /* Read, not compacted (the embedded broker does not compact), but followed by
+   * tombstones: nothing left to move. 4 records, a base block, a marker, 2 tombstones. */
+  g_assert_cmpuint (store.word_records, ==, 3);
+  g_assert_cmpuint (store.records, ==, 8);
+  g_assert_false (store.first_format);
+  g_assert_cmpuint (g_hash_table_size (store.blocks), ==, 1);
+  g_assert_false (tally_checkpoint_wants_base (checkpoint, 0));
+  tally_restored_store_clear (&store);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -572,6 +762,10 @@ main (int argc, char **argv)
   g_test_add ("/source/restore", Fixture, NULL, fixture_set_up, test_restore, fixture_tear_down);
   g_test_add ("/checkpoint/failure", Fixture, NULL, fixture_set_up, test_checkpoint_failure,
               fixture_tear_down);
+  g_test_add ("/checkpoint/blocks", Fixture, NULL, fixture_set_up, test_changelog_blocks,
+              fixture_tear_down);
+  g_test_add ("/checkpoint/first-format", Fixture, NULL, fixture_set_up,
+              test_changelog_first_format, fixture_tear_down);
   g_test_add ("/checkpoint/format", Fixture, NULL, fixture_set_up, test_changelog_format,
               fixture_tear_down);
   g_test_add_func ("/source/pattern-metadata-refresh", test_pattern_metadata_refresh);

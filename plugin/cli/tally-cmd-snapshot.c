@@ -49,6 +49,7 @@
 #include <errno.h>
 #include <unistd.h>
 #include <gio/gio.h>
+#include <gio/gunixoutputstream.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -854,9 +855,18 @@ tally_cmd_snapshot (int argc, char **argv)
   }
   if (json)
     {
-      g_autofree char *text = tally_snapshot_to_json (merged, TRUE);
+      /* Streamed: the text of millions of words is never held whole. */
+      g_autoptr (GOutputStream) out = g_unix_output_stream_new (STDOUT_FILENO, FALSE);
+      g_autoptr (GError) write_error = NULL;
 
-      printf ("%s\n", text);
+      fflush (stdout);
+      if (!tally_snapshot_write_json (merged, TRUE, out, &write_error)
+          || !g_output_stream_write_all (out, "\n", 1, NULL, NULL, &write_error))
+        {
+          g_printerr ("%s: could not write the counts: %s\n", g_get_prgname (),
+                      write_error->message);
+          status = TALLY_EXIT_FAILURE;
+        }
     }
   else
     print_counts (merged->counts);

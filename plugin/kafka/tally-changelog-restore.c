@@ -22,9 +22,17 @@
  * become a #TallyCounts once read. Messages are taken in batches
  * (rd_kafka_consume_batch_queue()) to spend the time on the records, not the calls.
  *
+ * Words come in blocks (tally-changelog-block.h) or, in the first format, a record each.
+ * A block is held as its message until a marker covers it, then decoded. Decoding and
+ * sorting are the CPU of a restore, so with several stores each store's records go to one
+ * of up to as many worker threads as there are cores; the extension records a worker
+ * takes are handed to the extension function on the calling thread once all are read.
+ *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-changelog-restore.h"
+
+#include "tally-changelog-block.h"
 
 #include <gio/gio.h>
 #include <string.h>
@@ -35,7 +43,13 @@
 typedef struct
 {
   TallyRestoredStore *store;
-  TallyCountsBuilder *words; /* one entry per word, its largest count */
+  guint worker;                 /* which worker takes its records */
+  TallyCountsBuilder *words;    /* one entry per word, its largest count */
+  TallyCounts *counts;          /* once read, by its worker: what @words held */
+  gint64 last_word_record;      /* offset of the last word record of the first format, or -1 */
+  gint64 last_word_tombstone;   /* offset of the last tombstone of a word key, or -1 */
+  GPtrArray *held_blocks;       /* rd_kafka_message_t: blocks since the last marker */
+  GByteArray *taken_extensions; /* extension records a marker covered, packed as held */
   gboolean done;
   TallyChangelogExtensionFunc extension;
   gpointer extension_data;
@@ -76,20 +90,19 @@ take_held (Reading *r)
       tally_counts_builder_set_max (r->words, (const char *)p, key_len, count);
       p += key_len;
     }
-  for (p = r->held_extensions->data, end = p + r->held_extensions->len; p < end;)
+  for (guint i = 0; i < r->held_blocks->len; i++)
     {
-      guint32 key_len;
-      gint64 value_len;
-      const guint8 *key;
+      const rd_kafka_message_t *m = g_ptr_array_index (r->held_blocks, i);
+      TallyChangelogBlockInfo info;
 
-      memcpy (&key_len, p, sizeof key_len);
-      memcpy (&value_len, p + sizeof key_len, sizeof value_len);
-      key = p + sizeof key_len + sizeof value_len;
-      p = key + key_len + MAX (value_len, 0);
-      if (r->extension != NULL)
-        r->extension (r->store->partition, key, key_len, value_len >= 0 ? key + key_len : NULL,
-                      (gsize)MAX (value_len, 0), r->extension_data);
+      if (!tally_changelog_block_decode (m->payload, m->len, r->words, &info))
+        g_warning ("changelog [%" G_GINT32_FORMAT "] offset %" G_GINT64_FORMAT
+                   ": a damaged block, read up to the damage",
+                   m->partition, m->offset);
     }
+  g_ptr_array_set_size (r->held_blocks, 0);
+  /* Given to the extension function on the calling thread (run_extensions()). */
+  g_byte_array_append (r->taken_extensions, r->held_extensions->data, r->held_extensions->len);
   g_byte_array_set_size (r->held_words, 0);
   g_byte_array_set_size (r->held_extensions, 0);
   r->n_held = 0;
@@ -108,13 +121,34 @@ parse_decimal (const void *bytes, gsize len, guint64 *out)
 }
 
 /* Takes one changelog record into @r: a marker at once, the others when a marker covers
- * them. */
-static void
-take_record (Reading *r, const char *topic, const rd_kafka_message_t *m)
+ * them. Returns %TRUE when it keeps @m (a block, until a marker covers it). */
+static gboolean
+take_record (Reading *r, const char *topic, rd_kafka_message_t *m)
 {
   guint64 number;
 
   r->store->records++;
+  if (tally_changelog_block_is_key (m->key, m->key_len))
+    {
+      g_autoptr (GBytes) key = g_bytes_new (m->key, m->key_len);
+      TallyChangelogBlockRef *ref;
+
+      if (m->payload == NULL)
+        {
+          /* Tombstoned by its writer: a newer base holds its words. */
+          g_hash_table_remove (r->store->blocks, key);
+          return FALSE;
+        }
+      /* Known as written, whether a marker covers it or not: a later base tombstones it. */
+      ref = g_new0 (TallyChangelogBlockRef, 1);
+      ref->offset = m->offset;
+      ref->bytes = m->len;
+      tally_changelog_block_read_info (m->payload, m->len, &ref->info);
+      g_hash_table_replace (r->store->blocks, g_steal_pointer (&key), ref);
+      g_ptr_array_add (r->held_blocks, m);
+      r->n_held++;
+      return TRUE;
+    }
   if (m->key_len > 1 && ((const char *)m->key)[0] == '\0' && ((const guchar *)m->key)[1] < 0x20)
     {
       /* An extension record (windows): not a topic's marker, not a word. */
@@ -148,13 +182,45 @@ take_record (Reading *r, const char *topic, const rd_kafka_message_t *m)
            && g_utf8_validate (m->key, (gssize)m->key_len, NULL)
            && parse_decimal (m->payload, m->len, &number))
     {
+      /* A word record of the first format. */
       hold (r->held_words, m->key, (guint32)m->key_len, (gint64)number, NULL, 0);
       r->n_held++;
+      r->store->word_records++;
+      r->last_word_record = m->offset;
     }
+  else if (m->payload == NULL && m->key_len > 0 && ((const char *)m->key)[0] != '\0')
+    /* A word record of the first format, tombstoned once a base held the word: those
+     * tombstones come after every word record of the first format. */
+    r->last_word_tombstone = m->offset;
   else
     g_warning ("changelog %s [%" G_GINT32_FORMAT "] offset %" G_GINT64_FORMAT
                ": not a Tally changelog record, skipped",
                topic, m->partition, m->offset);
+  return FALSE;
+}
+
+/* Gives the extension records the markers covered to the extension function, in
+ * changelog order; on the calling thread. */
+static void
+run_extensions (Reading *r)
+{
+  const guint8 *p, *end;
+
+  for (p = r->taken_extensions->data, end = p + r->taken_extensions->len; p < end;)
+    {
+      guint32 key_len;
+      gint64 value_len;
+      const guint8 *key;
+
+      memcpy (&key_len, p, sizeof key_len);
+      memcpy (&value_len, p + sizeof key_len, sizeof value_len);
+      key = p + sizeof key_len + sizeof value_len;
+      p = key + key_len + MAX (value_len, 0);
+      if (r->extension != NULL)
+        r->extension (r->store->partition, key, key_len, value_len >= 0 ? key + key_len : NULL,
+                      (gsize)MAX (value_len, 0), r->extension_data);
+    }
+  g_byte_array_set_size (r->taken_extensions, 0);
 }
 
 static Reading *
@@ -164,6 +230,49 @@ find_reading (Reading *readings, guint n, gint32 partition)
     if (readings[i].store->partition == partition)
       return &readings[i];
   return NULL;
+}
+
+/* A worker takes the records of its stores (Reading.worker) on its own thread, each
+ * store's builder touched by that thread only; the reading thread hands it batches of
+ * messages (GPtrArray, or QUIT). */
+typedef struct Worker
+{
+  GThread *thread;
+  GAsyncQueue *queue;
+  Reading *readings;
+  guint n_readings;
+  const char *topic;
+  guint index;
+} Worker;
+
+static gpointer QUIT = &QUIT;
+
+static gpointer
+worker_run (gpointer data)
+{
+  Worker *w = data;
+
+  for (;;)
+    {
+      GPtrArray *messages = g_async_queue_pop (w->queue);
+
+      if (messages == QUIT)
+        {
+          /* Each worker sorts its own stores' counts. */
+          for (guint i = 0; i < w->n_readings; i++)
+            if (w->readings[i].worker == w->index)
+              w->readings[i].counts = tally_counts_builder_end (w->readings[i].words);
+          return NULL;
+        }
+      for (guint i = 0; i < messages->len; i++)
+        {
+          rd_kafka_message_t *m = g_ptr_array_index (messages, i);
+
+          if (!take_record (find_reading (w->readings, w->n_readings, m->partition), w->topic, m))
+            rd_kafka_message_destroy (m);
+        }
+      g_ptr_array_unref (messages);
+    }
 }
 
 gboolean
@@ -179,17 +288,29 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
   rd_kafka_queue_t *queue = rd_kafka_queue_get_consumer (consumer);
   guint left = 0;
   gboolean ok = TRUE;
+  /* One worker per store up to the number of cores; one store is read inline. */
+  guint n_workers = n_stores > 1 ? MIN (n_stores, MAX (g_get_num_processors (), 2)) : 0;
+  g_autofree Worker *workers = g_new0 (Worker, n_workers);
+  g_autofree GPtrArray **handing = g_new0 (GPtrArray *, n_workers);
 
   for (guint i = 0; i < n_stores; i++)
     {
       readings[i].store = &stores[i];
+      readings[i].worker = n_workers > 0 ? i % n_workers : 0;
       readings[i].words = tally_counts_builder_new ();
+      readings[i].last_word_record = readings[i].last_word_tombstone = -1;
+      readings[i].held_blocks
+          = g_ptr_array_new_with_free_func ((GDestroyNotify)rd_kafka_message_destroy);
+      readings[i].taken_extensions = g_byte_array_new ();
       readings[i].extension = extension;
       readings[i].extension_data = extension_data;
       readings[i].held_words = g_byte_array_new ();
       readings[i].held_extensions = g_byte_array_new ();
       stores[i].offsets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+      stores[i].blocks = g_hash_table_new_full (g_bytes_hash, g_bytes_equal,
+                                                (GDestroyNotify)g_bytes_unref, g_free);
       stores[i].records = 0;
+      stores[i].word_records = 0;
       readings[i].done = stores[i].high <= stores[i].low;
       if (!readings[i].done)
         {
@@ -197,6 +318,15 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
               = RD_KAFKA_OFFSET_BEGINNING;
           left++;
         }
+    }
+  for (guint w = 0; w < n_workers; w++)
+    {
+      workers[w].queue = g_async_queue_new ();
+      workers[w].readings = readings;
+      workers[w].n_readings = n_stores;
+      workers[w].topic = topic;
+      workers[w].index = w;
+      workers[w].thread = g_thread_new ("tally-restore", worker_run, &workers[w]);
     }
   if (left > 0)
     err = rd_kafka_assign (consumer, assignment);
@@ -252,10 +382,10 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
             }
           else if (ok && r != NULL && !r->done)
             {
+              gboolean take = m->offset < r->store->high;
+
               /* Past the end: a transaction committed after the end was read. */
-              if (m->offset < r->store->high)
-                take_record (r, topic, m);
-              else
+              if (!take)
                 g_debug ("changelog %s [%" G_GINT32_FORMAT "]: read to its end %" G_GINT64_FORMAT
                          "; offset %" G_GINT64_FORMAT ", committed since, not taken",
                          topic, m->partition, r->store->high, m->offset);
@@ -264,11 +394,29 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
                   r->done = TRUE;
                   left--;
                 }
+              if (take && n_workers > 0)
+                {
+                  if (handing[r->worker] == NULL)
+                    handing[r->worker] = g_ptr_array_new ();
+                  g_ptr_array_add (handing[r->worker], m);
+                  continue; /* the worker keeps or destroys it */
+                }
+              if (take && take_record (r, topic, m))
+                continue; /* kept until a marker covers it */
             }
           rd_kafka_message_destroy (m);
         }
+      for (guint w = 0; w < n_workers; w++)
+        if (handing[w] != NULL)
+          g_async_queue_push (workers[w].queue, g_steal_pointer (&handing[w]));
       if (!ok)
         break;
+    }
+  for (guint w = 0; w < n_workers; w++)
+    {
+      g_async_queue_push (workers[w].queue, QUIT);
+      g_thread_join (workers[w].thread);
+      g_async_queue_unref (workers[w].queue);
     }
   rd_kafka_assign (consumer, NULL);
   rd_kafka_queue_destroy (queue);
@@ -282,8 +430,17 @@ tally_changelog_restore_read (rd_kafka_t *consumer, const char *topic, TallyRest
                    topic, stores[i].partition, readings[i].n_held);
       g_byte_array_unref (readings[i].held_words);
       g_byte_array_unref (readings[i].held_extensions);
+      g_ptr_array_unref (readings[i].held_blocks);
       if (ok)
-        stores[i].counts = tally_counts_builder_end (readings[i].words);
+        {
+          run_extensions (&readings[i]);
+          stores[i].counts = readings[i].counts != NULL
+                                 ? g_steal_pointer (&readings[i].counts)
+                                 : tally_counts_builder_end (readings[i].words);
+        }
+      g_byte_array_unref (readings[i].taken_extensions);
+      g_clear_pointer (&readings[i].counts, tally_counts_unref);
+      stores[i].first_format = readings[i].last_word_record > readings[i].last_word_tombstone;
       tally_counts_builder_free (readings[i].words);
       if (!ok)
         tally_restored_store_clear (&stores[i]);
@@ -296,4 +453,5 @@ tally_restored_store_clear (TallyRestoredStore *store)
 {
   g_clear_pointer (&store->counts, tally_counts_unref);
   g_clear_pointer (&store->offsets, g_hash_table_unref);
+  g_clear_pointer (&store->blocks, g_hash_table_unref);
 }

@@ -10,8 +10,9 @@
  * offset marker covers is taken, and nothing at or past the end (tally-changelog-restore.c
  * says why).
  *
- * The record format is tally-checkpoint.h's: key = word, value = decimal count; key =
- * NUL + input topic, value = decimal offset (a marker). The caller owns the consumer and
+ * The record format is tally-checkpoint.h's: blocks of words (tally-changelog-block.h),
+ * word records of the first format (key = word, value = decimal count), and markers (key =
+ * NUL + input topic, value = decimal offset). The caller owns the consumer and
  * its configuration (isolation.level=read_committed, enable.partition.eof=true).
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
@@ -21,6 +22,7 @@
 #include <glib.h>
 #include <librdkafka/rdkafka.h>
 
+#include "tally-changelog-block.h"
 #include "tally-counts.h"
 
 G_BEGIN_DECLS
@@ -54,6 +56,12 @@ typedef void (*TallyChangelogExtensionFunc) (gint32 partition, const void *key, 
  * @offsets: (transfer full) (element-type utf8 gint64): out: the largest offset marker of
  *   every input topic found, possibly empty
  * @records: out: records read, those left out included
+ * @blocks: (transfer full) (element-type GBytes TallyChangelogBlockRef): out: the blocks
+ *   (tally-changelog-block.h) read before the end and not tombstoned, by key, whether a
+ *   marker covered them or not (they are in the log either way)
+ * @word_records: out: word records of the first format read (key = word, value = decimal)
+ * @first_format: out: whether word records of the first format were read that no
+ *   tombstone of a word key came after (the changelog was not moved to blocks yet)
  *
  * One changelog partition to restore, and what was read from it. Plain struct; free the
  * outputs with tally_restored_store_clear().
@@ -66,7 +74,25 @@ typedef struct
   TallyCounts *counts;
   GHashTable *offsets;
   guint64 records;
+  GHashTable *blocks;
+  guint64 word_records;
+  gboolean first_format;
 } TallyRestoredStore;
+
+/**
+ * TallyChangelogBlockRef:
+ * @offset: the block's offset in its partition
+ * @bytes: the length of its value
+ * @info: its header (@info.n_words is 0: the words are not counted here)
+ *
+ * Where a block of a restored changelog partition is, and what it is.
+ */
+typedef struct
+{
+  gint64 offset;
+  gsize bytes;
+  TallyChangelogBlockInfo info;
+} TallyChangelogBlockRef;
 
 /**
  * tally_changelog_restore_read:

@@ -32,6 +32,7 @@
  */
 #include "tally-checkpoint.h"
 
+#include "tally-changelog-block.h"
 #include "tally-kafka-errors.h"
 #include "tally-topics.h"
 #include "tally-snapshot.h"
@@ -50,6 +51,14 @@
 #define TRANSACTION_TIMEOUT_MS "10000"
 /* The longest wait for aborting a transaction. */
 #define ABORT_TIMEOUT_MS 10000
+/* A partition gets a new base when its deltas since the last base hold at least this many
+ * bytes and at least as many as that base: a restore then reads at most about twice the
+ * store, and the bases written while a store grows add up to about twice its size. */
+#define MIN_BASE_BYTES (1024 * 1024)
+/* ... or when this many deltas were written since the last base (a restore reads each). */
+#define MAX_DELTAS 4096
+/* The restore consumer's max.partition.fetch.bytes: several blocks per fetch. */
+#define RESTORE_PARTITION_FETCH_BYTES "8388608"
 
 struct _TallyCheckpoint
 {
@@ -64,12 +73,136 @@ struct _TallyCheckpoint
   TallyCheckpointExtensionFunc extension; /* restore: records keyed \0 + a control byte */
   gpointer extension_data;
 
+  /* Blocks (tally-changelog-block.h): */
+  GHashTable *logs; /* changelog partition -> Log */
+  guint64 writer;   /* random: the middle of this writer's block keys */
+  guint64 sequence; /* the next block's sequence number */
+  gsize block_bytes;
+  guint64 min_base_bytes;
+
   /* Delivery reports since the last flush; only touched on the checkpoint's thread
    * (delivery callbacks run inside rd_kafka_poll/rd_kafka_flush there). */
   guint64 pending;
   guint64 failed;
   rd_kafka_resp_err_t first_error;
 };
+
+/* The blocks of one changelog partition as this writer knows them (tally-changelog-block.h).
+ * Every block has its own key; a base (every word of the store) makes the blocks before it
+ * useless once the broker acknowledged it, and they are tombstoned with the next write to
+ * the partition, never in the same transaction or flush as the base (an at-least-once
+ * flush can fail half way). What a write queues is "pending" until the flush or commit
+ * says it is durable (log_settle()). */
+typedef struct
+{
+  GBytes *key;
+  gsize bytes;
+  gboolean base;
+} LiveBlock;
+
+typedef struct
+{
+  GPtrArray *live;                 /* LiveBlock, oldest first */
+  GPtrArray *obsolete;             /* GBytes: keys of blocks an acknowledged base made useless */
+  guint64 base_bytes;              /* bytes of the last acknowledged base */
+  guint64 delta_bytes;             /* bytes of the live blocks after it */
+  gboolean first_format;           /* word records of the first format not yet replaced */
+  TallyCounts *first_format_words; /* a base replaced them: their keys to tombstone */
+  /* Queued, not yet durable: */
+  guint pending_cut;      /* G_MAXUINT, or the live blocks before a base queued */
+  guint pending_base_end; /* live blocks up to the end of that base */
+  gboolean pending_first_format;
+  guint pending_obsolete; /* obsolete keys tombstoned */
+  gboolean pending_first_format_tombstones;
+} Log;
+
+static void
+live_block_free (LiveBlock *block)
+{
+  g_bytes_unref (block->key);
+  g_free (block);
+}
+
+static Log *
+log_new (void)
+{
+  Log *log = g_new0 (Log, 1);
+
+  log->live = g_ptr_array_new_with_free_func ((GDestroyNotify)live_block_free);
+  log->obsolete = g_ptr_array_new_with_free_func ((GDestroyNotify)g_bytes_unref);
+  log->pending_cut = G_MAXUINT;
+  return log;
+}
+
+static void
+log_free (Log *log)
+{
+  g_ptr_array_unref (log->live);
+  g_ptr_array_unref (log->obsolete);
+  g_clear_pointer (&log->first_format_words, tally_counts_unref);
+  g_free (log);
+}
+
+static Log *
+get_log (TallyCheckpoint *self, gint32 partition)
+{
+  Log *log = g_hash_table_lookup (self->logs, GINT_TO_POINTER (partition));
+
+  if (log == NULL)
+    {
+      log = log_new ();
+      g_hash_table_insert (self->logs, GINT_TO_POINTER (partition), log);
+    }
+  return log;
+}
+
+/* What was queued since the last settle is durable (@durable) or lost. */
+static void
+log_settle (Log *log, gboolean durable)
+{
+  if (durable && log->pending_obsolete > 0)
+    g_ptr_array_remove_range (log->obsolete, 0, log->pending_obsolete);
+  if (durable && log->pending_first_format_tombstones)
+    g_clear_pointer (&log->first_format_words, tally_counts_unref);
+  if (durable && log->pending_cut != G_MAXUINT)
+    {
+      log->base_bytes = 0;
+      log->delta_bytes = 0;
+      for (guint i = 0; i < log->live->len; i++)
+        {
+          LiveBlock *block = g_ptr_array_index (log->live, i);
+
+          if (i < log->pending_cut)
+            g_ptr_array_add (log->obsolete, g_bytes_ref (block->key));
+          else if (i < log->pending_base_end)
+            log->base_bytes += block->bytes;
+          else
+            log->delta_bytes += block->bytes;
+        }
+      g_ptr_array_remove_range (log->live, 0, log->pending_cut);
+      if (log->pending_first_format)
+        log->first_format = FALSE;
+    }
+  else if (!durable && log->pending_first_format)
+    /* A lost base: the first format's records stay until another base replaces them. */
+    g_clear_pointer (&log->first_format_words, tally_counts_unref);
+  log->pending_cut = G_MAXUINT;
+  log->pending_base_end = 0;
+  log->pending_first_format = FALSE;
+  log->pending_obsolete = 0;
+  log->pending_first_format_tombstones = FALSE;
+}
+
+static void
+settle_logs (TallyCheckpoint *self, gboolean durable)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, self->logs);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    log_settle (value, durable);
+}
 
 static void
 on_delivery (rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque)
@@ -157,6 +290,11 @@ tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, const char
   self->topic = g_strdup (topic);
   self->transactional_id = g_strdup (transactional_id);
   self->init_timeout_ms = timeout_ms;
+  self->logs = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify)log_free);
+  self->writer = ((guint64)g_random_int () << 32) | g_random_int ();
+  self->sequence = 1;
+  self->block_bytes = TALLY_CHANGELOG_BLOCK_BYTES;
+  self->min_base_bytes = MIN_BASE_BYTES;
 
   /* Configure the producer: idempotent so that the records of one partition keep their
    * order through retries (markers must follow the words they cover). */
@@ -214,7 +352,9 @@ tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, const char
       || !conf_set (self->consumer_conf, "enable.partition.eof", "true", error)
       || !conf_set (self->consumer_conf, "auto.offset.reset", "earliest", error)
       /* A restore reads to the end and stops: do not let the broker hold a fetch. */
-      || !conf_set (self->consumer_conf, "fetch.wait.max.ms", "10", error))
+      || !conf_set (self->consumer_conf, "fetch.wait.max.ms", "10", error)
+      || !conf_set (self->consumer_conf, "max.partition.fetch.bytes", RESTORE_PARTITION_FETCH_BYTES,
+                    error))
     return NULL;
   /* librdkafka needs a group.id for rd_kafka_assign(); this consumer never subscribes
    * (so it joins no group) and never commits, so the name is only a label. */
@@ -253,6 +393,7 @@ tally_checkpoint_free (TallyCheckpoint *self)
     rd_kafka_conf_destroy (self->consumer_conf);
   if (self->producer_conf != NULL)
     rd_kafka_conf_destroy (self->producer_conf);
+  g_clear_pointer (&self->logs, g_hash_table_unref);
   g_free (self->topic);
   g_free (self->transactional_id);
   g_free (self);
@@ -294,11 +435,9 @@ tally_checkpoint_ensure_topic (TallyCheckpoint *self, int n_partitions, int time
 static void replace_producer (TallyCheckpoint *self, const char *why);
 
 static gboolean
-produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len, const char *value,
-         gboolean marker, GError **error)
+produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len, const void *value,
+         gsize value_len, gboolean marker, GError **error)
 {
-  size_t value_len = value != NULL ? strlen (value) : 0; /* NULL: a tombstone */
-
   for (;;)
     {
       rd_kafka_resp_err_t err;
@@ -306,7 +445,7 @@ produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len
       if (marker)
         err = rd_kafka_producev (self->producer, RD_KAFKA_V_TOPIC (self->topic),
                                  RD_KAFKA_V_PARTITION (partition), RD_KAFKA_V_KEY (key, key_len),
-                                 RD_KAFKA_V_VALUE ((void *)value, strlen (value)),
+                                 RD_KAFKA_V_VALUE ((void *)value, value_len),
                                  RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY),
                                  RD_KAFKA_V_HEADER (MARKER_HEADER, MARKER_HEADER_VALUE,
                                                     (ssize_t)strlen (MARKER_HEADER_VALUE)),
@@ -334,27 +473,67 @@ produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len
     }
 }
 
-gboolean
-tally_checkpoint_write (TallyCheckpoint *self, gint32 partition, TallyCounts *changes,
-                        GHashTable *offsets, GError **error)
+/* Queues the tombstones an acknowledged base made due in @partition. */
+static gboolean
+write_tombstones (TallyCheckpoint *self, gint32 partition, Log *log, GError **error)
+{
+  for (guint i = log->pending_obsolete; i < log->obsolete->len; i++)
+    {
+      gsize len;
+      const void *key = g_bytes_get_data (g_ptr_array_index (log->obsolete, i), &len);
+
+      if (!produce (self, partition, key, len, NULL, 0, FALSE, error))
+        return FALSE;
+    }
+  log->pending_obsolete = log->obsolete->len;
+  if (log->first_format_words != NULL && !log->pending_first_format_tombstones
+      && log->pending_cut == G_MAXUINT)
+    {
+      gsize n;
+      const TallyWordCount *e = tally_counts_get_entries (log->first_format_words, &n);
+
+      for (gsize i = 0; i < n; i++)
+        if (!produce (self, partition, e[i].word, e[i].len, NULL, 0, FALSE, error))
+          return FALSE;
+      log->pending_first_format_tombstones = TRUE;
+    }
+  return TRUE;
+}
+
+/* Queues @entries as blocks of @partition: deltas, or the chunks of a new base. */
+static gboolean
+write_blocks (TallyCheckpoint *self, gint32 partition, Log *log, const TallyWordCount *entries,
+              gsize n, gboolean base, GError **error)
+{
+  g_autoptr (GPtrArray) values
+      = tally_changelog_block_encode (entries, n, base ? self->sequence : 0, self->block_bytes);
+
+  for (guint i = 0; i < values->len; i++)
+    {
+      guint8 key[TALLY_CHANGELOG_BLOCK_KEY_LEN];
+      gsize len;
+      const void *data = g_bytes_get_data (g_ptr_array_index (values, i), &len);
+      LiveBlock *block;
+
+      tally_changelog_block_key (self->writer, self->sequence++, key);
+      if (!produce (self, partition, key, sizeof key, data, len, FALSE, error))
+        return FALSE;
+      block = g_new0 (LiveBlock, 1);
+      block->key = g_bytes_new (key, sizeof key);
+      block->bytes = len;
+      block->base = base;
+      g_ptr_array_add (log->live, block);
+      if (!base)
+        log->delta_bytes += len;
+    }
+  return TRUE;
+}
+
+static gboolean
+write_markers (TallyCheckpoint *self, gint32 partition, GHashTable *offsets, GError **error)
 {
   GHashTableIter iter;
   gpointer key, value;
-
-  if (changes != NULL)
-    {
-      gsize n = 0;
-      const TallyWordCount *entries = tally_counts_get_entries (changes, &n);
-
-      for (gsize i = 0; i < n; i++)
-        {
-          char digits[24];
-
-          g_snprintf (digits, sizeof digits, "%" G_GUINT64_FORMAT, entries[i].count);
-          if (!produce (self, partition, entries[i].word, entries[i].len, digits, FALSE, error))
-            return FALSE;
-        }
-    }
 
   if (offsets != NULL)
     g_hash_table_iter_init (&iter, offsets);
@@ -368,11 +547,87 @@ tally_checkpoint_write (TallyCheckpoint *self, gint32 partition, TallyCounts *ch
       marker_key[0] = '\0';
       memcpy (marker_key + 1, input_topic, topic_len);
       g_snprintf (digits, sizeof digits, "%" G_GINT64_FORMAT, *(gint64 *)value);
-      if (!produce (self, partition, marker_key, topic_len + 1, digits, TRUE, error))
+      if (!produce (self, partition, marker_key, topic_len + 1, digits, strlen (digits), TRUE,
+                    error))
         return FALSE;
     }
+  return TRUE;
+}
+
+gboolean
+tally_checkpoint_write (TallyCheckpoint *self, gint32 partition, TallyCounts *changes,
+                        GHashTable *offsets, GError **error)
+{
+  Log *log = get_log (self, partition);
+
+  if (!write_tombstones (self, partition, log, error))
+    return FALSE;
+  if (changes != NULL && tally_counts_get_n_words (changes) > 0)
+    {
+      gsize n = 0;
+      const TallyWordCount *entries = tally_counts_get_entries (changes, &n);
+
+      if (!write_blocks (self, partition, log, entries, n, FALSE, error))
+        return FALSE;
+    }
+  if (!write_markers (self, partition, offsets, error))
+    return FALSE;
   rd_kafka_poll (self->producer, 0);
   return TRUE;
+}
+
+gboolean
+tally_checkpoint_wants_base (TallyCheckpoint *self, gint32 partition)
+{
+  Log *log = get_log (self, partition);
+  guint n_deltas = 0;
+
+  for (guint i = 0; i < log->live->len; i++)
+    if (!((LiveBlock *)g_ptr_array_index (log->live, i))->base)
+      n_deltas++;
+  return log->pending_cut == G_MAXUINT
+         && (log->first_format
+             || (log->delta_bytes >= self->min_base_bytes && log->delta_bytes >= log->base_bytes)
+             || n_deltas >= MAX_DELTAS);
+}
+
+gboolean
+tally_checkpoint_write_base (TallyCheckpoint *self, gint32 partition, TallyCounts *all,
+                             GHashTable *offsets, GError **error)
+{
+  Log *log = get_log (self, partition);
+  gsize n = 0;
+  const TallyWordCount *entries;
+
+  g_return_val_if_fail (all != NULL, FALSE);
+  g_return_val_if_fail (log->pending_cut == G_MAXUINT, FALSE);
+
+  if (!write_tombstones (self, partition, log, error))
+    return FALSE;
+  entries = tally_counts_get_entries (all, &n);
+  log->pending_cut = log->live->len;
+  if (!write_blocks (self, partition, log, entries, n, TRUE, error))
+    return FALSE;
+  log->pending_base_end = log->live->len;
+  if (log->first_format)
+    {
+      /* Once this base is acknowledged, the word records of the first format go too. */
+      log->pending_first_format = TRUE;
+      g_clear_pointer (&log->first_format_words, tally_counts_unref);
+      log->first_format_words = tally_counts_ref (all);
+    }
+  if (!write_markers (self, partition, offsets, error))
+    return FALSE;
+  rd_kafka_poll (self->producer, 0);
+  return TRUE;
+}
+
+void
+tally_checkpoint_set_block_sizes (TallyCheckpoint *self, gsize block_bytes, guint64 min_base_bytes)
+{
+  g_return_if_fail (self != NULL && block_bytes > 0);
+  self->block_bytes = block_bytes;
+  self->min_base_bytes = min_base_bytes;
 }
 
 gboolean
@@ -381,8 +636,10 @@ tally_checkpoint_write_record (TallyCheckpoint *self, gint32 partition, const vo
 {
   g_return_val_if_fail (self != NULL && key != NULL && key_len >= 2, FALSE);
   g_return_val_if_fail (((const char *)key)[0] == '\0' && ((const guchar *)key)[1] < 0x20, FALSE);
+  g_return_val_if_fail (((const char *)key)[1] != TALLY_CHANGELOG_BLOCK_KEY, FALSE);
 
-  return produce (self, partition, key, key_len, value, FALSE, error);
+  return produce (self, partition, key, key_len, value, value != NULL ? strlen (value) : 0, FALSE,
+                  error);
 }
 
 gboolean
@@ -466,6 +723,7 @@ replace_producer (TallyCheckpoint *self, const char *why)
   self->producer = NULL;
   self->in_transaction = FALSE;
   self->pending = 0;
+  settle_logs (self, FALSE);
   /* `failed` stays: tally_checkpoint_flush() reports the records lost with the old one. */
   /* A new producer of the same transactional.id fences the old one's epoch and aborts
    * what it left open. */
@@ -503,6 +761,7 @@ tally_checkpoint_flush (TallyCheckpoint *self, int timeout_ms, GError **error)
                    rd_kafka_outq_len (self->producer), self->topic, timeout_ms);
       return FALSE; /* keep counting the outstanding ones */
     }
+  settle_logs (self, ok);
   self->failed = 0;
   self->pending = 0;
   self->first_error = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -557,6 +816,7 @@ tally_checkpoint_abort (TallyCheckpoint *self)
       rd_kafka_error_destroy (txn_error);
       replace_producer (self, why);
     }
+  settle_logs (self, FALSE);
   self->failed = 0;
   self->pending = 0;
 }
@@ -620,6 +880,7 @@ tally_checkpoint_commit (TallyCheckpoint *self, const rd_kafka_topic_partition_l
   txn_error = rd_kafka_commit_transaction (self->producer, timeout_ms);
   if (txn_error != NULL)
     return transaction_failed (self, txn_error, "committing", error);
+  settle_logs (self, TRUE);
   self->in_transaction = FALSE;
   self->failed = 0;
   self->pending = 0;
@@ -686,6 +947,86 @@ query_watermarks (TallyCheckpoint *self, gint32 partition, gint64 started_us, gi
   return FALSE;
 }
 
+typedef struct
+{
+  GBytes *key;
+  const TallyChangelogBlockRef *ref;
+} RestoredBlock;
+
+static int
+compare_offsets (gconstpointer a, gconstpointer b)
+{
+  gint64 x = ((const RestoredBlock *)a)->ref->offset, y = ((const RestoredBlock *)b)->ref->offset;
+
+  return x < y ? -1 : x > y;
+}
+
+/* The Log of a partition just restored: its blocks in log order; those before the last
+ * complete base are obsolete (that base was committed before anything after it). */
+static Log *
+log_from_restore (const TallyRestoredStore *store)
+{
+  Log *log = log_new ();
+  g_autoptr (GArray) blocks = g_array_new (FALSE, FALSE, sizeof (RestoredBlock));
+  g_autoptr (GHashTable) chunks = g_hash_table_new (g_int64_hash, g_int64_equal); /* id -> n */
+  GHashTableIter iter;
+  gpointer key, value;
+  gint64 base_start = -1;
+  guint64 base_id = 0;
+
+  log->first_format = store->first_format;
+  if (store->blocks == NULL)
+    return log;
+  g_hash_table_iter_init (&iter, store->blocks);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      RestoredBlock b = { key, value };
+
+      g_array_append_val (blocks, b);
+      if (b.ref->info.base)
+        {
+          guint n = GPOINTER_TO_UINT (g_hash_table_lookup (chunks, &b.ref->info.base_id));
+
+          g_hash_table_insert (chunks, (gpointer)&b.ref->info.base_id, GUINT_TO_POINTER (n + 1));
+        }
+    }
+  g_array_sort (blocks, compare_offsets);
+  /* The last base with every chunk read: where it starts. */
+  for (guint i = 0; i < blocks->len; i++)
+    {
+      const TallyChangelogBlockRef *ref = g_array_index (blocks, RestoredBlock, i).ref;
+
+      if (ref->info.base && ref->info.base_id != base_id
+          && GPOINTER_TO_UINT (g_hash_table_lookup (chunks, &ref->info.base_id))
+                 == ref->info.n_chunks)
+        {
+          base_id = ref->info.base_id;
+          base_start = ref->offset;
+        }
+    }
+  for (guint i = 0; i < blocks->len; i++)
+    {
+      RestoredBlock *b = &g_array_index (blocks, RestoredBlock, i);
+      LiveBlock *block;
+
+      if (b->ref->offset < base_start)
+        {
+          g_ptr_array_add (log->obsolete, g_bytes_ref (b->key));
+          continue;
+        }
+      block = g_new0 (LiveBlock, 1);
+      block->key = g_bytes_ref (b->key);
+      block->bytes = b->ref->bytes;
+      block->base = b->ref->info.base && b->ref->info.base_id == base_id;
+      g_ptr_array_add (log->live, block);
+      if (block->base)
+        log->base_bytes += block->bytes;
+      else
+        log->delta_bytes += block->bytes;
+    }
+  return log;
+}
+
 gboolean
 tally_checkpoint_restore_many (TallyCheckpoint *self, TallyRestoredStore *stores, guint n_stores,
                                int timeout_ms, GError **error)
@@ -712,7 +1053,11 @@ tally_checkpoint_restore_many (TallyCheckpoint *self, TallyRestoredStore *stores
       return FALSE;
     }
   for (guint i = 0; i < n_stores; i++)
-    records += stores[i].records;
+    {
+      records += stores[i].records;
+      g_hash_table_replace (self->logs, GINT_TO_POINTER (stores[i].partition),
+                            log_from_restore (&stores[i]));
+    }
   g_debug ("changelog %s: restored %u partition(s), %" G_GUINT64_FORMAT " records in %.1f ms",
            self->topic, n_stores, records, (double)(g_get_monotonic_time () - started_us) / 1000);
   return TRUE;

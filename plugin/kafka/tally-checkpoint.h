@@ -11,16 +11,27 @@
  *
  * Record format of changelog partition p (documented for any Kafka client to read):
  *
- * - a word record: key = the word's bytes (UTF-8, never empty, never containing NUL);
- *   value = the word's total count in store p as ASCII decimal digits ("42"). Counts only
- *   grow, so the last record of a key is its current count, and compaction
- *   (cleanup.policy=compact) keeps exactly that one.
+ * - blocks (tally-changelog-block.h): key = NUL, 0x10 and 16 bytes unique to the block;
+ *   value = a binary list of (word, total count in store p). A delta holds the words that
+ *   changed in one checkpoint; a base, in chunks, every word of the store. A partition
+ *   gets a new base when its deltas since the last one hold as many bytes as that base
+ *   (and at least 1 MiB), or number 4096; once the broker acknowledged the base, the
+ *   blocks before it are tombstoned with the next checkpoint, and compaction
+ *   (cleanup.policy=compact) removes them. A restore reads about one to two times the
+ *   store's bytes, in records of up to 256 KiB, instead of one record per word.
+ * - word records of the first format (written by Tally before blocks): key = the word's
+ *   bytes (UTF-8, never empty, never containing NUL); value = its total count as ASCII
+ *   decimal digits ("42"). Still read; the first checkpoint after a restore that found
+ *   them writes a base, and the next one tombstones every word key of that base.
+ *   Counts only grow, so a restore keeps the largest count of a word over all records.
  * - an offset marker: key = one NUL byte followed by the input topic's name (a word never
  *   contains NUL, so the two kinds of keys cannot collide); value = ASCII decimal offset of
  *   the next record of input partition (topic, p) not yet reflected in the counts (the
  *   offset a consumer would commit); header `tally.kind` = `offset`. Markers are written
- *   after the word records of the same checkpoint, in the same partition, so log order
- *   says which counts a marker covers.
+ *   after the blocks of the same checkpoint, in the same partition, so log order says
+ *   which counts a marker covers.
+ * - extension records (the windows', tally-window-changelog.h): key = NUL and a byte below
+ *   0x10.
  *
  * A restore takes only what markers cover: word records after the last marker (a
  * checkpoint cut short, a transaction read in part) are left out. It keeps each word's
@@ -210,15 +221,60 @@ gboolean tally_checkpoint_ensure_topic (TallyCheckpoint *checkpoint, int n_parti
  *   input partition (topic, @partition) that @changes reflect; %NULL writes no marker
  * @error: return location for %TALLY_CHECKPOINT_ERROR_PRODUCE
  *
- * Queues the word records of @changes and then one offset marker per entry of @offsets to
- * changelog partition @partition (the format is in this header's top comment). Nothing is
- * acknowledged yet: call tally_checkpoint_flush(). Waits (serving delivery reports) while
- * the producer's queue is full. Checkpoint's thread.
+ * Queues the tombstones of blocks a base made useless, then @changes as delta blocks and
+ * one offset marker per entry of @offsets to changelog partition @partition (the format
+ * is in this header's top comment). Nothing is acknowledged yet: call
+ * tally_checkpoint_flush() or tally_checkpoint_commit(). Waits (serving delivery reports)
+ * while the producer's queue is full. Checkpoint's thread.
  *
  * Returns: %TRUE if every record was queued
  */
 gboolean tally_checkpoint_write (TallyCheckpoint *checkpoint, gint32 partition,
                                  TallyCounts *changes, GHashTable *offsets, GError **error);
+
+/**
+ * tally_checkpoint_wants_base:
+ * @checkpoint: a checkpoint
+ * @partition: the store / changelog partition
+ *
+ * Whether this checkpoint of store @partition should be a base
+ * (tally_checkpoint_write_base()) rather than deltas: its deltas since the last base hold
+ * at least as many bytes as that base (and 1 MiB), or number 4096, or the partition still
+ * has word records of the first format. Checkpoint's thread.
+ *
+ * Returns: %TRUE to write a base
+ */
+gboolean tally_checkpoint_wants_base (TallyCheckpoint *checkpoint, gint32 partition);
+
+/**
+ * tally_checkpoint_write_base:
+ * @checkpoint: a checkpoint
+ * @partition: the store / changelog partition
+ * @all: (transfer none): every word of store @partition with its total count, at least
+ *   the counts the offsets of @offsets reflect (held until its tombstones are written
+ *   when the partition has word records of the first format)
+ * @offsets: (nullable) (element-type utf8 gint64): as for tally_checkpoint_write()
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_PRODUCE
+ *
+ * Like tally_checkpoint_write(), with a new base of @all instead of deltas. Once it is
+ * acknowledged (flush or commit), the partition's earlier blocks are tombstoned with its
+ * next write. Checkpoint's thread.
+ *
+ * Returns: %TRUE if every record was queued
+ */
+gboolean tally_checkpoint_write_base (TallyCheckpoint *checkpoint, gint32 partition,
+                                      TallyCounts *all, GHashTable *offsets, GError **error);
+
+/**
+ * tally_checkpoint_set_block_sizes:
+ * @checkpoint: a checkpoint
+ * @block_bytes: the most bytes of a block's value (TALLY_CHANGELOG_BLOCK_BYTES by default)
+ * @min_base_bytes: the fewest bytes of deltas that call for a base (1 MiB by default)
+ *
+ * Changes the block sizes, for tests that want many blocks and bases from few words.
+ */
+void tally_checkpoint_set_block_sizes (TallyCheckpoint *checkpoint, gsize block_bytes,
+                                       guint64 min_base_bytes);
 
 /**
  * tally_checkpoint_write_record:

@@ -5,13 +5,15 @@
  * safely written.
  *
  * How it works: the actor owns a librdkafka producer. A Publish message (built by
- * tally_publisher_publish_async()) is encoded into parts by tally_snapshot_encode() and
- * each part is produced with the snapshot id as key (so every part of a snapshot goes to
- * the same partition, in order) and the headers tally.snapshot.id, tally.request.id,
- * tally.part and tally.parts. The Publish message is deferred (tally_message_defer()) and
- * answered when every part has a final delivery report. Delivery reports come from the
- * producer's main queue: librdkafka writes a byte to a pipe when that queue becomes
- * non-empty (rd_kafka_queue_io_event_enable()) and a GLib fd source on the actor's context
+ * tally_publisher_publish_async()) is split into parts by a #TallySnapshotEncoder; parts are
+ * encoded as they are produced, at most PARTS_IN_FLIGHT_BYTES of them at a time, each freed
+ * at its delivery report, so a snapshot of millions of words is never held encoded whole
+ * next to its counts. Each part is produced with the snapshot id as key (so every part of a
+ * snapshot goes to the same partition, in order) and the headers tally.snapshot.id,
+ * tally.request.id, tally.part and tally.parts. The Publish message is deferred
+ * (tally_message_defer()) and answered when every part has a final delivery report. Delivery
+ * reports come from the producer's main queue: librdkafka writes a byte to a pipe when that queue
+ * becomes non-empty (rd_kafka_queue_io_event_enable()) and a GLib fd source on the actor's context
  * serves it with rd_kafka_poll(rk, 0), so the reports (rd_kafka_conf_set_dr_msg_cb()) run
  * on the actor's thread and touch its state without locks. A part whose report carries an
  * error (after librdkafka's own retries) is produced again after a short back-off, up to
@@ -40,6 +42,9 @@
  * librdkafka's copies took is handed back to the system with glibc's malloc_trim():
  * otherwise the freed heap stays in the process (RSS) until a later allocation reuses it. */
 #define TRIM_AFTER_BYTES (1024 * 1024)
+/* Parts of one snapshot encoded and handed to librdkafka but not yet delivered: more are
+ * encoded as these are acknowledged. */
+#define PARTS_IN_FLIGHT_BYTES (32 * 1024 * 1024)
 
 /* clang-format off */ G_DEFINE_QUARK (tally-publisher-error-quark, tally_publisher_error) /* clang-format on */
 
@@ -53,6 +58,7 @@ typedef struct
   guint attempts; /* produce calls so far */
   guint retry_timer;
   gboolean done;
+  GBytes *value; /* encoded while in flight; librdkafka points into it until the report */
 } Part;
 
 /* One snapshot being published; owns the deferred Publish message. */
@@ -62,9 +68,13 @@ struct _Job
   TallyMessage *message;
   char *snapshot_id;
   char *request_id;
-  GPtrArray *values; /* GBytes per part; librdkafka points into them until the report */
+  TallySnapshotEncoder *encoder;
   Part *parts;
   guint n_parts;
+  guint next;      /* the first part not produced yet */
+  gsize in_flight; /* bytes of the parts encoded and not settled */
+  gsize bytes;     /* bytes of every part encoded (once each) */
+  gboolean filling;
   guint delivered;
   guint failed;
   guint retries;
@@ -168,7 +178,9 @@ job_free (Job *job)
     tally_message_free (job->message);
   g_free (job->snapshot_id);
   g_free (job->request_id);
-  g_ptr_array_unref (job->values);
+  for (guint i = 0; i < job->n_parts; i++)
+    g_clear_pointer (&job->parts[i].value, g_bytes_unref);
+  tally_snapshot_encoder_free (job->encoder);
   g_free (job->parts);
   g_clear_error (&job->encode_error);
   g_free (job);
@@ -194,8 +206,7 @@ job_finish (Job *job)
       reply->report->parts = job->n_parts;
       reply->report->delivered = job->delivered;
       reply->report->retries = job->retries;
-      for (guint i = 0; job->values != NULL && i < job->values->len; i++)
-        reply->report->bytes += g_bytes_get_size (g_ptr_array_index (job->values, i));
+      reply->report->bytes = job->bytes;
     }
   if (reply->error != NULL)
     g_warning ("publisher: %s", reply->error->message);
@@ -207,10 +218,8 @@ job_finish (Job *job)
 
   tally_message_reply (job->message, reply);
   {
-    gsize bytes = 0;
+    gsize bytes = job->bytes;
 
-    for (guint i = 0; i < job->values->len; i++)
-      bytes += g_bytes_get_size (g_ptr_array_index (job->values, i));
     g_hash_table_remove (job->self->jobs, job); /* frees the job and the message */
 #ifdef __GLIBC__
     if (bytes >= TRIM_AFTER_BYTES)
@@ -219,18 +228,48 @@ job_finish (Job *job)
   }
 }
 
+/* Produces parts while fewer than PARTS_IN_FLIGHT_BYTES are in flight. A job finishes (and
+ * is freed) only once every part was produced, so only inside the last produce_part(): do
+ * not touch it after that one. */
+static void
+job_fill (Job *job)
+{
+  if (job->filling)
+    return; /* a part settled inside produce_part(): the loop below goes on */
+  if (job->self->closing)
+    return; /* purged: tally_publisher_stopped() answers for the parts never produced */
+  job->filling = TRUE;
+  while (job->next < job->n_parts && (job->in_flight < PARTS_IN_FLIGHT_BYTES || job->next == 0))
+    {
+      Part *part = &job->parts[job->next++];
+      gboolean last = job->next == job->n_parts;
+
+      produce_part (part);
+      if (last)
+        return;
+    }
+  job->filling = FALSE;
+}
+
 static void
 part_settled (Part *part, gboolean delivered)
 {
   Job *job = part->job;
 
   part->done = TRUE;
+  if (part->value != NULL)
+    {
+      job->in_flight -= g_bytes_get_size (part->value);
+      g_clear_pointer (&part->value, g_bytes_unref);
+    }
   if (delivered)
     job->delivered++;
   else
     job->failed++;
   if (job->delivered + job->failed == job->n_parts)
     job_finish (job);
+  else
+    job_fill (job);
 }
 
 static gboolean
@@ -275,13 +314,35 @@ produce_part (Part *part)
 {
   Job *job = part->job;
   TallyPublisher *self = job->self;
-  GBytes *value = g_ptr_array_index (job->values, part->index);
+  GBytes *value;
   g_autofree char *part_text = g_strdup_printf ("%u", part->index);
   g_autofree char *parts_text = g_strdup_printf ("%u", job->n_parts);
-  rd_kafka_headers_t *headers = rd_kafka_headers_new (4);
+  rd_kafka_headers_t *headers;
   gsize len;
-  const void *data = g_bytes_get_data (value, &len);
+  const void *data;
   rd_kafka_resp_err_t err;
+
+  if (part->value == NULL)
+    {
+      g_autoptr (GError) error = NULL;
+
+      part->value = tally_snapshot_encoder_encode_part (job->encoder, part->index, &error);
+      if (part->value == NULL)
+        {
+          /* The split measured every entry: this cannot happen. */
+          g_warning ("publisher: snapshot %s part %u/%u: %s", job->snapshot_id, part->index,
+                     job->n_parts, error->message);
+          job->last_err = RD_KAFKA_RESP_ERR__INVALID_ARG;
+          part_settled (part, FALSE);
+          return;
+        }
+      job->in_flight += g_bytes_get_size (part->value);
+      if (part->attempts == 0)
+        job->bytes += g_bytes_get_size (part->value);
+    }
+  value = part->value;
+  data = g_bytes_get_data (value, &len);
+  headers = rd_kafka_headers_new (4);
 
   rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_SNAPSHOT_ID, -1, job->snapshot_id, -1);
   rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_REQUEST_ID, -1, job->request_id, -1);
@@ -289,7 +350,7 @@ produce_part (Part *part)
   rd_kafka_header_add (headers, TALLY_SNAPSHOT_HEADER_PARTS, -1, parts_text, -1);
 
   part->attempts++;
-  /* No RD_KAFKA_MSG_F_COPY: the value stays in job->values until the delivery report.
+  /* No RD_KAFKA_MSG_F_COPY: the value stays in part->value until the delivery report.
    * The key is always copied by librdkafka; the headers are taken over on success. */
   err = rd_kafka_producev (self->rk, RD_KAFKA_V_TOPIC (self->topic),
                            RD_KAFKA_V_KEY (job->snapshot_id, strlen (job->snapshot_id)),
@@ -449,7 +510,7 @@ handle_publish (TallyActor *actor, TallyMessage *message, GError **error)
   PublishMessage *m = (PublishMessage *)message;
   gint64 started_us = g_get_monotonic_time ();
   g_autoptr (TallySnapshot) snapshot = build_snapshot (self, m);
-  g_autoptr (GPtrArray) values = NULL;
+  g_autoptr (TallySnapshotEncoder) encoder = NULL;
   g_autoptr (GError) encode_error = NULL;
   gsize limit = value_limit (self, snapshot);
   Job *job;
@@ -468,36 +529,34 @@ handle_publish (TallyActor *actor, TallyMessage *message, GError **error)
                    "the snapshot producer cannot produce after a fatal error: %s", reason);
       return FALSE;
     }
-  values = tally_snapshot_encode (snapshot, limit, &encode_error);
-  if (values != NULL && self->max_snapshot_bytes > 0 && snapshot->error == NULL)
+  encoder = tally_snapshot_encoder_new (snapshot, limit, &encode_error);
+  if (encoder != NULL && self->max_snapshot_bytes > 0 && snapshot->error == NULL)
     {
-      gsize bytes = 0;
+      gsize bytes = tally_snapshot_encoder_get_bytes (encoder);
 
-      for (guint i = 0; i < values->len; i++)
-        bytes += g_bytes_get_size (g_ptr_array_index (values, i));
       if (bytes > self->max_snapshot_bytes)
         {
-          g_set_error (&encode_error, TALLY_SNAPSHOT_FORMAT_ERROR,
-                       TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
-                       "the snapshot (%" G_GSIZE_FORMAT " distinct words, %" G_GSIZE_FORMAT
-                       " bytes in %u parts) is larger than what output topic %s keeps per "
-                       "partition (%" G_GSIZE_FORMAT " bytes: the embedded broker, librdkafka's "
-                       "mock cluster, drops older records beyond that), so it could never be "
-                       "read back whole; ask for less (top, min_count, prefix) or use a real "
-                       "Kafka broker",
-                       (gsize)tally_counts_get_n_words (snapshot->counts), bytes, values->len,
-                       self->topic, self->max_snapshot_bytes);
-          g_clear_pointer (&values, g_ptr_array_unref);
+          g_set_error (
+              &encode_error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
+              "the snapshot (%" G_GSIZE_FORMAT " distinct words, %" G_GSIZE_FORMAT
+              " bytes in %u parts) is larger than what output topic %s keeps per "
+              "partition (%" G_GSIZE_FORMAT " bytes: the embedded broker, librdkafka's "
+              "mock cluster, drops older records beyond that), so it could never be "
+              "read back whole; ask for less (top, min_count, prefix) or use a real "
+              "Kafka broker",
+              (gsize)tally_counts_get_n_words (snapshot->counts), bytes,
+              tally_snapshot_encoder_get_n_parts (encoder), self->topic, self->max_snapshot_bytes);
+          g_clear_pointer (&encoder, tally_snapshot_encoder_free);
         }
     }
-  if (values == NULL && snapshot->error == NULL)
+  if (encoder == NULL && snapshot->error == NULL)
     {
       /* Tell the readers why there is no snapshot rather than let them time out. */
       g_clear_pointer (&snapshot->counts, tally_counts_unref);
       snapshot->error = g_strdup (encode_error->message);
-      values = tally_snapshot_encode (snapshot, limit, NULL);
+      encoder = tally_snapshot_encoder_new (snapshot, limit, NULL);
     }
-  if (values == NULL)
+  if (encoder == NULL)
     {
       PublishReply *reply = g_new0 (PublishReply, 1);
 
@@ -508,23 +567,18 @@ handle_publish (TallyActor *actor, TallyMessage *message, GError **error)
       return TRUE;
     }
 
-  {
-    gsize bytes = 0;
-
-    for (guint i = 0; i < values->len; i++)
-      bytes += g_bytes_get_size (g_ptr_array_index (values, i));
-    g_debug ("publisher: snapshot %s (request %s): %u parts, %" G_GSIZE_FORMAT
-             " bytes, built and encoded in %.1f ms (the counts took %" G_GINT64_FORMAT " ms)",
-             snapshot->snapshot_id, snapshot->request_id, values->len, bytes,
-             (double)(g_get_monotonic_time () - started_us) / 1000, m->taken_ms);
-  }
+  g_debug ("publisher: snapshot %s (request %s): %u parts, at most %" G_GSIZE_FORMAT
+           " bytes, built and split in %.1f ms (the counts took %" G_GINT64_FORMAT " ms)",
+           snapshot->snapshot_id, snapshot->request_id,
+           tally_snapshot_encoder_get_n_parts (encoder), tally_snapshot_encoder_get_bytes (encoder),
+           (double)(g_get_monotonic_time () - started_us) / 1000, m->taken_ms);
   job = g_new0 (Job, 1);
   job->started_us = started_us;
   job->self = self;
   job->snapshot_id = g_strdup (snapshot->snapshot_id);
   job->request_id = g_strdup (snapshot->request_id);
-  job->values = g_steal_pointer (&values);
-  job->n_parts = job->values->len;
+  job->encoder = g_steal_pointer (&encoder);
+  job->n_parts = tally_snapshot_encoder_get_n_parts (job->encoder);
   job->parts = g_new0 (Part, job->n_parts);
   job->encode_error = g_steal_pointer (&encode_error);
   job->message = tally_message_defer (message);
@@ -537,13 +591,7 @@ handle_publish (TallyActor *actor, TallyMessage *message, GError **error)
     }
   /* The job may finish (and be freed) inside the last produce_part() call when it fails
    * for good while stopping: do not touch it afterwards. */
-  {
-    Part *parts = job->parts;
-    guint n = job->n_parts;
-
-    for (guint i = 0; i < n; i++)
-      produce_part (&parts[i]);
-  }
+  job_fill (job);
   return TRUE;
 }
 

@@ -1,7 +1,9 @@
 /* tally-snapshot-assembler.c — parts into snapshots, snapshots of one request merged.
  *
- * Parts wait in a slot array per snapshot id until all `parts` of them are in; then the
- * snapshot is built by adding every part's entries to one #TallyCountsBuilder. Merging
+ * Each part's entries go into its snapshot's #TallyCountsBuilder as soon as the part
+ * arrives, and the part (its JSON tree) is freed: a snapshot of millions of words is held
+ * once, as a builder, never as all its parts' trees; once all `parts` are in, the builder
+ * becomes the snapshot's counts. Merging
  * several instances' snapshots of one request sums counts word by word, which is exact
  * because their input partitions are disjoint: a snapshot overlapping an already merged
  * one is refused rather than counted twice. Snapshot ids once complete are remembered, so
@@ -16,7 +18,9 @@ typedef struct
 {
   guint parts;
   guint received;
-  TallySnapshotPart **slots; /* parts[i] or NULL */
+  gboolean *seen;              /* seen[i]: part i was added */
+  TallySnapshot *header;       /* the first part's members but counts */
+  TallyCountsBuilder *builder; /* the entries of the parts added so far */
 } Pending;
 
 static void
@@ -24,9 +28,9 @@ pending_free (gpointer data)
 {
   Pending *pending = data;
 
-  for (guint i = 0; i < pending->parts; i++)
-    tally_snapshot_part_free (pending->slots[i]);
-  g_free (pending->slots);
+  g_free (pending->seen);
+  tally_snapshot_free (pending->header);
+  tally_counts_builder_free (pending->builder);
   g_free (pending);
 }
 
@@ -76,30 +80,25 @@ tally_snapshot_assembler_free (TallySnapshotAssembler *self)
 static TallySnapshot *
 assemble (Pending *pending)
 {
-  TallySnapshot *snapshot = tally_snapshot_copy_header (pending->slots[0]->header);
-  g_autoptr (TallyCountsBuilder) builder = NULL;
+  TallySnapshot *snapshot = g_steal_pointer (&pending->header);
 
   if (snapshot->error != NULL)
     return snapshot;
-  builder = tally_counts_builder_new ();
-  for (guint i = 0; i < pending->parts; i++)
-    tally_snapshot_part_add_to_builder (pending->slots[i], builder);
-  snapshot->counts = tally_counts_builder_end (builder);
+  snapshot->counts = tally_counts_builder_end (pending->builder);
   return snapshot;
 }
 
 static gboolean
-check_same_snapshot (const TallySnapshotPart *a, const TallySnapshotPart *b, GError **error)
+check_same_snapshot (const Pending *a, const TallySnapshotPart *b, GError **error)
 {
   if (a->parts != b->parts || g_strcmp0 (a->header->request_id, b->header->request_id) != 0
       || g_strcmp0 (a->header->instance_id, b->header->instance_id) != 0)
     {
       g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_MISMATCH,
-                   "snapshot %s: part %u (of %u, request %s, instance %s) disagrees with part %u "
-                   "(of %u, request %s, instance %s)",
+                   "snapshot %s: part %u (of %u, request %s, instance %s) disagrees with the "
+                   "parts before it (of %u, request %s, instance %s)",
                    a->header->snapshot_id, b->part, b->parts, b->header->request_id,
-                   b->header->instance_id, a->part, a->parts, a->header->request_id,
-                   a->header->instance_id);
+                   b->header->instance_id, a->parts, a->header->request_id, a->header->instance_id);
       return FALSE;
     }
   return TRUE;
@@ -127,22 +126,19 @@ tally_snapshot_assembler_add_part (TallySnapshotAssembler *self, TallySnapshotPa
     {
       pending = g_new0 (Pending, 1);
       pending->parts = part->parts;
-      pending->slots = g_new0 (TallySnapshotPart *, part->parts);
+      pending->seen = g_new0 (gboolean, part->parts);
+      pending->header = tally_snapshot_copy_header (part->header);
+      pending->builder = tally_counts_builder_new ();
       g_hash_table_insert (self->pending, g_strdup (id), pending);
     }
-  else
-    {
-      for (guint i = 0; i < pending->parts; i++)
-        if (pending->slots[i] != NULL)
-          {
-            if (!check_same_snapshot (pending->slots[i], part, error))
-              return FALSE;
-            break;
-          }
-    }
-  if (pending->slots[part->part] != NULL)
+  else if (!check_same_snapshot (pending, part, error))
+    return FALSE;
+  if (pending->seen[part->part])
     return FALSE; /* a duplicate, e.g. a part produced again after a lost report */
-  pending->slots[part->part] = g_steal_pointer (&owned);
+  pending->seen[part->part] = TRUE;
+  if (part->counts != NULL)
+    tally_snapshot_part_add_to_builder (part, pending->builder);
+  g_clear_pointer (&owned, tally_snapshot_part_free);
   if (++pending->received < pending->parts)
     return FALSE;
 

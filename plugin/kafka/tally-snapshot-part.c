@@ -64,6 +64,230 @@ bad:
   return FALSE;
 }
 
+/* The `counts` member without json-glib. Building a JSON tree of a part's 100,000 pairs and
+ * walking it took most of `tally snapshot`'s time on a large snapshot (4.5 s to parse and
+ * 4.8 s to walk 5,000,000 pairs). A part as Tally writes it is read directly instead:
+ * find_counts() locates the value of the top-level member "counts" by a scan that follows
+ * strings and nesting, read_counts() reads `[["word",count],...]` from it, and the rest of
+ * the object, with that value replaced by `[]`, goes to json-glib as before. Anything else
+ * (a \u escape, a number json-glib would read as a double, "counts" twice, ...) makes the
+ * fast path give up, and the whole part is read by json-glib: the fast path never accepts
+ * what json-glib would refuse, nor reads a value json-glib would read differently. */
+typedef struct
+{
+  gsize word; /* offset in fast_words */
+  guint32 len;
+  guint64 count;
+} FastEntry;
+
+static const char *
+skip_ws (const char *p, const char *end)
+{
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    p++;
+  return p;
+}
+
+/* Past the string starting at @p (a quote); sets @escaped if it holds a backslash. */
+static const char *
+skip_string (const char *p, const char *end, gboolean *escaped)
+{
+  for (p++; p < end; p++)
+    {
+      if (*p == '\\')
+        {
+          *escaped = TRUE;
+          p++;
+        }
+      else if (*p == '"')
+        return p + 1;
+    }
+  return NULL;
+}
+
+/* Past the JSON value starting at @p, or NULL. */
+static const char *
+skip_value (const char *p, const char *end)
+{
+  gboolean escaped = FALSE;
+  int depth = 0;
+
+  if (p >= end)
+    return NULL;
+  if (*p == '"')
+    return skip_string (p, end, &escaped);
+  if (*p != '[' && *p != '{')
+    {
+      while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n'
+             && *p != '\r')
+        p++;
+      return p;
+    }
+  while (p < end)
+    {
+      if (*p == '"')
+        {
+          p = skip_string (p, end, &escaped);
+          if (p == NULL)
+            return NULL;
+          continue;
+        }
+      if (*p == '[' || *p == '{')
+        depth++;
+      else if (*p == ']' || *p == '}')
+        {
+          if (--depth == 0)
+            return p + 1;
+        }
+      p++;
+    }
+  return NULL;
+}
+
+/* Where the value of the top-level member "counts" is: [*start, *stop). */
+static gboolean
+find_counts (const char *text, gsize len, gsize *start, gsize *stop)
+{
+  const char *p = text, *end = text + len;
+  gboolean found = FALSE;
+
+  p = skip_ws (p, end);
+  if (p >= end || *p != '{')
+    return FALSE;
+  p = skip_ws (p + 1, end);
+  if (p < end && *p == '}')
+    return FALSE;
+  for (;;)
+    {
+      const char *key = p, *key_end, *value;
+      gboolean escaped = FALSE;
+
+      if (p >= end || *p != '"' || (p = skip_string (p, end, &escaped)) == NULL)
+        return FALSE;
+      key_end = p;
+      value = skip_ws (p, end);
+      if (value >= end || *value != ':')
+        return FALSE;
+      value = skip_ws (value + 1, end);
+      p = skip_value (value, end);
+      if (p == NULL)
+        return FALSE;
+      if (!escaped && key_end - key == 8 && memcmp (key, "\"counts\"", 8) == 0)
+        {
+          if (found)
+            return FALSE; /* twice: json-glib decides which one counts */
+          found = TRUE;
+          *start = (gsize)(value - text);
+          *stop = (gsize)(p - text);
+        }
+      p = skip_ws (p, end);
+      if (p < end && *p == ',')
+        {
+          p = skip_ws (p + 1, end);
+          continue;
+        }
+      if (p < end && *p == '}' && skip_ws (p + 1, end) == end)
+        return found;
+      return FALSE;
+    }
+}
+
+/* Reads `[["word",count],...]` (JSON whitespace anywhere between tokens) into @entries and
+ * @words. Words with only the escapes \" \\ \/ \b \f \n \r \t; counts of plain digits,
+ * 1 to G_MAXINT64. Anything else: FALSE. */
+static gboolean
+read_counts (const char *p, const char *end, GArray *entries, GString *words)
+{
+  p = skip_ws (p, end);
+  if (p >= end || *p != '[')
+    return FALSE;
+  p = skip_ws (p + 1, end);
+  if (p < end && *p == ']')
+    return skip_ws (p + 1, end) == end;
+  for (;;)
+    {
+      FastEntry e = { words->len, 0, 0 };
+      guint digits = 0;
+
+      if (p >= end || *p != '[')
+        return FALSE;
+      p = skip_ws (p + 1, end);
+      if (p >= end || *p != '"')
+        return FALSE;
+      for (p++; p < end && *p != '"'; p++)
+        {
+          char c = *p;
+
+          if ((guchar)c < 0x20)
+            return FALSE;
+          if (c == '\\')
+            {
+              if (++p >= end)
+                return FALSE;
+              switch (*p)
+                {
+                case '"':
+                  c = '"';
+                  break;
+                case '\\':
+                  c = '\\';
+                  break;
+                case '/':
+                  c = '/';
+                  break;
+                case 'b':
+                  c = '\b';
+                  break;
+                case 'f':
+                  c = '\f';
+                  break;
+                case 'n':
+                  c = '\n';
+                  break;
+                case 'r':
+                  c = '\r';
+                  break;
+                case 't':
+                  c = '\t';
+                  break;
+                default:
+                  return FALSE; /* \u: json-glib's */
+                }
+            }
+          g_string_append_c (words, c);
+        }
+      if (p >= end)
+        return FALSE;
+      e.len = (guint32)(words->len - e.word);
+      if (e.len == 0)
+        return FALSE;
+      g_string_append_c (words, '\0');
+      p = skip_ws (p + 1, end);
+      if (p >= end || *p != ',')
+        return FALSE;
+      p = skip_ws (p + 1, end);
+      if (p >= end || *p < '1' || *p > '9')
+        return FALSE;
+      for (; p < end && *p >= '0' && *p <= '9'; p++)
+        {
+          if (++digits > 19 || e.count > (guint64)(G_MAXINT64 - (*p - '0')) / 10)
+            return FALSE;
+          e.count = e.count * 10 + (guint64)(*p - '0');
+        }
+      p = skip_ws (p, end);
+      if (p >= end || *p != ']')
+        return FALSE;
+      g_array_append_val (entries, e);
+      p = skip_ws (p + 1, end);
+      if (p < end && *p == ',')
+        {
+          p = skip_ws (p + 1, end);
+          continue;
+        }
+      return p < end && *p == ']' && skip_ws (p + 1, end) == end;
+    }
+}
+
 TallySnapshotPart *
 tally_snapshot_part_decode (const void *value, gsize len, GError **error)
 {
@@ -76,6 +300,8 @@ tally_snapshot_part_decode (const void *value, gsize len, GError **error)
   const char *s_snapshot, *s_request, *s_instance, *s_prefix, *s_error;
   guint64 part_no = 0, parts = 0, created = 0, taken = 0;
   guint n;
+  g_autoptr (GArray) fast_entries = NULL;
+  g_autoptr (GString) fast_text = NULL;
 
   if (value == NULL || len == 0)
     {
@@ -83,7 +309,28 @@ tally_snapshot_part_decode (const void *value, gsize len, GError **error)
                    "snapshot part: empty value");
       return NULL;
     }
-  root = tally_snapshot_json_parse_object (value, len, what, error);
+  {
+    gsize start = 0, stop = 0;
+    g_autoptr (GArray) fast = g_array_new (FALSE, FALSE, sizeof (FastEntry));
+    g_autoptr (GString) fast_words = g_string_new (NULL);
+
+    if (find_counts (value, len, &start, &stop)
+        && g_utf8_validate_len ((const char *)value + start, stop - start, NULL)
+        && read_counts ((const char *)value + start, (const char *)value + stop, fast, fast_words))
+      {
+        g_autoptr (GString) rest = g_string_new_len (value, (gssize)start);
+
+        g_string_append (rest, "[]");
+        g_string_append_len (rest, (const char *)value + stop, (gssize)(len - stop));
+        root = tally_snapshot_json_parse_object (rest->str, rest->len, what, error);
+        if (root == NULL)
+          return NULL;
+        fast_entries = g_steal_pointer (&fast);
+        fast_text = g_steal_pointer (&fast_words);
+      }
+  }
+  if (root == NULL)
+    root = tally_snapshot_json_parse_object (value, len, what, error);
   if (root == NULL)
     return NULL;
   object = json_node_get_object (root);
@@ -163,6 +410,8 @@ tally_snapshot_part_decode (const void *value, gsize len, GError **error)
     return NULL;
   part->counts = json_array_ref (json_node_get_array (counts));
   part->root = g_steal_pointer (&root);
+  part->fast = g_steal_pointer (&fast_entries);
+  part->fast_words = g_steal_pointer (&fast_text);
   return g_steal_pointer (&part);
 }
 
@@ -199,7 +448,7 @@ tally_snapshot_part_get_parts (const TallySnapshotPart *part)
 gsize
 tally_snapshot_part_get_n_entries (const TallySnapshotPart *part)
 {
-  return json_array_get_length (part->counts);
+  return json_array_get_length (part->counts) + (part->fast != NULL ? part->fast->len : 0);
 }
 
 const char *
@@ -216,6 +465,10 @@ tally_snapshot_part_free (TallySnapshotPart *part)
   tally_snapshot_free (part->header);
   g_clear_pointer (&part->counts, json_array_unref);
   g_clear_pointer (&part->root, json_node_unref);
+  if (part->fast != NULL)
+    g_array_unref (part->fast);
+  if (part->fast_words != NULL)
+    g_string_free (part->fast_words, TRUE);
   g_free (part);
 }
 
@@ -231,5 +484,11 @@ tally_snapshot_part_add_to_builder (const TallySnapshotPart *part, TallyCountsBu
 
       tally_counts_builder_add (builder, word, strlen (word),
                                 (guint64)json_array_get_int_element (pair, 1));
+    }
+  for (guint i = 0; part->fast != NULL && i < part->fast->len; i++)
+    {
+      const FastEntry *e = &g_array_index (part->fast, FastEntry, i);
+
+      tally_counts_builder_add (builder, part->fast_words->str + e->word, e->len, e->count);
     }
 }

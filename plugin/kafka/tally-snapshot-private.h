@@ -28,6 +28,10 @@ struct _TallySnapshotPart
   guint64 entries;   /* entries of the whole snapshot */
   JsonNode *root;    /* keeps `counts` alive */
   JsonArray *counts; /* this part's [word, count] pairs, validated */
+  /* Read without json-glib (tally-snapshot-part.c, read_counts()): the pairs when the part
+   * was written as Tally writes it; `counts` is then empty. */
+  GArray *fast;        /* FastEntry */
+  GString *fast_words; /* the words of `fast`, each NUL-terminated */
 };
 
 /* Whether @node is a JSON integer (json-glib's gint64) or a JSON string. */

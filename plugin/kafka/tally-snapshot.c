@@ -608,15 +608,24 @@ part_begin (const TallySnapshot *snapshot, gsize n_entries, guint part, guint pa
   return data;
 }
 
-GPtrArray *
-tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_record_bytes, GError **error)
+struct _TallySnapshotEncoder
 {
-  const TallyWordCount *entries = NULL;
-  gsize n_entries = 0;
-  g_autoptr (GArray) starts = g_array_new (FALSE, FALSE, sizeof (gsize));
-  g_autofree guint8 *verbatim = NULL; /* per entry, from entry_bound() */
-  g_autoptr (GPtrArray) parts = g_ptr_array_new_with_free_func ((GDestroyNotify)g_bytes_unref);
-  gsize base, used, in_part = 0, zero = 0;
+  TallySnapshot *snapshot; /* a copy sharing the counts */
+  const TallyWordCount *entries;
+  gsize n_entries;
+  gsize base; /* bytes of a part without entries */
+  gsize max_record_bytes;
+  GArray *starts;   /* gsize: the first entry of each part */
+  guint8 *verbatim; /* per entry, from entry_bound() */
+  gsize bytes;      /* all parts, at most */
+};
+
+TallySnapshotEncoder *
+tally_snapshot_encoder_new (const TallySnapshot *snapshot, gsize max_record_bytes, GError **error)
+{
+  g_autoptr (TallySnapshotEncoder) self = NULL;
+  gsize used, in_part = 0, zero = 0;
+  const TallyWordCount *entries;
 
   g_return_val_if_fail (snapshot != NULL, NULL);
   g_return_val_if_fail (snapshot->snapshot_id != NULL && snapshot->request_id != NULL
@@ -624,40 +633,45 @@ tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_record_bytes, GE
                         NULL);
   g_return_val_if_fail (snapshot->counts != NULL || snapshot->error != NULL, NULL);
 
+  self = g_new0 (TallySnapshotEncoder, 1);
+  self->snapshot = tally_snapshot_copy (snapshot);
+  self->max_record_bytes = max_record_bytes;
+  self->starts = g_array_new (FALSE, FALSE, sizeof (gsize));
   if (snapshot->counts != NULL)
-    entries = tally_counts_get_entries (snapshot->counts, &n_entries);
+    self->entries = tally_counts_get_entries (snapshot->counts, &self->n_entries);
+  entries = self->entries;
 
   /* The size of a part without entries, with the widest part numbers. */
   {
-    JsonObject *object = build_part_header (snapshot, n_entries, G_MAXUINT, G_MAXUINT);
+    JsonObject *object = build_part_header (snapshot, self->n_entries, G_MAXUINT, G_MAXUINT);
     g_autofree char *data = NULL;
 
     json_object_set_array_member (object, "counts", json_array_new ());
-    data = object_to_data (object, &base);
+    data = object_to_data (object, &self->base);
     json_object_unref (object);
   }
-  if (base > max_record_bytes)
+  if (self->base > max_record_bytes)
     {
       g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
                    "a snapshot part without words takes %" G_GSIZE_FORMAT
                    " bytes, more than the record limit of %" G_GSIZE_FORMAT " bytes",
-                   base, max_record_bytes);
+                   self->base, max_record_bytes);
       return NULL;
     }
 
   /* Greedy split: starts[p] is the index of part p's first entry. */
-  verbatim = g_new (guint8, MAX (n_entries, 1));
-  g_array_append_val (starts, zero);
-  used = base;
-  for (gsize i = 0; i < n_entries; i++)
+  self->verbatim = g_new (guint8, MAX (self->n_entries, 1));
+  g_array_append_val (self->starts, zero);
+  used = self->base;
+  for (gsize i = 0; i < self->n_entries; i++)
     {
       gboolean plain;
       gsize cost = entry_bound (&entries[i], &plain);
 
-      verbatim[i] = (guint8)plain;
+      self->verbatim[i] = (guint8)plain;
       if (used + cost + (in_part > 0 ? 1 : 0) > max_record_bytes)
         {
-          if (in_part == 0 || base + cost > max_record_bytes)
+          if (in_part == 0 || self->base + cost > max_record_bytes)
             {
               g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR,
                            TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
@@ -666,89 +680,203 @@ tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_record_bytes, GE
                            entries[i].len, i + 1, max_record_bytes);
               return NULL;
             }
-          g_array_append_val (starts, i);
-          used = base;
+          g_array_append_val (self->starts, i);
+          self->bytes += used;
+          used = self->base;
           in_part = 0;
         }
       used += cost + (in_part > 0 ? 1 : 0);
       in_part++;
     }
+  self->bytes += used;
+  return g_steal_pointer (&self);
+}
 
-  {
-    EntryWriter writer;
+void
+tally_snapshot_encoder_free (TallySnapshotEncoder *self)
+{
+  if (self == NULL)
+    return;
+  tally_snapshot_free (self->snapshot);
+  if (self->starts != NULL)
+    g_array_unref (self->starts);
+  g_free (self->verbatim);
+  g_free (self);
+}
 
-    entry_writer_init (&writer);
-    for (guint p = 0; p < starts->len; p++)
-      {
-        gsize first = g_array_index (starts, gsize, p);
-        gsize end = p + 1 < starts->len ? g_array_index (starts, gsize, p + 1) : n_entries;
-        GString *data = part_begin (snapshot, n_entries, p, starts->len, (end - first) * 16 + base);
-        gsize len;
+guint
+tally_snapshot_encoder_get_n_parts (TallySnapshotEncoder *self)
+{
+  return self->starts->len;
+}
 
-        if (data == NULL)
-          {
-            entry_writer_clear (&writer);
-            g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
-                         "part %u: json-glib did not end the empty counts array as expected", p);
-            return NULL;
-          }
-        for (gsize i = first; i < end; i++)
-          {
-            if (i > first)
-              g_string_append_c (data, ',');
-            entry_writer_append (&writer, &entries[i], verbatim[i], data);
-          }
-        g_string_append (data, PART_TAIL);
-        len = data->len;
-        /* The bound above makes this impossible; a record over the limit would be refused
-         * by the broker much later, so fail here where the cause is clear. */
-        if (len > max_record_bytes)
-          {
-            g_string_free (data, TRUE);
-            entry_writer_clear (&writer);
-            g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
-                         "part %u takes %" G_GSIZE_FORMAT
-                         " bytes, over the limit of %" G_GSIZE_FORMAT,
-                         p, len, max_record_bytes);
-            return NULL;
-          }
-        g_ptr_array_add (parts, g_string_free_to_bytes (data));
-      }
-    entry_writer_clear (&writer);
-  }
+gsize
+tally_snapshot_encoder_get_bytes (TallySnapshotEncoder *self)
+{
+  return self->bytes;
+}
+
+GBytes *
+tally_snapshot_encoder_encode_part (TallySnapshotEncoder *self, guint p, GError **error)
+{
+  gsize first, end, len;
+  GString *data;
+  EntryWriter writer;
+
+  g_return_val_if_fail (self != NULL && p < self->starts->len, NULL);
+
+  first = g_array_index (self->starts, gsize, p);
+  end = p + 1 < self->starts->len ? g_array_index (self->starts, gsize, p + 1) : self->n_entries;
+  data = part_begin (self->snapshot, self->n_entries, p, self->starts->len,
+                     (end - first) * 16 + self->base);
+  if (data == NULL)
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
+                   "part %u: json-glib did not end the empty counts array as expected", p);
+      return NULL;
+    }
+  entry_writer_init (&writer);
+  for (gsize i = first; i < end; i++)
+    {
+      if (i > first)
+        g_string_append_c (data, ',');
+      entry_writer_append (&writer, &self->entries[i], self->verbatim[i], data);
+    }
+  entry_writer_clear (&writer);
+  g_string_append (data, PART_TAIL);
+  len = data->len;
+  /* The bound above makes this impossible; a record over the limit would be refused by
+   * the broker much later, so fail here where the cause is clear. */
+  if (len > self->max_record_bytes)
+    {
+      g_string_free (data, TRUE);
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE,
+                   "part %u takes %" G_GSIZE_FORMAT " bytes, over the limit of %" G_GSIZE_FORMAT, p,
+                   len, self->max_record_bytes);
+      return NULL;
+    }
+  return g_string_free_to_bytes (data);
+}
+
+GPtrArray *
+tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_record_bytes, GError **error)
+{
+  g_autoptr (TallySnapshotEncoder) encoder
+      = tally_snapshot_encoder_new (snapshot, max_record_bytes, error);
+  g_autoptr (GPtrArray) parts = g_ptr_array_new_with_free_func ((GDestroyNotify)g_bytes_unref);
+
+  if (encoder == NULL)
+    return NULL;
+  for (guint p = 0; p < tally_snapshot_encoder_get_n_parts (encoder); p++)
+    {
+      GBytes *part = tally_snapshot_encoder_encode_part (encoder, p, error);
+
+      if (part == NULL)
+        return NULL;
+      g_ptr_array_add (parts, part);
+    }
   return g_steal_pointer (&parts);
 }
 
-char *
-tally_snapshot_to_json (const TallySnapshot *snapshot, gboolean pretty)
+/* The JSON of the whole snapshot, streamed: json-glib writes the members with an empty
+ * `counts` array, which is cut open, and the entries are appended as json-glib would
+ * write them (pretty: each pair on its own lines, indented by 4 and 6 spaces), through
+ * @buffer; @flush empties @buffer whenever it holds FLUSH_BYTES or more (NULL: keep all). */
+#define FLUSH_BYTES (256 * 1024)
+
+typedef gboolean (*FlushFunc) (GString *buffer, gpointer data, GError **error);
+
+static gboolean
+write_json (const TallySnapshot *snapshot, gboolean pretty, GString *buffer, FlushFunc flush,
+            gpointer data, GError **error)
 {
   gsize n_entries = 0;
   const TallyWordCount *entries = NULL;
   JsonObject *object;
-  JsonArray *counts;
   g_autoptr (JsonNode) root = NULL;
   g_autoptr (JsonGenerator) generator = json_generator_new ();
-
-  g_return_val_if_fail (snapshot != NULL, NULL);
+  const char *tail = pretty ? "]\n}" : "]}";
+  EntryWriter writer;
+  g_autoptr (GString) pair = g_string_new (NULL);
 
   if (snapshot->counts != NULL)
     entries = tally_counts_get_entries (snapshot->counts, &n_entries);
   object = build_part_header (snapshot, n_entries, 0, 1);
   json_object_remove_member (object, "part");
   json_object_remove_member (object, "parts");
-  counts = json_array_sized_new ((guint)n_entries);
-  for (gsize i = 0; i < n_entries; i++)
-    {
-      JsonArray *pair = json_array_sized_new (2);
-
-      json_array_add_string_element (pair, entries[i].word);
-      json_array_add_int_element (pair, (gint64)entries[i].count);
-      json_array_add_array_element (counts, pair);
-    }
-  json_object_set_array_member (object, "counts", counts);
+  json_object_set_array_member (object, "counts", json_array_new ());
   root = json_node_init_object (json_node_alloc (), object);
   json_object_unref (object);
   json_generator_set_root (generator, root);
   json_generator_set_pretty (generator, pretty);
-  return json_generator_to_data (generator, NULL);
+  json_generator_to_gstring (generator, buffer);
+  if (n_entries == 0)
+    return flush == NULL || flush (buffer, data, error);
+  /* json-glib ends with the empty array: `[]}`, or `[]` newline `}` when pretty. */
+  g_assert (g_str_has_suffix (buffer->str, tail));
+  g_string_truncate (buffer, buffer->len - strlen (tail));
+
+  entry_writer_init (&writer);
+  for (gsize i = 0; i < n_entries; i++)
+    {
+      gboolean verbatim;
+
+      if (i > 0)
+        g_string_append_c (buffer, ',');
+      entry_bound (&entries[i], &verbatim);
+      if (!pretty)
+        entry_writer_append (&writer, &entries[i], verbatim, buffer);
+      else
+        {
+          /* `["word",count]` compact, then laid out as json-glib's pretty printer does. */
+          const char *comma;
+
+          g_string_truncate (pair, 0);
+          entry_writer_append (&writer, &entries[i], verbatim, pair);
+          comma = strrchr (pair->str, ',');
+          g_string_append (buffer, "\n    [\n      ");
+          g_string_append_len (buffer, pair->str + 1, comma - (pair->str + 1));
+          g_string_append (buffer, ",\n      ");
+          g_string_append_len (buffer, comma + 1, pair->len - 2 - (gsize)(comma - pair->str));
+          g_string_append (buffer, "\n    ]");
+        }
+      if (flush != NULL && buffer->len >= FLUSH_BYTES && !flush (buffer, data, error))
+        {
+          entry_writer_clear (&writer);
+          return FALSE;
+        }
+    }
+  entry_writer_clear (&writer);
+  g_string_append (buffer, pretty ? "\n  ]\n}" : "]}");
+  return flush == NULL || flush (buffer, data, error);
+}
+
+static gboolean
+flush_to_stream (GString *buffer, gpointer data, GError **error)
+{
+  gboolean ok = g_output_stream_write_all (data, buffer->str, buffer->len, NULL, NULL, error);
+
+  g_string_truncate (buffer, 0);
+  return ok;
+}
+
+gboolean
+tally_snapshot_write_json (const TallySnapshot *snapshot, gboolean pretty, GOutputStream *out,
+                           GError **error)
+{
+  g_autoptr (GString) buffer = g_string_sized_new (FLUSH_BYTES + 4096);
+
+  g_return_val_if_fail (snapshot != NULL, FALSE);
+  g_return_val_if_fail (G_IS_OUTPUT_STREAM (out), FALSE);
+  return write_json (snapshot, pretty, buffer, flush_to_stream, out, error);
+}
+
+char *
+tally_snapshot_to_json (const TallySnapshot *snapshot, gboolean pretty)
+{
+  GString *buffer = g_string_new (NULL);
+
+  g_return_val_if_fail (snapshot != NULL, NULL);
+  write_json (snapshot, pretty, buffer, NULL, NULL, NULL);
+  return g_string_free (buffer, FALSE);
 }

@@ -15,6 +15,7 @@
  */
 #pragma once
 
+#include <gio/gio.h>
 #include <glib.h>
 #include <librdkafka/rdkafka.h>
 
@@ -182,6 +183,73 @@ GPtrArray *tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_recor
                                   GError **error);
 
 /**
+ * TallySnapshotEncoder:
+ *
+ * The parts of one snapshot, made one at a time: tally_snapshot_encoder_new() decides
+ * where each part starts (the split of tally_snapshot_encode()), and
+ * tally_snapshot_encoder_encode_part() writes any part when it is needed, so a publisher
+ * holds only the parts in flight, never the whole encoded snapshot. Any thread, one at a
+ * time.
+ */
+typedef struct _TallySnapshotEncoder TallySnapshotEncoder;
+
+/**
+ * tally_snapshot_encoder_new:
+ * @snapshot: as for tally_snapshot_encode(); copied (its counts shared, a reference)
+ * @max_record_bytes: as for tally_snapshot_encode()
+ * @error: return location for %TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE
+ *
+ * Splits @snapshot into parts as tally_snapshot_encode() does, without writing them: one
+ * pass over the entries that measures each.
+ *
+ * Returns: (transfer full) (nullable): the encoder, or %NULL with @error set
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallySnapshotEncoder *tally_snapshot_encoder_new (const TallySnapshot *snapshot,
+                                                  gsize max_record_bytes, GError **error);
+
+/**
+ * tally_snapshot_encoder_get_n_parts:
+ * @encoder: an encoder
+ *
+ * Returns: the number of parts, at least 1
+ */
+guint tally_snapshot_encoder_get_n_parts (TallySnapshotEncoder *encoder);
+
+/**
+ * tally_snapshot_encoder_get_bytes:
+ * @encoder: an encoder
+ *
+ * Returns: the bytes of all parts' values together, at most: each part's header is
+ *   measured with 10-digit part numbers, and a word json-glib escapes with its widest
+ *   escapes
+ */
+gsize tally_snapshot_encoder_get_bytes (TallySnapshotEncoder *encoder);
+
+/**
+ * tally_snapshot_encoder_encode_part:
+ * @encoder: an encoder
+ * @part: a part number below tally_snapshot_encoder_get_n_parts()
+ * @error: return location for %TALLY_SNAPSHOT_FORMAT_ERROR_TOO_LARGE
+ *
+ * Writes part @part, the same bytes as element @part of tally_snapshot_encode(). Parts may
+ * be written in any order, and again.
+ *
+ * Returns: (transfer full) (nullable): the record value, or %NULL with @error set
+ */
+G_GNUC_WARN_UNUSED_RESULT
+GBytes *tally_snapshot_encoder_encode_part (TallySnapshotEncoder *encoder, guint part,
+                                            GError **error);
+
+/**
+ * tally_snapshot_encoder_free:
+ * @encoder: (transfer full) (nullable): an encoder
+ */
+void tally_snapshot_encoder_free (TallySnapshotEncoder *encoder);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallySnapshotEncoder, tally_snapshot_encoder_free)
+
+/**
  * tally_snapshot_to_json:
  * @snapshot: a whole snapshot (for example a merged one)
  * @pretty: indent the output for people
@@ -193,6 +261,22 @@ GPtrArray *tally_snapshot_encode (const TallySnapshot *snapshot, gsize max_recor
  */
 G_GNUC_WARN_UNUSED_RESULT
 char *tally_snapshot_to_json (const TallySnapshot *snapshot, gboolean pretty);
+
+/**
+ * tally_snapshot_write_json:
+ * @snapshot: a whole snapshot (for example a merged one)
+ * @pretty: indent the output for people
+ * @out: where the JSON goes
+ * @error: return location for @out's #GIOError
+ *
+ * Writes the text of tally_snapshot_to_json() to @out, byte for byte the same, in pieces of
+ * about 256 KiB as it is made: the whole text is never held, so printing a snapshot of
+ * millions of words takes little memory beyond the snapshot. Blocks on @out. Any thread.
+ *
+ * Returns: %TRUE if everything was written
+ */
+gboolean tally_snapshot_write_json (const TallySnapshot *snapshot, gboolean pretty,
+                                    GOutputStream *out, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallySnapshot, tally_snapshot_free)
 

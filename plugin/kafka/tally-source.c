@@ -856,13 +856,29 @@ checkpoint_stores_untimed (TallySource *self, GArray *store_ids, gboolean commit
             }
           begun = TRUE;
         }
-      /* Changes of a failed checkpoint go first: the newer counts then win on restore. */
-      if ((store->unwritten != NULL
-           && !tally_checkpoint_write (self->checkpoint, (gint32)id, store->unwritten, NULL,
-                                       &error))
-          /* Windows before the offset markers: a restore that reaches a marker has them. */
-          || (self->clock != NULL && !checkpoint_windows (self, store, &error))
-          || !tally_checkpoint_write (self->checkpoint, (gint32)id, changes, offsets, &error))
+      if (tally_checkpoint_wants_base (self->checkpoint, (gint32)id))
+        {
+          /* A base: every word of the store, which holds the changes (and any unwritten
+           * ones) too. Asked after TakeChanges, so no word is older than the changes. */
+          g_autoptr (TallyCounts) all
+              = tally_aggregator_handle_get_store_counts (self->handle, &id, 1, NULL, &error);
+
+          ok_store
+              = all != NULL
+                /* Windows before the offset markers: a restore that reaches a marker
+                 * has them. */
+                && (self->clock == NULL || checkpoint_windows (self, store, &error))
+                && tally_checkpoint_write_base (self->checkpoint, (gint32)id, all, offsets, &error);
+        }
+      else
+        /* Changes of a failed checkpoint go first: the newer counts then win on restore. */
+        ok_store
+            = (store->unwritten == NULL
+               || tally_checkpoint_write (self->checkpoint, (gint32)id, store->unwritten, NULL,
+                                          &error))
+              && (self->clock == NULL || checkpoint_windows (self, store, &error))
+              && tally_checkpoint_write (self->checkpoint, (gint32)id, changes, offsets, &error);
+      if (!ok_store)
         {
           g_warning ("source: checkpoint of store %u failed: %s", id, error->message);
           g_clear_error (&error);

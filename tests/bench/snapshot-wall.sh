@@ -10,7 +10,10 @@
 # kcat onto a fresh input topic); once a full `tally snapshot` shows all N, the command
 # `tally snapshot ARGS` (default `--top 10`) runs R times (default 30), one after the other,
 # each timed from fork to exit (date +%s%N around it). Prints min, p50, p90 and max in ms
-# and the load average before and after (2 shared cores: read the figures with it).
+# and the load average before and after (2 shared cores: read the figures with it), then
+# memory: the client's peak RSS (/usr/bin/time's maximum resident set size) against the
+# bytes it printed, and the peak RSS of `tally run` while it served the runs (its VmHWM,
+# reset through /proc/PID/clear_refs before them) against its RSS before.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../e2e/lib.sh"
@@ -38,6 +41,10 @@ topic=bench-wall-$$-$RANDOM
   echo "topic=$topic-snapshots"
   echo "[requests]"
   echo "topic=$topic-requests"
+  echo "[checkpoint]"
+  echo "changelog_topic=$topic-changelog"
+  echo "[log]"
+  echo "level=debug" # the publisher's lines say where a snapshot's time went
   if [ -n "$given_bootstrap" ]; then
     echo "[kafka]"
     echo "bootstrap.servers=$given_bootstrap"
@@ -53,7 +60,8 @@ start_tally tally "$work/tally.conf"
 awk -v n="$words" 'BEGIN { for (i = 0; i < n; i += 10) { line = ""; for (j = i; j < i + 10 && j < n; j++) line = line sprintf("w%07d ", j); print line } }' \
   | kcat_produce "$topic"
 for ((i = 0; i < 120; i++)); do
-  got=$("$tally" snapshot -c "$work/tally.conf" -b "$bootstrap" --timeout 20000 2>>"$work/client.log" | wc -l)
+  # A snapshot still being counted may time out: ask again.
+  got=$({ "$tally" snapshot -c "$work/tally.conf" -b "$bootstrap" --timeout 120000 2>>"$work/client.log" || true; } | wc -l)
   [ "$got" = "$words" ] && break
   sleep 0.5
 done
@@ -61,14 +69,25 @@ done
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$work/ms"
+: >"$work/client-kb"
+service_before=$(awk '/VmRSS/ { print $2 }' "/proc/$tally_pid/status")
+echo 5 >"/proc/$tally_pid/clear_refs" 2>/dev/null || true # resets VmHWM (Linux 4.0)
 for ((i = 0; i < runs; i++)); do
   t0=$(date +%s%N)
-  "$tally" snapshot -c "$work/tally.conf" -b "$bootstrap" "${args[@]}" >"$work/last.out" 2>>"$work/client.log" \
+  /usr/bin/time -f %M -o "$work/time.out" \
+    "$tally" snapshot -c "$work/tally.conf" -b "$bootstrap" "${args[@]}" >"$work/last.out" 2>>"$work/client.log" \
     || fail "tally snapshot ${args[*]} failed"
   t1=$(date +%s%N)
   echo $(((t1 - t0) / 1000)) >>"$work/ms"
+  tail -n 1 "$work/time.out" >>"$work/client-kb"
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+service_peak=$(awk '/VmHWM/ { print $2 }' "/proc/$tally_pid/status")
+printed=$(wc -c <"$work/last.out")
+client_peak=$(sort -n "$work/client-kb" | tail -n 1)
+printf 'memory: tally snapshot peak RSS %d MB for %d MB printed (%.2fx); tally run RSS %d MB before, peak %d MB while serving\n' \
+  $((client_peak / 1024)) $((printed / 1048576)) "$(echo "$client_peak * 1024 / $printed" | bc -l)" \
+  $((service_before / 1024)) $((service_peak / 1024))
 sort -n "$work/ms" | awk -v runs="$runs" -v words="$words" -v args="${args[*]}" \
   -v broker="${given_bootstrap:-embedded}" -v lb="$load_before" -v la="$load_after" '
   { v[NR] = $1 / 1000 }
