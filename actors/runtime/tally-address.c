@@ -136,7 +136,6 @@ tally_op_complete (TallyOp *op, gpointer reply, GError *error)
       op->done = TRUE;
       op->reply = reply;
       op->error = error;
-      pthread_cond_signal (&op->cond);
       /* Woken under the lock: the notify dispatch takes the context reference out under
        * the same lock, so the caller's context is never used (or freed) here after that. */
       if (op->context != NULL)
@@ -146,6 +145,12 @@ tally_op_complete (TallyOp *op, gpointer reply, GError *error)
         }
     }
   pthread_mutex_unlock (&op->lock);
+  /* An ask_sync waiter is signalled after the unlock: signalled under the lock, it woke
+   * only to wait for the lock this thread still held, two more futex calls and a switch
+   * per round trip (strace of bench-actors --case ask). The caller holds a reference to
+   * @op, so the condition variable outlives this call whatever the waiter does. */
+  if (first)
+    pthread_cond_signal (&op->cond);
 
   if (!first)
     {
