@@ -1,5 +1,6 @@
 /* test-counts.c — sorting snapshots (tally_counts_new_from_entries(), through the
- * builder) and merging the sorted snapshots of shards (tally_counts_merge_disjoint()).
+ * builder), merging the sorted snapshots of shards (tally_counts_merge_disjoint()) and
+ * summing several word tables (tally_counts_sum_tables()).
  *
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
@@ -233,6 +234,146 @@ test_builder_set_max (void)
   g_assert_cmpuint (tally_counts_get_total (counts), ==, 7 + 1 + 2 * 100000);
 }
 
+/* tally_counts_sum_tables() over several word tables, against a naive reference (a
+ * GHashTable summed word by word): words in several tables and words in one only, enough
+ * of them to be split into partitions (over 4,096 staged words), words of up to 8 bytes,
+ * long words that share their first 8 bytes and all carry the same hash (so the same
+ * stored hash bits: only the rest of their bytes tells them apart), counts of 0 (a word
+ * whose sum is 0 is left out), a prefix and a minimum count. Each word's sum is exact and
+ * each word comes once. */
+#define SUM_N_TABLES 4
+#define SUM_COLLIDING_HASH G_GUINT64_CONSTANT (0x9e3779b97f4a7c15)
+
+static guint64
+sum_test_hash (const char *word, gsize len)
+{
+  return g_str_has_prefix (word, "collide-") ? SUM_COLLIDING_HASH : tally_word_hash (word, len);
+}
+
+static void
+check_sum_tables (TallyWordTable *const *tables, guint n_tables, const TallyCountsOptions *options,
+                  GHashTable *reference)
+{
+  g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  guint want = 0;
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_hash_table_iter_init (&iter, reference);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    if (*(guint64 *)value > 0 && tally_counts_options_match (options, key, strlen (key),
+                                                              *(guint64 *)value))
+      want++;
+  /* One entry already there stays first and untouched. */
+  g_array_append_val (entries, ((TallyWordCount){ "before", 6, 1 }));
+  g_assert_cmpuint (tally_counts_sum_tables (tables, n_tables, options, entries), ==, want);
+  g_assert_cmpuint (entries->len, ==, want + 1);
+  g_assert_cmpstr (g_array_index (entries, TallyWordCount, 0).word, ==, "before");
+  g_assert_cmpuint (g_array_index (entries, TallyWordCount, 0).count, ==, 1);
+  for (guint i = 1; i < entries->len; i++)
+    {
+      TallyWordCount *e = &g_array_index (entries, TallyWordCount, i);
+      g_autofree char *word = g_strndup (e->word, e->len);
+      guint64 *count = g_hash_table_lookup (reference, word);
+
+      g_assert_nonnull (count);
+      g_assert_cmpuint (e->count, ==, *count);
+      g_assert_true (tally_counts_options_match (options, word, e->len, e->count));
+      g_assert_true (g_hash_table_add (seen, g_steal_pointer (&word)));
+    }
+}
+
+static void
+sum_test_add (TallyWordTable *table, GHashTable *reference, const char *word, guint64 n)
+{
+  gsize len = strlen (word);
+  guint64 *count = g_hash_table_lookup (reference, word);
+
+  if (count == NULL)
+    {
+      count = g_new0 (guint64, 1);
+      g_hash_table_insert (reference, g_strdup (word), count);
+    }
+  if (n == 0)
+    {
+      /* A word stored with count 0 (as a restore may leave it), unless already counted. */
+      if (tally_word_table_lookup (table, word, len, sum_test_hash (word, len)) == 0)
+        tally_word_table_set (table, word, len, sum_test_hash (word, len), 0);
+      return;
+    }
+  tally_word_table_add (table, word, len, sum_test_hash (word, len), n);
+  *count += n;
+}
+
+static void
+test_sum_tables (void)
+{
+  TallyWordTable *tables[SUM_N_TABLES];
+  g_autoptr (GHashTable) reference
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (1414);
+  g_autoptr (GArray) none = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+  TallyCountsOptions prefix_w = { 0, "w00", 0 };
+  TallyCountsOptions prefix_collide = { 0, "collide-", 0 };
+  TallyCountsOptions min_count = { 0, NULL, 5 };
+  TallyCountsOptions both = { 0, "collide-", 3 };
+  TallyCountsOptions nothing = { 0, "no such prefix", 0 };
+
+  for (guint t = 0; t < SUM_N_TABLES; t++)
+    {
+      tables[t] = tally_word_table_new ();
+      for (guint i = 0; i < 6000; i++)
+        {
+          guint r = g_rand_int_range (rand, 0, 40000);
+          guint64 n = g_rand_int_range (rand, 0, 4); /* 0: a word stored with count 0 */
+          g_autofree char *w = NULL;
+
+          switch (r % 5)
+            {
+            case 0: /* in several tables */
+              w = g_strdup_printf ("w%07u", r);
+              break;
+            case 1: /* in this table only */
+              w = g_strdup_printf ("only-%u-%u", t, r);
+              break;
+            case 2: /* up to 8 bytes */
+              w = g_strdup_printf ("s%u", r % 1000);
+              break;
+            default: /* same first 8 bytes and same hash, told apart by the rest */
+              w = g_strdup_printf ("collide-%u", r % 300);
+              break;
+            }
+          sum_test_add (tables[t], reference, w, n);
+        }
+      /* In every table, always 0: never answered. */
+      sum_test_add (tables[t], reference, "zero-everywhere", 0);
+      /* 0 here, counted in the last table only. */
+      sum_test_add (tables[t], reference, "zero-then-counted", t == SUM_N_TABLES - 1 ? 9 : 0);
+    }
+  g_assert_cmpuint (*(guint64 *)g_hash_table_lookup (reference, "zero-everywhere"), ==, 0);
+  g_assert_cmpuint (*(guint64 *)g_hash_table_lookup (reference, "zero-then-counted"), ==, 9);
+
+  check_sum_tables (tables, SUM_N_TABLES, NULL, reference);
+  check_sum_tables (tables, SUM_N_TABLES, &prefix_w, reference);
+  check_sum_tables (tables, SUM_N_TABLES, &prefix_collide, reference);
+  check_sum_tables (tables, SUM_N_TABLES, &min_count, reference);
+  check_sum_tables (tables, SUM_N_TABLES, &both, reference);
+  check_sum_tables (tables, SUM_N_TABLES, &nothing, reference);
+
+  /* No table, or tables with no positive count: nothing appended. */
+  g_assert_cmpuint (tally_counts_sum_tables (NULL, 0, NULL, none), ==, 0);
+  g_assert_cmpuint (none->len, ==, 0);
+  for (guint t = 0; t < SUM_N_TABLES; t++)
+    tally_word_table_remove_all (tables[t]);
+  tally_word_table_set (tables[0], "zero", 4, tally_word_hash ("zero", 4), 0);
+  tally_word_table_set (tables[1], "zero", 4, tally_word_hash ("zero", 4), 0);
+  g_assert_cmpuint (tally_counts_sum_tables (tables, SUM_N_TABLES, NULL, none), ==, 0);
+  g_assert_cmpuint (none->len, ==, 0);
+  for (guint t = 0; t < SUM_N_TABLES; t++)
+    tally_word_table_free (tables[t]);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -243,5 +384,6 @@ main (int argc, char **argv)
   g_test_add_func ("/counts/merge-of-merges", test_merge_of_merges);
   g_test_add_func ("/counts/merge-total-saturates", test_merge_total_saturates);
   g_test_add_func ("/counts/builder-set-max", test_builder_set_max);
+  g_test_add_func ("/counts/sum-tables", test_sum_tables);
   return g_test_run ();
 }

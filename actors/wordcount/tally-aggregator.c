@@ -694,41 +694,6 @@ handle_add_words (TallyActor *actor, TallyMessage *message, GError **error)
   return TRUE;
 }
 
-/* Collecting the counts of several stores without building their sum in a new table:
- * a word is answered once, from the first store (in the order given) where its count is
- * positive, with the counts of the later stores added by lookups. No word is copied or
- * inserted; the entries point into the stores' tables until the reply is built. */
-typedef struct
-{
-  GPtrArray *tables;
-  guint index; /* of the table being walked */
-  GArray *entries;
-  const TallyCountsOptions *options;
-} SumData;
-
-static void
-sum_one (const char *word, gsize len, guint64 count, gpointer user_data)
-{
-  SumData *data = user_data;
-  guint64 hash, total = count;
-  TallyWordCount e;
-
-  if (count == 0)
-    return;
-  hash = tally_word_hash (word, len);
-  for (guint i = 0; i < data->index; i++)
-    if (tally_word_table_lookup (g_ptr_array_index (data->tables, i), word, len, hash) > 0)
-      return; /* answered from that earlier store */
-  for (guint i = data->index + 1; i < data->tables->len; i++)
-    total += tally_word_table_lookup (g_ptr_array_index (data->tables, i), word, len, hash);
-  if (!tally_counts_options_match (data->options, word, len, total))
-    return;
-  e.word = word;
-  e.len = (guint32)len;
-  e.count = total;
-  g_array_append_val (data->entries, e);
-}
-
 /* Copies the words it answers with into a new TallyCounts, which is immutable and can be
  * sent to another thread; that copy and its sort are the price of a snapshot (O(n log n)
  * in the distinct words of the shard, while the shard's other messages wait).
@@ -770,12 +735,10 @@ handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
   if (tables->len == 1)
     tally_counts_collect_table (g_ptr_array_index (tables, 0), entries, &m->options);
   else
-    {
-      SumData data = { tables, 0, entries, &m->options };
-
-      for (data.index = 0; data.index < tables->len; data.index++)
-        tally_word_table_foreach (g_ptr_array_index (tables, data.index), sum_one, &data);
-    }
+    /* Summed without building their sum in a new table or copying a word: the entries
+     * point into the stores' tables until the reply is built. */
+    tally_counts_sum_tables ((TallyWordTable *const *)tables->pdata, tables->len, &m->options,
+                             entries);
   tally_message_reply (message,
                        tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data,
                                                       entries->len, &m->options));

@@ -51,6 +51,26 @@ void tally_counts_collect_table (TallyWordTable *table, GArray *entries,
                                  const TallyCountsOptions *options);
 
 /*
+ * tally_counts_sum_tables:
+ * @tables: (array length=n_tables): distinct tables, not changed during the call
+ * @n_tables: their number
+ * @options: (nullable): only @prefix and @min_count are applied here (@min_count to the
+ *   sums)
+ * @entries: a GArray of TallyWordCount to append to: one entry per distinct word whose
+ *   sum over @tables is positive, its bytes borrowed from one of the tables (valid while
+ *   the tables are unchanged, not NUL-terminated), in no meaningful order
+ *
+ * Sums tables filled with tally_word_hash() (the hash bits their slots keep are used,
+ * no word is hashed again), partitioned by hash so that the summing stays in the CPU's
+ * cache. Holds 32 bytes per word of the tables besides @entries while it runs.
+ * O(words in the tables).
+ *
+ * Returns: the number of entries appended
+ */
+gsize tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
+                               const TallyCountsOptions *options, GArray *entries);
+
+/*
  * tally_counts_options_is_empty:
  *
  * Returns: whether @options filters nothing

@@ -10,6 +10,8 @@
  */
 #include "tally-window-table.h"
 
+#include "tally-counts-private.h"
+
 #include <string.h>
 
 typedef struct
@@ -175,202 +177,27 @@ tally_window_table_sum (TallyWindowTable *table, gint64 from_ms, gint64 to_ms, T
   return n;
 }
 
-/* tally_window_table_collect() sums in two steps, so that its random accesses stay in
- * the cache:
- *   1. every word of the buckets is staged with the hash bits its slot keeps (no word is
- *      hashed again) and its first 8 bytes, then scattered into 2^k partitions by the top
- *      bits of the hash, each partition small enough (about PARTITION_WORDS words) for
- *      its scratch index and its entries to stay in the CPU's cache;
- *   2. each partition is summed into a scratch index of { entry number + 1 (0 = empty),
- *      hash bits }, reused from partition to partition. A probe reads an entry only on a
- *      match of the hash bits, and compares words by length and first 8 bytes (kept
- *      beside the entries), which decides every word of up to 8 bytes; only longer words
- *      read the rest of their bytes.
- * Summing 1 M distinct words of 15 buckets into one index of 2^21 slots missed the cache
- * on nearly every probe, and on every word read to confirm a match. */
-typedef struct
-{
-  const char *word;
-  guint64 head; /* the first 8 bytes of the word, zero-padded */
-  guint64 count;
-  guint32 len;
-  guint32 hash_lo;
-} Staged;
-
-G_STATIC_ASSERT (sizeof (Staged) == 32);
-
-typedef struct
-{
-  guint32 n;
-  guint32 hash_lo;
-} IndexSlot;
-
-typedef struct
-{
-  Staged *staged;
-  gsize n;
-  const char *prefix;
-  gsize prefix_len;
-} StageData;
-
-#define PARTITION_WORDS 4096
-#define COLLECT_PREFETCH 8
-
-static inline guint64
-word_head (const char *word, gsize len)
-{
-  guint64 head = 0;
-
-  memcpy (&head, word, MIN (len, 8));
-  return head;
-}
-
-static void
-stage_one (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointer user_data)
-{
-  StageData *d = user_data;
-  Staged *s;
-
-  if (count == 0 || len < d->prefix_len
-      || (d->prefix_len > 0 && memcmp (word, d->prefix, d->prefix_len) != 0))
-    return;
-  s = &d->staged[d->n++];
-  s->word = word;
-  s->head = word_head (word, len);
-  s->count = count;
-  s->len = (guint32)len;
-  s->hash_lo = hash_lo;
-}
-
-/* Sums the @n staged words of one partition into @out (room for @n), which gets one entry
- * per distinct word; @heads has room for @n too. Returns the number of entries. */
-static gsize
-sum_partition (const Staged *s, gsize n, IndexSlot *index, gsize mask, TallyWordCount *out,
-               guint64 *heads)
-{
-  gsize n_out = 0;
-
-  memset (index, 0, (mask + 1) * sizeof (IndexSlot));
-  for (gsize k = 0; k < n; k++)
-    {
-      guint32 lo = s[k].hash_lo;
-      gsize i;
-
-      if (k + COLLECT_PREFETCH < n)
-        __builtin_prefetch (&index[s[k + COLLECT_PREFETCH].hash_lo & mask]);
-      for (i = lo & mask;; i = (i + 1) & mask)
-        {
-          TallyWordCount *e;
-
-          if (index[i].n == 0)
-            {
-              out[n_out].word = s[k].word;
-              out[n_out].len = s[k].len;
-              out[n_out].count = s[k].count;
-              heads[n_out] = s[k].head;
-              index[i].n = (guint32)++n_out;
-              index[i].hash_lo = lo;
-              break;
-            }
-          if (index[i].hash_lo != lo || heads[index[i].n - 1] != s[k].head)
-            continue;
-          e = &out[index[i].n - 1];
-          if (e->len == s[k].len
-              && (s[k].len <= 8 || memcmp (e->word + 8, s[k].word + 8, s[k].len - 8) == 0))
-            {
-              e->count += s[k].count;
-              break;
-            }
-        }
-    }
-  return n_out;
-}
-
 guint
 tally_window_table_collect (TallyWindowTable *const *tables, guint n_tables, gint64 from_ms,
                             gint64 to_ms, const char *prefix, GArray *entries)
 {
-  StageData d = { NULL, 0, prefix, prefix != NULL ? strlen (prefix) : 0 };
-  gsize upper = 0, n_parts = 1, biggest = 0, slots = 16, first;
-  guint bits = 0, n = 0;
-  g_autofree Staged *parted = NULL;
-  g_autofree gsize *start = NULL;
-  g_autofree gsize *fill = NULL;
-  g_autofree IndexSlot *index = NULL;
-  g_autofree guint64 *heads = NULL;
-  TallyWordCount *out;
+  g_autoptr (GPtrArray) buckets = g_ptr_array_new ();
+  TallyCountsOptions options = { 0, prefix, 0 };
 
   g_return_val_if_fail (tables != NULL || n_tables == 0, 0);
   g_return_val_if_fail (entries != NULL, 0);
 
-  /* At most as many distinct words as the buckets' sizes together. */
   for (guint t = 0; t < n_tables; t++)
     for (guint i = lower_bound (tables[t], from_ms); i < tables[t]->buckets->len; i++)
       {
         Bucket *b = &g_array_index (tables[t]->buckets, Bucket, i);
         if (b->start_ms >= to_ms)
           break;
-        upper += tally_word_table_get_size (b->table);
+        g_ptr_array_add (buckets, b->table);
       }
-  if (upper == 0)
-    return 0;
-
-  /* 1. Stage, then scatter by the top bits of the hash. */
-  d.staged = g_new (Staged, upper);
-  for (guint t = 0; t < n_tables; t++)
-    for (guint i = lower_bound (tables[t], from_ms); i < tables[t]->buckets->len; i++)
-      {
-        Bucket *b = &g_array_index (tables[t]->buckets, Bucket, i);
-        if (b->start_ms >= to_ms)
-          break;
-        tally_word_table_foreach_hashed (b->table, stage_one, &d);
-        n++;
-      }
-  while (n_parts * PARTITION_WORDS < d.n && bits < 16)
-    {
-      n_parts *= 2;
-      bits++;
-    }
-  start = g_new0 (gsize, n_parts + 1);
-  fill = g_new (gsize, n_parts);
-  for (gsize k = 0; k < d.n; k++)
-    start[bits > 0 ? (d.staged[k].hash_lo >> (32 - bits)) + 1 : 1]++;
-  for (gsize p = 0; p < n_parts; p++)
-    {
-      biggest = MAX (biggest, start[p + 1]);
-      start[p + 1] += start[p];
-      fill[p] = start[p];
-    }
-  if (bits > 0)
-    {
-      parted = g_new (Staged, d.n);
-      for (gsize k = 0; k < d.n; k++)
-        parted[fill[d.staged[k].hash_lo >> (32 - bits)]++] = d.staged[k];
-      g_free (d.staged);
-    }
-  else
-    parted = d.staged;
-  d.staged = NULL;
-
-  /* 2. Sum each partition with an index at a load of at most 2/3 (buckets share words, so
-   * it is lower in practice), straight into the room reserved in @entries. */
-  while (slots < biggest + biggest / 2)
-    slots *= 2;
-  index = g_new (IndexSlot, slots);
-  heads = g_new (guint64, MAX (biggest, 1));
-  first = entries->len;
-  g_array_set_size (entries, first + d.n);
-  out = &g_array_index (entries, TallyWordCount, first);
-  for (gsize p = 0; p < n_parts; p++)
-    {
-      gsize size = start[p + 1] - start[p], mask = 15;
-
-      while (mask + 1 < size + size / 2)
-        mask = mask * 2 + 1;
-      out += sum_partition (parted + start[p], size, index, mask, out, heads);
-    }
-  g_array_set_size (entries, (guint)(out - (TallyWordCount *)(void *)entries->data));
-  return n;
+  tally_counts_sum_tables ((TallyWordTable *const *)buckets->pdata, buckets->len, &options,
+                           entries);
+  return buckets->len;
 }
 
 guint

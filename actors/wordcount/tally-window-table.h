@@ -93,10 +93,10 @@ guint tally_window_table_sum (TallyWindowTable *table, gint64 from_ms, gint64 to
  *   count summed over the buckets starting in [@from_ms, @to_ms) of every table
  *
  * Sums without copying a word: the entries' words point into the buckets' tables and are
- * valid until one of @tables is changed. The sum is kept in a scratch hash index sized once
- * from the buckets' sizes (8 bytes per slot plus 8 per entry), so it never grows: this is
- * what answers "the last 15 minutes" (tests/bench/bench-windows.c has the figures). Same
- * thread rules as the tables.
+ * valid until one of @tables is changed. The buckets are summed by
+ * tally_counts_sum_tables() (partitioned by hash, each partition in a small scratch index
+ * that never grows): this is what answers "the last 15 minutes"
+ * (tests/bench/bench-windows.c has the figures). Same thread rules as the tables.
  *
  * Returns: the number of buckets summed
  */

@@ -255,7 +255,7 @@ typedef void (*TallyWordTableHashedFunc) (const char *word, gsize len, guint64 c
  * @user_data: data for @func
  *
  * As tally_word_table_foreach(), also giving the hash bits each slot keeps, so that a
- * caller summing tables does not hash every word again (tally_window_table_collect()).
+ * caller summing tables does not hash every word again (tally_counts_sum_tables()).
  */
 void tally_word_table_foreach_hashed (TallyWordTable *table, TallyWordTableHashedFunc func,
                                       gpointer user_data);
