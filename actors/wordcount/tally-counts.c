@@ -553,9 +553,11 @@ tally_counts_collect_table (TallyWordTable *table, GArray *entries,
  *   1. every word of the tables is staged with the hash bits its slot keeps (no word is
  *      hashed again) and its first 8 bytes, then put in place, into 2^k partitions by the
  *      top bits of the hash, each partition small enough (about PARTITION_WORDS words) for
- *      its scratch index and its entries to stay in the CPU's cache. The partitioning is
- *      done in place (American flag sort: each word is moved once, into the room counted
- *      for its partition), so that only one staged array of 32 bytes per word is held;
+ *      its scratch index and its entries to stay in the CPU's cache. The staged array and
+ *      its scattered copy (32 bytes per word each) are held together for a moment: an
+ *      in-place permutation (American flag sort) or counting first and staging straight
+ *      into place (a second walk over the tables) each held one array only, but cost
+ *      about 2x and 1.5x the CPU of a "last 15m" query (tests/bench/README.md);
  *   2. each partition is summed into a scratch index of { entry number + 1 (0 = empty),
  *      hash bits }, reused from partition to partition. A probe reads an entry only on a
  *      match of the hash bits, and compares words by length and first 8 bytes (kept
@@ -601,14 +603,26 @@ word_head (const char *word, gsize len)
   return head;
 }
 
+static inline gboolean
+stage_wanted (const StageData *d, const char *word, gsize len, guint64 count)
+{
+  return count > 0 && len >= d->prefix_len
+         && (d->prefix_len == 0 || memcmp (word, d->prefix, d->prefix_len) == 0);
+}
+
+static inline gsize
+partition_of (guint32 hash_lo, guint bits)
+{
+  return bits > 0 ? hash_lo >> (32 - bits) : 0;
+}
+
 static void
 stage_one (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointer user_data)
 {
   StageData *d = user_data;
   Staged *s;
 
-  if (count == 0 || len < d->prefix_len
-      || (d->prefix_len > 0 && memcmp (word, d->prefix, d->prefix_len) != 0))
+  if (!stage_wanted (d, word, len, count))
     return;
   s = &d->staged[d->n++];
   s->word = word;
@@ -662,12 +676,6 @@ sum_partition (const Staged *s, gsize n, IndexSlot *index, gsize mask, TallyWord
   return n_out;
 }
 
-static inline gsize
-partition_of (const Staged *s, guint bits)
-{
-  return bits > 0 ? s->hash_lo >> (32 - bits) : 0;
-}
-
 gsize
 tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
                          const TallyCountsOptions *options, GArray *entries)
@@ -679,6 +687,7 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
   guint bits = 0;
   g_autofree gsize *start = NULL;
   g_autofree gsize *fill = NULL;
+  g_autofree Staged *parted = NULL;
   g_autofree IndexSlot *index = NULL;
   g_autofree guint64 *heads = NULL;
   TallyWordCount *out, *base;
@@ -692,10 +701,15 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
   if (upper == 0)
     return 0;
 
-  /* 1. Stage, then partition in place by the top bits of the hash. */
+  /* 1. Stage, then scatter by the top bits of the hash. */
   d.staged = g_new (Staged, upper);
   for (guint t = 0; t < n_tables; t++)
     tally_word_table_foreach_hashed (tables[t], stage_one, &d);
+  if (d.n == 0)
+    {
+      g_free (d.staged);
+      return 0;
+    }
   while (n_parts * PARTITION_WORDS < d.n && bits < 16)
     {
       n_parts *= 2;
@@ -704,31 +718,23 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
   start = g_new0 (gsize, n_parts + 1);
   fill = g_new (gsize, n_parts);
   for (gsize k = 0; k < d.n; k++)
-    start[partition_of (&d.staged[k], bits) + 1]++;
+    start[partition_of (d.staged[k].hash_lo, bits) + 1]++;
   for (gsize p = 0; p < n_parts; p++)
     {
       biggest = MAX (biggest, start[p + 1]);
       start[p + 1] += start[p];
       fill[p] = start[p];
     }
-  /* Every word out of place is carried to the next free place of its partition, and the
-   * word it displaces is carried on, until one lands in the place the cycle began at. */
-  for (gsize p = 0; p < n_parts; p++)
-    while (fill[p] < start[p + 1])
-      {
-        Staged carried = d.staged[fill[p]];
-        gsize q = partition_of (&carried, bits);
-
-        while (q != p)
-          {
-            Staged displaced = d.staged[fill[q]];
-
-            d.staged[fill[q]++] = carried;
-            carried = displaced;
-            q = partition_of (&carried, bits);
-          }
-        d.staged[fill[p]++] = carried;
-      }
+  if (bits > 0)
+    {
+      parted = g_new (Staged, d.n);
+      for (gsize k = 0; k < d.n; k++)
+        parted[fill[partition_of (d.staged[k].hash_lo, bits)]++] = d.staged[k];
+      g_free (d.staged);
+    }
+  else
+    parted = d.staged;
+  d.staged = NULL;
 
   /* 2. Sum each partition with an index at a load of at most 2/3 (tables share words, so
    * it is lower in practice), straight into the room reserved in @entries. */
@@ -746,7 +752,7 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
 
       while (mask + 1 < size + size / 2)
         mask = mask * 2 + 1;
-      n_sums = sum_partition (d.staged + start[p], size, index, mask, out, heads);
+      n_sums = sum_partition (parted + start[p], size, index, mask, out, heads);
       if (min_count > 1)
         {
           gsize kept = 0;
@@ -757,7 +763,6 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
         }
       out += n_sums;
     }
-  g_free (d.staged);
   n_kept = (gsize)(out - base);
   g_array_set_size (entries, (guint)(first + n_kept));
   return n_kept;
