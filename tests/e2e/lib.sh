@@ -8,7 +8,7 @@
 #                   trap that kills every pid in $pids, stops the kafka-local of the script's
 #                   own when $own_broker=1, and removes $work (kept with KEEP_WORK=1)
 #   fail, ok        a failure prints the last $fail_tail_lines (30) lines of $work/*.log
-#   expect_file, wait_for_line, wait_exit
+#   expect_file, wait_for_line, wait_exit, nopreload
 #   need_real_kafka, start_broker, spawn_tally, start_tally, stop_tally
 #   kcat_produce, snapshot_caught_up, last_snapshot, at_least_reference, streams_lines,
 #   streams_counts, sotu_lines
@@ -80,6 +80,16 @@ wait_exit() {
     sleep 0.1
   done
   ! kill -0 "$1" 2>/dev/null
+}
+
+# nopreload COMMAND [ARGS...]: COMMAND without the LD_PRELOAD that tests/meson.build gives
+# the plugin's hosts in an address-sanitizer build. A preloaded ASan runtime hangs any
+# program linking libp11-kit (curl, through GnuTLS): p11-kit's constructor calls
+# newlocale(), whose first malloc() initialises ASan, whose dlerror() takes and releases
+# glibc's locale lock that newlocale() holds; the lock is left corrupt and the program's
+# own setlocale() waits on it for ever (glibc 2.36, GCC 12's libasan).
+nopreload() {
+  env -u LD_PRELOAD "$@"
 }
 
 # need_real_kafka: exits 77 (skipped) unless the real-broker suites were asked for

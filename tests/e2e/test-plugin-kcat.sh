@@ -82,13 +82,13 @@ grep -av '^$' "$work/consumed" | LC_ALL=C sort >"$work/consumed-sorted" || true
 expect_file "kcat itself printed every record as without the plugin" "$work/input-sorted" "$work/consumed-sorted"
 
 # The plugin's /metrics for its host: every record kcat consumed, the snapshot request.
-curl -s -m 20 "http://127.0.0.1:$metrics_port/metrics" >"$work/metrics.txt" || fail "no /metrics from the plugin"
+nopreload curl -s -m 20 "http://127.0.0.1:$metrics_port/metrics" >"$work/metrics.txt" || fail "no /metrics from the plugin"
 got=$(awk '/^tally_records_consumed_total\{/ { s += $2 } END { print s + 0 }' "$work/metrics.txt")
 # As many as kcat printed, one a line (kcat -P made no record of the input's empty lines).
 produced=$(wc -l <"$work/consumed")
 [ "$got" = "$produced" ] || fail "the plugin's tally_records_consumed_total is $got, not $produced"
 grep -q '^tally_snapshot_requests_total [1-9]' "$work/metrics.txt" || fail "no snapshot request in the plugin's metrics"
-[ "$(curl -s -m 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$metrics_port/healthz")" = 200 ] \
+[ "$(nopreload curl -s -m 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$metrics_port/healthz")" = 200 ] \
   || fail "the plugin's /healthz"
 ok "the plugin serves /metrics ($got records, a snapshot request) and /healthz for kcat"
 
