@@ -13,6 +13,7 @@
 #include "tally-build-config.h"
 #include "tally-commands.h"
 
+#include <gio/gio.h>
 #include <string.h>
 
 TallyConfig *
@@ -67,4 +68,10 @@ tally_cmd_check_clients (const TallyConfig *config)
     return TRUE;
   g_printerr ("%s: %s\n", g_get_prgname (), error->message);
   return FALSE;
+}
+
+void
+tally_cmd_start_glib_worker (void)
+{
+  g_type_ensure (G_TYPE_TASK);
 }

@@ -1375,6 +1375,7 @@ tally_cmd_count (int argc, char **argv)
   mallopt (M_MMAP_THRESHOLD, 64 * 1024 * 1024);
   mallopt (M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 #endif
+  tally_cmd_start_glib_worker ();
   job.handle = tally_aggregator_handle_new (n_shards, mailbox_capacity);
   if (!count_run (&job, paths, n_inputs, &error))
     {

@@ -242,6 +242,7 @@ tally_cmd_words (int argc, char **argv)
                g_strerror (errno));
       return TALLY_EXIT_FAILURE;
     }
+  tally_cmd_start_glib_worker ();
   handle = tally_aggregator_handle_new ((guint)shards, 0);
 
   for (;;)
