@@ -817,6 +817,35 @@ test_table_keyed (void)
   g_assert_cmpuint (tally_word_table_get_n_changed (t), ==, 3001);
 }
 
+/* tally_word_table_count_by_hash(): words with a positive count per group of the top
+ * bits of their stored hash, the same groups foreach_hashed() gives. */
+static void
+count_group (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointer user_data)
+{
+  if (count > 0)
+    ((gsize *)user_data)[hash_lo >> (32 - 3)]++;
+}
+
+static void
+test_count_by_hash (void)
+{
+  g_autoptr (TallyWordTable) table = tally_word_table_new ();
+  gsize by_slots[8] = { 0 }, by_words[8] = { 0 }, all[1] = { 0 };
+
+  for (guint i = 0; i < 1000; i++)
+    {
+      g_autofree char *w = g_strdup_printf ("w%u", i);
+      tally_word_table_add (table, w, strlen (w), tally_word_hash (w, strlen (w)), 1 + i % 3);
+    }
+  tally_word_table_set (table, "zero", 4, tally_word_hash ("zero", 4), 0);
+  g_assert_cmpuint (tally_word_table_count_by_hash (table, 3, by_slots), ==, 1000);
+  tally_word_table_foreach_hashed (table, count_group, by_words);
+  for (guint g = 0; g < 8; g++)
+    g_assert_cmpuint (by_slots[g], ==, by_words[g]);
+  g_assert_cmpuint (tally_word_table_count_by_hash (table, 0, all), ==, 1000);
+  g_assert_cmpuint (all[0], ==, 1000);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -844,6 +873,7 @@ main (int argc, char **argv)
   g_test_add_func ("/counts/top-selection", test_counts_top_selection);
   g_test_add_func ("/counts/order-long-prefixes", test_counts_order_long_prefixes);
   g_test_add_func ("/counts/builder-rejects-invalid", test_counts_builder_rejects_invalid);
+  g_test_add_func ("/word-table/count-by-hash", test_count_by_hash);
 
   return g_test_run ();
 }

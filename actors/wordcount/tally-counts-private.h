@@ -62,7 +62,7 @@ void tally_counts_collect_table (TallyWordTable *table, GArray *entries,
  *
  * Sums tables filled with tally_word_hash() (the hash bits their slots keep are used,
  * no word is hashed again), partitioned by hash so that the summing stays in the CPU's
- * cache. Holds up to 64 bytes per word of the tables besides @entries while it runs.
+ * cache. Holds 32 bytes per word of the tables besides @entries while it runs.
  * O(words in the tables).
  *
  * Returns: the number of entries appended

@@ -553,11 +553,11 @@ tally_counts_collect_table (TallyWordTable *table, GArray *entries,
  *   1. every word of the tables is staged with the hash bits its slot keeps (no word is
  *      hashed again) and its first 8 bytes, then put in place, into 2^k partitions by the
  *      top bits of the hash, each partition small enough (about PARTITION_WORDS words) for
- *      its scratch index and its entries to stay in the CPU's cache. The staged array and
- *      its scattered copy (32 bytes per word each) are held together for a moment: an
- *      in-place permutation (American flag sort) or counting first and staging straight
- *      into place (a second walk over the tables) each held one array only, but cost
- *      about 2x and 1.5x the CPU of a "last 15m" query (tests/bench/README.md);
+ *      its scratch index and its entries to stay in the CPU's cache. The words of each
+ *      partition are counted first (from the slots alone, without a prefix), so that
+ *      each word is staged straight into place: one staged array of 32 bytes per word,
+ *      never a scattered copy of it beside (an in-place permutation cost twice the CPU,
+ *      tests/bench/README.md);
  *   2. each partition is summed into a scratch index of { entry number + 1 (0 = empty),
  *      hash bits }, reused from partition to partition. A probe reads an entry only on a
  *      match of the hash bits, and compares words by length and first 8 bytes (kept
@@ -586,6 +586,8 @@ typedef struct
 typedef struct
 {
   Staged *staged;
+  gsize *fill; /* per partition: where its next word goes (or, counting, its words) */
+  guint bits;  /* 2^bits partitions, by the top bits of the hash */
   gsize n;
   const char *prefix;
   gsize prefix_len;
@@ -616,6 +618,20 @@ partition_of (guint32 hash_lo, guint bits)
   return bits > 0 ? hash_lo >> (32 - bits) : 0;
 }
 
+/* Counting with a prefix: the words of each partition, in @fill[partition]. */
+static void
+count_one (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointer user_data)
+{
+  StageData *d = user_data;
+
+  if (stage_wanted (d, word, len, count))
+    {
+      d->fill[partition_of (hash_lo, d->bits)]++;
+      d->n++;
+    }
+}
+
+/* Stages a word straight into the room of its partition. */
 static void
 stage_one (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointer user_data)
 {
@@ -624,7 +640,7 @@ stage_one (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointer
 
   if (!stage_wanted (d, word, len, count))
     return;
-  s = &d->staged[d->n++];
+  s = &d->staged[d->fill[partition_of (hash_lo, d->bits)]++];
   s->word = word;
   s->head = word_head (word, len);
   s->count = count;
@@ -682,12 +698,9 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
 {
   const char *prefix = options != NULL ? options->prefix : NULL;
   guint64 min_count = options != NULL ? options->min_count : 0;
-  StageData d = { NULL, 0, prefix, prefix != NULL ? strlen (prefix) : 0 };
+  StageData d = { NULL, NULL, 0, 0, prefix, prefix != NULL ? strlen (prefix) : 0 };
   gsize upper = 0, n_parts = 1, biggest = 0, slots = 16, first, n_kept;
-  guint bits = 0;
   g_autofree gsize *start = NULL;
-  g_autofree gsize *fill = NULL;
-  g_autofree Staged *parted = NULL;
   g_autofree IndexSlot *index = NULL;
   g_autofree guint64 *heads = NULL;
   TallyWordCount *out, *base;
@@ -701,40 +714,34 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
   if (upper == 0)
     return 0;
 
-  /* 1. Stage, then scatter by the top bits of the hash. */
-  d.staged = g_new (Staged, upper);
-  for (guint t = 0; t < n_tables; t++)
-    tally_word_table_foreach_hashed (tables[t], stage_one, &d);
-  if (d.n == 0)
-    {
-      g_free (d.staged);
-      return 0;
-    }
-  while (n_parts * PARTITION_WORDS < d.n && bits < 16)
+  /* 1. Count the words of each partition (the partitions are chosen from @upper, before
+   * the prefix and the counts of 0 have been seen), then stage every word straight into
+   * its partition's room: one staged array, never a scattered copy of it. Without a
+   * prefix the counting reads the tables' slots only. */
+  while (n_parts * PARTITION_WORDS < upper && d.bits < 16)
     {
       n_parts *= 2;
-      bits++;
+      d.bits++;
     }
   start = g_new0 (gsize, n_parts + 1);
-  fill = g_new (gsize, n_parts);
-  for (gsize k = 0; k < d.n; k++)
-    start[partition_of (d.staged[k].hash_lo, bits) + 1]++;
+  d.fill = start + 1;
+  for (guint t = 0; t < n_tables; t++)
+    if (d.prefix_len == 0)
+      d.n += tally_word_table_count_by_hash (tables[t], d.bits, d.fill);
+    else
+      tally_word_table_foreach_hashed (tables[t], count_one, &d);
+  if (d.n == 0)
+    return 0;
   for (gsize p = 0; p < n_parts; p++)
     {
       biggest = MAX (biggest, start[p + 1]);
       start[p + 1] += start[p];
-      fill[p] = start[p];
     }
-  if (bits > 0)
-    {
-      parted = g_new (Staged, d.n);
-      for (gsize k = 0; k < d.n; k++)
-        parted[fill[partition_of (d.staged[k].hash_lo, bits)]++] = d.staged[k];
-      g_free (d.staged);
-    }
-  else
-    parted = d.staged;
-  d.staged = NULL;
+  d.fill = g_memdup2 (start, n_parts * sizeof (gsize));
+  d.staged = g_new (Staged, d.n);
+  for (guint t = 0; t < n_tables; t++)
+    tally_word_table_foreach_hashed (tables[t], stage_one, &d);
+  g_free (d.fill);
 
   /* 2. Sum each partition with an index at a load of at most 2/3 (tables share words, so
    * it is lower in practice), straight into the room reserved in @entries. */
@@ -752,7 +759,7 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
 
       while (mask + 1 < size + size / 2)
         mask = mask * 2 + 1;
-      n_sums = sum_partition (parted + start[p], size, index, mask, out, heads);
+      n_sums = sum_partition (d.staged + start[p], size, index, mask, out, heads);
       if (min_count > 1)
         {
           gsize kept = 0;
@@ -763,6 +770,7 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
         }
       out += n_sums;
     }
+  g_free (d.staged);
   n_kept = (gsize)(out - base);
   g_array_set_size (entries, (guint)(first + n_kept));
   return n_kept;

@@ -631,6 +631,28 @@ tally_word_table_foreach_hashed (TallyWordTable *table, TallyWordTableHashedFunc
     }
 }
 
+gsize
+tally_word_table_count_by_hash (TallyWordTable *table, guint bits, gsize *counts)
+{
+  gsize n = 0;
+
+  g_return_val_if_fail (table != NULL, 0);
+  g_return_val_if_fail (bits <= 31, 0);
+  g_return_val_if_fail (counts != NULL, 0);
+
+  /* The slots alone, in order: no key is read. */
+  for (gsize i = 0; i <= table->mask; i++)
+    {
+      const Slot *s = &table->slots[i];
+
+      if (s->offset == 0 || (s->count & COUNT_MASK) == 0)
+        continue;
+      counts[bits > 0 ? s->hash_lo >> (32 - bits) : 0]++;
+      n++;
+    }
+  return n;
+}
+
 void
 tally_word_table_take_changes (TallyWordTable *table, TallyWordTableFunc func, gpointer user_data)
 {

@@ -261,6 +261,21 @@ void tally_word_table_foreach_hashed (TallyWordTable *table, TallyWordTableHashe
                                       gpointer user_data);
 
 /**
+ * tally_word_table_count_by_hash:
+ * @table: a table
+ * @bits: how many top bits of the stored hash bits (as tally_word_table_foreach_hashed()
+ *   gives them) pick a group, 0 to 31: 2^@bits groups
+ * @counts: (array): 2^@bits counters, one per group, added to
+ *
+ * Counts the words whose count is positive in each group, reading the slots only (no
+ * word): how a caller summing tables sizes its partitions before it stages the words
+ * (tally_counts_sum_tables()). O(slots), sequential.
+ *
+ * Returns: the number of words counted
+ */
+gsize tally_word_table_count_by_hash (TallyWordTable *table, guint bits, gsize *counts);
+
+/**
  * tally_word_table_take_changes:
  * @table: a table
  * @func: called once per word changed since the last call, with its current count
