@@ -586,12 +586,14 @@ prefetch_key_of (TallyWordTable *table, const Slot *s)
     __builtin_prefetch (table->chunks[offset >> CHUNK_BITS] + (offset & (CHUNK_SIZE - 1)));
 }
 
-void
-tally_word_table_foreach (TallyWordTable *table, TallyWordTableFunc func, gpointer user_data)
+/* The walk behind tally_word_table_foreach() and tally_word_table_foreach_hashed(): calls
+ * @func, or @hashed_func with the hash bits the slot keeps, for each word in slot order.
+ * Keys lie in the arena in the order they came, not in slot order: the key of the slot
+ * FOREACH_PREFETCH ahead is prefetched, so that several misses are under way at once. */
+static inline void
+foreach_slot (TallyWordTable *table, TallyWordTableFunc func, TallyWordTableHashedFunc hashed_func,
+              gpointer user_data)
 {
-  g_return_if_fail (table != NULL);
-  g_return_if_fail (func != NULL);
-
   for (gsize i = 0; i <= table->mask; i++)
     {
       Slot *s = &table->slots[i];
@@ -603,8 +605,20 @@ tally_word_table_foreach (TallyWordTable *table, TallyWordTableFunc func, gpoint
       if (s->offset == 0)
         continue;
       k = key_at (table, s->offset, &len);
-      func ((const char *)k, len, s->count & COUNT_MASK, user_data);
+      if (hashed_func != NULL)
+        hashed_func ((const char *)k, len, s->count & COUNT_MASK, s->hash_lo, user_data);
+      else
+        func ((const char *)k, len, s->count & COUNT_MASK, user_data);
     }
+}
+
+void
+tally_word_table_foreach (TallyWordTable *table, TallyWordTableFunc func, gpointer user_data)
+{
+  g_return_if_fail (table != NULL);
+  g_return_if_fail (func != NULL);
+
+  foreach_slot (table, func, NULL, user_data);
 }
 
 void
@@ -614,21 +628,7 @@ tally_word_table_foreach_hashed (TallyWordTable *table, TallyWordTableHashedFunc
   g_return_if_fail (table != NULL);
   g_return_if_fail (func != NULL);
 
-  /* Keys lie in the arena in the order they came, not in slot order: the key of the slot
-   * FOREACH_PREFETCH ahead is prefetched, so that several misses are under way at once. */
-  for (gsize i = 0; i <= table->mask; i++)
-    {
-      Slot *s = &table->slots[i];
-      gsize len;
-      const guint8 *k;
-
-      if (G_LIKELY (i + FOREACH_PREFETCH <= table->mask))
-        prefetch_key_of (table, &table->slots[i + FOREACH_PREFETCH]);
-      if (s->offset == 0)
-        continue;
-      k = key_at (table, s->offset, &len);
-      func ((const char *)k, len, s->count & COUNT_MASK, s->hash_lo, user_data);
-    }
+  foreach_slot (table, NULL, func, user_data);
 }
 
 gsize
