@@ -409,7 +409,7 @@ gboolean
 tally_checkpoint_ensure_topic (TallyCheckpoint *self, int n_partitions, int timeout_ms,
                                GError **error)
 {
-  static const char *const configs[] = { "cleanup.policy", "compact", NULL };
+  static const char *const configs[] = { TALLY_CHECKPOINT_TOPIC_CONFIGS };
   const TallyTopicSpec spec = {
     .name = self->topic,
     .role = "changelog topic",

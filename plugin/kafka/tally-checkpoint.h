@@ -190,6 +190,19 @@ void tally_checkpoint_free (TallyCheckpoint *checkpoint);
 const char *tally_checkpoint_get_topic (TallyCheckpoint *checkpoint);
 
 /**
+ * TALLY_CHECKPOINT_TOPIC_CONFIGS:
+ *
+ * The topic configs a changelog topic is created with, as name, value pairs ending in
+ * %NULL, for an array initializer: cleanup.policy=compact (the broker keeps the latest
+ * record of each key), and segment.bytes=67108864 (64 MiB) instead of the broker's 1 GiB,
+ * because the broker never compacts the active segment: a restore reads the whole of it,
+ * superseded blocks included, so its size bounds what compaction leaves for a restore.
+ * A topic that exists already keeps its own configs.
+ */
+#define TALLY_CHECKPOINT_TOPIC_CONFIGS                                                             \
+  "cleanup.policy", "compact", "segment.bytes", "67108864", NULL
+
+/**
  * tally_checkpoint_ensure_topic:
  * @checkpoint: a checkpoint
  * @n_partitions: the number of partitions the input has (the changelog needs as many)
@@ -198,12 +211,12 @@ const char *tally_checkpoint_get_topic (TallyCheckpoint *checkpoint);
  *   %TALLY_CHECKPOINT_ERROR_TIMEOUT
  *
  * Creates the changelog topic with the Admin API (KIP-4 CreateTopics) when it is missing:
- * @n_partitions partitions, cleanup.policy=compact, replication factor the broker's
- * default; then waits until every partition has a leader (tally_topics_ensure(), which
- * also says what happens when the broker forbids creation). A topic that exists already
- * with fewer than @n_partitions partitions is grown to @n_partitions (CreatePartitions,
- * KIP-195): partition p keeps store p's records, new partitions are appended for input
- * partitions that appeared (a topic matched by a regex, or given more partitions).
+ * @n_partitions partitions, the configs of %TALLY_CHECKPOINT_TOPIC_CONFIGS, replication
+ * factor the broker's default; then waits until every partition has a leader
+ * (tally_topics_ensure(), which also says what happens when the broker forbids creation). A topic
+ * that exists already with fewer than @n_partitions partitions is grown to @n_partitions
+ * (CreatePartitions, KIP-195): partition p keeps store p's records, new partitions are appended for
+ * input partitions that appeared (a topic matched by a regex, or given more partitions).
  * Checkpoint's thread; blocks for at most about @timeout_ms.
  *
  * Returns: %TRUE when the topic exists with enough partitions, each with a leader

@@ -25,6 +25,7 @@
 
 #include "tally-aggregator-handle.h"
 #include "tally-broker.h"
+#include "tally-checkpoint.h"
 #include "tally-publisher.h"
 #include "tally-snapshot-coordinator.h"
 #include "tally-kafka-errors.h"
@@ -309,7 +310,7 @@ topics_error_code (const GError *error)
 static gboolean
 ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
 {
-  static const char *const compact[] = { "cleanup.policy", "compact", NULL };
+  static const char *const changelog_configs[] = { TALLY_CHECKPOINT_TOPIC_CONFIGS };
   const TallyConfig *config = run->config;
   g_autoptr (GError) local_error = NULL;
   g_autofree char *max_bytes = NULL;
@@ -386,7 +387,7 @@ ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
                                          .role = "changelog topic",
                                          .partitions = n_input,
                                          .min_partitions = n_input,
-                                         .configs = compact,
+                                         .configs = changelog_configs,
                                          .grow = TRUE };
 
   ok = tally_topics_ensure (

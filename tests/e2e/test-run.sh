@@ -690,9 +690,11 @@ for name in (req, out, changelog):
     assert all(p.leader >= 0 for p in md[name].partitions.values()), name + ": a partition without a leader"
     print(name.rsplit("-", 1)[1], len(md[name].partitions), end=" ")
 for f in admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, changelog)]).values():
-    print("cleanup.policy=" + f.result(30)["cleanup.policy"].value)
+    configs = f.result(30)
+    print("cleanup.policy=" + configs["cleanup.policy"].value,
+          "segment.bytes=" + configs["segment.bytes"].value)
 EOF
-  local want="requests 1 snapshots 1 changelog 4 cleanup.policy=compact"
+  local want="requests 1 snapshots 1 changelog 4 cleanup.policy=compact segment.bytes=67108864"
   [ "$(cat "$work/topics")" = "$want" ] || fail "topics: $(cat "$work/topics"), expected $want"
   ok "partitions and configs: $want"
   streams_lines | kcat_produce "$input_topic"
