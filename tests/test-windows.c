@@ -260,6 +260,11 @@ test_clock_buckets_and_grace (void)
     sel.duration_ms = 13 * MIN_MS;
     g_assert_false (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
     g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_EXPIRED);
+    /* It says what to do about it, with the count in the right number. */
+    g_assert_cmpstr (error->message, ==,
+                     "window from -60000 ms is older than the buckets retained ([windows] "
+                     "retain = 2 windows of 300000 ms before the open one): ask for a later "
+                     "window, or raise [windows] retain");
     g_clear_error (&error);
   }
   /* Expiry: retain 2 windows before the open one [10m, 15m): buckets before 0 go. */

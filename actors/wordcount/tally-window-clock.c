@@ -446,9 +446,9 @@ tally_window_clock_resolve (TallyWindowClock *clock, const TallyWindowSelector *
     {
       g_set_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_EXPIRED,
                    "window from %" G_GINT64_FORMAT " ms is older than the buckets retained "
-                   "([windows] retain = %u windows of %" G_GINT64_FORMAT " ms before the "
-                   "open one)",
-                   from, s->retain, s->size_ms);
+                   "([windows] retain = %u window%s of %" G_GINT64_FORMAT " ms before the "
+                   "open one): ask for a later window, or raise [windows] retain",
+                   from, s->retain, s->retain == 1 ? "" : "s", s->size_ms);
       return FALSE;
     }
   *from_ms = from;
