@@ -193,7 +193,9 @@ input_partitions (rd_kafka_t *rk, char **patterns, guint timeout_ms, GError **er
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     {
       tally_kafka_errors_check (err, CONSUMER_ROLE, NULL, rd_kafka_err2str (err));
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot read cluster metadata: %s",
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   "cannot read cluster metadata: %s: check that a broker listens at the "
+                   "address --bootstrap-server or [kafka] bootstrap.servers gives",
                    rd_kafka_err2str (err));
       return NULL;
     }
