@@ -667,8 +667,9 @@ tally_run_service (const TallyConfig *config, GError **error)
   {
     g_autofree char *inputs = g_strjoinv (", ", config->input.topics);
 
-    g_message ("running: input %s; output %s, requests %s, %u shard(s)", inputs,
-               config->output.topic, config->requests.topic, config->aggregator.shards);
+    g_message ("running: input %s; output %s, requests %s, %u shard(s); configuration %s", inputs,
+               config->output.topic, config->requests.topic, config->aggregator.shards,
+               config->source_path != NULL ? config->source_path : "built-in defaults");
   }
   g_main_loop_run (run.loop);
   ok = TRUE;

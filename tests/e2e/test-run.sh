@@ -166,6 +166,9 @@ EOF
   grep -qF 'source: consuming tally-input, ^tally-input-none-[0-9]+$ as consumer group member' "$work/run.log" \
     || fail "the source does not name both input topics: $(grep 'source: consuming' "$work/run.log")"
   ok "both input topics named in the log"
+  grep -qF "shard(s); configuration $work/tally.conf" "$work/run.log" \
+    || fail "the running line does not name the key-file: $(grep 'running:' "$work/run.log")"
+  ok "the key-file read is named in the log"
 }
 
 test_signals() {
