@@ -117,6 +117,25 @@ static gsize n_folds;
 /* For each code point of the BMP that folds: 1 + its index in folds; 0 for the rest. */
 static guint16 bmp_fold[0x10000];
 
+/* The final form of each two-byte character (U+0080..U+07FF: Latin with diacritics, Greek,
+ * Cyrillic, Armenian, Hebrew, Arabic) inside a word: its full case folding when bmp_class
+ * says FLAG_FOLDS, its own two bytes otherwise. utf8 comes first so that fold_word() can
+ * copy all 8 bytes at once (the byte after the fold is overwritten or not emitted). The
+ * class of these characters is bmp_class[c] (a 2 KiB prefix of it); see feed_unicode(). */
+typedef struct
+{
+  guchar utf8[7];
+  guint8 len;
+} TwoByteFold;
+
+static TwoByteFold two_byte_fold[0x800];
+
+/* The code point of the two-byte sequence @b0 @b1 (lead byte 0xc2..0xdf, continuation
+ * byte), an index into bmp_class and two_byte_fold. */
+#define TWO_BYTE_CP(b0, b1) ((((guint)(b0) & 0x1fu) << 6) | ((guint)(b1) & 0x3fu))
+/* TRUE when @b is the lead byte of a two-byte sequence (0xc2..0xdf). */
+#define TWO_BYTE_LEAD(b) ((guint)(guchar)((b) - 0xc2) <= 0xdf - 0xc2)
+
 static guint8
 kind_from_type (GUnicodeType type)
 {
@@ -207,6 +226,24 @@ unicode_tables_init (void)
   for (gsize i = 0; i < n_folds; i++)
     if (folds[i].cp < 0x10000)
       bmp_fold[folds[i].cp] = (guint16)(i + 1);
+
+  /* two_byte_fold from the same data: by construction what fold_word()'s general path
+   * writes for each of these characters. */
+  for (gunichar c = 0x80; c < 0x800; c++)
+    {
+      TwoByteFold *t = &two_byte_fold[c];
+
+      if ((bmp_class[c] & FLAG_FOLDS) && bmp_fold[c] != 0)
+        {
+          const FoldEntry *e = &folds[bmp_fold[c] - 1];
+
+          g_assert (e->len <= sizeof t->utf8);
+          memcpy (t->utf8, e->utf8, e->len);
+          t->len = e->len;
+        }
+      else
+        t->len = (guint8)g_unichar_to_utf8 (c, (char *)t->utf8);
+    }
 }
 
 static void
@@ -630,6 +667,17 @@ fold_word (TallyTokenizer *self, const guchar *p, const guchar *end, const gucha
             continue;
           }
         }
+      if (TWO_BYTE_LEAD (*p))
+        {
+          /* Valid (the word is), so p[1] is its continuation byte; the scratch buffer's
+           * spare bytes take the 8-byte copy. */
+          const TwoByteFold *t = &two_byte_fold[TWO_BYTE_CP (p[0], p[1])];
+
+          memcpy (out + o, t, sizeof *t);
+          o += t->len;
+          p += 2;
+          continue;
+        }
       n = decode_utf8 (p, end, &c);
       g_assert (n != 0);
       cls = char_class (c);
@@ -751,6 +799,39 @@ feed_unicode (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWor
         {
           gboolean in_word, lm = FALSE, folds = FALSE;
           guint n = 1;
+
+          /* A run of two-byte word characters (Greek, Cyrillic, accented Latin...) in one
+           * tight loop: the same decisions as the general path below (bmp_class holds
+           * their classes; none of them is a joiner), without its branches. It may run
+           * past stop; the next step starts where it ends. */
+          if (TWO_BYTE_LEAD (*p) && end - p >= 2 && (p[1] & 0xc0) == 0x80)
+            {
+              guint8 cls = bmp_class[TWO_BYTE_CP (p[0], p[1])];
+
+              if ((cls & KIND_MASK) != KIND_SEPARATOR)
+                {
+                  guint8 any_folds = 0;
+
+                  if (word == NULL)
+                    {
+                      word = p;
+                      pure = TRUE;
+                    }
+                  do
+                    {
+                      any_folds |= cls;
+                      prev_lm = (cls & KIND_MASK) != KIND_DIGIT;
+                      p += 2;
+                      if (end - p < 2 || !TWO_BYTE_LEAD (*p) || (p[1] & 0xc0) != 0x80)
+                        break;
+                      cls = bmp_class[TWO_BYTE_CP (p[0], p[1])];
+                    }
+                  while ((cls & KIND_MASK) != KIND_SEPARATOR);
+                  if (any_folds & FLAG_FOLDS)
+                    pure = FALSE;
+                  continue;
+                }
+            }
 
           if (*p < 0x80)
             {
