@@ -800,39 +800,6 @@ feed_unicode (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWor
           gboolean in_word, lm = FALSE, folds = FALSE;
           guint n = 1;
 
-          /* A run of two-byte word characters (Greek, Cyrillic, accented Latin...) in one
-           * tight loop: the same decisions as the general path below (bmp_class holds
-           * their classes; none of them is a joiner), without its branches. It may run
-           * past stop; the next step starts where it ends. */
-          if (TWO_BYTE_LEAD (*p) && end - p >= 2 && (p[1] & 0xc0) == 0x80)
-            {
-              guint8 cls = bmp_class[TWO_BYTE_CP (p[0], p[1])];
-
-              if ((cls & KIND_MASK) != KIND_SEPARATOR)
-                {
-                  guint8 any_folds = 0;
-
-                  if (word == NULL)
-                    {
-                      word = p;
-                      pure = TRUE;
-                    }
-                  do
-                    {
-                      any_folds |= cls;
-                      prev_lm = (cls & KIND_MASK) != KIND_DIGIT;
-                      p += 2;
-                      if (end - p < 2 || !TWO_BYTE_LEAD (*p) || (p[1] & 0xc0) != 0x80)
-                        break;
-                      cls = bmp_class[TWO_BYTE_CP (p[0], p[1])];
-                    }
-                  while ((cls & KIND_MASK) != KIND_SEPARATOR);
-                  if (any_folds & FLAG_FOLDS)
-                    pure = FALSE;
-                  continue;
-                }
-            }
-
           if (*p < 0x80)
             {
               guint8 k = uni_ascii[*p];
@@ -856,6 +823,35 @@ feed_unicode (TallyTokenizer *self, const guchar *p, const guchar *end, TallyWor
                   in_word = FALSE;
                   break;
                 }
+            }
+          else if (TWO_BYTE_LEAD (*p) && end - p >= 2 && (p[1] & 0xc0) == 0x80
+                   && (bmp_class[TWO_BYTE_CP (p[0], p[1])] & KIND_MASK) != KIND_SEPARATOR)
+            {
+              /* A run of two-byte word characters (Greek, Cyrillic, accented Latin...)
+               * in one tight loop: the same decisions as the general path below (bmp_class
+               * holds their classes; none of them is a joiner), without its branches. It
+               * may run past stop; the next step starts where it ends. */
+              guint8 cls = bmp_class[TWO_BYTE_CP (p[0], p[1])];
+              guint8 any = 0;
+
+              if (word == NULL)
+                {
+                  word = p;
+                  pure = TRUE;
+                }
+              do
+                {
+                  any |= cls;
+                  prev_lm = (cls & KIND_MASK) != KIND_DIGIT;
+                  p += 2;
+                  if (end - p < 2 || !TWO_BYTE_LEAD (*p) || (p[1] & 0xc0) != 0x80)
+                    break;
+                  cls = bmp_class[TWO_BYTE_CP (p[0], p[1])];
+                }
+              while ((cls & KIND_MASK) != KIND_SEPARATOR);
+              if (any & FLAG_FOLDS)
+                pure = FALSE;
+              continue;
             }
           else
             {
