@@ -142,8 +142,8 @@ test_two_byte_tables (void)
         {
           GString *w = g_string_new (NULL);
 
-          g_string_append_printf (w, "%s%s|ab%s9%s|", expected_fold, expected_fold,
-                                  expected_fold, expected_fold);
+          g_string_append_printf (w, "%s%s|ab%s9%s|", expected_fold, expected_fold, expected_fold,
+                                  expected_fold);
           for (int i = 0; i < 20; i++)
             g_string_append (w, expected_fold);
           g_string_append_printf (w, "x|%s|", expected_fold);

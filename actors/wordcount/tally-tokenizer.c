@@ -132,9 +132,9 @@ static TwoByteFold two_byte_fold[0x800];
 
 /* The code point of the two-byte sequence @b0 @b1 (lead byte 0xc2..0xdf, continuation
  * byte), an index into bmp_class and two_byte_fold. */
-#define TWO_BYTE_CP(b0, b1) ((((guint)(b0) & 0x1fu) << 6) | ((guint)(b1) & 0x3fu))
+#define TWO_BYTE_CP(b0, b1) ((((guint)(b0)&0x1fu) << 6) | ((guint)(b1)&0x3fu))
 /* TRUE when @b is the lead byte of a two-byte sequence (0xc2..0xdf). */
-#define TWO_BYTE_LEAD(b) ((guint)(guchar)((b) - 0xc2) <= 0xdf - 0xc2)
+#define TWO_BYTE_LEAD(b) ((guint)(guchar)((b)-0xc2) <= 0xdf - 0xc2)
 
 static guint8
 kind_from_type (GUnicodeType type)
