@@ -169,16 +169,18 @@ type_may_fold (GUnicodeType type)
          && type != G_UNICODE_OTHER_NUMBER;
 }
 
-/* Builds, once per process, the two tables of unicode mode from GLib's Unicode data:
+/* Builds, once per process, the tables of unicode mode from GLib's Unicode data:
  *
  * - bmp_class: the class of every code point of the Basic Multilingual Plane (64 Ki
- *   entries); char_class() asks g_unichar_type() above it.
+ *   entries); char_class() asks g_unichar_type() above it. Its first 2 KiB are the classes
+ *   that the two-byte fast path of feed_unicode() reads.
  * - folds: every code point whose full case folding (CaseFolding.txt, status C and F) is
  *   not itself, with its folded UTF-8, sorted by code point. It is built with
  *   g_utf8_casefold(), which does not look at the locale. GLib 2.74 folds Cherokee
  *   capitals U+13A0..U+13F5 to small letters, the opposite of CaseFolding.txt (which folds
  *   small to capital); leaving that range out of the table corrects it, so folding stays
- *   idempotent. */
+ *   idempotent. bmp_fold indexes it for the BMP.
+ * - two_byte_fold: the final form of U+0080..U+07FF, from bmp_class and folds. */
 static void
 unicode_tables_init (void)
 {
