@@ -262,8 +262,8 @@ check_sum_tables (TallyWordTable *const *tables, guint n_tables, const TallyCoun
 
   g_hash_table_iter_init (&iter, reference);
   while (g_hash_table_iter_next (&iter, &key, &value))
-    if (*(guint64 *)value > 0 && tally_counts_options_match (options, key, strlen (key),
-                                                              *(guint64 *)value))
+    if (*(guint64 *)value > 0
+        && tally_counts_options_match (options, key, strlen (key), *(guint64 *)value))
       want++;
   /* One entry already there stays first and untouched. */
   g_array_append_val (entries, ((TallyWordCount){ "before", 6, 1 }));
