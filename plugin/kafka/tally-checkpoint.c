@@ -1073,5 +1073,7 @@ tally_checkpoint_restore (TallyCheckpoint *self, gint32 partition, int timeout_m
     return FALSE;
   *counts = g_steal_pointer (&store.counts);
   *offsets = g_steal_pointer (&store.offsets);
+  /* The blocks read are in the partition's log now (log_from_restore()). */
+  tally_restored_store_clear (&store);
   return TRUE;
 }
