@@ -894,8 +894,113 @@ tally_config_check_topic_name (const char *topic, GError **error)
   return TRUE;
 }
 
+/* The most nodes a topic pattern may expand to when compiled; see regex_expanded_size(). */
+#define TOPIC_REGEX_MAX_NODES 10000
+
+/* An upper estimate of the nodes glibc's regcomp() builds for @pattern (POSIX extended):
+ * one per atom, with a repeated atom copied once per repetition: `x+` holds x twice
+ * (regcomp rewrites it as `xx*`), `x{m,n}` holds it max(m, n) + 1 times, `x*` and `x?`
+ * once. A stacked repetition such as `a++++` or `(a{100}){100}` multiplies, so a short
+ * pattern can make regcomp() (ours here, and librdkafka's when it subscribes) allocate
+ * gigabytes; fuzzing found `^p+++…` taking 2.8 GB. Saturates at G_MAXUINT64; the result
+ * is only compared with TOPIC_REGEX_MAX_NODES. Brackets count as one atom. */
+static guint64
+regex_expanded_size (const char *pattern)
+{
+  enum { MAX_DEPTH = 64 };
+  guint64 total[MAX_DEPTH + 1] = { 0 }, last[MAX_DEPTH + 1] = { 0 };
+  int depth = 0;
+
+#define SAT_ADD(a, b) ((a) > G_MAXUINT64 - (b) ? G_MAXUINT64 : (a) + (b))
+#define SAT_MUL(a, b) ((b) != 0 && (a) > G_MAXUINT64 / (b) ? G_MAXUINT64 : (a) * (b))
+  for (const char *c = pattern; *c != '\0'; c++)
+    {
+      guint64 times = 1;
+
+      switch (*c)
+        {
+        case '(':
+          if (depth == MAX_DEPTH)
+            return G_MAXUINT64;
+          depth++;
+          total[depth] = last[depth] = 0;
+          continue;
+        case ')':
+          if (depth == 0)
+            break; /* a literal ')' in ERE */
+          last[depth - 1] = SAT_ADD (total[depth], 1);
+          depth--;
+          total[depth] = SAT_ADD (total[depth], last[depth]);
+          continue;
+        case '|':
+          last[depth] = 0;
+          continue;
+        case '*':
+        case '?':
+          continue;
+        case '+':
+          times = 2;
+          break;
+        case '{':
+          {
+            guint64 bound = 0;
+            for (c++; *c != '\0' && *c != '}'; c++)
+              if (g_ascii_isdigit (*c))
+                bound = MIN (SAT_ADD (SAT_MUL (bound, 10), (guint64)(*c - '0')), G_MAXUINT32);
+              else
+                bound = 0; /* the upper bound, or the lower one when there is none */
+            if (*c == '\0')
+              c--;
+            times = SAT_ADD (bound, 1);
+            break;
+          }
+        case '[':
+          /* A bracket expression: `[]…]`, `[^]…]` and `[:class:]` inside it. */
+          c++;
+          if (*c == '^')
+            c++;
+          if (*c == ']')
+            c++;
+          for (; *c != '\0' && *c != ']'; c++)
+            if (*c == '[' && (c[1] == ':' || c[1] == '.' || c[1] == '='))
+              {
+                const char close[3] = { c[1], ']', '\0' };
+                const char *end = strstr (c + 2, close);
+                if (end != NULL)
+                  c = end + 1;
+              }
+          if (*c == '\0')
+            c--;
+          break;
+        case '\\':
+          if (c[1] != '\0')
+            c++;
+          break;
+        default:
+          break;
+        }
+      if (times > 1 && (*c == '+' || *c == '}'))
+        {
+          /* A repetition: the atom before it is copied @times times in all. */
+          total[depth] = SAT_ADD (total[depth], SAT_MUL (last[depth], times - 1));
+          last[depth] = SAT_MUL (last[depth], times);
+          continue;
+        }
+      last[depth] = 1;
+      total[depth] = SAT_ADD (total[depth], 1);
+    }
+  while (depth > 0)
+    {
+      total[depth - 1] = SAT_ADD (total[depth - 1], total[depth]);
+      depth--;
+    }
+#undef SAT_ADD
+#undef SAT_MUL
+  return total[0];
+}
+
 /* A regex topic pattern: commas only inside {m,n}; compiles as POSIX extended (librdkafka's
- * subscription regex syntax). */
+ * subscription regex syntax) to at most TOPIC_REGEX_MAX_NODES nodes. */
 static gboolean
 check_topic_regex (const char *pattern, const KeySpec *spec, const char *where, GError **error)
 {
@@ -916,6 +1021,15 @@ check_topic_regex (const char *pattern, const KeySpec *spec, const char *where, 
                         pattern);
           return FALSE;
         }
+    }
+  if (regex_expanded_size (pattern) > TOPIC_REGEX_MAX_NODES)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
+                    "“%s”: repetitions nested or stacked too deep (such as 'a++' or "
+                    "'(a{100}){100}'), it would expand to more than %d nodes when compiled; "
+                    "write each repetition once",
+                    pattern, TOPIC_REGEX_MAX_NODES);
+      return FALSE;
     }
   rc = regcomp (&re, pattern, REG_EXTENDED | REG_NOSUB);
   if (rc != 0)
