@@ -894,64 +894,159 @@ tally_config_check_topic_name (const char *topic, GError **error)
   return TRUE;
 }
 
-/* The most nodes a topic pattern may expand to when compiled; see regex_expanded_size(). */
+/* What glibc's regcomp() (ours here, and librdkafka's when it subscribes) may be given for
+ * a topic pattern. Its cost grows with the compiled size, and faster still with loops that
+ * can match the empty string: fuzzing found `^p+++…` taking 2.8 GB, and on this machine
+ * `((a*){1,30}){1,30}` takes 3.5 GB and 3 s, `(a?){1,1000}` and eight nested `(…*)+`
+ * more than 20 s. The limits below leave any pattern a topic list needs (tens of nodes)
+ * far inside them and keep regcomp() under about 50 MB and 0.2 s. */
 #define TOPIC_REGEX_MAX_NODES 10000
+#define TOPIC_REGEX_MAX_NULLABLE_COPIES 256
+#define TOPIC_REGEX_MAX_NESTING 4
 
-/* An upper estimate of the nodes glibc's regcomp() builds for @pattern (POSIX extended):
- * one per atom, with a repeated atom copied once per repetition: `x+` holds x twice
- * (regcomp rewrites it as `xx*`), `x{m,n}` holds it max(m, n) + 1 times, `x*` and `x?`
- * once. A stacked repetition such as `a++++` or `(a{100}){100}` multiplies, so a short
- * pattern can make regcomp() (ours here, and librdkafka's when it subscribes) allocate
- * gigabytes; fuzzing found `^p+++…` taking 2.8 GB. Saturates at G_MAXUINT64; the result
- * is only compared with TOPIC_REGEX_MAX_NODES. Brackets count as one atom. */
-static guint64
-regex_expanded_size (const char *pattern)
+/* An atom of a pattern, or a sequence or alternation of them: its compiled size in nodes
+ * (a repeated atom is copied: regcomp() rewrites `x+` as `xx*` and `x{m,n}` as max(m, n)
+ * + 1 copies), how many of those nodes are copies of a sub-pattern that matches the empty
+ * string made by a repetition (the part that makes compiling super-linear), whether it
+ * matches the empty string, and how deep repetitions nest in it. Sizes saturate. */
+typedef struct
 {
-  enum { MAX_DEPTH = 64 };
-  guint64 total[MAX_DEPTH + 1] = { 0 }, last[MAX_DEPTH + 1] = { 0 };
+  guint64 size;
+  guint64 nullable_copies;
+  gboolean nullable;
+  guint nesting;
+} RegexCost;
+
+typedef struct
+{
+  RegexCost branch;      /* the current alternative so far */
+  RegexCost group;       /* the alternatives before it */
+  RegexCost last;        /* the last atom, not yet in @branch (a repetition may follow) */
+  gboolean have_last;    /* @last is set */
+  gboolean last_repeats; /* @last ends with a repetition operator */
+} RegexFrame;
+
+static guint64
+sat_add (guint64 a, guint64 b)
+{
+  return a > G_MAXUINT64 - b ? G_MAXUINT64 : a + b;
+}
+
+static guint64
+sat_mul (guint64 a, guint64 b)
+{
+  return b != 0 && a > G_MAXUINT64 / b ? G_MAXUINT64 : a * b;
+}
+
+static void
+regex_frame_init (RegexFrame *f)
+{
+  *f = (RegexFrame){ .branch = { .nullable = TRUE } };
+}
+
+static void
+regex_cost_add (RegexCost *into, const RegexCost *atom, gboolean sequence)
+{
+  into->size = sat_add (into->size, atom->size);
+  into->nullable_copies = sat_add (into->nullable_copies, atom->nullable_copies);
+  into->nullable = sequence ? into->nullable && atom->nullable : into->nullable || atom->nullable;
+  into->nesting = MAX (into->nesting, atom->nesting);
+}
+
+static void
+regex_frame_flush (RegexFrame *f)
+{
+  if (f->have_last)
+    regex_cost_add (&f->branch, &f->last, TRUE);
+  f->have_last = f->last_repeats = FALSE;
+}
+
+static void
+regex_frame_end_branch (RegexFrame *f)
+{
+  regex_frame_flush (f);
+  regex_cost_add (&f->group, &f->branch, FALSE);
+  f->branch = (RegexCost){ .nullable = TRUE };
+}
+
+static void
+regex_frame_atom (RegexFrame *f, guint64 size, gboolean nullable)
+{
+  regex_frame_flush (f);
+  f->last = (RegexCost){ .size = size, .nullable = nullable };
+  f->have_last = TRUE;
+}
+
+/* Says why @pattern (POSIX extended) would be too costly for regcomp(), or returns %NULL.
+ * An upper estimate, not regcomp()'s own accounting; a pattern it lets through may still
+ * be refused by regcomp() as invalid. */
+static const char *
+regex_too_costly (const char *pattern)
+{
+  enum
+  {
+    MAX_DEPTH = 64
+  };
+  RegexFrame frames[MAX_DEPTH + 1];
+  RegexCost whole;
   int depth = 0;
 
-#define SAT_ADD(a, b) ((a) > G_MAXUINT64 - (b) ? G_MAXUINT64 : (a) + (b))
-#define SAT_MUL(a, b) ((b) != 0 && (a) > G_MAXUINT64 / (b) ? G_MAXUINT64 : (a) * (b))
+  regex_frame_init (&frames[0]);
   for (const char *c = pattern; *c != '\0'; c++)
     {
-      guint64 times = 1;
+      RegexFrame *f = &frames[depth];
+      guint64 times = 0, low = 1;
 
       switch (*c)
         {
         case '(':
           if (depth == MAX_DEPTH)
-            return G_MAXUINT64;
-          depth++;
-          total[depth] = last[depth] = 0;
+            return "groups nested more than 64 deep";
+          regex_frame_flush (f);
+          regex_frame_init (&frames[++depth]);
           continue;
         case ')':
           if (depth == 0)
-            break; /* a literal ')' in ERE */
-          last[depth - 1] = SAT_ADD (total[depth], 1);
-          depth--;
-          total[depth] = SAT_ADD (total[depth], last[depth]);
+            break; /* a literal ')' */
+          regex_frame_end_branch (f);
+          {
+            RegexCost group = f->group;
+            group.size = sat_add (group.size, 1);
+            depth--;
+            regex_frame_atom (&frames[depth], 0, FALSE);
+            frames[depth].last = group;
+          }
           continue;
         case '|':
-          last[depth] = 0;
+          regex_frame_end_branch (f);
           continue;
         case '*':
         case '?':
-          continue;
+          times = 1, low = 0;
+          break;
         case '+':
           times = 2;
           break;
         case '{':
           {
-            guint64 bound = 0;
-            for (c++; *c != '\0' && *c != '}'; c++)
-              if (g_ascii_isdigit (*c))
-                bound = MIN (SAT_ADD (SAT_MUL (bound, 10), (guint64)(*c - '0')), G_MAXUINT32);
+            const char *d = c + 1;
+            guint64 m = 0, n = 0;
+            gboolean comma = FALSE, digits = FALSE;
+
+            for (; g_ascii_isdigit (*d) || (*d == ',' && !comma); d++)
+              if (*d == ',')
+                comma = TRUE;
               else
-                bound = 0; /* the upper bound, or the lower one when there is none */
-            if (*c == '\0')
-              c--;
-            times = SAT_ADD (bound, 1);
+                {
+                  guint64 *bound = comma ? &n : &m;
+                  *bound = MIN (sat_add (sat_mul (*bound, 10), (guint64)(*d - '0')), G_MAXUINT32);
+                  digits = TRUE;
+                }
+            if (*d != '}' || !digits)
+              break; /* not an interval: regcomp() judges it */
+            c = d;
+            low = m;
+            times = sat_add (MAX (m, n), 1);
             break;
           }
         case '[':
@@ -979,32 +1074,59 @@ regex_expanded_size (const char *pattern)
         default:
           break;
         }
-      if (times > 1 && (*c == '+' || *c == '}'))
+      if (times == 0)
         {
-          /* A repetition: the atom before it is copied @times times in all. */
-          total[depth] = SAT_ADD (total[depth], SAT_MUL (last[depth], times - 1));
-          last[depth] = SAT_MUL (last[depth], times);
+          /* An atom; the anchors match the empty string. */
+          regex_frame_atom (f, 1, *c == '^' || *c == '$');
           continue;
         }
-      last[depth] = 1;
-      total[depth] = SAT_ADD (total[depth], 1);
+      if (!f->have_last)
+        {
+          regex_frame_atom (f, 1, FALSE); /* a leading operator is a literal */
+          continue;
+        }
+      if (f->last_repeats)
+        return "two repetition operators in a row, such as 'a++' or 'a*?' (POSIX leaves their "
+               "meaning undefined)";
+      if (f->last.nullable && times > 1)
+        f->last.nullable_copies = sat_mul (sat_add (f->last.size, f->last.nullable_copies), times);
+      else
+        f->last.nullable_copies = sat_mul (f->last.nullable_copies, times);
+      f->last.size = sat_mul (f->last.size, times);
+      f->last.nullable = f->last.nullable || low == 0;
+      f->last.nesting++;
+      f->last_repeats = TRUE;
     }
   while (depth > 0)
     {
-      total[depth - 1] = SAT_ADD (total[depth - 1], total[depth]);
+      RegexCost group;
+
+      regex_frame_end_branch (&frames[depth]);
+      group = frames[depth].group;
       depth--;
+      regex_frame_atom (&frames[depth], 0, FALSE);
+      frames[depth].last = group;
     }
-#undef SAT_ADD
-#undef SAT_MUL
-  return total[0];
+  regex_frame_end_branch (&frames[0]);
+  whole = frames[0].group;
+  if (whole.nesting > TOPIC_REGEX_MAX_NESTING)
+    return "repetitions nested more than " G_STRINGIFY (TOPIC_REGEX_MAX_NESTING) " deep";
+  if (whole.nullable_copies > TOPIC_REGEX_MAX_NULLABLE_COPIES)
+    return "a repetition copies something that matches the empty string more than " G_STRINGIFY (
+        TOPIC_REGEX_MAX_NULLABLE_COPIES) " times, such as '(a*){1,300}'";
+  if (whole.size > TOPIC_REGEX_MAX_NODES)
+    return "repetitions would expand it to more than " G_STRINGIFY (
+        TOPIC_REGEX_MAX_NODES) " nodes, such as '(a{100}){101}'";
+  return NULL;
 }
 
 /* A regex topic pattern: commas only inside {m,n}; compiles as POSIX extended (librdkafka's
- * subscription regex syntax) to at most TOPIC_REGEX_MAX_NODES nodes. */
+ * subscription regex syntax), and not too costly to compile (regex_too_costly()). */
 static gboolean
 check_topic_regex (const char *pattern, const KeySpec *spec, const char *where, GError **error)
 {
   regex_t re;
+  const char *why_costly;
   int rc, depth = 0;
 
   for (const char *c = pattern; *c != '\0'; c++)
@@ -1022,13 +1144,11 @@ check_topic_regex (const char *pattern, const KeySpec *spec, const char *where, 
           return FALSE;
         }
     }
-  if (regex_expanded_size (pattern) > TOPIC_REGEX_MAX_NODES)
+  why_costly = regex_too_costly (pattern);
+  if (why_costly != NULL)
     {
       config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, where, spec->group, spec->key,
-                    "“%s”: repetitions nested or stacked too deep (such as 'a++' or "
-                    "'(a{100}){100}'), it would expand to more than %d nodes when compiled; "
-                    "write each repetition once",
-                    pattern, TOPIC_REGEX_MAX_NODES);
+                    "“%s”: %s; simplify the pattern", pattern, why_costly);
       return FALSE;
     }
   rc = regcomp (&re, pattern, REG_EXTENDED | REG_NOSUB);
