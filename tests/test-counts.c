@@ -374,6 +374,52 @@ test_sum_tables (void)
     tally_word_table_free (tables[t]);
 }
 
+/* A sequence takes entries only in snapshot order (count descending, then word bytes, a
+ * prefix first), refuses the rest without changing, can be taken back to a length, and
+ * ends in a snapshot that owns the blocks its words are in. */
+static void
+test_sequence (void)
+{
+  g_autoptr (TallyCountsSequence) sequence = tally_counts_sequence_new (3);
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+  g_autoptr (TallyCounts) summed = NULL;
+  g_autoptr (TallyCounts) counts = NULL;
+  /* "b\0ab\0abc\0a\0z\0" */
+  char *block = g_memdup2 ("b\0ab\0abc\0a\0z", 14);
+
+  tally_counts_sequence_keep_block (sequence, block);
+  g_assert_true (tally_counts_sequence_append (sequence, block + 0, 1, 9));  /* b=9 */
+  g_assert_true (tally_counts_sequence_append (sequence, block + 2, 2, 5));  /* ab=5 */
+  g_assert_false (tally_counts_sequence_append (sequence, block + 2, 2, 5)); /* ab=5 again */
+  g_assert_false (
+      tally_counts_sequence_append (sequence, block + 9, 1, 5)); /* a (a prefix of ab) after ab */
+  g_assert_false (tally_counts_sequence_append (sequence, block + 11, 1, 6)); /* count up */
+  g_assert_true (tally_counts_sequence_append (sequence, block + 5, 3, 5));   /* abc=5 */
+  g_assert_true (tally_counts_sequence_append (sequence, block + 11, 1, 1));  /* z=1 */
+  g_assert_cmpuint (tally_counts_sequence_get_length (sequence), ==, 4);
+
+  tally_counts_sequence_add_to_builder (sequence, builder);
+  tally_counts_builder_add (builder, "z", 1, 2);
+  summed = tally_counts_builder_end (builder);
+  tally_test_assert_entries (summed, "b=9 ab=5 abc=5 z=3 ");
+
+  tally_counts_sequence_truncate (sequence, 2);
+  g_assert_cmpuint (tally_counts_sequence_get_length (sequence), ==, 2);
+  g_assert_true (tally_counts_sequence_append (sequence, block + 9, 1, 2)); /* a=2 */
+  counts = tally_counts_sequence_end (g_steal_pointer (&sequence));
+  tally_test_assert_entries (counts, "b=9 ab=5 a=2 ");
+  g_assert_cmpuint (tally_counts_get_total (counts), ==, 16);
+  g_assert_cmpuint (tally_counts_lookup (counts, "ab", 2), ==, 5);
+  g_assert_cmpuint (tally_counts_lookup (counts, "abc", 3), ==, 0);
+
+  /* Nothing appended: an empty snapshot. */
+  {
+    g_autoptr (TallyCounts) empty = tally_counts_sequence_end (tally_counts_sequence_new (0));
+    g_assert_cmpuint (tally_counts_get_n_words (empty), ==, 0);
+    g_assert_cmpuint (tally_counts_get_total (empty), ==, 0);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -385,5 +431,6 @@ main (int argc, char **argv)
   g_test_add_func ("/counts/merge-total-saturates", test_merge_total_saturates);
   g_test_add_func ("/counts/builder-set-max", test_builder_set_max);
   g_test_add_func ("/counts/sum-tables", test_sum_tables);
+  g_test_add_func ("/counts/sequence", test_sequence);
   return g_test_run ();
 }

@@ -1035,12 +1035,75 @@ test_part_counts_read_directly (void)
     }
 }
 
+/* The parts of one snapshot become its counts in part order without a sort when their
+ * entries continue one another in snapshot order, whatever order the parts come in; when
+ * they do not (a publisher other than Tally's), the counts are summed and sorted instead.
+ * Either way the result is exact. */
+static void
+test_parts_in_sequence (void)
+{
+  static const struct
+  {
+    const char *parts[3]; /* the `counts` of parts 0, 1, 2 (NULL: fewer parts) */
+    const char *arrival;  /* the order they are added in */
+    const char *expected; /* tally_test_assert_entries() */
+    guint64 total;
+  } cases[] = {
+    { { "[[\"a\",5],[\"b\",3]]", "[[\"c\",3],[\"d\",1]]" }, "01", "a=5 b=3 c=3 d=1 ", 12 },
+    { { "[[\"a\",5],[\"b\",3]]", "[[\"c\",3],[\"d\",1]]" }, "10", "a=5 b=3 c=3 d=1 ", 12 },
+    /* part 1 ranks before part 0 */
+    { { "[[\"c\",2]]", "[[\"a\",9]]" }, "01", "a=9 c=2 ", 11 },
+    /* one word at the end of part 0 and the start of part 1: summed */
+    { { "[[\"a\",5],[\"b\",3]]", "[[\"b\",3],[\"c\",1]]" }, "01", "b=6 a=5 c=1 ", 12 },
+    /* part 2 waits for the others, then part 1 is found out of order */
+    { { "[[\"a\",5]]", "[[\"z\",7]]", "[[\"b\",1]]" }, "201", "z=7 a=5 b=1 ", 13 },
+    /* out of order inside part 1, after part 0 was taken in order */
+    { { "[[\"a\",5]]", "[[\"c\",2],[\"b\",2]]" }, "01", "a=5 b=2 c=2 ", 9 },
+    /* part 1 read by json-glib (a \u escape), in order */
+    { { "[[\"a\",5]]", "[[\"\\u00e9\",4]]", "[[\"b\",1]]" }, "120", "a=5 é=4 b=1 ", 10 },
+    /* part 1 read by json-glib, out of order */
+    { { "[[\"a\",5]]", "[[\"\\u00e9\",6]]" }, "01", "é=6 a=5 ", 11 },
+    /* an empty part between two */
+    { { "[[\"a\",5]]", "[]", "[[\"b\",5]]" }, "021", "a=5 b=5 ", 10 },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new (NULL, NULL);
+      g_autoptr (TallySnapshot) back = NULL;
+      guint parts = cases[i].parts[2] != NULL ? 3 : 2;
+
+      for (const char *c = cases[i].arrival; *c != '\0'; c++)
+        {
+          guint p = (guint)(*c - '0');
+          g_autofree char *text = g_strdup_printf (
+              "{\"snapshot_id\":\"s-%u\",\"request_id\":\"r\",\"instance_id\":\"i\","
+              "\"created_at_ms\":1,\"taken_ms\":0,\"total_words\":0,\"distinct_words\":0,"
+              "\"entries\":4,\"top\":0,\"prefix\":null,\"min_count\":0,\"offsets\":[],"
+              "\"partitions\":[],\"part\":%u,\"parts\":%u,\"counts\":%s}",
+              i, p, parts, cases[i].parts[p]);
+          g_autoptr (GError) error = NULL;
+          TallySnapshotPart *part = tally_snapshot_part_decode (text, strlen (text), &error);
+          gboolean done;
+
+          g_assert_no_error (error);
+          done = tally_snapshot_assembler_add_part (assembler, part, &error);
+          g_assert_no_error (error);
+          g_assert_cmpint (done, ==, c[1] == '\0');
+        }
+      back = tally_snapshot_assembler_take_snapshot (assembler);
+      tally_test_assert_entries (back->counts, cases[i].expected);
+      g_assert_cmpuint (tally_counts_get_total (back->counts), ==, cases[i].total);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/snapshot-format/round-trip", test_round_trip);
   g_test_add_func ("/snapshot-format/split-200k", test_split_200k);
+  g_test_add_func ("/snapshot-format/parts-in-sequence", test_parts_in_sequence);
   g_test_add_func ("/snapshot-format/json-streamed", test_json_streamed);
   g_test_add_func ("/snapshot-format/part-counts-read-directly", test_part_counts_read_directly);
   g_test_add_func ("/snapshot-format/split-fills-parts", test_split_fills_parts);

@@ -42,6 +42,14 @@ struct _TallyCounts
   LookupIndex *index;  /* built by the first lookup */
   TallyCounts **parts; /* a merge's parts, whose bytes the entries point into */
   guint n_parts;
+  GPtrArray *blocks; /* a sequence's blocks of word bytes (g_free), or NULL */
+};
+
+struct _TallyCountsSequence
+{
+  GArray *entries;   /* TallyWordCount, in snapshot order */
+  GPtrArray *blocks; /* the bytes they point into */
+  guint64 total;
 };
 
 /* The builder sums duplicate words in a TallyWordTable. */
@@ -802,6 +810,8 @@ tally_counts_unref (TallyCounts *counts)
   for (guint k = 0; k < counts->n_parts; k++)
     tally_counts_unref (counts->parts[k]);
   g_free (counts->parts);
+  if (counts->blocks != NULL)
+    g_ptr_array_unref (counts->blocks);
   g_free (counts);
 }
 
@@ -906,6 +916,103 @@ tally_counts_filter (TallyCounts *counts, const TallyCountsOptions *options)
 
   copy = g_memdup2 (counts->entries, sizeof (TallyWordCount) * counts->n);
   return tally_counts_new_from_entries (copy, counts->n, options);
+}
+
+TallyCountsSequence *
+tally_counts_sequence_new (gsize expected)
+{
+  TallyCountsSequence *sequence = g_new0 (TallyCountsSequence, 1);
+
+  /* Reserved, not touched: pages count in RSS only once entries land in them. */
+  sequence->entries = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount),
+                                         (guint)MIN (expected, (gsize)64 * 1024 * 1024));
+  sequence->blocks = g_ptr_array_new_with_free_func (g_free);
+  return sequence;
+}
+
+gboolean
+tally_counts_sequence_append (TallyCountsSequence *sequence, const char *word, gsize len,
+                              guint64 count)
+{
+  TallyWordCount e = { word, (guint32)len, count };
+
+  g_return_val_if_fail (sequence != NULL && word != NULL, FALSE);
+  g_return_val_if_fail (len > 0 && len <= G_MAXINT32 && count > 0, FALSE);
+
+  if (sequence->entries->len > 0
+      && compare_entries (
+             &g_array_index (sequence->entries, TallyWordCount, sequence->entries->len - 1), &e)
+             >= 0)
+    return FALSE;
+  g_array_append_val (sequence->entries, e);
+  sequence->total = add_to_total (sequence->total, count);
+  return TRUE;
+}
+
+gsize
+tally_counts_sequence_get_length (TallyCountsSequence *sequence)
+{
+  g_return_val_if_fail (sequence != NULL, 0);
+  return sequence->entries->len;
+}
+
+void
+tally_counts_sequence_truncate (TallyCountsSequence *sequence, gsize length)
+{
+  g_return_if_fail (sequence != NULL && length <= sequence->entries->len);
+  g_array_set_size (sequence->entries, (guint)length);
+  sequence->total = 0;
+  for (gsize i = 0; i < length; i++)
+    sequence->total = add_to_total (sequence->total,
+                                    g_array_index (sequence->entries, TallyWordCount, i).count);
+}
+
+void
+tally_counts_sequence_keep_block (TallyCountsSequence *sequence, char *block)
+{
+  g_return_if_fail (sequence != NULL);
+  g_ptr_array_add (sequence->blocks, block);
+}
+
+void
+tally_counts_sequence_add_to_builder (TallyCountsSequence *sequence, TallyCountsBuilder *builder)
+{
+  g_return_if_fail (sequence != NULL && builder != NULL);
+  for (guint i = 0; i < sequence->entries->len; i++)
+    {
+      const TallyWordCount *e = &g_array_index (sequence->entries, TallyWordCount, i);
+      tally_word_table_add (builder->table, e->word, e->len, tally_word_hash (e->word, e->len),
+                            e->count);
+    }
+}
+
+TallyCounts *
+tally_counts_sequence_end (TallyCountsSequence *sequence)
+{
+  TallyCounts *counts;
+
+  g_return_val_if_fail (sequence != NULL, NULL);
+  counts = g_new0 (TallyCounts, 1);
+  counts->ref_count = 1;
+  counts->n = sequence->entries->len;
+  counts->total = sequence->total;
+  /* Give back the reserve the entries did not use. */
+  counts->entries = g_realloc_n (g_array_steal (sequence->entries, NULL), MAX (counts->n, 1),
+                                 sizeof (TallyWordCount));
+  counts->blocks = g_steal_pointer (&sequence->blocks);
+  tally_counts_sequence_free (sequence);
+  return counts;
+}
+
+void
+tally_counts_sequence_free (TallyCountsSequence *sequence)
+{
+  if (sequence == NULL)
+    return;
+  g_array_unref (sequence->entries);
+  if (sequence->blocks != NULL)
+    g_ptr_array_unref (sequence->blocks);
+  g_free (sequence);
 }
 
 TallyCountsBuilder *

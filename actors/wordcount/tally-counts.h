@@ -243,7 +243,101 @@ G_GNUC_WARN_UNUSED_RESULT
 TallyCounts *tally_counts_builder_end_filtered (TallyCountsBuilder *builder,
                                                 const TallyCountsOptions *options);
 
+/**
+ * TallyCountsSequence:
+ *
+ * Builds a #TallyCounts from entries that already come in snapshot order, each word once:
+ * the parts of one instance's snapshot read in part order (tally_snapshot_encode() writes
+ * them so). No hashing and no sort, unlike #TallyCountsBuilder: an append checks the order
+ * against the entry before it and refuses an entry out of order. The words are not copied:
+ * the caller hands over the blocks of bytes they point into. One thread at a time.
+ */
+typedef struct _TallyCountsSequence TallyCountsSequence;
+
+/**
+ * tally_counts_sequence_new:
+ * @expected: how many entries will probably be appended (space reserved for up to 64 M of
+ *   them; 0 if unknown)
+ *
+ * Returns: (transfer full): an empty sequence
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyCountsSequence *tally_counts_sequence_new (gsize expected);
+
+/**
+ * tally_counts_sequence_append:
+ * @sequence: a sequence
+ * @word: (array length=len): a word, valid UTF-8 (not checked here), NUL-terminated at
+ *   @len, inside a block given (before or after) to tally_counts_sequence_keep_block()
+ * @len: its length in bytes, 1 .. %G_MAXINT32
+ * @count: its count, at least 1
+ *
+ * Appends an entry if it comes strictly after the last one in snapshot order (count
+ * descending, then word bytes ascending). A word listed twice with the same count is out
+ * of order; one listed twice with different counts is not detected here (the snapshot
+ * format lists each word once per snapshot).
+ *
+ * Returns: %TRUE if appended; %FALSE if out of order (nothing appended; the sequence is
+ *   unchanged and may still be ended or freed)
+ */
+gboolean tally_counts_sequence_append (TallyCountsSequence *sequence, const char *word, gsize len,
+                                       guint64 count);
+
+/**
+ * tally_counts_sequence_get_length:
+ * @sequence: a sequence
+ *
+ * Returns: the number of entries appended
+ */
+gsize tally_counts_sequence_get_length (TallyCountsSequence *sequence);
+
+/**
+ * tally_counts_sequence_truncate:
+ * @sequence: a sequence
+ * @length: at most tally_counts_sequence_get_length()
+ *
+ * Drops the entries after the first @length (O(@length): the total is summed again), so
+ * that a reader can take back a part of which a later entry was out of order.
+ */
+void tally_counts_sequence_truncate (TallyCountsSequence *sequence, gsize length);
+
+/**
+ * tally_counts_sequence_keep_block:
+ * @sequence: a sequence
+ * @block: (transfer full): bytes appended words point into, freed with g_free() when the
+ *   sequence, or the snapshot it ends in, is freed
+ */
+void tally_counts_sequence_keep_block (TallyCountsSequence *sequence, char *block);
+
+/**
+ * tally_counts_sequence_add_to_builder:
+ * @sequence: a sequence
+ * @builder: a builder
+ *
+ * Adds every entry appended so far to @builder (its words copied there), for a reader that
+ * finds its entries out of order and falls back to summing and sorting.
+ */
+void tally_counts_sequence_add_to_builder (TallyCountsSequence *sequence,
+                                           TallyCountsBuilder *builder);
+
+/**
+ * tally_counts_sequence_end:
+ * @sequence: (transfer full): a sequence
+ *
+ * Returns: (transfer full): a snapshot of the entries appended, in that order, owning the
+ *   blocks kept; @sequence is freed
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyCounts *tally_counts_sequence_end (TallyCountsSequence *sequence);
+
+/**
+ * tally_counts_sequence_free:
+ * @sequence: (transfer full) (nullable): a sequence, and the blocks it kept
+ */
+void tally_counts_sequence_free (TallyCountsSequence *sequence);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyCounts, tally_counts_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyCountsSequence, tally_counts_sequence_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TallyCountsBuilder, tally_counts_builder_free)
 
 G_END_DECLS

@@ -73,12 +73,6 @@ bad:
  * (a \u escape, a number json-glib would read as a double, "counts" twice, ...) makes the
  * fast path give up, and the whole part is read by json-glib: the fast path never accepts
  * what json-glib would refuse, nor reads a value json-glib would read differently. */
-typedef struct
-{
-  gsize word; /* offset in fast_words */
-  guint32 len;
-  guint64 count;
-} FastEntry;
 
 static const char *
 skip_ws (const char *p, const char *end)
@@ -475,7 +469,7 @@ tally_snapshot_part_free (TallySnapshotPart *part)
 void
 tally_snapshot_part_add_to_builder (const TallySnapshotPart *part, TallyCountsBuilder *builder)
 {
-  guint n = json_array_get_length (part->counts);
+  guint n = part->counts != NULL ? json_array_get_length (part->counts) : 0;
 
   for (guint i = 0; i < n; i++)
     {

@@ -19,6 +19,15 @@
 
 G_BEGIN_DECLS
 
+/* One pair of a part read without json-glib: the word at fast_words->str + word, @len
+ * bytes, NUL-terminated. */
+typedef struct
+{
+  gsize word; /* offset in fast_words */
+  guint32 len;
+  guint64 count;
+} FastEntry;
+
 /* Decoded part (tally-snapshot-part.c). */
 struct _TallySnapshotPart
 {
