@@ -476,6 +476,13 @@ test_merge_matches_builder (void)
           g_assert_cmpuint (m[i].count, ==, e[i].count);
         }
       g_assert_cmpuint (tally_counts_get_total (merged), ==, tally_counts_get_total (expected));
+      /* Whatever the filters, the reply says what it was chosen from: every word. */
+      g_assert_cmpuint (tally_counts_get_n_words_unfiltered (merged), ==, 1000);
+      g_assert_cmpuint (tally_counts_get_total_unfiltered (merged), ==,
+                        tally_counts_get_total (local));
+      g_assert_cmpuint (tally_counts_get_n_words_unfiltered (expected), ==, 1000);
+      g_assert_cmpuint (tally_counts_get_total_unfiltered (expected), ==,
+                        tally_counts_get_total (local));
     }
 }
 

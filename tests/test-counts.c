@@ -155,6 +155,13 @@ test_merge_filters (void)
   g_assert_cmpuint (tally_counts_get_total (b), ==, 9);
   g_assert_cmpstr (tc, ==, "cow=9 dog=7 cat=5 cart=4 ca=2 cab=2 car=1 ");
   g_assert_cmpuint (tally_counts_get_total (c), ==, 30);
+  /* Each merge says what it was chosen from: the parts' 7 words and total 30. */
+  g_assert_cmpuint (tally_counts_get_n_words_unfiltered (a), ==, 7);
+  g_assert_cmpuint (tally_counts_get_total_unfiltered (a), ==, 30);
+  g_assert_cmpuint (tally_counts_get_n_words_unfiltered (b), ==, 7);
+  g_assert_cmpuint (tally_counts_get_total_unfiltered (b), ==, 30);
+  g_assert_cmpuint (tally_counts_get_n_words_unfiltered (c), ==, 7);
+  g_assert_cmpuint (tally_counts_get_total_unfiltered (c), ==, 30);
 }
 
 /* A merge of merges (and of empty parts) keeps every level's words alive. */

@@ -72,10 +72,12 @@ typedef struct
   gint fail;       /* atomic: the next cuts fail */
   GMainContext *context;
   gboolean wrong_context; /* a cut ran elsewhere */
+  GString *options;       /* the options of each cut: "top=N,prefix=P,min=M;" or "none;" */
 } FakeCutter;
 
 static void
-fake_cut_async (gpointer data, gboolean final, GAsyncReadyCallback callback, gpointer user_data)
+fake_cut_async (gpointer data, gboolean final, const TallyCountsOptions *options,
+                GAsyncReadyCallback callback, gpointer user_data)
 {
   FakeCutter *cutter = data;
   g_autoptr (GTask) task = g_task_new (NULL, NULL, callback, user_data);
@@ -84,6 +86,12 @@ fake_cut_async (gpointer data, gboolean final, GAsyncReadyCallback callback, gpo
 
   if (!g_main_context_is_owner (cutter->context))
     cutter->wrong_context = TRUE;
+  if (options == NULL)
+    g_string_append (cutter->options, "none;");
+  else
+    g_string_append_printf (
+        cutter->options, "top=%" G_GUINT64_FORMAT ",prefix=%s,min=%" G_GUINT64_FORMAT ";",
+        options->top, options->prefix != NULL ? options->prefix : "", options->min_count);
   g_atomic_int_inc (&cutter->cuts);
   if (final)
     g_atomic_int_inc (&cutter->final_cuts);
@@ -139,6 +147,7 @@ fixture_set_up (Fixture *f, gconstpointer data)
   f->arbiter = tally_arbiter_new ("test-publish");
   f->publisher = tally_actor_start (actor, f->arbiter, 8);
   f->cutter.context = tally_arbiter_get_context (f->arbiter);
+  f->cutter.options = g_string_new (NULL);
   f->coordinator
       = tally_snapshot_coordinator_new ("test: ", f->cutter.context, f->publisher, "snapshots",
                                         &fake_cutter, &f->cutter, NULL, GPOINTER_TO_UINT (data));
@@ -155,6 +164,7 @@ fixture_tear_down (Fixture *f, gconstpointer data)
   g_assert_true (tally_address_wait_stopped (f->publisher, WAIT_MS));
   tally_arbiter_stop (f->arbiter);
   g_assert_false (f->cutter.wrong_context);
+  g_string_free (f->cutter.options, TRUE);
   tally_snapshot_coordinator_unref (f->coordinator);
   tally_address_unref (f->publisher);
   tally_arbiter_unref (f->arbiter);
@@ -300,6 +310,45 @@ test_request_once (Fixture *f, gconstpointer data)
   rd_kafka_destroy (producer);
 }
 
+/* The filters of a request go to the cutter with the cut (so that the shards answer only
+ * the words kept); a request naming words, or with no filter, cuts every word. */
+static void
+test_request_options (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+  rd_kafka_t *producer;
+  const char *values[] = { "{\"top\":10}", "{}", "{\"prefix\":\"al\",\"min_count\":2}",
+                           "{\"top\":10,\"words\":[\"alpha\"]}" };
+  char errstr[256];
+
+  g_assert_true (tally_broker_create_topic (f->broker, "requests", 1, &error));
+  rd_kafka_conf_set (conf, "bootstrap.servers", tally_broker_get_bootstrap_servers (f->broker),
+                     NULL, 0);
+  g_assert_true (tally_snapshot_coordinator_read_requests (f->coordinator, rd_kafka_conf_dup (conf),
+                                                           "requests", 0, WAIT_MS, &error));
+  g_assert_no_error (error);
+  producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  g_assert_nonnull (producer);
+  for (guint i = 0; i < G_N_ELEMENTS (values); i++)
+    {
+      g_autofree char *key = g_strdup_printf ("opt-%u", i);
+      g_autofree char *line = g_strdup_printf ("for request %s published", key);
+
+      g_assert_cmpint (rd_kafka_producev (producer, RD_KAFKA_V_TOPIC ("requests"),
+                                          RD_KAFKA_V_KEY (key, strlen (key)),
+                                          RD_KAFKA_V_VALUE ((void *)values[i], strlen (values[i])),
+                                          RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY),
+                                          RD_KAFKA_V_END),
+                       ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+      g_assert_cmpint (rd_kafka_flush (producer, WAIT_MS), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
+      wait_lines (line, 1); /* one at a time: the cuts come in this order */
+    }
+  g_assert_cmpstr (f->cutter.options->str, ==,
+                   "top=10,prefix=,min=0;none;top=0,prefix=al,min=2;none;");
+  rd_kafka_destroy (producer);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -314,6 +363,8 @@ main (int argc, char **argv)
               test_publish_cut, fixture_tear_down);
   g_test_add ("/snapshot-coordinator/cut-fails", Fixture, GUINT_TO_POINTER (0), fixture_set_up,
               test_cut_fails, fixture_tear_down);
+  g_test_add ("/snapshot-coordinator/request-options", Fixture, GUINT_TO_POINTER (0),
+              fixture_set_up, test_request_options, fixture_tear_down);
   g_test_add ("/snapshot-coordinator/request-once", Fixture, GUINT_TO_POINTER (0), fixture_set_up,
               test_request_once, fixture_tear_down);
   g_test_add ("/snapshot-coordinator/close", Fixture, GUINT_TO_POINTER (0), fixture_set_up,

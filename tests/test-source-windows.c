@@ -187,7 +187,7 @@ wait_records (Fixture *f, gint64 n)
       CutWait w = { f, NULL, NULL, FALSE };
       gint64 seen = 0;
 
-      tally_source_snapshot_async (f->source, NULL, on_cut, &w);
+      tally_source_snapshot_async (f->source, NULL, NULL, on_cut, &w);
       while (!w.done)
         g_main_context_iteration (NULL, TRUE);
       g_assert_no_error (w.error);

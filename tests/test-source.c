@@ -139,7 +139,7 @@ take_cut (Fixture *f)
 {
   CutWait w = { f, NULL, FALSE };
 
-  tally_source_snapshot_async (f->source, NULL, on_cut, &w);
+  tally_source_snapshot_async (f->source, NULL, NULL, on_cut, &w);
   while (!w.done)
     g_main_context_iteration (NULL, TRUE);
   return w.cut;

@@ -732,13 +732,14 @@ handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
   for (guint i = 0; i < tables->len; i++)
     size += tally_word_table_get_size (g_ptr_array_index (tables, i));
   entries = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount), (guint)size);
+  /* Every word, the filters applied after: the reply also says how many distinct words
+   * and what total it was selected from (tally_counts_get_n_words_unfiltered()). */
   if (tables->len == 1)
-    tally_counts_collect_table (g_ptr_array_index (tables, 0), entries, &m->options);
+    tally_counts_collect_table (g_ptr_array_index (tables, 0), entries, NULL);
   else
     /* Summed without building their sum in a new table or copying a word: the entries
      * point into the stores' tables until the reply is built. */
-    tally_counts_sum_tables ((TallyWordTable *const *)tables->pdata, tables->len, &m->options,
-                             entries);
+    tally_counts_sum_tables ((TallyWordTable *const *)tables->pdata, tables->len, NULL, entries);
   tally_message_reply (message,
                        tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data,
                                                       entries->len, &m->options));

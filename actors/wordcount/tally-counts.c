@@ -42,7 +42,9 @@ struct _TallyCounts
   LookupIndex *index;  /* built by the first lookup */
   TallyCounts **parts; /* a merge's parts, whose bytes the entries point into */
   guint n_parts;
-  GPtrArray *blocks; /* a sequence's blocks of word bytes (g_free), or NULL */
+  GPtrArray *blocks;        /* a sequence's blocks of word bytes (g_free), or NULL */
+  gsize unfiltered_n;       /* the distinct words it was selected from */
+  guint64 unfiltered_total; /* and their total (saturated) */
 };
 
 struct _TallyCountsSequence
@@ -425,6 +427,8 @@ counts_from_sorted (const TallyWordCount *entries, gsize n)
       counts->total = add_to_total (counts->total, entries[i].count);
       dst += entries[i].len + 1;
     }
+  counts->unfiltered_n = counts->n;
+  counts->unfiltered_total = counts->total;
   return counts;
 }
 
@@ -436,10 +440,15 @@ tally_counts_new_from_entries (TallyWordCount *entries, gsize n_entries,
                                const TallyCountsOptions *options)
 {
   gsize n = 0;
+  guint64 unfiltered_total = 0;
+  TallyCounts *counts;
 
   for (gsize i = 0; i < n_entries; i++)
-    if (tally_counts_options_match (options, entries[i].word, entries[i].len, entries[i].count))
-      entries[n++] = entries[i];
+    {
+      unfiltered_total = add_to_total (unfiltered_total, entries[i].count);
+      if (tally_counts_options_match (options, entries[i].word, entries[i].len, entries[i].count))
+        entries[n++] = entries[i];
+    }
   if (options != NULL && options->top > 0 && options->top < n / 4)
     {
       /* Few of many: select the top N with a heap (O(n log N)), then sort only them. */
@@ -449,7 +458,10 @@ tally_counts_new_from_entries (TallyWordCount *entries, gsize n_entries,
   sort_entries (entries, n);
   if (options != NULL && options->top > 0 && options->top < n)
     n = (gsize)options->top;
-  return counts_from_sorted (entries, n);
+  counts = counts_from_sorted (entries, n);
+  counts->unfiltered_n = n_entries;
+  counts->unfiltered_total = unfiltered_total;
+  return counts;
 }
 
 /* A part's next entry during a merge, with its word's first 8 bytes as a number. */
@@ -529,6 +541,12 @@ tally_counts_merge_disjoint (TallyCounts *const *parts, guint n_parts,
       merged->total = add_to_total (merged->total, e->count);
     }
   merged->n = n;
+  for (guint k = 0; k < n_parts; k++)
+    {
+      merged->unfiltered_n += parts[k]->unfiltered_n;
+      merged->unfiltered_total
+          = add_to_total (merged->unfiltered_total, parts[k]->unfiltered_total);
+    }
   return merged;
 }
 
@@ -829,6 +847,20 @@ tally_counts_get_total (TallyCounts *counts)
   return counts->total;
 }
 
+gsize
+tally_counts_get_n_words_unfiltered (TallyCounts *counts)
+{
+  g_return_val_if_fail (counts != NULL, 0);
+  return counts->unfiltered_n;
+}
+
+guint64
+tally_counts_get_total_unfiltered (TallyCounts *counts)
+{
+  g_return_val_if_fail (counts != NULL, 0);
+  return counts->unfiltered_total;
+}
+
 const TallyWordCount *
 tally_counts_get_entries (TallyCounts *counts, gsize *n_entries)
 {
@@ -905,6 +937,7 @@ TallyCounts *
 tally_counts_filter (TallyCounts *counts, const TallyCountsOptions *options)
 {
   g_autofree TallyWordCount *copy = NULL;
+  TallyCounts *filtered;
 
   g_return_val_if_fail (counts != NULL, NULL);
 
@@ -915,7 +948,10 @@ tally_counts_filter (TallyCounts *counts, const TallyCountsOptions *options)
     return tally_counts_ref (counts);
 
   copy = g_memdup2 (counts->entries, sizeof (TallyWordCount) * counts->n);
-  return tally_counts_new_from_entries (copy, counts->n, options);
+  filtered = tally_counts_new_from_entries (copy, counts->n, options);
+  filtered->unfiltered_n = counts->unfiltered_n;
+  filtered->unfiltered_total = counts->unfiltered_total;
+  return filtered;
 }
 
 TallyCountsSequence *
@@ -996,6 +1032,8 @@ tally_counts_sequence_end (TallyCountsSequence *sequence)
   counts->ref_count = 1;
   counts->n = sequence->entries->len;
   counts->total = sequence->total;
+  counts->unfiltered_n = counts->n;
+  counts->unfiltered_total = counts->total;
   /* Give back the reserve the entries did not use. */
   counts->entries = g_realloc_n (g_array_steal (sequence->entries, NULL), MAX (counts->n, 1),
                                  sizeof (TallyWordCount));

@@ -117,6 +117,32 @@ gsize tally_counts_get_n_words (TallyCounts *counts);
 guint64 tally_counts_get_total (TallyCounts *counts);
 
 /**
+ * tally_counts_get_n_words_unfiltered:
+ * @counts: a snapshot
+ *
+ * The distinct words of the counts @counts was selected from, before the @top, @prefix and
+ * @min_count of #TallyCountsOptions: a GetCounts with a top N answers the N words and, here,
+ * how many words the stores it summed held, so that a snapshot of the top N can still say
+ * how many distinct words the instance counted. The sum of the parts' for a merge of
+ * disjoint parts (shards); tally_counts_filter() keeps its input's. Equal to
+ * tally_counts_get_n_words() when nothing was filtered. Any thread.
+ *
+ * Returns: the number of distinct words before filtering
+ */
+gsize tally_counts_get_n_words_unfiltered (TallyCounts *counts);
+
+/**
+ * tally_counts_get_total_unfiltered:
+ * @counts: a snapshot
+ *
+ * As tally_counts_get_n_words_unfiltered(), for the total: the sum of the counts before
+ * filtering, saturated at %G_MAXINT64 as tally_counts_get_total() is. Any thread.
+ *
+ * Returns: the total before filtering
+ */
+guint64 tally_counts_get_total_unfiltered (TallyCounts *counts);
+
+/**
  * tally_counts_get_entries:
  * @counts: a snapshot
  * @n_entries: (out) (optional): the number of entries

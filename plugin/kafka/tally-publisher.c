@@ -462,8 +462,9 @@ build_snapshot (TallyPublisher *self, PublishMessage *m)
     }
   if (m->counts == NULL)
     m->counts = tally_counts_new_empty ();
-  snapshot->total_words = tally_counts_get_total (m->counts);
-  snapshot->distinct_words = tally_counts_get_n_words (m->counts);
+  /* Of every word cut, also when the cut holds only those a top N keeps. */
+  snapshot->total_words = tally_counts_get_total_unfiltered (m->counts);
+  snapshot->distinct_words = tally_counts_get_n_words_unfiltered (m->counts);
   snapshot->top = m->request->top;
   snapshot->prefix = g_strdup (m->request->prefix);
   snapshot->min_count = m->request->min_count;

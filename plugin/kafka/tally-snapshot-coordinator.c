@@ -308,7 +308,21 @@ start_job (Job *job)
   else if (job->request->has_window)
     self->cutter->cut_window_async (self->cutter_data, &job->request->window, on_cut, job);
   else
-    self->cutter->cut_async (self->cutter_data, job->final, on_cut, job);
+    {
+      TallyCountsOptions options;
+
+      /* A top N, prefix or minimum count is applied by the shards: only the words kept
+       * come back. A request naming words (the last round of a top N across instances)
+       * looks them up in every word's counts. */
+      tally_snapshot_request_get_options (job->request, &options);
+      self->cutter->cut_async (self->cutter_data, job->final,
+                               job->request->words == NULL
+                                       && (options.top > 0 || options.min_count > 1
+                                           || (options.prefix != NULL && *options.prefix != '\0'))
+                                   ? &options
+                                   : NULL,
+                               on_cut, job);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -32,7 +32,11 @@ G_BEGIN_DECLS
  * TallySnapshotCutter:
  * @cut_async: starts a cut; called on the coordinator's context, which is that thread's
  *   thread-default context. @final is %TRUE for the final snapshot at shutdown, after the
- *   input stopped. @callback must be called on the same context.
+ *   input stopped. @options (nullable, valid during the call) are the request's filters
+ *   when it has any and names no words: the cut may then hold only the words they keep,
+ *   its counts' tally_counts_get_n_words_unfiltered() and
+ *   tally_counts_get_total_unfiltered() saying what they were chosen from. @callback must
+ *   be called on the same context.
  * @cut_finish: finishes it (and a window cut): (transfer full) the cut, or %NULL with an
  *   error set
  * @cut_window_async: (nullable): starts a cut of the counts over time that @selector names
@@ -44,8 +48,8 @@ G_BEGIN_DECLS
  */
 typedef struct
 {
-  void (*cut_async) (gpointer cutter_data, gboolean final, GAsyncReadyCallback callback,
-                     gpointer user_data);
+  void (*cut_async) (gpointer cutter_data, gboolean final, const TallyCountsOptions *options,
+                     GAsyncReadyCallback callback, gpointer user_data);
   TallySnapshotCut *(*cut_finish) (gpointer cutter_data, GAsyncResult *result, GError **error);
   void (*cut_window_async) (gpointer cutter_data, const TallyWindowSelector *selector,
                             GAsyncReadyCallback callback, gpointer user_data);

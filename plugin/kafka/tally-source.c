@@ -1398,8 +1398,25 @@ simple_message_free (gpointer p)
   g_free (p);
 }
 
+/* A snapshot barrier, with the filters of the request it answers. */
+typedef struct
+{
+  TallyMessage parent;
+  gboolean has_options;
+  TallyCountsOptions options; /* prefix owned */
+} SnapshotMessage;
+
+static void
+snapshot_message_free (gpointer p)
+{
+  SnapshotMessage *m = p;
+
+  g_free ((char *)m->options.prefix);
+  g_free (m);
+}
+
 static const TallyMessageType snapshot_type
-    = { "SourceSnapshot", simple_message_free, (GDestroyNotify)tally_snapshot_cut_free };
+    = { "SourceSnapshot", snapshot_message_free, (GDestroyNotify)tally_snapshot_cut_free };
 static const TallyMessageType stop_consuming_type
     = { "SourceStopConsuming", simple_message_free, NULL };
 
@@ -1440,6 +1457,7 @@ static gboolean
 handle_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
 {
   TallySource *self = TALLY_SOURCE (actor);
+  SnapshotMessage *m = (SnapshotMessage *)message;
   PendingCut *pending;
   g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
   GHashTableIter iter;
@@ -1475,7 +1493,8 @@ handle_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
   pending->message = tally_message_defer (message);
   pending->handle = tally_aggregator_handle_ref (self->handle);
   tally_aggregator_handle_get_store_counts_async (self->handle, (const guint32 *)ids->data,
-                                                  ids->len, NULL, NULL, on_cut_counts, pending);
+                                                  ids->len, m->has_options ? &m->options : NULL,
+                                                  NULL, on_cut_counts, pending);
   return TRUE;
 }
 
@@ -1607,12 +1626,19 @@ handle_stop_consuming (TallyActor *actor, TallyMessage *message, GError **error)
 }
 
 void
-tally_source_snapshot_async (TallyAddress *source, GCancellable *cancellable,
-                             GAsyncReadyCallback callback, gpointer user_data)
+tally_source_snapshot_async (TallyAddress *source, const TallyCountsOptions *options,
+                             GCancellable *cancellable, GAsyncReadyCallback callback,
+                             gpointer user_data)
 {
-  SimpleMessage *m = g_new0 (SimpleMessage, 1);
+  SnapshotMessage *m = g_new0 (SnapshotMessage, 1);
 
   tally_message_init (&m->parent, &snapshot_type);
+  if (options != NULL)
+    {
+      m->has_options = TRUE;
+      m->options = *options;
+      m->options.prefix = g_strdup (options->prefix);
+    }
   tally_address_ask_async (source, &m->parent, cancellable, callback, user_data);
 }
 
@@ -1687,9 +1713,10 @@ cutter_cut_window_async (gpointer source, const TallyWindowSelector *selector,
 }
 
 static void
-cutter_cut_async (gpointer source, gboolean final, GAsyncReadyCallback callback, gpointer user_data)
+cutter_cut_async (gpointer source, gboolean final, const TallyCountsOptions *options,
+                  GAsyncReadyCallback callback, gpointer user_data)
 {
-  tally_source_snapshot_async (source, NULL, callback, user_data);
+  tally_source_snapshot_async (source, options, NULL, callback, user_data);
 }
 
 static TallySnapshotCut *

@@ -117,6 +117,9 @@ gboolean tally_source_configure_consumer (const TallyConfig *config, rd_kafka_co
 /**
  * tally_source_snapshot_async:
  * @source: the source's address
+ * @options: (nullable): the filters of the request the cut answers (copied): the shards
+ *   then answer only the words kept (a top N costs a sum over the stores and a selection,
+ *   not a sort and copy of every word); %NULL cuts every word
  * @cancellable: (nullable): abandons the wait for the reply
  * @callback: called on the caller's thread-default main context with the cut
  * @user_data: data for @callback
@@ -126,8 +129,9 @@ gboolean tally_source_configure_consumer (const TallyConfig *config, rd_kafka_co
  * last AddWords (same sender, so the shards see them first), and records the offsets
  * those counts reflect. Any thread with a thread-default main context.
  */
-void tally_source_snapshot_async (TallyAddress *source, GCancellable *cancellable,
-                                  GAsyncReadyCallback callback, gpointer user_data);
+void tally_source_snapshot_async (TallyAddress *source, const TallyCountsOptions *options,
+                                  GCancellable *cancellable, GAsyncReadyCallback callback,
+                                  gpointer user_data);
 
 /**
  * tally_source_snapshot_finish:

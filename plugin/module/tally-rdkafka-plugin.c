@@ -528,6 +528,8 @@ typedef struct
   rd_kafka_topic_partition_list_t *assigned; /* the host's assignment; NULL: none known */
   rd_kafka_topic_partition_list_t *offsets;
   gint64 cut_us;
+  gboolean has_options;
+  TallyCountsOptions options; /* the request's filters; prefix owned */
 } CutData;
 
 static void
@@ -539,6 +541,7 @@ cut_data_free (gpointer data)
     rd_kafka_topic_partition_list_destroy (cut->assigned);
   if (cut->offsets != NULL)
     rd_kafka_topic_partition_list_destroy (cut->offsets);
+  g_free ((char *)cut->options.prefix);
   plugin_unref (cut->plugin);
   g_free (cut);
 }
@@ -704,20 +707,27 @@ try_cut (gpointer user_data)
   data->offsets = positions_to_list_locked (plugin);
   cover_assigned (data->offsets, data->assigned);
   data->cut_us = g_get_monotonic_time ();
-  tally_aggregator_handle_get_counts_async (plugin->handle, NULL, NULL, on_counts, task);
+  tally_aggregator_handle_get_counts_async (
+      plugin->handle, data->has_options ? &data->options : NULL, NULL, on_counts, task);
   g_mutex_unlock (&plugin->lock);
   return G_SOURCE_REMOVE;
 }
 
 static void
-plugin_cut_async (gpointer cutter_data, gboolean final, GAsyncReadyCallback callback,
-                  gpointer user_data)
+plugin_cut_async (gpointer cutter_data, gboolean final, const TallyCountsOptions *options,
+                  GAsyncReadyCallback callback, gpointer user_data)
 {
   Plugin *plugin = cutter_data;
   GTask *task = g_task_new (NULL, NULL, callback, user_data);
   CutData *data = g_new0 (CutData, 1);
 
   data->plugin = plugin_ref (plugin);
+  if (options != NULL)
+    {
+      data->has_options = TRUE;
+      data->options = *options;
+      data->options.prefix = g_strdup (options->prefix);
+    }
   /* The final snapshot comes after the host closed its consumer: nothing is assigned, and
    * librdkafka is shutting the client down, so it is not asked. */
   if (!final)

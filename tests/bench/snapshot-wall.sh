@@ -3,7 +3,8 @@
 # as a person or a script runs it, against a warm `tally run` (issue 14). A measurement,
 # not a test.
 #
-#   tests/bench/snapshot-wall.sh [--words N] [--runs R] [--bootstrap HOST:PORT] [-- ARGS...]
+#   tests/bench/snapshot-wall.sh [--words N] [--runs R] [--bootstrap HOST:PORT]
+#                                [--instances K] [-- ARGS...]
 #
 # One `tally run` (the embedded broker unless --bootstrap names a cluster) counts N
 # distinct synthetic words (default 100,000: w0000000, w0000001, ..., 10 per record, with
@@ -13,23 +14,30 @@
 # and the load average before and after (2 shared cores: read the figures with it), then
 # memory: the client's peak RSS (/usr/bin/time's maximum resident set size) against the
 # bytes it printed, and the peak RSS of `tally run` while it served the runs (its VmHWM,
-# reset through /proc/PID/clear_refs before them) against its RSS before.
+# reset through /proc/PID/clear_refs before them) against its RSS before. With --instances K
+# (a real broker only), K `tally run` in one consumer group share the input partitions, so
+# every answer is merged from K replies (the memory figures are the first instance's).
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../e2e/lib.sh"
 
-words=100000 runs=30 given_bootstrap=
+words=100000 runs=30 given_bootstrap= instances=1
 while [ $# -gt 0 ]; do
   case $1 in
     --words) words=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --bootstrap) given_bootstrap=$2; shift 2 ;;
+    --instances) instances=$2; shift 2 ;;
     --) shift; break ;;
-    *) echo "usage: $0 [--words N] [--runs R] [--bootstrap HOST:PORT] [-- ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--words N] [--runs R] [--bootstrap HOST:PORT] [--instances K] [-- ARGS...]" >&2; exit 2 ;;
   esac
 done
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(--top 10)
+if [ "$instances" -gt 1 ] && [ -z "$given_bootstrap" ]; then
+  echo "$0: --instances needs --bootstrap (each embedded broker is its own cluster)" >&2
+  exit 2
+fi
 
 e2e_init tally-bench-snapshot-wall
 topic=bench-wall-$$-$RANDOM
@@ -56,6 +64,11 @@ if [ -n "$given_bootstrap" ]; then
   $client topics -b "$bootstrap" "$topic:4" 2>>"$work/client.log" || fail "cannot create $topic"
 fi
 start_tally tally "$work/tally.conf"
+first_pid=$tally_pid
+for ((k = 2; k <= instances; k++)); do
+  start_tally "tally$k" "$work/tally.conf"
+done
+tally_pid=$first_pid
 
 awk -v n="$words" 'BEGIN { for (i = 0; i < n; i += 10) { line = ""; for (j = i; j < i + 10 && j < n; j++) line = line sprintf("w%07d ", j); print line } }' \
   | kcat_produce "$topic"
@@ -89,9 +102,9 @@ printf 'memory: tally snapshot peak RSS %d MB for %d MB printed (%.2fx); tally r
   $((client_peak / 1024)) $((printed / 1048576)) "$(echo "$client_peak * 1024 / $printed" | bc -l)" \
   $((service_before / 1024)) $((service_peak / 1024))
 sort -n "$work/ms" | awk -v runs="$runs" -v words="$words" -v args="${args[*]}" \
-  -v broker="${given_bootstrap:-embedded}" -v lb="$load_before" -v la="$load_after" '
+  -v instances="$instances" -v broker="${given_bootstrap:-embedded}" -v lb="$load_before" -v la="$load_after" '
   { v[NR] = $1 / 1000 }
   END {
-    printf "tally snapshot %s, %d distinct words, broker %s, %d runs: min %.0f ms, p50 %.0f ms, p90 %.0f ms, max %.0f ms (load average %s before, %s after)\n",
-      args, words, broker, runs, v[1], v[int((NR + 1) / 2)], v[int(NR * 0.9 + 0.5)], v[NR], lb, la
+    printf "tally snapshot %s, %d distinct words, %d instance(s), broker %s, %d runs: min %.0f ms, p50 %.0f ms, p90 %.0f ms, max %.0f ms (load average %s before, %s after)\n",
+      args, words, instances, broker, runs, v[1], v[int((NR + 1) / 2)], v[int(NR * 0.9 + 0.5)], v[NR], lb, la
   }'
