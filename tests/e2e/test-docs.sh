@@ -86,7 +86,10 @@ if ! grep -q 'kcat -b localhost' "$tmp/example.sh"; then
   fail "README: the plugin example was not found"
 else
   # The snapshot is the last line; run it after the rest, as a reader would, a little later.
-  head -n -1 "$tmp/example.sh" >"$tmp/setup.sh"
+  # The reader's `sleep 8` before it is this script's wait below: without it, the pids of
+  # the broker and kcat are written at once, before they are killed (a leftover `tally
+  # broker` outlived the suite when they were written 8 s late).
+  head -n -1 "$tmp/example.sh" | grep -v '^sleep 8' >"$tmp/setup.sh"
   tail -n 1 "$tmp/example.sh" | sed 's/#.*//' >"$tmp/ask.sh"
   (cd "$tmp" && exec bash -c 'set -m; . ./setup.sh; echo "$(jobs -p)" >pids; wait') >"$tmp/example.out" 2>"$tmp/example.err" &
   pids+=($!)
@@ -108,6 +111,7 @@ EOF
   else
     fail "README plugin example"; cat "$tmp/ask.sh" "$tmp/ask.err" >&2; sed "s/^/  /" "$tmp/example.err" | tail -20 >&2
   fi
+  for _ in $(seq 100); do [ -s "$tmp/pids" ] && break; sleep 0.1; done
   for p in $(cat "$tmp/pids" 2>/dev/null); do kill "$p" 2>/dev/null; done
 fi
 
