@@ -4,7 +4,7 @@
 # not a test.
 #
 #   tests/bench/snapshot-wall.sh [--words N] [--runs R] [--bootstrap HOST:PORT]
-#                                [--instances K] [-- ARGS...]
+#                                [--instances K] [--hot H] [-- ARGS...]
 #
 # One `tally run` (the embedded broker unless --bootstrap names a cluster) counts N
 # distinct synthetic words (default 100,000: w0000000, w0000001, ..., 10 per record, with
@@ -17,19 +17,23 @@
 # reset through /proc/PID/clear_refs before them) against its RSS before. With --instances K
 # (a real broker only), K `tally run` in one consumer group share the input partitions, so
 # every answer is merged from K replies (the memory figures are the first instance's).
+# With --hot H, H more words (h0000000 ...) come on top, the i-th counted 100000 / (i + 1)
+# times (a Zipf law: skewed text, where a top N stands far above most words' counts),
+# so that a top N across instances can be measured on input other than counts of 1.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/../e2e/lib.sh"
 
-words=100000 runs=30 given_bootstrap= instances=1
+words=100000 runs=30 given_bootstrap= instances=1 hot=0
 while [ $# -gt 0 ]; do
   case $1 in
     --words) words=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --bootstrap) given_bootstrap=$2; shift 2 ;;
     --instances) instances=$2; shift 2 ;;
+    --hot) hot=$2; shift 2 ;;
     --) shift; break ;;
-    *) echo "usage: $0 [--words N] [--runs R] [--bootstrap HOST:PORT] [--instances K] [-- ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--words N] [--runs R] [--bootstrap HOST:PORT] [--instances K] [--hot H] [-- ARGS...]" >&2; exit 2 ;;
   esac
 done
 args=("$@")
@@ -70,8 +74,11 @@ for ((k = 2; k <= instances; k++)); do
 done
 tally_pid=$first_pid
 
-awk -v n="$words" 'BEGIN { for (i = 0; i < n; i += 10) { line = ""; for (j = i; j < i + 10 && j < n; j++) line = line sprintf("w%07d ", j); print line } }' \
-  | kcat_produce "$topic"
+{
+  awk -v n="$words" 'BEGIN { for (i = 0; i < n; i += 10) { line = ""; for (j = i; j < i + 10 && j < n; j++) line = line sprintf("w%07d ", j); print line } }'
+  awk -v h="$hot" 'BEGIN { k = 0; line = ""; for (i = 0; i < h; i++) for (c = int(100000 / (i + 1)); c > 0; c--) { line = line sprintf("h%07d ", i); if (++k % 10 == 0) { print line; line = "" } } if (line != "") print line }'
+} | kcat_produce "$topic"
+words=$((words + hot))
 for ((i = 0; i < 120; i++)); do
   # A snapshot still being counted may time out: ask again.
   got=$({ "$tally" snapshot -c "$work/tally.conf" -b "$bootstrap" --timeout 120000 2>>"$work/client.log" || true; } | wc -l)
@@ -95,6 +102,13 @@ for ((i = 0; i < runs; i++)); do
   tail -n 1 "$work/time.out" >>"$work/client-kb"
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ "${args[0]}" = --top ] && [ ${#args[@]} = 2 ]; then
+  # The answer timed is exact: the first N lines of a full snapshot, taken after the runs.
+  "$tally" snapshot -c "$work/tally.conf" -b "$bootstrap" --timeout 120000 2>>"$work/client.log" \
+    | head -n "${args[1]}" >"$work/full-head.out" || true
+  cmp -s "$work/last.out" "$work/full-head.out" || fail "--top ${args[1]} differs from the full snapshot's first ${args[1]} lines"
+  echo "checked: the last --top ${args[1]} answer equals the full snapshot's first ${args[1]} lines"
+fi
 service_peak=$(awk '/VmHWM/ { print $2 }' "/proc/$tally_pid/status")
 printed=$(wc -c <"$work/last.out")
 client_peak=$(sort -n "$work/client-kb" | tail -n 1)
