@@ -265,17 +265,13 @@ test_interval (Fixture *f, gconstpointer data)
   g_assert_cmpint (g_atomic_int_get (&f->cutter.cuts), ==, cuts);
 }
 
-/* One answer per request id: a request record sent three times with one id (a client
- * asking again) and once with another is cut and published twice, and the output topic
- * holds two records (one part each); the repeats are logged, not answered. */
-static void
-test_request_once (Fixture *f, gconstpointer data)
+/* Creates the request topic, has the coordinator read it, and returns a producer to it. */
+static rd_kafka_t *
+start_requests (Fixture *f)
 {
   g_autoptr (GError) error = NULL;
   rd_kafka_conf_t *conf = rd_kafka_conf_new ();
   rd_kafka_t *producer;
-  const char *keys[] = { "ask-1", "ask-1", "ask-2", "ask-1" };
-  int64_t low = -1, high = -1;
   char errstr[256];
 
   g_assert_true (tally_broker_create_topic (f->broker, "requests", 1, &error));
@@ -286,6 +282,20 @@ test_request_once (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
   g_assert_nonnull (producer);
+  return producer;
+}
+
+/* One answer per request id: a request record sent three times with one id (a client
+ * asking again) and once with another is cut and published twice, and the output topic
+ * holds two records (one part each); the repeats are logged, not answered. */
+static void
+test_request_once (Fixture *f, gconstpointer data)
+{
+  rd_kafka_t *producer;
+  const char *keys[] = { "ask-1", "ask-1", "ask-2", "ask-1" };
+  int64_t low = -1, high = -1;
+
+  producer = start_requests (f);
   for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
     {
       g_assert_cmpint (rd_kafka_producev (producer, RD_KAFKA_V_TOPIC ("requests"),
@@ -315,21 +325,11 @@ test_request_once (Fixture *f, gconstpointer data)
 static void
 test_request_options (Fixture *f, gconstpointer data)
 {
-  g_autoptr (GError) error = NULL;
-  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
   rd_kafka_t *producer;
   const char *values[] = { "{\"top\":10}", "{}", "{\"prefix\":\"al\",\"min_count\":2}",
                            "{\"top\":10,\"words\":[\"alpha\"]}" };
-  char errstr[256];
 
-  g_assert_true (tally_broker_create_topic (f->broker, "requests", 1, &error));
-  rd_kafka_conf_set (conf, "bootstrap.servers", tally_broker_get_bootstrap_servers (f->broker),
-                     NULL, 0);
-  g_assert_true (tally_snapshot_coordinator_read_requests (f->coordinator, rd_kafka_conf_dup (conf),
-                                                           "requests", 0, WAIT_MS, &error));
-  g_assert_no_error (error);
-  producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-  g_assert_nonnull (producer);
+  producer = start_requests (f);
   for (guint i = 0; i < G_N_ELEMENTS (values); i++)
     {
       g_autofree char *key = g_strdup_printf ("opt-%u", i);
