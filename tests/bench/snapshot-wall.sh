@@ -112,8 +112,13 @@ fi
 service_peak=$(awk '/VmHWM/ { print $2 }' "/proc/$tally_pid/status")
 printed=$(wc -c <"$work/last.out")
 client_peak=$(sort -n "$work/client-kb" | tail -n 1)
-printf 'memory: tally snapshot peak RSS %d MB for %d MB printed (%.2fx); tally run RSS %d MB before, peak %d MB while serving\n' \
-  $((client_peak / 1024)) $((printed / 1048576)) "$(echo "$client_peak * 1024 / $printed" | bc -l)" \
+if [ "$printed" -ge 1048576 ]; then
+  ratio=$(printf '%.2fx' "$(echo "$client_peak * 1024 / $printed" | bc -l)")
+else
+  ratio="no ratio: under 1 MB printed" # the process's own size would be the whole figure
+fi
+printf 'memory: tally snapshot peak RSS %d MB for %d MB printed (%s); tally run RSS %d MB before, peak %d MB while serving\n' \
+  $((client_peak / 1024)) $((printed / 1048576)) "$ratio" \
   $((service_before / 1024)) $((service_peak / 1024))
 sort -n "$work/ms" | awk -v runs="$runs" -v words="$words" -v args="${args[*]}" \
   -v instances="$instances" -v broker="${given_bootstrap:-embedded}" -v lb="$load_before" -v la="$load_after" '
