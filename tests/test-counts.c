@@ -392,7 +392,7 @@ test_sequence (void)
   g_autoptr (TallyCounts) summed = NULL;
   g_autoptr (TallyCounts) counts = NULL;
   /* "b\0ab\0abc\0a\0z\0" */
-  char *block = g_memdup2 ("b\0ab\0abc\0a\0z", 14);
+  char *block = g_memdup2 ("b\0ab\0abc\0a\0z", 13);
 
   tally_counts_sequence_keep_block (sequence, block);
   g_assert_true (tally_counts_sequence_append (sequence, block + 0, 1, 9));  /* b=9 */
