@@ -70,11 +70,4 @@ void tally_counts_collect_table (TallyWordTable *table, GArray *entries,
 gsize tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
                                const TallyCountsOptions *options, GArray *entries);
 
-/*
- * tally_counts_options_is_empty:
- *
- * Returns: whether @options filters nothing
- */
-gboolean tally_counts_options_is_empty (const TallyCountsOptions *options);
-
 G_END_DECLS

@@ -73,6 +73,17 @@ gboolean tally_counts_options_match (const TallyCountsOptions *options, const ch
                                      guint64 count);
 
 /**
+ * tally_counts_options_is_empty:
+ * @options: (nullable): filters, %NULL for none
+ *
+ * Says whether @options keeps every word: no @top, no (or an empty) @prefix, a @min_count
+ * of at most 1. Any thread.
+ *
+ * Returns: %TRUE if @options filters nothing
+ */
+gboolean tally_counts_options_is_empty (const TallyCountsOptions *options);
+
+/**
  * tally_counts_new_empty:
  *
  * Returns: (transfer full): a snapshot with no words

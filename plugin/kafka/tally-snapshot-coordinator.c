@@ -315,13 +315,11 @@ start_job (Job *job)
        * come back. A request naming words (the last round of a top N across instances)
        * looks them up in every word's counts. */
       tally_snapshot_request_get_options (job->request, &options);
-      self->cutter->cut_async (self->cutter_data, job->final,
-                               job->request->words == NULL
-                                       && (options.top > 0 || options.min_count > 1
-                                           || (options.prefix != NULL && *options.prefix != '\0'))
-                                   ? &options
-                                   : NULL,
-                               on_cut, job);
+      self->cutter->cut_async (
+          self->cutter_data, job->final,
+          job->request->words == NULL && !tally_counts_options_is_empty (&options) ? &options
+                                                                                   : NULL,
+          on_cut, job);
     }
 }
 

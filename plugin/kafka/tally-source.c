@@ -1398,11 +1398,10 @@ simple_message_free (gpointer p)
   g_free (p);
 }
 
-/* A snapshot barrier, with the filters of the request it answers. */
+/* A snapshot barrier, with the filters of the request it answers (all zero: none). */
 typedef struct
 {
   TallyMessage parent;
-  gboolean has_options;
   TallyCountsOptions options; /* prefix owned */
 } SnapshotMessage;
 
@@ -1493,8 +1492,8 @@ handle_snapshot (TallyActor *actor, TallyMessage *message, GError **error)
   pending->message = tally_message_defer (message);
   pending->handle = tally_aggregator_handle_ref (self->handle);
   tally_aggregator_handle_get_store_counts_async (self->handle, (const guint32 *)ids->data,
-                                                  ids->len, m->has_options ? &m->options : NULL,
-                                                  NULL, on_cut_counts, pending);
+                                                  ids->len, &m->options, NULL, on_cut_counts,
+                                                  pending);
   return TRUE;
 }
 
@@ -1635,7 +1634,6 @@ tally_source_snapshot_async (TallyAddress *source, const TallyCountsOptions *opt
   tally_message_init (&m->parent, &snapshot_type);
   if (options != NULL)
     {
-      m->has_options = TRUE;
       m->options = *options;
       m->options.prefix = g_strdup (options->prefix);
     }

@@ -528,8 +528,7 @@ typedef struct
   rd_kafka_topic_partition_list_t *assigned; /* the host's assignment; NULL: none known */
   rd_kafka_topic_partition_list_t *offsets;
   gint64 cut_us;
-  gboolean has_options;
-  TallyCountsOptions options; /* the request's filters; prefix owned */
+  TallyCountsOptions options; /* the request's filters (all zero: none); prefix owned */
 } CutData;
 
 static void
@@ -707,8 +706,7 @@ try_cut (gpointer user_data)
   data->offsets = positions_to_list_locked (plugin);
   cover_assigned (data->offsets, data->assigned);
   data->cut_us = g_get_monotonic_time ();
-  tally_aggregator_handle_get_counts_async (
-      plugin->handle, data->has_options ? &data->options : NULL, NULL, on_counts, task);
+  tally_aggregator_handle_get_counts_async (plugin->handle, &data->options, NULL, on_counts, task);
   g_mutex_unlock (&plugin->lock);
   return G_SOURCE_REMOVE;
 }
@@ -724,7 +722,6 @@ plugin_cut_async (gpointer cutter_data, gboolean final, const TallyCountsOptions
   data->plugin = plugin_ref (plugin);
   if (options != NULL)
     {
-      data->has_options = TRUE;
       data->options = *options;
       data->options.prefix = g_strdup (options->prefix);
     }
