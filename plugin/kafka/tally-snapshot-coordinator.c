@@ -47,6 +47,7 @@ struct _TallySnapshotCoordinator
   TallyRequestReader *requests; /* set under lock */
   GSource *interval;
   gboolean triggers_stopped; /* set under lock; read on the context */
+  guint n_late_requests;     /* requests read since the triggers stopped */
   TallyRecentIds *answered;  /* request record ids answered or in flight */
   TallySnapshotClosedFunc closed;
   gpointer closed_data;
@@ -333,8 +334,13 @@ on_request (const TallySnapshotRequest *request, gpointer user_data)
   TallySnapshotCoordinator *self = user_data;
 
   if (self->triggers_stopped)
-    g_message ("%srequest %s while shutting down: answered before the final snapshot",
-               self->log_prefix, request->request_id);
+    {
+      /* Read by the reader's own dispatch between stop_triggers() and close(), or by the
+       * drain in close(): either way answered before the final snapshot. */
+      self->n_late_requests++;
+      g_message ("%srequest %s while shutting down: answered before the final snapshot",
+                 self->log_prefix, request->request_id);
+    }
   if (!tally_recent_ids_add (self->answered, request->request_id))
     {
       g_message ("%srequest %s asked again: already answered, not published again",
@@ -539,12 +545,11 @@ close_dispatch (gpointer data)
         {
           /* Requests produced until now are answered (before the final snapshot, which
            * waits for them); later ones are not read by this instance. */
-          guint n = tally_request_reader_drain (reader, REQUEST_DRAIN_TIMEOUT_MS);
-
+          tally_request_reader_drain (reader, REQUEST_DRAIN_TIMEOUT_MS);
           tally_request_reader_free (reader);
           g_message ("%srequest reader closed: %u request(s) read at shutdown answered; "
                      "requests produced from now on are not read by this instance",
-                     self->log_prefix, n);
+                     self->log_prefix, self->n_late_requests);
         }
       self->closed = call->closed;
       self->closed_data = call->user_data;
