@@ -1903,8 +1903,25 @@ check_window_buckets (TallyConfig *config, Origins *o, GError **error)
   return FALSE;
 }
 
+/* Sets each override in @kf and records its origin, after the text and before the
+ * environment. */
+static void
+apply_overrides (GKeyFile *kf, Origins *o, const TallyConfigOverride *overrides, guint n_overrides)
+{
+  for (guint i = 0; i < n_overrides; i++)
+    {
+      const TallyConfigOverride *v = &overrides[i];
+
+      g_key_file_set_string (kf, v->group, v->key, v->value);
+      if (g_hash_table_lookup (o->origin, v->group) == NULL)
+        g_hash_table_insert (o->origin, g_strdup (v->group), g_strdup (v->origin));
+      g_hash_table_insert (o->origin, origin_key (v->group, v->key), g_strdup (v->origin));
+    }
+}
+
 static TallyConfig *
-load_data (const char *data, gsize len, const char *name, GError **error)
+load_data (const char *data, gsize len, const char *name, const TallyConfigOverride *overrides,
+           guint n_overrides, GError **error)
 {
   g_autoptr (TallyConfig) config = tally_config_new_default ();
   g_autoptr (GKeyFile) kf = g_key_file_new ();
@@ -1921,6 +1938,7 @@ load_data (const char *data, gsize len, const char *name, GError **error)
       config_error (error, TALLY_CONFIG_ERROR_PARSE, name, NULL, NULL, "%s", local->message);
       return NULL;
     }
+  apply_overrides (kf, &o, overrides, n_overrides);
   if (!apply_environment (kf, &o, applied, error))
     return NULL;
   if (!check_group_names (kf, &o, error))
@@ -1954,19 +1972,30 @@ load_data (const char *data, gsize len, const char *name, GError **error)
 }
 
 TallyConfig *
-tally_config_load_from_data (const char *data, gssize len, const char *name_for_errors,
-                             GError **error)
+tally_config_load_from_data_with_overrides (const char *data, gssize len,
+                                            const char *name_for_errors,
+                                            const TallyConfigOverride *overrides, guint n_overrides,
+                                            GError **error)
 {
   TallyConfig *config;
   const char *name = name_for_errors != NULL ? name_for_errors : "<data>";
 
   g_return_val_if_fail (data != NULL, NULL);
+  g_return_val_if_fail (overrides != NULL || n_overrides == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  config = load_data (data, len < 0 ? strlen (data) : (gsize)len, name, error);
+  config
+      = load_data (data, len < 0 ? strlen (data) : (gsize)len, name, overrides, n_overrides, error);
   if (config != NULL)
     config->source_path = g_strdup (name);
   return config;
+}
+
+TallyConfig *
+tally_config_load_from_data (const char *data, gssize len, const char *name_for_errors,
+                             GError **error)
+{
+  return tally_config_load_from_data_with_overrides (data, len, name_for_errors, NULL, 0, error);
 }
 
 char **
@@ -2029,14 +2058,14 @@ tally_config_load (const char *explicit_path, GError **error)
                           local->message);
           return NULL;
         }
-      config = load_data (data, len, path, error);
+      config = load_data (data, len, path, NULL, 0, error);
       if (config != NULL)
         config->source_path = g_strdup (path);
       return config;
     }
 
   /* No file anywhere: the defaults, still with the environment applied and checked. */
-  return load_data ("", 0, "<defaults>", error);
+  return load_data ("", 0, "<defaults>", NULL, 0, error);
 }
 
 gboolean

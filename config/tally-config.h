@@ -447,6 +447,49 @@ TallyConfig *tally_config_load_from_data (const char *data, gssize len, const ch
                                           GError **error);
 
 /**
+ * TallyConfigOverride:
+ * @group: the key-file group, such as `aggregator`
+ * @key: the key in @group, such as `shards`
+ * @value: the value as it would be written in the key-file, unescaped (UTF-8; a line
+ *   break in it is kept as one)
+ * @origin: where the value was set, for error messages, such as
+ *   `tally.shards (plugin property)`
+ *
+ * One value set on top of a key-file's text, for
+ * tally_config_load_from_data_with_overrides(). All members are borrowed.
+ */
+typedef struct
+{
+  const char *group;
+  const char *key;
+  const char *value;
+  const char *origin;
+} TallyConfigOverride;
+
+/**
+ * tally_config_load_from_data_with_overrides:
+ * @data: key-file text (need not be NUL-terminated).
+ * @len: length of @data in bytes, or -1 when @data is NUL-terminated.
+ * @name_for_errors: (nullable): as for tally_config_load_from_data().
+ * @overrides: (array length=n_overrides) (nullable): values set on top of @data, in order.
+ * @n_overrides: the length of @overrides.
+ * @error: return location for a #GError, or %NULL.
+ *
+ * As tally_config_load_from_data(), with @overrides set after @data is read and before the
+ * environment overrides (which stay on top). An error about a key of @data names its file
+ * and line; one about an override names the override's @origin instead of a line that
+ * does not exist. Used by the librdkafka plugin for its `tally.*` properties.
+ *
+ * Returns: (transfer full) (nullable): the configuration, or %NULL with @error set as for
+ *   tally_config_load_from_data().
+ */
+G_GNUC_WARN_UNUSED_RESULT
+TallyConfig *tally_config_load_from_data_with_overrides (const char *data, gssize len,
+                                                         const char *name_for_errors,
+                                                         const TallyConfigOverride *overrides,
+                                                         guint n_overrides, GError **error);
+
+/**
  * tally_config_search_paths:
  * @explicit_path: (nullable): the path given with `--config`, or %NULL.
  *

@@ -342,6 +342,41 @@ kafka_at (const TallyConfig *c, guint i)
   return g_ptr_array_index (c->kafka.properties, i);
 }
 
+/* Overrides on top of a key-file's text (the plugin's tally.* properties): an error about
+ * a file key keeps the file's line; one about an override names its origin, no line. */
+static void
+test_overrides (void)
+{
+  const char *data = "# comment\n\n[requests]\n# another\ntopic = foo\n";
+  TallyConfigOverride shards = { "aggregator", "shards", "3", "tally.shards" };
+  TallyConfigOverride output = { "output", "topic", "foo", "tally.output.topic" };
+  TallyConfigOverride bad = { "aggregator", "shards", "abc", "tally.shards" };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyConfig) c = NULL;
+
+  c = tally_config_load_from_data_with_overrides (data, -1, "p.conf", &shards, 1, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (c->aggregator.shards, ==, 3);
+  g_assert_cmpstr (c->requests.topic, ==, "foo");
+  g_assert_cmpstr (c->source_path, ==, "p.conf");
+  g_clear_pointer (&c, tally_config_free);
+
+  c = tally_config_load_from_data_with_overrides (data, -1, "p.conf", &output, 1, &error);
+  g_assert_null (c);
+  g_assert_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE);
+  g_assert_true (g_str_has_prefix (error->message,
+                                   "p.conf:5: [requests] topic: “foo” is also the [output] "
+                                   "topic"));
+  g_clear_error (&error);
+
+  c = tally_config_load_from_data_with_overrides (data, -1, "p.conf", &bad, 1, &error);
+  g_assert_null (c);
+  g_assert_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE);
+  g_assert_cmpstr (error->message, ==,
+                   "tally.shards: [aggregator] shards: “abc” is not a whole number from 0 to "
+                   "256 (shards)");
+}
+
 /* [kafka] sasl.password.file: the password comes from a private file, is redacted like
  * any secret, and a file others may read is refused without quoting its content. */
 static void
@@ -1360,6 +1395,7 @@ main (int argc, char **argv)
 
   g_test_add_func ("/config/defaults", test_defaults);
   g_test_add_func ("/config/empty-data-is-defaults", test_empty_data_is_defaults);
+  g_test_add_func ("/config/overrides", test_overrides);
   names = corpus_names ();
   for (guint i = 0; i < names->len; i++)
     {

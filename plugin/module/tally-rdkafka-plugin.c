@@ -148,24 +148,22 @@ plugin_conf_copy (const PluginConf *pc, size_t filter_cnt, const char **filter)
 }
 
 /* Builds the effective TallyConfig: the key-file text (or nothing), with the overrides set
- * in their groups, validated by config/ exactly as `tally run` validates its file. */
+ * in their groups, validated by config/ exactly as `tally run` validates its file; an error
+ * names the file's line or the property. */
 static TallyConfig *
 plugin_conf_load (const PluginConf *pc, GError **error)
 {
-  g_autoptr (GKeyFile) key_file = g_key_file_new ();
-  g_autofree char *data = NULL;
-  gsize len = 0;
+  TallyConfigOverride set[G_N_ELEMENTS (overrides)];
+  guint n = 0;
 
-  if (pc->config_text != NULL
-      && !g_key_file_load_from_data (key_file, pc->config_text, -1, G_KEY_FILE_NONE, error))
-    return NULL;
+  /* An error about an override names the property itself (its origin). */
   for (guint i = 0; i < G_N_ELEMENTS (overrides); i++)
     if (pc->override_values[i] != NULL)
-      g_key_file_set_string (key_file, overrides[i].group, overrides[i].key,
-                             pc->override_values[i]);
-  data = g_key_file_to_data (key_file, &len, NULL);
-  return tally_config_load_from_data (
-      data, len, pc->config_path != NULL ? pc->config_path : "<tally.* properties>", error);
+      set[n++] = (TallyConfigOverride){ overrides[i].group, overrides[i].key,
+                                        pc->override_values[i], overrides[i].property };
+  return tally_config_load_from_data_with_overrides (
+      pc->config_text != NULL ? pc->config_text : "", -1,
+      pc->config_path != NULL ? pc->config_path : "<tally.* properties>", set, n, error);
 }
 
 /* tally.config: read and validate the file now, so the error is the property's. */
@@ -211,25 +209,24 @@ set_config_path (PluginConf *pc, const char *value, GError **error)
   return TRUE;
 }
 
-/* An override is checked on its own, as a one-key key-file, by config/'s validation. */
+/* An override is checked on its own, on top of an empty key-file, by config/'s
+ * validation. */
 static gboolean
 set_override (PluginConf *pc, guint index, const char *value, GError **error)
 {
-  g_autoptr (GKeyFile) key_file = NULL;
   g_autoptr (GError) local_error = NULL;
   g_autoptr (TallyConfig) config = NULL;
-  g_autofree char *data = NULL;
-  gsize len = 0;
+  TallyConfigOverride set;
 
   if (value == NULL)
     {
       g_clear_pointer (&pc->override_values[index], g_free);
       return TRUE;
     }
-  key_file = g_key_file_new ();
-  g_key_file_set_string (key_file, overrides[index].group, overrides[index].key, value);
-  data = g_key_file_to_data (key_file, &len, NULL);
-  config = tally_config_load_from_data (data, len, overrides[index].property, &local_error);
+  set = (TallyConfigOverride){ overrides[index].group, overrides[index].key, value,
+                               overrides[index].property };
+  config = tally_config_load_from_data_with_overrides ("", 0, overrides[index].property, &set, 1,
+                                                       &local_error);
   if (config == NULL)
     {
       g_set_error (error, TALLY_RDKAFKA_PLUGIN_ERROR, TALLY_RDKAFKA_PLUGIN_ERROR_INVALID_VALUE,
@@ -1026,7 +1023,12 @@ on_conf_set (rd_kafka_conf_t *conf, const char *name, const char *val, char *err
     return RD_KAFKA_CONF_UNKNOWN;
   if (!plugin_conf_set (ic_opaque, name, val, &error))
     {
-      g_snprintf (errstr, errstr_size, "%s: %s", name, error->message);
+      /* Errors from config/ about an override already start with the property's name. */
+      gsize len = strlen (name);
+      gboolean named = strncmp (error->message, name, len) == 0 && error->message[len] == ':';
+
+      g_snprintf (errstr, errstr_size, "%s%s%s", named ? "" : name, named ? "" : ": ",
+                  error->message);
       return RD_KAFKA_CONF_INVALID;
     }
   return RD_KAFKA_CONF_OK;
