@@ -141,6 +141,19 @@ delivery_cb (rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque)
                 rd_kafka_topic_name (message->rkt), rd_kafka_message_errstr (message));
 }
 
+/* What to add to a message about the output or request topic when @err says it does not
+ * exist: `tally run` creates both at start (tally_topics_ensure()), so the usual cause is
+ * that it has not run on this cluster yet, or reads another configuration. */
+static const char *
+missing_topic_hint (rd_kafka_resp_err_t err)
+{
+  if (err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+    return "";
+  return "; the topic does not exist: `tally run` creates it when it starts, so start it "
+         "first, and check that both read the same configuration ([output] and [requests] "
+         "topic)";
+}
+
 /* Whether @list holds a partition of @topic. */
 static gboolean
 has_topic (const rd_kafka_topic_partition_list_t *list, const char *topic)
@@ -260,8 +273,8 @@ assign_at_end (rd_kafka_t *rk, const char *topic, guint timeout_ms, GError **err
     {
       tally_kafka_errors_check (err, CONSUMER_ROLE, topic, rd_kafka_err2str (err));
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                   "cannot read the end offsets of output topic %s: %s", topic,
-                   rd_kafka_err2str (err));
+                   "cannot read the end offsets of output topic %s: %s%s", topic,
+                   rd_kafka_err2str (err), missing_topic_hint (err));
       return FALSE;
     }
   return TRUE;
@@ -316,8 +329,8 @@ warm_producer (rd_kafka_t *producer, const char *topic, guint timeout_ms, GError
     {
       tally_kafka_errors_check (err, PRODUCER_ROLE, topic, rd_kafka_err2str (err));
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                   "cannot read the metadata of request topic %s: %s", topic,
-                   rd_kafka_err2str (err));
+                   "cannot read the metadata of request topic %s: %s%s", topic,
+                   rd_kafka_err2str (err), missing_topic_hint (err));
       return FALSE;
     }
   return TRUE;
@@ -729,6 +742,10 @@ tally_cmd_snapshot (int argc, char **argv)
   rd_kafka_conf_set_dr_msg_cb (producer_conf, delivery_cb);
   /* A request is one small record: nothing to batch it with. */
   set_if_default (producer_conf, "linger.ms", "0");
+  /* The request topic is `tally run`'s to create (with its partitions and configuration):
+   * a producer's metadata request would otherwise have a broker with
+   * auto.create.topics.enable create it with the broker's defaults. */
+  set_if_default (producer_conf, "allow.auto.create.topics", "false");
   /* The reply is awaited by a person: fetch often rather than wait out the broker's long
    * poll where it does not end early (librdkafka's mock cluster). */
   set_if_default (conf, "fetch.wait.max.ms", "10");

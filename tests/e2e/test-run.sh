@@ -672,6 +672,14 @@ existing = admin.list_topics(timeout=30).topics
 assert not any(t in existing for t in owned), "a topic Tally owns exists already"
 EOF
   group_conf "$conf"
+  # Before any `tally run`: tally snapshot says the topic is missing and who creates it,
+  # and does not create it (the count of "created" lines below would see it).
+  local status=0
+  "$tally" snapshot --config "$conf" --timeout 20000 >/dev/null 2>"$work/early.log" || status=$?
+  [ "$status" = 1 ] || fail "tally snapshot before tally run: exit status $status, expected 1"
+  grep -q "^tally snapshot: cannot read the metadata of request topic $requests_topic: Broker: Unknown topic or partition; the topic does not exist: \`tally run\` creates it when it starts" "$work/early.log" \
+    || fail "tally snapshot before tally run: $(cat "$work/early.log")"
+  ok "tally snapshot before any tally run: exit 1, 'the topic does not exist: tally run creates it', nothing created"
   spawn_tally b "$conf"
   local b_pid=$tally_pid
   start_tally a "$conf"
