@@ -122,10 +122,39 @@ test_no_leader (Fixture *f, gconstpointer data)
   ensure_ok (f, &spec, 1);
 }
 
+/* No broker at the address: the error says so and what to check, at the deadline. */
+static void
+test_no_broker (void)
+{
+  rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+  g_autoptr (GError) error = NULL;
+  rd_kafka_t *rk;
+  gint64 started;
+
+  /* Port 1 (tcpmux) has no listener here: every connection is refused. */
+  g_assert_cmpint (rd_kafka_conf_set (conf, "bootstrap.servers", "127.0.0.1:1", NULL, 0), ==,
+                   RD_KAFKA_CONF_OK);
+  g_assert_cmpint (rd_kafka_conf_set (conf, "log_level", "0", NULL, 0), ==, RD_KAFKA_CONF_OK);
+  rk = tally_topics_client_new (conf, &error);
+  g_assert_no_error (error);
+  rd_kafka_conf_destroy (conf);
+  started = g_get_monotonic_time ();
+  g_assert_cmpint (tally_topics_get_partition_count (rk, "input", 1500, &error), ==, -1);
+  g_assert_cmpint (g_get_monotonic_time () - started, >=, 1500 * G_TIME_SPAN_MILLISECOND);
+  g_assert_error (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_DESCRIBE);
+  g_assert_true (g_str_has_prefix (error->message, "topic input: no broker answered in "));
+  g_assert_true (g_str_has_suffix (error->message,
+                                   "check that a broker listens at the address "
+                                   "bootstrap.servers gives ([kafka] or --bootstrap-server) and "
+                                   "that this host can reach it"));
+  rd_kafka_destroy (rk);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/topics/no-broker", test_no_broker);
   g_test_add ("/topics/existing-kept", Fixture, NULL, fixture_set_up, test_existing_kept,
               fixture_tear_down);
   g_test_add ("/topics/too-few-partitions", Fixture, NULL, fixture_set_up, test_too_few_partitions,

@@ -62,10 +62,30 @@ on_kafka_config_error (const char *message, gpointer user_data)
   _exit (TALLY_EXIT_CONFIG);
 }
 
+/* Error lines of both clients, each text printed once: the consumer and the producer
+ * report the same refused connection, and librdkafka repeats it on every retry ("(after
+ * 0ms in state CONNECT, 1 identical error(s) suppressed)"), which adds nothing. Called on
+ * librdkafka's threads. */
 static void
 log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *message)
 {
-  if (level <= 3)
+  static GMutex lock;
+  static GHashTable *printed; /* normalized texts, owned; lives until exit */
+  const char *after = strstr (message, " (after ");
+  char *text;
+  gboolean is_new;
+
+  if (level > 3)
+    return;
+  text = g_strdup_printf ("%s: %.*s", facility,
+                          (int)(after != NULL ? (gsize)(after - message) : strlen (message)),
+                          message);
+  g_mutex_lock (&lock);
+  if (printed == NULL)
+    printed = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  is_new = g_hash_table_add (printed, text);
+  g_mutex_unlock (&lock);
+  if (is_new)
     g_printerr ("%s: librdkafka: %s: %s\n", g_get_prgname (), facility, message);
 }
 

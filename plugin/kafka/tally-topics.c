@@ -141,6 +141,14 @@ is_unknown (rd_kafka_resp_err_t err)
   return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
 }
 
+/* No broker connection: refused, unresolvable or silent. */
+static gboolean
+is_unreachable (rd_kafka_resp_err_t err)
+{
+  return err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+         || err == RD_KAFKA_RESP_ERR__RESOLVE || err == RD_KAFKA_RESP_ERR__TIMED_OUT;
+}
+
 /* The topic exists (perhaps still without leaders), is missing, or the broker said no. */
 static gboolean
 is_answer (rd_kafka_resp_err_t err)
@@ -155,6 +163,8 @@ static gboolean
 describe (rd_kafka_t *rk, const char *topic, const char *role, gint64 deadline, TopicState *state,
           GError **error)
 {
+  gint64 started = g_get_monotonic_time ();
+
   for (;;)
     {
       /* At most a second per request, and the error callback served between them: it
@@ -172,6 +182,16 @@ describe (rd_kafka_t *rk, const char *topic, const char *role, gint64 deadline, 
         }
       if (is_answer (state->err))
         return TRUE;
+      if (g_get_monotonic_time () >= deadline && is_unreachable (state->err))
+        {
+          g_set_error (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_DESCRIBE,
+                       "%s %s: no broker answered in %.0f s (%s): check that a broker "
+                       "listens at the address bootstrap.servers gives ([kafka] or "
+                       "--bootstrap-server) and that this host can reach it",
+                       role, topic, (g_get_monotonic_time () - started) / 1e6,
+                       rd_kafka_err2str (state->err));
+          return FALSE;
+        }
       if (g_get_monotonic_time () >= deadline)
         {
           g_set_error (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_DESCRIBE,

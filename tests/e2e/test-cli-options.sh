@@ -153,6 +153,20 @@ if "$tally" help >"$tmp/got" && cmp -s "$tmp/want" "$tmp/got"; then echo "ok hel
   failures=$((failures + 1))
 fi
 
+# --- no broker: each librdkafka error printed once, not once per client and retry -------------
+"$tally" snapshot -c empty.conf -b 127.0.0.1:1 --timeout 2500 >/dev/null 2>"$tmp/nobroker"
+status=$?
+n=$(grep -c '^tally snapshot: librdkafka: FAIL: .*Connection refused' "$tmp/nobroker")
+last=$(tail -n 1 "$tmp/nobroker")
+if [ "$status" = 1 ] && [ "$n" = 1 ] && [ "$(wc -l <"$tmp/nobroker")" = 2 ] \
+  && [ "$last" = "tally snapshot: cannot read cluster metadata: Local: Broker transport failure: check that a broker listens at the address --bootstrap-server or [kafka] bootstrap.servers gives" ]; then
+  echo "ok snapshot without a broker: one connection error, then what to check, exit 1"
+else
+  echo "FAIL snapshot without a broker: exit $status, $n connection error line(s):" >&2
+  sed 's/^/  /' "$tmp/nobroker" >&2
+  failures=$((failures + 1))
+fi
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed" >&2
   exit 1
