@@ -572,6 +572,75 @@ test_window_members (void)
                     g_bytes_get_size (g_ptr_array_index (parts, 0)));
   g_assert_nonnull (
       strstr (text, "\"window_start_ms\":1700000040000,\"window_end_ms\":1700000100000"));
+
+  /* Read back: the range comes through the assembler; a plain part has none. */
+  {
+    g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new ("req-1", NULL);
+    g_autoptr (TallySnapshot) merged = NULL;
+    g_autoptr (TallySnapshot) other = make_snapshot ("snap-x", "inst-b", counts, 1, 1);
+    g_autoptr (GPtrArray) other_parts = NULL;
+
+    g_assert_true (tally_snapshot_assembler_add_part (
+        assembler, decode_bytes (g_ptr_array_index (parts, 0)), &error));
+    g_assert_no_error (error);
+    merged = tally_snapshot_assembler_dup_merged (assembler);
+    g_assert_true (merged->windowed);
+    g_assert_cmpint (merged->window_start_ms, ==, 1700000040000);
+    g_assert_cmpint (merged->window_end_ms, ==, 1700000100000);
+    g_clear_pointer (&merged, tally_snapshot_free);
+
+    /* A second instance that resolved `current` one window later: the merged range
+     * covers both; the counts are summed. */
+    other->windowed = TRUE;
+    other->window_start_ms = 1700000100000;
+    other->window_end_ms = 1700000160000;
+    other_parts = tally_snapshot_encode (other, 1000000, &error);
+    g_assert_no_error (error);
+    g_assert_true (tally_snapshot_assembler_add_part (
+        assembler, decode_bytes (g_ptr_array_index (other_parts, 0)), &error));
+    g_assert_no_error (error);
+    merged = tally_snapshot_assembler_dup_merged (assembler);
+    g_assert_true (merged->windowed);
+    g_assert_cmpint (merged->window_start_ms, ==, 1700000040000);
+    g_assert_cmpint (merged->window_end_ms, ==, 1700000160000);
+    g_assert_cmpuint (tally_counts_get_total (merged->counts), ==, 6);
+  }
+  {
+    g_autoptr (TallySnapshotPart) part = decode_bytes (g_ptr_array_index (plain, 0));
+    g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new ("req-1", NULL);
+    g_autoptr (TallySnapshot) back = NULL;
+
+    g_assert_true (tally_snapshot_assembler_add_part (assembler, g_steal_pointer (&part), &error));
+    back = tally_snapshot_assembler_dup_merged (assembler);
+    g_assert_false (back->windowed);
+  }
+  /* One member without the other, or an end before the start: refused. */
+  {
+    static const char *const bad[] = {
+      "\"window_start_ms\":5,",
+      "\"window_end_ms\":5,",
+      "\"window_start_ms\":6,\"window_end_ms\":5,",
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+      {
+        g_autofree char *json = g_strdup_printf (
+            "{\"snapshot_id\":\"s\",\"request_id\":\"r\",\"instance_id\":\"i\",%s"
+            "\"created_at_ms\":1,\"taken_ms\":0,\"total_words\":0,\"distinct_words\":0,"
+            "\"top\":0,\"min_count\":0,"
+            "\"part\":0,\"parts\":1,\"entries\":0,\"offsets\":[],\"partitions\":[],"
+            "\"counts\":[]}",
+            bad[i]);
+        g_autoptr (TallySnapshotPart) part
+            = tally_snapshot_part_decode (json, strlen (json), &error);
+
+        g_assert_null (part);
+        g_assert_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID);
+        if (strstr (error->message, "window_start_ms and window_end_ms go together") == NULL)
+          g_error ("%s: %s", bad[i], error->message);
+        g_clear_error (&error);
+      }
+  }
 }
 
 /* The window selector of a request: each JSON form, written back as it was read. */

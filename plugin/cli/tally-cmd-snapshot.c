@@ -439,6 +439,36 @@ print_counts (TallyCounts *counts)
     printf ("%s %" G_GUINT64_FORMAT "\n", entries[i].word, entries[i].count);
 }
 
+/* An empty answer for a window prints no line: say on standard error which range it was,
+ * so that "nothing" is not mistaken for a failure (such as `--window last` before any
+ * window closed: the range before the first record). */
+static void
+note_empty_window (const TallySnapshot *merged, gboolean filtered)
+{
+  g_autoptr (GDateTime) from = NULL;
+  g_autoptr (GDateTime) to = NULL;
+  g_autofree char *from_text = NULL;
+  g_autofree char *to_text = NULL;
+
+  if (merged->window_start_ms == merged->window_end_ms)
+    {
+      g_printerr ("%s: no counts over time yet: no record has been counted in a window\n",
+                  g_get_prgname ());
+      return;
+    }
+  from = g_date_time_new_from_unix_utc (merged->window_start_ms / 1000);
+  to = g_date_time_new_from_unix_utc (merged->window_end_ms / 1000);
+  if (from != NULL)
+    from_text = g_date_time_format_iso8601 (from);
+  if (to != NULL)
+    to_text = g_date_time_format_iso8601 (to);
+  g_printerr ("%s: no word counted in the window from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
+              " ms (%s to %s)%s\n",
+              g_get_prgname (), merged->window_start_ms, merged->window_end_ms,
+              from_text != NULL ? from_text : "?", to_text != NULL ? to_text : "?",
+              filtered ? " that --prefix and --min-count keep" : "");
+}
+
 /* The command's clients and what a complete answer must cover. */
 typedef struct
 {
@@ -908,7 +938,11 @@ tally_cmd_snapshot (int argc, char **argv)
         }
     }
   else
-    print_counts (merged->counts);
+    {
+      print_counts (merged->counts);
+      if (merged->windowed && tally_counts_get_n_words (merged->counts) == 0)
+        note_empty_window (merged, (prefix != NULL && *prefix != '\0') || min_count > 0);
+    }
   if (fflush (stdout) != 0 || ferror (stdout))
     {
       g_printerr ("%s: could not write the counts: %s\n", g_get_prgname (), g_strerror (errno));

@@ -367,6 +367,9 @@ tally_snapshot_assembler_dup_merged (TallySnapshotAssembler *self)
   merged->top = first->top;
   merged->prefix = g_strdup (first->prefix);
   merged->min_count = first->min_count;
+  merged->windowed = first->windowed;
+  merged->window_start_ms = first->window_start_ms;
+  merged->window_end_ms = first->window_end_ms;
   builder = tally_counts_builder_new ();
   for (guint i = 0; i < self->merged->len; i++)
     {
@@ -374,6 +377,18 @@ tally_snapshot_assembler_dup_merged (TallySnapshotAssembler *self)
 
       merged->created_at_ms = MIN (merged->created_at_ms, s->created_at_ms);
       merged->taken_ms = MAX (merged->taken_ms, s->taken_ms);
+      if (s->windowed && s->window_end_ms > s->window_start_ms)
+        {
+          /* Instances that resolved `current` or `last` on different stream times: the
+           * range that covers them all (an empty range, no record yet, adds nothing). */
+          if (merged->window_end_ms == merged->window_start_ms)
+            {
+              merged->window_start_ms = s->window_start_ms;
+              merged->window_end_ms = s->window_end_ms;
+            }
+          merged->window_start_ms = MIN (merged->window_start_ms, s->window_start_ms);
+          merged->window_end_ms = MAX (merged->window_end_ms, s->window_end_ms);
+        }
       /* Saturates at G_MAXINT64 like tally_counts_get_total(): JSON numbers are gint64. */
       merged->total_words = MIN (merged->total_words + MIN (s->total_words, (guint64)G_MAXINT64),
                                  (guint64)G_MAXINT64);

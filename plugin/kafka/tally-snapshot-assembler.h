@@ -112,7 +112,10 @@ guint tally_snapshot_assembler_get_n_incomplete (TallySnapshotAssembler *self);
  * offsets and partitions concatenated, total_words summed (saturated at %G_MAXINT64),
  * taken_ms the largest, distinct_words the number of merged entries when no instance
  * filtered, else the sum (an upper bound). Instance and snapshot ids are those of the first
- * snapshot when only one was merged, else "merged".
+ * snapshot when only one was merged, else "merged". For counts over time, the window range
+ * is the smallest one that covers every snapshot's non-empty range (instances resolve
+ * `current` and `last` on their own stream time; a window named by its start is the same
+ * range everywhere).
  *
  * Returns: (transfer full) (nullable): the merged snapshot, %NULL before any was merged
  */

@@ -293,6 +293,7 @@ tally_snapshot_part_decode (const void *value, gsize len, GError **error)
   JsonNode *counts;
   const char *s_snapshot, *s_request, *s_instance, *s_prefix, *s_error;
   guint64 part_no = 0, parts = 0, created = 0, taken = 0;
+  guint64 window_start = G_MAXUINT64, window_end = G_MAXUINT64;
   guint n;
   g_autoptr (GArray) fast_entries = NULL;
   g_autoptr (GString) fast_text = NULL;
@@ -348,6 +349,10 @@ tally_snapshot_part_decode (const void *value, gsize len, GError **error)
                                                error)
       || !tally_snapshot_json_get_uint_member (object, what, "part", TRUE, &part_no, error)
       || !tally_snapshot_json_get_uint_member (object, what, "parts", TRUE, &parts, error)
+      || !tally_snapshot_json_get_uint_member (object, what, "window_start_ms", FALSE,
+                                               &window_start, error)
+      || !tally_snapshot_json_get_uint_member (object, what, "window_end_ms", FALSE, &window_end,
+                                               error)
       || !partition_list_from_json (object, "offsets", TRUE, &header->offsets, error)
       || !partition_list_from_json (object, "partitions", FALSE, &header->partitions, error))
     return NULL;
@@ -395,6 +400,19 @@ tally_snapshot_part_decode (const void *value, gsize len, GError **error)
   header->error = g_strdup (s_error);
   header->created_at_ms = (gint64)created;
   header->taken_ms = (gint64)taken;
+  /* Counts over time: both members or neither (tally_snapshot_to_json() writes both). */
+  if ((window_start == G_MAXUINT64) != (window_end == G_MAXUINT64) || window_start > window_end)
+    {
+      g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_INVALID,
+                   "%s: window_start_ms and window_end_ms go together, start first", what);
+      return NULL;
+    }
+  header->windowed = window_start != G_MAXUINT64;
+  if (header->windowed)
+    {
+      header->window_start_ms = (gint64)window_start;
+      header->window_end_ms = (gint64)window_end;
+    }
 
   part = g_new0 (TallySnapshotPart, 1);
   part->header = g_steal_pointer (&header);

@@ -33,6 +33,11 @@
 #   test-run.sh two-instances    two `tally run` in one consumer group on `tally broker`: a
 #                                member joins mid-input and later leaves; the merged
 #                                replies equal the reference (nothing counted twice)
+#   test-run.sh windows-cli      `tally snapshot --window` against `tally run` with [windows]
+#                                on the embedded broker, records with set timestamps:
+#                                current, last, a window by its start, --json's range, and
+#                                an empty answer said on stderr (no window yet, an empty
+#                                window, filters that keep nothing), exit 0
 #   test-run.sh real-restart     restart-kill against the real Apache Kafka broker
 #                                at $TALLY_TEST_KAFKA_BOOTSTRAP (compaction on, real group
 #                                coordinator); skipped (77) when it is unset, failed when
@@ -719,6 +724,61 @@ EOF
   ok "clean exit of both instances"
 }
 
+test_windows_cli() {
+  embedded_conf "[windows]" "enabled=true" "size_ms=60000" "bucket_ms=10000" "grace_ms=0" \
+    "idle_ms=1000" "retain=10" "publish=false"
+  start_tally run "$work/tally.conf"
+  local t0 snap=("$tally" snapshot -b "$bootstrap" -c "$work/tally.conf" --timeout 30000)
+  t0=$(( ($(date +%s) - 600) / 60 * 60000 )) # a whole minute, ten minutes ago
+  # snap_check NAME EXPECTED_STDOUT EXPECTED_STDERR ARGS...: exit 0 and both outputs exact
+  snap_check() {
+    local name=$1 want_out=$2 want_err=$3 status=0
+    shift 3
+    "${snap[@]}" "$@" >"$work/w.out" 2>"$work/w.err" || status=$?
+    [ "$status" = 0 ] && [ "$(cat "$work/w.out")" = "$want_out" ] && [ "$(cat "$work/w.err")" = "$want_err" ] \
+      || fail "$name: exit $status; stdout: $(cat "$work/w.out"); stderr: $(cat "$work/w.err"); expected: $want_out / $want_err"
+    ok "$name"
+  }
+  snap_check "--window last before any record: nothing, said on stderr" "" \
+    "tally snapshot: no counts over time yet: no record has been counted in a window" --window last
+  # Partition 0 only (the others go idle after idle_ms): two records in the minute at t0,
+  # one in the next.
+  "$py" - "$bootstrap" "$t0" <<'PYEOF' 2>>"$work/client.log" || fail "cannot produce the records"
+import sys
+from confluent_kafka import Producer
+bs, t0 = sys.argv[1], int(sys.argv[2])
+p = Producer({"bootstrap.servers": bs})
+for value, ts in (("kafka streams", t0 + 1000), ("kafka", t0 + 2000), ("apache", t0 + 61000)):
+    p.produce("tally-input", value.encode(), partition=0, timestamp=ts)
+assert p.flush(30) == 0
+PYEOF
+  snapshot_caught_up "$work/all-time"
+  [ "$(cat "$work/all-time")" = "$(printf 'kafka 2\napache 1\nstreams 1')" ] \
+    || fail "all-time counts: $(cat "$work/all-time")"
+  local w0=$t0 w1=$((t0 + 60000)) w2=$((t0 + 120000)) w3=$((t0 + 180000))
+  snap_check "--window current: the minute of the newest record" "apache 1" "" --window current
+  snap_check "--window $w0 (a start): its two records" "$(printf 'kafka 2\nstreams 1')" "" --window "$w0"
+  snap_check "--window last: the newest closed minute" "$(printf 'kafka 2\nstreams 1')" "" --window last
+  "${snap[@]}" --window current --json >"$work/w.json" 2>>"$work/client.log" || fail "--window current --json failed"
+  "$py" - "$work/w.json" "$w1" "$w2" <<'PYEOF' || fail "--json: window range not $w1 to $w2: $(grep window "$work/w.json")"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert (s["window_start_ms"], s["window_end_ms"], s["counts"]) == (int(sys.argv[2]), int(sys.argv[3]), [["apache", 1]]), s
+PYEOF
+  ok "--window current --json: window_start_ms $w1, window_end_ms $w2, counts [[apache, 1]]"
+  local from to
+  from=$(date -u -d "@$((w2 / 1000))" +%Y-%m-%dT%H:%M:%SZ)
+  to=$(date -u -d "@$((w3 / 1000))" +%Y-%m-%dT%H:%M:%SZ)
+  snap_check "--window $w2 (no record in it): nothing, its range said on stderr" "" \
+    "tally snapshot: no word counted in the window from $w2 to $w3 ms ($from to $to)" --window "$w2"
+  from=$(date -u -d "@$((w1 / 1000))" +%Y-%m-%dT%H:%M:%SZ)
+  to=$(date -u -d "@$((w2 / 1000))" +%Y-%m-%dT%H:%M:%SZ)
+  snap_check "--window current --prefix zz: nothing kept, said so" "" \
+    "tally snapshot: no word counted in the window from $w1 to $w2 ms ($from to $to) that --prefix and --min-count keep" \
+    --window current --prefix zz
+  stop_tally TERM
+}
+
 # broker_outage restart|kill SECONDS: restarts the broker of this test (KAFKA_LOCAL_*):
 # with `restart-broker` (SIGTERM, a controlled shutdown), or kill -9 then SECONDS away
 # and `restart-broker`; prints how long its port refused connections (probed every 50 ms)
@@ -825,6 +885,7 @@ case "$mode" in
   real-kill-loop) test_real_kill_loop ;;
   real-broker-restart) test_real_broker_restart ;;
   real-fresh-topics) test_real_fresh_topics ;;
+  windows-cli) test_windows_cli ;;
   real-cooperative)
     # The same with the cooperative-sticky assignor (KIP-429): incremental rebalances.
     export TALLY_KAFKA_PARTITION_ASSIGNMENT_STRATEGY=cooperative-sticky
