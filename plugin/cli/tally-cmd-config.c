@@ -114,7 +114,7 @@ tally_cmd_check_config (int argc, char **argv)
   config = tally_config_load (path, &error);
   if (config == NULL || !tally_config_check_clients (config, &error))
     {
-      fprintf (stderr, "%s\n", error->message);
+      fprintf (stderr, "%s: %s\n", g_get_prgname (), error->message);
       return TALLY_EXIT_CONFIG;
     }
   if (config->source_path != NULL)
@@ -162,7 +162,7 @@ tally_cmd_print_config (int argc, char **argv)
   config = tally_config_load (config_path, &error);
   if (config == NULL)
     {
-      fprintf (stderr, "%s\n", error->message);
+      fprintf (stderr, "%s: %s\n", g_get_prgname (), error->message);
       return TALLY_EXIT_CONFIG;
     }
   text = tally_config_to_string (config, TRUE);

@@ -443,7 +443,7 @@ print_counts (TallyCounts *counts)
  * so that "nothing" is not mistaken for a failure (such as `--window last` before any
  * window closed: the range before the first record). */
 static void
-note_empty_window (const TallySnapshot *merged, gboolean filtered)
+note_empty_window (const TallySnapshot *merged, gboolean filtered, gboolean last)
 {
   g_autoptr (GDateTime) from = NULL;
   g_autoptr (GDateTime) to = NULL;
@@ -463,10 +463,14 @@ note_empty_window (const TallySnapshot *merged, gboolean filtered)
   if (to != NULL)
     to_text = g_date_time_format_iso8601 (to);
   g_printerr ("%s: no word counted in the window from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
-              " ms (%s to %s)%s\n",
+              " ms (%s to %s)%s%s\n",
               g_get_prgname (), merged->window_start_ms, merged->window_end_ms,
               from_text != NULL ? from_text : "?", to_text != NULL ? to_text : "?",
-              filtered ? " that --prefix and --min-count keep" : "");
+              filtered ? " that --prefix and --min-count keep" : "",
+              last ? "; `last` is the newest closed window, and a window closes once stream "
+                     "time passes its end plus [windows] grace_ms: --window current shows the "
+                     "open one"
+                   : "");
 }
 
 /* The command's clients and what a complete answer must cover. */
@@ -713,6 +717,17 @@ tally_cmd_snapshot (int argc, char **argv)
       options, "Sends a snapshot request to the request topic and waits until the replies of "
                "every Tally\ninstance cover every input partition, then prints `word count` "
                "lines, most frequent first.");
+  g_option_context_set_description (
+      options, "Exit status:\n"
+               "  0   the counts were printed (also when none matched: an empty window is\n"
+               "      said on standard error)\n"
+               "  1   no complete answer within --timeout, a topic that does not exist, an\n"
+               "      error reply (a window not retained, ...); the message says which\n"
+               "  2   bad command-line usage\n"
+               "  78  a bad configuration, or credentials or ACLs the cluster refuses\n"
+               "      (file, group and key, or the topic or group denied, named)\n"
+               "\n"
+               "Guide: docs/running.md (snapshots, top N across instances, windows).");
   if (!g_option_context_parse (options, &argc, &argv, &error))
     {
       g_printerr ("%s: %s\n", g_get_prgname (), error->message);
@@ -941,7 +956,8 @@ tally_cmd_snapshot (int argc, char **argv)
     {
       print_counts (merged->counts);
       if (merged->windowed && tally_counts_get_n_words (merged->counts) == 0)
-        note_empty_window (merged, (prefix != NULL && *prefix != '\0') || min_count > 0);
+        note_empty_window (merged, (prefix != NULL && *prefix != '\0') || min_count > 0,
+                           selector.kind == TALLY_WINDOW_SELECT_LAST);
     }
   if (fflush (stdout) != 0 || ferror (stdout))
     {

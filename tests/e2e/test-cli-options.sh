@@ -48,14 +48,14 @@ printf '[kafka]\nsecurity.protocol=SASL_PLAINTEXT\n' >sasl.conf
 
 # --- item 11: check-config builds the clients run builds ---------------------------------
 nope='nope.conf:3: [kafka] sasl.mechanisms: librdkafka refuses the consumer configuration: Unsupported SASL mechanism: NOPE'
-check "check-config sasl.mechanisms=NOPE" 78 "$nope" -- "$tally" check-config nope.conf
+check "check-config sasl.mechanisms=NOPE" 78 "tally check-config: $nope" -- "$tally" check-config nope.conf
 check "run sasl.mechanisms=NOPE (same message, before starting)" 78 "tally run: $nope" -- \
   timeout 20 "$tally" run -c nope.conf
 check "snapshot sasl.mechanisms=NOPE" 78 "tally snapshot: $nope" -- \
   "$tally" snapshot -c nope.conf -b 127.0.0.1:1 --timeout 200
 printf '[kafka]\nacks=1\n' >acks.conf
 check "check-config acks=1 (the producers are idempotent)" 78 \
-  'acks.conf:2: [kafka] acks: librdkafka refuses the producer configuration: `acks` must be set to `all` when `enable.idempotence` is true' -- \
+  'tally check-config: acks.conf:2: [kafka] acks: librdkafka refuses the producer configuration: `acks` must be set to `all` when `enable.idempotence` is true' -- \
   "$tally" check-config acks.conf
 check "check-config sasl.mechanisms=NOPE without SASL is ok, as run" 0 "" -- \
   "$tally" check-config --config <(printf '[kafka]\nsasl.mechanisms=NOPE\n')
