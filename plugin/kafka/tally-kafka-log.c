@@ -8,12 +8,18 @@
  */
 #include "tally-kafka-log.h"
 
+#include <string.h>
+
 void
 tally_kafka_log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *message)
 {
   const char *name = rk != NULL ? rd_kafka_name (rk) : "librdkafka";
 
-  if (level <= 4)
+  /* librdkafka logs a transaction coordinator that is still loading (a fresh broker's
+   * __transaction_state) at LOG_WARNING though it retries until it is ready: info. */
+  if (level == 4 && strstr (message, "Coordinator load in progress") != NULL)
+    g_info ("%s: %s: %s", name, facility, message);
+  else if (level <= 4)
     g_warning ("%s: %s: %s", name, facility, message);
   else if (level <= 6)
     g_info ("%s: %s: %s", name, facility, message);

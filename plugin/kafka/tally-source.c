@@ -476,6 +476,12 @@ handle_record (TallySource *self, rd_kafka_message_t *m)
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         g_debug ("source: %s [%" G_GINT32_FORMAT "] reached the end at offset %" G_GINT64_FORMAT,
                  topic, m->partition, m->offset);
+      else if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+               || m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+        /* A subscribed topic not created yet (or deleted): the consumer keeps its
+         * subscription and picks the topic up when it appears; not a fault of Tally's. */
+        g_message ("source: input topic %s is not available (%s); consuming it once it exists",
+                   topic, rd_kafka_message_errstr (m));
       else
         g_warning ("source: consumer error%s%s: %s", m->rkt != NULL ? " on " : "",
                    m->rkt != NULL ? topic : "", rd_kafka_message_errstr (m));

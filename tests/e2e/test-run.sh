@@ -722,6 +722,32 @@ EOF
   tally_pid=$b_pid
   stop_tally TERM
   ok "clean exit of both instances"
+
+  # An input topic created after the start: waited for, said once as a message (no
+  # warning), then counted exactly.
+  id="e2e-late-$$-$(date +%s%N)"
+  input_topic=$id-input group=$id output_topic=$id-snapshots requests_topic=$id-requests
+  changelog_topic=$id-changelog
+  group_conf "$conf"
+  spawn_tally late "$conf"
+  wait_for_line "$work/late.log" "input topic $input_topic does not exist yet" 60 >/dev/null \
+    || fail "no 'does not exist yet' for the missing input topic"
+  "$py" - "$bootstrap" "$input_topic" <<'EOF' || fail "cannot create the late input topic"
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+for f in admin.create_topics([NewTopic(sys.argv[2], 4, 1)]).values():
+    f.result(30)
+EOF
+  streams_lines | kcat_produce "$input_topic"
+  snapshot_caught_up "$work/late-caught-up" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
+  streams_counts >"$work/late-expected"
+  expect_file "an input topic created after the start: counted exactly" "$work/late-expected" "$work/late-caught-up"
+  stop_tally TERM
+  if grep -n "WARNING.*$input_topic" "$work/late.log" >&2; then
+    fail "warnings about the input topic that did not exist yet (above)"
+  fi
+  ok "no warning about the input topic while it did not exist"
 }
 
 test_windows_cli() {
