@@ -24,7 +24,7 @@
 static const TallyCommand commands[] = {
   { "words", "count words typed one per line, as the article's CLI does", tally_cmd_words },
   { "count", "count the words of files or stdin, without Kafka", tally_cmd_count },
-  { "check-config", "check a configuration file strictly (exit 0, or 78 naming the key)", tally_cmd_check_config },
+  { "check-config", "check a configuration file strictly (exit 0, or 78)", tally_cmd_check_config },
   { "print-config", "print the effective configuration, secrets redacted", tally_cmd_print_config },
   { "broker", "run the embedded Kafka broker (librdkafka's mock cluster)", tally_cmd_broker },
   { "snapshot", "request a snapshot and print the merged counts", tally_cmd_snapshot },
