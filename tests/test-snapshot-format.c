@@ -1166,6 +1166,34 @@ test_parts_in_sequence (void)
     }
 }
 
+/* A part's "parts" is the sender's claim: an assembler keeps what arrives, never an
+ * array as long as the claim (fuzz-snapshot-part: "parts": 299999999 allocated 2.4 GB;
+ * G_MAXUINT would have asked for 48 GB and aborted). */
+static void
+test_claimed_parts (void)
+{
+  g_autoptr (TallySnapshotAssembler) assembler = tally_snapshot_assembler_new (NULL, NULL);
+  g_autoptr (GError) error = NULL;
+
+  for (guint round = 0; round < 2; round++)
+    {
+      const char *json
+          = "{\"snapshot_id\":\"s\",\"request_id\":\"r\",\"instance_id\":\"i\","
+            "\"created_at_ms\":1,\"taken_ms\":0,\"total_words\":1,\"distinct_words\":1,"
+            "\"top\":0,\"min_count\":0,\"offsets\":[],\"partitions\":[],"
+            "\"part\":4294967294,\"parts\":4294967295,\"entries\":1,"
+            "\"counts\":[[\"a\",1]]}";
+      TallySnapshotPart *part = tally_snapshot_part_decode (json, strlen (json), &error);
+
+      g_assert_no_error (error);
+      g_assert_cmpuint (tally_snapshot_part_get_parts (part), ==, G_MAXUINT);
+      /* The first: kept, waiting for the others; the second: a duplicate, refused. */
+      g_assert_false (tally_snapshot_assembler_add_part (assembler, part, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (tally_snapshot_assembler_get_n_incomplete (assembler), ==, 1);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1190,5 +1218,6 @@ main (int argc, char **argv)
   g_test_add_func ("/snapshot-format/deep-nesting", test_deep_nesting);
   g_test_add_func ("/snapshot-format/longest-word-fits", test_longest_word_fits);
   g_test_add_func ("/snapshot-format/total-saturates", test_total_saturates);
+  g_test_add_func ("/snapshot-format/claimed-parts", test_claimed_parts);
   return g_test_run ();
 }

@@ -20,14 +20,17 @@
 
 #include <string.h>
 
+/* A part number as a hash table key: + 1, since NULL is no key. */
+#define PART_KEY(part) GUINT_TO_POINTER ((guint)(part) + 1)
+
 typedef struct
 {
   guint parts;
   guint received;
-  gboolean *seen;                /* seen[i]: part i was added */
+  GHashTable *seen;              /* part numbers added (+ 1, as pointers) */
   TallySnapshot *header;         /* the first part's members but counts */
   guint next;                    /* the next part the sequence takes */
-  TallySnapshotPart **waiting;   /* waiting[i]: part i, come before part next */
+  GHashTable *waiting;           /* part number (+ 1) -> part come before part next */
   TallyCountsSequence *sequence; /* parts 0 .. next - 1 in order, or NULL */
   TallyCountsBuilder *builder;   /* once the parts were found out of order, or NULL */
 } Pending;
@@ -37,10 +40,8 @@ pending_free (gpointer data)
 {
   Pending *pending = data;
 
-  for (guint i = 0; pending->waiting != NULL && i < pending->parts; i++)
-    tally_snapshot_part_free (pending->waiting[i]);
-  g_free (pending->waiting);
-  g_free (pending->seen);
+  g_hash_table_unref (pending->waiting);
+  g_hash_table_unref (pending->seen);
   tally_snapshot_free (pending->header);
   tally_counts_sequence_free (pending->sequence);
   tally_counts_builder_free (pending->builder);
@@ -114,7 +115,7 @@ pending_take_part (Pending *pending, TallySnapshotPart *part)
     }
   if (part->part != pending->next)
     {
-      pending->waiting[part->part] = part;
+      g_hash_table_insert (pending->waiting, PART_KEY (part->part), part);
       return;
     }
   while (part != NULL)
@@ -127,18 +128,23 @@ pending_take_part (Pending *pending, TallySnapshotPart *part)
           g_clear_pointer (&pending->sequence, tally_counts_sequence_free);
           tally_snapshot_part_add_to_builder (part, pending->builder);
           tally_snapshot_part_free (part);
-          for (guint i = 0; i < pending->parts; i++)
-            if (pending->waiting[i] != NULL)
-              {
-                tally_snapshot_part_add_to_builder (pending->waiting[i], pending->builder);
-                g_clear_pointer (&pending->waiting[i], tally_snapshot_part_free);
-              }
+          {
+            GHashTableIter iter;
+            gpointer waiting;
+
+            g_hash_table_iter_init (&iter, pending->waiting);
+            while (g_hash_table_iter_next (&iter, NULL, &waiting))
+              tally_snapshot_part_add_to_builder (waiting, pending->builder);
+            g_hash_table_remove_all (pending->waiting);
+          }
           return;
         }
       tally_snapshot_part_free (part);
       pending->next++;
-      part = pending->next < pending->parts ? g_steal_pointer (&pending->waiting[pending->next])
-                                            : NULL;
+      part = NULL;
+      if (pending->next < pending->parts)
+        g_hash_table_steal_extended (pending->waiting, PART_KEY (pending->next), NULL,
+                                     (gpointer *)&part);
     }
 }
 
@@ -237,17 +243,19 @@ tally_snapshot_assembler_add_part (TallySnapshotAssembler *self, TallySnapshotPa
     {
       pending = g_new0 (Pending, 1);
       pending->parts = part->parts;
-      pending->seen = g_new0 (gboolean, part->parts);
+      /* Sized by the parts that arrive, not by the count a record claims (a corrupt
+       * "parts": 299999999 asked for gigabytes up front). */
+      pending->seen = g_hash_table_new (g_direct_hash, g_direct_equal);
       pending->header = tally_snapshot_copy_header (part->header);
-      pending->waiting = g_new0 (TallySnapshotPart *, part->parts);
+      pending->waiting = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
+                                                (GDestroyNotify)tally_snapshot_part_free);
       pending->sequence = tally_counts_sequence_new ((gsize)MIN (part->entries, G_MAXSIZE));
       g_hash_table_insert (self->pending, g_strdup (id), pending);
     }
   else if (!check_same_snapshot (pending, part, error))
     return FALSE;
-  if (pending->seen[part->part])
+  if (!g_hash_table_add (pending->seen, PART_KEY (part->part)))
     return FALSE; /* a duplicate, e.g. a part produced again after a lost report */
-  pending->seen[part->part] = TRUE;
   pending_take_part (pending, g_steal_pointer (&owned));
   if (++pending->received < pending->parts)
     return FALSE;
