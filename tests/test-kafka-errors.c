@@ -7,6 +7,7 @@
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-kafka-errors.h"
+#include "tally-kafka-log.h"
 
 #include <stdio.h>
 
@@ -114,6 +115,21 @@ test_txn_cause (void)
       "Broker: Topic authorization failed)\n");
 }
 
+/* librdkafka's retried warnings that log callbacks write as info; other warnings stay. */
+static void
+test_log_retried (void)
+{
+  /* As librdkafka 2.0.2 words it (rdkafka_idempotence.c, GETPID, LOG_WARNING). */
+  const char *getpid = "Failed to acquire idempotence PID from broker "
+                       "127.0.0.1:19092/1: Broker: Coordinator load in progress: retrying";
+
+  g_assert_true (tally_kafka_log_is_retried (4, getpid));
+  g_assert_false (tally_kafka_log_is_retried (3, getpid));
+  g_assert_false (tally_kafka_log_is_retried (
+      4, "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused"));
+  g_assert_false (tally_kafka_log_is_retried (4, NULL));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -122,5 +138,6 @@ main (int argc, char **argv)
   g_test_add_func ("/kafka-errors/group-message", test_group_message);
   g_test_add_func ("/kafka-errors/authentication-message", test_authentication_message);
   g_test_add_func ("/kafka-errors/txn-cause", test_txn_cause);
+  g_test_add_func ("/kafka-errors/log-retried", test_log_retried);
   return g_test_run ();
 }

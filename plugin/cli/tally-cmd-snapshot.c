@@ -225,11 +225,18 @@ input_partitions (rd_kafka_t *rk, char **patterns, guint timeout_ms, GError **er
   err = rd_kafka_metadata (rk, 1, NULL, &metadata, (int)timeout_ms);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     {
+      char servers[512] = "";
+      size_t size = sizeof servers;
+
+      /* The address the user gave, so that a typo in it can be seen. */
+      if (rd_kafka_conf_get (rd_kafka_conf (rk), "bootstrap.servers", servers, &size)
+          != RD_KAFKA_CONF_OK)
+        servers[0] = '\0';
       tally_kafka_errors_check (err, CONSUMER_ROLE, NULL, rd_kafka_err2str (err));
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                   "cannot read cluster metadata: %s: check that a broker listens at the "
-                   "address --bootstrap-server or [kafka] bootstrap.servers gives",
-                   rd_kafka_err2str (err));
+                   "cannot read cluster metadata from %s: %s: check that a broker listens "
+                   "there (--bootstrap-server or [kafka] bootstrap.servers)",
+                   servers[0] != '\0' ? servers : "(no bootstrap.servers)", rd_kafka_err2str (err));
       return NULL;
     }
   list = rd_kafka_topic_partition_list_new (16);
@@ -543,7 +550,7 @@ ask_until_covered (Client *c, const TallySnapshotRequest *request, int *status)
                         g_get_prgname (), timeout_ms, best->request->request_id,
                         config->output.topic, best->n_snapshots,
                         tally_snapshot_assembler_get_n_incomplete (best->assembler),
-                        missing->cnt > 0 ? names : "(none)");
+                        missing->cnt > 0 ? names : "none, as no input topic has a partition yet");
           else
             g_printerr ("%s: timed out after %d ms waiting for request %s on %s (%u request(s) "
                         "sent): %u complete replies, %u incomplete; input partitions not "
@@ -552,7 +559,8 @@ ask_until_covered (Client *c, const TallySnapshotRequest *request, int *status)
                         g_get_prgname (), timeout_ms, best->request->request_id,
                         config->output.topic, sent, best->n_snapshots,
                         tally_snapshot_assembler_get_n_incomplete (best->assembler),
-                        missing->cnt > 0 ? names : "(none)", config->requests.topic);
+                        missing->cnt > 0 ? names : "none, as no input topic has a partition yet",
+                        config->requests.topic);
           rd_kafka_topic_partition_list_destroy (missing);
           *status = TALLY_EXIT_FAILURE;
           return NULL;

@@ -15,9 +15,7 @@ tally_kafka_log_cb (const rd_kafka_t *rk, int level, const char *facility, const
 {
   const char *name = rk != NULL ? rd_kafka_name (rk) : "librdkafka";
 
-  /* librdkafka logs a transaction coordinator that is still loading (a fresh broker's
-   * __transaction_state) at LOG_WARNING though it retries until it is ready: info. */
-  if (level == 4 && strstr (message, "Coordinator load in progress") != NULL)
+  if (tally_kafka_log_is_retried (level, message))
     g_info ("%s: %s: %s", name, facility, message);
   else if (level <= 4)
     g_warning ("%s: %s: %s", name, facility, message);
@@ -25,6 +23,13 @@ tally_kafka_log_cb (const rd_kafka_t *rk, int level, const char *facility, const
     g_info ("%s: %s: %s", name, facility, message);
   else
     g_debug ("%s: %s: %s", name, facility, message);
+}
+
+gboolean
+tally_kafka_log_is_retried (int level, const char *message)
+{
+  /* A fresh broker's __transaction_state still loading: librdkafka retries until ready. */
+  return level == 4 && message != NULL && strstr (message, "Coordinator load in progress") != NULL;
 }
 
 void

@@ -29,6 +29,7 @@
 #include "tally-publisher.h"
 
 #include "tally-kafka-errors.h"
+#include "tally-kafka-log.h"
 
 #include <errno.h>
 #include <glib-unix.h>
@@ -402,7 +403,9 @@ error_cb (rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void
 log_cb (const rd_kafka_t *rk, int level, const char *facility, const char *message)
 {
-  if (level <= 4)
+  if (tally_kafka_log_is_retried (level, message))
+    g_info ("publisher: %s: %s", facility, message);
+  else if (level <= 4)
     g_warning ("publisher: %s: %s", facility, message);
   else
     g_debug ("publisher: %s: %s", facility, message);

@@ -159,7 +159,7 @@ status=$?
 n=$(grep -c '^tally snapshot: librdkafka: FAIL: .*Connection refused' "$tmp/nobroker")
 last=$(tail -n 1 "$tmp/nobroker")
 if [ "$status" = 1 ] && [ "$n" = 1 ] && [ "$(wc -l <"$tmp/nobroker")" = 2 ] \
-  && [ "$last" = "tally snapshot: cannot read cluster metadata: Local: Broker transport failure: check that a broker listens at the address --bootstrap-server or [kafka] bootstrap.servers gives" ]; then
+  && [ "$last" = "tally snapshot: cannot read cluster metadata from 127.0.0.1:1: Local: Broker transport failure: check that a broker listens there (--bootstrap-server or [kafka] bootstrap.servers)" ]; then
   echo "ok snapshot without a broker: one connection error, then what to check, exit 1"
 else
   echo "FAIL snapshot without a broker: exit $status, $n connection error line(s):" >&2
