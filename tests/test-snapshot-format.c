@@ -1168,7 +1168,7 @@ test_parts_in_sequence (void)
 
 /* A part's "parts" is the sender's claim: an assembler keeps what arrives, never an
  * array as long as the claim (fuzz-snapshot-part: "parts": 299999999 allocated 2.4 GB;
- * G_MAXUINT would have asked for 48 GB and aborted). */
+ * G_MAXUINT parts: a 32 GiB array, and GLib aborted). */
 static void
 test_claimed_parts (void)
 {
