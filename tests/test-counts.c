@@ -313,6 +313,48 @@ sum_test_add (TallyWordTable *table, GHashTable *reference, const char *word, gu
   *count += n;
 }
 
+/* tally_counts_new_from_tables() with @options equals the snapshot built the long way
+ * (every word summed, then built and filtered): the same words in the same
+ * order with the same counts, and the same unfiltered figures. */
+static void
+check_new_from_tables (TallyWordTable *const *tables, guint n_tables,
+                       const TallyCountsOptions *options)
+{
+  g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+  g_autoptr (TallyCounts) all = NULL;
+  g_autoptr (TallyCounts) want = NULL;
+  g_autoptr (TallyCounts) got = NULL;
+  const TallyWordCount *w, *g;
+  gsize n_want, n_got;
+
+  tally_counts_sum_tables (tables, n_tables, NULL, entries);
+  for (guint i = 0; i < entries->len; i++)
+    {
+      const TallyWordCount *e = &g_array_index (entries, TallyWordCount, i);
+      tally_counts_builder_add (builder, e->word, e->len, e->count);
+    }
+  all = tally_counts_builder_end (builder);
+  want = tally_counts_filter (all, options);
+  got = tally_counts_new_from_tables (tables, n_tables, options);
+  w = tally_counts_get_entries (want, &n_want);
+  g = tally_counts_get_entries (got, &n_got);
+  g_assert_cmpuint (n_got, ==, n_want);
+  if (options != NULL && options->top > 0)
+    g_assert_cmpuint (n_got, <=, options->top);
+  for (gsize i = 0; i < n_got; i++)
+    {
+      g_assert_cmpuint (g[i].len, ==, w[i].len);
+      g_assert_cmpmem (g[i].word, g[i].len + 1, w[i].word, w[i].len + 1);
+      g_assert_cmpuint (g[i].count, ==, w[i].count);
+    }
+  g_assert_cmpuint (tally_counts_get_n_words_unfiltered (got), ==,
+                    tally_counts_get_n_words_unfiltered (want));
+  g_assert_cmpuint (tally_counts_get_total_unfiltered (got), ==,
+                    tally_counts_get_total_unfiltered (want));
+  g_assert_cmpuint (tally_counts_get_total (got), ==, tally_counts_get_total (want));
+}
+
 static void
 test_sum_tables (void)
 {
@@ -367,6 +409,26 @@ test_sum_tables (void)
   check_sum_tables (tables, SUM_N_TABLES, &min_count, reference);
   check_sum_tables (tables, SUM_N_TABLES, &both, reference);
   check_sum_tables (tables, SUM_N_TABLES, &nothing, reference);
+
+  /* Filtered as the sums come (a top N in a heap decided on the first 8 bytes, then the
+   * rest): the same snapshot as summing every word first. Counts of 1 to 3 make ties by
+   * the thousand, among words of up to 8 bytes and words that share their first 8. */
+  {
+    const TallyCountsOptions cases[] = {
+      { 1, NULL, 0 },   { 10, NULL, 0 },         { 100, NULL, 0 },       { 1024, NULL, 0 },
+      { 1025, NULL, 0 }, { 50000, NULL, 0 },     { 7, "collide-", 0 },   { 100, "s", 2 },
+      { 0, NULL, 3 },   { 0, "w00", 0 },         { 5, NULL, 3 },         { 3, "none", 0 },
+      { 2000, "collide-", 1 },
+    };
+
+    for (gsize c = 0; c < G_N_ELEMENTS (cases); c++)
+      {
+        check_new_from_tables (tables, SUM_N_TABLES, &cases[c]);
+        check_new_from_tables (tables, 1, &cases[c]);
+      }
+    check_new_from_tables (tables, SUM_N_TABLES, NULL);
+    check_new_from_tables (NULL, 0, &cases[2]);
+  }
 
   /* No table, or tables with no positive count: nothing appended. */
   g_assert_cmpuint (tally_counts_sum_tables (NULL, 0, NULL, none), ==, 0);

@@ -729,6 +729,14 @@ handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
       tally_message_reply (message, tally_counts_new_empty ());
       return TRUE;
     }
+  if (!tally_counts_options_is_empty (&m->options))
+    {
+      /* Filtered as the sums come: a top N never holds every word's sum nor sorts them. */
+      tally_message_reply (message,
+                           tally_counts_new_from_tables ((TallyWordTable *const *)tables->pdata,
+                                                         tables->len, &m->options));
+      return TRUE;
+    }
   for (guint i = 0; i < tables->len; i++)
     size += tally_word_table_get_size (g_ptr_array_index (tables, i));
   entries = g_array_sized_new (FALSE, FALSE, sizeof (TallyWordCount), (guint)size);

@@ -718,21 +718,27 @@ sum_partition (const Staged *s, gsize n, IndexSlot *index, gsize mask, TallyWord
   return n_out;
 }
 
-gsize
-tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
-                         const TallyCountsOptions *options, GArray *entries)
+/* What sum_tables_run() does with each partition's sums: @sums[0..n) (with @heads, their
+ * words' first 8 bytes as word_head() gives them) may be kept in place, compacted to the
+ * front; returns how many were kept there. */
+typedef gsize (*PartitionSink) (TallyWordCount *sums, const guint64 *heads, gsize n,
+                                gpointer user_data);
+
+/* The two steps of tally_counts_sum_tables() (see above). With @entries, the sums of each
+ * partition are written into room reserved at its end, and what @sink keeps stays there;
+ * without, they go through a scratch array of one partition's size, which @sink must
+ * empty. Returns the number of entries kept in @entries. */
+static gsize
+sum_tables_run (TallyWordTable *const *tables, guint n_tables, const char *prefix,
+                GArray *entries, PartitionSink sink, gpointer sink_data)
 {
-  const char *prefix = options != NULL ? options->prefix : NULL;
-  guint64 min_count = options != NULL ? options->min_count : 0;
   StageData d = { NULL, NULL, 0, 0, prefix, prefix != NULL ? strlen (prefix) : 0 };
-  gsize upper = 0, n_parts = 1, biggest = 0, slots = 16, first, n_kept;
+  gsize upper = 0, n_parts = 1, biggest = 0, slots = 16, first = 0, n_kept;
   g_autofree gsize *start = NULL;
   g_autofree IndexSlot *index = NULL;
   g_autofree guint64 *heads = NULL;
+  g_autofree TallyWordCount *scratch = NULL;
   TallyWordCount *out, *base;
-
-  g_return_val_if_fail (tables != NULL || n_tables == 0, 0);
-  g_return_val_if_fail (entries != NULL, 0);
 
   /* At most as many distinct words as the tables' sizes together. */
   for (guint t = 0; t < n_tables; t++)
@@ -770,14 +776,20 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
   g_free (d.fill);
 
   /* 2. Sum each partition with an index at a load of at most 2/3 (tables share words, so
-   * it is lower in practice), straight into the room reserved in @entries. */
+   * it is lower in practice), straight into the room reserved in @entries (or the
+   * scratch array). */
   while (slots < biggest + biggest / 2)
     slots *= 2;
   index = g_new (IndexSlot, slots);
   heads = g_new (guint64, MAX (biggest, 1));
-  first = entries->len;
-  g_array_set_size (entries, first + d.n);
-  base = &g_array_index (entries, TallyWordCount, first);
+  if (entries != NULL)
+    {
+      first = entries->len;
+      g_array_set_size (entries, first + d.n);
+      base = &g_array_index (entries, TallyWordCount, first);
+    }
+  else
+    base = scratch = g_new (TallyWordCount, MAX (biggest, 1));
   out = base;
   for (gsize p = 0; p < n_parts; p++)
     {
@@ -786,20 +798,210 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
       while (mask + 1 < size + size / 2)
         mask = mask * 2 + 1;
       n_sums = sum_partition (d.staged + start[p], size, index, mask, out, heads);
-      if (min_count > 1)
-        {
-          gsize kept = 0;
-          for (gsize k = 0; k < n_sums; k++)
-            if (out[k].count >= min_count)
-              out[kept++] = out[k];
-          n_sums = kept;
-        }
-      out += n_sums;
+      out += sink (out, heads, n_sums, sink_data);
     }
   g_free (d.staged);
   n_kept = (gsize)(out - base);
-  g_array_set_size (entries, (guint)(first + n_kept));
+  if (entries != NULL)
+    g_array_set_size (entries, (guint)(first + n_kept));
   return n_kept;
+}
+
+/* tally_counts_sum_tables()'s sink: keeps the sums of at least @min_count. */
+static gsize
+keep_min_count (TallyWordCount *sums, const guint64 *heads, gsize n, gpointer user_data)
+{
+  guint64 min_count = *(const guint64 *)user_data;
+  gsize kept = 0;
+
+  if (min_count <= 1)
+    return n;
+  for (gsize k = 0; k < n; k++)
+    if (sums[k].count >= min_count)
+      sums[kept++] = sums[k];
+  return kept;
+}
+
+gsize
+tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
+                         const TallyCountsOptions *options, GArray *entries)
+{
+  guint64 min_count = options != NULL ? options->min_count : 0;
+
+  g_return_val_if_fail (tables != NULL || n_tables == 0, 0);
+  g_return_val_if_fail (entries != NULL, 0);
+
+  return sum_tables_run (tables, n_tables, options != NULL ? options->prefix : NULL, entries,
+                         keep_min_count, &min_count);
+}
+
+/* tally_counts_new_from_tables() selects as the partitions' sums come, never holding the
+ * sums of every word: the entries that pass the filters, or with a top N only the best N
+ * so far, in a heap whose root is the worst of them. Each candidate carries its word's
+ * first 8 bytes as a big-endian number (from the heads the summing kept), so a candidate
+ * that ties the root's count is decided by that number without reading its word, unless
+ * both words share their first 8 bytes: a top 100 of millions of words counted once each
+ * compares millions of ties. */
+typedef struct
+{
+  TallyWordCount e;
+  guint64 key; /* word_prefix() of e's word */
+} Candidate;
+
+typedef struct
+{
+  const TallyCountsOptions *options;
+  gsize top;        /* 0: keep every entry that passes, in @kept */
+  Candidate *heap;  /* @top of them; the root is the worst kept */
+  gsize n_heap;
+  GArray *kept;     /* of TallyWordCount, without a top N */
+  gsize n_words;    /* every word summed, before the filters */
+  guint64 total;
+} TopSelect;
+
+/* Whether @a comes before @b in snapshot order: count descending, then word bytes. */
+static inline gboolean
+candidate_before (const Candidate *a, const Candidate *b)
+{
+  gsize n;
+  int c;
+
+  if (a->e.count != b->e.count)
+    return a->e.count > b->e.count;
+  if (a->key != b->key)
+    return a->key < b->key;
+  /* The first min(len, 8) bytes are equal, and so, zero-padded, are the others. */
+  n = MIN (a->e.len, b->e.len);
+  if (n > 8 && (c = memcmp (a->e.word + 8, b->e.word + 8, n - 8)) != 0)
+    return c < 0;
+  return a->e.len < b->e.len;
+}
+
+static void
+candidate_sift_down (Candidate *heap, gsize k, gsize i)
+{
+  for (;;)
+    {
+      gsize worst = i, l = 2 * i + 1, r = 2 * i + 2;
+      Candidate tmp;
+
+      if (l < k && candidate_before (&heap[worst], &heap[l]))
+        worst = l;
+      if (r < k && candidate_before (&heap[worst], &heap[r]))
+        worst = r;
+      if (worst == i)
+        return;
+      tmp = heap[i];
+      heap[i] = heap[worst];
+      heap[worst] = tmp;
+      i = worst;
+    }
+}
+
+static void
+candidate_sift_up (Candidate *heap, gsize i)
+{
+  while (i > 0)
+    {
+      gsize parent = (i - 1) / 2;
+      Candidate tmp;
+
+      if (!candidate_before (&heap[parent], &heap[i]))
+        return;
+      tmp = heap[i];
+      heap[i] = heap[parent];
+      heap[parent] = tmp;
+      i = parent;
+    }
+}
+
+static gsize
+select_sink (TallyWordCount *sums, const guint64 *heads, gsize n, gpointer user_data)
+{
+  TopSelect *s = user_data;
+  const TallyCountsOptions *o = s->options;
+  gboolean prefixed = o->prefix != NULL && o->prefix[0] != '\0';
+
+  s->n_words += n;
+  for (gsize k = 0; k < n; k++)
+    {
+      Candidate c;
+
+      s->total = add_to_total (s->total, sums[k].count);
+      if (sums[k].count < o->min_count
+          || (prefixed && !tally_counts_options_match (o, sums[k].word, sums[k].len, sums[k].count)))
+        continue;
+      if (s->top == 0)
+        {
+          g_array_append_val (s->kept, sums[k]);
+          continue;
+        }
+      /* Most candidates lose to the root on the count alone. */
+      if (s->n_heap == s->top && sums[k].count < s->heap[0].e.count)
+        continue;
+      c.e = sums[k];
+      c.key = GUINT64_FROM_BE (heads[k]);
+      if (s->n_heap < s->top)
+        {
+          s->heap[s->n_heap] = c;
+          candidate_sift_up (s->heap, s->n_heap++);
+        }
+      else if (candidate_before (&c, &s->heap[0]))
+        {
+          s->heap[0] = c;
+          candidate_sift_down (s->heap, s->n_heap, 0);
+        }
+    }
+  return 0;
+}
+
+TallyCounts *
+tally_counts_new_from_tables (TallyWordTable *const *tables, guint n_tables,
+                              const TallyCountsOptions *options)
+{
+  static const TallyCountsOptions none = { 0 };
+  TopSelect s = { options != NULL ? options : &none, 0 };
+  g_autofree TallyWordCount *chosen = NULL;
+  gsize n;
+  TallyCounts *counts;
+
+  g_return_val_if_fail (tables != NULL || n_tables == 0, NULL);
+
+  s.top = (gsize)MIN (s.options->top, G_MAXSIZE / sizeof (Candidate));
+  if (s.top > 0)
+    s.heap = g_new (Candidate, MIN (s.top, 1024));
+  else
+    s.kept = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+  if (s.top > 1024)
+    {
+      /* A heap is for few of many: a larger top N keeps every entry, then cuts. */
+      g_clear_pointer (&s.heap, g_free);
+      s.top = 0;
+      s.kept = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+    }
+  /* Every word is summed, the prefix applied after: the snapshot also says how many
+   * distinct words and what total it was selected from. */
+  sum_tables_run (tables, n_tables, NULL, NULL, select_sink, &s);
+  if (s.kept != NULL)
+    {
+      n = s.kept->len;
+      chosen = (TallyWordCount *)(void *)g_array_free (s.kept, FALSE);
+    }
+  else
+    {
+      n = s.n_heap;
+      chosen = g_new (TallyWordCount, MAX (n, 1));
+      for (gsize i = 0; i < n; i++)
+        chosen[i] = s.heap[i].e;
+      g_free (s.heap);
+    }
+  sort_entries (chosen, n);
+  if (s.options->top > 0 && s.options->top < n)
+    n = (gsize)s.options->top;
+  counts = counts_from_sorted (chosen, n);
+  counts->unfiltered_n = s.n_words;
+  counts->unfiltered_total = s.total;
+  return counts;
 }
 
 TallyCounts *
