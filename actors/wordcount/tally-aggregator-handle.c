@@ -170,8 +170,7 @@ typedef struct
   guint pending;
   TallyCounts **replies;
   GError *error;
-  TallyCountsOptions options;
-  char *prefix;
+  TallyCountsOptions options; /* owned: tally_counts_options_copy() */
 } FanOut;
 
 typedef struct
@@ -188,7 +187,7 @@ fan_out_free (gpointer p)
     g_clear_pointer (&f->replies[i], tally_counts_unref);
   g_free (f->replies);
   g_clear_error (&f->error);
-  g_free (f->prefix);
+  tally_counts_options_clear (&f->options);
   tally_aggregator_handle_unref (f->handle);
   g_free (f);
 }
@@ -243,12 +242,7 @@ fan_out (TallyAggregatorHandle *handle, MakeMessageFunc make, gpointer make_data
   f->merge_counts = merge_counts;
   f->pending = handle->n_shards;
   f->replies = g_new0 (TallyCounts *, handle->n_shards);
-  if (options != NULL)
-    {
-      f->options = *options;
-      f->prefix = g_strdup (options->prefix);
-      f->options.prefix = f->prefix;
-    }
+  tally_counts_options_copy (options, &f->options);
   g_task_set_task_data (task, f, fan_out_free);
 
   for (guint i = 0; i < handle->n_shards; i++)

@@ -85,8 +85,7 @@ typedef struct
   TallyMessage parent;
   guint32 *stores; /* NULL for all */
   guint n_stores;
-  TallyCountsOptions options;
-  char *prefix; /* options.prefix points here */
+  TallyCountsOptions options; /* owned: tally_counts_options_copy() */
 } GetCountsMessage;
 
 typedef struct
@@ -160,7 +159,7 @@ get_counts_free (gpointer p)
 {
   GetCountsMessage *m = p;
   g_free (m->stores);
-  g_free (m->prefix);
+  tally_counts_options_clear (&m->options);
   g_free (m);
 }
 
@@ -312,12 +311,7 @@ tally_aggregator_get_counts_new (const guint32 *stores, guint n_stores,
         memcpy (m->stores, stores, sizeof (guint32) * n_stores);
       m->n_stores = n_stores;
     }
-  if (options != NULL)
-    {
-      m->options = *options;
-      m->prefix = g_strdup (options->prefix);
-      m->options.prefix = m->prefix;
-    }
+  tally_counts_options_copy (options, &m->options);
   return &m->parent;
 }
 

@@ -75,13 +75,16 @@ gsize tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
  * @tables: (array length=n_tables): distinct tables filled with tally_word_hash(), not
  *   changed during the call
  * @n_tables: their number
- * @options: (nullable): filters, all of them applied (top, prefix, min_count)
+ * @options: (nullable): filters, all of them applied (top, prefix, min_count, words)
  *
  * The snapshot of the sums of @tables with @options applied, as
  * tally_counts_new_from_entries() would build it from tally_counts_sum_tables()'s entries
  * (the same words, order and unfiltered figures), without ever holding the sums of every
  * word: each partition's sums are filtered as they come, and a top N of at most 1,024 is
  * selected in a heap whose ties are decided by the words' first 8 bytes, already at hand.
+ * @words (which tally_counts_new_from_entries() ignores) is looked up by those 8 bytes too,
+ * behind an 8 KiB bit filter, so naming a few thousand words costs about nothing per word
+ * summed.
  * Holds 32 bytes per word of the tables while it runs (the staging of
  * tally_counts_sum_tables()), plus the entries kept. O(words in the tables). Any thread.
  *

@@ -65,7 +65,30 @@ tally_counts_options_is_empty (const TallyCountsOptions *options)
 {
   return options == NULL
          || (options->top == 0 && (options->prefix == NULL || options->prefix[0] == '\0')
-             && options->min_count <= 1);
+             && options->min_count <= 1 && options->words == NULL);
+}
+
+void
+tally_counts_options_copy (const TallyCountsOptions *src, TallyCountsOptions *dest)
+{
+  g_return_if_fail (dest != NULL);
+
+  memset (dest, 0, sizeof *dest);
+  if (src == NULL)
+    return;
+  *dest = *src;
+  dest->prefix = g_strdup (src->prefix);
+  dest->words = (const char *const *)g_strdupv ((char **)src->words);
+}
+
+void
+tally_counts_options_clear (TallyCountsOptions *options)
+{
+  g_return_if_fail (options != NULL);
+
+  g_free ((char *)options->prefix);
+  g_strfreev ((char **)options->words);
+  memset (options, 0, sizeof *options);
 }
 
 gboolean
@@ -848,9 +871,24 @@ typedef struct
   guint64 key; /* word_prefix() of e's word */
 } Candidate;
 
+/* A word of @words, found by its first 8 bytes as word_head() gives them. */
+typedef struct
+{
+  guint64 head;
+  gsize len;
+  const char *word;
+} Named;
+
+/* Bits of the filter that rules out most words not named at once: 2^NAMED_FILTER_BITS bits,
+ * 8 KiB, in the L1 cache however many words are summed. */
+#define NAMED_FILTER_BITS 16
+
 typedef struct
 {
   const TallyCountsOptions *options;
+  Named *named; /* @words sorted by head, then length; NULL: no such filter */
+  gsize n_named;
+  guint64 *named_filter; /* bit named_bit (head) set for each named word */
   gsize top;        /* 0: keep every entry that passes, in @kept */
   Candidate *heap;  /* @top of them; the root is the worst kept */
   gsize n_heap;
@@ -915,6 +953,66 @@ candidate_sift_up (Candidate *heap, gsize i)
     }
 }
 
+static inline guint
+named_bit (guint64 head)
+{
+  return (guint)((head * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15)) >> (64 - NAMED_FILTER_BITS));
+}
+
+static int
+compare_named (const void *a, const void *b)
+{
+  const Named *x = a, *y = b;
+
+  if (x->head != y->head)
+    return x->head < y->head ? -1 : 1;
+  return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
+}
+
+static void
+named_init (TopSelect *s, const char *const *words)
+{
+  gsize n = g_strv_length ((char **)words);
+
+  s->named = g_new (Named, MAX (n, 1));
+  s->named_filter = g_new0 (guint64, ((gsize)1 << NAMED_FILTER_BITS) / 64);
+  for (gsize i = 0; i < n; i++)
+    {
+      Named *w = &s->named[i];
+
+      w->word = words[i];
+      w->len = strlen (words[i]);
+      w->head = word_head (w->word, w->len);
+      s->named_filter[named_bit (w->head) / 64] |= G_GUINT64_CONSTANT (1) << (named_bit (w->head) % 64);
+    }
+  qsort (s->named, n, sizeof (Named), compare_named);
+  s->n_named = n;
+}
+
+/* Whether the word of @e (its first 8 bytes @head) is one of the named words. */
+static gboolean
+named_has (const TopSelect *s, const TallyWordCount *e, guint64 head)
+{
+  guint bit = named_bit (head);
+  gsize lo = 0, hi = s->n_named;
+
+  if (!(s->named_filter[bit / 64] & (G_GUINT64_CONSTANT (1) << (bit % 64))))
+    return FALSE;
+  while (lo < hi)
+    {
+      gsize mid = lo + (hi - lo) / 2;
+
+      if (s->named[mid].head < head || (s->named[mid].head == head && s->named[mid].len < e->len))
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  for (; lo < s->n_named && s->named[lo].head == head && s->named[lo].len == e->len; lo++)
+    if (e->len <= 8 || memcmp (s->named[lo].word + 8, e->word + 8, e->len - 8) == 0)
+      return TRUE;
+  return FALSE;
+}
+
 static gsize
 select_sink (TallyWordCount *sums, const guint64 *heads, gsize n, gpointer user_data)
 {
@@ -929,7 +1027,8 @@ select_sink (TallyWordCount *sums, const guint64 *heads, gsize n, gpointer user_
 
       s->total = add_to_total (s->total, sums[k].count);
       if (sums[k].count < o->min_count
-          || (prefixed && !tally_counts_options_match (o, sums[k].word, sums[k].len, sums[k].count)))
+          || (prefixed && !tally_counts_options_match (o, sums[k].word, sums[k].len, sums[k].count))
+          || (s->named != NULL && !named_has (s, &sums[k], heads[k])))
         continue;
       if (s->top == 0)
         {
@@ -972,6 +1071,8 @@ tally_counts_new_from_tables (TallyWordTable *const *tables, guint n_tables,
     s.heap = g_new (Candidate, MIN (s.top, 1024));
   else
     s.kept = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+  if (s.options->words != NULL)
+    named_init (&s, s.options->words);
   if (s.top > 1024)
     {
       /* A heap is for few of many: a larger top N keeps every entry, then cuts. */
@@ -995,6 +1096,8 @@ tally_counts_new_from_tables (TallyWordTable *const *tables, guint n_tables,
         chosen[i] = s.heap[i].e;
       g_free (s.heap);
     }
+  g_free (s.named);
+  g_free (s.named_filter);
   sort_entries (chosen, n);
   if (s.options->top > 0 && s.options->top < n)
     n = (gsize)s.options->top;

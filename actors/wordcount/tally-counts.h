@@ -41,18 +41,43 @@ typedef struct
  * @prefix: (nullable): keep only words whose bytes start with these bytes (a plain byte
  *   prefix, no case folding or normalization); %NULL or "" keeps all
  * @min_count: keep only words counted at least this many times; 0 or 1 keeps all
+ * @words: (nullable) (array zero-terminated=1): keep only these words (NUL-terminated
+ *   byte strings; one named twice counts once); %NULL keeps all. Applied where a snapshot
+ *   is cut from the shards' tables (GetCounts, tally_aggregator_handle_get_counts_async())
+ *   and nowhere else: tally_counts_options_match(), tally_counts_filter() and the merges
+ *   ignore it, so that a long list is never searched once per entry
  *
  * Filters applied when a snapshot is built. They mirror the options a snapshot request
- * record may carry (`top`, `prefix`, `min_count`). A zero-initialized struct, or a %NULL
- * pointer wherever options are accepted, means "everything". The caller owns the struct
- * and @prefix; functions that keep options past their return copy them.
+ * record may carry (`top`, `prefix`, `min_count`, `words`). A zero-initialized struct, or
+ * a %NULL pointer wherever options are accepted, means "everything". The caller owns the
+ * struct, @prefix and @words; functions that keep options past their return copy them
+ * (tally_counts_options_copy()).
  */
 typedef struct
 {
   guint64 top;
   const char *prefix;
   guint64 min_count;
+  const char *const *words;
 } TallyCountsOptions;
+
+/**
+ * tally_counts_options_copy:
+ * @src: (nullable): filters to copy, %NULL for none
+ * @dest: (out caller-allocates): where the copy goes
+ *
+ * Makes @dest a deep copy of @src (a zeroed struct for %NULL): @dest owns copies of
+ * @prefix and @words, freed by tally_counts_options_clear(). Any thread.
+ */
+void tally_counts_options_copy (const TallyCountsOptions *src, TallyCountsOptions *dest);
+
+/**
+ * tally_counts_options_clear:
+ * @options: filters filled by tally_counts_options_copy()
+ *
+ * Frees the copies @options owns and zeroes it. Any thread.
+ */
+void tally_counts_options_clear (TallyCountsOptions *options);
 
 typedef struct _TallyCounts TallyCounts;
 typedef struct _TallyCountsBuilder TallyCountsBuilder;
@@ -77,7 +102,7 @@ gboolean tally_counts_options_match (const TallyCountsOptions *options, const ch
  * @options: (nullable): filters, %NULL for none
  *
  * Says whether @options keeps every word: no @top, no (or an empty) @prefix, a @min_count
- * of at most 1. Any thread.
+ * of at most 1, no @words. Any thread.
  *
  * Returns: %TRUE if @options filters nothing
  */

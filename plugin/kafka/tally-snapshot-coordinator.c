@@ -312,15 +312,12 @@ start_job (Job *job)
     {
       TallyCountsOptions options;
 
-      /* A top N, prefix or minimum count is applied by the shards: only the words kept
-       * come back. A request naming words (the last round of a top N across instances)
-       * looks them up in every word's counts. */
+      /* A top N, prefix, minimum count or list of words (the last round of a top N across
+       * instances) is applied by the shards: only the words kept come back. */
       tally_snapshot_request_get_options (job->request, &options);
-      self->cutter->cut_async (
-          self->cutter_data, job->final,
-          job->request->words == NULL && !tally_counts_options_is_empty (&options) ? &options
-                                                                                   : NULL,
-          on_cut, job);
+      self->cutter->cut_async (self->cutter_data, job->final,
+                               !tally_counts_options_is_empty (&options) ? &options : NULL,
+                               on_cut, job);
     }
 }
 

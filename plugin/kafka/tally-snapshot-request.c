@@ -276,6 +276,7 @@ tally_snapshot_request_get_options (const TallySnapshotRequest *request,
   options->top = request->top;
   options->prefix = request->prefix;
   options->min_count = request->min_count;
+  options->words = (const char *const *)request->words;
 }
 
 TallySnapshotRequest *

@@ -118,9 +118,11 @@ GBytes *tally_snapshot_request_to_json (const TallySnapshotRequest *request);
 /**
  * tally_snapshot_request_get_options:
  * @request: a request
- * @options: (out caller-allocates): filters to fill; @options->prefix points into @request
+ * @options: (out caller-allocates): filters to fill; @options->prefix and @options->words
+ *   point into @request
  *
- * Fills the #TallyCountsOptions that apply @request's filters.
+ * Fills the #TallyCountsOptions that apply @request's filters (`words` included, which
+ * only a cut from the shards applies; see #TallyCountsOptions).
  */
 void tally_snapshot_request_get_options (const TallySnapshotRequest *request,
                                          TallyCountsOptions *options);

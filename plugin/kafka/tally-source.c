@@ -1408,7 +1408,7 @@ simple_message_free (gpointer p)
 typedef struct
 {
   TallyMessage parent;
-  TallyCountsOptions options; /* prefix owned */
+  TallyCountsOptions options; /* owned: tally_counts_options_copy() */
 } SnapshotMessage;
 
 static void
@@ -1416,7 +1416,7 @@ snapshot_message_free (gpointer p)
 {
   SnapshotMessage *m = p;
 
-  g_free ((char *)m->options.prefix);
+  tally_counts_options_clear (&m->options);
   g_free (m);
 }
 
@@ -1638,11 +1638,7 @@ tally_source_snapshot_async (TallyAddress *source, const TallyCountsOptions *opt
   SnapshotMessage *m = g_new0 (SnapshotMessage, 1);
 
   tally_message_init (&m->parent, &snapshot_type);
-  if (options != NULL)
-    {
-      m->options = *options;
-      m->options.prefix = g_strdup (options->prefix);
-    }
+  tally_counts_options_copy (options, &m->options);
   tally_address_ask_async (source, &m->parent, cancellable, callback, user_data);
 }
 

@@ -525,7 +525,7 @@ typedef struct
   rd_kafka_topic_partition_list_t *assigned; /* the host's assignment; NULL: none known */
   rd_kafka_topic_partition_list_t *offsets;
   gint64 cut_us;
-  TallyCountsOptions options; /* the request's filters (all zero: none); prefix owned */
+  TallyCountsOptions options; /* the request's filters (all zero: none), owned */
 } CutData;
 
 static void
@@ -537,7 +537,7 @@ cut_data_free (gpointer data)
     rd_kafka_topic_partition_list_destroy (cut->assigned);
   if (cut->offsets != NULL)
     rd_kafka_topic_partition_list_destroy (cut->offsets);
-  g_free ((char *)cut->options.prefix);
+  tally_counts_options_clear (&cut->options);
   plugin_unref (cut->plugin);
   g_free (cut);
 }
@@ -717,11 +717,7 @@ plugin_cut_async (gpointer cutter_data, gboolean final, const TallyCountsOptions
   CutData *data = g_new0 (CutData, 1);
 
   data->plugin = plugin_ref (plugin);
-  if (options != NULL)
-    {
-      data->options = *options;
-      data->options.prefix = g_strdup (options->prefix);
-    }
+  tally_counts_options_copy (options, &data->options);
   /* The final snapshot comes after the host closed its consumer: nothing is assigned, and
    * librdkafka is shutting the client down, so it is not asked. */
   if (!final)
