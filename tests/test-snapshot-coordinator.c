@@ -72,7 +72,7 @@ typedef struct
   gint fail;       /* atomic: the next cuts fail */
   GMainContext *context;
   gboolean wrong_context; /* a cut ran elsewhere */
-  GString *options;       /* the options of each cut: "top=N,prefix=P,min=M;" or "none;" */
+  GString *options; /* the options of each cut: "top=N,prefix=P,min=M[,words=A|B];" or "none;" */
 } FakeCutter;
 
 static void
@@ -89,9 +89,17 @@ fake_cut_async (gpointer data, gboolean final, const TallyCountsOptions *options
   if (options == NULL)
     g_string_append (cutter->options, "none;");
   else
-    g_string_append_printf (
-        cutter->options, "top=%" G_GUINT64_FORMAT ",prefix=%s,min=%" G_GUINT64_FORMAT ";",
-        options->top, options->prefix != NULL ? options->prefix : "", options->min_count);
+    {
+      g_string_append_printf (
+          cutter->options, "top=%" G_GUINT64_FORMAT ",prefix=%s,min=%" G_GUINT64_FORMAT,
+          options->top, options->prefix != NULL ? options->prefix : "", options->min_count);
+      if (options->words != NULL)
+        {
+          g_autofree char *words = g_strjoinv ("|", (char **)options->words);
+          g_string_append_printf (cutter->options, ",words=%s", words);
+        }
+      g_string_append_c (cutter->options, ';');
+    }
   g_atomic_int_inc (&cutter->cuts);
   if (final)
     g_atomic_int_inc (&cutter->final_cuts);
@@ -321,13 +329,14 @@ test_request_once (Fixture *f, gconstpointer data)
 }
 
 /* The filters of a request go to the cutter with the cut (so that the shards answer only
- * the words kept); a request naming words, or with no filter, cuts every word. */
+ * the words kept), the words a request names included; a request with no filter cuts
+ * every word. */
 static void
 test_request_options (Fixture *f, gconstpointer data)
 {
   rd_kafka_t *producer;
   const char *values[] = { "{\"top\":10}", "{}", "{\"prefix\":\"al\",\"min_count\":2}",
-                           "{\"top\":10,\"words\":[\"alpha\"]}" };
+                           "{\"top\":10,\"words\":[\"alpha\",\"beta\"]}" };
 
   producer = start_requests (f);
   for (guint i = 0; i < G_N_ELEMENTS (values); i++)
@@ -345,7 +354,7 @@ test_request_options (Fixture *f, gconstpointer data)
       wait_lines (line, 1); /* one at a time: the cuts come in this order */
     }
   g_assert_cmpstr (f->cutter.options->str, ==,
-                   "top=10,prefix=,min=0;none;top=0,prefix=al,min=2;none;");
+                   "top=10,prefix=,min=0;none;top=0,prefix=al,min=2;top=10,prefix=,min=0,words=alpha|beta;");
   rd_kafka_destroy (producer);
 }
 
