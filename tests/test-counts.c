@@ -431,21 +431,24 @@ test_sum_tables (void)
    * the thousand, among words of up to 8 bytes and words that share their first 8. */
   {
     const TallyCountsOptions cases[] = {
-      { 1, NULL, 0 },   { 10, NULL, 0 },         { 100, NULL, 0 },       { 1024, NULL, 0 },
-      { 1025, NULL, 0 }, { 50000, NULL, 0 },     { 7, "collide-", 0 },   { 100, "s", 2 },
-      { 0, NULL, 3 },   { 0, "w00", 0 },         { 5, NULL, 3 },         { 3, "none", 0 },
+      { 1, NULL, 0 },          { 10, NULL, 0 },    { 100, NULL, 0 },     { 1024, NULL, 0 },
+      { 1025, NULL, 0 },       { 50000, NULL, 0 }, { 7, "collide-", 0 }, { 100, "s", 2 },
+      { 0, NULL, 3 },          { 0, "w00", 0 },    { 5, NULL, 3 },       { 3, "none", 0 },
       { 2000, "collide-", 1 },
     };
 
     /* Named words: counted ones of up to 8 bytes and longer, words that share their
      * first 8 bytes and hash (one named, its neighbours not), one named twice, words
      * never counted, a prefix of a counted word, and the empty string. */
-    const char *const named[] = { "s12",       "s17",        "w0000005", "collide-3", "collide-3",
-                                  "collide-33", "never-seen", "collide-", "colli",     "",
-                                  "zero-everywhere", "zero-then-counted", NULL };
+    const char *const named[] = { "s12",       "s17",        "w0000005",        "collide-3",
+                                  "collide-3", "collide-33", "never-seen",      "collide-",
+                                  "colli",     "",           "zero-everywhere", "zero-then-counted",
+                                  NULL };
     const char *const nothing_named[] = { "never-seen", NULL };
     const TallyCountsOptions named_cases[] = {
-      { 0, NULL, 0, named }, { 2, NULL, 0, named },       { 0, "collide-", 2, named },
+      { 0, NULL, 0, named },
+      { 2, NULL, 0, named },
+      { 0, "collide-", 2, named },
       { 0, NULL, 0, nothing_named },
     };
 
@@ -460,7 +463,8 @@ test_sum_tables (void)
         check_new_from_tables (tables, 1, &named_cases[c]);
       }
     {
-      g_autoptr (TallyCounts) got = tally_counts_new_from_tables (tables, SUM_N_TABLES, &named_cases[0]);
+      g_autoptr (TallyCounts) got
+          = tally_counts_new_from_tables (tables, SUM_N_TABLES, &named_cases[0]);
       gsize n;
 
       tally_counts_get_entries (got, &n);

@@ -353,8 +353,9 @@ test_request_options (Fixture *f, gconstpointer data)
       g_assert_cmpint (rd_kafka_flush (producer, WAIT_MS), ==, RD_KAFKA_RESP_ERR_NO_ERROR);
       wait_lines (line, 1); /* one at a time: the cuts come in this order */
     }
-  g_assert_cmpstr (f->cutter.options->str, ==,
-                   "top=10,prefix=,min=0;none;top=0,prefix=al,min=2;top=10,prefix=,min=0,words=alpha|beta;");
+  g_assert_cmpstr (
+      f->cutter.options->str, ==,
+      "top=10,prefix=,min=0;none;top=0,prefix=al,min=2;top=10,prefix=,min=0,words=alpha|beta;");
   rd_kafka_destroy (producer);
 }
 

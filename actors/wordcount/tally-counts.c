@@ -752,8 +752,8 @@ typedef gsize (*PartitionSink) (TallyWordCount *sums, const guint64 *heads, gsiz
  * without, they go through a scratch array of one partition's size, which @sink must
  * empty. Returns the number of entries kept in @entries. */
 static gsize
-sum_tables_run (TallyWordTable *const *tables, guint n_tables, const char *prefix,
-                GArray *entries, PartitionSink sink, gpointer sink_data)
+sum_tables_run (TallyWordTable *const *tables, guint n_tables, const char *prefix, GArray *entries,
+                PartitionSink sink, gpointer sink_data)
 {
   StageData d = { NULL, NULL, 0, 0, prefix, prefix != NULL ? strlen (prefix) : 0 };
   gsize upper = 0, n_parts = 1, biggest = 0, slots = 16, first = 0, n_kept;
@@ -889,11 +889,11 @@ typedef struct
   Named *named; /* @words sorted by head, then length; NULL: no such filter */
   gsize n_named;
   guint64 *named_filter; /* bit named_bit (head) set for each named word */
-  gsize top;        /* 0: keep every entry that passes, in @kept */
-  Candidate *heap;  /* @top of them; the root is the worst kept */
+  gsize top;             /* 0: keep every entry that passes, in @kept */
+  Candidate *heap;       /* @top of them; the root is the worst kept */
   gsize n_heap;
-  GArray *kept;     /* of TallyWordCount, without a top N */
-  gsize n_words;    /* every word summed, before the filters */
+  GArray *kept;  /* of TallyWordCount, without a top N */
+  gsize n_words; /* every word summed, before the filters */
   guint64 total;
 } TopSelect;
 
@@ -983,7 +983,8 @@ named_init (TopSelect *s, const char *const *words)
       w->word = words[i];
       w->len = strlen (words[i]);
       w->head = word_head (w->word, w->len);
-      s->named_filter[named_bit (w->head) / 64] |= G_GUINT64_CONSTANT (1) << (named_bit (w->head) % 64);
+      s->named_filter[named_bit (w->head) / 64] |= G_GUINT64_CONSTANT (1)
+                                                   << (named_bit (w->head) % 64);
     }
   qsort (s->named, n, sizeof (Named), compare_named);
   s->n_named = n;

@@ -316,8 +316,8 @@ start_job (Job *job)
        * instances) is applied by the shards: only the words kept come back. */
       tally_snapshot_request_get_options (job->request, &options);
       self->cutter->cut_async (self->cutter_data, job->final,
-                               !tally_counts_options_is_empty (&options) ? &options : NULL,
-                               on_cut, job);
+                               !tally_counts_options_is_empty (&options) ? &options : NULL, on_cut,
+                               job);
     }
 }
 
