@@ -123,44 +123,6 @@ compare_entries (const void *a, const void *b)
   return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
 }
 
-/* Restores the heap order of entries[0..k) below position i. The heap keeps the worst
- * kept entry (the last in snapshot order) at its root. */
-static void
-sift_down (TallyWordCount *heap, gsize k, gsize i)
-{
-  for (;;)
-    {
-      gsize worst = i;
-      gsize l = 2 * i + 1, r = 2 * i + 2;
-      TallyWordCount tmp;
-      if (l < k && compare_entries (&heap[l], &heap[worst]) > 0)
-        worst = l;
-      if (r < k && compare_entries (&heap[r], &heap[worst]) > 0)
-        worst = r;
-      if (worst == i)
-        return;
-      tmp = heap[i];
-      heap[i] = heap[worst];
-      heap[worst] = tmp;
-      i = worst;
-    }
-}
-
-/* Moves the @k first entries in snapshot order of entries[0..n) to entries[0..k), in no
- * particular order. */
-static void
-select_top (TallyWordCount *entries, gsize n, gsize k)
-{
-  for (gsize i = k / 2; i-- > 0;)
-    sift_down (entries, k, i);
-  for (gsize i = k; i < n; i++)
-    if (compare_entries (&entries[i], &entries[0]) < 0)
-      {
-        entries[0] = entries[i];
-        sift_down (entries, k, 0);
-      }
-}
-
 /* Sorting in snapshot order: a least-significant-digit radix sort on 16-byte keys, then
  * a sort of the runs the keys cannot order. Each entry gets a key of its count
  * (complemented, so that larger counts come first) and its first 8 word bytes as a
@@ -202,6 +164,107 @@ static guint64
 word_prefix (const char *word, gsize len)
 {
   return word_chunk (word, len, 0);
+}
+
+typedef struct
+{
+  TallyWordCount e;
+  guint64 key; /* word_prefix() of e's word */
+} Candidate;
+
+/* Whether @a comes before @b in snapshot order: count descending, then word bytes. */
+static inline gboolean
+candidate_before (const Candidate *a, const Candidate *b)
+{
+  gsize n;
+  int c;
+
+  if (a->e.count != b->e.count)
+    return a->e.count > b->e.count;
+  if (a->key != b->key)
+    return a->key < b->key;
+  /* The first min(len, 8) bytes are equal, and so, zero-padded, are the others. */
+  n = MIN (a->e.len, b->e.len);
+  if (n > 8 && (c = memcmp (a->e.word + 8, b->e.word + 8, n - 8)) != 0)
+    return c < 0;
+  return a->e.len < b->e.len;
+}
+
+static void
+candidate_sift_down (Candidate *heap, gsize k, gsize i)
+{
+  for (;;)
+    {
+      gsize worst = i, l = 2 * i + 1, r = 2 * i + 2;
+      Candidate tmp;
+
+      if (l < k && candidate_before (&heap[worst], &heap[l]))
+        worst = l;
+      if (r < k && candidate_before (&heap[worst], &heap[r]))
+        worst = r;
+      if (worst == i)
+        return;
+      tmp = heap[i];
+      heap[i] = heap[worst];
+      heap[worst] = tmp;
+      i = worst;
+    }
+}
+
+static void
+candidate_sift_up (Candidate *heap, gsize i)
+{
+  while (i > 0)
+    {
+      gsize parent = (i - 1) / 2;
+      Candidate tmp;
+
+      if (!candidate_before (&heap[parent], &heap[i]))
+        return;
+      tmp = heap[i];
+      heap[i] = heap[parent];
+      heap[parent] = tmp;
+      i = parent;
+    }
+}
+
+/* Offers @e (its word's first 8 bytes @key, as word_prefix() gives them) to a heap of at
+ * most @top candidates whose root is the worst kept. */
+static inline void
+candidate_offer (Candidate *heap, gsize *n_heap, gsize top, const TallyWordCount *e, guint64 key)
+{
+  Candidate c = { *e, key };
+
+  if (*n_heap < top)
+    {
+      heap[*n_heap] = c;
+      candidate_sift_up (heap, (*n_heap)++);
+    }
+  else if (candidate_before (&c, &heap[0]))
+    {
+      heap[0] = c;
+      candidate_sift_down (heap, *n_heap, 0);
+    }
+}
+
+/* Moves the @k first entries in snapshot order of entries[0..n) to entries[0..k), in no
+ * particular order. An entry that loses to the heap's root on its count alone is never
+ * read further; the others are compared by their first 8 bytes before their words. */
+static void
+select_top (TallyWordCount *entries, gsize n, gsize k)
+{
+  g_autofree Candidate *heap = g_new (Candidate, MAX (k, 1));
+  gsize n_heap = 0;
+
+  for (gsize i = 0; i < n; i++)
+    {
+      if (n_heap == k && entries[i].count < heap[0].e.count)
+        continue;
+      candidate_offer (heap, &n_heap, k, &entries[i],
+                       word_prefix (entries[i].word, entries[i].len));
+    }
+  for (gsize i = 0; i < n_heap; i++)
+    entries[i] = heap[i].e;
 }
 
 /* Byte @digit of a key: 0 to 7 the prefix's, least significant first, 8 to 15 the count's. */
@@ -865,12 +928,6 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
  * that ties the root's count is decided by that number without reading its word, unless
  * both words share their first 8 bytes: a top 100 of millions of words counted once each
  * compares millions of ties. */
-typedef struct
-{
-  TallyWordCount e;
-  guint64 key; /* word_prefix() of e's word */
-} Candidate;
-
 /* A word of @words, found by its first 8 bytes as word_head() gives them. */
 typedef struct
 {
@@ -896,62 +953,6 @@ typedef struct
   gsize n_words; /* every word summed, before the filters */
   guint64 total;
 } TopSelect;
-
-/* Whether @a comes before @b in snapshot order: count descending, then word bytes. */
-static inline gboolean
-candidate_before (const Candidate *a, const Candidate *b)
-{
-  gsize n;
-  int c;
-
-  if (a->e.count != b->e.count)
-    return a->e.count > b->e.count;
-  if (a->key != b->key)
-    return a->key < b->key;
-  /* The first min(len, 8) bytes are equal, and so, zero-padded, are the others. */
-  n = MIN (a->e.len, b->e.len);
-  if (n > 8 && (c = memcmp (a->e.word + 8, b->e.word + 8, n - 8)) != 0)
-    return c < 0;
-  return a->e.len < b->e.len;
-}
-
-static void
-candidate_sift_down (Candidate *heap, gsize k, gsize i)
-{
-  for (;;)
-    {
-      gsize worst = i, l = 2 * i + 1, r = 2 * i + 2;
-      Candidate tmp;
-
-      if (l < k && candidate_before (&heap[worst], &heap[l]))
-        worst = l;
-      if (r < k && candidate_before (&heap[worst], &heap[r]))
-        worst = r;
-      if (worst == i)
-        return;
-      tmp = heap[i];
-      heap[i] = heap[worst];
-      heap[worst] = tmp;
-      i = worst;
-    }
-}
-
-static void
-candidate_sift_up (Candidate *heap, gsize i)
-{
-  while (i > 0)
-    {
-      gsize parent = (i - 1) / 2;
-      Candidate tmp;
-
-      if (!candidate_before (&heap[parent], &heap[i]))
-        return;
-      tmp = heap[i];
-      heap[i] = heap[parent];
-      heap[parent] = tmp;
-      i = parent;
-    }
-}
 
 static inline guint
 named_bit (guint64 head)
@@ -1024,8 +1025,6 @@ select_sink (TallyWordCount *sums, const guint64 *heads, gsize n, gpointer user_
   s->n_words += n;
   for (gsize k = 0; k < n; k++)
     {
-      Candidate c;
-
       s->total = add_to_total (s->total, sums[k].count);
       if (sums[k].count < o->min_count
           || (prefixed && !tally_counts_options_match (o, sums[k].word, sums[k].len, sums[k].count))
@@ -1039,18 +1038,7 @@ select_sink (TallyWordCount *sums, const guint64 *heads, gsize n, gpointer user_
       /* Most candidates lose to the root on the count alone. */
       if (s->n_heap == s->top && sums[k].count < s->heap[0].e.count)
         continue;
-      c.e = sums[k];
-      c.key = GUINT64_FROM_BE (heads[k]);
-      if (s->n_heap < s->top)
-        {
-          s->heap[s->n_heap] = c;
-          candidate_sift_up (s->heap, s->n_heap++);
-        }
-      else if (candidate_before (&c, &s->heap[0]))
-        {
-          s->heap[0] = c;
-          candidate_sift_down (s->heap, s->n_heap, 0);
-        }
+      candidate_offer (s->heap, &s->n_heap, s->top, &sums[k], GUINT64_FROM_BE (heads[k]));
     }
   return 0;
 }
