@@ -15,6 +15,9 @@
 #include "tally-word-table.h"
 
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #define CHUNK_BITS 20
 #define CHUNK_SIZE ((gsize)1 << CHUNK_BITS)
@@ -266,6 +269,35 @@ tally_word_table_remove_all (TallyWordTable *table)
   table->total = 0;
 }
 
+/* Slot arrays from this size on are asked for in huge pages (below). */
+#define HUGE_SLOTS_BYTES ((gsize)4 * 1024 * 1024)
+
+/* A slot array of @n slots, not zeroed. From HUGE_SLOTS_BYTES on, Linux is asked to back
+ * its 2 MiB-aligned interior with transparent huge pages where it does so only on request
+ * (the "madvise" setting): a shard's table of a few hundred thousand words is 8 MB of
+ * slots probed at random, and in 4 KiB pages each growth took 2,000 page faults and each
+ * probe likely a TLB miss (`tally count --shards 2` on the multilingual corpus: 24,600
+ * page faults before, 20,600 after, 2.5% less wall time, tests/bench/README.md). Advice
+ * only: where it is refused the array works the same. */
+static Slot *
+slots_new (gsize n)
+{
+  Slot *slots = g_new (Slot, n);
+
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (n * sizeof (Slot) >= HUGE_SLOTS_BYTES)
+    {
+      const guintptr huge = 2 * 1024 * 1024;
+      guintptr from = ((guintptr)slots + huge - 1) & ~(huge - 1);
+      guintptr to = ((guintptr)slots + n * sizeof (Slot)) & ~(huge - 1);
+
+      if (to > from)
+        (void)madvise ((void *)from, to - from, MADV_HUGEPAGE);
+    }
+#endif
+  return slots;
+}
+
 /* Doubles the slot array (at 80% load, see insert()) and re-places every slot from its
  * stored hash bits, never touching the keys. */
 static void
@@ -283,7 +315,7 @@ grow (TallyWordTable *table)
    * page, and the first write to each then takes a copy-on-write fault whose TLB flush
    * interrupts every CPU running a thread of the process (half of the kernel time of
    * tally count on 477 k distinct words). */
-  slots = g_new (Slot, new_n);
+  slots = slots_new (new_n);
   memset (slots, 0, new_n * sizeof (Slot));
   table->shift--;
   for (gsize i = 0; i < old_n; i++)
