@@ -486,6 +486,76 @@ test_merge_instances (void)
   g_assert_cmpuint (e[3].count, ==, 1);
 }
 
+/* With expected partitions, a reply that counts a topic they do not name (an instance with
+ * other input topics reading the same request topic) is refused with FOREIGN, once, and its
+ * other parts are ignored; a reply that names no partition (an instance that owns none) is
+ * ignored without an error; neither is merged nor counts toward completion. */
+static void
+test_foreign_replies (void)
+{
+  static const char *const words[] = { "kafka", "streams" };
+  static const guint64 values[] = { 2, 1 };
+  static const char *const words_x[] = { "kiwi", "kafka", "apple", "banana", "cherry" };
+  static const guint64 values_x[] = { 60, 3, 2, 2, 1 };
+  g_autoptr (TallyCounts) counts = tally_test_counts_new (words, values, 2);
+  g_autoptr (TallyCounts) counts_x = tally_test_counts_new (words_x, values_x, 5);
+  g_autoptr (TallySnapshot) a = make_snapshot ("snap-a", "inst-a", counts, 0, 1);
+  g_autoptr (TallySnapshot) x = make_snapshot ("snap-x", "inst-x", counts_x, 0, 1);
+  g_autoptr (TallySnapshot) idle = make_snapshot ("snap-idle", "inst-idle", counts_x, 0, -1);
+  g_autoptr (rd_kafka_topic_partition_list_t) expected = rd_kafka_topic_partition_list_new (2);
+  g_autoptr (TallySnapshotAssembler) assembler = NULL;
+  g_autoptr (TallySnapshot) merged = NULL;
+  g_autoptr (GPtrArray) pa = NULL, px = NULL, pidle = NULL;
+  g_autoptr (GError) error = NULL;
+
+  rd_kafka_topic_partition_list_add (expected, "in", 0);
+  rd_kafka_topic_partition_list_add (expected, "in", 1);
+  /* inst-x counts partition 1 of "in" and partition 0 of "articles". */
+  rd_kafka_topic_partition_list_destroy (x->partitions);
+  x->partitions = rd_kafka_topic_partition_list_new (2);
+  rd_kafka_topic_partition_list_add (x->partitions, "in", 1);
+  rd_kafka_topic_partition_list_add (x->partitions, "articles", 0);
+  assembler = tally_snapshot_assembler_new ("req-1", expected);
+  pa = tally_snapshot_encode (a, 1000000, &error);
+  g_assert_no_error (error);
+  px = tally_snapshot_encode (x, 460, &error); /* several parts */
+  g_assert_no_error (error);
+  g_assert_cmpuint (px->len, >, 1);
+  pidle = tally_snapshot_encode (idle, 1000000, &error);
+  g_assert_no_error (error);
+
+  g_assert_false (tally_snapshot_assembler_add_part (
+      assembler, decode_bytes (g_ptr_array_index (px, 0)), &error));
+  g_assert_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_FOREIGN);
+  g_assert_cmpstr (error->message, ==,
+                   "ignored the replies of instance inst-x: it counts topic articles, which "
+                   "[input] topics does not name (another tally run or plugin with other input "
+                   "topics reads the same request topic; give each its own [requests] topic "
+                   "and [output] topic)");
+  g_clear_error (&error);
+  for (guint i = 1; i < px->len; i++)
+    {
+      g_assert_false (tally_snapshot_assembler_add_part (
+          assembler, decode_bytes (g_ptr_array_index (px, i)), &error));
+      g_assert_no_error (error);
+    }
+  g_assert_false (tally_snapshot_assembler_add_part (
+      assembler, decode_bytes (g_ptr_array_index (pidle, 0)), &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (tally_snapshot_assembler_get_n_incomplete (assembler), ==, 0);
+  g_assert_false (tally_snapshot_assembler_is_complete (assembler));
+  g_assert_null (tally_snapshot_assembler_take_snapshot (assembler));
+
+  g_assert_true (tally_snapshot_assembler_add_part (
+      assembler, decode_bytes (g_ptr_array_index (pa, 0)), &error));
+  g_assert_no_error (error);
+  g_assert_true (tally_snapshot_assembler_is_complete (assembler));
+  merged = tally_snapshot_assembler_dup_merged (assembler);
+  tally_test_assert_counts_equal (merged->counts, counts);
+  g_assert_cmpuint (merged->total_words, ==, 3);
+  g_assert_cmpuint (merged->distinct_words, ==, 2);
+}
+
 static void
 test_error_snapshot (void)
 {
@@ -1209,6 +1279,7 @@ main (int argc, char **argv)
   g_test_add_func ("/snapshot-format/word-too-large", test_word_too_large);
   g_test_add_func ("/snapshot-format/duplicates-and-foreign", test_duplicates_and_foreign);
   g_test_add_func ("/snapshot-format/merge-instances", test_merge_instances);
+  g_test_add_func ("/snapshot-format/foreign-replies", test_foreign_replies);
   g_test_add_func ("/snapshot-format/error-snapshot", test_error_snapshot);
   g_test_add_func ("/snapshot-format/bad-parts", test_bad_parts);
   g_test_add_func ("/snapshot-format/requests", test_requests);

@@ -490,6 +490,7 @@ typedef struct
   const rd_kafka_topic_partition_list_t *expected;
   gint64 deadline; /* monotonic, µs */
   gint timeout_ms;
+  GHashTable *foreign; /* instance ids whose replies count other topics: warned once */
 } Client;
 
 /* Sends @request and reads replies until the replies to it cover every input partition.
@@ -651,6 +652,13 @@ ask_until_covered (Client *c, const TallySnapshotRequest *request, int *status)
           g_printerr ("%s: %s\n", g_get_prgname (), part_error->message);
           *status = TALLY_EXIT_FAILURE;
           return NULL;
+        }
+      else if (g_error_matches (part_error, TALLY_SNAPSHOT_FORMAT_ERROR,
+                                TALLY_SNAPSHOT_FORMAT_ERROR_FOREIGN))
+        {
+          /* Once per instance (the message names it), not once per request and round. */
+          if (g_hash_table_add (c->foreign, g_strdup (part_error->message)))
+            g_printerr ("%s: warning: %s\n", g_get_prgname (), part_error->message);
         }
       else if (part_error != NULL)
         g_printerr ("%s: warning: %s\n", g_get_prgname (), part_error->message);
@@ -875,6 +883,7 @@ tally_cmd_snapshot (int argc, char **argv)
   client.producer = producer;
   client.group = group;
   client.expected = expected;
+  client.foreign = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   client.deadline = deadline;
   client.timeout_ms = timeout_ms;
   if (top == 0 && min_count == 0)
@@ -982,5 +991,6 @@ out:
     rd_kafka_destroy (producer);
   if (expected != NULL)
     rd_kafka_topic_partition_list_destroy (expected);
+  g_clear_pointer (&client.foreign, g_hash_table_unref);
   return status;
 }

@@ -221,6 +221,36 @@ check_same_snapshot (const Pending *a, const TallySnapshotPart *b, GError **erro
   return TRUE;
 }
 
+/* Whether a snapshot with @header answers for partitions of the expected topics: not when
+ * it names none (nothing to merge; no error), nor when it names a partition of another
+ * topic (error FOREIGN: its counts would mix that topic's words in). */
+static gboolean
+is_ours (TallySnapshotAssembler *self, const TallySnapshot *header, GError **error)
+{
+  const rd_kafka_topic_partition_list_t *p = header->partitions;
+
+  if (p == NULL || p->cnt == 0)
+    return FALSE;
+  for (int i = 0; i < p->cnt; i++)
+    {
+      gboolean known = FALSE;
+
+      for (int j = 0; j < self->expected->cnt && !known; j++)
+        known = strcmp (self->expected->elems[j].topic, p->elems[i].topic) == 0;
+      if (!known)
+        {
+          g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_FOREIGN,
+                       "ignored the replies of instance %s: it counts topic %s, which [input] "
+                       "topics does not name (another tally run or plugin with other input "
+                       "topics reads the same request topic; give each its own [requests] "
+                       "topic and [output] topic)",
+                       header->instance_id, p->elems[i].topic);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 gboolean
 tally_snapshot_assembler_add_part (TallySnapshotAssembler *self, TallySnapshotPart *part,
                                    GError **error)
@@ -239,6 +269,11 @@ tally_snapshot_assembler_add_part (TallySnapshotAssembler *self, TallySnapshotPa
     return FALSE;
 
   pending = g_hash_table_lookup (self->pending, id);
+  if (pending == NULL && self->expected != NULL && !is_ours (self, part->header, error))
+    {
+      g_hash_table_add (self->finished, g_strdup (id)); /* its other parts too */
+      return FALSE;
+    }
   if (pending == NULL)
     {
       pending = g_new0 (Pending, 1);

@@ -34,7 +34,9 @@ typedef struct _TallySnapshotAssembler TallySnapshotAssembler;
  * @request_id: (nullable): accept only parts answering this request; %NULL accepts all
  *   (and merges whatever comes, which makes sense only for one request at a time)
  * @expected: (nullable) (transfer none): the input partitions the merged result must
- *   cover (offsets ignored); %NULL means merging is complete after the first snapshot
+ *   cover (offsets ignored); %NULL means merging is complete after the first snapshot.
+ *   With a list, only snapshots of partitions of its topics are merged (see
+ *   tally_snapshot_assembler_add_part())
  *
  * Returns: (transfer full): an assembler
  */
@@ -48,10 +50,15 @@ tally_snapshot_assembler_new (const char *request_id,
  * @self: an assembler
  * @part: (transfer full): a decoded part
  * @error: return location for %TALLY_SNAPSHOT_FORMAT_ERROR_MISMATCH,
- *   %TALLY_SNAPSHOT_FORMAT_ERROR_OVERLAP or %TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE
+ *   %TALLY_SNAPSHOT_FORMAT_ERROR_OVERLAP, %TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE or
+ *   %TALLY_SNAPSHOT_FORMAT_ERROR_FOREIGN
  *
  * Adds a part. Parts of another request are ignored (returns %FALSE, no error); a part
- * already seen (same snapshot id and number) is ignored. When the last missing part of a
+ * already seen (same snapshot id and number) is ignored. With expected partitions, the
+ * first part of a snapshot that names no partition is ignored (an instance that owns
+ * none has nothing to add), and one that names a partition of a topic not among the
+ * expected ones (an instance counting other topics that reads the same request topic) is
+ * refused with error FOREIGN, and the rest of its parts ignored. When the last missing part of a
  * snapshot arrives the snapshot is complete: it is merged into the result unless it
  * overlaps partitions already covered (error OVERLAP; the snapshot is dropped) or is an
  * error snapshot (error REMOTE). Errors are about that one part or snapshot: the assembler

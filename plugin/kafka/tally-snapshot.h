@@ -58,6 +58,9 @@ G_BEGIN_DECLS
  *   between the two cuts); it is not merged, since that would count the partition twice.
  * @TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE: an instance answered with an error snapshot; the
  *   message carries its `error` text.
+ * @TALLY_SNAPSHOT_FORMAT_ERROR_FOREIGN: a snapshot answers the request but counts a topic
+ *   the reader's input does not name: another instance (or plugin) with other input topics
+ *   reads the same request topic. It is not merged, since its counts would mix topics.
  *
  * Errors of the snapshot format: of requests (#TallySnapshotRequest), parts
  * (#TallySnapshotPart) and their reassembly (#TallySnapshotAssembler) alike.
@@ -69,6 +72,7 @@ typedef enum
   TALLY_SNAPSHOT_FORMAT_ERROR_MISMATCH,
   TALLY_SNAPSHOT_FORMAT_ERROR_OVERLAP,
   TALLY_SNAPSHOT_FORMAT_ERROR_REMOTE,
+  TALLY_SNAPSHOT_FORMAT_ERROR_FOREIGN,
 } TallySnapshotFormatError;
 
 /**

@@ -74,3 +74,36 @@ check "top 10 with min-count 200" "awk '\$2 >= 200' | head -n 10" -- --top 10 --
 check "top 5 with prefix u" "grep '^u' | head -n 5" -- --top 5 --prefix u
 grep -q '3 round(s)' "$work/client.log" || fail "no query took the three rounds"
 ok "a top N over $n instances takes three rounds"
+
+# Another instance with other input topics (its own group and changelog, the same request
+# and output topics) answers every request too: its replies are left out, with one
+# warning per instance and command, and each configuration gets exactly its own counts.
+cat >"$work/other.conf" <<EOF2
+[input]
+topics=tally-other
+group_id=tally-other
+[checkpoint]
+interval_ms=1000
+changelog_topic=tally-other-changelog
+[kafka]
+bootstrap.servers=$bootstrap
+session.timeout.ms=6000
+EOF2
+start_tally other "$work/other.conf"
+for ((i = 0; i < 500; i++)); do echo "w0 w1 zz-other"; done | kcat_produce tally-other -p -1
+printf 'w0 500\nw1 500\nzz-other 500\n' >"$work/other-expected"
+for ((i = 0; i < 120; i++)); do
+  "$tally" snapshot -c "$work/other.conf" >"$work/other-full" 2>>"$work/client.log" || true
+  cmp -s "$work/other-expected" "$work/other-full" && break
+  sleep 0.5
+done
+expect_file "the instance counting tally-other alone" "$work/other-expected" "$work/other-full"
+"$tally" snapshot -c "$work/tally.conf" >"$work/full-again" 2>"$work/foreign.log" \
+  || fail "tally snapshot with a foreign instance failed: $(cat "$work/foreign.log")"
+cat "$work/foreign.log" >>"$work/client.log"
+expect_file "the full snapshot, another instance answering too" "$work/full" "$work/full-again"
+[ "$(grep -c 'ignored the replies of instance .*: it counts topic tally-other, which \[input\] topics does not name' "$work/foreign.log")" = 1 ] \
+  || fail "expected one warning about the instance counting tally-other, got: $(cat "$work/foreign.log")"
+ok "the replies of an instance counting another topic are left out, with one warning"
+check "top 10, another instance answering too" "head -n 10" -- --top 10
+check "top 350, another instance answering too" "head -n 350" -- --top 350
