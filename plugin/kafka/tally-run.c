@@ -77,8 +77,9 @@ typedef struct
   TallyMetricsServer *metrics_server;
 
   guint signal_ids[4];
-  gboolean starting; /* waiting for the broker in ensure_topics(), on the start thread */
-  char *bootstrap;   /* bootstrap.servers, for messages */
+  gboolean starting;     /* waiting for the broker in ensure_topics(), on the start thread */
+  gboolean mock_cluster; /* the broker is librdkafka's mock cluster (`tally broker`) */
+  char *bootstrap;       /* bootstrap.servers, for messages */
   gboolean shutting_down;
 
   /* Watchdog: ends the process if the shutdown overruns. */
@@ -392,6 +393,17 @@ ensure_topics (TallyRun *run, const rd_kafka_conf_t *base, GError **error)
 
   ok = tally_topics_ensure (
       rk, specs, n_specs, (int)MAX ((deadline - g_get_monotonic_time ()) / 1000, 1), &local_error);
+  if (ok)
+    {
+      /* librdkafka's mock cluster names itself "mockCluster..." (rdkafka_mock.c): the
+       * embedded broker of another process (`tally broker`), with the same limits. The
+       * topics are known by now, so is the cluster id; a broker that never says is real. */
+      char *id = rd_kafka_clusterid (rk, 1000);
+
+      run->mock_cluster = id != NULL && g_str_has_prefix (id, "mockCluster");
+      if (id != NULL)
+        rd_kafka_mem_free (rk, id);
+    }
   rd_kafka_destroy (rk);
   if (!ok)
     g_set_error (error, TALLY_RUN_ERROR, topics_error_code (local_error), "%s",
@@ -602,13 +614,18 @@ tally_run_service (const TallyConfig *config, GError **error)
     rd_kafka_conf_set (conf, "session.timeout.ms", EMBEDDED_SESSION_TIMEOUT_MS, NULL, 0);
   run.source_arbiter = tally_arbiter_new ("tally-source");
   guarantee = config->checkpoint.guarantee;
-  if (run.broker != NULL && config->checkpoint.enabled
+  if ((run.broker != NULL || run.mock_cluster) && config->checkpoint.enabled
       && guarantee == TALLY_CONFIG_GUARANTEE_EXACTLY_ONCE)
     {
       /* Its mock cluster takes transactions but shows aborted records to read_committed
        * readers (it keeps no aborted-transaction index): no exactly once there. */
-      g_message ("embedded broker: checkpoints run at_least_once; exactly_once needs a real "
-                 "Kafka broker (bootstrap.servers)");
+      if (run.broker != NULL)
+        g_message ("embedded broker: checkpoints run at_least_once; exactly_once needs a real "
+                   "Kafka broker (bootstrap.servers)");
+      else
+        g_message ("broker at %s is librdkafka's mock cluster (tally broker): checkpoints run "
+                   "at_least_once; exactly_once needs a real Kafka broker",
+                   run.bootstrap);
       guarantee = TALLY_CONFIG_GUARANTEE_AT_LEAST_ONCE;
     }
   actor = tally_source_new (config, guarantee, conf, run.handle, error);

@@ -221,17 +221,15 @@ check_same_snapshot (const Pending *a, const TallySnapshotPart *b, GError **erro
   return TRUE;
 }
 
-/* Whether a snapshot with @header answers for partitions of the expected topics: not when
- * it names none (nothing to merge; no error), nor when it names a partition of another
- * topic (error FOREIGN: its counts would mix that topic's words in). */
+/* Whether a snapshot with @header names only partitions of the expected topics (or none:
+ * an instance not yet assigned any answers too, and the client counts that answer); if
+ * not, error FOREIGN: its counts would mix another topic's words in. */
 static gboolean
 is_ours (TallySnapshotAssembler *self, const TallySnapshot *header, GError **error)
 {
   const rd_kafka_topic_partition_list_t *p = header->partitions;
 
-  if (p == NULL || p->cnt == 0)
-    return FALSE;
-  for (int i = 0; i < p->cnt; i++)
+  for (int i = 0; p != NULL && i < p->cnt; i++)
     {
       gboolean known = FALSE;
 

@@ -55,10 +55,9 @@ tally_snapshot_assembler_new (const char *request_id,
  *
  * Adds a part. Parts of another request are ignored (returns %FALSE, no error); a part
  * already seen (same snapshot id and number) is ignored. With expected partitions, the
- * first part of a snapshot that names no partition is ignored (an instance that owns
- * none has nothing to add), and one that names a partition of a topic not among the
- * expected ones (an instance counting other topics that reads the same request topic) is
- * refused with error FOREIGN, and the rest of its parts ignored. When the last missing part of a
+ * first part of a snapshot that names a partition of a topic not among the expected ones
+ * (an instance counting other topics that reads the same request topic) is refused with
+ * error FOREIGN, and the rest of its parts are ignored. When the last missing part of a
  * snapshot arrives the snapshot is complete: it is merged into the result unless it
  * overlaps partitions already covered (error OVERLAP; the snapshot is dropped) or is an
  * error snapshot (error REMOTE). Errors are about that one part or snapshot: the assembler

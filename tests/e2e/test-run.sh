@@ -552,6 +552,10 @@ test_restart_embedded() {
   input_topic=tally-input group=tally output_topic=tally-snapshots requests_topic=tally-requests
   changelog_topic="tally-changelog"
   restart "$1"
+  # A separate `tally broker` is the same mock cluster: at least once, said once.
+  [ "$(grep -c 'is librdkafka.s mock cluster (tally broker): checkpoints run at_least_once' "$work/run1.log")" = 1 ] \
+    || fail "tally run against tally broker did not say it runs at_least_once"
+  ok "against tally broker, checkpoints run at least once and say so"
 }
 
 # real_setup: fresh topic names on the real broker; creates input, output and request
