@@ -695,7 +695,8 @@ tally_cmd_snapshot (int argc, char **argv)
       "Set a librdkafka property, as in [kafka] (wins over the file and TALLY_KAFKA_*; "
       "repeatable)",
       "NAME=VALUE" },
-    { "top", 'n', 0, G_OPTION_ARG_INT64, &top, "Print only the N most frequent words", "N" },
+    { "top", 'n', 0, G_OPTION_ARG_INT64, &top,
+      "Print only the N most frequent words; 0 (the default) prints all words", "N" },
     /* FILENAME: the bytes as given, so that invalid UTF-8 is reported here, naming the option
      * (a STRING conversion error would not say which option). */
     { "prefix", 'p', 0, G_OPTION_ARG_FILENAME, &prefix, "Only words starting with P (bytes)", "P" },
@@ -746,7 +747,8 @@ tally_cmd_snapshot (int argc, char **argv)
                "Guide: docs/running.md (snapshots, top N across instances, windows).");
   if (!g_option_context_parse (options, &argc, &argv, &error))
     {
-      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
+      g_printerr ("%s: %s\nRun '%s --help' for the options.\n", g_get_prgname (), error->message,
+                  g_get_prgname ());
       return TALLY_EXIT_USAGE;
     }
   if (argc > 1)

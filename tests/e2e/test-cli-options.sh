@@ -127,8 +127,12 @@ if diff -u "$tmp/want" "$tmp/unique"; then echo "ok short options"; else
   echo "FAIL short options: a letter with two meanings, or the table changed" >&2
   failures=$((failures + 1))
 fi
-check "snapshot -t is not --timeout any more" 2 "tally snapshot: Unknown option -t" -- \
+check "snapshot -t is not --timeout any more" 2 "tally snapshot: Unknown option -t
+Run 'tally snapshot --help' for the options." -- \
   "$tally" snapshot -t 5
+check "snapshot --top abc" 2 "tally snapshot: Cannot parse integer value “abc” for --top
+Run 'tally snapshot --help' for the options." -- \
+  "$tally" snapshot --top abc
 check "count -t is not --tokenizer any more" 2 "tally count: Unknown option -t
 Run 'tally count --help' for the options." -- \
   "$tally" count -c empty.conf -t whitespace /dev/null
