@@ -98,12 +98,19 @@ for ((i = 0; i < 120; i++)); do
   sleep 0.5
 done
 expect_file "the instance counting tally-other alone" "$work/other-expected" "$work/other-full"
-"$tally" snapshot -c "$work/tally.conf" >"$work/full-again" 2>"$work/foreign.log" \
-  || fail "tally snapshot with a foreign instance failed: $(cat "$work/foreign.log")"
-cat "$work/foreign.log" >>"$work/client.log"
-expect_file "the full snapshot, another instance answering too" "$work/full" "$work/full-again"
-[ "$(grep -c 'ignored the replies of instance .*: it counts topic tally-other, which \[input\] topics does not name' "$work/foreign.log")" = 1 ] \
-  || fail "expected one warning about the instance counting tally-other, got: $(cat "$work/foreign.log")"
-ok "the replies of an instance counting another topic are left out, with one warning"
+# The other instance's reply may come after the answer is complete (then no warning):
+# ask until one run saw it; every run must print exactly the full snapshot.
+warned=0
+for ((i = 0; i < 20 && warned == 0; i++)); do
+  "$tally" snapshot -c "$work/tally.conf" >"$work/full-again" 2>"$work/foreign.log" \
+    || fail "tally snapshot with a foreign instance failed: $(cat "$work/foreign.log")"
+  cat "$work/foreign.log" >>"$work/client.log"
+  cmp -s "$work/full" "$work/full-again" \
+    || fail "run $i: the full snapshot changed with another instance answering: $(diff "$work/full" "$work/full-again" | head -5)"
+  warned=$(grep -c 'ignored the replies of instance .*: it counts topic tally-other, which \[input\] topics does not name' "$work/foreign.log" || true)
+  [ "$warned" -le 1 ] || fail "more than one warning about one instance: $(cat "$work/foreign.log")"
+done
+[ "$warned" = 1 ] || fail "no warning about the instance counting tally-other in $i snapshots"
+ok "the full snapshot, another instance answering too, in $i run(s); its replies left out with one warning"
 check "top 10, another instance answering too" "head -n 10" -- --top 10
 check "top 350, another instance answering too" "head -n 350" -- --top 350
