@@ -921,13 +921,6 @@ tally_counts_sum_tables (TallyWordTable *const *tables, guint n_tables,
                          keep_min_count, &min_count);
 }
 
-/* tally_counts_new_from_tables() selects as the partitions' sums come, never holding the
- * sums of every word: the entries that pass the filters, or with a top N only the best N
- * so far, in a heap whose root is the worst of them. Each candidate carries its word's
- * first 8 bytes as a big-endian number (from the heads the summing kept), so a candidate
- * that ties the root's count is decided by that number without reading its word, unless
- * both words share their first 8 bytes: a top 100 of millions of words counted once each
- * compares millions of ties. */
 /* A word of @words, found by its first 8 bytes as word_head() gives them. */
 typedef struct
 {
@@ -940,6 +933,13 @@ typedef struct
  * 8 KiB, in the L1 cache however many words are summed. */
 #define NAMED_FILTER_BITS 16
 
+/* tally_counts_new_from_tables() selects as the partitions' sums come, never holding the
+ * sums of every word: the entries that pass the filters, or with a top N only the best N
+ * so far, in a heap whose root is the worst of them. Each candidate carries its word's
+ * first 8 bytes as a big-endian number (from the heads the summing kept), so a candidate
+ * that ties the root's count is decided by that number without reading its word, unless
+ * both words share their first 8 bytes: a top 100 of millions of words counted once each
+ * compares millions of ties. */
 typedef struct
 {
   const TallyCountsOptions *options;
@@ -1055,20 +1055,14 @@ tally_counts_new_from_tables (TallyWordTable *const *tables, guint n_tables,
 
   g_return_val_if_fail (tables != NULL || n_tables == 0, NULL);
 
-  s.top = (gsize)MIN (s.options->top, G_MAXSIZE / sizeof (Candidate));
+  /* A heap is for few of many: a larger top N keeps every entry, then cuts. */
+  s.top = s.options->top <= 1024 ? (gsize)s.options->top : 0;
   if (s.top > 0)
-    s.heap = g_new (Candidate, MIN (s.top, 1024));
+    s.heap = g_new (Candidate, s.top);
   else
     s.kept = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
   if (s.options->words != NULL)
     named_init (&s, s.options->words);
-  if (s.top > 1024)
-    {
-      /* A heap is for few of many: a larger top N keeps every entry, then cuts. */
-      g_clear_pointer (&s.heap, g_free);
-      s.top = 0;
-      s.kept = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
-    }
   /* Every word is summed, the prefix applied after: the snapshot also says how many
    * distinct words and what total it was selected from. */
   sum_tables_run (tables, n_tables, NULL, NULL, select_sink, &s);

@@ -490,7 +490,7 @@ typedef struct
   const rd_kafka_topic_partition_list_t *expected;
   gint64 deadline; /* monotonic, µs */
   gint timeout_ms;
-  GHashTable *foreign; /* instance ids whose replies count other topics: warned once */
+  GHashTable *foreign; /* FOREIGN warnings printed (each names its instance): once each */
 } Client;
 
 /* Sends @request and reads replies until the replies to it cover every input partition.
