@@ -313,34 +313,19 @@ sum_test_add (TallyWordTable *table, GHashTable *reference, const char *word, gu
   *count += n;
 }
 
-/* tally_counts_new_from_tables() with @options equals the snapshot built the long way
- * (every word summed, sorted, then walked in order): the same words in the same
- * order with the same counts, and the same unfiltered figures. */
+/* @got, an answer of tally_counts_new_from_tables() with @options, equals the snapshot
+ * built the long way, @all (every word summed, sorted, then walked in order): the same
+ * words in the same order with the same counts, and the same unfiltered figures. */
 static void
-check_new_from_tables (TallyWordTable *const *tables, guint n_tables,
-                       const TallyCountsOptions *options)
+check_answer (TallyCounts *all, TallyCounts *got, const TallyCountsOptions *options)
 {
-  g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
-  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
   g_autoptr (GHashTable) named = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autoptr (TallyCounts) all = NULL;
-  g_autoptr (TallyCounts) got = NULL;
   const TallyWordCount *a, *g;
   gsize n_all, n_got, k = 0;
   guint64 total = 0;
 
-  tally_counts_sum_tables (tables, n_tables, NULL, entries);
-  for (guint i = 0; i < entries->len; i++)
-    {
-      const TallyWordCount *e = &g_array_index (entries, TallyWordCount, i);
-      tally_counts_builder_add (builder, e->word, e->len, e->count);
-    }
-  /* Every word in snapshot order (the builder's sort, no heap); the answer is its entries
-   * that pass the filters, in that order, cut to the top N. */
-  all = tally_counts_builder_end (builder);
   for (const char *const *w = options != NULL ? options->words : NULL; w != NULL && *w != NULL; w++)
     g_hash_table_add (named, (gpointer)*w);
-  got = tally_counts_new_from_tables (tables, n_tables, options);
   a = tally_counts_get_entries (all, &n_all);
   g = tally_counts_get_entries (got, &n_got);
   for (gsize i = 0; i < n_all; i++)
@@ -363,6 +348,56 @@ check_new_from_tables (TallyWordTable *const *tables, guint n_tables,
   g_assert_cmpuint (tally_counts_get_n_words_unfiltered (got), ==, n_all);
   g_assert_cmpuint (tally_counts_get_total_unfiltered (got), ==, tally_counts_get_total (all));
   g_assert_cmpuint (tally_counts_get_total (got), ==, total);
+}
+
+/* Every word of @tables summed and sorted by the builder (no heap, no pruning). */
+static TallyCounts *
+sum_the_long_way (TallyWordTable *const *tables, guint n_tables)
+{
+  g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+  g_autoptr (TallyCountsBuilder) builder = tally_counts_builder_new ();
+
+  tally_counts_sum_tables (tables, n_tables, NULL, entries);
+  for (guint i = 0; i < entries->len; i++)
+    {
+      const TallyWordCount *e = &g_array_index (entries, TallyWordCount, i);
+      tally_counts_builder_add (builder, e->word, e->len, e->count);
+    }
+  return tally_counts_builder_end (builder);
+}
+
+/* tally_counts_new_from_tables() with @options equals the snapshot built the long way:
+ * without figures and, unless @rounds is 1, with empty figures (every word summed, the
+ * figures taken), and again with those figures (only the candidates summed, where the
+ * filters allow). */
+static void
+check_new_from_tables_rounds (TallyWordTable *const *tables, guint n_tables,
+                              const TallyCountsOptions *options, guint rounds)
+{
+  g_autoptr (TallyCounts) all = sum_the_long_way (tables, n_tables);
+  TallyCountsFigures figures = { 0 };
+
+  for (guint round = 0; round < rounds; round++)
+    {
+      g_autoptr (TallyCounts) got
+          = tally_counts_new_from_tables (tables, n_tables, options, round > 0 ? &figures : NULL);
+
+      check_answer (all, got, options);
+      if (round > 0 && n_tables > 0)
+        {
+          g_assert_cmpuint (figures.n_tables, ==, n_tables);
+          g_assert_cmpuint (figures.n_words, ==, tally_counts_get_n_words (all));
+          g_assert_cmpuint (figures.total, ==, tally_counts_get_total (all));
+        }
+    }
+  tally_counts_figures_clear (&figures);
+}
+
+static void
+check_new_from_tables (TallyWordTable *const *tables, guint n_tables,
+                       const TallyCountsOptions *options)
+{
+  check_new_from_tables_rounds (tables, n_tables, options, 3);
 }
 
 static void
@@ -451,14 +486,16 @@ test_sum_tables (void)
         check_new_from_tables (tables, SUM_N_TABLES, &cases[c]);
         check_new_from_tables (tables, 1, &cases[c]);
       }
+    /* Named words are looked up by their hash where figures are at hand: not in these
+     * tables, whose "collide-" words were given another (see /counts/new-from-tables-pruned). */
     for (gsize c = 0; c < G_N_ELEMENTS (named_cases); c++)
       {
-        check_new_from_tables (tables, SUM_N_TABLES, &named_cases[c]);
-        check_new_from_tables (tables, 1, &named_cases[c]);
+        check_new_from_tables_rounds (tables, SUM_N_TABLES, &named_cases[c], 1);
+        check_new_from_tables_rounds (tables, 1, &named_cases[c], 1);
       }
     {
       g_autoptr (TallyCounts) got
-          = tally_counts_new_from_tables (tables, SUM_N_TABLES, &named_cases[0]);
+          = tally_counts_new_from_tables (tables, SUM_N_TABLES, &named_cases[0], NULL);
       gsize n;
 
       tally_counts_get_entries (got, &n);
@@ -488,6 +525,124 @@ test_sum_tables (void)
 /* A sequence takes entries only in snapshot order (count descending, then word bytes, a
  * prefix first), refuses the rest without changing, can be taken back to a length, and
  * ends in a snapshot that owns the blocks its words are in. */
+/* Skewed counts, where a filtered snapshot with figures at hand sums only its candidates:
+ * words counted mostly in one table, words spread evenly so that no one table counts them
+ * as often as the threshold over the number of tables would, ties at every cut, a long
+ * tail of words counted once, and words that share their first 8 bytes. Each answer
+ * equals the long way's; figures taken are trusted while no table changes (a white-box
+ * check: figures set by hand come back), and not after. */
+static void
+test_new_from_tables_pruned (void)
+{
+  TallyWordTable *tables[SUM_N_TABLES], *reversed[SUM_N_TABLES];
+  g_autoptr (GHashTable) reference
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (2004);
+  const char *const named[]
+      = { "hot-0",      "hot-7",  "hot-7",           "even-3",           "t000017",
+          "never-seen", "lone-1", "share-8-bytes-2", "share-8-bytes-22", "",
+          NULL };
+  const TallyCountsOptions cases[] = {
+    { 1, NULL, 0 },     { 10, NULL, 0 },       { 100, NULL, 0 },      { 150, NULL, 0 },
+    { 300, NULL, 0 },   { 1024, NULL, 0 },     { 1025, NULL, 0 },     { 5000, NULL, 0 },
+    { 0, NULL, 2 },     { 0, NULL, 10 },       { 0, NULL, 24 },       { 0, NULL, 25 },
+    { 0, NULL, 100 },   { 50, NULL, 30 },      { 20, "even-", 0 },    { 0, "hot-", 40 },
+    { 3, "share-", 0 }, { 0, NULL, 0, named }, { 2, NULL, 9, named },
+  };
+  TallyCountsFigures figures = { 0 };
+  TallyCountsOptions top10 = { 10, NULL, 0 };
+  TallyCountsOptions even20 = { 20, "even-", 0 };
+  g_autoptr (TallyCounts) all = NULL;
+  char word[32];
+
+  for (guint t = 0; t < SUM_N_TABLES; t++)
+    tables[t] = tally_word_table_new ();
+  for (guint i = 0; i < 300; i++)
+    {
+      /* 5000 / (i + 1) in all, a quarter in each table, the rest in one. */
+      guint64 c = 5000 / (i + 1);
+
+      g_snprintf (word, sizeof word, "hot-%u", i);
+      for (guint t = 0; t < SUM_N_TABLES; t++)
+        sum_test_add (tables[t], reference, word, c / 4 + (t == i % 4 ? c % 4 : 0));
+    }
+  for (guint i = 0; i < 200; i++)
+    {
+      /* 6 in each table: 24 in all, no table with more than 6. */
+      g_snprintf (word, sizeof word, "even-%u", i);
+      for (guint t = 0; t < SUM_N_TABLES; t++)
+        sum_test_add (tables[t], reference, word, 6);
+    }
+  for (guint i = 0; i < 100; i++)
+    {
+      g_snprintf (word, sizeof word, "lone-%u", i);
+      sum_test_add (tables[i % 4], reference, word, 30);
+      g_snprintf (word, sizeof word, "share-8-bytes-%u", i);
+      sum_test_add (tables[(i + 1) % 4], reference, word, 12 + i % 3);
+    }
+  for (guint i = 0; i < 20000; i++)
+    {
+      g_snprintf (word, sizeof word, "t%06u", g_rand_int_range (rand, 0, 15000));
+      sum_test_add (tables[g_rand_int_range (rand, 0, SUM_N_TABLES)], reference, word, 1);
+    }
+
+  for (gsize c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      check_new_from_tables (tables, SUM_N_TABLES, &cases[c]);
+      check_new_from_tables (tables, 2, &cases[c]);
+      check_new_from_tables (tables, 1, &cases[c]);
+    }
+
+  /* Figures that match the tables (in any order) are used: set by hand, they come back in
+   * a top 10. A top 20 of one prefix cannot be pruned (its N-th count bounds nothing):
+   * every word is summed and the figures are true again. */
+  all = sum_the_long_way (tables, SUM_N_TABLES);
+  for (guint t = 0; t < SUM_N_TABLES; t++)
+    reversed[t] = tables[SUM_N_TABLES - 1 - t];
+  tally_counts_figures_set (&figures, tables, SUM_N_TABLES, 1234567, 7654321);
+  {
+    g_autoptr (TallyCounts) got
+        = tally_counts_new_from_tables (reversed, SUM_N_TABLES, &top10, &figures);
+
+    g_assert_cmpuint (tally_counts_get_n_words (got), ==, 10);
+    g_assert_cmpstr (tally_counts_get_entries (got, NULL)[0].word, ==, "hot-0");
+    g_assert_cmpuint (tally_counts_get_n_words_unfiltered (got), ==, 1234567);
+    g_assert_cmpuint (tally_counts_get_total_unfiltered (got), ==, 7654321);
+  }
+  {
+    g_autoptr (TallyCounts) got
+        = tally_counts_new_from_tables (tables, SUM_N_TABLES, &even20, &figures);
+
+    check_answer (all, got, &even20);
+    g_assert_cmpuint (figures.n_words, ==, tally_counts_get_n_words (all));
+  }
+  /* Stale: one table changed since (a count added), or fewer tables. */
+  tally_counts_figures_set (&figures, tables, SUM_N_TABLES, 1234567, 7654321);
+  tally_word_table_count (tables[2], "hot-0", 5, 1);
+  g_clear_pointer (&all, tally_counts_unref);
+  all = sum_the_long_way (tables, SUM_N_TABLES);
+  {
+    g_autoptr (TallyCounts) got
+        = tally_counts_new_from_tables (tables, SUM_N_TABLES, &top10, &figures);
+
+    check_answer (all, got, &top10);
+    g_assert_cmpuint (tally_counts_get_entries (got, NULL)[0].count, ==, 5001);
+  }
+  tally_counts_figures_set (&figures, tables, SUM_N_TABLES, 1234567, 7654321);
+  g_clear_pointer (&all, tally_counts_unref);
+  all = sum_the_long_way (tables, SUM_N_TABLES - 1);
+  {
+    g_autoptr (TallyCounts) got
+        = tally_counts_new_from_tables (tables, SUM_N_TABLES - 1, &top10, &figures);
+
+    check_answer (all, got, &top10);
+  }
+  tally_counts_figures_clear (&figures);
+  g_assert_null (figures.stamps);
+  for (guint t = 0; t < SUM_N_TABLES; t++)
+    tally_word_table_free (tables[t]);
+}
+
 static void
 test_sequence (void)
 {
@@ -542,6 +697,7 @@ main (int argc, char **argv)
   g_test_add_func ("/counts/merge-total-saturates", test_merge_total_saturates);
   g_test_add_func ("/counts/builder-set-max", test_builder_set_max);
   g_test_add_func ("/counts/sum-tables", test_sum_tables);
+  g_test_add_func ("/counts/new-from-tables-pruned", test_new_from_tables_pruned);
   g_test_add_func ("/counts/sequence", test_sequence);
   return g_test_run ();
 }

@@ -846,6 +846,83 @@ test_count_by_hash (void)
   g_assert_cmpuint (all[0], ==, 1000);
 }
 
+static void
+count_changes_noop (const char *word, gsize len, guint64 count, gpointer user_data)
+{
+}
+
+/* Visited by test_nth_count_and_at_least(): each word's count, by word. */
+static void
+note_at_least (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointer user_data)
+{
+  g_autofree char *w = g_strndup (word, len);
+
+  g_assert_cmpuint (hash_lo, ==, (guint32)tally_word_hash (word, len));
+  g_assert_false (g_hash_table_contains (user_data, w));
+  g_hash_table_insert (user_data, g_steal_pointer (&w), GUINT_TO_POINTER ((guint)count));
+}
+
+/* tally_word_table_get_nth_count() and tally_word_table_foreach_at_least() against the
+ * counts put in: word i counted i % 50 + 1 times (20 words of each count, 1 to 50), one
+ * word stored with count 0. The stamps: an id per table, changes by every count. */
+static void
+test_nth_count_and_at_least (void)
+{
+  g_autoptr (TallyWordTable) table = tally_word_table_new ();
+  g_autoptr (TallyWordTable) other = tally_word_table_new ();
+  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  guint64 changes;
+
+  g_assert_cmpuint (tally_word_table_get_nth_count (table, 1), ==, 0);
+  for (guint i = 0; i < 1000; i++)
+    {
+      g_autofree char *w = g_strdup_printf ("word-%u", i);
+      tally_word_table_add (table, w, strlen (w), tally_word_hash (w, strlen (w)), i % 50 + 1);
+    }
+  tally_word_table_set (table, "zero", 4, tally_word_hash ("zero", 4), 0);
+  g_assert_cmpuint (tally_word_table_get_nth_count (table, 0), ==, 0);
+  g_assert_cmpuint (tally_word_table_get_nth_count (table, 1), ==, 50);
+  g_assert_cmpuint (tally_word_table_get_nth_count (table, 20), ==, 50);
+  g_assert_cmpuint (tally_word_table_get_nth_count (table, 21), ==, 49);
+  g_assert_cmpuint (tally_word_table_get_nth_count (table, 1000), ==, 1);
+  g_assert_cmpuint (tally_word_table_get_nth_count (table, 1001), ==, 0); /* the word of 0 */
+  g_assert_cmpuint (tally_word_table_get_nth_count (table, 1002), ==, 0); /* fewer words */
+
+  g_assert_cmpuint (tally_word_table_foreach_at_least (table, 48, note_at_least, seen), ==, 60);
+  g_assert_cmpuint (g_hash_table_size (seen), ==, 60);
+  for (guint i = 47; i < 1000; i += 50)
+    for (guint k = 0; k < 3; k++)
+      {
+        g_autofree char *w = g_strdup_printf ("word-%u", i + k);
+        g_assert_cmpuint (GPOINTER_TO_UINT (g_hash_table_lookup (seen, w)), ==, 48 + k);
+      }
+  g_hash_table_remove_all (seen);
+  g_assert_cmpuint (tally_word_table_foreach_at_least (table, 51, note_at_least, seen), ==, 0);
+  g_assert_cmpuint (tally_word_table_foreach_at_least (table, 0, note_at_least, seen), ==, 1001);
+  g_assert_cmpuint (GPOINTER_TO_UINT (g_hash_table_lookup (seen, "zero")), ==, 0);
+
+  g_assert_cmpuint (tally_word_table_get_id (table), !=, 0);
+  g_assert_cmpuint (tally_word_table_get_id (table), !=, tally_word_table_get_id (other));
+  changes = tally_word_table_get_changes (table);
+  g_assert_cmpuint (changes, >=, 1001);
+  tally_word_table_take_changes (table, count_changes_noop, NULL);
+  g_assert_cmpuint (tally_word_table_get_changes (table), ==, changes);
+  tally_word_table_count (table, "word-1", 6, 1);
+  g_assert_cmpuint (tally_word_table_get_changes (table), >, changes);
+  changes = tally_word_table_get_changes (table);
+  tally_word_table_set (table, "word-1", 6, tally_word_hash ("word-1", 6), 2);
+  g_assert_cmpuint (tally_word_table_get_changes (table), >, changes);
+  changes = tally_word_table_get_changes (table);
+  tally_word_table_add_keyed (table, "word-2", 6, tally_word_hash ("word-2", 6), 1);
+  g_assert_cmpuint (tally_word_table_get_changes (table), >, changes);
+  changes = tally_word_table_get_changes (table);
+  tally_word_table_clear (table);
+  g_assert_cmpuint (tally_word_table_get_changes (table), >, changes);
+  changes = tally_word_table_get_changes (table);
+  tally_word_table_remove_all (table);
+  g_assert_cmpuint (tally_word_table_get_changes (table), >, changes);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -874,6 +951,7 @@ main (int argc, char **argv)
   g_test_add_func ("/counts/order-long-prefixes", test_counts_order_long_prefixes);
   g_test_add_func ("/counts/builder-rejects-invalid", test_counts_builder_rejects_invalid);
   g_test_add_func ("/word-table/count-by-hash", test_count_by_hash);
+  g_test_add_func ("/word-table/nth-count-and-at-least", test_nth_count_and_at_least);
 
   return g_test_run ();
 }

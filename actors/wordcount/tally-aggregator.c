@@ -49,6 +49,9 @@ struct _TallyAggregator
   gsize run_mask;
   guint32 *run_used; /* the slots in use, run_n of them */
   gsize run_n;
+  /* What the last snapshot that summed every word of some stores found: a filtered
+   * GetCounts of the same stores, unchanged since, sums only its candidates. */
+  TallyCountsFigures figures;
 };
 
 G_DEFINE_FINAL_TYPE (TallyAggregator, tally_aggregator, TALLY_TYPE_ACTOR)
@@ -699,6 +702,7 @@ handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
   GetCountsMessage *m = (GetCountsMessage *)message;
   g_autoptr (GPtrArray) tables = g_ptr_array_new ();
   g_autoptr (GArray) entries = NULL;
+  TallyCounts *counts;
   gsize size = 0;
 
   if (m->stores == NULL)
@@ -728,7 +732,7 @@ handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
       /* Filtered as the sums come: a top N never holds every word's sum nor sorts them. */
       tally_message_reply (message,
                            tally_counts_new_from_tables ((TallyWordTable *const *)tables->pdata,
-                                                         tables->len, &m->options));
+                                                         tables->len, &m->options, &self->figures));
       return TRUE;
     }
   for (guint i = 0; i < tables->len; i++)
@@ -742,9 +746,12 @@ handle_get_counts (TallyActor *actor, TallyMessage *message, GError **error)
     /* Summed without building their sum in a new table or copying a word: the entries
      * point into the stores' tables until the reply is built. */
     tally_counts_sum_tables ((TallyWordTable *const *)tables->pdata, tables->len, NULL, entries);
-  tally_message_reply (message,
-                       tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data,
-                                                      entries->len, &m->options));
+  counts = tally_counts_new_from_entries ((TallyWordCount *)(void *)entries->data, entries->len,
+                                          &m->options);
+  tally_counts_figures_set (&self->figures, (TallyWordTable *const *)tables->pdata, tables->len,
+                            tally_counts_get_n_words_unfiltered (counts),
+                            tally_counts_get_total_unfiltered (counts));
+  tally_message_reply (message, counts);
   return TRUE;
 }
 
@@ -1002,6 +1009,7 @@ tally_aggregator_finalize (GObject *object)
   g_clear_pointer (&self->windows, g_hash_table_unref);
   g_clear_pointer (&self->run, g_free);
   g_clear_pointer (&self->run_used, g_free);
+  tally_counts_figures_clear (&self->figures);
   G_OBJECT_CLASS (tally_aggregator_parent_class)->finalize (object);
 }
 

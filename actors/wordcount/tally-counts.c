@@ -14,6 +14,7 @@
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-counts-private.h"
+#include "tally-word-hash.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -1043,9 +1044,157 @@ select_sink (TallyWordCount *sums, const guint64 *heads, gsize n, gpointer user_
   return 0;
 }
 
+void
+tally_counts_figures_clear (TallyCountsFigures *figures)
+{
+  g_return_if_fail (figures != NULL);
+  g_clear_pointer (&figures->stamps, g_free);
+  figures->n_tables = 0;
+  figures->n_words = 0;
+  figures->total = 0;
+}
+
+void
+tally_counts_figures_set (TallyCountsFigures *figures, TallyWordTable *const *tables,
+                          guint n_tables, gsize n_words, guint64 total)
+{
+  g_return_if_fail (figures != NULL);
+  g_return_if_fail (tables != NULL || n_tables == 0);
+
+  g_free (figures->stamps);
+  figures->stamps = g_new (guint64, 2 * (gsize)MAX (n_tables, 1));
+  for (guint t = 0; t < n_tables; t++)
+    {
+      figures->stamps[2 * t] = tally_word_table_get_id (tables[t]);
+      figures->stamps[2 * t + 1] = tally_word_table_get_changes (tables[t]);
+    }
+  figures->n_tables = n_tables;
+  figures->n_words = n_words;
+  figures->total = total;
+}
+
+/* Whether @figures are those of @tables as they are now, in any order. */
+static gboolean
+figures_match (const TallyCountsFigures *figures, TallyWordTable *const *tables, guint n_tables)
+{
+  if (figures == NULL || figures->stamps == NULL || figures->n_tables != n_tables)
+    return FALSE;
+  for (guint t = 0; t < n_tables; t++)
+    {
+      guint64 id = tally_word_table_get_id (tables[t]);
+      guint k = 0;
+
+      while (k < n_tables && figures->stamps[2 * k] != id)
+        k++;
+      if (k == n_tables || figures->stamps[2 * k + 1] != tally_word_table_get_changes (tables[t]))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* The candidates of select_pruned(), with what it needs to sum them. */
+typedef struct
+{
+  TallyWordTable *const *tables;
+  guint n_tables;
+  guint self;    /* the table being walked */
+  guint64 floor; /* the count in one table that makes a word a candidate */
+  GArray *sums;  /* of TallyWordCount, borrowed words */
+  GArray *heads; /* of guint64, their word_head() */
+} Pruned;
+
+/* A word of tables[self] counted at least @floor times there: its sum over every table,
+ * unless an earlier table also counts it @floor times or more (it was summed there). */
+static void
+pruned_one (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointer user_data)
+{
+  Pruned *p = user_data;
+  guint64 sum = count, head = word_head (word, len);
+  TallyWordCount e;
+
+  for (guint t = 0; t < p->n_tables; t++)
+    {
+      guint64 c;
+
+      if (t == p->self)
+        continue;
+      c = tally_word_table_lookup (p->tables[t], word, len, hash_lo);
+      if (t < p->self && c >= p->floor)
+        return;
+      sum = add_to_total (sum, c);
+    }
+  e.word = word;
+  e.len = len;
+  e.count = sum;
+  g_array_append_val (p->sums, e);
+  g_array_append_val (p->heads, head);
+}
+
+/* Offers @s only the words that can pass its filters, without summing every word, when
+ * the filters bound the counts from below. A word whose sum over k tables reaches t has
+ * t / k or more in one of them, so the words counted at least ceil (t / k) times in one
+ * table (read from the slots, tally_word_table_foreach_at_least()) are the only ones to
+ * sum. t is @min_count, raised for a top N (without a prefix) to the largest N-th count
+ * of any one table: that table's N best words have sums at least that high, so the N-th
+ * best sum is too. Named words are looked up in each table. Returns FALSE, having offered
+ * nothing, when t / k rounds up to 1 or less: every word might pass. */
+static gboolean
+select_pruned (TopSelect *s, TallyWordTable *const *tables, guint n_tables)
+{
+  const TallyCountsOptions *o = s->options;
+  Pruned p = { tables, n_tables, 0, 0, NULL, NULL };
+  guint64 t = o->min_count;
+
+  if (s->named != NULL)
+    {
+      p.sums = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+      p.heads = g_array_new (FALSE, FALSE, sizeof (guint64));
+      for (gsize i = 0; i < s->n_named; i++)
+        {
+          const Named *w = &s->named[i];
+          guint64 hash = tally_word_hash (w->word, w->len), sum = 0;
+          TallyWordCount e = { w->word, w->len, 0 };
+          gsize j = i;
+
+          /* Named twice: summed once (names with the same first 8 bytes and length are
+           * next to each other, in any order). */
+          while (j > 0 && compare_named (w, &s->named[j - 1]) == 0
+                 && memcmp (w->word, s->named[j - 1].word, w->len) != 0)
+            j--;
+          if (j > 0 && compare_named (w, &s->named[j - 1]) == 0)
+            continue;
+          for (guint k = 0; k < n_tables; k++)
+            sum = add_to_total (sum, tally_word_table_lookup (tables[k], w->word, w->len, hash));
+          if (sum == 0)
+            continue;
+          e.count = sum;
+          g_array_append_val (p.sums, e);
+          g_array_append_val (p.heads, w->head);
+        }
+    }
+  else
+    {
+      if (o->top > 0 && (o->prefix == NULL || o->prefix[0] == '\0'))
+        for (guint k = 0; k < n_tables; k++)
+          t = MAX (t, tally_word_table_get_nth_count (tables[k], (gsize)MIN (o->top, G_MAXSIZE)));
+      p.floor = t / n_tables + (t % n_tables != 0);
+      if (p.floor <= 1)
+        return FALSE;
+      p.sums = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+      p.heads = g_array_new (FALSE, FALSE, sizeof (guint64));
+      for (p.self = 0; p.self < n_tables; p.self++)
+        tally_word_table_foreach_at_least (tables[p.self], p.floor, pruned_one, &p);
+    }
+  select_sink ((TallyWordCount *)(void *)p.sums->data, (const guint64 *)(void *)p.heads->data,
+               p.sums->len, s);
+  g_array_unref (p.sums);
+  g_array_unref (p.heads);
+  return TRUE;
+}
+
 TallyCounts *
 tally_counts_new_from_tables (TallyWordTable *const *tables, guint n_tables,
-                              const TallyCountsOptions *options)
+                              const TallyCountsOptions *options, TallyCountsFigures *figures)
 {
   static const TallyCountsOptions none = { 0 };
   TopSelect s = { options != NULL ? options : &none, 0 };
@@ -1063,9 +1212,21 @@ tally_counts_new_from_tables (TallyWordTable *const *tables, guint n_tables,
     s.kept = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
   if (s.options->words != NULL)
     named_init (&s, s.options->words);
-  /* Every word is summed, the prefix applied after: the snapshot also says how many
-   * distinct words and what total it was selected from. */
-  sum_tables_run (tables, n_tables, NULL, NULL, select_sink, &s);
+  if (n_tables > 0 && figures_match (figures, tables, n_tables)
+      && select_pruned (&s, tables, n_tables))
+    {
+      /* The figures of every word, from the pass that last summed them all. */
+      s.n_words = figures->n_words;
+      s.total = figures->total;
+    }
+  else
+    {
+      /* Every word is summed, the prefix applied after: the snapshot also says how many
+       * distinct words and what total it was selected from. */
+      sum_tables_run (tables, n_tables, NULL, NULL, select_sink, &s);
+      if (figures != NULL)
+        tally_counts_figures_set (figures, tables, n_tables, s.n_words, s.total);
+    }
   if (s.kept != NULL)
     {
       n = s.kept->len;

@@ -52,6 +52,8 @@ struct _TallyWordTable
   gsize size;
   gsize n_changed;
   guint64 total;
+  guint64 id;      /* unique in the process, see tally_word_table_get_id() */
+  guint64 changes; /* changes of a count or of the words so far */
 
   /* The arena. */
   guint8 **chunks;
@@ -199,6 +201,9 @@ next_multiplier (void)
   return (guint32)(z >> 32) | 1u;
 }
 
+/* The last id handed out by tally_word_table_new(). */
+static gsize next_table_id;
+
 TallyWordTable *
 tally_word_table_new (void)
 {
@@ -208,6 +213,7 @@ tally_word_table_new (void)
   table->mult = next_multiplier ();
   table->shift = 32 - INITIAL_SLOT_BITS;
   table->last_chunk = -1;
+  table->id = (guint64)g_atomic_pointer_add (&next_table_id, 1) + 1;
   return table;
 }
 
@@ -253,6 +259,7 @@ tally_word_table_clear (TallyWordTable *table)
   table->size = 0;
   table->n_changed = 0;
   table->total = 0;
+  table->changes++;
 }
 
 void
@@ -267,6 +274,7 @@ tally_word_table_remove_all (TallyWordTable *table)
   table->size = 0;
   table->n_changed = 0;
   table->total = 0;
+  table->changes++;
 }
 
 /* Slot arrays from this size on are asked for in huge pages (below). */
@@ -458,6 +466,7 @@ add (TallyWordTable *table, const char *word, gsize len, guint64 hash, guint64 d
     delta = COUNT_MASK - count;
   count += delta;
   table->total += delta;
+  table->changes++;
   if (!(s->count & CHANGED_BIT))
     table->n_changed++;
   s->count = count | CHANGED_BIT;
@@ -489,6 +498,7 @@ tally_word_table_add_keyed (TallyWordTable *table, const char *word, gsize len, 
   if (G_UNLIKELY (delta > COUNT_MASK - count))
     delta = COUNT_MASK - count;
   table->total += delta;
+  table->changes++;
   if (!(s->count & CHANGED_BIT))
     table->n_changed++;
   s->count = (count + delta) | CHANGED_BIT;
@@ -562,6 +572,7 @@ tally_word_table_set (TallyWordTable *table, const char *word, gsize len, guint6
   s = find_or_insert (table, word, len, hash);
   table->total -= s->count & COUNT_MASK;
   table->total += count;
+  table->changes++;
   s->count = (s->count & CHANGED_BIT) | count;
 }
 
@@ -587,6 +598,20 @@ tally_word_table_get_total (TallyWordTable *table)
 {
   g_return_val_if_fail (table != NULL, 0);
   return table->total;
+}
+
+guint64
+tally_word_table_get_id (TallyWordTable *table)
+{
+  g_return_val_if_fail (table != NULL, 0);
+  return table->id;
+}
+
+guint64
+tally_word_table_get_changes (TallyWordTable *table)
+{
+  g_return_val_if_fail (table != NULL, 0);
+  return table->changes;
 }
 
 gsize
@@ -680,6 +705,87 @@ tally_word_table_count_by_hash (TallyWordTable *table, guint bits, gsize *counts
       if (s->offset == 0 || (s->count & COUNT_MASK) == 0)
         continue;
       counts[bits > 0 ? s->hash_lo >> (32 - bits) : 0]++;
+      n++;
+    }
+  return n;
+}
+
+/* A min-heap of counts: the root is the smallest kept. */
+static void
+count_heap_offer (guint64 *heap, gsize *n_heap, gsize n, guint64 count)
+{
+  gsize i;
+
+  if (*n_heap < n)
+    {
+      /* Sift up. */
+      for (i = (*n_heap)++; i > 0 && heap[(i - 1) / 2] > count; i = (i - 1) / 2)
+        heap[i] = heap[(i - 1) / 2];
+      heap[i] = count;
+      return;
+    }
+  if (count <= heap[0])
+    return;
+  /* Replace the root and sift down. */
+  for (i = 0;;)
+    {
+      gsize c = 2 * i + 1;
+
+      if (c >= n)
+        break;
+      if (c + 1 < n && heap[c + 1] < heap[c])
+        c++;
+      if (heap[c] >= count)
+        break;
+      heap[i] = heap[c];
+      i = c;
+    }
+  heap[i] = count;
+}
+
+guint64
+tally_word_table_get_nth_count (TallyWordTable *table, gsize n)
+{
+  g_autofree guint64 *heap = NULL;
+  gsize n_heap = 0;
+
+  g_return_val_if_fail (table != NULL, 0);
+
+  if (n == 0 || n > table->size)
+    return 0;
+  heap = g_new (guint64, n);
+  /* The slots alone, in order: no key is read. */
+  for (gsize i = 0; i <= table->mask; i++)
+    {
+      const Slot *s = &table->slots[i];
+
+      if (s->offset != 0)
+        count_heap_offer (heap, &n_heap, n, s->count & COUNT_MASK);
+    }
+  return n_heap == n ? heap[0] : 0;
+}
+
+gsize
+tally_word_table_foreach_at_least (TallyWordTable *table, guint64 min_count,
+                                   TallyWordTableHashedFunc func, gpointer user_data)
+{
+  gsize n = 0;
+
+  g_return_val_if_fail (table != NULL, 0);
+  g_return_val_if_fail (func != NULL, 0);
+
+  /* The slots in order; a key is read only for a count that passes. */
+  for (gsize i = 0; i <= table->mask; i++)
+    {
+      const Slot *s = &table->slots[i];
+      guint64 count = s->count & COUNT_MASK;
+      gsize len;
+      const guint8 *k;
+
+      if (s->offset == 0 || count < min_count)
+        continue;
+      k = key_at (table, s->offset, &len);
+      func ((const char *)k, len, count, s->hash_lo, user_data);
       n++;
     }
   return n;

@@ -175,7 +175,8 @@ void tally_word_table_set (TallyWordTable *table, const char *word, gsize len, g
  * @table: a table
  * @word: the word's bytes
  * @len: its length in bytes
- * @hash: tally_word_hash (@word, @len)
+ * @hash: tally_word_hash (@word, @len), or only its low 32 bits, as
+ *   tally_word_table_foreach_hashed() gives them (the table keeps and compares no more)
  *
  * Returns: the count of @word, 0 if absent
  */
@@ -274,6 +275,62 @@ void tally_word_table_foreach_hashed (TallyWordTable *table, TallyWordTableHashe
  * Returns: the number of words counted
  */
 gsize tally_word_table_count_by_hash (TallyWordTable *table, guint bits, gsize *counts);
+
+/**
+ * tally_word_table_get_nth_count:
+ * @table: a table
+ * @n: which largest count, from 1
+ *
+ * The @n-th largest count of @table (counts that tie are each counted): what a caller
+ * selecting a top @n across tables takes as a lower bound of its answer's counts
+ * (tally_counts_new_from_tables()). Reads the slots only, in order, with a heap of @n
+ * counts: O(slots x log @n) time, 8 x @n bytes. Any thread, while the table is not changed.
+ *
+ * Returns: that count; 0 if @table holds fewer than @n words
+ */
+guint64 tally_word_table_get_nth_count (TallyWordTable *table, gsize n);
+
+/**
+ * tally_word_table_foreach_at_least:
+ * @table: a table, not changed during the call
+ * @min_count: the smallest count visited
+ * @func: called once per word counted at least @min_count times, in slot order
+ * @user_data: data for @func
+ *
+ * As tally_word_table_foreach_hashed(), for the words of count @min_count or more only:
+ * the slots are read in order and a word's bytes only when its count passes, so that
+ * picking a few words by count out of millions costs a sequential read of 16 bytes per
+ * slot. Any thread, while the table is not changed.
+ *
+ * Returns: the number of words visited
+ */
+gsize tally_word_table_foreach_at_least (TallyWordTable *table, guint64 min_count,
+                                         TallyWordTableHashedFunc func, gpointer user_data);
+
+/**
+ * tally_word_table_get_id:
+ * @table: a table
+ *
+ * A number that names @table for the process's lifetime: never 0, never given to another
+ * table, even after @table is freed (a 64-bit counter). With
+ * tally_word_table_get_changes(), it tells a caller that figures it keeps about a table
+ * are still those of its contents (tally_counts_new_from_tables()).
+ *
+ * Returns: the table's id
+ */
+guint64 tally_word_table_get_id (TallyWordTable *table);
+
+/**
+ * tally_word_table_get_changes:
+ * @table: a table
+ *
+ * How many times @table has changed: each count added or set and each clear or
+ * remove_all adds at least 1 (tally_word_table_take_changes(), which changes no count,
+ * adds nothing). Equal values at two moments mean the same words and counts.
+ *
+ * Returns: the number of changes so far
+ */
+guint64 tally_word_table_get_changes (TallyWordTable *table);
 
 /**
  * tally_word_table_take_changes:
