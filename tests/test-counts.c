@@ -592,6 +592,19 @@ test_new_from_tables_pruned (void)
       check_new_from_tables (tables, 2, &cases[c]);
       check_new_from_tables (tables, 1, &cases[c]);
     }
+  /* Thousands of names, more than one word in 16: found by summing every word. */
+  {
+    g_autoptr (GPtrArray) many = g_ptr_array_new_with_free_func (g_free);
+    TallyCountsOptions many_named = { 0, NULL, 0 };
+
+    for (guint i = 0; i < 4000; i++)
+      g_ptr_array_add (many, g_strdup_printf ("t%06u", i * 3));
+    g_ptr_array_add (many, NULL);
+    many_named.words = (const char *const *)many->pdata;
+    check_new_from_tables (tables, SUM_N_TABLES, &many_named);
+    many_named.top = 7;
+    check_new_from_tables (tables, 1, &many_named);
+  }
 
   /* Figures that match the tables (in any order) are used: set by hand, they come back in
    * a top 10. A top 20 of one prefix cannot be pruned (its N-th count bounds nothing):

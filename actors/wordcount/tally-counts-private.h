@@ -135,8 +135,8 @@ void tally_counts_figures_clear (TallyCountsFigures *figures);
  * the largest N-th count of any one table; tally_word_table_get_nth_count()). That costs
  * a sequential read of the slots plus k lookups per candidate: a top 100 or a TPUT
  * threshold round over millions of words takes milliseconds where summing every word
- * takes a hundred or more. Where t / k is 1 or less (most words counted once), every
- * word is summed as below.
+ * takes a hundred or more. Where t / k is 1 or less (most words counted once), or more
+ * than one word in 16 is named, every word is summed as below.
  *
  * Otherwise each partition's sums are filtered as they come, never holding the sums of
  * every word, and a top N of at most 1,024 is selected in a heap whose ties are decided

@@ -1130,6 +1130,10 @@ pruned_one (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointe
   g_array_append_val (p->heads, head);
 }
 
+/* select_pruned() looks named words up when they are at most this share of the words
+ * (1 / PRUNED_NAMED_SHARE); more are found by summing every word. */
+#define PRUNED_NAMED_SHARE 16
+
 /* Offers @s only the words that can pass its filters, without summing every word, when
  * the filters bound the counts from below. A word whose sum over k tables reaches t has
  * t / k or more in one of them, so the words counted at least ceil (t / k) times in one
@@ -1137,7 +1141,8 @@ pruned_one (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointe
  * sum. t is @min_count, raised for a top N (without a prefix) to the largest N-th count
  * of any one table: that table's N best words have sums at least that high, so the N-th
  * best sum is too. Named words are looked up in each table. Returns FALSE, having offered
- * nothing, when t / k rounds up to 1 or less: every word might pass. */
+ * nothing, when t / k rounds up to 1 or less: every word might pass; or when more than
+ * one word in PRUNED_NAMED_SHARE is named. */
 static gboolean
 select_pruned (TopSelect *s, TallyWordTable *const *tables, guint n_tables)
 {
@@ -1147,6 +1152,14 @@ select_pruned (TopSelect *s, TallyWordTable *const *tables, guint n_tables)
 
   if (s->named != NULL)
     {
+      gsize upper = 0;
+
+      /* Many names (a TPUT round 3 after a round 2 that shipped every word): a lookup per
+       * name in each table costs a cache miss each, more than one pass over the words. */
+      for (guint k = 0; k < n_tables; k++)
+        upper += tally_word_table_get_size (tables[k]);
+      if (s->n_named > upper / PRUNED_NAMED_SHARE)
+        return FALSE;
       p.sums = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
       p.heads = g_array_new (FALSE, FALSE, sizeof (guint64));
       for (gsize i = 0; i < s->n_named; i++)
