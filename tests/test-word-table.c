@@ -862,9 +862,10 @@ note_at_least (const char *word, gsize len, guint64 count, guint32 hash_lo, gpoi
   g_hash_table_insert (user_data, g_steal_pointer (&w), GUINT_TO_POINTER ((guint)count));
 }
 
-/* tally_word_table_get_nth_count() and tally_word_table_foreach_at_least() against the
- * counts put in: word i counted i % 50 + 1 times (20 words of each count, 1 to 50), one
- * word stored with count 0. The stamps: an id per table, changes by every count. */
+/* tally_word_table_get_nth_count(), tally_word_table_foreach_at_least() and
+ * tally_word_table_count_absent() against the counts put in: word i counted i % 50 + 1 times (20
+ * words of each count, 1 to 50), one word stored with count 0. The stamps: an id per table, changes
+ * by every count. */
 static void
 test_nth_count_and_at_least (void)
 {
@@ -900,6 +901,27 @@ test_nth_count_and_at_least (void)
   g_assert_cmpuint (tally_word_table_foreach_at_least (table, 51, note_at_least, seen), ==, 0);
   g_assert_cmpuint (tally_word_table_foreach_at_least (table, 0, note_at_least, seen), ==, 1001);
   g_assert_cmpuint (GPOINTER_TO_UINT (g_hash_table_lookup (seen, "zero")), ==, 0);
+
+  /* Absent from @other: 1000 words; then "word-0".."word-99" counted there, "word-100" and
+   * "zero" there with 0, "other-only" there only. */
+  {
+    TallyWordTable *others[] = { other };
+    TallyWordTable *both[] = { table, other };
+
+    g_assert_cmpuint (tally_word_table_count_absent (table, others, 1), ==, 1000);
+    g_assert_cmpuint (tally_word_table_count_absent (table, NULL, 0), ==, 1000);
+    for (guint i = 0; i < 100; i++)
+      {
+        g_autofree char *w = g_strdup_printf ("word-%u", i);
+        tally_word_table_add (other, w, strlen (w), tally_word_hash (w, strlen (w)), 1);
+      }
+    tally_word_table_set (other, "word-100", 8, tally_word_hash ("word-100", 8), 0);
+    tally_word_table_set (other, "zero", 4, tally_word_hash ("zero", 4), 0);
+    tally_word_table_count (other, "other-only", 10, 2);
+    g_assert_cmpuint (tally_word_table_count_absent (table, others, 1), ==, 900);
+    g_assert_cmpuint (tally_word_table_count_absent (other, both, 1), ==, 1);
+    g_assert_cmpuint (tally_word_table_count_absent (other, both, 0), ==, 101);
+  }
 
   g_assert_cmpuint (tally_word_table_get_id (table), !=, 0);
   g_assert_cmpuint (tally_word_table_get_id (table), !=, tally_word_table_get_id (other));

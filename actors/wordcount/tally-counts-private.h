@@ -121,21 +121,23 @@ void tally_counts_figures_clear (TallyCountsFigures *figures);
  * @n_tables: their number
  * @options: (nullable): filters, all of them applied (top, prefix, min_count, words)
  * @figures: (nullable) (inout): the figures of the last call over the same tables, or
- *   empty ones; updated when every word is summed
+ *   empty ones; updated whenever they do not match @tables as they are
  *
  * The snapshot of the sums of @tables with @options applied, as
  * tally_counts_new_from_entries() would build it from tally_counts_sum_tables()'s entries
  * (the same words, order and unfiltered figures).
  *
- * When @figures are those of @tables as they are now (their stamps match), the distinct
- * words and total come from @figures, and only the words that can pass the filters are
- * summed: named words are looked up in each table; with a @min_count or a top N (without
- * a prefix) of threshold t over k tables, the words counted at least ceil (t / k) times
- * in one table, read from the tables' slots, are the only candidates (t for a top N is
- * the largest N-th count of any one table; tally_word_table_get_nth_count()). That costs
- * a sequential read of the slots plus k lookups per candidate: a top 100 or a TPUT
- * threshold round over millions of words takes milliseconds where summing every word
- * takes a hundred or more. Where t / k is 1 or less (most words counted once), or more
+ * When the filters bound what can pass, only those words are summed: named words are
+ * looked up in each table; with a @min_count or a top N (without a prefix) of threshold
+ * t over k tables, the words counted at least ceil (t / k) times in one table, read from
+ * the tables' slots, are the only candidates (t for a top N is the largest N-th count of
+ * any one table; tally_word_table_get_nth_count()). The distinct words and total then
+ * come from @figures when they are those of @tables as they are now (their stamps
+ * match), else from probing each table's words in the tables before it
+ * (tally_word_table_count_absent()), and @figures take them. A top 100 or a TPUT
+ * threshold round over millions of words then costs a sequential read of the slots and
+ * a probe per word (none with current figures) where summing every word takes a hundred
+ * milliseconds or more. Where t / k is 1 or less (most words counted once), or more
  * than one word in 16 is named, every word is summed as below.
  *
  * Otherwise each partition's sums are filtered as they come, never holding the sums of

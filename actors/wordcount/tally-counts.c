@@ -1134,20 +1134,15 @@ pruned_one (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointe
  * (1 / PRUNED_NAMED_SHARE); more are found by summing every word. */
 #define PRUNED_NAMED_SHARE 16
 
-/* Offers @s only the words that can pass its filters, without summing every word, when
- * the filters bound the counts from below. A word whose sum over k tables reaches t has
- * t / k or more in one of them, so the words counted at least ceil (t / k) times in one
- * table (read from the slots, tally_word_table_foreach_at_least()) are the only ones to
- * sum. t is @min_count, raised for a top N (without a prefix) to the largest N-th count
- * of any one table: that table's N best words have sums at least that high, so the N-th
- * best sum is too. Named words are looked up in each table. Returns FALSE, having offered
- * nothing, when t / k rounds up to 1 or less: every word might pass; or when more than
- * one word in PRUNED_NAMED_SHARE is named. */
+/* Whether the filters of @s bound what can pass so that select_pruned() need not sum
+ * every word of @tables: few enough named words, or a threshold t (@min_count, raised for
+ * a top N without a prefix to the largest N-th count of any one table: that table's N
+ * best words have sums at least that high, so the N-th best sum is too) with ceil (t / k)
+ * of 2 or more over k tables. Sets @p's floor, ceil (t / k). */
 static gboolean
-select_pruned (TopSelect *s, TallyWordTable *const *tables, guint n_tables)
+prune_plan (const TopSelect *s, TallyWordTable *const *tables, guint n_tables, Pruned *p)
 {
   const TallyCountsOptions *o = s->options;
-  Pruned p = { tables, n_tables, 0, 0, NULL, NULL };
   guint64 t = o->min_count;
 
   if (s->named != NULL)
@@ -1158,51 +1153,71 @@ select_pruned (TopSelect *s, TallyWordTable *const *tables, guint n_tables)
        * name in each table costs a cache miss each, more than one pass over the words. */
       for (guint k = 0; k < n_tables; k++)
         upper += tally_word_table_get_size (tables[k]);
-      if (s->n_named > upper / PRUNED_NAMED_SHARE)
-        return FALSE;
-      p.sums = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
-      p.heads = g_array_new (FALSE, FALSE, sizeof (guint64));
-      for (gsize i = 0; i < s->n_named; i++)
-        {
-          const Named *w = &s->named[i];
-          guint64 hash = tally_word_hash (w->word, w->len), sum = 0;
-          TallyWordCount e = { w->word, w->len, 0 };
-          gsize j = i;
+      return s->n_named <= upper / PRUNED_NAMED_SHARE;
+    }
+  if (o->top > 0 && (o->prefix == NULL || o->prefix[0] == '\0'))
+    for (guint k = 0; k < n_tables; k++)
+      t = MAX (t, tally_word_table_get_nth_count (tables[k], (gsize)MIN (o->top, G_MAXSIZE)));
+  p->floor = t / n_tables + (t % n_tables != 0);
+  return p->floor > 1;
+}
 
-          /* Named twice: summed once (names with the same first 8 bytes and length are
-           * next to each other, in any order). */
-          while (j > 0 && compare_named (w, &s->named[j - 1]) == 0
-                 && memcmp (w->word, s->named[j - 1].word, w->len) != 0)
-            j--;
-          if (j > 0 && compare_named (w, &s->named[j - 1]) == 0)
-            continue;
-          for (guint k = 0; k < n_tables; k++)
-            sum = add_to_total (sum, tally_word_table_lookup (tables[k], w->word, w->len, hash));
-          if (sum == 0)
-            continue;
-          e.count = sum;
-          g_array_append_val (p.sums, e);
-          g_array_append_val (p.heads, w->head);
-        }
-    }
-  else
-    {
-      if (o->top > 0 && (o->prefix == NULL || o->prefix[0] == '\0'))
+/* Offers @s only the words that can pass its filters, as prune_plan() found them bounded.
+ * A word whose sum over k tables reaches t has t / k or more in one of them, so the words
+ * counted at least ceil (t / k) times in one table (read from the slots,
+ * tally_word_table_foreach_at_least()) are the only ones to sum. Named words are looked
+ * up in each table. */
+static void
+select_pruned (TopSelect *s, TallyWordTable *const *tables, guint n_tables, Pruned *p)
+{
+  p->tables = tables;
+  p->n_tables = n_tables;
+  p->sums = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
+  p->heads = g_array_new (FALSE, FALSE, sizeof (guint64));
+  if (s->named != NULL)
+    for (gsize i = 0; i < s->n_named; i++)
+      {
+        const Named *w = &s->named[i];
+        guint64 hash = tally_word_hash (w->word, w->len), sum = 0;
+        TallyWordCount e = { w->word, w->len, 0 };
+        gsize j = i;
+
+        /* Named twice: summed once (names with the same first 8 bytes and length are
+         * next to each other, in any order). */
+        while (j > 0 && compare_named (w, &s->named[j - 1]) == 0
+               && memcmp (w->word, s->named[j - 1].word, w->len) != 0)
+          j--;
+        if (j > 0 && compare_named (w, &s->named[j - 1]) == 0)
+          continue;
         for (guint k = 0; k < n_tables; k++)
-          t = MAX (t, tally_word_table_get_nth_count (tables[k], (gsize)MIN (o->top, G_MAXSIZE)));
-      p.floor = t / n_tables + (t % n_tables != 0);
-      if (p.floor <= 1)
-        return FALSE;
-      p.sums = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
-      p.heads = g_array_new (FALSE, FALSE, sizeof (guint64));
-      for (p.self = 0; p.self < n_tables; p.self++)
-        tally_word_table_foreach_at_least (tables[p.self], p.floor, pruned_one, &p);
+          sum = add_to_total (sum, tally_word_table_lookup (tables[k], w->word, w->len, hash));
+        if (sum == 0)
+          continue;
+        e.count = sum;
+        g_array_append_val (p->sums, e);
+        g_array_append_val (p->heads, w->head);
+      }
+  else
+    for (p->self = 0; p->self < n_tables; p->self++)
+      tally_word_table_foreach_at_least (tables[p->self], p->floor, pruned_one, p);
+  select_sink ((TallyWordCount *)(void *)p->sums->data, (const guint64 *)(void *)p->heads->data,
+               p->sums->len, s);
+  g_array_unref (p->sums);
+  g_array_unref (p->heads);
+}
+
+/* The figures of @tables without summing them: each table's words that no table before
+ * it counts (tally_word_table_count_absent()), and the tables' totals. */
+static void
+figures_probe (TallyWordTable *const *tables, guint n_tables, gsize *n_words, guint64 *total)
+{
+  *n_words = 0;
+  *total = 0;
+  for (guint t = 0; t < n_tables; t++)
+    {
+      *n_words += tally_word_table_count_absent (tables[t], tables, t);
+      *total = add_to_total (*total, tally_word_table_get_total (tables[t]));
     }
-  select_sink ((TallyWordCount *)(void *)p.sums->data, (const guint64 *)(void *)p.heads->data,
-               p.sums->len, s);
-  g_array_unref (p.sums);
-  g_array_unref (p.heads);
-  return TRUE;
 }
 
 TallyCounts *
@@ -1211,6 +1226,7 @@ tally_counts_new_from_tables (TallyWordTable *const *tables, guint n_tables,
 {
   static const TallyCountsOptions none = { 0 };
   TopSelect s = { options != NULL ? options : &none, 0 };
+  Pruned p = { 0 };
   g_autofree TallyWordCount *chosen = NULL;
   gsize n;
   TallyCounts *counts;
@@ -1225,12 +1241,27 @@ tally_counts_new_from_tables (TallyWordTable *const *tables, guint n_tables,
     s.kept = g_array_new (FALSE, FALSE, sizeof (TallyWordCount));
   if (s.options->words != NULL)
     named_init (&s, s.options->words);
-  if (n_tables > 0 && figures_match (figures, tables, n_tables)
-      && select_pruned (&s, tables, n_tables))
+  if (n_tables > 0 && prune_plan (&s, tables, n_tables, &p))
     {
-      /* The figures of every word, from the pass that last summed them all. */
-      s.n_words = figures->n_words;
-      s.total = figures->total;
+      gsize n_words;
+      guint64 total;
+
+      /* The figures of every word: kept from the last pass while no table changed, or
+       * probed. */
+      if (figures_match (figures, tables, n_tables))
+        {
+          n_words = figures->n_words;
+          total = figures->total;
+        }
+      else
+        {
+          figures_probe (tables, n_tables, &n_words, &total);
+          if (figures != NULL)
+            tally_counts_figures_set (figures, tables, n_tables, n_words, total);
+        }
+      select_pruned (&s, tables, n_tables, &p);
+      s.n_words = n_words;
+      s.total = total;
     }
   else
     {

@@ -791,6 +791,71 @@ tally_word_table_foreach_at_least (TallyWordTable *table, guint64 min_count,
   return n;
 }
 
+/* How many slots ahead tally_word_table_count_absent() prefetches the other tables' home
+ * slots: its probes land anywhere in their slot arrays. */
+#define ABSENT_PREFETCH 16
+
+/* Whether @others count (count > 0) the word of slot @s of @table. */
+static inline gboolean
+counted_elsewhere (TallyWordTable *table, const Slot *s, TallyWordTable *const *others,
+                   guint n_others)
+{
+  const guint8 *word = NULL;
+  gsize len = 0;
+
+  for (guint t = 0; t < n_others; t++)
+    {
+      TallyWordTable *o = others[t];
+
+      for (gsize i = home_slot (o, s->hash_lo);; i = (i + 1) & o->mask)
+        {
+          const Slot *x = &o->slots[i];
+
+          if (x->offset == 0)
+            break;
+          if (x->hash_lo != s->hash_lo)
+            continue;
+          if (word == NULL)
+            word = key_at (table, s->offset, &len);
+          if (key_is (o, x->offset, (const char *)word, len))
+            {
+              if ((x->count & COUNT_MASK) > 0)
+                return TRUE;
+              break;
+            }
+        }
+    }
+  return FALSE;
+}
+
+gsize
+tally_word_table_count_absent (TallyWordTable *table, TallyWordTable *const *others, guint n_others)
+{
+  gsize n = 0;
+
+  g_return_val_if_fail (table != NULL, 0);
+  g_return_val_if_fail (others != NULL || n_others == 0, 0);
+
+  for (gsize i = 0; i <= table->mask; i++)
+    {
+      const Slot *s = &table->slots[i];
+
+      if (G_LIKELY (i + ABSENT_PREFETCH <= table->mask))
+        {
+          const Slot *ahead = &table->slots[i + ABSENT_PREFETCH];
+
+          if (ahead->offset != 0)
+            for (guint t = 0; t < n_others; t++)
+              __builtin_prefetch (&others[t]->slots[home_slot (others[t], ahead->hash_lo)]);
+        }
+      if (s->offset == 0 || (s->count & COUNT_MASK) == 0)
+        continue;
+      if (!counted_elsewhere (table, s, others, n_others))
+        n++;
+    }
+  return n;
+}
+
 void
 tally_word_table_take_changes (TallyWordTable *table, TallyWordTableFunc func, gpointer user_data)
 {

@@ -308,6 +308,25 @@ gsize tally_word_table_foreach_at_least (TallyWordTable *table, guint64 min_coun
                                          TallyWordTableHashedFunc func, gpointer user_data);
 
 /**
+ * tally_word_table_count_absent:
+ * @table: a table, not changed during the call
+ * @others: (array length=n_others): other tables filled with the same hash function, not
+ *   changed during the call
+ * @n_others: their number
+ *
+ * Counts the words of positive count in @table that no table of @others counts (absent,
+ * or there with count 0): summed over tables 0..k-1, each against the tables before it,
+ * that is the number of distinct words of their union, without summing them
+ * (tally_counts_new_from_tables()). Reads @table's slots in order and probes each of
+ * @others by the stored hash bits (their home slots prefetched ahead), reading words only
+ * where those bits match: O(slots + words x @n_others) probes. Any thread.
+ *
+ * Returns: the number of such words
+ */
+gsize tally_word_table_count_absent (TallyWordTable *table, TallyWordTable *const *others,
+                                     guint n_others);
+
+/**
  * tally_word_table_get_id:
  * @table: a table
  *
