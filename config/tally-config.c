@@ -1677,7 +1677,7 @@ check_group_names (GKeyFile *kf, Origins *o, GError **error)
         {
           const char *key = keys[k];
           const char *candidates[G_N_ELEMENTS (schema)];
-          const char *elsewhere = NULL;
+          const char *elsewhere = NULL, *part_of = NULL;
           gsize n = 0;
 
           if (find_spec (group, key) != NULL)
@@ -1690,9 +1690,28 @@ check_group_names (GKeyFile *kf, Origins *o, GError **error)
                 elsewhere = schema[s].group;
             }
           hint = nearest (key, candidates, n);
+          /* Else a key of this group that has @key as one of its '_'-separated words
+           * ([checkpoint] topic: changelog_topic), however far in spelling. */
+          for (gsize c = 0; hint == NULL && part_of == NULL && c < n; c++)
+            {
+              gsize kl = strlen (key), cl = strlen (candidates[c]);
+
+              if (cl > kl
+                  && ((candidates[c][cl - kl - 1] == '_'
+                       && strcmp (candidates[c] + cl - kl, key) == 0)
+                      || (candidates[c][kl] == '_' && strncmp (candidates[c], key, kl) == 0)))
+                part_of = candidates[c];
+            }
           if (hint != NULL)
             config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, origin_of (o, group, key), group,
                           key, "unknown key; did you mean %s?", hint);
+          else if (part_of != NULL && elsewhere != NULL)
+            config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, origin_of (o, group, key), group,
+                          key, "unknown key; did you mean %s? (%s is a key of [%s])", part_of, key,
+                          elsewhere);
+          else if (part_of != NULL)
+            config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, origin_of (o, group, key), group,
+                          key, "unknown key; did you mean %s?", part_of);
           else if (elsewhere != NULL)
             config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, origin_of (o, group, key), group,
                           key, "unknown key in this group; it belongs in [%s]", elsewhere);

@@ -1054,10 +1054,17 @@ test_command_usage_errors (void)
     { { "broker", "--topics", "" }, "tally broker: --topics: name at least one topic\n" },
     { { "broker", "--topics", "a,,b" }, "tally broker: --topics: a topic name cannot be empty\n" },
     { { "snapshot", "--timeout=-1" },
-      "tally snapshot: --timeout must be at least 1 (ms), not -1\n" },
-    { { "snapshot", "extra" }, "tally snapshot: unexpected argument 'extra'\n" },
-    { { "snapshot", "--top", "-3" }, "tally snapshot: --top must be at least 0, not -3\n" },
-    { { "snapshot", "--prefix", "h\xff" }, "tally snapshot: --prefix must be valid UTF-8 text\n" },
+      "tally snapshot: --timeout must be at least 1 (ms), not -1\n"
+      "Run 'tally snapshot --help' for the options.\n" },
+    { { "snapshot", "extra" },
+      "tally snapshot: unexpected argument 'extra'\n"
+      "Run 'tally snapshot --help' for the options.\n" },
+    { { "snapshot", "--top", "-3" },
+      "tally snapshot: --top must be at least 0, not -3\n"
+      "Run 'tally snapshot --help' for the options.\n" },
+    { { "snapshot", "--prefix", "h\xff" },
+      "tally snapshot: --prefix must be valid UTF-8 text\n"
+      "Run 'tally snapshot --help' for the options.\n" },
   };
   const char *exe = g_getenv ("TALLY_EXE");
 

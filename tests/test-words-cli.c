@@ -196,6 +196,18 @@ test_order_and_utf8 (void)
   g_assert_cmpint (run.status, ==, 0);
 }
 
+/* --shards 0: one shard per processor, as `tally count --shards 0`; the same counts. */
+static void
+test_shards_per_processor (void)
+{
+  g_auto (TallyTestRun) run = { 0 };
+
+  RUN (&run, "zebra\nétoile\napple\nzebra\nApple\n日本\nétoile\n", "--quiet", "--shards", "0");
+  g_assert_cmpstr (run.out, ==, "zebra 2\nétoile 2\nApple 1\napple 1\n日本 1\n");
+  g_assert_cmpstr (run.err, ==, "");
+  g_assert_cmpint (run.status, ==, 0);
+}
+
 static void
 test_invalid_utf8 (void)
 {
@@ -216,9 +228,9 @@ test_usage_errors (void)
   g_auto (TallyTestRun) extra = { 0 };
   g_auto (TallyTestRun) unknown = { 0 };
 
-  RUN (&zero, "", "--shards", "0");
+  RUN (&zero, "", "--shards", "257");
   g_assert_cmpint (zero.status, ==, 2);
-  g_assert_cmpstr (zero.err, ==, "tally words: --shards must be between 1 and 256, not 0\n");
+  g_assert_cmpstr (zero.err, ==, "tally words: --shards must be between 0 and 256, not 257\n");
   g_assert_cmpstr (zero.out, ==, "");
   RUN (&extra, "", "file.txt");
   g_assert_cmpint (extra.status, ==, 2);
@@ -347,6 +359,7 @@ main (int argc, char **argv)
   g_test_add_func ("/words-cli/quit-exact", test_quit_exact);
   g_test_add_func ("/words-cli/order-and-utf8", test_order_and_utf8);
   g_test_add_func ("/words-cli/invalid-utf8", test_invalid_utf8);
+  g_test_add_func ("/words-cli/shards-per-processor", test_shards_per_processor);
   g_test_add_func ("/words-cli/usage-errors", test_usage_errors);
   g_test_add_func ("/words-cli/write-error", test_write_error);
   g_test_add_func ("/words-cli/stdin-closed", test_stdin_closed);

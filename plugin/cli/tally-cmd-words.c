@@ -185,7 +185,9 @@ tally_cmd_words (int argc, char **argv)
   gboolean quiet = FALSE;
   GOptionEntry entries[] = {
     { "shards", 's', 0, G_OPTION_ARG_INT, &shards,
-      "Number of aggregator shards, each on its own thread (default 2)", "N" },
+      "Number of aggregator shards, each on its own thread, 1 to 256; 0 for one per "
+      "processor (default 2)",
+      "N" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet,
       "Print only the final counts: no prompts, no running counts", NULL },
     { NULL },
@@ -215,12 +217,15 @@ tally_cmd_words (int argc, char **argv)
       fprintf (stderr, "%s: unexpected argument '%s'\n", g_get_prgname (), argv[1]);
       return TALLY_EXIT_USAGE;
     }
-  if (shards < 1 || shards > WORDS_MAX_SHARDS)
+  if (shards < 0 || shards > WORDS_MAX_SHARDS)
     {
-      fprintf (stderr, "%s: --shards must be between 1 and %d, not %d\n", g_get_prgname (),
+      fprintf (stderr, "%s: --shards must be between 0 and %d, not %d\n", g_get_prgname (),
                WORDS_MAX_SHARDS, shards);
       return TALLY_EXIT_USAGE;
     }
+  /* 0: one per processor, as `tally count --shards 0`. */
+  if (shards == 0)
+    shards = (gint)MIN (g_get_num_processors (), WORDS_MAX_SHARDS);
 
   /* A closed standard input is reported before the shards start: their threads' wakeup
    * descriptors would otherwise take descriptor 0 and be read as input. */
