@@ -532,8 +532,9 @@ test_foreign_replies (void)
   g_assert_cmpstr (error->message, ==,
                    "ignored the replies of instance inst-x: it counts topic articles, which "
                    "[input] topics does not name (another tally run or plugin with other input "
-                   "topics reads the same request topic; give each its own [requests] topic "
-                   "and [output] topic)");
+                   "topics reads the same request topic: give each its own [requests] topic "
+                   "and [output] topic; or this command reads another key-file than that "
+                   "instance: name it with -c)");
   g_clear_error (&error);
   for (guint i = 1; i < px->len; i++)
     {
@@ -556,6 +557,30 @@ test_foreign_replies (void)
   tally_test_assert_counts_equal (merged->counts, counts);
   g_assert_cmpuint (merged->total_words, ==, 3);
   g_assert_cmpuint (merged->distinct_words, ==, 2);
+
+  /* No input partition exists yet (an empty list): a reply that names partitions counts
+   * another topic and is left out (it was taken as the answer, another topic's counts
+   * printed); the first that names none completes. */
+  {
+    g_autoptr (rd_kafka_topic_partition_list_t) nothing = rd_kafka_topic_partition_list_new (0);
+    g_autoptr (TallySnapshotAssembler) empty = tally_snapshot_assembler_new ("req-1", nothing);
+    g_autoptr (TallySnapshot) first = NULL;
+
+    g_assert_false (tally_snapshot_assembler_is_complete (empty));
+    g_assert_false (tally_snapshot_assembler_add_part (
+        empty, decode_bytes (g_ptr_array_index (pa, 0)), &error));
+    g_assert_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_FOREIGN);
+    g_clear_error (&error);
+    g_assert_false (tally_snapshot_assembler_is_complete (empty));
+    g_assert_null (tally_snapshot_assembler_take_snapshot (empty));
+    g_assert_true (tally_snapshot_assembler_add_part (
+        empty, decode_bytes (g_ptr_array_index (pidle, 0)), &error));
+    g_assert_no_error (error);
+    g_assert_true (tally_snapshot_assembler_is_complete (empty));
+    first = tally_snapshot_assembler_take_snapshot (empty);
+    g_assert_nonnull (first);
+    g_assert_cmpstr (first->instance_id, ==, "inst-idle");
+  }
 }
 
 static void

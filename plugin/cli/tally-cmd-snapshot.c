@@ -589,8 +589,8 @@ ask_until_covered (Client *c, const TallySnapshotRequest *request, int *status)
                   g_free (ask->request->request_id);
                   ask->request->request_id = g_uuid_string_random ();
                 }
-              ask->assembler = tally_snapshot_assembler_new (
-                  ask->request->request_id, c->expected->cnt > 0 ? c->expected : NULL);
+              /* With no input partition yet, only a reply that names none is ours. */
+              ask->assembler = tally_snapshot_assembler_new (ask->request->request_id, c->expected);
               g_ptr_array_add (asks, ask);
             }
           sent++;
@@ -886,7 +886,7 @@ tally_cmd_snapshot (int argc, char **argv)
     }
   if (expected->cnt == 0)
     g_printerr ("%s: warning: no partition of the input topics exists yet; taking the first "
-                "complete reply\n",
+                "complete reply that names no partition\n",
                 g_get_prgname ());
 
   /* Use: one round (a plain snapshot), or the rounds of an exact top N (tally-top-query.h). */

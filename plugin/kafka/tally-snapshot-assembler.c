@@ -240,8 +240,9 @@ is_ours (TallySnapshotAssembler *self, const TallySnapshot *header, GError **err
           g_set_error (error, TALLY_SNAPSHOT_FORMAT_ERROR, TALLY_SNAPSHOT_FORMAT_ERROR_FOREIGN,
                        "ignored the replies of instance %s: it counts topic %s, which [input] "
                        "topics does not name (another tally run or plugin with other input "
-                       "topics reads the same request topic; give each its own [requests] "
-                       "topic and [output] topic)",
+                       "topics reads the same request topic: give each its own [requests] "
+                       "topic and [output] topic; or this command reads another key-file than "
+                       "that instance: name it with -c)",
                        header->instance_id, p->elems[i].topic);
           return FALSE;
         }
@@ -356,7 +357,8 @@ tally_snapshot_assembler_is_complete (TallySnapshotAssembler *self)
   gboolean complete;
 
   g_return_val_if_fail (self != NULL, FALSE);
-  if (self->expected == NULL)
+  /* No partition to cover (none exists yet): the first snapshot of none. */
+  if (self->expected == NULL || self->expected->cnt == 0)
     return self->merged->len > 0;
   missing = tally_snapshot_assembler_dup_missing (self);
   complete = missing->cnt == 0;

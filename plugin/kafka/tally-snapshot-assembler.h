@@ -36,7 +36,8 @@ typedef struct _TallySnapshotAssembler TallySnapshotAssembler;
  * @expected: (nullable) (transfer none): the input partitions the merged result must
  *   cover (offsets ignored); %NULL means merging is complete after the first snapshot.
  *   With a list, only snapshots of partitions of its topics are merged (see
- *   tally_snapshot_assembler_add_part())
+ *   tally_snapshot_assembler_add_part()); an empty list (no input partition exists yet)
+ *   merges only snapshots that name no partition, and is complete after the first
  *
  * Returns: (transfer full): an assembler
  */
