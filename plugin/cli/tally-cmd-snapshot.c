@@ -987,6 +987,19 @@ tally_cmd_snapshot (int argc, char **argv)
       if (merged->windowed && tally_counts_get_n_words (merged->counts) == 0)
         note_empty_window (merged, (prefix != NULL && *prefix != '\0') || min_count > 0,
                            selector.kind == TALLY_WINDOW_SELECT_LAST);
+      else if (tally_counts_get_n_words (merged->counts) == 0 && prefix != NULL
+               && config->tokenizer.mode != TALLY_CONFIG_TOKENIZER_RECORD)
+        {
+          /* Words are counted folded: a prefix with capitals matches none. */
+          g_autofree char *folded = config->tokenizer.mode == TALLY_CONFIG_TOKENIZER_UNICODE
+                                        ? g_utf8_casefold (prefix, -1)
+                                        : g_ascii_strdown (prefix, -1);
+
+          if (strcmp (folded, prefix) != 0)
+            g_printerr ("%s: no word starts with '%s': words are counted case-folded "
+                        "([tokenizer] mode); try --prefix '%s'\n",
+                        g_get_prgname (), prefix, folded);
+        }
     }
   if (fflush (stdout) != 0 || ferror (stdout))
     {

@@ -806,6 +806,10 @@ PYEOF
   snap_check "--window current --prefix zz: nothing kept, said so" "" \
     "tally snapshot: no word counted in the window from $w1 to $w2 ms ($from to $to) that --prefix and --min-count keep" \
     --window current --prefix zz
+  snap_check "--prefix Kafka (all-time): no word, and the case-folded prefix suggested" "" \
+    "tally snapshot: no word starts with 'Kafka': words are counted case-folded ([tokenizer] mode); try --prefix 'kafka'" \
+    --prefix Kafka
+  snap_check "--prefix kaf (all-time)" "kafka 2" "" --prefix kaf
   stop_tally TERM
 }
 
