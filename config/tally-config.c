@@ -264,6 +264,25 @@ nearest (const char *word, const char *const *candidates, gsize n_candidates)
   return best_distance <= limit ? best : NULL;
 }
 
+/* The candidate that has @key as one of its '_'-separated words ([checkpoint] topic:
+ * changelog_topic), however far in spelling, else NULL: the hint after nearest(). */
+static const char *
+key_with_word (const char *key, const char *const *candidates, gsize n_candidates)
+{
+  gsize kl = strlen (key);
+
+  for (gsize c = 0; c < n_candidates; c++)
+    {
+      gsize cl = strlen (candidates[c]);
+
+      if (cl > kl
+          && ((candidates[c][cl - kl - 1] == '_' && strcmp (candidates[c] + cl - kl, key) == 0)
+              || (candidates[c][kl] == '_' && strncmp (candidates[c], key, kl) == 0)))
+        return candidates[c];
+    }
+  return NULL;
+}
+
 static const char *
 choice_nick (const Choice *choices, int value)
 {
@@ -749,12 +768,21 @@ apply_environment (GKeyFile *kf, Origins *o, GPtrArray *applied, GError **error)
         }
       if (strcmp (group, "kafka") != 0 && find_spec (group, key) == NULL)
         {
-          g_autoptr (GPtrArray) candidates = g_ptr_array_new_with_free_func (g_free);
-          const char *hint;
+          const char *candidates[G_N_ELEMENTS (schema)];
+          g_autofree char *hint = NULL;
+          const char *near;
+          gsize n = 0;
+
+          /* The keys compared, not the variables (their shared prefix made
+           * TALLY_CHECKPOINT_TOPIC nearest to TALLY_CHECKPOINT_ENABLED). */
           for (gsize s = 0; s < G_N_ELEMENTS (schema); s++)
             if (strcmp (schema[s].group, group) == 0)
-              g_ptr_array_add (candidates, env_name (group, schema[s].key));
-          hint = nearest (var, (const char *const *)candidates->pdata, candidates->len);
+              candidates[n++] = schema[s].key;
+          near = nearest (key, candidates, n);
+          if (near == NULL)
+            near = key_with_word (key, candidates, n);
+          if (near != NULL)
+            hint = env_name (group, near);
           config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, where, group, key,
                         "unknown key%s%s%s", hint ? "; did you mean " : "", hint ? hint : "",
                         hint ? "?" : "");
@@ -1690,18 +1718,8 @@ check_group_names (GKeyFile *kf, Origins *o, GError **error)
                 elsewhere = schema[s].group;
             }
           hint = nearest (key, candidates, n);
-          /* Else a key of this group that has @key as one of its '_'-separated words
-           * ([checkpoint] topic: changelog_topic), however far in spelling. */
-          for (gsize c = 0; hint == NULL && part_of == NULL && c < n; c++)
-            {
-              gsize kl = strlen (key), cl = strlen (candidates[c]);
-
-              if (cl > kl
-                  && ((candidates[c][cl - kl - 1] == '_'
-                       && strcmp (candidates[c] + cl - kl, key) == 0)
-                      || (candidates[c][kl] == '_' && strncmp (candidates[c], key, kl) == 0)))
-                part_of = candidates[c];
-            }
+          if (hint == NULL)
+            part_of = key_with_word (key, candidates, n);
           if (hint != NULL)
             config_error (error, TALLY_CONFIG_ERROR_UNKNOWN_KEY, origin_of (o, group, key), group,
                           key, "unknown key; did you mean %s?", hint);

@@ -812,6 +812,14 @@ test_env_errors (void)
   check_env_error ("TALLY_INPUT_TOPIC", "a", TALLY_CONFIG_ERROR_UNKNOWN_KEY,
                    "TALLY_INPUT_TOPIC (environment): [input] topic: unknown key; did you mean "
                    "TALLY_INPUT_TOPICS?");
+  /* The keys compared, not the variables, whose shared prefix once made
+   * TALLY_CHECKPOINT_ENABLED the nearest. */
+  check_env_error ("TALLY_CHECKPOINT_TOPIC", "x", TALLY_CONFIG_ERROR_UNKNOWN_KEY,
+                   "TALLY_CHECKPOINT_TOPIC (environment): [checkpoint] topic: unknown key; did "
+                   "you mean TALLY_CHECKPOINT_CHANGELOG_TOPIC?");
+  check_env_error ("TALLY_OUTPUT_TOPICS", "x", TALLY_CONFIG_ERROR_UNKNOWN_KEY,
+                   "TALLY_OUTPUT_TOPICS (environment): [output] topics: unknown key; did you "
+                   "mean TALLY_OUTPUT_TOPIC?");
   check_env_error ("TALLY_INPUT_TOPICS", "a,b", TALLY_CONFIG_ERROR_INVALID_VALUE,
                    "TALLY_INPUT_TOPICS (environment): [input] topics: “a,b”: topic names cannot "
                    "contain ','; items of a key-file list are separated by ';': write topics=a;b");
