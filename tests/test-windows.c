@@ -350,6 +350,18 @@ test_selector_parse (void)
   g_assert_false (tally_window_parse_duration ("-5m", &ms, NULL));
   g_assert_false (tally_window_parse_duration ("5w", &ms, &error));
   g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID);
+  g_clear_error (&error);
+  /* A whole number, only too large: said so, with the largest of its unit. */
+  g_assert_true (tally_window_parse_duration ("26687997791d", &ms, NULL));
+  g_assert_false (tally_window_parse_duration ("26687997792d", &ms, &error));
+  g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID);
+  g_assert_cmpstr (error->message, ==,
+                   "\"26687997792d\" is too long a duration (at most 26687997791d)");
+  g_clear_error (&error);
+  g_assert_false (tally_window_parse_duration ("9999999999999999999", &ms, &error));
+  g_assert_cmpstr (
+      error->message, ==,
+      "\"9999999999999999999\" is too long a duration (at most 2305843009213693951ms)");
 }
 
 /* Timestamped records through the clock and a batcher into 3 shards: the counts of every

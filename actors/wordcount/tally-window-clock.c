@@ -70,8 +70,15 @@ tally_window_parse_duration (const char *text, gint64 *out_ms, GError **error)
     unit = 24 * 3600 * 1000;
   else
     goto bad;
-  if (n == 0 || n > (guint64)(G_MAXINT64 / 4) / (guint64)unit)
+  if (n == 0)
     goto bad;
+  if (n > (guint64)(G_MAXINT64 / 4) / (guint64)unit)
+    {
+      g_set_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID,
+                   "\"%s\" is too long a duration (at most %" G_GINT64_FORMAT "%s)", text,
+                   (G_MAXINT64 / 4) / unit, end[0] != '\0' ? end : "ms");
+      return FALSE;
+    }
   *out_ms = (gint64)n * unit;
   return TRUE;
 
