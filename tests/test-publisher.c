@@ -1043,16 +1043,25 @@ test_command_usage_errors (void)
     const char *argv[5];
     const char *err;
   } cases[] = {
-    { { "broker", "--port", "-1" }, "tally broker: --port must be from 0 to 65535, not -1\n" },
+    { { "broker", "--port", "-1" },
+      "tally broker: --port must be from 0 to 65535, not -1\n"
+      "Run \'tally broker --help\' for the options.\n" },
     { { "broker", "--port", "65536" },
-      "tally broker: --port must be from 0 to 65535, not 65536\n" },
+      "tally broker: --port must be from 0 to 65535, not 65536\n"
+      "Run \'tally broker --help\' for the options.\n" },
     { { "broker", "--partitions", "100000" },
-      "tally broker: --partitions must be from 1 to 1000, not 100000\n" },
+      "tally broker: --partitions must be from 1 to 1000, not 100000\n"
+      "Run \'tally broker --help\' for the options.\n" },
     { { "broker", "--topics", "bad topic" },
       "tally broker: --topics: “bad topic” is not a legal topic name: Kafka topic names use "
-      "only ASCII letters, digits, '.', '_' and '-'\n" },
-    { { "broker", "--topics", "" }, "tally broker: --topics: name at least one topic\n" },
-    { { "broker", "--topics", "a,,b" }, "tally broker: --topics: a topic name cannot be empty\n" },
+      "only ASCII letters, digits, '.', '_' and '-'\n"
+      "Run \'tally broker --help\' for the options.\n" },
+    { { "broker", "--topics", "" },
+      "tally broker: --topics: name at least one topic\n"
+      "Run \'tally broker --help\' for the options.\n" },
+    { { "broker", "--topics", "a,,b" },
+      "tally broker: --topics: a topic name cannot be empty\n"
+      "Run \'tally broker --help\' for the options.\n" },
     { { "snapshot", "--timeout=-1" },
       "tally snapshot: --timeout must be at least 1 (ms), not -1\n"
       "Run 'tally snapshot --help' for the options.\n" },

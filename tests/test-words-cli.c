@@ -230,7 +230,9 @@ test_usage_errors (void)
 
   RUN (&zero, "", "--shards", "257");
   g_assert_cmpint (zero.status, ==, 2);
-  g_assert_cmpstr (zero.err, ==, "tally words: --shards must be between 0 and 256, not 257\n");
+  g_assert_cmpstr (zero.err, ==,
+                   "tally words: --shards must be between 0 and 256, not 257\n"
+                   "Run 'tally words --help' for the options.\n");
   g_assert_cmpstr (zero.out, ==, "");
   RUN (&extra, "", "file.txt");
   g_assert_cmpint (extra.status, ==, 2);

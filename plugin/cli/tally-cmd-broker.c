@@ -87,25 +87,20 @@ tally_cmd_broker (int argc, char **argv)
                "it. Good for demos and fast tests; use real Kafka for durability.\n");
   if (!g_option_context_parse (options, &argc, &argv, &error))
     {
-      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
-      return TALLY_EXIT_USAGE;
+      return tally_cmd_usage_error ("%s", error->message);
     }
   if (argc > 1)
     {
-      g_printerr ("%s: unexpected argument '%s'\n", g_get_prgname (), argv[1]);
-      return TALLY_EXIT_USAGE;
+      return tally_cmd_usage_error ("unexpected argument '%s'", argv[1]);
     }
   if (port != G_MININT && (port < 0 || port > 65535))
     {
-      g_printerr ("%s: --port must be from 0 to 65535, not %d\n", g_get_prgname (), port);
-      return TALLY_EXIT_USAGE;
+      return tally_cmd_usage_error ("--port must be from 0 to 65535, not %d", port);
     }
   /* The range of [broker] partitions. */
   if (partitions != G_MININT && (partitions < 1 || partitions > 1000))
     {
-      g_printerr ("%s: --partitions must be from 1 to 1000, not %d\n", g_get_prgname (),
-                  partitions);
-      return TALLY_EXIT_USAGE;
+      return tally_cmd_usage_error ("--partitions must be from 1 to 1000, not %d", partitions);
     }
   if (topics_arg != NULL)
     {
@@ -117,15 +112,13 @@ tally_cmd_broker (int argc, char **argv)
           g_strstrip (*t);
           if (!tally_config_check_topic_name (*t, &error))
             {
-              g_printerr ("%s: --topics: %s\n", g_get_prgname (), error->message);
-              return TALLY_EXIT_USAGE;
+              return tally_cmd_usage_error ("--topics: %s", error->message);
             }
           g_ptr_array_add (topics, g_strdup (*t));
         }
       if (topics->len == 0)
         {
-          g_printerr ("%s: --topics: name at least one topic\n", g_get_prgname ());
-          return TALLY_EXIT_USAGE;
+          return tally_cmd_usage_error ("--topics: name at least one topic");
         }
     }
 

@@ -75,3 +75,17 @@ tally_cmd_start_glib_worker (void)
 {
   g_type_ensure (G_TYPE_TASK);
 }
+
+int
+tally_cmd_usage_error (const char *format, ...)
+{
+  g_autofree char *message = NULL;
+  va_list args;
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_printerr ("%s: %s\nRun '%s --help' for the options.\n", g_get_prgname (), message,
+              g_get_prgname ());
+  return TALLY_EXIT_USAGE;
+}

@@ -674,21 +674,6 @@ ask_until_covered (Client *c, const TallySnapshotRequest *request, int *status)
   }
 }
 
-/* Says what is wrong with the command line and where the options are explained; returns
- * the usage exit status. */
-static int G_GNUC_PRINTF (1, 2) snapshot_usage_error (const char *format, ...)
-{
-  g_autofree char *message = NULL;
-  va_list args;
-
-  va_start (args, format);
-  message = g_strdup_vprintf (format, args);
-  va_end (args);
-  g_printerr ("%s: %s\nRun '%s --help' for the options.\n", g_get_prgname (), message,
-              g_get_prgname ());
-  return TALLY_EXIT_USAGE;
-}
-
 int
 tally_cmd_snapshot (int argc, char **argv)
 {
@@ -762,30 +747,28 @@ tally_cmd_snapshot (int argc, char **argv)
                "Guide: docs/running.md (snapshots, top N across instances, windows).");
   if (!g_option_context_parse (options, &argc, &argv, &error))
     {
-      g_printerr ("%s: %s\nRun '%s --help' for the options.\n", g_get_prgname (), error->message,
-                  g_get_prgname ());
-      return TALLY_EXIT_USAGE;
+      return tally_cmd_usage_error ("%s", error->message);
     }
   if (argc > 1)
     {
-      return snapshot_usage_error ("unexpected argument '%s'", argv[1]);
+      return tally_cmd_usage_error ("unexpected argument '%s'", argv[1]);
     }
   if (top < 0 || min_count < 0)
     {
-      return snapshot_usage_error ("--%s must be at least 0, not %" G_GINT64_FORMAT,
-                                   top < 0 ? "top" : "min-count", top < 0 ? top : min_count);
+      return tally_cmd_usage_error ("--%s must be at least 0, not %" G_GINT64_FORMAT,
+                                    top < 0 ? "top" : "min-count", top < 0 ? top : min_count);
     }
   if (timeout_ms != G_MININT && timeout_ms < 1)
     {
-      return snapshot_usage_error ("--timeout must be at least 1 (ms), not %d", timeout_ms);
+      return tally_cmd_usage_error ("--timeout must be at least 1 (ms), not %d", timeout_ms);
     }
   if (prefix != NULL && !g_utf8_validate (prefix, -1, NULL))
     {
-      return snapshot_usage_error ("--prefix must be valid UTF-8 text");
+      return tally_cmd_usage_error ("--prefix must be valid UTF-8 text");
     }
   if (window != NULL && !tally_window_selector_parse (window, &selector, &error))
     {
-      return snapshot_usage_error ("--window: %s", error->message);
+      return tally_cmd_usage_error ("--window: %s", error->message);
     }
 
   config = tally_cmd_load_config (config_path);

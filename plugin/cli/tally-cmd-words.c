@@ -209,19 +209,16 @@ tally_cmd_words (int argc, char **argv)
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
-      fprintf (stderr, "%s: %s\n", g_get_prgname (), error->message);
-      return TALLY_EXIT_USAGE;
+      return tally_cmd_usage_error ("%s", error->message);
     }
   if (argc > 1)
     {
-      fprintf (stderr, "%s: unexpected argument '%s'\n", g_get_prgname (), argv[1]);
-      return TALLY_EXIT_USAGE;
+      return tally_cmd_usage_error ("unexpected argument '%s'", argv[1]);
     }
   if (shards < 0 || shards > WORDS_MAX_SHARDS)
     {
-      fprintf (stderr, "%s: --shards must be between 0 and %d, not %d\n", g_get_prgname (),
-               WORDS_MAX_SHARDS, shards);
-      return TALLY_EXIT_USAGE;
+      return tally_cmd_usage_error ("--shards must be between 0 and %d, not %d", WORDS_MAX_SHARDS,
+                                    shards);
     }
   /* 0: one per processor, as `tally count --shards 0`. */
   if (shards == 0)

@@ -22,6 +22,18 @@ G_BEGIN_DECLS
 #define TALLY_EXIT_CONFIG 78
 
 /**
+ * tally_cmd_usage_error:
+ * @format: printf() format of what is wrong with the command line, without a newline
+ * @...: its arguments
+ *
+ * Prints `<prgname>: <message>` and `Run '<prgname> --help' for the options.` on standard
+ * error, as every subcommand does for a command line it refuses. Main thread.
+ *
+ * Returns: %TALLY_EXIT_USAGE, for the caller to return
+ */
+int tally_cmd_usage_error (const char *format, ...) G_GNUC_PRINTF (1, 2);
+
+/**
  * tally_cmd_load_config:
  * @path: (nullable): the file named by --config (or check-config's PATH), or %NULL to look
  *   it up as tally_config_load() says ($TALLY_CONFIG, then the standard places)
