@@ -117,7 +117,10 @@
  * their copies (the changes, librdkafka's queued records, the shards' collected entries
  * and sort buffers) goes back to the system with glibc's malloc_trim() at the next
  * checkpoint tick without changes, instead of staying in the process's RSS as free heap
- * of several malloc arenas. */
+ * of several malloc arenas. malloc_trim() never shrinks the top of a thread's arena: that
+ * takes a trim threshold that freeing large blocks does not raise, which `tally run` fixes
+ * at its start (fix_malloc_thresholds() in plugin/cli/tally-cmd-run.c); a program that
+ * loads Tally as a plugin keeps its own malloc settings. */
 #define TRIM_AFTER_WORDS 65536
 /* The statistics.interval.ms Tally sets when [metrics] listen is set and [kafka] does
  * not set it: consumer lag and broker figures at most this old. */
