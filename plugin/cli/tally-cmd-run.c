@@ -22,11 +22,12 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The fixed malloc thresholds of `tally run`, glibc's own defaults (bytes). */
-#define MALLOC_THRESHOLD_BYTES (128 * 1024)
+/* The malloc mmap and trim thresholds `tally run` fixes (bytes), see
+ * fix_malloc_thresholds(). */
+#define MALLOC_THRESHOLD_BYTES (4 * 1024 * 1024)
 
-/* Fixes glibc malloc's mmap and trim thresholds at their defaults (128 KiB) for the life
- * of the service, unless the environment sets either (MALLOC_MMAP_THRESHOLD_,
+/* Fixes glibc malloc's mmap and trim thresholds at MALLOC_THRESHOLD_BYTES (4 MiB) for the
+ * life of the service, unless the environment sets either (MALLOC_MMAP_THRESHOLD_,
  * MALLOC_TRIM_THRESHOLD_, or glibc.malloc.mmap_threshold / trim_threshold in
  * GLIBC_TUNABLES): the user's choice wins. Main thread, before any thread or large
  * allocation.
@@ -39,9 +40,11 @@
  * malloc_trim() releases free chunks inside each arena but never the top of a thread
  * arena, so `tally run` kept 50-70 MB of free heap resident after counting 1 M distinct
  * words (RSS 113-130 MB instead of 54 MB: tests/bench/memory.sh, tests/bench/README.md).
- * With fixed thresholds, blocks of 128 KiB and more are mapped and unmapped on their
- * own, and an arena's top over 128 KiB goes back to the system when freed, as glibc does
- * in a program that never frees a large block. */
+ * With fixed thresholds, blocks of 4 MiB and more are mapped and unmapped on their own,
+ * and an arena keeps at most 4 MiB of free top. Why not glibc's default of 128 KiB: the
+ * consumer's fetch buffers and the changelog's blocks (up to about 1 MiB, allocated and
+ * freed all the time) were then mapped and unmapped each time, page faults included:
+ * 15% more CPU time for tally run (tests/bench/e2e.sh --quick, tests/bench/README.md). */
 static void
 fix_malloc_thresholds (void)
 {
