@@ -1109,7 +1109,7 @@ static void
 pruned_one (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointer user_data)
 {
   Pruned *p = user_data;
-  guint64 sum = count, head = word_head (word, len);
+  guint64 sum = count, head;
   TallyWordCount e;
 
   for (guint t = 0; t < p->n_tables; t++)
@@ -1126,6 +1126,7 @@ pruned_one (const char *word, gsize len, guint64 count, guint32 hash_lo, gpointe
   e.word = word;
   e.len = len;
   e.count = sum;
+  head = word_head (word, len);
   g_array_append_val (p->sums, e);
   g_array_append_val (p->heads, head);
 }

@@ -86,22 +86,14 @@ tally_cmd_broker (int argc, char **argv)
                "lowered, and a group whose members list different assignors\nfirst crashes "
                "it. Good for demos and fast tests; use real Kafka for durability.\n");
   if (!g_option_context_parse (options, &argc, &argv, &error))
-    {
-      return tally_cmd_usage_error ("%s", error->message);
-    }
+    return tally_cmd_usage_error ("%s", error->message);
   if (argc > 1)
-    {
-      return tally_cmd_usage_error ("unexpected argument '%s'", argv[1]);
-    }
+    return tally_cmd_usage_error ("unexpected argument '%s'", argv[1]);
   if (port != G_MININT && (port < 0 || port > 65535))
-    {
-      return tally_cmd_usage_error ("--port must be from 0 to 65535, not %d", port);
-    }
+    return tally_cmd_usage_error ("--port must be from 0 to 65535, not %d", port);
   /* The range of [broker] partitions. */
   if (partitions != G_MININT && (partitions < 1 || partitions > 1000))
-    {
-      return tally_cmd_usage_error ("--partitions must be from 1 to 1000, not %d", partitions);
-    }
+    return tally_cmd_usage_error ("--partitions must be from 1 to 1000, not %d", partitions);
   if (topics_arg != NULL)
     {
       g_auto (GStrv) names = g_strsplit (topics_arg, ",", -1);
@@ -111,15 +103,11 @@ tally_cmd_broker (int argc, char **argv)
         {
           g_strstrip (*t);
           if (!tally_config_check_topic_name (*t, &error))
-            {
-              return tally_cmd_usage_error ("--topics: %s", error->message);
-            }
+            return tally_cmd_usage_error ("--topics: %s", error->message);
           g_ptr_array_add (topics, g_strdup (*t));
         }
       if (topics->len == 0)
-        {
-          return tally_cmd_usage_error ("--topics: name at least one topic");
-        }
+        return tally_cmd_usage_error ("--topics: name at least one topic");
     }
 
   config = tally_cmd_load_config (config_path);

@@ -1068,14 +1068,6 @@ count_write_json (FILE *out, TallyCounts *all, const TallyWordCount *entries, gs
  * The command
  * ------------------------------------------------------------------------------------- */
 
-static int
-count_usage_error (GOptionContext *context, const char *message)
-{
-  g_printerr ("%s: %s\nRun '%s --help' for the options.\n", g_get_prgname (), message,
-              g_get_prgname ());
-  return TALLY_EXIT_USAGE;
-}
-
 /* Counts every input of @paths into @job's shards, opening each just before its turn
  * comes and closing it once read, so that at most two descriptors of inputs are open
  * whatever the number of inputs (issue 13). An input that cannot be opened, or fails part way, is
@@ -1311,10 +1303,10 @@ tally_cmd_count (int argc, char **argv)
       "cannot be written, 2 for a bad option, 78 for a bad configuration.");
   g_option_context_add_main_entries (context, option_entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
-    return count_usage_error (context, error->message);
+    return tally_cmd_usage_error ("%s", error->message);
 
   if (opt_top < 0)
-    return count_usage_error (context, "--top must be 0 (all words) or more");
+    return tally_cmd_usage_error ("--top must be 0 (all words) or more");
   if (opt_format == NULL || strcmp (opt_format, "text") == 0)
     format = COUNT_FORMAT_TEXT;
   else if (strcmp (opt_format, "json") == 0)
@@ -1323,14 +1315,12 @@ tally_cmd_count (int argc, char **argv)
     format = COUNT_FORMAT_CSV;
   else
     {
-      g_autofree char *message
-          = g_strdup_printf ("unknown format '%s' (use text, json or csv)", opt_format);
-      return count_usage_error (context, message);
+      return tally_cmd_usage_error ("unknown format '%s' (use text, json or csv)", opt_format);
     }
   if (opt_shards != -1 && (opt_shards < 0 || opt_shards > 256))
-    return count_usage_error (context, "--shards must be between 0 and 256");
+    return tally_cmd_usage_error ("--shards must be between 0 and 256");
   if (opt_jobs != -1 && (opt_jobs < 1 || opt_jobs > 256))
-    return count_usage_error (context, "--jobs must be between 1 and 256");
+    return tally_cmd_usage_error ("--jobs must be between 1 and 256");
 
   config = tally_cmd_load_config (opt_config);
   if (config == NULL)
@@ -1339,7 +1329,7 @@ tally_cmd_count (int argc, char **argv)
   tally_config_tokenizer_options (config, &job.tokenizer_options);
   if (opt_tokenizer != NULL
       && !tally_tokenizer_mode_from_string (opt_tokenizer, &job.tokenizer_options.mode, &error))
-    return count_usage_error (context, error->message);
+    return tally_cmd_usage_error ("%s", error->message);
 
   n_shards = config->aggregator.shards;
   if (opt_shards == 0)

@@ -746,30 +746,18 @@ tally_cmd_snapshot (int argc, char **argv)
                "\n"
                "Guide: docs/running.md (snapshots, top N across instances, windows).");
   if (!g_option_context_parse (options, &argc, &argv, &error))
-    {
-      return tally_cmd_usage_error ("%s", error->message);
-    }
+    return tally_cmd_usage_error ("%s", error->message);
   if (argc > 1)
-    {
-      return tally_cmd_usage_error ("unexpected argument '%s'", argv[1]);
-    }
+    return tally_cmd_usage_error ("unexpected argument '%s'", argv[1]);
   if (top < 0 || min_count < 0)
-    {
-      return tally_cmd_usage_error ("--%s must be at least 0, not %" G_GINT64_FORMAT,
-                                    top < 0 ? "top" : "min-count", top < 0 ? top : min_count);
-    }
+    return tally_cmd_usage_error ("--%s must be at least 0, not %" G_GINT64_FORMAT,
+                                  top < 0 ? "top" : "min-count", top < 0 ? top : min_count);
   if (timeout_ms != G_MININT && timeout_ms < 1)
-    {
-      return tally_cmd_usage_error ("--timeout must be at least 1 (ms), not %d", timeout_ms);
-    }
+    return tally_cmd_usage_error ("--timeout must be at least 1 (ms), not %d", timeout_ms);
   if (prefix != NULL && !g_utf8_validate (prefix, -1, NULL))
-    {
-      return tally_cmd_usage_error ("--prefix must be valid UTF-8 text");
-    }
+    return tally_cmd_usage_error ("--prefix must be valid UTF-8 text");
   if (window != NULL && !tally_window_selector_parse (window, &selector, &error))
-    {
-      return tally_cmd_usage_error ("--window: %s", error->message);
-    }
+    return tally_cmd_usage_error ("--window: %s", error->message);
 
   config = tally_cmd_load_config (config_path);
   if (config == NULL)

@@ -208,18 +208,12 @@ tally_cmd_words (int argc, char **argv)
                "final counts, one 'WORD COUNT' line each, most frequent first (exit 0).");
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
-    {
-      return tally_cmd_usage_error ("%s", error->message);
-    }
+    return tally_cmd_usage_error ("%s", error->message);
   if (argc > 1)
-    {
-      return tally_cmd_usage_error ("unexpected argument '%s'", argv[1]);
-    }
+    return tally_cmd_usage_error ("unexpected argument '%s'", argv[1]);
   if (shards < 0 || shards > WORDS_MAX_SHARDS)
-    {
-      return tally_cmd_usage_error ("--shards must be between 0 and %d, not %d", WORDS_MAX_SHARDS,
-                                    shards);
-    }
+    return tally_cmd_usage_error ("--shards must be between 0 and %d, not %d", WORDS_MAX_SHARDS,
+                                  shards);
   /* 0: one per processor, as `tally count --shards 0`. */
   if (shards == 0)
     shards = (gint)MIN (g_get_num_processors (), WORDS_MAX_SHARDS);
