@@ -866,6 +866,44 @@ note_at_least (const char *word, gsize len, guint64 count, guint32 hash_lo, gpoi
  * tally_word_table_count_absent() against the counts put in: word i counted i % 50 + 1 times (20
  * words of each count, 1 to 50), one word stored with count 0. The stamps: an id per table, changes
  * by every count. */
+/* tally_word_table_get_max_count(): the largest count ever held, through every way a count
+ * changes, and 0 again after clear and remove_all. */
+static void
+test_max_count (void)
+{
+  g_autoptr (TallyWordTable) table = tally_word_table_new ();
+  TallyWordRef refs[] = { { "a", 1 }, { "b", 1 }, { "a", 1 } };
+
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, 0);
+  tally_word_table_count (table, "one", 3, 1);
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, 1);
+  tally_word_table_count (table, "five", 4, 5);
+  tally_word_table_count (table, "one", 3, 1);
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, 5);
+  tally_word_table_add (table, "one", 3, tally_word_hash ("one", 3), 4);
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, 6);
+  tally_word_table_add_keyed (table, "five", 4, tally_word_hash ("five", 4), 2);
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, 7);
+  g_assert_cmpuint (tally_word_table_count_words (table, refs, 3, G_MAXSIZE), ==, 3);
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, 7);
+  tally_word_table_set (table, "set", 3, tally_word_hash ("set", 3), 9);
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, 9);
+  /* Lowered: still a bound. */
+  tally_word_table_set (table, "set", 3, tally_word_hash ("set", 3), 2);
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, 9);
+  /* Saturated. */
+  tally_word_table_count (table, "big", 3, G_MAXUINT64);
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, G_MAXUINT64 >> 1);
+  g_assert_cmpuint (tally_word_table_lookup (table, "big", 3, tally_word_hash ("big", 3)), ==,
+                    G_MAXUINT64 >> 1);
+  tally_word_table_clear (table);
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, 0);
+  tally_word_table_count (table, "a", 1, 3);
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, 3);
+  tally_word_table_remove_all (table);
+  g_assert_cmpuint (tally_word_table_get_max_count (table), ==, 0);
+}
+
 static void
 test_nth_count_and_at_least (void)
 {
@@ -974,6 +1012,7 @@ main (int argc, char **argv)
   g_test_add_func ("/counts/builder-rejects-invalid", test_counts_builder_rejects_invalid);
   g_test_add_func ("/word-table/count-by-hash", test_count_by_hash);
   g_test_add_func ("/word-table/nth-count-and-at-least", test_nth_count_and_at_least);
+  g_test_add_func ("/word-table/max-count", test_max_count);
 
   return g_test_run ();
 }

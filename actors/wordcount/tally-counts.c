@@ -14,6 +14,8 @@
  * Copyright the Tally authors. SPDX-License-Identifier: MIT
  */
 #include "tally-counts-private.h"
+
+#include "tally-huge-pages.h"
 #include "tally-word-hash.h"
 
 #include <stdlib.h>
@@ -857,7 +859,10 @@ sum_tables_run (TallyWordTable *const *tables, guint n_tables, const char *prefi
       start[p + 1] += start[p];
     }
   d.fill = g_memdup2 (start, n_parts * sizeof (gsize));
+  /* Written once in scattered order, read once: in 4 KiB pages, the page faults of 160 MB
+   * of staged words (5 M) took a fifth of a top N's pass. */
   d.staged = g_new (Staged, d.n);
+  tally_huge_pages_advise (d.staged, d.n * sizeof (Staged));
   for (guint t = 0; t < n_tables; t++)
     tally_word_table_foreach_hashed (tables[t], stage_one, &d);
   g_free (d.fill);
@@ -1157,8 +1162,19 @@ prune_plan (const TopSelect *s, TallyWordTable *const *tables, guint n_tables, P
       return s->n_named <= upper / PRUNED_NAMED_SHARE;
     }
   if (o->top > 0 && (o->prefix == NULL || o->prefix[0] == '\0'))
-    for (guint k = 0; k < n_tables; k++)
-      t = MAX (t, tally_word_table_get_nth_count (tables[k], (gsize)MIN (o->top, G_MAXSIZE)));
+    {
+      guint64 bound = t;
+
+      /* Every N-th count is at most its table's largest count: where no table counts a
+       * word more than k times, ceil (t / k) is 1 whatever the N-th counts are, and
+       * finding them (a pass over each table's slots) is skipped. */
+      for (guint k = 0; k < n_tables; k++)
+        bound = MAX (bound, tally_word_table_get_max_count (tables[k]));
+      if (bound <= n_tables)
+        return FALSE;
+      for (guint k = 0; k < n_tables; k++)
+        t = MAX (t, tally_word_table_get_nth_count (tables[k], (gsize)MIN (o->top, G_MAXSIZE)));
+    }
   p->floor = t / n_tables + (t % n_tables != 0);
   return p->floor > 1;
 }

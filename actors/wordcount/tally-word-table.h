@@ -199,6 +199,19 @@ gsize tally_word_table_get_size (TallyWordTable *table);
 guint64 tally_word_table_get_total (TallyWordTable *table);
 
 /**
+ * tally_word_table_get_max_count:
+ * @table: a table
+ *
+ * An upper bound of the counts, kept as counts are added without reading the slots: the
+ * largest count the table has held since it was created or last cleared
+ * (tally_word_table_clear(), tally_word_table_remove_all()). A count lowered by
+ * tally_word_table_set() leaves it as it was. Any thread that may read @table.
+ *
+ * Returns: at least the largest count in @table, 0 for an empty table
+ */
+guint64 tally_word_table_get_max_count (TallyWordTable *table);
+
+/**
  * tally_word_table_get_n_changed:
  * @table: a table
  *
