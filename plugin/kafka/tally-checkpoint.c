@@ -69,6 +69,7 @@ struct _TallyCheckpoint
   rd_kafka_t *restorer;
   char *transactional_id; /* NULL: at least once */
   int init_timeout_ms;
+  gboolean transactions_ready; /* init_transactions() done for this producer */
   gboolean in_transaction;
   TallyCheckpointExtensionFunc extension; /* restore: records keyed \0 + a control byte */
   gpointer extension_data;
@@ -237,39 +238,75 @@ conf_set (rd_kafka_conf_t *conf, const char *name, const char *value, GError **e
   return TRUE;
 }
 
-/* Creates self->producer from producer_conf (transfer full, consumed) and, when
- * transactional, initialises its transactions. */
+static void replace_producer (TallyCheckpoint *self, const char *why);
+
+/* Whether @code says only that the broker did not answer in time or could not be reached
+ * (it may be restarting): the same call succeeds later. */
+static gboolean
+is_unreachable (rd_kafka_resp_err_t code)
+{
+  return code == RD_KAFKA_RESP_ERR__TIMED_OUT || code == RD_KAFKA_RESP_ERR__TRANSPORT
+         || code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+         || code == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE
+         || code == RD_KAFKA_RESP_ERR_NOT_COORDINATOR;
+}
+
+/* Initialises the transactions of self->producer, once per producer: InitProducerId
+ * fences any earlier producer of this transactional.id and aborts its open transaction
+ * (KIP-98). A broker that does not answer in time leaves them to the next call, which
+ * resumes the same request (librdkafka: "retry call to resume"); a producer that failed
+ * fatally is replaced first. Errors: TALLY_CHECKPOINT_ERROR_TIMEOUT for a broker not
+ * reachable yet, TALLY_CHECKPOINT_ERROR_TRANSACTIONS for one that refuses them. */
+static gboolean
+init_transactions (TallyCheckpoint *self, GError **error)
+{
+  rd_kafka_error_t *txn_error;
+  rd_kafka_resp_err_t code;
+
+  if (self->transactional_id == NULL || self->transactions_ready)
+    return TRUE;
+  txn_error = rd_kafka_init_transactions (self->producer, self->init_timeout_ms);
+  if (txn_error == NULL)
+    {
+      self->transactions_ready = TRUE;
+      return TRUE;
+    }
+  tally_kafka_errors_check_txn (txn_error, "changelog producer", self->transactional_id);
+  code = rd_kafka_error_code (txn_error);
+  if (is_unreachable (code) && !rd_kafka_error_is_fatal (txn_error))
+    g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TIMEOUT,
+                 "changelog %s: the producer's transactions are not initialised: the broker "
+                 "did not complete InitProducerId within %d ms (%s: %s); is it reachable?",
+                 self->topic, self->init_timeout_ms, rd_kafka_err2name (code),
+                 rd_kafka_error_string (txn_error));
+  else
+    g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TRANSACTIONS,
+                 "the broker cannot run the transactions of [checkpoint] "
+                 "guarantee=exactly_once (%s: %s); use a broker with transactions (Apache "
+                 "Kafka 2.5 or newer) or set [checkpoint] guarantee=at_least_once",
+                 rd_kafka_err2name (code), rd_kafka_error_string (txn_error));
+  /* Unusable: the next attempt starts with a new producer. */
+  if (rd_kafka_error_is_fatal (txn_error))
+    replace_producer (self, rd_kafka_error_string (txn_error));
+  rd_kafka_error_destroy (txn_error);
+  return FALSE;
+}
+
+/* Creates self->producer from producer_conf (transfer full, consumed); its transactions,
+ * when transactional, are initialised by init_transactions(). */
 static gboolean
 create_producer (TallyCheckpoint *self, rd_kafka_conf_t *conf, GError **error)
 {
   char errstr[512];
-  rd_kafka_error_t *txn_error;
 
   /* Create it; rd_kafka_new() takes ownership of the conf only on success. */
   self->producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  self->transactions_ready = FALSE;
   if (self->producer == NULL)
     {
       rd_kafka_conf_destroy (conf);
       g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_CONFIG,
                    "cannot create the changelog producer: %s", errstr);
-      return FALSE;
-    }
-  if (self->transactional_id == NULL)
-    return TRUE;
-  /* InitProducerId: fences any earlier producer of this transactional.id and aborts its
-   * open transaction (KIP-98). */
-  txn_error = rd_kafka_init_transactions (self->producer, self->init_timeout_ms);
-  if (txn_error != NULL)
-    {
-      tally_kafka_errors_check_txn (txn_error, "changelog producer", self->transactional_id);
-      g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TRANSACTIONS,
-                   "the broker cannot run the transactions of [checkpoint] "
-                   "guarantee=exactly_once (%s: %s); use a broker with transactions (Apache "
-                   "Kafka 2.5 or newer) or set [checkpoint] guarantee=at_least_once",
-                   rd_kafka_err2name (rd_kafka_error_code (txn_error)),
-                   rd_kafka_error_string (txn_error));
-      rd_kafka_error_destroy (txn_error);
-      g_clear_pointer (&self->producer, rd_kafka_destroy);
       return FALSE;
     }
   return TRUE;
@@ -431,8 +468,6 @@ tally_checkpoint_ensure_topic (TallyCheckpoint *self, int n_partitions, int time
     }
   return TRUE;
 }
-
-static void replace_producer (TallyCheckpoint *self, const char *why);
 
 static gboolean
 produce (TallyCheckpoint *self, gint32 partition, const void *key, gsize key_len, const void *value,
@@ -726,7 +761,10 @@ replace_producer (TallyCheckpoint *self, const char *why)
   settle_logs (self, FALSE);
   /* `failed` stays: tally_checkpoint_flush() reports the records lost with the old one. */
   /* A new producer of the same transactional.id fences the old one's epoch and aborts
-   * what it left open. */
+   * what it left open, once its transactions are initialised: by the next
+   * tally_checkpoint_begin(), not here, where a broker that is down (the usual reason to
+   * be here) would hold the caller for init_timeout_ms and then fail. rd_kafka_new() needs
+   * no broker; it fails only on a configuration that worked before. */
   if (!create_producer (self, rd_kafka_conf_dup (self->producer_conf), &error))
     g_error ("changelog %s: cannot create a new producer: %s", self->topic, error->message);
 }
@@ -781,6 +819,10 @@ tally_checkpoint_begin (TallyCheckpoint *self, GError **error)
 
   g_return_val_if_fail (self->transactional_id != NULL, FALSE);
   g_return_val_if_fail (!self->in_transaction, FALSE);
+  /* A replaced producer's transactions, or those a broker that was down did not get to
+   * initialise: nothing is written until they are. */
+  if (!init_transactions (self, error))
+    return FALSE;
   txn_error = rd_kafka_begin_transaction (self->producer);
   if (txn_error != NULL)
     {

@@ -66,8 +66,8 @@ G_BEGIN_DECLS
  *   or has fewer partitions than the input.
  * @TALLY_CHECKPOINT_ERROR_PRODUCE: a changelog record could not be produced or its
  *   delivery failed; nothing after it may be considered checkpointed.
- * @TALLY_CHECKPOINT_ERROR_TIMEOUT: the broker did not acknowledge, or a restore did not
- *   reach the high watermark, in the time allowed.
+ * @TALLY_CHECKPOINT_ERROR_TIMEOUT: the broker did not acknowledge (or answer
+ *   InitProducerId), or a restore did not reach the high watermark, in the time allowed.
  * @TALLY_CHECKPOINT_ERROR_RESTORE: a changelog partition could not be read back.
  * @TALLY_CHECKPOINT_ERROR_TRANSACTIONS: the broker cannot do transactions
  *   (InitProducerId failed); the message says what to set instead.
@@ -101,8 +101,9 @@ typedef struct _TallyCheckpoint TallyCheckpoint;
  * @transactional_id: (nullable): the producer's `transactional.id` for exactly-once
  *   checkpoints (unique to this instance while it lives); %NULL for at-least-once
  * @timeout_ms: with @transactional_id, the longest wait for InitProducerId, in ms
- * @error: return location for %TALLY_CHECKPOINT_ERROR_CONFIG or
- *   %TALLY_CHECKPOINT_ERROR_TRANSACTIONS
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_CONFIG,
+ *   %TALLY_CHECKPOINT_ERROR_TRANSACTIONS (the broker refused them) or
+ *   %TALLY_CHECKPOINT_ERROR_TIMEOUT (no answer within @timeout_ms)
  *
  * Creates the changelog's idempotent producer (enable.idempotence=true, so records of one
  * partition keep their order through retries) and, lazily, a consumer outside any consumer
@@ -130,9 +131,15 @@ gboolean tally_checkpoint_is_transactional (TallyCheckpoint *checkpoint);
 /**
  * tally_checkpoint_begin:
  * @checkpoint: a transactional checkpoint
- * @error: return location for %TALLY_CHECKPOINT_ERROR_PRODUCE
+ * @error: return location for %TALLY_CHECKPOINT_ERROR_PRODUCE,
+ *   %TALLY_CHECKPOINT_ERROR_TIMEOUT or %TALLY_CHECKPOINT_ERROR_TRANSACTIONS
  *
- * Begins a transaction (rd_kafka_begin_transaction()). Checkpoint's thread.
+ * Begins a transaction (rd_kafka_begin_transaction()). A producer that replaced a failed
+ * one (after an abort that timed out, a fatal error) has its transactions initialised
+ * first (rd_kafka_init_transactions(), blocking up to tally_checkpoint_new()'s
+ * @timeout_ms): while the broker cannot be reached this fails with
+ * %TALLY_CHECKPOINT_ERROR_TIMEOUT, nothing is written, and the next call tries again, so
+ * a broker outage of any length costs checkpoints, never the process. Checkpoint's thread.
  *
  * Returns: %TRUE when the transaction is open
  */

@@ -55,8 +55,9 @@
 #                                partition) and the compacted changelog (as many partitions
 #                                as the input) once, and `tally snapshot` is exact
 #   test-run.sh real-broker-restart  a broker of its own (deploy/kafka-local on free ports)
-#                                restarted, then killed (-9) and away for 12 s, while Tally
-#                                consumes: Tally keeps running, logs the outage, resumes;
+#                                restarted, then hung (SIGSTOP) for 60 s, then killed (-9)
+#                                and away for 12 s, while Tally consumes: Tally keeps
+#                                running, logs the outage, resumes;
 #                                the final snapshot after SIGTERM and a restart of Tally
 #                                equal the reference exactly
 #
@@ -824,6 +825,15 @@ broker_outage() {
   local probe=$! t0 t1
   pids+=("$probe")
   t0=$(date +%s%N)
+  if [ "$1" = stop ]; then
+    # Hung, not gone: its port still accepts connections, and nothing answers on them.
+    kill -STOP "$(cat "$KAFKA_LOCAL_STATE/broker.pid")" || fail "no broker to stop"
+    sleep "$2"
+    kill -CONT "$(cat "$KAFKA_LOCAL_STATE/broker.pid")"
+    kill "$probe"
+    echo "broker stop: SIGSTOP for $2 s, then SIGCONT"
+    return
+  fi
   if [ "$1" = kill ]; then
     kill -9 "$(cat "$KAFKA_LOCAL_STATE/broker.pid")" || fail "no broker to kill"
     sleep "$2"
@@ -872,6 +882,14 @@ print(*(x.getsockname()[1] for x in s))')
   broker_outage restart 0
   kill -0 "$run_pid" 2>/dev/null || fail "tally exited during the broker restart"
   sleep 2
+  # Hung for 60 s while records come: a checkpoint's transaction times out, its abort
+  # too, and the replacement producer cannot initialise its transactions (30 s) before
+  # the broker answers again; the checkpoints wait for it (tally run aborted on
+  # "cannot create a new producer" there before).
+  broker_outage stop 60
+  sleep 5
+  kill -0 "$run_pid" 2>/dev/null || fail "tally exited during the hung broker ($(grep -m1 -E 'ERROR|CRITICAL' "$work/run.log" | cut -c1-200))"
+  sleep 2
   broker_outage kill 12
   local t1 t2 t3
   t1=$(date +%s%N)
@@ -888,8 +906,9 @@ print(*(x.getsockname()[1] for x in s))')
   outage=$(grep -c -E 'Connection refused|Disconnected|brokers are down|Broker transport failure' "$work/run.log" || true)
   [ "$outage" -gt 0 ] || fail "tally logged nothing about the outage"
   ok "tally kept running and logged the outage ($outage lines, first: $(grep -m1 -E 'Connection refused|Disconnected|brokers are down|Broker transport failure' "$work/run.log" | cut -c1-160))"
-  echo "during the outages: $(grep -c 'checkpoint not acknowledged' "$work/run.log" || true) checkpoints" \
-    "not acknowledged in time, $(grep -c 'source: revoked' "$work/run.log" || true) revocations (session timeouts)"
+  echo "during the outages: $(grep -c -E 'checkpoint not acknowledged|checkpoint aborted|checkpoint not written' "$work/run.log" || true) checkpoints" \
+    "not acknowledged, aborted or not begun, $(grep -c 'replacing the producer' "$work/run.log" || true) producers replaced," \
+    "$(grep -c 'source: revoked' "$work/run.log" || true) revocations (session timeouts)"
   stop_tally TERM
   last_snapshot "$work/final" "$output_topic" || fail "cannot read the final snapshot"
   expect_file "the final snapshot after SIGTERM equals the reference" "$work/expected" "$work/final"
