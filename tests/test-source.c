@@ -8,6 +8,7 @@
 #include "tally-broker.h"
 #include "tally-checkpoint.h"
 #include "tally-config.h"
+#include "tally-kafka-errors.h"
 #include "tally-source.h"
 #include "tally-test-util.h"
 
@@ -582,6 +583,98 @@ marker (gint64 offset)
   return offsets;
 }
 
+/* A fatal function for tally_kafka_errors_fatal(): keeps the message in *@user_data. */
+static void
+note_fatal (const char *message, gpointer user_data)
+{
+  char **out = user_data;
+
+  g_free (*out);
+  *out = g_strdup (message);
+}
+
+/* Owner records (tally_checkpoint_set_owner()): a changelog written by group-a restores
+ * for group-a, and for group-b takes nothing and fails (TALLY_CHECKPOINT_ERROR_FOREIGN,
+ * reported as fatal); a partition written without an owner (before owner records) restores
+ * for anyone; the owner record is written once per partition and process. */
+static void
+test_checkpoint_owner (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TallyCheckpoint) a = NULL;
+  g_autoptr (TallyCheckpoint) b = NULL;
+  g_autoptr (TallyCheckpoint) legacy = NULL;
+  g_autoptr (TallyCounts) counts = NULL;
+  g_autoptr (GHashTable) offsets = NULL;
+  TallyRestoredStore store = { .partition = 0 };
+  g_autofree char *fatal = NULL;
+  g_autofree char *expected = NULL;
+  rd_kafka_conf_t *conf = tally_test_broker_conf (f->broker);
+
+  legacy = tally_checkpoint_new (conf, f->changelog, NULL, 0, &error);
+  g_assert_no_error (error);
+  g_assert_true (tally_checkpoint_ensure_topic (legacy, 2, 10000, &error));
+  g_assert_no_error (error);
+  /* Partition 1: no owner record. */
+  {
+    g_autoptr (TallyCounts) words = block_counts (2, 0);
+    g_autoptr (GHashTable) m = marker (3);
+
+    g_assert_true (tally_checkpoint_write (legacy, 1, words, m, &error));
+    g_assert_no_error (error);
+    g_assert_true (tally_checkpoint_flush (legacy, 10000, &error));
+    g_assert_no_error (error);
+  }
+
+  /* Partition 0: group-a, in two checkpoints (one owner record). */
+  a = tally_checkpoint_new (conf, f->changelog, NULL, 0, &error);
+  g_assert_no_error (error);
+  tally_checkpoint_set_owner (a, "group-a");
+  write_section (a, "x=2 y=1", 4);
+  g_assert_true (tally_checkpoint_flush (a, 10000, &error));
+  g_assert_no_error (error);
+  write_section (a, "x=3", 5);
+  g_assert_true (tally_checkpoint_flush (a, 10000, &error));
+  g_assert_no_error (error);
+  g_assert_true (tally_checkpoint_restore_many (a, &store, 1, 20000, &error));
+  g_assert_no_error (error);
+  g_assert_nonnull (store.owners);
+  g_assert_cmpuint (store.owners->len, ==, 1);
+  g_assert_cmpstr (g_ptr_array_index (store.owners, 0), ==, "group-a");
+  tally_test_assert_entries (store.counts, "x=3 y=1 ");
+  /* Marker, owner and word records: 2 checkpoints of a block and a marker, 1 owner. */
+  g_assert_cmpuint (store.records, ==, 5);
+  tally_restored_store_clear (&store);
+
+  /* group-b: refused, nothing taken. */
+  b = tally_checkpoint_new (conf, f->changelog, NULL, 0, &error);
+  g_assert_no_error (error);
+  tally_checkpoint_set_owner (b, "group-b");
+  store = (TallyRestoredStore){ .partition = 0 };
+  tally_kafka_errors_set_fatal_func (note_fatal, &fatal);
+  g_assert_false (tally_checkpoint_restore_many (b, &store, 1, 20000, &error));
+  tally_kafka_errors_set_fatal_func (NULL, NULL);
+  g_assert_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_FOREIGN);
+  expected = g_strdup_printf (
+      "changelog topic %s [0] holds the counts of consumer group 'group-a', and this "
+      "instance is in group 'group-b': two deployments cannot share a changelog topic (their "
+      "counts would mix). Give this one its own: set [checkpoint] changelog_topic (for "
+      "example group-b-changelog)",
+      f->changelog);
+  g_assert_cmpstr (fatal, ==, expected);
+  g_assert_cmpstr (error->message, ==, expected);
+  g_assert_null (store.counts);
+  g_clear_error (&error);
+  tally_restored_store_clear (&store);
+
+  /* ...but the partition without owner records restores for group-b. */
+  g_assert_true (tally_checkpoint_restore (b, 1, 20000, &counts, &offsets, &error));
+  g_assert_no_error (error);
+  tally_test_assert_entries (counts, "b1=2 b0=1 ");
+  g_assert_cmpint (*(gint64 *)g_hash_table_lookup (offsets, "in"), ==, 3);
+  rd_kafka_conf_destroy (conf);
+}
+
 /* Blocks, bases and their tombstones (tally-changelog-block.h): with blocks of at most 64
  * bytes and a base due after 90 bytes of deltas, one checkpoint of deltas calls for a
  * base (2 chunks of 64 bytes hold its 18-byte headers, 10 entries of 4 bytes and 10 of 5); once it
@@ -770,6 +863,8 @@ main (int argc, char **argv)
               fixture_tear_down);
   g_test_add_func ("/source/pattern-metadata-refresh", test_pattern_metadata_refresh);
   g_test_add ("/checkpoint/restore-many", Fixture, NULL, fixture_set_up, test_restore_many,
+              fixture_tear_down);
+  g_test_add ("/checkpoint/owner", Fixture, NULL, fixture_set_up, test_checkpoint_owner,
               fixture_tear_down);
   g_test_add ("/checkpoint/restore-covered", Fixture, NULL, fixture_set_up, test_restore_covered,
               fixture_tear_down);

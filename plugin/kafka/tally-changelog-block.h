@@ -37,6 +37,16 @@ G_BEGIN_DECLS
 #define TALLY_CHANGELOG_BLOCK_KEY '\x10'
 
 /**
+ * TALLY_CHANGELOG_OWNER_KEY:
+ *
+ * The byte after the NUL of an owner record's key (2 bytes, NUL and this): its value is
+ * the consumer group (`[input] group_id`) whose counts the partition holds, written
+ * before the offset markers of a partition's first checkpoint in each process. Windows'
+ * records use the bytes 0x01 to 0x03 (tally-window-changelog.c).
+ */
+#define TALLY_CHANGELOG_OWNER_KEY '\x04'
+
+/**
  * TALLY_CHANGELOG_BLOCK_KEY_LEN:
  *
  * The length of a block's key in bytes: NUL, the kind byte, 8 bytes of writer, 8 of

@@ -149,7 +149,26 @@ take_record (Reading *r, const char *topic, rd_kafka_message_t *m)
       r->n_held++;
       return TRUE;
     }
-  if (m->key_len > 1 && ((const char *)m->key)[0] == '\0' && ((const guchar *)m->key)[1] < 0x20)
+  if (m->key_len == 2 && ((const char *)m->key)[0] == '\0'
+      && ((const char *)m->key)[1] == TALLY_CHANGELOG_OWNER_KEY)
+    {
+      /* Whose counts these are: taken whether a marker covers it or not. */
+      g_autofree char *owner
+          = m->payload != NULL ? g_strndup (m->payload, MIN (m->len, 1024)) : NULL;
+      guint i;
+
+      if (owner == NULL)
+        return FALSE;
+      if (r->store->owners == NULL)
+        r->store->owners = g_ptr_array_new_with_free_func (g_free);
+      for (i = 0; i < r->store->owners->len; i++)
+        if (strcmp (g_ptr_array_index (r->store->owners, i), owner) == 0)
+          break;
+      if (i == r->store->owners->len)
+        g_ptr_array_add (r->store->owners, g_steal_pointer (&owner));
+    }
+  else if (m->key_len > 1 && ((const char *)m->key)[0] == '\0'
+           && ((const guchar *)m->key)[1] < 0x20)
     {
       /* An extension record (windows): not a topic's marker, not a word. */
       if (r->extension != NULL)
@@ -454,4 +473,5 @@ tally_restored_store_clear (TallyRestoredStore *store)
   g_clear_pointer (&store->counts, tally_counts_unref);
   g_clear_pointer (&store->offsets, g_hash_table_unref);
   g_clear_pointer (&store->blocks, g_hash_table_unref);
+  g_clear_pointer (&store->owners, g_ptr_array_unref);
 }

@@ -62,6 +62,9 @@ typedef void (*TallyChangelogExtensionFunc) (gint32 partition, const void *key, 
  * @word_records: out: word records of the first format read (key = word, value = decimal)
  * @first_format: out: whether word records of the first format were read that no
  *   tombstone of a word key came after (the changelog was not moved to blocks yet)
+ * @owners: (transfer full) (element-type utf8) (nullable): out: the consumer groups named
+ *   by the partition's owner records (%TALLY_CHANGELOG_OWNER_KEY), each once, in the
+ *   order read; %NULL when it has none (written before owner records existed)
  *
  * One changelog partition to restore, and what was read from it. Plain struct; free the
  * outputs with tally_restored_store_clear().
@@ -77,6 +80,7 @@ typedef struct
   GHashTable *blocks;
   guint64 word_records;
   gboolean first_format;
+  GPtrArray *owners;
 } TallyRestoredStore;
 
 /**

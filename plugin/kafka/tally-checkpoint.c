@@ -68,6 +68,7 @@ struct _TallyCheckpoint
   rd_kafka_t *producer;
   rd_kafka_t *restorer;
   char *transactional_id; /* NULL: at least once */
+  char *owner;            /* the consumer group of the owner records; NULL: none */
   int init_timeout_ms;
   gboolean transactions_ready; /* init_transactions() done for this producer */
   gboolean in_transaction;
@@ -115,6 +116,8 @@ typedef struct
   gboolean pending_first_format;
   guint pending_obsolete; /* obsolete keys tombstoned */
   gboolean pending_first_format_tombstones;
+  gboolean owner_written; /* this process's owner record is durable */
+  gboolean pending_owner; /* it is queued */
 } Log;
 
 static void
@@ -192,6 +195,9 @@ log_settle (Log *log, gboolean durable)
   log->pending_first_format = FALSE;
   log->pending_obsolete = 0;
   log->pending_first_format_tombstones = FALSE;
+  if (durable && log->pending_owner)
+    log->owner_written = TRUE;
+  log->pending_owner = FALSE;
 }
 
 static void
@@ -433,6 +439,7 @@ tally_checkpoint_free (TallyCheckpoint *self)
   g_clear_pointer (&self->logs, g_hash_table_unref);
   g_free (self->topic);
   g_free (self->transactional_id);
+  g_free (self->owner);
   g_free (self);
 }
 
@@ -569,6 +576,18 @@ write_markers (TallyCheckpoint *self, gint32 partition, GHashTable *offsets, GEr
 {
   GHashTableIter iter;
   gpointer key, value;
+  Log *log = get_log (self, partition);
+
+  /* Whose counts these are, once per partition and process (compaction keeps the last). */
+  if (self->owner != NULL && !log->owner_written && !log->pending_owner)
+    {
+      const char owner_key[2] = { '\0', TALLY_CHANGELOG_OWNER_KEY };
+
+      if (!produce (self, partition, owner_key, sizeof owner_key, self->owner, strlen (self->owner),
+                    FALSE, error))
+        return FALSE;
+      log->pending_owner = TRUE;
+    }
 
   if (offsets != NULL)
     g_hash_table_iter_init (&iter, offsets);
@@ -672,6 +691,7 @@ tally_checkpoint_write_record (TallyCheckpoint *self, gint32 partition, const vo
   g_return_val_if_fail (self != NULL && key != NULL && key_len >= 2, FALSE);
   g_return_val_if_fail (((const char *)key)[0] == '\0' && ((const guchar *)key)[1] < 0x20, FALSE);
   g_return_val_if_fail (((const char *)key)[1] != TALLY_CHANGELOG_BLOCK_KEY, FALSE);
+  g_return_val_if_fail (((const char *)key)[1] != TALLY_CHANGELOG_OWNER_KEY, FALSE);
 
   return produce (self, partition, key, key_len, value, value != NULL ? strlen (value) : 0, FALSE,
                   error);
@@ -730,6 +750,14 @@ tally_checkpoint_write_snapshot (TallyCheckpoint *self, const char *topic,
         }
     }
   return TRUE;
+}
+
+void
+tally_checkpoint_set_owner (TallyCheckpoint *self, const char *group)
+{
+  g_return_if_fail (self != NULL);
+  g_free (self->owner);
+  self->owner = g_strdup (group);
 }
 
 void
@@ -1094,6 +1122,28 @@ tally_checkpoint_restore_many (TallyCheckpoint *self, TallyRestoredStore *stores
                    "%s (within %d ms)", local_error->message, timeout_ms);
       return FALSE;
     }
+  for (guint i = 0; self->owner != NULL && i < n_stores; i++)
+    for (guint k = 0; stores[i].owners != NULL && k < stores[i].owners->len; k++)
+      {
+        const char *owner = g_ptr_array_index (stores[i].owners, k);
+        g_autofree char *message = NULL;
+
+        if (strcmp (owner, self->owner) == 0)
+          continue;
+        /* Another deployment's counts: taking them would add them to ours, and our
+         * checkpoints would then add ours to theirs. */
+        message = g_strdup_printf (
+            "changelog topic %s [%" G_GINT32_FORMAT "] holds the counts of consumer group "
+            "'%s', and this instance is in group '%s': two deployments cannot share a "
+            "changelog topic (their counts would mix). Give this one its own: set "
+            "[checkpoint] changelog_topic (for example %s-changelog)",
+            self->topic, stores[i].partition, owner, self->owner, self->owner);
+        g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_FOREIGN, "%s", message);
+        for (guint j = 0; j < n_stores; j++)
+          tally_restored_store_clear (&stores[j]);
+        tally_kafka_errors_fatal (message);
+        return FALSE;
+      }
   for (guint i = 0; i < n_stores; i++)
     {
       records += stores[i].records;

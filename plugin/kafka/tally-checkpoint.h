@@ -75,6 +75,8 @@ G_BEGIN_DECLS
  *   longer write: its consumer group generation is old (KIP-447: ILLEGAL_GENERATION,
  *   UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) or another producer took over its
  *   transactional.id. Nothing of it is visible to read_committed readers.
+ * @TALLY_CHECKPOINT_ERROR_FOREIGN: a restored partition holds another consumer group's
+ *   counts (its owner records, tally_checkpoint_set_owner()); nothing of it was taken.
  *
  * Errors of the changelog.
  */
@@ -87,6 +89,7 @@ typedef enum
   TALLY_CHECKPOINT_ERROR_RESTORE,
   TALLY_CHECKPOINT_ERROR_TRANSACTIONS,
   TALLY_CHECKPOINT_ERROR_FENCED,
+  TALLY_CHECKPOINT_ERROR_FOREIGN,
 } TallyCheckpointError;
 
 GQuark tally_checkpoint_error_quark (void);
@@ -335,6 +338,23 @@ gboolean tally_checkpoint_write_record (TallyCheckpoint *checkpoint, gint32 part
 gboolean tally_checkpoint_write_snapshot (TallyCheckpoint *checkpoint, const char *topic,
                                           const TallySnapshot *snapshot, gsize max_record_bytes,
                                           GError **error);
+
+/**
+ * tally_checkpoint_set_owner:
+ * @checkpoint: a checkpoint, before its first write or restore
+ * @group: (nullable): the consumer group whose counts it keeps (`[input] group_id`);
+ *   %NULL writes and checks no owner
+ *
+ * Names whose counts the changelog holds. Each changelog partition then gets an owner
+ * record (key NUL + %TALLY_CHANGELOG_OWNER_KEY, value @group) before the offset markers
+ * of its first checkpoint in this process, and a restore that finds another group's
+ * owner record takes nothing: tally_checkpoint_restore_many() fails with
+ * %TALLY_CHECKPOINT_ERROR_FOREIGN and reports the error as fatal
+ * (tally_kafka_errors_fatal(): `tally run` exits 78), because the topic is shared by two
+ * deployments whose counts would otherwise mix. A partition written before owner records
+ * existed has none and is taken as before. Checkpoint's thread.
+ */
+void tally_checkpoint_set_owner (TallyCheckpoint *checkpoint, const char *group);
 
 /**
  * TallyCheckpointExtensionFunc:

@@ -91,11 +91,19 @@ tally_kafka_errors_check (rd_kafka_resp_err_t err, const char *client, const cha
       "%s%s%s: %s (%s%s%s)", client != NULL ? client : "Kafka client", resource != NULL ? ": " : "",
       resource != NULL ? resource : "", advice (err), rd_kafka_err2name (err),
       detail != NULL && detail[0] != '\0' ? ": " : "", detail != NULL ? detail : "");
+  tally_kafka_errors_fatal (message);
+  return TRUE;
+}
+
+void
+tally_kafka_errors_fatal (const char *message)
+{
+  g_return_if_fail (message != NULL);
+
   if (fatal_func != NULL && g_atomic_int_compare_and_exchange (&reported, 0, 1))
     fatal_func (message, fatal_data);
   else
     g_warning ("%s", message);
-  return TRUE;
 }
 
 gboolean

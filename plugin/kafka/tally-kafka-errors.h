@@ -47,6 +47,17 @@ gboolean tally_kafka_error_is_config (rd_kafka_resp_err_t err);
 void tally_kafka_errors_set_fatal_func (TallyKafkaFatalFunc func, gpointer user_data);
 
 /**
+ * tally_kafka_errors_fatal:
+ * @message: what is wrong and what to change, one line
+ *
+ * Reports a configuration error that Tally found itself (not one of librdkafka's codes) as
+ * tally_kafka_errors_check() reports one: through the fatal function once (`tally run`
+ * prints @message and exits 78), or as a warning when none is set or one was already
+ * reported. Any thread.
+ */
+void tally_kafka_errors_fatal (const char *message);
+
+/**
  * tally_kafka_errors_check:
  * @err: the error a client reported
  * @client: (nullable): which client, for the message ("input consumer", "changelog

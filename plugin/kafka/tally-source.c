@@ -2224,6 +2224,9 @@ tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_
         }
     }
 
+  /* The changelog holds this group's counts: another deployment's are refused. */
+  if (self->checkpoint != NULL)
+    tally_checkpoint_set_owner (self->checkpoint, config->input.group_id);
   if (self->checkpoint != NULL && self->clock != NULL)
     tally_checkpoint_set_extension_func (self->checkpoint, on_window_record, self);
   if (self->checkpoint != NULL && self->clock != NULL && config->windows.publish

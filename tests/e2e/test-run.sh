@@ -54,6 +54,9 @@
 #                                together create the request and output topics (1
 #                                partition) and the compacted changelog (as many partitions
 #                                as the input) once, and `tally snapshot` is exact
+#   test-run.sh real-shared-changelog  a second deployment (another consumer group) given
+#                                the first one's changelog topic exits 78 naming both
+#                                groups; the first restores its own counts exactly
 #   test-run.sh real-broker-restart  a broker of its own (deploy/kafka-local on free ports)
 #                                restarted, then hung (SIGSTOP) for 60 s, then killed (-9)
 #                                and away for 12 s, while Tally consumes: Tally keeps
@@ -845,6 +848,41 @@ broker_outage() {
     "its port refused connections for $(awk '$1 == "down" && !d {d = $2} $1 == "up" && d {print int(($2 - d) / 1000000); exit}' "$work/probe") ms"
 }
 
+# Two deployments (consumer groups) pointed at one changelog topic: the second is refused
+# (exit 78, naming both groups) before it takes or writes anything, and the first's counts
+# stay exact through its own restart.
+test_real_shared_changelog() {
+  real_setup
+  local conf=$work/tally.conf other=$work/other.conf status=0
+  group_conf "$conf"
+  printf 'alpha beta\nalpha gamma\n' >"$work/a.txt"
+  $reference --chunk-lines "$work/a.txt" >"$work/expected"
+  start_tally a1 "$conf"
+  kcat_produce "$input_topic" <"$work/a.txt"
+  snapshot_caught_up "$work/actual" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
+  expect_file "the first deployment counted its input" "$work/expected" "$work/actual"
+  stop_tally TERM
+  # The other deployment: its own group, input, output and requests; the same changelog.
+  $client topics -b "$bootstrap" "$input_topic-b:4" "$output_topic-b:1" "$requests_topic-b:1" \
+    2>>"$work/client.log" || fail "cannot create the other topics"
+  sed -e "s/^topics=.*/topics=$input_topic-b/" -e "s/^group_id=.*/group_id=$group-b/" \
+    -e "s/^topic=$output_topic$/topic=$output_topic-b/" \
+    -e "s/^topic=$requests_topic$/topic=$requests_topic-b/" "$conf" >"$other"
+  printf 'delta\n' | kcat_produce "$input_topic-b"
+  spawn_tally b "$other"
+  wait_exit "$tally_pid" 600 || fail "the other deployment kept running on a shared changelog"
+  wait "$tally_pid" || status=$?
+  [ "$status" = 78 ] || fail "the other deployment exited with status $status, not 78: $(tail -n 3 "$work/b.log")"
+  ok "the other deployment exited 78 (configuration)"
+  grep -q "changelog topic $changelog_topic \[[0-3]\] holds the counts of consumer group '$group', and this instance is in group '$group-b'" "$work/b.out" "$work/b.log" \
+    || fail "no message naming both groups: $(tail -n 3 "$work/b.log")"
+  ok "the refusal names the changelog and both groups: $(grep -h -o "changelog topic $changelog_topic.*" "$work/b.out" "$work/b.log" | head -n 1 | cut -c1-160)"
+  start_tally a2 "$conf"
+  snapshot_caught_up "$work/actual2" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
+  expect_file "the first deployment restored its own counts only" "$work/expected" "$work/actual2"
+  stop_tally TERM
+}
+
 # The broker restarted under a running Tally: a kafka-local of this test's own on free
 # ports (the shared broker of the other real-broker cases is not touched).
 test_real_broker_restart() {
@@ -937,6 +975,7 @@ case "$mode" in
   real-two-instances) test_real_two_instances ;;
   real-kill-loop) test_real_kill_loop ;;
   real-broker-restart) test_real_broker_restart ;;
+  real-shared-changelog) test_real_shared_changelog ;;
   real-fresh-topics) test_real_fresh_topics ;;
   windows-cli) test_windows_cli ;;
   real-cooperative)
@@ -944,5 +983,5 @@ case "$mode" in
     export TALLY_KAFKA_PARTITION_ASSIGNMENT_STRATEGY=cooperative-sticky
     test_real_two_instances
     ;;
-  *) sed -n '2,47p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,67p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
