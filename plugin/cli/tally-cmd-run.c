@@ -163,15 +163,9 @@ tally_cmd_run (int argc, char **argv)
                "docs/configuration.md (every key, where the file is looked up).");
   g_option_context_add_main_entries (context, option_entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
-    {
-      g_printerr ("%s: %s\n", g_get_prgname (), error->message);
-      return TALLY_EXIT_USAGE;
-    }
+    return tally_cmd_usage_error ("%s", error->message);
   if (argc > 1)
-    {
-      g_printerr ("%s: unexpected argument '%s'\n", g_get_prgname (), argv[1]);
-      return TALLY_EXIT_USAGE;
-    }
+    return tally_cmd_usage_error ("unexpected argument '%s'", argv[1]);
   fix_malloc_thresholds ();
 
   if (opt_bootstrap != NULL)

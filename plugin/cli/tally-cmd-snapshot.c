@@ -708,7 +708,9 @@ tally_cmd_snapshot (int argc, char **argv)
       "W" },
     { "json", 'J', 0, G_OPTION_ARG_NONE, &json, "Print the merged snapshot as JSON", NULL },
     { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout_ms,
-      "Wait at most MS milliseconds for every reply (default [snapshot] timeout_ms)", "MS" },
+      "Wait at most MS milliseconds for every reply (default [snapshot] timeout_ms, 10000 "
+      "unless configured)",
+      "MS" },
     { NULL },
   };
   g_autoptr (GOptionContext) options
