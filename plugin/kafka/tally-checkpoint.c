@@ -70,6 +70,7 @@ struct _TallyCheckpoint
   char *transactional_id; /* NULL: at least once */
   char *owner;            /* the consumer group of the owner records; NULL: none */
   int init_timeout_ms;
+  int timeout_ms;              /* aborts, and the transactions of a replaced producer */
   gboolean transactions_ready; /* init_transactions() done for this producer */
   gboolean in_transaction;
   TallyCheckpointExtensionFunc extension; /* restore: records keyed \0 + a control byte */
@@ -264,14 +265,14 @@ is_unreachable (rd_kafka_resp_err_t code)
  * fatally is replaced first. Errors: TALLY_CHECKPOINT_ERROR_TIMEOUT for a broker not
  * reachable yet, TALLY_CHECKPOINT_ERROR_TRANSACTIONS for one that refuses them. */
 static gboolean
-init_transactions (TallyCheckpoint *self, GError **error)
+init_transactions (TallyCheckpoint *self, int timeout_ms, GError **error)
 {
   rd_kafka_error_t *txn_error;
   rd_kafka_resp_err_t code;
 
   if (self->transactional_id == NULL || self->transactions_ready)
     return TRUE;
-  txn_error = rd_kafka_init_transactions (self->producer, self->init_timeout_ms);
+  txn_error = rd_kafka_init_transactions (self->producer, timeout_ms);
   if (txn_error == NULL)
     {
       self->transactions_ready = TRUE;
@@ -283,7 +284,7 @@ init_transactions (TallyCheckpoint *self, GError **error)
     g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TIMEOUT,
                  "changelog %s: the producer's transactions are not initialised: the broker "
                  "did not complete InitProducerId within %d ms (%s: %s); is it reachable?",
-                 self->topic, self->init_timeout_ms, rd_kafka_err2name (code),
+                 self->topic, timeout_ms, rd_kafka_err2name (code),
                  rd_kafka_error_string (txn_error));
   else
     g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TRANSACTIONS,
@@ -333,6 +334,7 @@ tally_checkpoint_new (const rd_kafka_conf_t *conf, const char *topic, const char
   self->topic = g_strdup (topic);
   self->transactional_id = g_strdup (transactional_id);
   self->init_timeout_ms = timeout_ms;
+  self->timeout_ms = ABORT_TIMEOUT_MS;
   self->logs = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify)log_free);
   self->writer = ((guint64)g_random_int () << 32) | g_random_int ();
   self->sequence = 1;
@@ -753,6 +755,13 @@ tally_checkpoint_write_snapshot (TallyCheckpoint *self, const char *topic,
 }
 
 void
+tally_checkpoint_set_timeout (TallyCheckpoint *self, int timeout_ms)
+{
+  g_return_if_fail (self != NULL && timeout_ms > 0);
+  self->timeout_ms = timeout_ms;
+}
+
+void
 tally_checkpoint_set_owner (TallyCheckpoint *self, const char *group)
 {
   g_return_if_fail (self != NULL);
@@ -791,7 +800,7 @@ replace_producer (TallyCheckpoint *self, const char *why)
   /* A new producer of the same transactional.id fences the old one's epoch and aborts
    * what it left open, once its transactions are initialised: by the next
    * tally_checkpoint_begin(), not here, where a broker that is down (the usual reason to
-   * be here) would hold the caller for init_timeout_ms and then fail. rd_kafka_new() needs
+   * be here) would hold the caller for the whole wait and then fail. rd_kafka_new() needs
    * no broker; it fails only on a configuration that worked before. */
   if (!create_producer (self, rd_kafka_conf_dup (self->producer_conf), &error))
     g_error ("changelog %s: cannot create a new producer: %s", self->topic, error->message);
@@ -849,7 +858,7 @@ tally_checkpoint_begin (TallyCheckpoint *self, GError **error)
   g_return_val_if_fail (!self->in_transaction, FALSE);
   /* A replaced producer's transactions, or those a broker that was down did not get to
    * initialise: nothing is written until they are. */
-  if (!init_transactions (self, error))
+  if (!init_transactions (self, self->timeout_ms, error))
     return FALSE;
   txn_error = rd_kafka_begin_transaction (self->producer);
   if (txn_error != NULL)
@@ -876,7 +885,7 @@ tally_checkpoint_abort (TallyCheckpoint *self)
   if (!self->in_transaction)
     return;
   self->in_transaction = FALSE;
-  txn_error = rd_kafka_abort_transaction (self->producer, ABORT_TIMEOUT_MS);
+  txn_error = rd_kafka_abort_transaction (self->producer, self->timeout_ms);
   if (txn_error != NULL)
     {
       /* A new producer aborts it for us (InitProducerId bumps the epoch). */

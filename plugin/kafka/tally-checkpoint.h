@@ -139,8 +139,8 @@ gboolean tally_checkpoint_is_transactional (TallyCheckpoint *checkpoint);
  *
  * Begins a transaction (rd_kafka_begin_transaction()). A producer that replaced a failed
  * one (after an abort that timed out, a fatal error) has its transactions initialised
- * first (rd_kafka_init_transactions(), blocking up to tally_checkpoint_new()'s
- * @timeout_ms): while the broker cannot be reached this fails with
+ * first (rd_kafka_init_transactions(), blocking up to tally_checkpoint_set_timeout()'s
+ * timeout): while the broker cannot be reached this fails with
  * %TALLY_CHECKPOINT_ERROR_TIMEOUT, nothing is written, and the next call tries again, so
  * a broker outage of any length costs checkpoints, never the process. Checkpoint's thread.
  *
@@ -338,6 +338,18 @@ gboolean tally_checkpoint_write_record (TallyCheckpoint *checkpoint, gint32 part
 gboolean tally_checkpoint_write_snapshot (TallyCheckpoint *checkpoint, const char *topic,
                                           const TallySnapshot *snapshot, gsize max_record_bytes,
                                           GError **error);
+
+/**
+ * tally_checkpoint_set_timeout:
+ * @checkpoint: a checkpoint
+ * @timeout_ms: milliseconds, more than 0 (10000 until set)
+ *
+ * The longest wait of tally_checkpoint_abort() (rd_kafka_abort_transaction()) and of the
+ * initialisation of a replaced producer's transactions in tally_checkpoint_begin(): with
+ * the timeouts the caller gives commit and flush, it bounds how long a checkpoint holds
+ * the caller's thread while the broker does not answer. Checkpoint's thread.
+ */
+void tally_checkpoint_set_timeout (TallyCheckpoint *checkpoint, int timeout_ms);
 
 /**
  * tally_checkpoint_set_owner:

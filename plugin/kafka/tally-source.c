@@ -82,6 +82,12 @@
  * fetch round trip per stall. */
 #define PAUSE_AFTER_MS 100
 #define CHECKPOINT_TIMEOUT_MS 10000
+/* A checkpoint blocks the source (it does not poll its consumer) for at most two waits of
+ * its timeout: committing (or sending the offsets), then aborting; or initialising the
+ * transactions of a replaced producer. Each wait is therefore at most this share of
+ * max.poll.interval.ms, so that a broker that does not answer costs checkpoints, not the
+ * group membership: 10 s each for the default 300 s, 2.5 s for 10 s. */
+#define CHECKPOINT_POLL_SHARE 4
 #define RESTORE_TIMEOUT_MS 60000
 #define COMMIT_TIMEOUT_MS 10000
 /* How long the start may wait for the broker to initialise the changelog producer's
@@ -170,6 +176,7 @@ struct _TallySource
   guint checkpoint_timer;
   guint keepalive_timer;
   guint keepalive_ms;
+  int checkpoint_timeout_ms; /* CHECKPOINT_TIMEOUT_MS, or less (CHECKPOINT_POLL_SHARE) */
 
   GHashTable *stores; /* store id -> Store */
   GPtrArray *owned;   /* of Owned */
@@ -674,7 +681,7 @@ commit_transaction (TallySource *self, GPtrArray *written)
         }
     }
   group_metadata = rd_kafka_consumer_group_metadata (self->consumer);
-  ok = tally_checkpoint_commit (self->checkpoint, list, group_metadata, CHECKPOINT_TIMEOUT_MS,
+  ok = tally_checkpoint_commit (self->checkpoint, list, group_metadata, self->checkpoint_timeout_ms,
                                 &error);
   rd_kafka_consumer_group_metadata_destroy (group_metadata);
   if (self->metrics != NULL)
@@ -939,7 +946,7 @@ checkpoint_stores_untimed (TallySource *self, GArray *store_ids, gboolean commit
       rd_kafka_topic_partition_list_t *list;
       rd_kafka_resp_err_t err;
 
-      if (!tally_checkpoint_flush (self->checkpoint, CHECKPOINT_TIMEOUT_MS, &error))
+      if (!tally_checkpoint_flush (self->checkpoint, self->checkpoint_timeout_ms, &error))
         {
           g_warning ("source: checkpoint not acknowledged, offsets not stored: %s", error->message);
           for (guint i = 0; i < written->len; i++)
@@ -2263,6 +2270,11 @@ tally_source_new (const TallyConfig *config, TallyConfigGuarantee guarantee, rd_
   rd_kafka_conf_set_opaque (conf, self);
   self->keepalive_ms
       = MIN (KEEPALIVE_POLL_MS, MAX (conf_int (conf, "max.poll.interval.ms") / 2, 1));
+  self->checkpoint_timeout_ms
+      = (int)MIN (CHECKPOINT_TIMEOUT_MS,
+                  MAX (conf_int (conf, "max.poll.interval.ms") / CHECKPOINT_POLL_SHARE, 1));
+  if (self->checkpoint != NULL)
+    tally_checkpoint_set_timeout (self->checkpoint, self->checkpoint_timeout_ms);
 
   /* Create it: on success rd_kafka_new() owns conf. */
   self->consumer = rd_kafka_new (RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);

@@ -902,6 +902,9 @@ print(*(x.getsockname()[1] for x in s))')
   real_setup
   local conf=$work/tally.conf
   group_conf "$conf"
+  # A member that does not poll for 20 s leaves its group: checkpoints waiting on the
+  # hung broker must not hold the source that long.
+  echo "max.poll.interval.ms=20000" >>"$conf"
   sentence_lines >"$work/sotu.txt"
   $reference --chunk-lines "$work/sotu.txt" >"$work/expected"
   split -n l/60 -d -a 3 "$work/sotu.txt" "$work/piece."
@@ -927,6 +930,10 @@ print(*(x.getsockname()[1] for x in s))')
   broker_outage stop 60
   sleep 5
   kill -0 "$run_pid" 2>/dev/null || fail "tally exited during the hung broker ($(grep -m1 -E 'ERROR|CRITICAL' "$work/run.log" | cut -c1-200))"
+  if grep -q MAXPOLL "$work/run.log"; then
+    fail "the source went unpolled past max.poll.interval.ms while the broker hung: $(grep -m1 MAXPOLL "$work/run.log" | cut -c1-200)"
+  fi
+  ok "the source kept polling within max.poll.interval.ms (20 s) through the hung broker"
   sleep 2
   broker_outage kill 12
   local t1 t2 t3
