@@ -672,6 +672,26 @@ test_checkpoint_owner (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   tally_test_assert_entries (counts, "b1=2 b0=1 ");
   g_assert_cmpint (*(gint64 *)g_hash_table_lookup (offsets, "in"), ==, 3);
+
+  /* group-b writes into partition 0 anyway (it never restored it): group-a's own restore
+   * now finds both groups and says so. */
+  write_section (b, "z=1", 7);
+  g_assert_true (tally_checkpoint_flush (b, 10000, &error));
+  g_assert_no_error (error);
+  store = (TallyRestoredStore){ .partition = 0 };
+  tally_kafka_errors_set_fatal_func (note_fatal, &fatal);
+  g_assert_false (tally_checkpoint_restore_many (a, &store, 1, 20000, &error));
+  tally_kafka_errors_set_fatal_func (NULL, NULL);
+  g_assert_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_FOREIGN);
+  g_free (expected);
+  expected = g_strdup_printf (
+      "changelog topic %s [0] holds the counts of consumer groups 'group-a' (this "
+      "instance's) and 'group-b': two deployments wrote to it, and its counts mix theirs. "
+      "Give each deployment its own [checkpoint] changelog_topic; this one's counts come back "
+      "exact only from a new changelog topic with its input read again from the beginning",
+      f->changelog);
+  g_assert_cmpstr (error->message, ==, expected);
+  g_assert_null (store.counts);
   rd_kafka_conf_destroy (conf);
 }
 

@@ -1135,18 +1135,30 @@ tally_checkpoint_restore_many (TallyCheckpoint *self, TallyRestoredStore *stores
     for (guint k = 0; stores[i].owners != NULL && k < stores[i].owners->len; k++)
       {
         const char *owner = g_ptr_array_index (stores[i].owners, k);
+        gboolean mine = FALSE;
         g_autofree char *message = NULL;
 
         if (strcmp (owner, self->owner) == 0)
           continue;
+        for (guint m = 0; m < stores[i].owners->len; m++)
+          mine = mine || strcmp (g_ptr_array_index (stores[i].owners, m), self->owner) == 0;
         /* Another deployment's counts: taking them would add them to ours, and our
          * checkpoints would then add ours to theirs. */
-        message = g_strdup_printf (
-            "changelog topic %s [%" G_GINT32_FORMAT "] holds the counts of consumer group "
-            "'%s', and this instance is in group '%s': two deployments cannot share a "
-            "changelog topic (their counts would mix). Give this one its own: set "
-            "[checkpoint] changelog_topic (for example %s-changelog)",
-            self->topic, stores[i].partition, owner, self->owner, self->owner);
+        if (mine)
+          message = g_strdup_printf (
+              "changelog topic %s [%" G_GINT32_FORMAT "] holds the counts of consumer "
+              "groups '%s' (this instance's) and '%s': two deployments wrote to it, and its "
+              "counts mix theirs. Give each deployment its own [checkpoint] changelog_topic; "
+              "this one's counts come back exact only from a new changelog topic with its "
+              "input read again from the beginning",
+              self->topic, stores[i].partition, self->owner, owner);
+        else
+          message = g_strdup_printf (
+              "changelog topic %s [%" G_GINT32_FORMAT "] holds the counts of consumer group "
+              "'%s', and this instance is in group '%s': two deployments cannot share a "
+              "changelog topic (their counts would mix). Give this one its own: set "
+              "[checkpoint] changelog_topic (for example %s-changelog)",
+              self->topic, stores[i].partition, owner, self->owner, self->owner);
         g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_FOREIGN, "%s", message);
         for (guint j = 0; j < n_stores; j++)
           tally_restored_store_clear (&stores[j]);

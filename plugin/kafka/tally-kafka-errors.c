@@ -77,6 +77,7 @@ tally_kafka_errors_set_fatal_func (TallyKafkaFatalFunc func, gpointer user_data)
 {
   fatal_func = func;
   fatal_data = user_data;
+  g_atomic_int_set (&reported, 0);
 }
 
 gboolean

@@ -41,8 +41,9 @@ gboolean tally_kafka_error_is_config (rd_kafka_resp_err_t err);
  * @user_data: passed to @func
  *
  * Sets what tally_kafka_errors_check() does with the first configuration error of the
- * process. `tally run` exits with status 78 (EX_CONFIG); the librdkafka module leaves the
- * host program alone and only logs. Call it before any client is created.
+ * process, or the first since this call (each call starts afresh). `tally run` exits with
+ * status 78 (EX_CONFIG); the librdkafka module leaves the host program alone and only
+ * logs. Call it before any client is created.
  */
 void tally_kafka_errors_set_fatal_func (TallyKafkaFatalFunc func, gpointer user_data);
 

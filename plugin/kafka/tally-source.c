@@ -1207,6 +1207,10 @@ on_assign (TallySource *self, rd_kafka_topic_partition_list_t *partitions)
         g_message ("source: restored store %u: %" G_GSIZE_FORMAT " words, %" G_GUINT64_FORMAT
                    " counted",
                    id, tally_counts_get_n_words (r->counts), tally_counts_get_total (r->counts));
+        /* Checkpointed at once, records or not: its changelog partition gets this group's
+         * owner record now, so that another deployment pointed at the same changelog topic
+         * is refused there too, not only where this one has counted something. */
+        store->dirty = TRUE;
         g_hash_table_insert (restored, GUINT_TO_POINTER (id), g_steal_pointer (&r->offsets));
         tally_restored_store_clear (r);
       }

@@ -858,10 +858,18 @@ test_real_shared_changelog() {
   printf 'alpha beta\nalpha gamma\n' >"$work/a.txt"
   $reference --chunk-lines "$work/a.txt" >"$work/expected"
   start_tally a1 "$conf"
-  kcat_produce "$input_topic" <"$work/a.txt"
+  # Records on partition 0 only: the other three changelog partitions are claimed all the
+  # same (an owner record each), or another deployment could take them unseen.
+  kcat_produce "$input_topic" -p 0 <"$work/a.txt"
   snapshot_caught_up "$work/actual" --input "$input_topic" --requests "$requests_topic" --output "$output_topic"
   expect_file "the first deployment counted its input" "$work/expected" "$work/actual"
   stop_tally TERM
+  local p
+  for p in 0 1 2 3; do
+    kcat -C -b "$bootstrap" -t "$changelog_topic" -p "$p" -o beginning -e -q -f '%k|%s\n' 2>>"$work/kcat-read.log" \
+      | grep -a -q -x "$(printf '.\004|')$group" || fail "changelog partition $p has no owner record of $group"
+  done
+  ok "every changelog partition holds an owner record of $group, with records or without"
   # The other deployment: its own group, input, output and requests; the same changelog.
   $client topics -b "$bootstrap" "$input_topic-b:4" "$output_topic-b:1" "$requests_topic-b:1" \
     2>>"$work/client.log" || fail "cannot create the other topics"
