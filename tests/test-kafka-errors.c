@@ -38,10 +38,22 @@ test_is_config (void)
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (config); i++)
-    g_assert_true (tally_kafka_error_is_config (config[i]));
+    {
+      g_assert_true (tally_kafka_error_is_config (config[i]));
+      g_assert_false (tally_kafka_error_is_unreachable (config[i]));
+    }
+  /* No broker: exactly these four. */
+  g_assert_true (tally_kafka_error_is_unreachable (RD_KAFKA_RESP_ERR__TRANSPORT));
+  g_assert_true (tally_kafka_error_is_unreachable (RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN));
+  g_assert_true (tally_kafka_error_is_unreachable (RD_KAFKA_RESP_ERR__RESOLVE));
+  g_assert_true (tally_kafka_error_is_unreachable (RD_KAFKA_RESP_ERR__TIMED_OUT));
   for (gsize i = 0; i < G_N_ELEMENTS (other); i++)
     {
       g_assert_false (tally_kafka_error_is_config (other[i]));
+      g_assert_cmpint (tally_kafka_error_is_unreachable (other[i]), ==,
+                       other[i] == RD_KAFKA_RESP_ERR__TRANSPORT
+                           || other[i] == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+                           || other[i] == RD_KAFKA_RESP_ERR__TIMED_OUT);
       /* Not a configuration error: no message, no fatal function. */
       g_assert_false (tally_kafka_errors_check (other[i], "snapshot consumer", "t", "x"));
     }

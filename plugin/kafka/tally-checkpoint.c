@@ -247,17 +247,6 @@ conf_set (rd_kafka_conf_t *conf, const char *name, const char *value, GError **e
 
 static void replace_producer (TallyCheckpoint *self, const char *why);
 
-/* Whether @code says only that the broker did not answer in time or could not be reached
- * (it may be restarting): the same call succeeds later. */
-static gboolean
-is_unreachable (rd_kafka_resp_err_t code)
-{
-  return code == RD_KAFKA_RESP_ERR__TIMED_OUT || code == RD_KAFKA_RESP_ERR__TRANSPORT
-         || code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
-         || code == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE
-         || code == RD_KAFKA_RESP_ERR_NOT_COORDINATOR;
-}
-
 /* Initialises the transactions of self->producer, once per producer: InitProducerId
  * fences any earlier producer of this transactional.id and aborts its open transaction
  * (KIP-98). A broker that does not answer in time leaves them to the next call, which
@@ -280,7 +269,11 @@ init_transactions (TallyCheckpoint *self, int timeout_ms, GError **error)
     }
   tally_kafka_errors_check_txn (txn_error, "changelog producer", self->transactional_id);
   code = rd_kafka_error_code (txn_error);
-  if (is_unreachable (code) && !rd_kafka_error_is_fatal (txn_error))
+  /* No broker, or no transaction coordinator yet (it may be restarting). */
+  if ((tally_kafka_error_is_unreachable (code)
+       || code == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE
+       || code == RD_KAFKA_RESP_ERR_NOT_COORDINATOR)
+      && !rd_kafka_error_is_fatal (txn_error))
     g_set_error (error, TALLY_CHECKPOINT_ERROR, TALLY_CHECKPOINT_ERROR_TIMEOUT,
                  "changelog %s: the producer's transactions are not initialised: the broker "
                  "did not complete InitProducerId within %d ms (%s: %s); is it reachable?",

@@ -42,6 +42,13 @@ tally_kafka_error_is_config (rd_kafka_resp_err_t err)
     }
 }
 
+gboolean
+tally_kafka_error_is_unreachable (rd_kafka_resp_err_t err)
+{
+  return err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+         || err == RD_KAFKA_RESP_ERR__RESOLVE || err == RD_KAFKA_RESP_ERR__TIMED_OUT;
+}
+
 /* What the operator should look at, for each configuration error. */
 static const char *
 advice (rd_kafka_resp_err_t err)

@@ -36,6 +36,19 @@ typedef void (*TallyKafkaFatalFunc) (const char *message, gpointer user_data);
 gboolean tally_kafka_error_is_config (rd_kafka_resp_err_t err);
 
 /**
+ * tally_kafka_error_is_unreachable:
+ * @err: a librdkafka error code
+ *
+ * Whether @err says only that no broker could be reached: a connection refused, a name
+ * that does not resolve, or a broker that did not answer in time (librdkafka's local
+ * codes _TRANSPORT, _ALL_BROKERS_DOWN, _RESOLVE, _TIMED_OUT). The same call may succeed
+ * once the broker is back. Any thread.
+ *
+ * Returns: %TRUE for those codes
+ */
+gboolean tally_kafka_error_is_unreachable (rd_kafka_resp_err_t err);
+
+/**
  * tally_kafka_errors_set_fatal_func:
  * @func: (nullable): called for the first configuration error; %NULL to only log them
  * @user_data: passed to @func

@@ -23,6 +23,8 @@
  */
 #include "tally-topics.h"
 
+#include "tally-kafka-errors.h"
+
 /* clang-format off */ G_DEFINE_QUARK (tally-topics-error-quark, tally_topics_error) /* clang-format on */
 
 /* Between two Metadata requests while waiting for a topic or its leaders. */
@@ -141,14 +143,6 @@ is_unknown (rd_kafka_resp_err_t err)
   return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
 }
 
-/* No broker connection: refused, unresolvable or silent. */
-static gboolean
-is_unreachable (rd_kafka_resp_err_t err)
-{
-  return err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
-         || err == RD_KAFKA_RESP_ERR__RESOLVE || err == RD_KAFKA_RESP_ERR__TIMED_OUT;
-}
-
 /* The topic exists (perhaps still without leaders), is missing, or the broker said no. */
 static gboolean
 is_answer (rd_kafka_resp_err_t err)
@@ -182,7 +176,7 @@ describe (rd_kafka_t *rk, const char *topic, const char *role, gint64 deadline, 
         }
       if (is_answer (state->err))
         return TRUE;
-      if (g_get_monotonic_time () >= deadline && is_unreachable (state->err))
+      if (g_get_monotonic_time () >= deadline && tally_kafka_error_is_unreachable (state->err))
         {
           g_set_error (error, TALLY_TOPICS_ERROR, TALLY_TOPICS_ERROR_DESCRIBE,
                        "%s %s: no broker answered in %.0f s (%s): check that a broker "
