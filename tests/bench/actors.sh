@@ -74,7 +74,9 @@ else
 fi
 if [ -n "$actix_bin" ]; then
   echo "actix ($actix_bin)..." >&2
-  "$actix_bin" "${args[@]}" >"$actix_out"
+  if ! "$actix_bin" "${args[@]}" >"$actix_out"; then
+    echo "actors.sh: bench-actix failed (see above); its cases not printed are left empty" >&2
+  fi
 fi
 
 echo

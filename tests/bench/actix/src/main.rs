@@ -25,9 +25,11 @@
 
 use actix::prelude::*;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const BATCH: usize = 1024;
+/// The longest a case's run may take before bench-actix gives up on it (Done::wait).
+const WAIT_LIMIT: Duration = Duration::from_secs(120);
 
 #[derive(Default)]
 struct Done {
@@ -40,10 +42,22 @@ impl Done {
         *self.flag.lock().unwrap() = true;
         self.cond.notify_one();
     }
+    /// Waits for the signal; after WAIT_LIMIT without it, says so and exits 1, so that a
+    /// run that never ends (once, 2026-12-07: a ping-pong run with both Arbiters idle in
+    /// epoll_wait and the signal never sent) ends the script instead of hanging it.
     fn wait(&self) {
         let mut g = self.flag.lock().unwrap();
         while !*g {
-            g = self.cond.wait(g).unwrap();
+            let (next, timeout) = self.cond.wait_timeout(g, WAIT_LIMIT).unwrap();
+            g = next;
+            if timeout.timed_out() && !*g {
+                eprintln!(
+                    "bench-actix: no end signal within {} s: a message was lost or a thread \
+                     never woke; exiting",
+                    WAIT_LIMIT.as_secs()
+                );
+                std::process::exit(1);
+            }
         }
         *g = false;
     }
