@@ -1882,6 +1882,78 @@ check_word_fits_record (TallyConfig *config, Origins *o, GError **error)
   return FALSE;
 }
 
+GSocketAddress *
+tally_config_parse_listen (const char *listen, GError **error)
+{
+  g_autoptr (GSocketConnectable) connectable = NULL;
+  g_autoptr (GInetAddress) inet = NULL;
+  g_autoptr (GError) local_error = NULL;
+  const char *host;
+  guint16 port;
+
+  if (listen == NULL || *listen == '\0')
+    {
+      g_set_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                   "empty listen address");
+      return NULL;
+    }
+  if (strspn (listen, "0123456789") == strlen (listen))
+    {
+      guint64 n = g_ascii_strtoull (listen, NULL, 10);
+
+      if (n > 65535)
+        {
+          g_set_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                       "“%s”: port above 65535", listen);
+          return NULL;
+        }
+      inet = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+      return g_inet_socket_address_new (inet, (guint16)n);
+    }
+  connectable = g_network_address_parse (listen, 0, &local_error);
+  if (connectable == NULL || strrchr (listen, ':') == NULL
+      || (strrchr (listen, ']') != NULL && strrchr (listen, ':') < strrchr (listen, ']')))
+    {
+      g_set_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                   "“%s” is not HOST:PORT%s%s", listen, local_error != NULL ? ": " : "",
+                   local_error != NULL ? local_error->message : "");
+      return NULL;
+    }
+  host = g_network_address_get_hostname (G_NETWORK_ADDRESS (connectable));
+  port = g_network_address_get_port (G_NETWORK_ADDRESS (connectable));
+  if (g_ascii_strcasecmp (host, "localhost") == 0)
+    inet = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  else
+    inet = g_inet_address_new_from_string (host);
+  if (inet == NULL)
+    {
+      g_set_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                   "“%s”: the host must be an IP address or localhost", listen);
+      return NULL;
+    }
+  return g_inet_socket_address_new (inet, port);
+}
+
+/* [metrics] listen: what the metrics server will bind (tally_config_parse_listen()), so
+ * that check-config rejects what `tally run` would. */
+static gboolean
+check_metrics_listen (TallyConfig *config, Origins *o, GError **error)
+{
+  g_autoptr (GSocketAddress) address = NULL;
+  g_autoptr (GError) local = NULL;
+
+  if (config->metrics.listen == NULL)
+    return TRUE;
+  address = tally_config_parse_listen (config->metrics.listen, &local);
+  if (address == NULL)
+    {
+      config_error (error, TALLY_CONFIG_ERROR_INVALID_VALUE, origin_of (o, "metrics", "listen"),
+                    "metrics", "listen", "%s", local->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* Cross-key rule: [metrics] tls_cert_file and tls_key_file come together (as
  * exporter-toolkit's tls_server_config), and GIO loads them as a certificate and its key
  * (g_tls_certificate_new_from_files(), the call the metrics server makes), so a bad PEM
@@ -1998,8 +2070,8 @@ load_data (const char *data, gsize len, const char *name, const TallyConfigOverr
           return NULL;
     }
   if (!check_cross (config, &o, error) || !check_topics_distinct (config, &o, error)
-      || !check_word_fits_record (config, &o, error) || !check_metrics_tls (config, &o, error)
-      || !check_window_buckets (config, &o, error))
+      || !check_word_fits_record (config, &o, error) || !check_metrics_listen (config, &o, error)
+      || !check_metrics_tls (config, &o, error) || !check_window_buckets (config, &o, error))
     return NULL;
 
   g_strfreev (config->env_overrides);

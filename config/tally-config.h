@@ -14,6 +14,7 @@
  */
 #pragma once
 
+#include <gio/gio.h>
 #include <glib.h>
 #include <librdkafka/rdkafka.h>
 
@@ -601,6 +602,21 @@ const char *tally_config_kafka_get (const TallyConfig *config, const char *name)
  * and can go to tally_tokenizer_new() as they are. Cannot fail; any thread.
  */
 void tally_config_tokenizer_options (const TallyConfig *config, TallyTokenizerOptions *options);
+
+/**
+ * tally_config_parse_listen:
+ * @listen: `HOST:PORT`, `[IPV6]:PORT` or a bare `PORT` (then 127.0.0.1); HOST is an IP
+ *   address or `localhost`
+ * @error: return location for %TALLY_CONFIG_ERROR_INVALID_VALUE, a one-line message
+ *   that quotes @listen (without a file, group or key)
+ *
+ * Parses `[metrics] listen` (and the plugin's `tally.metrics.listen`) into the address
+ * the metrics server binds; the loader checks the key with it, so check-config and
+ * `tally run` agree. Any thread.
+ *
+ * Returns: (transfer full) (nullable): the socket address (a #GInetSocketAddress)
+ */
+GSocketAddress *tally_config_parse_listen (const char *listen, GError **error);
 
 /**
  * tally_config_check_topic_name:

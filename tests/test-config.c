@@ -476,6 +476,46 @@ test_good_full (void)
   g_assert_true (g_strv_equal ((const char *const *)c->metrics.basic_auth_users, users));
 }
 
+/* [metrics] listen: the loader checks what the metrics server would bind, so check-config
+ * rejects what `tally run` would (a breaking pass found `*:9464` passing check-config). */
+static void
+test_metrics_listen (void)
+{
+  static const struct
+  {
+    const char *listen, *message; /* NULL: valid */
+  } cases[] = {
+    { "9464", NULL },
+    { "localhost:9464", NULL },
+    { "[::1]:9464", NULL },
+    { "*:9464",
+      "t.conf:2: [metrics] listen: “*:9464”: the host must be an IP address or localhost" },
+    { "1.2.3.4.5:80",
+      "t.conf:2: [metrics] listen: “1.2.3.4.5:80”: the host must be an IP address or localhost" },
+    { "localhost", "t.conf:2: [metrics] listen: “localhost” is not HOST:PORT" },
+    { "70000", "t.conf:2: [metrics] listen: “70000”: port above 65535" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *data = g_strdup_printf ("[metrics]\nlisten=%s\n", cases[i].listen);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (TallyConfig) c = tally_config_load_from_data (data, -1, "t.conf", &error);
+
+      if (cases[i].message == NULL)
+        {
+          g_assert_no_error (error);
+          g_assert_cmpstr (c->metrics.listen, ==, cases[i].listen);
+        }
+      else
+        {
+          g_assert_null (c);
+          g_assert_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE);
+          g_assert_cmpstr (error->message, ==, cases[i].message);
+        }
+    }
+}
+
 /* [metrics] tls_cert_file and tls_key_file: a pair GIO loads, both or neither; errors
  * name the key at fault. */
 static void
@@ -1422,6 +1462,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/corpus-covers-every-error", test_corpus_covers_every_error);
   g_test_add_func ("/config/good-full", test_good_full);
   g_test_add_func ("/config/good-small-cases", test_good_small_cases);
+  g_test_add_func ("/config/metrics-listen", test_metrics_listen);
   g_test_add_func ("/config/metrics-tls", test_metrics_tls);
   g_test_add_func ("/config/example", test_example);
   g_test_add_func ("/config/example-and-docs-cover-every-key",

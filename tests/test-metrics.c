@@ -317,6 +317,102 @@ get (SoupSession *session, guint16 port, const char *path, guint *status)
   return g_strndup (g_bytes_get_data (body, NULL), g_bytes_get_size (body));
 }
 
+/* Sends @request on a new connection to 127.0.0.1:@port and reads until the server closes
+ * it (at most @limit_s seconds, else the test fails); returns what was read and sets
+ * *@seconds to the time the close took. */
+static char *
+exchange (guint16 port, const char *request, guint limit_s, double *seconds)
+{
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketConnection) connection = NULL;
+  g_autoptr (GError) error = NULL;
+  GString *response = g_string_new (NULL);
+  GSocket *socket;
+  gint64 started;
+  char buffer[4096];
+  gssize n;
+
+  connection = g_socket_client_connect_to_host (client, "127.0.0.1", port, NULL, &error);
+  g_assert_no_error (error);
+  socket = g_socket_connection_get_socket (connection);
+  g_socket_set_timeout (socket, limit_s);
+  started = g_get_monotonic_time ();
+  g_assert_cmpint (g_socket_send (socket, request, strlen (request), NULL, &error), ==,
+                   (gssize)strlen (request));
+  g_assert_no_error (error);
+  while ((n = g_socket_receive (socket, buffer, sizeof buffer, NULL, &error)) > 0)
+    g_string_append_len (response, buffer, n);
+  /* A timeout here: the server kept the connection open. */
+  g_assert_no_error (error);
+  *seconds = (double)(g_get_monotonic_time () - started) / G_USEC_PER_SEC;
+  return g_string_free (response, FALSE);
+}
+
+/* What the server does with connections (a breaking pass found each): it closes every
+ * connection after its response (libsoup 3.2 left those a client closed in CLOSE-WAIT,
+ * until `tally run` ran out of descriptors), closes one whose request never ends, answers
+ * 405 to a POST, and drops one that declares a large body without reading it. */
+static void
+test_server_connections (void)
+{
+  g_autoptr (TallyMetrics) metrics = tally_metrics_new ();
+  TallyAggregatorHandle *handle = tally_aggregator_handle_new (1, 64);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GMainContext) main_context = g_main_context_new ();
+  g_autoptr (GMainLoop) main_loop = g_main_loop_new (main_context, FALSE);
+  TallyMetricsServer *server;
+  GThread *main_thread;
+  guint16 port;
+  double seconds;
+  char *response;
+  g_autofree char *big
+      = g_strdup_printf ("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+                         TALLY_METRICS_SERVER_MAX_BODY + 1);
+
+  main_thread
+      = g_thread_new ("test-main", (GThreadFunc)(void (*) (void))g_main_loop_run, main_loop);
+  server = tally_metrics_server_new ("127.0.0.1:0", NULL, metrics, handle, main_context, &error);
+  g_assert_no_error (error);
+  port = tally_metrics_server_get_port (server);
+
+  /* Read to the end: the server closed the connection after its answer, at once. */
+  response = exchange (port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 5, &seconds);
+  g_assert_true (g_str_has_prefix (response, "HTTP/1.1 200 OK\r\n"));
+  assert_contains (response, "\r\nConnection: close\r\n");
+  assert_contains (response, "\r\n\r\nok: the main loop and 1 shard(s) answered in ");
+  g_free (response);
+
+  response = exchange (port, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 5,
+                       &seconds);
+  g_assert_true (g_str_has_prefix (response, "HTTP/1.1 405 Method Not Allowed\r\n"));
+  assert_contains (response, "\r\nAllow: GET, HEAD\r\n");
+  assert_contains (response, "\r\n\r\nmethod POST not allowed: use GET (or HEAD)\n");
+  g_free (response);
+
+  /* Declared, never sent: closed unanswered, without waiting for the body. */
+  response = exchange (port, big, 5, &seconds);
+  g_assert_cmpstr (response, ==, "");
+  g_free (response);
+
+  /* Headers never finished: closed after the I/O timeout. */
+  response = exchange (port, "GET /metrics HTTP/1.1\r\nHost: x\r\n",
+                       TALLY_METRICS_SERVER_IO_TIMEOUT_S + 10, &seconds);
+  g_assert_cmpstr (response, ==, "");
+  g_assert_cmpfloat (seconds, >=, TALLY_METRICS_SERVER_IO_TIMEOUT_S - 1);
+  g_free (response);
+
+  /* Still serving. */
+  response = exchange (port, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", 5, &seconds);
+  g_assert_true (g_str_has_prefix (response, "HTTP/1.1 503 Service Unavailable\r\n"));
+  g_free (response);
+
+  tally_metrics_server_free (server);
+  g_main_loop_quit (main_loop);
+  g_thread_join (main_thread);
+  tally_aggregator_handle_stop (handle);
+  tally_aggregator_handle_unref (handle);
+}
+
 static void
 test_server (void)
 {
@@ -643,6 +739,7 @@ main (int argc, char **argv)
   g_test_add_func ("/metrics/parse-listen", test_parse_listen);
   g_test_add_func ("/metrics/server", test_server);
   g_test_add_func ("/metrics/server-main-loop", test_server_main_loop);
+  g_test_add_func ("/metrics/server-connections", test_server_connections);
   g_test_add_func ("/metrics/listen-errors", test_listen_errors);
   g_test_add_func ("/metrics/server-tls-basic-auth", test_server_tls_basic_auth);
   g_test_add_func ("/metrics/server-access-errors", test_server_access_errors);

@@ -18,6 +18,7 @@
 #include "tally-metrics-server.h"
 
 #include "tally-build-config.h"
+#include "tally-config.h"
 
 #include <crypt.h>
 #include <libsoup/soup.h>
@@ -384,6 +385,37 @@ on_not_found (SoupServer *server, SoupServerMessage *message, const char *path, 
   respond (message, SOUP_STATUS_NOT_FOUND, "text/plain; charset=utf-8", body, strlen (body));
 }
 
+/* Early handler of every path, run once the headers are read: a method other than GET
+ * and HEAD is answered 405 before its body is read (libsoup skips the body of a message
+ * whose status is set here), so a POST of hundreds of MB costs nothing. */
+static void
+on_headers (SoupServer *server, SoupServerMessage *message, const char *path, GHashTable *query,
+            gpointer user_data)
+{
+  const char *method = soup_server_message_get_method (message);
+  char *body;
+
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (message);
+
+  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CHUNKED
+      || soup_message_headers_get_content_length (headers) > TALLY_METRICS_SERVER_MAX_BODY)
+    {
+      /* libsoup would read the whole body before answering: drop the connection instead. */
+      g_autoptr (GIOStream) stream = soup_server_message_steal_connection (message);
+
+      if (stream != NULL)
+        g_io_stream_close (stream, NULL, NULL);
+      return;
+    }
+  if (method == SOUP_METHOD_GET || method == SOUP_METHOD_HEAD)
+    return;
+  body = g_strdup_printf ("method %s not allowed: use GET (or HEAD)\n", method);
+  soup_message_headers_replace (soup_server_message_get_response_headers (message), "Allow",
+                                "GET, HEAD");
+  respond (message, SOUP_STATUS_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", body,
+           strlen (body));
+}
+
 /* ---------------------------------------------------------------------------------------
  * Basic authentication
  * ------------------------------------------------------------------------------------- */
@@ -421,6 +453,25 @@ on_basic_auth (SoupAuthDomain *domain, SoupServerMessage *message, const char *u
  * Thread and life cycle
  * ------------------------------------------------------------------------------------- */
 
+/* "request-started": every response says Connection: close, so that libsoup closes the
+ * connection once it is written. libsoup 3.2 (Debian bookworm's 3.2.2) never notices a
+ * client closing a kept-alive connection (fixed in 3.3.0 by commit d20c6601): each
+ * scrape or curl left a socket in CLOSE-WAIT until `tally run` ran out of descriptors.
+ * Prometheus opens a new connection per scrape anyway once told to close. */
+static void
+on_request_started (SoupServer *server, SoupServerMessage *message, gpointer user_data)
+{
+  GSocket *socket = soup_server_message_get_socket (message);
+
+  if (socket != NULL)
+    g_socket_set_timeout (socket, TALLY_METRICS_SERVER_IO_TIMEOUT_S);
+  soup_message_headers_replace (soup_server_message_get_response_headers (message), "Connection",
+                                "close");
+}
+
+/* Every path with a handler, and NULL (any other path); /debug/stall is added with it. */
+static const char *const early_paths[] = { NULL, "/metrics", "/healthz", "/readyz" };
+
 static gpointer
 server_thread (gpointer data)
 {
@@ -440,6 +491,12 @@ server_thread (gpointer data)
       soup_server_add_auth_domain (self->server, domain);
       g_object_unref (domain);
     }
+  g_signal_connect (self->server, "request-started", G_CALLBACK (on_request_started), NULL);
+  /* Per path: libsoup runs the early handler of the path that matches best, not NULL's. */
+  for (guint i = 0; i < G_N_ELEMENTS (early_paths); i++)
+    soup_server_add_early_handler (self->server, early_paths[i], on_headers, NULL, NULL);
+  if (self->test_hooks)
+    soup_server_add_early_handler (self->server, "/debug/stall", on_headers, NULL, NULL);
   soup_server_add_handler (self->server, NULL, on_not_found, self, NULL);
   soup_server_add_handler (self->server, "/metrics", on_metrics, self, NULL);
   soup_server_add_handler (self->server, "/healthz", on_healthz, self, NULL);
@@ -485,53 +542,13 @@ server_thread (gpointer data)
 GSocketAddress *
 tally_metrics_server_parse_listen (const char *listen, GError **error)
 {
-  g_autoptr (GSocketConnectable) connectable = NULL;
-  g_autoptr (GInetAddress) inet = NULL;
   g_autoptr (GError) local_error = NULL;
-  const char *host;
-  guint16 port;
+  GSocketAddress *address = tally_config_parse_listen (listen, &local_error);
 
-  if (listen == NULL || *listen == '\0')
-    {
-      g_set_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ADDRESS,
-                   "empty listen address");
-      return NULL;
-    }
-  if (strspn (listen, "0123456789") == strlen (listen))
-    {
-      guint64 n = g_ascii_strtoull (listen, NULL, 10);
-
-      if (n > 65535)
-        {
-          g_set_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ADDRESS,
-                       "“%s”: port above 65535", listen);
-          return NULL;
-        }
-      inet = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
-      return g_inet_socket_address_new (inet, (guint16)n);
-    }
-  connectable = g_network_address_parse (listen, 0, &local_error);
-  if (connectable == NULL || strrchr (listen, ':') == NULL
-      || (strrchr (listen, ']') != NULL && strrchr (listen, ':') < strrchr (listen, ']')))
-    {
-      g_set_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ADDRESS,
-                   "“%s” is not HOST:PORT%s%s", listen, local_error != NULL ? ": " : "",
-                   local_error != NULL ? local_error->message : "");
-      return NULL;
-    }
-  host = g_network_address_get_hostname (G_NETWORK_ADDRESS (connectable));
-  port = g_network_address_get_port (G_NETWORK_ADDRESS (connectable));
-  if (g_ascii_strcasecmp (host, "localhost") == 0)
-    inet = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
-  else
-    inet = g_inet_address_new_from_string (host);
-  if (inet == NULL)
-    {
-      g_set_error (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ADDRESS,
-                   "“%s”: the host must be an IP address or localhost", listen);
-      return NULL;
-    }
-  return g_inet_socket_address_new (inet, port);
+  if (address == NULL)
+    g_set_error_literal (error, TALLY_METRICS_SERVER_ERROR, TALLY_METRICS_SERVER_ERROR_ADDRESS,
+                         local_error->message);
+  return address;
 }
 
 /* The certificate and the users of @access, or FALSE with a

@@ -51,6 +51,16 @@ typedef enum
 
 GQuark tally_metrics_server_error_quark (void);
 
+/** TALLY_METRICS_SERVER_IO_TIMEOUT_S: seconds a connection may send or take nothing (a
+ * request never finished, a reader that stalls) before the server closes it (GSocket's
+ * timeout). Every response says `Connection: close`: one request per connection. */
+#define TALLY_METRICS_SERVER_IO_TIMEOUT_S 10
+
+/** TALLY_METRICS_SERVER_MAX_BODY: no path takes a request body; a request that declares a
+ * larger one (or a chunked one) has its connection closed unanswered, before libsoup would
+ * read it into memory. A method other than GET and HEAD is answered 405. */
+#define TALLY_METRICS_SERVER_MAX_BODY (64 * 1024)
+
 /** TALLY_METRICS_SERVER_HEALTH_TIMEOUT_MS: how long the main loop and each shard may take
  * to answer a probe before /healthz fails, in milliseconds. */
 #define TALLY_METRICS_SERVER_HEALTH_TIMEOUT_MS 5000
