@@ -266,7 +266,37 @@ test_clock_buckets_and_grace (void)
                      "retain = 2 windows of 300000 ms before the open one): ask for a later "
                      "window, or raise [windows] retain");
     g_clear_error (&error);
+    /* Out of range (a breaking pass: a start near 2^63 made its end overflow). */
+    sel.kind = TALLY_WINDOW_SELECT_START;
+    sel.start_ms = G_GINT64_CONSTANT (9223372036854600000);
+    g_assert_false (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID);
+    g_assert_cmpstr (error->message, ==,
+                     "window start 9223372036854600000 is out of range: 0 to 253402300799999 "
+                     "ms (the end of the year 9999)");
+    g_clear_error (&error);
+    sel.start_ms = -5 * MIN_MS;
+    g_assert_false (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID);
+    g_clear_error (&error);
+    sel.kind = TALLY_WINDOW_SELECT_LAST_DURATION;
+    sel.duration_ms = G_GINT64_CONSTANT (9223372036854600000);
+    g_assert_false (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID);
+    g_assert_cmpstr (error->message, ==,
+                     "window last 9223372036854600000 ms is longer than any time windows hold "
+                     "(253402300799999 ms, to the end of the year 9999)");
+    g_clear_error (&error);
   }
+  /* A record stamped after the year 9999 counts at the stream time, as one without a
+   * timestamp; it does not move the stream time (before, its window's end overflowed and
+   * it was late). */
+  bucket = -1;
+  g_assert_true (
+      tally_window_clock_observe (clock, 0, G_GINT64_CONSTANT (9223372036854775000), now, &bucket));
+  g_assert_cmpint (bucket, ==, 11 * MIN_MS);
+  g_assert_cmpint (tally_window_clock_get_stream_time (clock, 0, now), ==, 11 * MIN_MS);
+  g_assert_cmpuint (tally_window_clock_get_late_records (clock), ==, 1);
   /* Expiry: retain 2 windows before the open one [10m, 15m): buckets before 0 go. */
   g_assert_cmpint (tally_window_clock_get_expiry (clock, now), ==, 0);
   tally_window_clock_free (clock);

@@ -203,7 +203,7 @@ tally_window_clock_observe (TallyWindowClock *clock, guint32 partition, gint64 t
 
   p = get_partition (clock, partition, now_ms);
   now_stream = p->max_ts;
-  if (timestamp_ms < 0)
+  if (timestamp_ms < 0 || timestamp_ms > TALLY_WINDOW_MAX_TIMESTAMP_MS)
     timestamp_ms = now_stream != G_MININT64 ? now_stream : now_ms;
 
   p->max_ts = MAX (now_stream, timestamp_ms);
@@ -406,6 +406,24 @@ tally_window_clock_resolve (TallyWindowClock *clock, const TallyWindowSelector *
                    "window start %" G_GINT64_FORMAT " is not a multiple of the window size "
                    "(%" G_GINT64_FORMAT " ms)",
                    selector->start_ms, s->size_ms);
+      return FALSE;
+    }
+  if (selector->kind == TALLY_WINDOW_SELECT_START
+      && (selector->start_ms < 0 || selector->start_ms > TALLY_WINDOW_MAX_TIMESTAMP_MS))
+    {
+      g_set_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID,
+                   "window start %" G_GINT64_FORMAT " is out of range: 0 to %" G_GINT64_FORMAT
+                   " ms (the end of the year 9999)",
+                   selector->start_ms, TALLY_WINDOW_MAX_TIMESTAMP_MS);
+      return FALSE;
+    }
+  if (selector->kind == TALLY_WINDOW_SELECT_LAST_DURATION
+      && selector->duration_ms > TALLY_WINDOW_MAX_TIMESTAMP_MS)
+    {
+      g_set_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID,
+                   "window last %" G_GINT64_FORMAT " ms is longer than any time windows hold "
+                   "(%" G_GINT64_FORMAT " ms, to the end of the year 9999)",
+                   selector->duration_ms, TALLY_WINDOW_MAX_TIMESTAMP_MS);
       return FALSE;
     }
   if (selector->kind == TALLY_WINDOW_SELECT_LAST_DURATION

@@ -26,6 +26,17 @@
 G_BEGIN_DECLS
 
 /**
+ * TALLY_WINDOW_MAX_TIMESTAMP_MS:
+ *
+ * The latest timestamp windows take: the last millisecond of the year 9999 (as
+ * java.time's ISO range ends), far below the sums of window arithmetic that overflow a
+ * gint64. A record stamped later counts as a record without a timestamp
+ * (tally_window_clock_observe()); a window selector beyond it is
+ * %TALLY_WINDOW_ERROR_INVALID.
+ */
+#define TALLY_WINDOW_MAX_TIMESTAMP_MS G_GINT64_CONSTANT (253402300799999)
+
+/**
  * TALLY_WINDOW_ERROR:
  *
  * Error domain of windows: errors from #TallyWindowError.
@@ -155,7 +166,7 @@ const TallyWindowSpec *tally_window_clock_get_spec (TallyWindowClock *clock);
  * @partition: the record's partition (a store)
  * @timestamp_ms: the record's timestamp (ms since the Unix epoch); negative when the record
  *   has none, which then counts at the partition's stream time (or at @now_ms for a first
- *   record)
+ *   record); one after %TALLY_WINDOW_MAX_TIMESTAMP_MS counts as none
  * @now_ms: the wall-clock time (ms since the Unix epoch)
  * @bucket_start: (out): the start of the record's bucket (ms), for an on-time record
  *
