@@ -774,8 +774,9 @@ start_on_arbiter (gpointer user_data)
   if (!tally_snapshot_coordinator_read_requests (
           plugin->snapshots, g_steal_pointer (&plugin->reader_conf), plugin->config->requests.topic,
           plugin->created_ms, READER_TIMEOUT_MS, &error))
-    g_warning ("tally plugin (%s): snapshot requests on %s will not be answered: %s", plugin->name,
-               plugin->config->requests.topic, error->message);
+    g_warning ("tally plugin (%s): snapshot requests on %s will not be answered: %s (the "
+               "plugin creates no topic: create it, then this client again; docs/plugin.md)",
+               plugin->name, plugin->config->requests.topic, error->message);
   return G_SOURCE_REMOVE;
 }
 
