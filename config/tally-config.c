@@ -1921,6 +1921,13 @@ tally_config_parse_listen (const char *listen, GError **error)
     }
   host = g_network_address_get_hostname (G_NETWORK_ADDRESS (connectable));
   port = g_network_address_get_port (G_NETWORK_ADDRESS (connectable));
+  /* "::1:9464" parses as the host ::1:9464 on port 0 (any port): say how to write it. */
+  if (strchr (host, ':') != NULL && listen[0] != '[')
+    {
+      g_set_error (error, TALLY_CONFIG_ERROR, TALLY_CONFIG_ERROR_INVALID_VALUE,
+                   "“%s”: an IPv6 address goes in brackets, before the port: [::1]:9464", listen);
+      return NULL;
+    }
   if (g_ascii_strcasecmp (host, "localhost") == 0)
     inet = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
   else

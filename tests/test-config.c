@@ -494,6 +494,8 @@ test_metrics_listen (void)
       "t.conf:2: [metrics] listen: “1.2.3.4.5:80”: the host must be an IP address or localhost" },
     { "localhost", "t.conf:2: [metrics] listen: “localhost” is not HOST:PORT" },
     { "70000", "t.conf:2: [metrics] listen: “70000”: port above 65535" },
+    { "::1:9464", "t.conf:2: [metrics] listen: “::1:9464”: an IPv6 address goes in brackets, "
+                  "before the port: [::1]:9464" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)

@@ -279,6 +279,11 @@ test_parse_listen (void)
     { "*:9464", NULL },
     { "[::]:9464", "[::]:9464" },
     { "1.2.3.4:notaport", NULL },
+    /* An IPv6 address without brackets swallowed its port (a walkthrough: "::1:9464" bound
+     * a random port on ::0.1.148.100). */
+    { "::1:9464", NULL },
+    { "::", NULL },
+    { "fe80::1:80", NULL },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)

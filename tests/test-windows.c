@@ -275,6 +275,12 @@ test_clock_buckets_and_grace (void)
                      "window start 9223372036854600000 is out of range: 0 to 253402300799999 "
                      "ms (the end of the year 9999)");
     g_clear_error (&error);
+    /* Out of range before it is a multiple of the size or not. */
+    sel.start_ms = G_MAXINT64;
+    g_assert_false (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
+    g_assert_true (
+        g_str_has_prefix (error->message, "window start 9223372036854775807 is out of range"));
+    g_clear_error (&error);
     sel.start_ms = -5 * MIN_MS;
     g_assert_false (tally_window_clock_resolve (clock, &sel, now, &from, &to, &error));
     g_assert_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID);

@@ -400,14 +400,6 @@ tally_window_clock_resolve (TallyWindowClock *clock, const TallyWindowSelector *
   g_return_val_if_fail (from_ms != NULL && to_ms != NULL, FALSE);
 
   s = &clock->spec;
-  if (selector->kind == TALLY_WINDOW_SELECT_START && selector->start_ms % s->size_ms != 0)
-    {
-      g_set_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID,
-                   "window start %" G_GINT64_FORMAT " is not a multiple of the window size "
-                   "(%" G_GINT64_FORMAT " ms)",
-                   selector->start_ms, s->size_ms);
-      return FALSE;
-    }
   if (selector->kind == TALLY_WINDOW_SELECT_START
       && (selector->start_ms < 0 || selector->start_ms > TALLY_WINDOW_MAX_TIMESTAMP_MS))
     {
@@ -415,6 +407,14 @@ tally_window_clock_resolve (TallyWindowClock *clock, const TallyWindowSelector *
                    "window start %" G_GINT64_FORMAT " is out of range: 0 to %" G_GINT64_FORMAT
                    " ms (the end of the year 9999)",
                    selector->start_ms, TALLY_WINDOW_MAX_TIMESTAMP_MS);
+      return FALSE;
+    }
+  if (selector->kind == TALLY_WINDOW_SELECT_START && selector->start_ms % s->size_ms != 0)
+    {
+      g_set_error (error, TALLY_WINDOW_ERROR, TALLY_WINDOW_ERROR_INVALID,
+                   "window start %" G_GINT64_FORMAT " is not a multiple of the window size "
+                   "(%" G_GINT64_FORMAT " ms)",
+                   selector->start_ms, s->size_ms);
       return FALSE;
     }
   if (selector->kind == TALLY_WINDOW_SELECT_LAST_DURATION
