@@ -385,17 +385,17 @@ on_not_found (SoupServer *server, SoupServerMessage *message, const char *path, 
   respond (message, SOUP_STATUS_NOT_FOUND, "text/plain; charset=utf-8", body, strlen (body));
 }
 
-/* Early handler of every path, run once the headers are read: a method other than GET
- * and HEAD is answered 405 before its body is read (libsoup skips the body of a message
- * whose status is set here), so a POST of hundreds of MB costs nothing. */
+/* Early handler of every path, run once the headers are read. libsoup reads a request's
+ * body even after a status is set here, so a declared body over
+ * TALLY_METRICS_SERVER_MAX_BODY (or a chunked one) closes the connection unanswered: a
+ * POST of hundreds of MB costs nothing. A method other than GET and HEAD is answered 405. */
 static void
 on_headers (SoupServer *server, SoupServerMessage *message, const char *path, GHashTable *query,
             gpointer user_data)
 {
   const char *method = soup_server_message_get_method (message);
-  char *body;
-
   SoupMessageHeaders *headers = soup_server_message_get_request_headers (message);
+  char *body;
 
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CHUNKED
       || soup_message_headers_get_content_length (headers) > TALLY_METRICS_SERVER_MAX_BODY)
@@ -469,8 +469,14 @@ on_request_started (SoupServer *server, SoupServerMessage *message, gpointer use
                                 "close");
 }
 
-/* Every path with a handler, and NULL (any other path); /debug/stall is added with it. */
-static const char *const early_paths[] = { NULL, "/metrics", "/healthz", "/readyz" };
+/* Serves @path (NULL: any other path) with @handler, after on_headers(): libsoup runs the
+ * early handler of the path that matches best, not NULL's, so each path has it. */
+static void
+add_path (TallyMetricsServer *self, const char *path, SoupServerCallback handler)
+{
+  soup_server_add_early_handler (self->server, path, on_headers, NULL, NULL);
+  soup_server_add_handler (self->server, path, handler, self, NULL);
+}
 
 static gpointer
 server_thread (gpointer data)
@@ -492,17 +498,12 @@ server_thread (gpointer data)
       g_object_unref (domain);
     }
   g_signal_connect (self->server, "request-started", G_CALLBACK (on_request_started), NULL);
-  /* Per path: libsoup runs the early handler of the path that matches best, not NULL's. */
-  for (guint i = 0; i < G_N_ELEMENTS (early_paths); i++)
-    soup_server_add_early_handler (self->server, early_paths[i], on_headers, NULL, NULL);
+  add_path (self, NULL, on_not_found);
+  add_path (self, "/metrics", on_metrics);
+  add_path (self, "/healthz", on_healthz);
+  add_path (self, "/readyz", on_readyz);
   if (self->test_hooks)
-    soup_server_add_early_handler (self->server, "/debug/stall", on_headers, NULL, NULL);
-  soup_server_add_handler (self->server, NULL, on_not_found, self, NULL);
-  soup_server_add_handler (self->server, "/metrics", on_metrics, self, NULL);
-  soup_server_add_handler (self->server, "/healthz", on_healthz, self, NULL);
-  soup_server_add_handler (self->server, "/readyz", on_readyz, self, NULL);
-  if (self->test_hooks)
-    soup_server_add_handler (self->server, "/debug/stall", on_stall, self, NULL);
+    add_path (self, "/debug/stall", on_stall);
 
   if (soup_server_listen (self->server, self->address,
                           self->tls_certificate != NULL ? SOUP_SERVER_LISTEN_HTTPS : 0, &error))
