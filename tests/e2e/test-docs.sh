@@ -59,7 +59,9 @@ grep -q '`record`: each line of a record' "$root/docs/configuration.md" \
   && ok "docs/configuration.md: record mode counts lines" || fail "docs/configuration.md: record mode row"
 
 # --- tally broker's partitions -------------------------------------------------------------------
-"$tally" broker -c /dev/null >"$tmp/broker.out" 2>"$tmp/broker.err" &
+# Not broker.out: the README example below waits for that file's bootstrap.servers line in
+# the same directory, and a stale one let it produce before its own broker listened.
+"$tally" broker -c /dev/null >"$tmp/partitions-broker.out" 2>"$tmp/broker.err" &
 pids+=($!)
 for _ in $(seq 100); do grep -q 'running until' "$tmp/broker.err" && break; sleep 0.1; done
 cat >"$tmp/want" <<'EOF'
